@@ -1,0 +1,85 @@
+from django.contrib import admin, messages
+
+from labelers import services
+from labelers.client import DEPRECATED_MODELS
+from labelers.models import ApiKeyRefusal, Label, Labeler, LabelerVersion
+
+
+class LabelerVersionInline(admin.TabularInline):
+    model = LabelerVersion
+    extra = 0
+    can_delete = False
+    readonly_fields = (
+        "number",
+        "criteria_text",
+        "remote_labeler_id",
+        "remote_version_id",
+        "model",
+        "created_at",
+        "created_by",
+    )
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Labeler)
+class LabelerAdmin(admin.ModelAdmin):
+    list_display = ("name", "slug", "kind", "active", "min_confidence")
+    prepopulated_fields = {"slug": ("name",)}
+    inlines = [LabelerVersionInline]
+
+
+@admin.register(LabelerVersion)
+class LabelerVersionAdmin(admin.ModelAdmin):
+    """Adding here creates the next version; existing versions are read-only."""
+
+    list_display = ("labeler", "number", "model", "created_at")
+    list_filter = ("labeler",)
+    fields = ("labeler", "criteria_text", "remote_labeler_id", "remote_version_id", "model")
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None
+
+    def save_model(self, request, obj, form, change):
+        version = services.labeler_version_create(
+            labeler=obj.labeler,
+            criteria_text=obj.criteria_text,
+            remote_labeler_id=obj.remote_labeler_id,
+            remote_version_id=obj.remote_version_id,
+            model=obj.model,
+            created_by=request.user,
+        )
+        obj.pk, obj.number = version.pk, version.number
+        if obj.model in DEPRECATED_MODELS:
+            messages.warning(request, f"{obj.model} is {DEPRECATED_MODELS[obj.model]}.")
+
+
+@admin.register(Label)
+class LabelAdmin(admin.ModelAdmin):
+    list_display = (
+        "item",
+        "labeler_version",
+        "status",
+        "label",
+        "confidence",
+        "attempts",
+        "cache_hit",
+        "error",
+    )
+    list_filter = ("status", "cache_hit", "labeler_version__labeler")
+    readonly_fields = [f.name for f in Label._meta.fields]
+    actions = ["resume_waiting"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="The API key is fixed: resume all waiting labels")
+    def resume_waiting(self, request, queryset):
+        count = services.labels_resume_waiting_key()
+        messages.info(request, f"Re-enqueued {count} labels.")
+
+
+@admin.register(ApiKeyRefusal)
+class ApiKeyRefusalAdmin(admin.ModelAdmin):
+    list_display = ("fingerprint", "refused_at")

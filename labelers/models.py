@@ -1,0 +1,143 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from labelers.client import MODELS
+
+
+class Labeler(models.Model):
+    """A policy the product labels with: saved criteria, or a labeler saved on the hosted API.
+
+    What is sent lives in versions; a labeler's current version is its highest number.
+    """
+
+    class Kind(models.TextChoices):
+        CRITERIA = "criteria", "Saved criteria"
+        REMOTE = "remote", "Remote labeler"
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, unique=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.CRITERIA)
+    active = models.BooleanField(default=True)
+    # Optional: a "1" below this confidence is stored but does not flag the item.
+    min_confidence = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def current_version(self) -> "LabelerVersion | None":
+        return self.versions.order_by("-number").first()
+
+
+class LabelerVersion(models.Model):
+    """An immutable snapshot of what is sent for a labeler; editing creates the next number."""
+
+    labeler = models.ForeignKey(Labeler, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    criteria_text = models.TextField(blank=True)
+    remote_labeler_id = models.CharField(max_length=200, blank=True)
+    remote_version_id = models.CharField(max_length=200, blank=True, default="latest")
+    # Blank: "cope-latest" for text, MEDIA_MODEL for items with an image or a video.
+    model = models.CharField(
+        max_length=40, blank=True, choices=[(m, m) for m in MODELS], default=""
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+
+    class Meta:
+        ordering = ["labeler", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["labeler", "number"], name="labeler_version_unique"),
+            # Exactly one of criteria_text or remote_labeler_id, as the API requires.
+            models.CheckConstraint(
+                condition=(Q(criteria_text="") & ~Q(remote_labeler_id=""))
+                | (~Q(criteria_text="") & Q(remote_labeler_id="")),
+                name="labeler_version_one_policy",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.labeler.name} v{self.number}"
+
+
+class Label(models.Model):
+    """One labeler version's answer for one item, with how it was obtained.
+
+    The row exists from intake on (status PENDING); the database, not the broker, is the
+    record of which labels are still to be fetched.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        WAITING_KEY = "waiting_key", "Waiting for API key"
+        FAILED = "failed", "Failed (needs a person)"
+        FAILED_TRANSIENT = "failed_transient", "Failed (will retry later)"
+
+    item = models.ForeignKey("moderation.Item", on_delete=models.CASCADE, related_name="labels")
+    labeler_version = models.ForeignKey(
+        LabelerVersion, on_delete=models.PROTECT, related_name="labels"
+    )
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    label = models.CharField(max_length=1, blank=True)
+    confidence = models.FloatField(null=True, blank=True)
+    violation_score = models.FloatField(null=True, blank=True)
+    compute_time = models.FloatField(null=True, blank=True)
+    model = models.CharField(max_length=40, blank=True)
+    latency_ms = models.FloatField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    cache_hit = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+    # Copied from the item so identical content is found without a join (cost guard).
+    content_hash = models.CharField(max_length=64, db_index=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    labeled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["item", "labeler_version"], name="label_once_per_version"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="label_status_next_idx"),
+            models.Index(
+                fields=["content_hash", "labeler_version", "model"],
+                condition=Q(status="done"),
+                name="label_cache_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.labeler_version} on item {self.item_id}: {self.status} {self.label}"
+
+    @property
+    def flags(self) -> bool:
+        minimum = self.labeler_version.labeler.min_confidence
+        return (
+            self.status == self.Status.DONE
+            and self.label == "1"
+            and (minimum is None or (self.confidence or 0) >= minimum)
+        )
+
+
+class ApiKeyRefusal(models.Model):
+    """The API refused this key (401): nothing is sent with it until it changes or an admin
+    says it is fixed. Only a SHA-256 fingerprint of the key is stored."""
+
+    fingerprint = models.CharField(max_length=64, unique=True)
+    refused_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"key {self.fingerprint[:8]}… refused at {self.refused_at:%Y-%m-%d %H:%M}"

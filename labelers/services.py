@@ -1,0 +1,310 @@
+"""Writes for labelers and labels: versions, label rows, fetching a label, the sweep."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import random
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from labelers import client as api
+from labelers.models import ApiKeyRefusal, Label, Labeler, LabelerVersion
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CRITERIA = (
+    "Label 1 if the content harasses, threatens or demeans a person or group, incites "
+    "violence, or promotes self-harm; label 0 otherwise."
+)
+FAILED_TRANSIENT_RETRY_SECONDS = 600
+# Countdowns longer than this are left to the sweep: Redis's visibility timeout is an hour,
+# and a message held for longer than that would be handed to a second worker.
+MAX_COUNTDOWN_SECONDS = 300
+
+OPEN_STATUSES = (
+    Label.Status.PENDING,
+    Label.Status.RUNNING,
+    Label.Status.WAITING_KEY,
+    Label.Status.FAILED_TRANSIENT,
+)
+
+
+def labeler_default() -> Labeler:
+    labeler, created = Labeler.objects.get_or_create(
+        slug="default", defaults={"name": "Default policy", "kind": Labeler.Kind.CRITERIA}
+    )
+    if created or not labeler.versions.exists():
+        labeler_version_create(labeler=labeler, criteria_text=DEFAULT_CRITERIA)
+    return labeler
+
+
+@transaction.atomic
+def labeler_version_create(
+    *,
+    labeler: Labeler,
+    criteria_text: str = "",
+    remote_labeler_id: str = "",
+    remote_version_id: str = "latest",
+    model: str = "",
+    created_by=None,
+) -> LabelerVersion:
+    """Versions are immutable: an edit is the next number; old labels keep their version."""
+    if bool(criteria_text.strip()) == bool(remote_labeler_id.strip()):
+        raise ValueError("give exactly one of criteria_text or remote_labeler_id")
+    if model and model not in api.MODELS:
+        raise ValueError(f"unknown model {model!r}")
+    if model in api.DEPRECATED_MODELS:
+        logger.warning("labeler %s uses %s: %s", labeler.slug, model, api.DEPRECATED_MODELS[model])
+    locked = Labeler.objects.select_for_update().get(pk=labeler.pk)
+    last = locked.versions.order_by("-number").values_list("number", flat=True).first() or 0
+    return LabelerVersion.objects.create(
+        labeler=locked,
+        number=last + 1,
+        criteria_text=criteria_text.strip(),
+        remote_labeler_id=remote_labeler_id.strip(),
+        remote_version_id=(remote_version_id or "latest").strip() if remote_labeler_id else "",
+        model=model,
+        created_by=created_by,
+    )
+
+
+def model_for(*, version: LabelerVersion, has_media: bool) -> str:
+    if version.model:
+        return version.model
+    return api.MEDIA_MODEL if has_media else "cope-latest"
+
+
+def labels_create_for_item(*, item) -> list[int]:
+    """One pending label per active labeler of the item's source (current version each)."""
+    has_media = bool(item.content_image or item.content_video)
+    now = timezone.now()
+    labels = []
+    for labeler in item.source.labelers.filter(active=True):
+        version = labeler.current_version
+        if version is None:
+            continue
+        labels.append(
+            Label(
+                item=item,
+                labeler_version=version,
+                content_hash=item.content_hash,
+                model=model_for(version=version, has_media=has_media),
+                enqueued_at=now,
+            )
+        )
+    created = Label.objects.bulk_create(labels)
+    return [label.pk for label in created]
+
+
+def labels_enqueue(label_ids, *, countdown: float | None = None) -> None:
+    """Send the tasks once the rows they name are committed."""
+    from labelers.tasks import label_fetch
+
+    label_ids = list(label_ids)
+    if not label_ids:
+        return
+
+    def send():
+        for label_id in label_ids:
+            label_fetch.apply_async((label_id,), countdown=countdown)
+
+    transaction.on_commit(send)
+
+
+def _key_fingerprint(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def api_key_refused() -> bool:
+    key = settings.ZENTROPI_API_KEY
+    return not key or ApiKeyRefusal.objects.filter(fingerprint=_key_fingerprint(key)).exists()
+
+
+def _build_request(label: Label) -> api.LabelRequest:
+    item, version = label.item, label.labeler_version
+    media = {}
+    for field_name in ("content_image", "content_video"):
+        stored = getattr(item, field_name)
+        if stored:
+            with stored.open("rb") as handle:
+                data = base64.b64encode(handle.read()).decode()
+            media[field_name] = f"data:{getattr(item, field_name + '_type')};base64,{data}"
+    return api.LabelRequest(
+        content_text=item.content_text,
+        criteria_text=version.criteria_text,
+        labeler_id=version.remote_labeler_id,
+        labeler_version_id=version.remote_version_id,
+        model=label.model,
+        **media,
+    )
+
+
+def backoff_seconds(attempt: int, retry_after: float | None = None) -> float:
+    """Exponential with full jitter on top of a floor; Retry-After, when given, is a floor."""
+    base = settings.LABEL_BACKOFF_BASE * (2 ** max(0, attempt - 1))
+    delay = min(settings.LABEL_BACKOFF_CAP, base) * (0.5 + random.random() / 2)
+    return max(delay, retry_after or 0.0)
+
+
+def _claim(label_id: int) -> bool:
+    """Claim with a conditional UPDATE so a redelivered message never makes a second call."""
+    now = timezone.now()
+    ready = Q(status__in=[Label.Status.PENDING, Label.Status.FAILED_TRANSIENT]) & (
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    )
+    abandoned = Q(status=Label.Status.RUNNING, lease_expires_at__lt=now)
+    return bool(
+        Label.objects.filter(ready | abandoned, pk=label_id).update(
+            status=Label.Status.RUNNING,
+            lease_expires_at=now + timedelta(seconds=settings.LABEL_LEASE_SECONDS),
+            attempts=F("attempts") + 1,
+        )
+    )
+
+
+def label_fetch(*, label_id: int) -> str:
+    """Fetch one label; returns what happened ("done", "cached", "retry", ...)."""
+    from moderation.services import item_labels_changed
+
+    if api_key_refused():
+        # Do not hammer the API with a key it refused (or with no key at all).
+        waiting = Label.objects.filter(
+            pk=label_id, status__in=[Label.Status.PENDING, Label.Status.FAILED_TRANSIENT]
+        ).update(
+            status=Label.Status.WAITING_KEY,
+            error="waiting for a valid API key (ZENTROPI_API_KEY)",
+            lease_expires_at=None,
+        )
+        return "waiting_key" if waiting else "skipped"
+    if not _claim(label_id):
+        return "skipped"
+    label = Label.objects.select_related("item", "labeler_version__labeler").get(pk=label_id)
+
+    cached = (
+        Label.objects.filter(
+            content_hash=label.content_hash,
+            labeler_version_id=label.labeler_version_id,
+            model=label.model,
+            status=Label.Status.DONE,
+        )
+        .exclude(pk=label.pk)
+        .first()
+    )
+    if cached is not None:
+        _store(
+            label,
+            status=Label.Status.DONE,
+            label=cached.label,
+            confidence=cached.confidence,
+            violation_score=cached.violation_score,
+            compute_time=cached.compute_time,
+            latency_ms=0.0,
+            cache_hit=True,
+            labeled_at=timezone.now(),
+        )
+        item_labels_changed(item_id=label.item_id)
+        return "cached"
+
+    try:
+        result = api.get_client().label(_build_request(label))
+    except api.AuthenticationError as exc:
+        ApiKeyRefusal.objects.get_or_create(fingerprint=_key_fingerprint(settings.ZENTROPI_API_KEY))
+        logger.error("label %s: API key refused; labeling paused until the key is fixed", label_id)
+        _store(label, status=Label.Status.WAITING_KEY, error=str(exc))
+        return "waiting_key"
+    except api.PermanentLabelError as exc:
+        logger.warning("label %s failed for good: %s", label_id, exc)
+        _store(label, status=Label.Status.FAILED, error=str(exc))
+        item_labels_changed(item_id=label.item_id)
+        return "failed"
+    except api.TransientLabelError as exc:
+        return _schedule_retry(label, exc)
+
+    _store(
+        label,
+        status=Label.Status.DONE,
+        label=result.label,
+        confidence=result.confidence,
+        violation_score=result.violation_score,
+        compute_time=result.compute_time,
+        latency_ms=result.latency * 1000,
+        labeled_at=timezone.now(),
+        error="",
+    )
+    item_labels_changed(item_id=label.item_id)
+    return "done"
+
+
+def _store(target: Label, **fields) -> None:
+    fields.setdefault("lease_expires_at", None)
+    Label.objects.filter(pk=target.pk).update(**fields)
+
+
+def _schedule_retry(label: Label, exc: api.TransientLabelError) -> str:
+    attempts = label.attempts  # already counts this attempt
+    now = timezone.now()
+    if attempts % settings.LABEL_MAX_ATTEMPTS == 0:
+        # Out of quick retries: park it; the sweep tries again later, nothing is dropped.
+        _store(
+            label,
+            status=Label.Status.FAILED_TRANSIENT,
+            error=str(exc),
+            next_attempt_at=now + timedelta(seconds=FAILED_TRANSIENT_RETRY_SECONDS),
+            enqueued_at=None,
+        )
+        return "failed_transient"
+    delay = backoff_seconds(attempts, exc.retry_after)
+    when = now + timedelta(seconds=delay)
+    if delay <= MAX_COUNTDOWN_SECONDS:
+        _store(
+            label,
+            status=Label.Status.PENDING,
+            error=str(exc),
+            next_attempt_at=when,
+            enqueued_at=when,
+        )
+        labels_enqueue([label.pk], countdown=delay)
+    else:
+        _store(
+            label,
+            status=Label.Status.PENDING,
+            error=str(exc),
+            next_attempt_at=when,
+            enqueued_at=None,
+        )
+    return "retry"
+
+
+def labels_sweep(*, limit: int = 10_000) -> int:
+    """Re-enqueue work the broker may have lost: the database is the record of what is due."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.LABEL_STALE_PENDING_SECONDS)
+    if not api_key_refused():
+        Label.objects.filter(status=Label.Status.WAITING_KEY).update(
+            status=Label.Status.PENDING, enqueued_at=None, next_attempt_at=None, error=""
+        )
+    due = (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)) & (
+        Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=stale)
+    )
+    query = (Q(status__in=[Label.Status.PENDING, Label.Status.FAILED_TRANSIENT]) & due) | Q(
+        status=Label.Status.RUNNING, lease_expires_at__lt=now
+    )
+    ids = list(Label.objects.filter(query).order_by("id").values_list("id", flat=True)[:limit])
+    if ids:
+        with transaction.atomic():
+            Label.objects.filter(pk__in=ids).update(enqueued_at=now)
+            labels_enqueue(ids)
+        logger.info("sweep re-enqueued %d labels", len(ids))
+    return len(ids)
+
+
+def labels_resume_waiting_key() -> int:
+    """An admin says the key is fixed: forget refusals and put waiting work back in line."""
+    ApiKeyRefusal.objects.all().delete()
+    return labels_sweep()

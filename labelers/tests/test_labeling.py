@@ -1,0 +1,187 @@
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from labelers import services
+from labelers.models import ApiKeyRefusal, Label
+from moderation.models import Item
+from moderation.tests.factories import LabelerFactory, SourceFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def ingest(post_webhook, source, text, external_id=None):
+    response = post_webhook(source, {"external_id": external_id or text, "content_text": text})
+    assert response.status_code == 202, response.content
+    return Item.objects.get(pk=response.json()["id"])
+
+
+def test_a_one_flags_the_item_with_its_confidence_as_score(fake_api, post_webhook, source):
+    item = ingest(post_webhook, source, "I hate you conf=0.91")
+    item.refresh_from_db()
+    assert item.status == Item.Status.FLAGGED
+    assert item.violation_score == pytest.approx(0.91)
+    label = item.labels.get()
+    assert (label.status, label.label, label.attempts, label.cache_hit) == ("done", "1", 1, False)
+    assert label.latency_ms > 0 and label.compute_time == 0.01 and label.model == "cope-latest"
+
+
+def test_a_zero_leaves_the_item_labeled_with_one_minus_confidence(fake_api, post_webhook, source):
+    item = ingest(post_webhook, source, "lovely weather conf=0.55")
+    item.refresh_from_db()
+    assert item.status == Item.Status.LABELED
+    assert item.violation_score == pytest.approx(0.45)
+
+
+def test_identical_content_is_labeled_from_cache_without_a_call(fake_api, post_webhook, source):
+    ingest(post_webhook, source, "I hate you", external_id="a")
+    second = ingest(post_webhook, source, "I hate you", external_id="b")
+    assert len(fake_api.calls) == 1
+    label = second.labels.get()
+    assert label.cache_hit and label.label == "1"
+
+
+def test_min_confidence_keeps_a_weak_one_out_of_the_queue(fake_api, post_webhook, db):
+    labeler = LabelerFactory(min_confidence=0.8)
+    source = SourceFactory(labelers=[labeler])
+    item = ingest(post_webhook, source, "hate conf=0.6")
+    item.refresh_from_db()
+    assert item.status == Item.Status.LABELED
+
+
+def test_a_422_fails_that_labeler_only(fake_api, post_webhook, db):
+    good, bad = LabelerFactory(), LabelerFactory()
+    source = SourceFactory(labelers=[good, bad])
+    fake_api.configure(script=[200, 422])
+    item = ingest(post_webhook, source, "I hate you")
+    statuses = sorted(item.labels.values_list("status", flat=True))
+    assert statuses == ["done", "failed"]
+    failed = item.labels.get(status="failed")
+    assert "scripted validation error" in failed.error
+    item.refresh_from_db()
+    assert item.status == Item.Status.FLAGGED
+
+
+def test_a_401_parks_all_work_until_the_key_changes(fake_api, post_webhook, source, settings):
+    fake_api.configure(status401=True)
+    ingest(post_webhook, source, "one")
+    ingest(post_webhook, source, "two")
+    assert len(fake_api.calls) == 1  # the second label never hammered the API
+    assert set(Label.objects.values_list("status", flat=True)) == {"waiting_key"}
+    fake_api.configure(status401=False)
+    settings.ZENTROPI_API_KEY = "test-key-2"
+    fake_api.key = "test-key-2"
+    try:
+        with_commit = services.labels_sweep()
+        assert with_commit == 2
+    finally:
+        fake_api.key = "test-key"
+    assert ApiKeyRefusal.objects.count() == 1
+
+
+def test_resume_after_key_fix_runs_waiting_labels(
+    fake_api, post_webhook, source, django_capture_on_commit_callbacks
+):
+    fake_api.configure(status401=True)
+    item = ingest(post_webhook, source, "I hate this")
+    fake_api.configure(status401=False)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.labels_resume_waiting_key()
+    label = item.labels.get()
+    assert label.status == "done" and label.label == "1"
+
+
+def test_no_key_waits_visibly_without_calling(fake_api, post_webhook, source, settings):
+    settings.ZENTROPI_API_KEY = ""
+    item = ingest(post_webhook, source, "hello")
+    label = item.labels.get()
+    assert label.status == "waiting_key" and "ZENTROPI_API_KEY" in label.error
+    assert fake_api.calls == []
+
+
+def test_a_transient_error_schedules_a_retry_with_backoff(fake_api, post_webhook, source):
+    fake_api.configure(script=[500])
+    item = ingest(post_webhook, source, "hello")
+    label = item.labels.get()
+    assert label.status == "pending" and label.attempts == 1
+    assert label.next_attempt_at > timezone.now()
+    assert "500" in label.error
+
+
+def test_retry_after_is_honoured(fake_api, post_webhook, source):
+    fake_api.configure(script=[429], retry_after="120")
+    item = ingest(post_webhook, source, "hello")
+    label = item.labels.get()
+    assert label.next_attempt_at >= timezone.now() + timedelta(seconds=115)
+
+
+def test_after_the_cap_the_label_is_parked_not_dropped(fake_api, post_webhook, source, settings):
+    settings.LABEL_MAX_ATTEMPTS = 2
+    fake_api.configure(fail_500=1.0)
+    item = ingest(post_webhook, source, "hello")
+    label = item.labels.get()
+    Label.objects.filter(pk=label.pk).update(next_attempt_at=timezone.now())
+    assert services.label_fetch(label_id=label.pk) == "failed_transient"
+    label.refresh_from_db()
+    assert label.status == "failed_transient" and label.attempts == 2
+    fake_api.configure(fail_500=0.0)
+    Label.objects.filter(pk=label.pk).update(next_attempt_at=timezone.now())
+    assert services.label_fetch(label_id=label.pk) == "done"
+
+
+def test_a_redelivered_message_makes_no_second_call(fake_api, post_webhook, source):
+    item = ingest(post_webhook, source, "hello")
+    label = item.labels.get()
+    assert services.label_fetch(label_id=label.pk) == "skipped"
+    assert len(fake_api.calls) == 1
+
+
+def test_the_sweep_takes_back_work_from_a_dead_worker(
+    fake_api, source, django_capture_on_commit_callbacks, settings
+):
+    settings.ZENTROPI_API_KEY = ""  # intake leaves the label pending-ish, then we fake a crash
+    from moderation.intake import IntakePayload
+    from moderation.services import item_ingest
+
+    item, _ = item_ingest(
+        source=source, payload=IntakePayload(external_id="x", content_text="kill"), webhook_id="w1"
+    )
+    label = item.labels.get()
+    past = timezone.now() - timedelta(seconds=1)
+    Label.objects.filter(pk=label.pk).update(status="running", lease_expires_at=past, attempts=1)
+    settings.ZENTROPI_API_KEY = "test-key"
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.labels_sweep() == 1
+    label.refresh_from_db()
+    assert label.status == "done" and label.attempts == 2
+
+
+def test_media_items_default_to_the_multimodal_model(fake_api, post_webhook, source):
+    from moderation.tests.media import png_data_url
+
+    response = post_webhook(
+        source, {"external_id": "img", "content_text": "look", "content_image": png_data_url()}
+    )
+    assert response.status_code == 202
+    assert fake_api.calls[0]["model"] == "cope-b-a4b-mm"
+    assert fake_api.calls[0]["has_image"] and fake_api.calls[0]["content_text"] == "look"
+
+
+def test_editing_criteria_makes_a_new_version_and_old_labels_keep_theirs(
+    fake_api, post_webhook, source
+):
+    labeler = source.labelers.get()
+    item = ingest(post_webhook, source, "hate")
+    v2 = services.labeler_version_create(labeler=labeler, criteria_text="Label spam")
+    assert v2.number == 2
+    assert item.labels.get().labeler_version.number == 1
+    assert labeler.current_version == v2
+
+
+def test_a_version_needs_exactly_one_policy(db):
+    labeler = LabelerFactory()
+    with pytest.raises(ValueError):
+        services.labeler_version_create(labeler=labeler, criteria_text="x", remote_labeler_id="y")
+    with pytest.raises(ValueError):
+        services.labeler_version_create(labeler=labeler)

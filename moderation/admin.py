@@ -1,0 +1,64 @@
+from django.contrib import admin, messages
+
+from moderation.models import Decision, Item, Source, hash_token, new_api_token, new_webhook_secret
+
+
+@admin.register(Source)
+class SourceAdmin(admin.ModelAdmin):
+    list_display = ("name", "slug", "active", "created_at")
+    prepopulated_fields = {"slug": ("name",)}
+    filter_horizontal = ("labelers",)
+    # Secrets are set by services (create_source, rotation), never shown in the admin.
+    exclude = ("webhook_secret", "previous_webhook_secret", "api_token_hash")
+    readonly_fields = ("previous_secret_expires_at",)
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        token = new_api_token()
+        obj.webhook_secret = new_webhook_secret()
+        obj.api_token_hash = hash_token(token)
+        super().save_model(request, obj, form, change)
+        messages.warning(
+            request,
+            f"Copy these now, they are not shown again. Signing secret: {obj.webhook_secret} "
+            f"— API token: {token}",
+        )
+
+
+class DecisionInline(admin.TabularInline):
+    model = Decision
+    extra = 0
+    can_delete = False
+    readonly_fields = ("reviewer", "action", "reason", "note", "created_at")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Item)
+class ItemAdmin(admin.ModelAdmin):
+    list_display = ("id", "source", "external_id", "status", "violation_score", "received_at")
+    list_filter = ("status", "source")
+    search_fields = ("external_id",)
+    readonly_fields = [f.name for f in Item._meta.fields]
+    inlines = [DecisionInline]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(Decision)
+class DecisionAdmin(admin.ModelAdmin):
+    list_display = ("item", "action", "reviewer", "created_at")
+    list_filter = ("action",)
+    readonly_fields = ("item", "reviewer", "action", "reason", "note", "created_at")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

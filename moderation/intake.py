@@ -1,0 +1,223 @@
+"""Parsing and checking a webhook body before anything is stored.
+
+Everything a product can get wrong raises IntakeError naming the field; nothing here writes.
+Unknown top-level fields are ignored, so products can send extra context without breaking.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import json
+import re
+import struct
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from PIL import Image
+
+from moderation.errors import IntakeError
+
+IMAGE_TYPES = {"image/png": "PNG", "image/jpeg": "JPEG", "image/gif": "GIF", "image/webp": "WEBP"}
+VIDEO_TYPES = ("video/mp4", "video/quicktime", "video/webm")
+MAX_VIDEO_SECONDS = 60
+_DATA_URL = re.compile(r"^data:(?P<mime>[a-z0-9.+-]+/[a-z0-9.+-]+)(?:;[^,;]*)*;base64,", re.I)
+
+
+@dataclass
+class IntakePayload:
+    external_id: str
+    content_text: str = ""
+    image: bytes = b""
+    image_type: str = ""
+    video: bytes = b""
+    video_type: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def content_hash(self) -> str:
+        digest = hashlib.sha256()
+        for part in (self.content_text.encode(), self.image, self.video):
+            digest.update(hashlib.sha256(part).digest())
+        return digest.hexdigest()
+
+
+def parse_body(body: bytes) -> IntakePayload:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise IntakeError(400, f"body is not valid JSON: {exc}", field="body") from None
+    if not isinstance(data, dict):
+        raise IntakeError(422, "body must be a JSON object", field="body")
+
+    external_id = data.get("external_id")
+    if not isinstance(external_id, str) or not external_id.strip():
+        raise IntakeError(422, "external_id is required and must be a string", field="external_id")
+    if len(external_id) > 255:
+        raise IntakeError(422, "external_id is longer than 255 characters", field="external_id")
+    payload = IntakePayload(external_id=external_id)
+
+    text = data.get("content_text")
+    if text is not None:
+        if not isinstance(text, str):
+            raise IntakeError(422, "content_text must be a string", field="content_text")
+        if len(text) > settings.INTAKE_MAX_TEXT_CHARS:
+            raise IntakeError(
+                413,
+                f"content_text is longer than {settings.INTAKE_MAX_TEXT_CHARS} characters",
+                field="content_text",
+            )
+        if "\x00" in text:
+            raise IntakeError(422, "content_text contains a NUL character", field="content_text")
+        payload.content_text = text
+
+    if (image := data.get("content_image")) is not None:
+        payload.image, payload.image_type = _parse_image(image)
+    if (video := data.get("content_video")) is not None:
+        payload.video, payload.video_type = _parse_video(video)
+
+    if not (payload.content_text or payload.image or payload.video):
+        raise IntakeError(
+            422,
+            "at least one of content_text, content_image, content_video is required",
+            field="content_text",
+        )
+
+    metadata = data.get("metadata", {})
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict):
+        raise IntakeError(422, "metadata must be a JSON object", field="metadata")
+    encoded = json.dumps(metadata)
+    if len(encoded) > settings.INTAKE_MAX_METADATA_BYTES:
+        raise IntakeError(
+            413,
+            f"metadata is larger than {settings.INTAKE_MAX_METADATA_BYTES} bytes",
+            field="metadata",
+        )
+    if "\\u0000" in encoded:
+        raise IntakeError(422, "metadata contains a NUL character", field="metadata")
+    payload.metadata = metadata
+    return payload
+
+
+def _decode_data_url(value: Any, *, field_name: str, max_bytes: int) -> tuple[bytes, str]:
+    if not isinstance(value, str):
+        raise IntakeError(422, f"{field_name} must be a base64 data URL string", field=field_name)
+    match = _DATA_URL.match(value)
+    if not match:
+        raise IntakeError(
+            422, f"{field_name} must look like data:<type>;base64,<data>", field=field_name
+        )
+    encoded = value[match.end() :]
+    # base64 inflates by 4/3: refuse before decoding anything too large.
+    if len(encoded) * 3 // 4 > max_bytes + 3:
+        raise IntakeError(413, f"{field_name} is larger than {max_bytes} bytes", field=field_name)
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise IntakeError(422, f"{field_name} is not valid base64", field=field_name) from None
+    if len(raw) > max_bytes:
+        raise IntakeError(413, f"{field_name} is larger than {max_bytes} bytes", field=field_name)
+    if not raw:
+        raise IntakeError(422, f"{field_name} is empty", field=field_name)
+    return raw, match.group("mime").lower()
+
+
+def _parse_image(value: Any) -> tuple[bytes, str]:
+    name = "content_image"
+    raw, mime = _decode_data_url(value, field_name=name, max_bytes=settings.INTAKE_MAX_IMAGE_BYTES)
+    if mime not in IMAGE_TYPES:
+        raise IntakeError(
+            415, f"{name} type {mime} is not one of {', '.join(IMAGE_TYPES)}", field=name
+        )
+    limit = settings.INTAKE_MAX_IMAGE_PIXELS
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(raw), formats=list(IMAGE_TYPES.values())) as img:
+                if img.format != IMAGE_TYPES[mime]:
+                    raise IntakeError(
+                        422, f"{name} says {mime} but holds {img.format} data", field=name
+                    )
+                width, height = img.size
+                if width * height > limit:
+                    raise IntakeError(
+                        422, f"{name} is {width}x{height}, over {limit} pixels", field=name
+                    )
+                frames = getattr(img, "n_frames", 1)
+                if width * height * frames > limit * 4:
+                    raise IntakeError(422, f"{name} has too many frames", field=name)
+                img.verify()
+            # verify() leaves the image unusable; decoding once more catches truncated data.
+            with Image.open(io.BytesIO(raw)) as img:
+                img.load()
+    except IntakeError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise IntakeError(
+            422, f"{name} is a decompression bomb (over {limit} pixels)", field=name
+        ) from None
+    except Exception:  # noqa: BLE001 - Pillow raises many types for broken data
+        raise IntakeError(422, f"{name} is not a readable image", field=name) from None
+    return raw, mime
+
+
+def _parse_video(value: Any) -> tuple[bytes, str]:
+    name = "content_video"
+    raw, mime = _decode_data_url(value, field_name=name, max_bytes=settings.INTAKE_MAX_VIDEO_BYTES)
+    if mime not in VIDEO_TYPES:
+        raise IntakeError(
+            415, f"{name} type {mime} is not one of {', '.join(VIDEO_TYPES)}", field=name
+        )
+    if mime == "video/webm":
+        if not raw.startswith(b"\x1a\x45\xdf\xa3"):
+            raise IntakeError(
+                422, f"{name} says {mime} but is not a WebM/Matroska file", field=name
+            )
+        return raw, mime
+    if raw[4:8] != b"ftyp":
+        raise IntakeError(422, f"{name} says {mime} but is not an MP4/QuickTime file", field=name)
+    duration = mp4_duration_seconds(raw)
+    if duration is not None and duration > MAX_VIDEO_SECONDS:
+        raise IntakeError(
+            422, f"{name} is {duration:.1f}s long, over {MAX_VIDEO_SECONDS}s", field=name
+        )
+    return raw, mime
+
+
+def mp4_duration_seconds(data: bytes) -> float | None:
+    """Duration from the moov/mvhd box of an MP4/QuickTime file, or None if not found."""
+
+    def boxes(start: int, end: int):
+        pos = start
+        while pos + 8 <= end:
+            size, kind = struct.unpack(">I4s", data[pos : pos + 8])
+            header = 8
+            if size == 1 and pos + 16 <= end:
+                size = struct.unpack(">Q", data[pos + 8 : pos + 16])[0]
+                header = 16
+            elif size == 0:
+                size = end - pos
+            if size < header:
+                return
+            yield kind, pos + header, min(pos + size, end)
+            pos += size
+
+    for kind, body, end in boxes(0, len(data)):
+        if kind != b"moov":
+            continue
+        for inner, ibody, iend in boxes(body, end):
+            if inner != b"mvhd" or iend - ibody < 20:
+                continue
+            version = data[ibody]
+            if version == 1 and iend - ibody >= 32:
+                timescale, duration = struct.unpack(">IQ", data[ibody + 20 : ibody + 32])
+            else:
+                timescale, duration = struct.unpack(">II", data[ibody + 12 : ibody + 20])
+            return duration / timescale if timescale else None
+    return None

@@ -1,0 +1,217 @@
+"""Writes for sources, items, claims and decisions. Each function owns its transaction."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from labelers import services as labeler_services
+from labelers.models import Label
+from moderation.intake import IntakePayload
+from moderation.models import (
+    Decision,
+    Item,
+    Source,
+    hash_token,
+    new_api_token,
+    new_webhook_secret,
+)
+
+EXTENSIONS = {
+    "image/png": "png",
+    "image/jpeg": "jpg",
+    "image/gif": "gif",
+    "image/webp": "webp",
+    "video/mp4": "mp4",
+    "video/quicktime": "mov",
+    "video/webm": "webm",
+}
+
+
+class ClaimConflict(Exception):
+    """Another reviewer holds a live claim on the item."""
+
+
+def source_create(*, name: str, slug: str, labelers=None) -> tuple[Source, str, str]:
+    """Create a source routed to `labelers` (default: the default labeler).
+
+    Returns the source, its signing secret and its API token; the token is not stored in
+    clear, so this is the only time it can be shown.
+    """
+    token = new_api_token()
+    secret = new_webhook_secret()
+    with transaction.atomic():
+        source = Source.objects.create(
+            name=name, slug=slug, webhook_secret=secret, api_token_hash=hash_token(token)
+        )
+        source.labelers.set(
+            labelers if labelers is not None else [labeler_services.labeler_default()]
+        )
+    return source, secret, token
+
+
+def source_rotate_secret(*, source: Source, grace: timedelta) -> str:
+    """New signing secret; the old one stays valid for `grace` so products can switch over."""
+    secret = new_webhook_secret()
+    source.previous_webhook_secret = source.webhook_secret
+    source.previous_secret_expires_at = timezone.now() + grace
+    source.webhook_secret = secret
+    source.save(
+        update_fields=["webhook_secret", "previous_webhook_secret", "previous_secret_expires_at"]
+    )
+    return secret
+
+
+def source_valid_secrets(*, source: Source) -> list[str]:
+    valid = [source.webhook_secret]
+    if source.previous_webhook_secret and (
+        source.previous_secret_expires_at and source.previous_secret_expires_at > timezone.now()
+    ):
+        valid.append(source.previous_webhook_secret)
+    return valid
+
+
+def _store_media(raw: bytes, mime: str, folder: str) -> str:
+    """Content-addressed file: the same bytes are stored once, whoever sends them."""
+    digest = hashlib.sha256(raw).hexdigest()
+    name = f"{folder}/{digest[:2]}/{digest}.{EXTENSIONS[mime]}"
+    if not default_storage.exists(name):
+        name = default_storage.save(name, ContentFile(raw))
+    return name
+
+
+def _existing(source: Source, *, external_id: str, webhook_id: str) -> Item | None:
+    return (
+        Item.objects.filter(source=source)
+        .filter(Q(webhook_id=webhook_id) | Q(external_id=external_id))
+        .order_by("id")
+        .first()
+    )
+
+
+def item_ingest(*, source: Source, payload: IntakePayload, webhook_id: str) -> tuple[Item, bool]:
+    """Store a new item with its pending labels, or return the one already stored.
+
+    Uniqueness is enforced by the database (source+external_id, source+webhook_id), so two
+    identical requests racing each other still make one row.
+    """
+    existing = _existing(source, external_id=payload.external_id, webhook_id=webhook_id)
+    if existing is not None:
+        return existing, False
+    # Files are written before the row: a failed transaction leaves at most an unreferenced,
+    # content-addressed file, never a row pointing at nothing.
+    image_name = _store_media(payload.image, payload.image_type, "images") if payload.image else ""
+    video_name = _store_media(payload.video, payload.video_type, "videos") if payload.video else ""
+    try:
+        with transaction.atomic():
+            item = Item.objects.create(
+                source=source,
+                external_id=payload.external_id,
+                webhook_id=webhook_id,
+                content_text=payload.content_text,
+                content_image=image_name,
+                content_image_type=payload.image_type,
+                content_video=video_name,
+                content_video_type=payload.video_type,
+                content_hash=payload.content_hash,
+                metadata=payload.metadata,
+                status=Item.Status.LABELING,
+            )
+            label_ids = labeler_services.labels_create_for_item(item=item)
+            if not label_ids:
+                Item.objects.filter(pk=item.pk).update(status=Item.Status.RECEIVED)
+                item.status = Item.Status.RECEIVED
+            labeler_services.labels_enqueue(label_ids)
+    except IntegrityError:
+        existing = _existing(source, external_id=payload.external_id, webhook_id=webhook_id)
+        if existing is None:
+            raise
+        return existing, False
+    return item, True
+
+
+UNDECIDED = (
+    Item.Status.RECEIVED,
+    Item.Status.LABELING,
+    Item.Status.LABELED,
+    Item.Status.FLAGGED,
+    Item.Status.FAILED,
+)
+
+
+def item_labels_changed(*, item_id: int) -> None:
+    """Recompute an item's status and violation score from its labels.
+
+    An item is flagged as soon as any labeler flags it, so reviewers see it before slower
+    labelers answer; its score keeps rising as they do.
+    """
+    with transaction.atomic():
+        item = Item.objects.select_for_update().get(pk=item_id)
+        labels = list(item.labels.select_related("labeler_version__labeler"))
+        scores = [lb.violation_score for lb in labels if lb.violation_score is not None]
+        item.violation_score = max(scores) if scores else None
+        if item.status in UNDECIDED:
+            if any(lb.flags for lb in labels):
+                item.status = Item.Status.FLAGGED
+                item.flagged_at = item.flagged_at or timezone.now()
+            elif any(lb.status in labeler_services.OPEN_STATUSES for lb in labels):
+                item.status = Item.Status.LABELING
+            elif any(lb.status == Label.Status.FAILED for lb in labels):
+                item.status = Item.Status.FAILED
+            else:
+                item.status = Item.Status.LABELED
+        item.save(update_fields=["violation_score", "status", "flagged_at"])
+
+
+def item_claim(*, item: Item, reviewer) -> bool:
+    """Take (or renew) the item's review lease; False if another reviewer holds it."""
+    now = timezone.now()
+    claimed = (
+        Item.objects.filter(pk=item.pk)
+        .filter(Q(claimed_by__isnull=True) | Q(claim_expires_at__lt=now) | Q(claimed_by=reviewer))
+        .update(
+            claimed_by=reviewer,
+            claim_expires_at=now + timedelta(seconds=settings.REVIEW_LEASE_SECONDS),
+        )
+    )
+    return bool(claimed)
+
+
+def item_release(*, item: Item, reviewer) -> None:
+    Item.objects.filter(pk=item.pk, claimed_by=reviewer).update(
+        claimed_by=None, claim_expires_at=None
+    )
+
+
+def decision_record(
+    *, item: Item, reviewer, action: str, reason: str = "", note: str = ""
+) -> Decision:
+    """Append a decision; the latest one is the item's current decision."""
+    if action not in Decision.Action.values:
+        raise ValueError(f"unknown action {action!r}")
+    with transaction.atomic():
+        locked = Item.objects.select_for_update().get(pk=item.pk)
+        if (
+            locked.claimed_by_id not in (None, reviewer.pk)
+            and locked.claim_expires_at
+            and locked.claim_expires_at > timezone.now()
+        ):
+            raise ClaimConflict(f"item {item.pk} is being reviewed by someone else")
+        decision = Decision.objects.create(
+            item=locked, reviewer=reviewer, action=action, reason=reason[:200], note=note
+        )
+        locked.status = (
+            Item.Status.ESCALATED if action == Decision.Action.ESCALATE else Item.Status.DECIDED
+        )
+        locked.decided_at = decision.created_at
+        locked.claimed_by = None
+        locked.claim_expires_at = None
+        locked.save(update_fields=["status", "decided_at", "claimed_by", "claim_expires_at"])
+    return decision

@@ -1,0 +1,138 @@
+"""Start the product's real processes (gunicorn, Celery worker + beat) for tests and benches."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def database_url() -> str:
+    """A URL for the database this process is using (the test database, in tests)."""
+    s = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{s['NAME']}"
+    auth = s["USER"] + (f":{s['PASSWORD']}" if s.get("PASSWORD") else "")
+    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+def app_env(*, data_dir: Path, api_url: str, api_key: str = "test-key", **extra) -> dict:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "SECRET_KEY": "e2e-secret-key-not-for-production",
+        "DATA_DIR": str(data_dir),
+        "ZENTROPI_API_URL": api_url,
+        "ZENTROPI_API_KEY": api_key,
+        "SESSION_COOKIE_SECURE": "false",
+        "CELERY_BROKER_URL": os.environ.get("CELERY_BROKER_URL", "filesystem://"),
+        "LABEL_SWEEP_INTERVAL": "2",
+        "LOG_LEVEL": "WARNING",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def start_worker(env: dict, *, concurrency: int = 4, beat: bool = True, log: Path | None = None):
+    args = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "config",
+        "worker",
+        "--pool",
+        "threads",
+        "--concurrency",
+        str(concurrency),
+        "--loglevel",
+        "WARNING",
+        "--without-gossip",
+        "--without-mingle",
+        "-n",
+        f"w{time.monotonic_ns()}@%h",
+    ]
+    if beat:
+        args.append("--beat")
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - child keeps it
+    return subprocess.Popen(args, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+
+
+def start_web(env: dict, *, port: int, workers: int = 2, log: Path | None = None):
+    args = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "config.wsgi",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+    ]
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - child keeps it
+    proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            requests.get(f"http://127.0.0.1:{port}/accounts/login/", timeout=1)
+            return proc
+        except requests.ConnectionError:
+            if proc.poll() is not None:
+                raise RuntimeError("gunicorn exited at start") from None
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("gunicorn did not start in 30 s")
+
+
+def stop(*procs, kill: bool = False) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill() if kill else proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_for(predicate, *, timeout: float, interval: float = 0.2, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@contextmanager
+def running_app(*, data_dir: Path, api_url: str, concurrency: int = 4, **extra):
+    env = app_env(data_dir=data_dir, api_url=api_url, **extra)
+    port = free_port()
+    worker = start_worker(env, concurrency=concurrency, log=data_dir / "worker.log")
+    try:
+        web = start_web(env, port=port, log=data_dir / "web.log")
+    except Exception:
+        stop(worker)
+        raise
+    try:
+        yield f"http://127.0.0.1:{port}", env
+    finally:
+        stop(web, worker)
