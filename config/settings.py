@@ -152,6 +152,14 @@ LABEL_SWEEP_INTERVAL = env.float("LABEL_SWEEP_INTERVAL", default=30.0)
 LABEL_MAX_IN_FLIGHT = env.int("LABEL_MAX_IN_FLIGHT", default=0)
 LABEL_MAX_CALLS_PER_SECOND = env.float("LABEL_MAX_CALLS_PER_SECOND", default=0)
 
+# Where those caps keep their shared state: Redis when the broker is Redis, else a file in
+# DATA_DIR (the embedded default runs on one machine).
+_broker_env = env("CELERY_BROKER_URL", default="")
+LABEL_THROTTLE_REDIS_URL = env(
+    "LABEL_THROTTLE_REDIS_URL",
+    default=_broker_env if _broker_env.startswith(("redis://", "rediss://")) else "",
+)
+
 REVIEW_LEASE_SECONDS = env.int("REVIEW_LEASE_SECONDS", default=300)
 QUEUE_PAGE_SIZE = 50
 

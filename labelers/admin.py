@@ -2,7 +2,7 @@ from django.contrib import admin, messages
 
 from labelers import services
 from labelers.client import DEPRECATED_MODELS
-from labelers.models import ApiKeyRefusal, Label, Labeler, LabelerVersion
+from labelers.models import ApiKeyRefusal, Label, Labeler, LabelerVersion, RelabelRun
 
 
 class LabelerVersionInline(admin.TabularInline):
@@ -83,3 +83,48 @@ class LabelAdmin(admin.ModelAdmin):
 @admin.register(ApiKeyRefusal)
 class ApiKeyRefusalAdmin(admin.ModelAdmin):
     list_display = ("fingerprint", "refused_at")
+
+
+@admin.register(RelabelRun)
+class RelabelRunAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "labeler_version",
+        "source",
+        "since",
+        "total",
+        "created",
+        "progress_text",
+        "created_at",
+    )
+    readonly_fields = ("total", "created", "created_by", "progress_text")
+    fields = (
+        "labeler_version",
+        "source",
+        "since",
+        "until",
+        "total",
+        "created",
+        "created_by",
+        "progress_text",
+    )
+
+    @admin.display(description="progress (labels by status)")
+    def progress_text(self, obj):
+        if obj.pk is None:
+            return "-"
+        return ", ".join(f"{k}: {v}" for k, v in obj.progress().items())
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None
+
+    def save_model(self, request, obj, form, change):
+        run = services.relabel_start(
+            labeler_version=obj.labeler_version,
+            source=obj.source,
+            since=obj.since,
+            until=obj.until,
+            created_by=request.user,
+        )
+        obj.pk = run.pk
+        messages.info(request, f"Queued {run.created} labels for {run.total} items.")

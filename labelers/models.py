@@ -141,3 +141,49 @@ class ApiKeyRefusal(models.Model):
 
     def __str__(self) -> str:
         return f"key {self.fingerprint[:8]}… refused at {self.refused_at:%Y-%m-%d %H:%M}"
+
+
+class RelabelRun(models.Model):
+    """A request to label a selection of items with one labeler version.
+
+    Idempotent and resumable: running it again only adds the labels still missing, and the
+    labels it created are ordinary pending work that the sweep keeps alive.
+    """
+
+    labeler_version = models.ForeignKey(LabelerVersion, on_delete=models.PROTECT)
+    source = models.ForeignKey(
+        "moderation.Source", null=True, blank=True, on_delete=models.SET_NULL
+    )
+    since = models.DateTimeField(null=True, blank=True)
+    until = models.DateTimeField(null=True, blank=True)
+    item_ids = models.JSONField(null=True, blank=True)  # an explicit selection (admin action)
+    total = models.PositiveIntegerField(default=0)
+    created = models.PositiveIntegerField(default=0)  # labels this run added
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+
+    def __str__(self) -> str:
+        return f"relabel with {self.labeler_version} ({self.total} items)"
+
+    def selection(self):
+        from moderation.models import Item
+
+        items = Item.objects.all()
+        if self.item_ids is not None:
+            items = items.filter(pk__in=self.item_ids)
+        if self.source_id:
+            items = items.filter(source_id=self.source_id)
+        if self.since:
+            items = items.filter(received_at__gte=self.since)
+        if self.until:
+            items = items.filter(received_at__lt=self.until)
+        return items
+
+    def progress(self) -> dict[str, int]:
+        labels = Label.objects.filter(
+            labeler_version=self.labeler_version, item__in=self.selection()
+        )
+        counts = dict(labels.values_list("status").annotate(n=models.Count("id")))
+        return {"total": self.total, **counts}

@@ -14,7 +14,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from labelers import client as api
-from labelers.models import ApiKeyRefusal, Label, Labeler, LabelerVersion
+from labelers.models import ApiKeyRefusal, Label, Labeler, LabelerVersion, RelabelRun
+from labelers.throttle import get_throttle
 
 logger = logging.getLogger(__name__)
 
@@ -212,7 +213,9 @@ def label_fetch(*, label_id: int) -> str:
         return "cached"
 
     try:
-        result = api.get_client().label(_build_request(label))
+        request = _build_request(label)
+        with get_throttle().slot():
+            result = api.get_client().label(request)
     except api.AuthenticationError as exc:
         ApiKeyRefusal.objects.get_or_create(fingerprint=_key_fingerprint(settings.ZENTROPI_API_KEY))
         logger.error("label %s: API key refused; labeling paused until the key is fixed", label_id)
@@ -308,3 +311,75 @@ def labels_resume_waiting_key() -> int:
     """An admin says the key is fixed: forget refusals and put waiting work back in line."""
     ApiKeyRefusal.objects.all().delete()
     return labels_sweep()
+
+
+def relabel_start(
+    *,
+    labeler_version: LabelerVersion,
+    source=None,
+    since=None,
+    until=None,
+    item_ids=None,
+    created_by=None,
+    batch_size: int = 1000,
+    progress=None,
+) -> RelabelRun:
+    """Add a pending label for `labeler_version` to every selected item that lacks one.
+
+    Safe to run twice or to resume after a crash: the unique (item, labeler version)
+    constraint makes repeats no-ops, and identical content is served from the label cache.
+    """
+    run = RelabelRun.objects.create(
+        labeler_version=labeler_version,
+        source=source,
+        since=since,
+        until=until,
+        item_ids=list(item_ids) if item_ids is not None else None,
+        created_by=created_by,
+    )
+    items = run.selection().exclude(labels__labeler_version=labeler_version)
+    run.total = run.selection().count()
+    run.save(update_fields=["total"])
+    todo = items.order_by("id").values_list("id", "content_hash", "content_image", "content_video")
+    batch: list[tuple] = []
+    for row in todo.iterator(chunk_size=batch_size):
+        batch.append(row)
+        if len(batch) >= batch_size:
+            run.created += _relabel_batch(labeler_version, batch)
+            if progress:
+                progress(len(batch))
+            batch = []
+    if batch:
+        run.created += _relabel_batch(labeler_version, batch)
+        if progress:
+            progress(len(batch))
+    run.save(update_fields=["created"])
+    return run
+
+
+def _relabel_batch(version: LabelerVersion, rows: list[tuple]) -> int:
+    now = timezone.now()
+    with transaction.atomic():
+        Label.objects.bulk_create(
+            [
+                Label(
+                    item_id=item_id,
+                    labeler_version=version,
+                    content_hash=content_hash,
+                    model=model_for(version=version, has_media=bool(image or video)),
+                    enqueued_at=now,
+                )
+                for item_id, content_hash, image, video in rows
+            ],
+            ignore_conflicts=True,
+        )
+        ids = list(
+            Label.objects.filter(
+                labeler_version=version,
+                item_id__in=[row[0] for row in rows],
+                status=Label.Status.PENDING,
+                enqueued_at=now,
+            ).values_list("id", flat=True)
+        )
+        labels_enqueue(ids)
+    return len(ids)

@@ -43,6 +43,26 @@ class ItemAdmin(admin.ModelAdmin):
     search_fields = ("external_id",)
     readonly_fields = [f.name for f in Item._meta.fields]
     inlines = [DecisionInline]
+    actions = ["relabel"]
+
+    @admin.action(description="Relabel with the current version of each routed labeler")
+    def relabel(self, request, queryset):
+        from labelers.services import relabel_start
+
+        ids = list(queryset.values_list("id", flat=True))
+        labelers = {
+            lb
+            for source in Source.objects.filter(items__in=ids).distinct()
+            for lb in source.labelers.filter(active=True)
+        }
+        for labeler in labelers:
+            version = labeler.current_version
+            if version is None:
+                continue
+            run = relabel_start(labeler_version=version, item_ids=ids, created_by=request.user)
+            messages.info(
+                request, f"{labeler}: queued {run.created} labels (run {run.pk}, see Relabel runs)."
+            )
 
     def has_add_permission(self, request):
         return False

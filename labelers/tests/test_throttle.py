@@ -1,0 +1,73 @@
+import threading
+import time
+
+import pytest
+
+from labelers.throttle import FileState, RedisState, Throttle
+
+
+def redis_state():
+    import redis
+
+    try:
+        redis.Redis.from_url("redis://127.0.0.1:6379/14").ping()
+    except redis.RedisError:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    state = RedisState("redis://127.0.0.1:6379/14", prefix=f"test:{time.monotonic_ns()}")
+    return state
+
+
+@pytest.fixture(params=["file", "redis"])
+def state(request, tmp_path):
+    return FileState(tmp_path / "throttle.json") if request.param == "file" else redis_state()
+
+
+def test_in_flight_calls_never_exceed_the_cap_across_threads(state):
+    # Separate Throttle objects share only the state, as separate worker processes do.
+    throttles = [Throttle(max_in_flight=3, per_second=0, state=state) for _ in range(12)]
+    in_flight, peak, lock = 0, 0, threading.Lock()
+
+    def call(throttle):
+        nonlocal in_flight, peak
+        with throttle.slot():
+            with lock:
+                in_flight += 1
+                peak = max(peak, in_flight)
+            time.sleep(0.05)
+            with lock:
+                in_flight -= 1
+
+    threads = [threading.Thread(target=call, args=(t,)) for t in throttles]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert peak == 3
+
+
+def test_calls_are_spaced_to_the_rate(state):
+    throttle = Throttle(max_in_flight=0, per_second=20, state=state)
+    stamps = []
+
+    def call():
+        with throttle.slot():
+            stamps.append(time.monotonic())
+
+    threads = [threading.Thread(target=call) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stamps.sort()
+    # 10 calls at 20/s: the last starts at least ~9 intervals after the first.
+    assert stamps[-1] - stamps[0] >= 9 * 0.05 * 0.9
+
+
+def test_a_slot_held_by_a_dead_worker_expires(tmp_path, monkeypatch):
+    import labelers.throttle as module
+
+    state = FileState(tmp_path / "t.json")
+    assert state.try_acquire("dead", 1)
+    assert not state.try_acquire("alive", 1)
+    monkeypatch.setattr(module, "SLOT_TTL_SECONDS", 0)
+    assert state.try_acquire("alive", 1)

@@ -1,0 +1,139 @@
+"""Global caps on calls to the labeling API, shared by every worker process.
+
+Two caps, both optional: calls in flight at once (a semaphore whose slots expire, so a killed
+worker cannot hold one forever) and calls per second (GCRA: each call reserves the next slot
+in time and sleeps until it). Production keeps the state in Redis; the embedded default runs
+on one machine by construction, so a locked file there is shared by all its processes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+from django.conf import settings
+
+SLOT_TTL_SECONDS = 300  # longer than any call (read timeout); a dead holder frees in time
+
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('ZADD', KEYS[1], now, ARGV[3])
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+  return 1
+end
+return 0
+"""
+
+_RESERVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+redis.call('SET', KEYS[1], tostring(tat + tonumber(ARGV[1])), 'EX', 3600)
+return tostring(tat - now)
+"""
+
+
+class RedisState:
+    def __init__(self, url: str, prefix: str = "modqueue:throttle"):
+        import redis
+
+        self.redis = redis.Redis.from_url(url)
+        self.slots_key, self.rate_key = f"{prefix}:slots", f"{prefix}:rate"
+        self._acquire = self.redis.register_script(_ACQUIRE)
+        self._reserve = self.redis.register_script(_RESERVE)
+
+    def try_acquire(self, token: str, limit: int) -> bool:
+        return bool(self._acquire(keys=[self.slots_key], args=[limit, SLOT_TTL_SECONDS, token]))
+
+    def release(self, token: str) -> None:
+        self.redis.zrem(self.slots_key, token)
+
+    def reserve(self, interval: float) -> float:
+        return float(self._reserve(keys=[self.rate_key], args=[interval]))
+
+
+class FileState:
+    def __init__(self, path: Path):
+        self.path = path
+        path.touch(exist_ok=True)
+
+    @contextmanager
+    def _locked(self):
+        with open(self.path, "r+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                raw = handle.read()
+                state = json.loads(raw) if raw else {"tat": 0.0, "slots": {}}
+                yield state
+                handle.seek(0)
+                handle.truncate()
+                handle.write(json.dumps(state))
+                handle.flush()  # before the unlock, or the next holder reads stale state
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def try_acquire(self, token: str, limit: int) -> bool:
+        now = time.time()
+        with self._locked() as state:
+            slots = {k: v for k, v in state["slots"].items() if v > now - SLOT_TTL_SECONDS}
+            acquired = len(slots) < limit
+            if acquired:
+                slots[token] = now
+            state["slots"] = slots
+        return acquired
+
+    def release(self, token: str) -> None:
+        with self._locked() as state:
+            state["slots"].pop(token, None)
+
+    def reserve(self, interval: float) -> float:
+        now = time.time()
+        with self._locked() as state:
+            tat = max(state["tat"], now)
+            state["tat"] = tat + interval
+        return tat - now
+
+
+class Throttle:
+    def __init__(self, *, max_in_flight: int, per_second: float, state):
+        self.max_in_flight = max_in_flight
+        self.per_second = per_second
+        self.state = state
+
+    @contextmanager
+    def slot(self):
+        token = uuid.uuid4().hex
+        if self.max_in_flight > 0:
+            delay = 0.005
+            while not self.state.try_acquire(token, self.max_in_flight):
+                time.sleep(delay)
+                delay = min(delay * 2, 0.1)
+        try:
+            if self.per_second > 0:
+                wait = self.state.reserve(1.0 / self.per_second)
+                if wait > 0:
+                    time.sleep(wait)
+            yield
+        finally:
+            if self.max_in_flight > 0:
+                self.state.release(token)
+
+
+_cached: dict[tuple, Throttle] = {}
+
+
+def get_throttle() -> Throttle:
+    url = settings.LABEL_THROTTLE_REDIS_URL
+    key = (settings.LABEL_MAX_IN_FLIGHT, settings.LABEL_MAX_CALLS_PER_SECOND, url)
+    if key not in _cached:
+        state = RedisState(url) if url else FileState(Path(settings.DATA_DIR) / "throttle.json")
+        _cached[key] = Throttle(max_in_flight=key[0], per_second=key[1], state=state)
+    return _cached[key]
