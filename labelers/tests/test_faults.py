@@ -1,0 +1,117 @@
+"""Fault test with real processes: a burst of items, the API failing 30 % with 500 and 10 %
+with 429, the worker killed with -9 mid-way and replaced, and (on Redis) the broker restarted
+mid-way. Every item must end labeled exactly once per labeler version, with at most 1 % of
+paid calls duplicated."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from conftest import signed_headers
+from labelers.models import Label
+from moderation.models import Item
+from moderation.services import source_create
+from moderation.tests.processes import (
+    app_env,
+    free_port,
+    start_web,
+    start_worker,
+    stop,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+ITEMS = 500
+REDIS_START = [
+    "redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379",
+    "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
+    "--logfile", "/var/log/redis/ci.log",
+]  # fmt: skip
+
+
+def restart_redis():
+    subprocess.run(["redis-cli", "-h", "127.0.0.1", "shutdown", "nosave"], check=False)
+    time.sleep(1)
+    subprocess.run(REDIS_START, check=True)
+    wait_for(
+        lambda: (
+            subprocess.run(["redis-cli", "-h", "127.0.0.1", "ping"], capture_output=True).returncode
+            == 0
+        ),
+        timeout=20,
+        what="redis to come back",
+    )
+
+
+def done_count():
+    return Label.objects.filter(status=Label.Status.DONE).count()
+
+
+def test_nothing_is_lost_or_paid_twice_through_crashes_and_api_faults(fake_api_server, tmp_path):
+    on_redis = os.environ.get("CELERY_BROKER_URL", "").startswith("redis://")
+    fake = fake_api_server
+    fake.reset()
+    fake.configure(fail_500=0.3, fail_429=0.1, retry_after="1", latency=0.02, seed=7)
+    source, secret, _ = source_create(name="Burst", slug="burst")
+    env = app_env(
+        data_dir=tmp_path,
+        api_url=fake.url,
+        LABEL_BACKOFF_BASE=0.05,
+        LABEL_BACKOFF_CAP=0.5,
+        LABEL_MAX_ATTEMPTS=20,
+        LABEL_READ_TIMEOUT=3,
+        LABEL_LEASE_SECONDS=6,
+        LABEL_STALE_PENDING_SECONDS=4,
+        LABEL_SWEEP_INTERVAL=1,
+    )
+    port = free_port()
+    web = start_web(env, port=port, log=tmp_path / "web.log")
+    first = start_worker(env, concurrency=4, log=tmp_path / "worker1.log")
+    second = None
+    try:
+
+        def send(n):
+            body = json.dumps({"external_id": f"b{n}", "content_text": f"burst item {n} hate"})
+            r = requests.post(
+                f"http://127.0.0.1:{port}/webhooks/burst/",
+                data=body,
+                headers=signed_headers(secret, body.encode()),
+                timeout=30,
+            )
+            assert r.status_code == 202, r.text
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(send, range(ITEMS)))
+
+        wait_for(lambda: done_count() >= ITEMS * 0.25, timeout=120, what="a quarter labeled")
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        second = start_worker(env, concurrency=4, log=tmp_path / "worker2.log")
+        if on_redis and shutil.which("redis-server"):
+            wait_for(lambda: done_count() >= ITEMS * 0.55, timeout=120, what="over half labeled")
+            restart_redis()
+        wait_for(lambda: done_count() == ITEMS, timeout=240, interval=1, what="every item labeled")
+    finally:
+        stop(web, *(w for w in (first, second) if w is not None))
+
+    assert Item.objects.filter(status="flagged").count() == ITEMS
+    assert Label.objects.count() == ITEMS  # one per (item, labeler version), by constraint too
+    paid = Counter(c["content_text"] for c in fake.calls if c["outcome"] == "ok")
+    assert set(paid) == {f"burst item {n} hate" for n in range(ITEMS)}
+    duplicates = sum(n - 1 for n in paid.values())
+    assert duplicates <= ITEMS * 0.01, f"{duplicates} duplicate paid calls"
+    faults = Counter(c["outcome"] for c in fake.calls)
+    print(
+        f"\nfault test: {ITEMS} items, {len(fake.calls)} calls {dict(faults)}, "
+        f"{duplicates} duplicate paid calls, redis restarted: {on_redis}"
+    )
+    assert faults["500"] > 0 and faults["429"] > 0
