@@ -155,7 +155,8 @@ def main() -> None:
         f"{rate / base:.3f} x baseline)"
     )
     print(
-        f"labeled {done}/{n} in {elapsed:.1f}s; API calls per item-labeler: {len(fake.calls) / n:.4f}"
+        f"labeled {done}/{n} in {elapsed:.1f}s; "
+        f"API calls per item-labeler: {len(fake.calls) / n:.4f}"
     )
     print(
         f"target >= 0.9 x bound: {'PASS' if rate >= 0.9 * bound else 'FAIL'}; "

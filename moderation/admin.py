@@ -1,6 +1,9 @@
+from datetime import timedelta
+
 from django.contrib import admin, messages
 
 from moderation.models import Decision, Item, Source, hash_token, new_api_token, new_webhook_secret
+from moderation.services import source_rotate_secret
 
 
 @admin.register(Source)
@@ -11,6 +14,18 @@ class SourceAdmin(admin.ModelAdmin):
     # Secrets are set by services (create_source, rotation), never shown in the admin.
     exclude = ("webhook_secret", "previous_webhook_secret", "api_token_hash")
     readonly_fields = ("previous_secret_expires_at",)
+    actions = ["rotate_secret"]
+
+    @admin.action(description="Rotate the signing secret (the old one stays valid for 24 hours)")
+    def rotate_secret(self, request, queryset):
+        for source in queryset:
+            secret = source_rotate_secret(source=source, grace=timedelta(hours=24))
+            messages.warning(
+                request,
+                f"{source.slug}: new signing secret {secret} — copy it now, it is not shown "
+                f"again. The previous secret works until "
+                f"{source.previous_secret_expires_at:%Y-%m-%d %H:%M} UTC.",
+            )
 
     def save_model(self, request, obj, form, change):
         if change:
