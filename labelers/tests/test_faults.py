@@ -6,7 +6,6 @@ paid calls duplicated."""
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 from collections import Counter
@@ -22,6 +21,7 @@ from moderation.services import source_create
 from moderation.tests.processes import (
     app_env,
     free_port,
+    kill_group,
     start_web,
     start_worker,
     stop,
@@ -93,8 +93,7 @@ def test_nothing_is_lost_or_paid_twice_through_crashes_and_api_faults(fake_api_s
             list(pool.map(send, range(ITEMS)))
 
         wait_for(lambda: done_count() >= ITEMS * 0.25, timeout=120, what="a quarter labeled")
-        first.send_signal(signal.SIGKILL)
-        first.wait()
+        kill_group(first)
         second = start_worker(env, concurrency=4, log=tmp_path / "worker2.log")
         if on_redis and shutil.which("redis-server"):
             wait_for(lambda: done_count() >= ITEMS * 0.55, timeout=120, what="over half labeled")

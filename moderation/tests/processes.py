@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import requests
@@ -71,7 +72,16 @@ def start_worker(env: dict, *, concurrency: int = 4, beat: bool = True, log: Pat
     if beat:
         args.append("--beat")
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - child keeps it
-    return subprocess.Popen(args, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    # Own process group: an embedded beat is a child process, and a kill must reach it too.
+    return subprocess.Popen(
+        args, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def kill_group(proc) -> None:
+    """Like kill -9 of a worker's machine: the worker and its beat child die at once."""
+    _signal_group(proc, signal.SIGKILL)
+    proc.wait()
 
 
 def start_web(env: dict, *, port: int, workers: int = 2, log: Path | None = None):
@@ -86,7 +96,9 @@ def start_web(env: dict, *, port: int, workers: int = 2, log: Path | None = None
         str(workers),
     ]
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - child keeps it
-    proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        args, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -100,16 +112,21 @@ def start_web(env: dict, *, port: int, workers: int = 2, log: Path | None = None
     raise RuntimeError("gunicorn did not start in 30 s")
 
 
-def stop(*procs, kill: bool = False) -> None:
+def _signal_group(proc, sig) -> None:
+    with suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+
+
+def stop(*procs) -> None:
+    """Terminate each process and its children (gunicorn workers, an embedded beat)."""
     for proc in procs:
-        if proc.poll() is None:
-            proc.kill() if kill else proc.terminate()
+        _signal_group(proc, signal.SIGTERM)
     for proc in procs:
-        try:
+        with suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        # Whatever is left of the group (a beat child, a stuck worker) goes now.
+        _signal_group(proc, signal.SIGKILL)
+        proc.wait()
 
 
 def wait_for(predicate, *, timeout: float, interval: float = 0.2, what: str = "condition"):
