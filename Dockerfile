@@ -7,7 +7,7 @@ COPY moderation ./moderation
 COPY labelers ./labelers
 COPY templates ./templates
 COPY static ./static
-COPY manage.py ./
+COPY manage.py openapi.yaml ./
 RUN pip install --no-cache-dir . && mkdir -p /data
 EXPOSE 8000
 CMD ["gunicorn", "config.wsgi", "--bind", "0.0.0.0:8000", "--workers", "4"]

@@ -11,6 +11,16 @@ from labelers.tests.fake_api import FakeLabelAPI
 celery_app.conf.task_always_eager = True
 
 
+@pytest.fixture(autouse=True)
+def _forget_key_refusals():
+    """The per-process refusal cache must not carry one test's 401 into the next."""
+    from labelers import services
+
+    services._refusal_seen.clear()
+    yield
+    services._refusal_seen.clear()
+
+
 @pytest.fixture(scope="session")
 def fake_api_server():
     server = FakeLabelAPI(key="test-key").start()

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from moderation import views
+from moderation import api_docs, views
 
 urlpatterns = [
     path("", views.queue, name="queue"),
@@ -12,6 +12,7 @@ urlpatterns = [
     path("webhooks/<slug:slug>/", views.webhook, name="webhook"),
     path("api/items/", views.api_items, name="api_items"),
     path("api/items/<int:item_id>/", views.api_item, name="api_item"),
+    path("api/openapi.yaml", api_docs.openapi_document, name="openapi"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

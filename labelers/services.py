@@ -6,6 +6,7 @@ import base64
 import hashlib
 import logging
 import random
+import time
 from datetime import timedelta
 
 from django.conf import settings
@@ -122,9 +123,29 @@ def _key_fingerprint(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+# Per process: (fingerprint, refused, checked_at). The refusal table is read at most every
+# few seconds instead of once per label; a refusal seen here is recorded here at once.
+_refusal_seen: dict[str, tuple[bool, float]] = {}
+REFUSAL_CHECK_SECONDS = 5.0
+
+
 def api_key_refused() -> bool:
     key = settings.ZENTROPI_API_KEY
-    return not key or ApiKeyRefusal.objects.filter(fingerprint=_key_fingerprint(key)).exists()
+    if not key:
+        return True
+    fingerprint = _key_fingerprint(key)
+    seen = _refusal_seen.get(fingerprint)
+    if seen is not None and time.monotonic() - seen[1] < REFUSAL_CHECK_SECONDS:
+        return seen[0]
+    refused = ApiKeyRefusal.objects.filter(fingerprint=fingerprint).exists()
+    _refusal_seen[fingerprint] = (refused, time.monotonic())
+    return refused
+
+
+def _record_refusal(key: str) -> None:
+    fingerprint = _key_fingerprint(key)
+    ApiKeyRefusal.objects.get_or_create(fingerprint=fingerprint)
+    _refusal_seen[fingerprint] = (True, time.monotonic())
 
 
 def _build_request(label: Label) -> api.LabelRequest:
@@ -217,7 +238,7 @@ def label_fetch(*, label_id: int) -> str:
         with get_throttle().slot():
             result = api.get_client().label(request)
     except api.AuthenticationError as exc:
-        ApiKeyRefusal.objects.get_or_create(fingerprint=_key_fingerprint(settings.ZENTROPI_API_KEY))
+        _record_refusal(settings.ZENTROPI_API_KEY)
         logger.error("label %s: API key refused; labeling paused until the key is fixed", label_id)
         _store(label, status=Label.Status.WAITING_KEY, error=str(exc))
         return "waiting_key"
@@ -229,18 +250,19 @@ def label_fetch(*, label_id: int) -> str:
     except api.TransientLabelError as exc:
         return _schedule_retry(label, exc)
 
-    _store(
-        label,
-        status=Label.Status.DONE,
-        label=result.label,
-        confidence=result.confidence,
-        violation_score=result.violation_score,
-        compute_time=result.compute_time,
-        latency_ms=result.latency * 1000,
-        labeled_at=timezone.now(),
-        error="",
-    )
-    item_labels_changed(item_id=label.item_id)
+    with transaction.atomic():  # one commit for the label and the item it changes
+        _store(
+            label,
+            status=Label.Status.DONE,
+            label=result.label,
+            confidence=result.confidence,
+            violation_score=result.violation_score,
+            compute_time=result.compute_time,
+            latency_ms=result.latency * 1000,
+            labeled_at=timezone.now(),
+            error="",
+        )
+        item_labels_changed(item_id=label.item_id)
     return "done"
 
 
@@ -310,6 +332,7 @@ def labels_sweep(*, limit: int = 10_000) -> int:
 def labels_resume_waiting_key() -> int:
     """An admin says the key is fixed: forget refusals and put waiting work back in line."""
     ApiKeyRefusal.objects.all().delete()
+    _refusal_seen.clear()
     return labels_sweep()
 
 

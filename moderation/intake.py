@@ -46,11 +46,29 @@ class IntakePayload:
         return digest.hexdigest()
 
 
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _check_storable(value: str, field_name: str) -> None:
+    """Text the databases can store: UTF-8 encodable (no lone surrogates) and without NUL."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise IntakeError(
+            422, f"{field_name} contains an unpaired surrogate (\\uD800-\\uDFFF)", field=field_name
+        ) from None
+    if "\x00" in value:
+        raise IntakeError(422, f"{field_name} contains a NUL character", field=field_name)
+
+
 def parse_body(body: bytes) -> IntakePayload:
     try:
-        data = json.loads(body)
+        data = json.loads(body, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise IntakeError(400, f"body is not valid JSON: {exc}", field="body") from None
+    except RecursionError:
+        raise IntakeError(400, "body is nested too deeply", field="body") from None
     if not isinstance(data, dict):
         raise IntakeError(422, "body must be a JSON object", field="body")
 
@@ -59,6 +77,7 @@ def parse_body(body: bytes) -> IntakePayload:
         raise IntakeError(422, "external_id is required and must be a string", field="external_id")
     if len(external_id) > 255:
         raise IntakeError(422, "external_id is longer than 255 characters", field="external_id")
+    _check_storable(external_id, "external_id")
     payload = IntakePayload(external_id=external_id)
 
     text = data.get("content_text")
@@ -71,8 +90,7 @@ def parse_body(body: bytes) -> IntakePayload:
                 f"content_text is longer than {settings.INTAKE_MAX_TEXT_CHARS} characters",
                 field="content_text",
             )
-        if "\x00" in text:
-            raise IntakeError(422, "content_text contains a NUL character", field="content_text")
+        _check_storable(text, "content_text")
         payload.content_text = text
 
     if (image := data.get("content_image")) is not None:
@@ -92,14 +110,15 @@ def parse_body(body: bytes) -> IntakePayload:
         metadata = {}
     if not isinstance(metadata, dict):
         raise IntakeError(422, "metadata must be a JSON object", field="metadata")
-    encoded = json.dumps(metadata)
-    if len(encoded) > settings.INTAKE_MAX_METADATA_BYTES:
+    encoded = json.dumps(metadata, ensure_ascii=False)
+    _check_storable(encoded, "metadata")
+    if len(encoded.encode()) > settings.INTAKE_MAX_METADATA_BYTES:
         raise IntakeError(
             413,
             f"metadata is larger than {settings.INTAKE_MAX_METADATA_BYTES} bytes",
             field="metadata",
         )
-    if "\\u0000" in encoded:
+    if "\\u0000" in encoded:  # json.dumps escapes NUL even with ensure_ascii=False
         raise IntakeError(422, "metadata contains a NUL character", field="metadata")
     payload.metadata = metadata
     return payload

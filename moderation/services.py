@@ -152,7 +152,7 @@ def item_labels_changed(*, item_id: int) -> None:
     An item is flagged as soon as any labeler flags it, so reviewers see it before slower
     labelers answer; its score keeps rising as they do.
     """
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):  # joins the caller's transaction if any
         item = Item.objects.select_for_update().get(pk=item_id)
         labels = list(item.labels.select_related("labeler_version__labeler"))
         scores = [lb.violation_score for lb in labels if lb.violation_score is not None]

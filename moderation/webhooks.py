@@ -45,7 +45,10 @@ def verify(
     if len(msg_id) > 255:
         raise IntakeError(400, "webhook-id is longer than 255 characters", field="webhook-id")
     try:
-        timestamp = int(headers["webhook-timestamp"])
+        raw_timestamp = headers["webhook-timestamp"]
+        if len(raw_timestamp) > 20:  # an int beyond float range would overflow below
+            raise ValueError
+        timestamp = int(raw_timestamp)
     except ValueError:
         raise IntakeError(
             400, "webhook-timestamp must be integer seconds", field="webhook-timestamp"
