@@ -102,9 +102,9 @@ def start_web(env: dict, *, port: int, workers: int = 2, log: Path | None = None
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            requests.get(f"http://127.0.0.1:{port}/accounts/login/", timeout=1)
+            requests.get(f"http://127.0.0.1:{port}/accounts/login/", timeout=5)
             return proc
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or a first request still slow
             if proc.poll() is not None:
                 raise RuntimeError("gunicorn exited at start") from None
             time.sleep(0.2)
