@@ -55,6 +55,22 @@ def queue_next(*, reviewer, source_id: int | None = None) -> Item | None:
     return queue_items(source_id=source_id).filter(free).first()
 
 
+def labeling_health() -> dict[str, int]:
+    """Labels that are not done, by status: what reviewers and admins must see is stuck."""
+    from django.db.models import Count
+
+    from labelers.models import Label
+
+    open_statuses = [s for s in Label.Status.values if s != Label.Status.DONE]
+    rows = (
+        Label.objects.filter(status__in=open_statuses)
+        .values_list("status")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return dict(rows)
+
+
 def item_api_dict(item: Item) -> dict:
     labels = item.labels.select_related("labeler_version__labeler").order_by("id")
     decisions = list(item.decisions.all())

@@ -156,6 +156,7 @@ def queue(request: HttpRequest) -> HttpResponse:
             "source_id": source_id,
             "labeler_id": labeler_id,
             "now": timezone.now(),
+            "health": selectors.labeling_health(),
         },
     )
 

@@ -155,3 +155,12 @@ def test_another_sources_token_sees_404(fake_api, post_webhook, source, client):
 def test_the_api_needs_a_token(client, db):
     assert client.get("/api/items/1/").status_code == 401
     assert client.get("/api/items/1/", headers={"Authorization": "Bearer nope"}).status_code == 401
+
+
+def test_the_queue_shows_labeling_stuck_for_the_api_key(
+    fake_api, post_webhook, source, client, reviewer, settings
+):
+    settings.ZENTROPI_API_KEY = ""
+    flagged(post_webhook, source, "anything")
+    page = client.get("/").content.decode()
+    assert "1 label waiting for a valid API key" in page
