@@ -11,7 +11,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from labelers.services import labeler_default
 from moderation.models import Source
@@ -32,41 +32,14 @@ class Command(BaseCommand):
         self._first_run()
         env = {**os.environ, "SECRET_KEY": settings.SECRET_KEY}
         python = sys.executable
-        children = [
-            subprocess.Popen(
-                [
-                    python,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "config",
-                    "worker",
-                    "--beat",
-                    "--pool",
-                    "threads",
-                    "--concurrency",
-                    str(concurrency),
-                    "--loglevel",
-                    "INFO",
-                ],
-                env=env,
-            ),
-            subprocess.Popen(
-                [
-                    python,
-                    "-m",
-                    "gunicorn",
-                    "config.wsgi",
-                    "--bind",
-                    f"{host}:{port}",
-                    "--workers",
-                    str(web_workers),
-                    "--access-logfile",
-                    "-",
-                ],
-                env=env,
-            ),
-        ]
+        commands = {
+            "worker": [python, "-m", "celery", "-A", "config", "worker", "--beat",
+                       "--pool", "threads", "--concurrency", str(concurrency),
+                       "--loglevel", "INFO"],
+            "web": [python, "-m", "gunicorn", "config.wsgi", "--bind", f"{host}:{port}",
+                    "--workers", str(web_workers), "--access-logfile", "-"],
+        }  # fmt: skip
+        children = {name: subprocess.Popen(cmd, env=env) for name, cmd in commands.items()}
         self.stdout.write(self.style.SUCCESS(f"Moderation queue running at http://{host}:{port}/"))
         if not settings.ZENTROPI_API_KEY:
             self.stdout.write(
@@ -79,14 +52,27 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGINT, _stop)
         signal.signal(signal.SIGTERM, _stop)
+        restarts: list[float] = []
         try:
-            while not stop["now"] and all(c.poll() is None for c in children):
+            while not stop["now"]:
                 time.sleep(0.5)
+                for name, child in children.items():
+                    if child.poll() is None or stop["now"]:
+                        continue
+                    # Supervise: a crashed worker or web server comes back; pending work is
+                    # in the database, so nothing is lost meanwhile. Give up if it keeps dying.
+                    restarts = [t for t in restarts if time.monotonic() - t < 60] + [
+                        time.monotonic()
+                    ]
+                    if len(restarts) > 5:
+                        raise CommandError(f"{name} keeps exiting (code {child.returncode})")
+                    self.stderr.write(f"{name} exited with {child.returncode}; restarting it")
+                    children[name] = subprocess.Popen(commands[name], env=env)
         finally:
-            for child in children:
+            for child in children.values():
                 if child.poll() is None:
                     child.terminate()
-            for child in children:
+            for child in children.values():
                 try:
                     child.wait(timeout=15)
                 except subprocess.TimeoutExpired:
