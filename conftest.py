@@ -12,13 +12,20 @@ celery_app.conf.task_always_eager = True
 
 
 @pytest.fixture(autouse=True)
-def _forget_key_refusals():
-    """The per-process refusal cache must not carry one test's 401 into the next."""
+def _forget_process_caches():
+    """Per-process caches (key refusals, sources, routing) must not carry one test's state
+    into the next: the database is rolled back between tests, and ids are reused."""
     from labelers import services
+    from moderation import selectors
 
-    services._refusal_seen.clear()
+    def clear():
+        services._refusal_seen.clear()
+        services.routing_cache_clear()
+        selectors.source_cache_clear()
+
+    clear()
     yield
-    services._refusal_seen.clear()
+    clear()
 
 
 @pytest.fixture(scope="session")
@@ -59,20 +66,30 @@ def signed_headers(secret: str, body: bytes, *, msg_id: str | None = None, times
 
 
 @pytest.fixture
-def post_webhook(client, django_capture_on_commit_callbacks):
-    """POST a signed body to a source's webhook; runs on-commit tasks (eagerly)."""
+def dispatch(django_capture_on_commit_callbacks):
+    """What beat does every second: enqueue due labels (tasks run eagerly in unit tests)."""
+    from labelers.services import labels_sweep
+
+    def run():
+        with django_capture_on_commit_callbacks(execute=True):
+            return labels_sweep()
+
+    return run
+
+
+@pytest.fixture
+def post_webhook(client, dispatch):
+    """POST a signed body to a source's webhook, then dispatch its labels as beat would."""
 
     def post(source, payload, *, raw: bytes | None = None, headers: dict | None = None, **kw):
         import json
 
         body = raw if raw is not None else json.dumps(payload).encode()
         sent = headers if headers is not None else signed_headers(source._secret, body, **kw)
-        with django_capture_on_commit_callbacks(execute=True):
-            return client.post(
-                f"/webhooks/{source.slug}/",
-                data=body,
-                content_type="application/json",
-                headers=sent,
-            )
+        response = client.post(
+            f"/webhooks/{source.slug}/", data=body, content_type="application/json", headers=sent
+        )
+        dispatch()
+        return response
 
     return post

@@ -147,7 +147,8 @@ LABEL_BACKOFF_CAP = env.float("LABEL_BACKOFF_CAP", default=60.0)
 LABEL_LEASE_SECONDS = env.int("LABEL_LEASE_SECONDS", default=int(LABEL_READ_TIMEOUT) + 60)
 # Pending work older than this with no worker on it is enqueued again by the sweep.
 LABEL_STALE_PENDING_SECONDS = env.int("LABEL_STALE_PENDING_SECONDS", default=300)
-LABEL_SWEEP_INTERVAL = env.float("LABEL_SWEEP_INTERVAL", default=30.0)
+# Beat's dispatch: how often new and due labels are sent to the workers (seconds).
+LABEL_SWEEP_INTERVAL = env.float("LABEL_SWEEP_INTERVAL", default=1.0)
 # Global throughput caps shared by all workers (0 = no cap).
 LABEL_MAX_IN_FLIGHT = env.int("LABEL_MAX_IN_FLIGHT", default=0)
 LABEL_MAX_CALLS_PER_SECOND = env.float("LABEL_MAX_CALLS_PER_SECOND", default=0)

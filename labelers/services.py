@@ -82,30 +82,52 @@ def model_for(*, version: LabelerVersion, has_media: bool) -> str:
     return api.MEDIA_MODEL if has_media else "cope-latest"
 
 
-def labels_create_for_item(*, item) -> list[int]:
-    """One pending label per active labeler of the item's source (current version each)."""
+# Per process: source id -> ((labeler version id, model setting), ...), with when it was read.
+# Intake reads routing on every webhook; it changes rarely, and saves clear it (apps.py).
+_routing_cache: dict[int, tuple[tuple[tuple[int, str], ...], float]] = {}
+ROUTING_CACHE_SECONDS = 2.0
+
+
+def routing_cache_clear(**_) -> None:
+    _routing_cache.clear()
+
+
+def source_routing(source_id: int) -> tuple[tuple[int, str], ...]:
+    """The current version of each active labeler the source routes to."""
+    hit = _routing_cache.get(source_id)
+    if hit is not None and time.monotonic() - hit[1] < ROUTING_CACHE_SECONDS:
+        return hit[0]
+    current: dict[int, tuple[int, str]] = {}
+    versions = (
+        LabelerVersion.objects.filter(labeler__sources=source_id, labeler__active=True)
+        .order_by("labeler_id", "-number")
+        .values_list("labeler_id", "id", "model")
+    )
+    for labeler_id, version_id, model in versions:
+        current.setdefault(labeler_id, (version_id, model))
+    routing = tuple(current.values())
+    _routing_cache[source_id] = (routing, time.monotonic())
+    return routing
+
+
+def labels_create_for_item(*, item, routing: tuple[tuple[int, str], ...]) -> None:
+    """One pending label per routed labeler version. They are not sent to the broker here:
+    the dispatch (beat, every LABEL_SWEEP_INTERVAL) enqueues them in batches, which keeps
+    intake fast and makes the database the only record of what is to do."""
     has_media = bool(item.content_image or item.content_video)
-    now = timezone.now()
-    labels = []
-    for labeler in item.source.labelers.filter(active=True):
-        version = labeler.current_version
-        if version is None:
-            continue
-        labels.append(
-            Label(
-                item=item,
-                labeler_version=version,
-                content_hash=item.content_hash,
-                model=model_for(version=version, has_media=has_media),
-                enqueued_at=now,
-            )
+    Label.objects.bulk_create(
+        Label(
+            item=item,
+            labeler_version_id=version_id,
+            content_hash=item.content_hash,
+            model=model or (api.MEDIA_MODEL if has_media else "cope-latest"),
         )
-    created = Label.objects.bulk_create(labels)
-    return [label.pk for label in created]
+        for version_id, model in routing
+    )
 
 
 def labels_enqueue(label_ids, *, countdown: float | None = None) -> None:
-    """Send the tasks once the rows they name are committed."""
+    """Send the tasks once the rows they name are committed, over one broker connection."""
     from labelers.tasks import label_fetch
 
     label_ids = list(label_ids)
@@ -113,8 +135,9 @@ def labels_enqueue(label_ids, *, countdown: float | None = None) -> None:
         return
 
     def send():
-        for label_id in label_ids:
-            label_fetch.apply_async((label_id,), countdown=countdown)
+        with label_fetch.app.producer_or_acquire() as producer:
+            for label_id in label_ids:
+                label_fetch.apply_async((label_id,), countdown=countdown, producer=producer)
 
     transaction.on_commit(send)
 
@@ -307,7 +330,9 @@ def _schedule_retry(label: Label, exc: api.TransientLabelError) -> str:
 
 
 def labels_sweep(*, limit: int = 10_000) -> int:
-    """Re-enqueue work the broker may have lost: the database is the record of what is due."""
+    """Enqueue what is due: new labels (never enqueued), retries whose time has come, work a
+    lost broker message or a dead worker left behind. The database is the record of what is
+    due; a label enqueued twice is harmless (its task claims the row first)."""
     now = timezone.now()
     stale = now - timedelta(seconds=settings.LABEL_STALE_PENDING_SECONDS)
     if not api_key_refused():

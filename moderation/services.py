@@ -99,16 +99,23 @@ def _existing(source: Source, *, external_id: str, webhook_id: str) -> Item | No
 def item_ingest(*, source: Source, payload: IntakePayload, webhook_id: str) -> tuple[Item, bool]:
     """Store a new item with its pending labels, or return the one already stored.
 
-    Uniqueness is enforced by the database (source+external_id, source+webhook_id), so two
-    identical requests racing each other still make one row.
+    Uniqueness is enforced by the database (source+external_id, source+webhook_id): the insert
+    is tried first and a conflict answers with the stored item, so two identical requests
+    racing each other still make one row.
     """
-    existing = _existing(source, external_id=payload.external_id, webhook_id=webhook_id)
-    if existing is not None:
-        return existing, False
-    # Files are written before the row: a failed transaction leaves at most an unreferenced,
-    # content-addressed file, never a row pointing at nothing.
-    image_name = _store_media(payload.image, payload.image_type, "images") if payload.image else ""
-    video_name = _store_media(payload.video, payload.video_type, "videos") if payload.video else ""
+    image_name = video_name = ""
+    if payload.image or payload.video:
+        # Media is written before the row; look first so a repeat writes nothing.
+        existing = _existing(source, external_id=payload.external_id, webhook_id=webhook_id)
+        if existing is not None:
+            return existing, False
+        # A failed transaction leaves at most an unreferenced content-addressed file, never a
+        # row pointing at nothing.
+        if payload.image:
+            image_name = _store_media(payload.image, payload.image_type, "images")
+        if payload.video:
+            video_name = _store_media(payload.video, payload.video_type, "videos")
+    routing = labeler_services.source_routing(source.pk)
     try:
         with transaction.atomic():
             item = Item.objects.create(
@@ -122,13 +129,9 @@ def item_ingest(*, source: Source, payload: IntakePayload, webhook_id: str) -> t
                 content_video_type=payload.video_type,
                 content_hash=payload.content_hash,
                 metadata=payload.metadata,
-                status=Item.Status.LABELING,
+                status=Item.Status.LABELING if routing else Item.Status.RECEIVED,
             )
-            label_ids = labeler_services.labels_create_for_item(item=item)
-            if not label_ids:
-                Item.objects.filter(pk=item.pk).update(status=Item.Status.RECEIVED)
-                item.status = Item.Status.RECEIVED
-            labeler_services.labels_enqueue(label_ids)
+            labeler_services.labels_create_for_item(item=item, routing=routing)
     except IntegrityError:
         existing = _existing(source, external_id=payload.external_id, webhook_id=webhook_id)
         if existing is None:

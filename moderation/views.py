@@ -45,7 +45,7 @@ def _read_body(request: HttpRequest) -> bytes:
 @csrf_exempt
 @require_POST
 def webhook(request: HttpRequest, slug: str) -> JsonResponse:
-    source = Source.objects.filter(slug=slug).first()
+    source = selectors.source_for_intake(slug)
     if source is None:
         return _error(404, "unknown source", "slug")
     try:

@@ -42,7 +42,7 @@ def app_env(*, data_dir: Path, api_url: str, api_key: str = "test-key", **extra)
         "ZENTROPI_API_KEY": api_key,
         "SESSION_COOKIE_SECURE": "false",
         "CELERY_BROKER_URL": os.environ.get("CELERY_BROKER_URL", "filesystem://"),
-        "LABEL_SWEEP_INTERVAL": "2",
+        "LABEL_SWEEP_INTERVAL": "0.5",
         "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
     }
