@@ -10,7 +10,6 @@ from django.utils import timezone
 
 from moderation.models import Item, Source, hash_token
 
-
 # Per process: slug -> (source or None, when read). Every webhook needs its source; saves
 # clear this (apps.py), other processes see a change within SOURCE_CACHE_SECONDS.
 _source_cache: dict[str, tuple[Source | None, float]] = {}
