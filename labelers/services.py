@@ -110,20 +110,43 @@ def source_routing(source_id: int) -> tuple[tuple[int, str], ...]:
     return routing
 
 
-def labels_create_for_item(*, item, routing: tuple[tuple[int, str], ...]) -> None:
-    """One pending label per routed labeler version. They are not sent to the broker here:
-    the dispatch (beat, every LABEL_SWEEP_INTERVAL) enqueues them in batches, which keeps
-    intake fast and makes the database the only record of what is to do."""
-    has_media = bool(item.content_image or item.content_video)
-    Label.objects.bulk_create(
-        Label(
-            item=item,
-            labeler_version_id=version_id,
-            content_hash=item.content_hash,
-            model=model or (api.MEDIA_MODEL if has_media else "cope-latest"),
+def items_route(*, limit: int = 5000) -> int:
+    """Give received items one pending label per routed labeler version, in one batch.
+
+    Intake only stores the item; this runs in the dispatch, where a thousand items cost one
+    INSERT. Rows are locked with SKIP LOCKED so two dispatches never route the same item.
+    """
+    from moderation.models import Item
+
+    with transaction.atomic():
+        rows = list(
+            Item.objects.filter(status=Item.Status.RECEIVED)
+            .select_for_update(skip_locked=True)
+            .order_by("id")
+            .values_list("id", "source_id", "content_hash", "content_image", "content_video")[
+                :limit
+            ]
         )
-        for version_id, model in routing
-    )
+        if not rows:
+            return 0
+        labels, routed, unrouted = [], [], []
+        for item_id, source_id, content_hash, image, video in rows:
+            routing = source_routing(source_id)
+            (routed if routing else unrouted).append(item_id)
+            for version_id, model in routing:
+                labels.append(
+                    Label(
+                        item_id=item_id,
+                        labeler_version_id=version_id,
+                        content_hash=content_hash,
+                        model=model or (api.MEDIA_MODEL if image or video else "cope-latest"),
+                    )
+                )
+        Label.objects.bulk_create(labels, ignore_conflicts=True)
+        Item.objects.filter(pk__in=routed).update(status=Item.Status.LABELING)
+        # A source routed to no labeler: nothing will label these, say so rather than wait.
+        Item.objects.filter(pk__in=unrouted).update(status=Item.Status.LABELED)
+    return len(rows)
 
 
 def labels_enqueue(label_ids, *, countdown: float | None = None) -> None:
@@ -333,6 +356,7 @@ def labels_sweep(*, limit: int = 10_000) -> int:
     """Enqueue what is due: new labels (never enqueued), retries whose time has come, work a
     lost broker message or a dead worker left behind. The database is the record of what is
     due; a label enqueued twice is harmless (its task claims the row first)."""
+    items_route()
     now = timezone.now()
     stale = now - timedelta(seconds=settings.LABEL_STALE_PENDING_SECONDS)
     if not api_key_refused():

@@ -84,6 +84,8 @@ class Item(models.Model):
             models.UniqueConstraint(fields=["source", "webhook_id"], name="item_webhook_id_unique"),
         ]
         indexes = [
+            # The dispatch's scan for items still to route.
+            models.Index(fields=["id"], condition=Q(status="received"), name="item_received_idx"),
             models.Index(
                 models.F("violation_score").desc(),
                 "id",

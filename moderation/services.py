@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from contextlib import nullcontext
 from datetime import timedelta
 
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -97,7 +98,7 @@ def _existing(source: Source, *, external_id: str, webhook_id: str) -> Item | No
 
 
 def item_ingest(*, source: Source, payload: IntakePayload, webhook_id: str) -> tuple[Item, bool]:
-    """Store a new item with its pending labels, or return the one already stored.
+    """Store a new item, or return the one already stored.
 
     Uniqueness is enforced by the database (source+external_id, source+webhook_id): the insert
     is tried first and a conflict answers with the stored item, so two identical requests
@@ -115,9 +116,12 @@ def item_ingest(*, source: Source, payload: IntakePayload, webhook_id: str) -> t
             image_name = _store_media(payload.image, payload.image_type, "images")
         if payload.video:
             video_name = _store_media(payload.video, payload.video_type, "videos")
-    routing = labeler_services.source_routing(source.pk)
+    # One INSERT in autocommit: the item row alone is complete ("received"); beat's dispatch
+    # routes it to labelers in batches, so intake does the least work it can. Inside a caller's
+    # transaction, a savepoint keeps a conflict from breaking it.
+    guard = transaction.atomic() if connection.in_atomic_block else nullcontext()
     try:
-        with transaction.atomic():
+        with guard:
             item = Item.objects.create(
                 source=source,
                 external_id=payload.external_id,
@@ -129,9 +133,8 @@ def item_ingest(*, source: Source, payload: IntakePayload, webhook_id: str) -> t
                 content_video_type=payload.video_type,
                 content_hash=payload.content_hash,
                 metadata=payload.metadata,
-                status=Item.Status.LABELING if routing else Item.Status.RECEIVED,
+                status=Item.Status.RECEIVED,
             )
-            labeler_services.labels_create_for_item(item=item, routing=routing)
     except IntegrityError:
         existing = _existing(source, external_id=payload.external_id, webhook_id=webhook_id)
         if existing is None:

@@ -140,17 +140,16 @@ def test_a_redelivered_message_makes_no_second_call(fake_api, post_webhook, sour
 def test_the_sweep_takes_back_work_from_a_dead_worker(
     fake_api, source, django_capture_on_commit_callbacks, settings
 ):
-    settings.ZENTROPI_API_KEY = ""  # intake leaves the label pending-ish, then we fake a crash
     from moderation.intake import IntakePayload
     from moderation.services import item_ingest
 
     item, _ = item_ingest(
         source=source, payload=IntakePayload(external_id="x", content_text="kill"), webhook_id="w1"
     )
+    services.items_route()  # the dispatch gives it its label; then a worker dies holding it
     label = item.labels.get()
     past = timezone.now() - timedelta(seconds=1)
     Label.objects.filter(pk=label.pk).update(status="running", lease_expires_at=past, attempts=1)
-    settings.ZENTROPI_API_KEY = "test-key"
     with django_capture_on_commit_callbacks(execute=True):
         assert services.labels_sweep() == 1
     label.refresh_from_db()
@@ -185,3 +184,31 @@ def test_a_version_needs_exactly_one_policy(db):
         services.labeler_version_create(labeler=labeler, criteria_text="x", remote_labeler_id="y")
     with pytest.raises(ValueError):
         services.labeler_version_create(labeler=labeler)
+
+
+def test_intake_stores_only_the_item_and_the_dispatch_routes_it(fake_api, source, client, db):
+    import json
+
+    from conftest import signed_headers
+
+    body = json.dumps({"external_id": "r1", "content_text": "hello"}).encode()
+    response = client.post(
+        f"/webhooks/{source.slug}/",
+        data=body,
+        content_type="application/json",
+        headers=signed_headers(source._secret, body),
+    )
+    assert response.json()["status"] == "received"
+    item = Item.objects.get()
+    assert item.labels.count() == 0
+    assert services.items_route() == 1
+    item.refresh_from_db()
+    assert item.status == "labeling" and item.labels.get().status == "pending"
+    assert services.items_route() == 0  # routed once
+
+
+def test_an_item_of_a_source_with_no_labelers_is_not_left_waiting(post_webhook, db):
+    source = SourceFactory(labelers=[])
+    response = post_webhook(source, {"external_id": "x", "content_text": "hello"})
+    item = Item.objects.get(pk=response.json()["id"])
+    assert item.status == "labeled" and item.labels.count() == 0

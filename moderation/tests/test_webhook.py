@@ -27,7 +27,7 @@ def test_a_signed_webhook_is_accepted_with_202(fake_api, post_webhook, source):
     body = response.json()
     item = Item.objects.get(pk=body["id"])
     assert item.external_id == "p1" and item.source == source
-    assert body["status"] == "labeling"
+    assert body["status"] == "received"
 
 
 def test_the_same_webhook_id_returns_the_existing_item(fake_api, post_webhook, source):
