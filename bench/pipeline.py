@@ -155,11 +155,13 @@ def main() -> None:
     rate = done / elapsed
     bound = c / latency
     print(
-        f"items={n} concurrency={c} latency={latency * 1000:.0f}ms  (PostgreSQL + Redis, 1 worker)"
+        f"items={n} concurrency={c} latency={latency * 1000:.0f}ms  (PostgreSQL + Redis, "
+        f"{args.workers} worker processes x {c // args.workers} threads)"
     )
     print(f"{'bound C/L':<34}{bound:10.1f} items/s")
     print(
-        f"mean HTTP wall time per call seen by the worker: {call_ms:.1f} ms (L = {latency * 1000:.0f})"
+        f"mean HTTP wall time per call seen by the worker: {call_ms:.1f} ms "
+        f"(L = {latency * 1000:.0f})"
     )
     print(
         f"{'baseline: plain threads, no DB':<34}{base:10.1f} items/s  ({base / bound:.3f} x bound)"
