@@ -10,6 +10,7 @@ no broker (the best this machine can do for the same calls). Also prints API cal
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -60,6 +61,9 @@ def baseline(url: str, n: int, concurrency: int) -> float:
 
 
 def main() -> None:
+    # `timeout` and Ctrl-C must still reach the finally blocks that stop the workers: they
+    # run in their own process groups and would otherwise outlive us and eat the next run.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser()
     parser.add_argument("--items", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=16)
@@ -136,17 +140,19 @@ def main() -> None:
             )
             for i in range(args.workers)
         ]
-        time.sleep(3)  # let the worker connect before the clock starts
-        started = time.monotonic()
-        with transaction.atomic():
-            labels_enqueue([label.pk for label in labels])
-        deadline = started + max(120, 5 * n * latency / c)
-        while time.monotonic() < deadline:
-            if Label.objects.filter(status=Label.Status.DONE).count() >= n:
-                break
-            time.sleep(0.25)
-        elapsed = time.monotonic() - started
-        stop(*workers)
+        try:
+            time.sleep(3)  # let the workers connect before the clock starts
+            started = time.monotonic()
+            with transaction.atomic():
+                labels_enqueue([label.pk for label in labels])
+            deadline = started + max(120, 5 * n * latency / c)
+            while time.monotonic() < deadline:
+                if Label.objects.filter(status=Label.Status.DONE).count() >= n:
+                    break
+                time.sleep(0.25)
+            elapsed = time.monotonic() - started
+        finally:
+            stop(*workers)
     done = Label.objects.filter(status=Label.Status.DONE).count()
     from django.db.models import Avg
 

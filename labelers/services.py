@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from labelers import client as api
@@ -252,18 +252,20 @@ def label_fetch(*, label_id: int) -> str:
         return "waiting_key" if waiting else "skipped"
     if not _claim(label_id):
         return "skipped"
-    label = Label.objects.select_related("item", "labeler_version__labeler").get(pk=label_id)
-
-    cached = (
-        Label.objects.filter(
-            content_hash=label.content_hash,
-            labeler_version_id=label.labeler_version_id,
-            model=label.model,
-            status=Label.Status.DONE,
-        )
-        .exclude(pk=label.pk)
-        .first()
+    # The label, its item and version, and the id of an identical label already paid for
+    # (same content, labeler version and model: the cost guard), in one query.
+    same_content = Label.objects.filter(
+        content_hash=OuterRef("content_hash"),
+        labeler_version_id=OuterRef("labeler_version_id"),
+        model=OuterRef("model"),
+        status=Label.Status.DONE,
+    ).exclude(pk=OuterRef("pk"))
+    label = (
+        Label.objects.select_related("item", "labeler_version__labeler")
+        .annotate(cached_id=Subquery(same_content.values("pk")[:1]))
+        .get(pk=label_id)
     )
+    cached = Label.objects.get(pk=label.cached_id) if label.cached_id else None
     if cached is not None:
         _store(
             label,

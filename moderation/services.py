@@ -159,8 +159,22 @@ def item_labels_changed(*, item_id: int) -> None:
     labelers answer; its score keeps rising as they do.
     """
     with transaction.atomic(savepoint=False):  # joins the caller's transaction if any
-        item = Item.objects.select_for_update().get(pk=item_id)
-        labels = list(item.labels.select_related("labeler_version__labeler"))
+        item = (
+            Item.objects.select_for_update()
+            .only("status", "violation_score", "flagged_at")
+            .get(pk=item_id)
+        )
+        labels = list(
+            Label.objects.filter(item_id=item_id)
+            .select_related("labeler_version__labeler")
+            .only(
+                "status",
+                "label",
+                "confidence",
+                "violation_score",
+                "labeler_version__labeler__min_confidence",
+            )
+        )
         scores = [lb.violation_score for lb in labels if lb.violation_score is not None]
         item.violation_score = max(scores) if scores else None
         if item.status in UNDECIDED:
