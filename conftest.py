@@ -20,8 +20,8 @@ def _forget_process_caches():
 
     def clear():
         services._refusal_seen.clear()
-        services.routing_cache_clear()
-        selectors.source_cache_clear()
+        services.routing_cache.clear()
+        selectors.source_cache.clear()
 
     clear()
     yield

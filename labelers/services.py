@@ -14,6 +14,7 @@ from django.db import transaction
 from django.db.models import F, OuterRef, Q, Subquery
 from django.utils import timezone
 
+from config.cache import TTLCache
 from labelers import client as api
 from labelers.models import ApiKeyRefusal, Label, Labeler, LabelerVersion, RelabelRun
 from labelers.throttle import get_throttle
@@ -82,32 +83,26 @@ def model_for(*, version: LabelerVersion, has_media: bool) -> str:
     return api.MEDIA_MODEL if has_media else "cope-latest"
 
 
-# Per process: source id -> ((labeler version id, model setting), ...), with when it was read.
-# Intake reads routing on every webhook; it changes rarely, and saves clear it (apps.py).
-_routing_cache: dict[int, tuple[tuple[tuple[int, str], ...], float]] = {}
-ROUTING_CACHE_SECONDS = 2.0
-
-
-def routing_cache_clear(**_) -> None:
-    _routing_cache.clear()
+# Intake and dispatch read routing for every item; it changes rarely and saves clear it.
+routing_cache: TTLCache[tuple[tuple[int, str], ...]] = TTLCache(seconds=2.0)
 
 
 def source_routing(source_id: int) -> tuple[tuple[int, str], ...]:
-    """The current version of each active labeler the source routes to."""
-    hit = _routing_cache.get(source_id)
-    if hit is not None and time.monotonic() - hit[1] < ROUTING_CACHE_SECONDS:
-        return hit[0]
-    current: dict[int, tuple[int, str]] = {}
-    versions = (
-        LabelerVersion.objects.filter(labeler__sources=source_id, labeler__active=True)
-        .order_by("labeler_id", "-number")
-        .values_list("labeler_id", "id", "model")
-    )
-    for labeler_id, version_id, model in versions:
-        current.setdefault(labeler_id, (version_id, model))
-    routing = tuple(current.values())
-    _routing_cache[source_id] = (routing, time.monotonic())
-    return routing
+    """(labeler version id, model setting) of the current version of each active labeler
+    the source routes to."""
+
+    def load():
+        current: dict[int, tuple[int, str]] = {}
+        versions = (
+            LabelerVersion.objects.filter(labeler__sources=source_id, labeler__active=True)
+            .order_by("labeler_id", "-number")
+            .values_list("labeler_id", "id", "model")
+        )
+        for labeler_id, version_id, model in versions:
+            current.setdefault(labeler_id, (version_id, model))
+        return tuple(current.values())
+
+    return routing_cache.get(source_id, load)
 
 
 def items_route(*, limit: int = 5000) -> int:
@@ -267,18 +262,7 @@ def label_fetch(*, label_id: int) -> str:
     )
     cached = Label.objects.get(pk=label.cached_id) if label.cached_id else None
     if cached is not None:
-        _store(
-            label,
-            status=Label.Status.DONE,
-            label=cached.label,
-            confidence=cached.confidence,
-            violation_score=cached.violation_score,
-            compute_time=cached.compute_time,
-            latency_ms=0.0,
-            cache_hit=True,
-            labeled_at=timezone.now(),
-        )
-        item_labels_changed(item_id=label.item_id)
+        _finish(label, cached.label, cached.confidence, cached.compute_time, 0.0, cache_hit=True)
         return "cached"
 
     try:
@@ -292,26 +276,35 @@ def label_fetch(*, label_id: int) -> str:
         return "waiting_key"
     except api.PermanentLabelError as exc:
         logger.warning("label %s failed for good: %s", label_id, exc)
-        _store(label, status=Label.Status.FAILED, error=str(exc))
-        item_labels_changed(item_id=label.item_id)
+        with transaction.atomic():
+            _store(label, status=Label.Status.FAILED, error=str(exc))
+            item_labels_changed(item_id=label.item_id)
         return "failed"
     except api.TransientLabelError as exc:
         return _schedule_retry(label, exc)
 
-    with transaction.atomic():  # one commit for the label and the item it changes
+    _finish(label, result.label, result.confidence, result.compute_time, result.latency * 1000)
+    return "done"
+
+
+def _finish(label: Label, answer: str, confidence, compute_time, latency_ms, cache_hit=False):
+    """Store an answer and refresh the item it changes, in one commit."""
+    from moderation.services import item_labels_changed
+
+    with transaction.atomic():
         _store(
             label,
             status=Label.Status.DONE,
-            label=result.label,
-            confidence=result.confidence,
-            violation_score=result.violation_score,
-            compute_time=result.compute_time,
-            latency_ms=result.latency * 1000,
+            label=answer,
+            confidence=confidence,
+            violation_score=api.violation_score(answer, confidence),
+            compute_time=compute_time,
+            latency_ms=latency_ms,
+            cache_hit=cache_hit,
             labeled_at=timezone.now(),
             error="",
         )
         item_labels_changed(item_id=label.item_id)
-    return "done"
 
 
 def _store(target: Label, **fields) -> None:

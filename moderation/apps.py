@@ -9,14 +9,14 @@ class ModerationConfig(AppConfig):
         from django.db.models.signals import m2m_changed, post_delete, post_save
 
         from labelers.models import Labeler, LabelerVersion
-        from labelers.services import routing_cache_clear
+        from labelers.services import routing_cache
         from moderation.models import Source
-        from moderation.selectors import source_cache_clear
+        from moderation.selectors import source_cache
 
         # Intake caches sources and routing per process for a few seconds; a change made in
         # this process is seen at once.
         for model in (Source, Labeler, LabelerVersion):
             for signal in (post_save, post_delete):
-                signal.connect(source_cache_clear, sender=model, weak=False)
-                signal.connect(routing_cache_clear, sender=model, weak=False)
-        m2m_changed.connect(routing_cache_clear, sender=Source.labelers.through, weak=False)
+                signal.connect(source_cache.clear, sender=model, weak=False)
+                signal.connect(routing_cache.clear, sender=model, weak=False)
+        m2m_changed.connect(routing_cache.clear, sender=Source.labelers.through, weak=False)

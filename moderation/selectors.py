@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-import time
-
 from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from config.cache import TTLCache
 from moderation.models import Item, Source, hash_token
 
-# Per process: slug -> (source or None, when read). Every webhook needs its source; saves
-# clear this (apps.py), other processes see a change within SOURCE_CACHE_SECONDS.
-_source_cache: dict[str, tuple[Source | None, float]] = {}
-SOURCE_CACHE_SECONDS = 2.0
-
-
-def source_cache_clear(**_) -> None:
-    _source_cache.clear()
+# Every webhook needs its source: cached per process (an unknown slug too, so a flood of
+# 404s costs no queries); saves clear it (apps.py).
+source_cache: TTLCache[Source | None] = TTLCache(seconds=2.0)
 
 
 def source_for_intake(slug: str) -> Source | None:
-    hit = _source_cache.get(slug)
-    if hit is not None and time.monotonic() - hit[1] < SOURCE_CACHE_SECONDS:
-        return hit[0]
-    source = Source.objects.filter(slug=slug).first()
-    _source_cache[slug] = (source, time.monotonic())
-    return source
+    return source_cache.get(slug, lambda: Source.objects.filter(slug=slug).first())
 
 
 def source_for_token(token: str) -> Source | None:
