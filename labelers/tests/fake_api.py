@@ -37,6 +37,7 @@ class Behaviour:
     status401: bool = False
     malformed: str | None = None  # body to send with a 200 instead of a label
     script: list[int] = field(default_factory=list)  # statuses to answer first, in order
+    rate_limit: float = 0.0  # calls per second over a 1 s window; beyond it, 429 (0 = none)
     seed: int = 1
 
 
@@ -67,6 +68,7 @@ class FakeLabelAPI:
         self.key = key
         self.behaviour = Behaviour()
         self.calls: list[dict] = []
+        self.in_flight = self.peak_in_flight = 0
         self.lock = threading.Lock()
         self._rng = random.Random(1)
         self.server = _Server((host, port), self._handler())
@@ -94,12 +96,19 @@ class FakeLabelAPI:
         with self.lock:
             self.behaviour = Behaviour()
             self.calls.clear()
+            self.peak_in_flight = 0
 
     def _outcome(self) -> str:
         with self.lock:
             b = self.behaviour
             if b.script:
                 return str(b.script.pop(0))
+            if b.rate_limit:
+                now = time.monotonic()
+                self._window = [t for t in getattr(self, "_window", []) if now - t < 1.0]
+                if len(self._window) >= b.rate_limit:
+                    return "429"
+                self._window.append(now)
             roll = self._rng.random()
         if roll < b.fail_500:
             return "500"
@@ -153,6 +162,16 @@ class FakeLabelAPI:
                 self._label(raw)
 
             def _label(self, raw: bytes):
+                with api.lock:
+                    api.in_flight += 1
+                    api.peak_in_flight = max(api.peak_in_flight, api.in_flight)
+                try:
+                    self._answer(raw)
+                finally:
+                    with api.lock:
+                        api.in_flight -= 1
+
+            def _answer(self, raw: bytes):
                 b = api.behaviour
                 try:
                     body = json.loads(raw)
