@@ -53,6 +53,7 @@ def main() -> int:
         for args in (
             ("-m", "ruff", "format", "--check", "."),
             ("-m", "ruff", "check", "."),
+            ("-m", "mypy"),
             ("manage.py", "makemigrations", "--check", "--dry-run"),
         ):
             if code := run(*args):
