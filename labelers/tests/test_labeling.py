@@ -212,3 +212,16 @@ def test_an_item_of_a_source_with_no_labelers_is_not_left_waiting(post_webhook, 
     response = post_webhook(source, {"external_id": "x", "content_text": "hello"})
     item = Item.objects.get(pk=response.json()["id"])
     assert item.status == "labeled" and item.labels.count() == 0
+
+
+def test_the_api_key_never_reaches_logs_or_stored_errors(
+    fake_api, post_webhook, source, settings, caplog
+):
+    settings.ZENTROPI_API_KEY = "sk-live-very-secret-key"  # the fake refuses it: 401
+    caplog.set_level("DEBUG")
+    item = ingest(post_webhook, source, "hello")
+    label = item.labels.get()
+    assert label.status == "waiting_key"
+    assert "sk-live-very-secret-key" not in caplog.text
+    assert "sk-live-very-secret-key" not in label.error
+    assert not ApiKeyRefusal.objects.filter(fingerprint__contains="sk-live").exists()
