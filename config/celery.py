@@ -1,7 +1,9 @@
 import os
+import threading
+import time
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun
+from celery.signals import task_prerun
 
 from config import broker  # noqa: F401 - registers the atomic filesystem transport
 
@@ -16,11 +18,19 @@ app.conf["CELERY_DB_REUSE_MAX"] = 1_000_000
 app.autodiscover_tasks()
 
 
+_checked = threading.local()
+
+
 @task_prerun.connect
-@task_postrun.connect
 def _close_old_connections(task=None, **_):
+    """Django's per-request connection upkeep (CONN_MAX_AGE, health checks), at most once a
+    second per worker thread: a health check is a round trip, and tasks come by the dozen."""
     if task is not None and getattr(task.request, "is_eager", False):
         return  # eager tasks run inside the caller's connection and transaction
+    now = time.monotonic()
+    if now - getattr(_checked, "at", 0.0) < 1.0:
+        return
+    _checked.at = now
     from django.db import close_old_connections
 
     close_old_connections()
