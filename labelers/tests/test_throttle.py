@@ -33,7 +33,7 @@ def test_in_flight_calls_never_exceed_the_cap_across_threads(state):
             with lock:
                 in_flight += 1
                 peak = max(peak, in_flight)
-            time.sleep(0.05)
+            time.sleep(0.2)  # long enough that the 12 threads surely overlap
             with lock:
                 in_flight -= 1
 
