@@ -3,10 +3,12 @@
 Kombu's own `_put` creates the message file and then writes it, while `_get` in another
 process may move and read that file in between and find it empty (JSONDecodeError, and the
 worker's consumer dies). Here a message is written beside its final name and renamed into
-place, which is atomic on one filesystem: a reader sees a whole message or none.
+place, which is atomic on one filesystem: a reader sees a whole message or none. The exchange
+table has the same race between `_queue_bind` and `get_table`; readers retry there.
 """
 
 import os
+import time
 import uuid
 from time import monotonic
 
@@ -15,18 +17,32 @@ from kombu.utils.encoding import str_to_bytes
 from kombu.utils.json import dumps
 
 
+def _write_atomic(final: str, data: bytes) -> None:
+    # "<name>.part" does not end in ".<queue>.msg" or ".exchange": readers skip it.
+    partial = f"{final}.{uuid.uuid4().hex}.part"
+    with open(partial, "wb") as handle:
+        handle.write(data)
+    os.replace(partial, final)
+
+
 class Channel(filesystem.Channel):
     def _put(self, queue, payload, **kwargs):
         name = f"{int(round(monotonic() * 1000))}_{uuid.uuid4()}.{queue}.msg"
         final = os.path.join(self.data_folder_out, name)
-        # "<name>.part" does not end in ".<queue>.msg", so readers skip it until the rename.
-        partial = final + ".part"
         try:
-            with open(partial, "wb") as handle:
-                handle.write(str_to_bytes(dumps(payload)))
-            os.replace(partial, final)
+            _write_atomic(final, str_to_bytes(dumps(payload)))
         except OSError as exc:
             raise filesystem.ChannelError(f"Cannot add file {final!r} to directory") from exc
+
+    def get_table(self, exchange):
+        # Kombu's _queue_bind creates the table file and only then locks and writes it, so a
+        # reader can find it empty or partial for a moment: read again rather than fail.
+        for _ in range(50):
+            try:
+                return super().get_table(exchange)
+            except ValueError:
+                time.sleep(0.01)
+        return super().get_table(exchange)
 
 
 class Transport(filesystem.Transport):
