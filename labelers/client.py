@@ -202,8 +202,8 @@ class LabelClient:
         status = response.status_code
         if status == 200:
             return parse_result(response, latency)
-        if status == 401 or status == 403:
-            raise AuthenticationError(f"{status}: the API key was refused", status=status)
+        if status == 401:
+            raise AuthenticationError("401: the API key was refused", status=status)
         if status == 422 or status == 400:
             raise ValidationError(f"{status}: {_api_message(response)}", status=status)
         if status in RETRYABLE_STATUS or status >= 500:

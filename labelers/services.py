@@ -266,8 +266,14 @@ def label_fetch(*, label_id: int) -> str:
         return "cached"
 
     try:
-        request = _build_request(label)
-        with get_throttle().slot():
+        try:
+            request = _build_request(label)
+        except OSError as exc:  # the stored media is missing or unreadable here
+            raise api.PermanentLabelError(f"cannot read the item's media: {exc}") from None
+        throttle = get_throttle()
+        with throttle.slot():
+            if throttle.limited:
+                _renew_lease(label)  # waiting for a slot must not cost us the claim
             result = api.get_client().label(request)
     except api.AuthenticationError as exc:
         _record_refusal(settings.ZENTROPI_API_KEY)
@@ -277,11 +283,16 @@ def label_fetch(*, label_id: int) -> str:
     except api.PermanentLabelError as exc:
         logger.warning("label %s failed for good: %s", label_id, exc)
         with transaction.atomic():
-            _store(label, status=Label.Status.FAILED, error=str(exc))
-            item_labels_changed(item_id=label.item_id)
+            if _store(label, status=Label.Status.FAILED, error=str(exc)):
+                item_labels_changed(item_id=label.item_id)
         return "failed"
     except api.TransientLabelError as exc:
         return _schedule_retry(label, exc)
+    except Exception as exc:
+        # A bug or an outage of our own (database, storage): retry like a passing fault,
+        # visibly, rather than leave the label running until its lease runs out.
+        logger.exception("label %s: unexpected error", label_id)
+        return _schedule_retry(label, api.TransientLabelError(f"unexpected {type(exc).__name__}"))
 
     _finish(label, result.label, result.confidence, result.compute_time, result.latency * 1000)
     return "done"
@@ -292,7 +303,7 @@ def _finish(label: Label, answer: str, confidence, compute_time, latency_ms, cac
     from moderation.services import item_labels_changed
 
     with transaction.atomic():
-        _store(
+        stored = _store(
             label,
             status=Label.Status.DONE,
             label=answer,
@@ -304,12 +315,24 @@ def _finish(label: Label, answer: str, confidence, compute_time, latency_ms, cac
             labeled_at=timezone.now(),
             error="",
         )
-        item_labels_changed(item_id=label.item_id)
+        if stored:
+            item_labels_changed(item_id=label.item_id)
 
 
-def _store(target: Label, **fields) -> None:
+def _mine(target: Label):
+    """The row, only while this attempt still holds it: a worker whose lease ran out (and
+    whose label another worker has since claimed or finished) must not write over it."""
+    return Label.objects.filter(pk=target.pk, status=Label.Status.RUNNING, attempts=target.attempts)
+
+
+def _store(target: Label, **fields) -> int:
     fields.setdefault("lease_expires_at", None)
-    Label.objects.filter(pk=target.pk).update(**fields)
+    return _mine(target).update(**fields)
+
+
+def _renew_lease(target: Label) -> None:
+    lease = timedelta(seconds=settings.LABEL_LEASE_SECONDS)
+    _mine(target).update(lease_expires_at=timezone.now() + lease)
 
 
 def _schedule_retry(label: Label, exc: api.TransientLabelError) -> str:
@@ -328,14 +351,14 @@ def _schedule_retry(label: Label, exc: api.TransientLabelError) -> str:
     delay = backoff_seconds(attempts, exc.retry_after)
     when = now + timedelta(seconds=delay)
     if delay <= MAX_COUNTDOWN_SECONDS:
-        _store(
+        if _store(
             label,
             status=Label.Status.PENDING,
             error=str(exc),
             next_attempt_at=when,
             enqueued_at=when,
-        )
-        labels_enqueue([label.pk], countdown=delay)
+        ):
+            labels_enqueue([label.pk], countdown=delay)
     else:
         _store(
             label,

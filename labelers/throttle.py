@@ -108,6 +108,10 @@ class Throttle:
         self.per_second = per_second
         self.state = state
 
+    @property
+    def limited(self) -> bool:
+        return self.max_in_flight > 0 or self.per_second > 0
+
     @contextmanager
     def slot(self):
         token = uuid.uuid4().hex

@@ -110,7 +110,11 @@ def parse_body(body: bytes) -> IntakePayload:
         metadata = {}
     if not isinstance(metadata, dict):
         raise IntakeError(422, "metadata must be a JSON object", field="metadata")
-    encoded = json.dumps(metadata, ensure_ascii=False)
+    try:
+        # allow_nan=False: 1e400 parses to inf, which no database stores as JSON.
+        encoded = json.dumps(metadata, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        raise IntakeError(422, "metadata holds a number out of range", field="metadata") from None
     _check_storable(encoded, "metadata")
     if len(encoded.encode()) > settings.INTAKE_MAX_METADATA_BYTES:
         raise IntakeError(

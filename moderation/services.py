@@ -211,13 +211,25 @@ def item_release(*, item: Item, reviewer) -> None:
 
 
 def decision_record(
-    *, item: Item, reviewer, action: str, reason: str = "", note: str = ""
+    *,
+    item: Item,
+    reviewer,
+    action: str,
+    reason: str = "",
+    note: str = "",
+    decisions_seen: int | None = None,
 ) -> Decision:
-    """Append a decision; the latest one is the item's current decision."""
+    """Append a decision; the latest one is the item's current decision.
+
+    `decisions_seen`: how many decisions the reviewer's page showed. If someone decided in
+    the meantime (their claim had expired), this decision would silently override theirs.
+    """
     if action not in Decision.Action.values:
         raise ValueError(f"unknown action {action!r}")
     with transaction.atomic():
         locked = Item.objects.select_for_update().get(pk=item.pk)
+        if decisions_seen is not None and locked.decisions.count() != decisions_seen:
+            raise ClaimConflict(f"item {item.pk} was decided by someone else meanwhile")
         if (
             locked.claimed_by_id not in (None, reviewer.pk)
             and locked.claim_expires_at

@@ -191,9 +191,10 @@ def item_detail(request: HttpRequest, item_id: int) -> HttpResponse:
                 action=action,
                 reason=request.POST.get("reason", ""),
                 note=request.POST.get("note", ""),
+                decisions_seen=_int_or_none(request.POST.get("decisions_seen")),
             )
-        except services.ClaimConflict:
-            messages.error(request, "Someone else is reviewing this item; it was not decided.")
+        except services.ClaimConflict as exc:
+            messages.error(request, f"Not decided: {exc}. Look again before deciding.")
             return redirect("item", item_id=item.pk)
         messages.success(request, f"Item {item.pk}: {action}.")
         if request.POST.get("next"):

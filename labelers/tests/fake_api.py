@@ -210,6 +210,8 @@ class FakeLabelAPI:
                     or self.headers.get("Authorization") != f"Bearer {api.key}"
                 ):
                     return self._send(401, {"detail": "Invalid API key"})
+                if outcome == "403":
+                    return self._send(403, {"detail": "not allowed for this plan"})
                 if outcome == "500":
                     return self._send(500, {"detail": "internal error"})
                 if outcome in ("502", "503", "504", "529"):

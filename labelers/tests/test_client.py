@@ -5,6 +5,7 @@ from labelers.client import (
     LabelClient,
     LabelRequest,
     MalformedResponseError,
+    PermanentLabelError,
     TransientLabelError,
     ValidationError,
     parse_retry_after,
@@ -130,3 +131,11 @@ def test_retry_after_parses_seconds_and_dates():
     assert parse_retry_after("garbage") is None
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0
     assert parse_retry_after("999999") == 3600
+
+
+def test_a_403_fails_that_call_but_is_not_a_refused_key(api):
+    fake, client = api
+    fake.configure(script=[403])
+    with pytest.raises(PermanentLabelError) as caught:
+        client.label(REQUEST)
+    assert not isinstance(caught.value, AuthenticationError)

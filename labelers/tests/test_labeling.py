@@ -225,3 +225,29 @@ def test_the_api_key_never_reaches_logs_or_stored_errors(
     assert "sk-live-very-secret-key" not in caplog.text
     assert "sk-live-very-secret-key" not in label.error
     assert not ApiKeyRefusal.objects.filter(fingerprint__contains="sk-live").exists()
+
+
+def test_a_worker_whose_lease_ran_out_cannot_overwrite_the_label(fake_api, post_webhook, source):
+    item = ingest(post_webhook, source, "hate conf=0.9")
+    label = item.labels.get()
+    assert label.status == "done"
+    # A stale attempt (attempt 1 of a label that is done) tries to store a failure.
+    Label.objects.filter(pk=label.pk).update(status="running", attempts=2)
+    stale = Label.objects.get(pk=label.pk)
+    stale.attempts = 1
+    assert services._store(stale, status="failed", error="late") == 0
+    label.refresh_from_db()
+    assert label.status == "running" and label.error == ""
+
+
+def test_an_unexpected_error_is_retried_not_left_running(
+    fake_api, post_webhook, source, monkeypatch
+):
+    def broken(label):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(services, "_build_request", broken)
+    item = ingest(post_webhook, source, "hello")
+    label = item.labels.get()
+    assert label.status == "pending" and label.next_attempt_at is not None
+    assert "unexpected RuntimeError" in label.error

@@ -164,3 +164,19 @@ def test_the_queue_shows_labeling_stuck_for_the_api_key(
     flagged(post_webhook, source, "anything")
     page = client.get("/").content.decode()
     assert "1 label waiting for a valid API key" in page
+
+
+def test_a_decision_made_meanwhile_is_not_silently_overridden(
+    fake_api, post_webhook, source, client, reviewer
+):
+    item = flagged(post_webhook, source, "hate")
+    page = client.get(f"/items/{item.pk}/").content.decode()
+    assert 'name="decisions_seen" value="0"' in page
+    # The reviewer's claim expires; someone else takes the item and approves it.
+    Item.objects.filter(pk=item.pk).update(claim_expires_at=timezone.now())
+    services.decision_record(item=item, reviewer=UserFactory(), action="approve")
+    response = client.post(
+        f"/items/{item.pk}/", {"action": "remove", "decisions_seen": "0"}, follow=True
+    )
+    assert "decided by someone else" in response.content.decode()
+    assert list(item.decisions.values_list("action", flat=True)) == ["approve"]

@@ -195,6 +195,13 @@ def test_a_broken_field_is_refused_naming_it_and_nothing_is_stored(
     assert counts() == (0, 0)
 
 
+def test_a_number_out_of_range_in_metadata_is_refused(post_webhook, source):
+    raw = b'{"external_id": "a", "content_text": "x", "metadata": {"x": 1e400}}'
+    response = post_webhook(source, None, raw=raw)
+    assert response.status_code == 422 and response.json()["field"] == "metadata"
+    assert counts() == (0, 0)
+
+
 def test_malformed_json_is_a_400(post_webhook, source):
     response = post_webhook(source, None, raw=b'{"external_id": ')
     assert response.status_code == 400
