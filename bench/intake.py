@@ -283,38 +283,10 @@ def create_source(env: dict) -> str:
 
 
 def start_gunicorn(env: dict, *, port: int, workers: int, log: Path) -> subprocess.Popen:
-    args = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "config.wsgi",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        str(workers),
-        "--worker-class",
-        "sync",
-        "--error-logfile",
-        str(log),
-        # No --access-logfile: gunicorn writes no access log unless asked to.
-    ]
-    proc = subprocess.Popen(
-        args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log.open("ab")
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gunicorn exited at start; see {log}:\n{log.read_text()[-2000:]}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/accounts/login/")
-            if conn.getresponse().status == 200:
-                break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        raise RuntimeError("gunicorn did not answer in 30 s")
+    # The same start-up as the end-to-end tests: no access log, waits until it answers.
+    from moderation.tests.processes import start_web
+
+    proc = start_web(env, port=port, workers=workers, log=log)
     time.sleep(1.0)  # let every worker finish booting, not only the first to answer
     return proc
 
