@@ -197,7 +197,13 @@ CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 30
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
-    "sweep-labels": {"task": "labelers.tasks.label_sweep", "schedule": LABEL_SWEEP_INTERVAL},
+    # A sweep stuck behind a backlog is worth nothing once the next one is due: let it
+    # expire instead of piling up one per interval.
+    "sweep-labels": {
+        "task": "labelers.tasks.label_sweep",
+        "schedule": LABEL_SWEEP_INTERVAL,
+        "options": {"expires": max(5.0, 5 * LABEL_SWEEP_INTERVAL)},
+    },
 }
 
 LOGGING = {
