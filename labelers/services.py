@@ -8,6 +8,7 @@ import logging
 import random
 import time
 from datetime import timedelta
+from itertools import islice
 
 from django.conf import settings
 from django.db import transaction
@@ -77,9 +78,10 @@ def labeler_version_create(
     )
 
 
-def model_for(*, version: LabelerVersion, has_media: bool) -> str:
-    if version.model:
-        return version.model
+def model_for(*, model: str, has_media: bool) -> str:
+    """The model to ask: the version's choice, else the multimodal one for media."""
+    if model:
+        return model
     return api.MEDIA_MODEL if has_media else "cope-latest"
 
 
@@ -134,7 +136,7 @@ def items_route(*, limit: int = 5000) -> int:
                         item_id=item_id,
                         labeler_version_id=version_id,
                         content_hash=content_hash,
-                        model=model or (api.MEDIA_MODEL if image or video else "cope-latest"),
+                        model=model_for(model=model, has_media=bool(image or video)),
                     )
                 )
         Label.objects.bulk_create(labels, ignore_conflicts=True)
@@ -431,15 +433,8 @@ def relabel_start(
     run.total = run.selection().count()
     run.save(update_fields=["total"])
     todo = items.order_by("id").values_list("id", "content_hash", "content_image", "content_video")
-    batch: list[tuple] = []
-    for row in todo.iterator(chunk_size=batch_size):
-        batch.append(row)
-        if len(batch) >= batch_size:
-            run.created += _relabel_batch(labeler_version, batch)
-            if progress:
-                progress(len(batch))
-            batch = []
-    if batch:
+    rows = todo.iterator(chunk_size=batch_size)
+    while batch := list(islice(rows, batch_size)):
         run.created += _relabel_batch(labeler_version, batch)
         if progress:
             progress(len(batch))
@@ -456,7 +451,7 @@ def _relabel_batch(version: LabelerVersion, rows: list[tuple]) -> int:
                     item_id=item_id,
                     labeler_version=version,
                     content_hash=content_hash,
-                    model=model_for(version=version, has_media=bool(image or video)),
+                    model=model_for(model=version.model, has_media=bool(image or video)),
                     enqueued_at=now,
                 )
                 for item_id, content_hash, image, video in rows

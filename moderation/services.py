@@ -204,12 +204,6 @@ def item_claim(*, item: Item, reviewer) -> bool:
     return bool(claimed)
 
 
-def item_release(*, item: Item, reviewer) -> None:
-    Item.objects.filter(pk=item.pk, claimed_by=reviewer).update(
-        claimed_by=None, claim_expires_at=None
-    )
-
-
 def decision_record(
     *,
     item: Item,
