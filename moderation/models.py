@@ -19,6 +19,11 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def free_for(reviewer, now) -> Q:
+    """Items this reviewer may take: unclaimed, claim expired, or already theirs."""
+    return Q(claimed_by__isnull=True) | Q(claim_expires_at__lt=now) | Q(claimed_by=reviewer)
+
+
 class Source(models.Model):
     """An integrating product: signs webhooks with its secret, reads back with its token."""
 

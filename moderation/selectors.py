@@ -7,7 +7,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from config.cache import TTLCache
-from moderation.models import Item, Source, hash_token
+from moderation.models import Item, Source, free_for, hash_token
 
 # Every webhook needs its source: cached per process (an unknown slug too, so a flood of
 # 404s costs no queries); saves clear it (apps.py).
@@ -59,9 +59,7 @@ def queue_page(
 
 def queue_next(*, reviewer, source_id: int | None = None) -> Item | None:
     """The highest-scored flagged item nobody else holds a live claim on."""
-    now = timezone.now()
-    free = Q(claimed_by__isnull=True) | Q(claim_expires_at__lt=now) | Q(claimed_by=reviewer)
-    return queue_items(source_id=source_id).filter(free).first()
+    return queue_items(source_id=source_id).filter(free_for(reviewer, timezone.now())).first()
 
 
 def labeling_health() -> dict[str, int]:

@@ -20,6 +20,7 @@ from moderation.models import (
     Decision,
     Item,
     Source,
+    free_for,
     hash_token,
     new_api_token,
     new_webhook_secret,
@@ -195,7 +196,7 @@ def item_claim(*, item: Item, reviewer) -> bool:
     now = timezone.now()
     claimed = (
         Item.objects.filter(pk=item.pk)
-        .filter(Q(claimed_by__isnull=True) | Q(claim_expires_at__lt=now) | Q(claimed_by=reviewer))
+        .filter(free_for(reviewer, now))
         .update(
             claimed_by=reviewer,
             claim_expires_at=now + timedelta(seconds=settings.REVIEW_LEASE_SECONDS),
