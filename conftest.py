@@ -1,11 +1,16 @@
-import time
-import uuid
+"""Fixtures shared by every test. Helpers live in testkit/ (and the apps' tests folders)."""
+
+import json
 
 import pytest
-from standardwebhooks.webhooks import Webhook
 
 from config.celery import app as celery_app
-from labelers.tests.fake_api import FakeLabelAPI
+from labelers import fetch, services
+from labelers.tasks import label_sweep
+from moderation import selectors
+from moderation.tests.factories import SourceFactory
+from testkit.fake_api import FakeLabelAPI
+from testkit.signing import signed_headers
 
 # Unit tests run tasks in-process; the end-to-end tests start real workers instead.
 celery_app.conf.task_always_eager = True
@@ -15,11 +20,9 @@ celery_app.conf.task_always_eager = True
 def _forget_process_caches():
     """Per-process caches (key refusals, sources, routing) must not carry one test's state
     into the next: the database is rolled back between tests, and ids are reused."""
-    from labelers import services
-    from moderation import selectors
 
     def clear():
-        services._refusal_seen.clear()
+        fetch._refusal_seen.clear()
         services.routing_cache.clear()
         selectors.source_cache.clear()
 
@@ -46,33 +49,16 @@ def fake_api(fake_api_server, settings):
 
 @pytest.fixture
 def source(db):
-    from moderation.tests.factories import SourceFactory
-
     return SourceFactory()
-
-
-def signed_headers(secret: str, body: bytes, *, msg_id: str | None = None, timestamp=None) -> dict:
-    """Headers as a product makes them with the standardwebhooks reference package."""
-    from datetime import UTC, datetime
-
-    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
-    when = datetime.fromtimestamp(timestamp if timestamp is not None else time.time(), tz=UTC)
-    signature = Webhook(secret).sign(msg_id, when, body.decode())
-    return {
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(int(when.timestamp())),
-        "webhook-signature": signature,
-    }
 
 
 @pytest.fixture
 def dispatch(django_capture_on_commit_callbacks):
     """What beat does every second: enqueue due labels (tasks run eagerly in unit tests)."""
-    from labelers.services import labels_sweep
 
     def run():
         with django_capture_on_commit_callbacks(execute=True):
-            return labels_sweep()
+            return label_sweep()
 
     return run
 
@@ -82,8 +68,6 @@ def post_webhook(client, dispatch):
     """POST a signed body to a source's webhook, then dispatch its labels as beat would."""
 
     def post(source, payload, *, raw: bytes | None = None, headers: dict | None = None, **kw):
-        import json
-
         body = raw if raw is not None else json.dumps(payload).encode()
         sent = headers if headers is not None else signed_headers(source._secret, body, **kw)
         response = client.post(

@@ -1,16 +1,28 @@
 #!/usr/bin/env python3
 """Bootstrap for a fresh machine: needs only Python 3.11+ and git.
 
-python3 dev.py run    install into .venv, then run web + worker + beat (embedded default)
+python3 dev.py run    install into .venv, set up on first run, then run and supervise
+                      web + worker + beat (embedded default); options: --host, --port,
+                      --web-workers, --concurrency
 python3 dev.py test   install into .venv (with test extras), then run the test suite
-python3 dev.py lint   ruff format --check, ruff check, makemigrations --check
+python3 dev.py lint   ruff format --check, ruff check, mypy, makemigrations --check
+
+This file is process management only (stdlib, no Django): the app's own setup is the
+`firstrun` management command.
 """
 
+from __future__ import annotations
+
+import argparse
+import contextlib
 import hashlib
 import os
+import signal
 import subprocess
 import sys
+import time
 import venv
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -39,12 +51,118 @@ def run(*args: str) -> int:
     return subprocess.call([str(PYTHON), *args], cwd=ROOT)
 
 
+def app_commands(
+    python: str, *, host: str, port: int, web_workers: int, concurrency: int
+) -> dict[str, list[str]]:
+    """The embedded default's processes: gunicorn, and one Celery worker that runs beat."""
+    return {
+        "worker": [python, "-m", "celery", "-A", "config", "worker", "--beat",
+                   "--pool", "threads", "--concurrency", str(concurrency),
+                   "--loglevel", "INFO"],
+        "web": [python, "-m", "gunicorn", "config.wsgi", "--bind", f"{host}:{port}",
+                "--workers", str(web_workers), "--access-logfile", "-"],
+    }  # fmt: skip
+
+
+class Supervisor:
+    """Runs named commands and restarts one that exits, as compose's restart policy or
+    systemd would; gives up if children exit more than `max_restarts` times a minute.
+    Pending work lives in the database, so nothing is lost while a child restarts."""
+
+    def __init__(
+        self,
+        commands: dict[str, list[str]],
+        *,
+        env: dict[str, str] | None = None,
+        max_restarts: int = 5,
+        log: Callable[[str], object] = print,
+    ):
+        self.commands = commands
+        self.env = env
+        self.max_restarts = max_restarts
+        self.log = log
+        self.children: dict[str, subprocess.Popen] = {}
+        self.restarts: list[float] = []
+        self.stopping = False
+
+    def _start(self, name: str) -> None:
+        # Own process group: a worker's beat is its child, and a stop must reach it too.
+        self.children[name] = subprocess.Popen(
+            self.commands[name], env=self.env, cwd=ROOT, start_new_session=True
+        )
+
+    def run(self, *, poll: float = 0.5) -> int:
+        for name in self.commands:
+            self._start(name)
+        try:
+            while not self.stopping:
+                time.sleep(poll)
+                for name, child in list(self.children.items()):
+                    if child.poll() is None or self.stopping:
+                        continue
+                    now = time.monotonic()
+                    self.restarts = [t for t in self.restarts if now - t < 60] + [now]
+                    if len(self.restarts) > self.max_restarts:
+                        self.log(f"{name} keeps exiting (code {child.returncode}); giving up")
+                        return 1
+                    self.log(f"{name} exited with {child.returncode}; restarting it")
+                    self._start(name)
+            return 0
+        finally:
+            self.stop_children()
+
+    def stop(self, *_) -> None:
+        self.stopping = True
+
+    def stop_children(self, timeout: float = 15) -> None:
+        for child in self.children.values():
+            if child.poll() is None:
+                _signal_group(child, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for child in self.children.values():
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(child, signal.SIGKILL)
+                child.wait(timeout=5)
+
+
+def _signal_group(child: subprocess.Popen, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, sig)
+
+
+def serve(rest: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="dev.py run")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--web-workers", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=8, help="labeling threads")
+    options = parser.parse_args(rest)
+    ensure_venv("")
+    if code := run("manage.py", "firstrun"):
+        return code
+    supervisor = Supervisor(
+        app_commands(
+            str(PYTHON),
+            host=options.host,
+            port=options.port,
+            web_workers=options.web_workers,
+            concurrency=options.concurrency,
+        ),
+        log=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    signal.signal(signal.SIGINT, supervisor.stop)
+    signal.signal(signal.SIGTERM, supervisor.stop)
+    print(f"Moderation queue running at http://{options.host}:{options.port}/", flush=True)
+    return supervisor.run()
+
+
 def main() -> int:
     command = sys.argv[1] if len(sys.argv) > 1 else "run"
     rest = sys.argv[2:]
     if command == "run":
-        ensure_venv("")
-        return run("manage.py", "runapp", *rest)
+        return serve(rest)
     if command == "test":
         ensure_venv("test")
         return run("-m", "pytest", *rest)

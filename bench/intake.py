@@ -6,7 +6,7 @@ What it does, every run from scratch:
 
 1. Drops and recreates the PostgreSQL database `bench_intake` (127.0.0.1:5432, user postgres,
    trust auth), flushes Redis db 15 (the broker), runs `manage.py migrate`.
-2. Creates a source with the product's own `moderation.services.source_create` (through
+2. Creates a source with the product's own `labelers.services.source_setup` (through
    `manage.py shell -c`) and reads back its signing secret; creates `bench_baseline`.
 3. Starts ONE gunicorn (DJANGO_SETTINGS_MODULE=bench.settings, 2 x cores sync workers, no access
    log, DEBUG off, CONN_MAX_AGE=60) that serves both the product's `/webhooks/<slug>/` and the
@@ -268,8 +268,8 @@ def manage(env: dict, *args: str) -> str:
 
 CREATE_SOURCE = """
 import json
-from moderation.services import source_create
-source, secret, _token = source_create(name="Bench", slug=%r)
+from labelers.services import source_setup
+source, secret, _token = source_setup(name="Bench", slug=%r)
 print("BENCH_SOURCE=" + json.dumps({"slug": source.slug, "secret": secret}))
 """
 
@@ -279,12 +279,12 @@ def create_source(env: dict) -> str:
     for line in out.splitlines():
         if line.startswith("BENCH_SOURCE="):
             return json.loads(line.removeprefix("BENCH_SOURCE="))["secret"]
-    raise RuntimeError(f"source_create printed no secret:\n{out}")
+    raise RuntimeError(f"source_setup printed no secret:\n{out}")
 
 
 def start_gunicorn(env: dict, *, port: int, workers: int, log: Path) -> subprocess.Popen:
     # The same start-up as the end-to-end tests: no access log, waits until it answers.
-    from moderation.tests.processes import start_web
+    from testkit.processes import start_web
 
     proc = start_web(env, port=port, workers=workers, log=log)
     time.sleep(1.0)  # let every worker finish booting, not only the first to answer
@@ -424,7 +424,7 @@ def main() -> int:
     if args.small:
         args.count, args.warmup = min(args.count, 200), min(args.warmup, 20)
 
-    from moderation.tests.processes import free_port
+    from testkit.processes import free_port
 
     data_dir = Path(tempfile.mkdtemp(prefix="bench-intake-"))
     env = app_env(data_dir)

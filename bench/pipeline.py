@@ -31,7 +31,7 @@ def psql(sql: str) -> None:
 def baseline(url: str, n: int, concurrency: int) -> float:
     import requests
 
-    from labelers.tests.fake_api import decide  # noqa: F401 (same server, same work)
+    from testkit.fake_api import decide  # noqa: F401 (same server, same work)
 
     counter = iter(range(n))
     lock = threading.Lock()
@@ -95,11 +95,10 @@ def main() -> None:
     from django.utils import timezone
 
     from labelers.models import Label
-    from labelers.services import labeler_default, labels_enqueue
-    from labelers.tests.fake_api import FakeLabelAPI
+    from labelers.services import labeler_default, labels_enqueue, source_setup
     from moderation.models import Item
-    from moderation.services import source_create
-    from moderation.tests.processes import app_env, start_worker, stop
+    from testkit.fake_api import FakeLabelAPI
+    from testkit.processes import app_env, start_worker, stop
 
     call_command("migrate", verbosity=0)
     fake = FakeLabelAPI().start()
@@ -108,7 +107,7 @@ def main() -> None:
     fake.reset()
     fake.configure(latency=latency)
 
-    source, _, _ = source_create(name="Bench", slug="bench")
+    source, _, _ = source_setup(name="Bench", slug="bench")
     version = labeler_default().current_version
     with transaction.atomic():
         items = Item.objects.bulk_create(

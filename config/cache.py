@@ -1,3 +1,5 @@
+"""A small per-process cache whose entries expire, for data every request reads."""
+
 import time
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar

@@ -1,9 +1,12 @@
+"""The Celery app: settings from Django, tasks discovered in the apps, connection upkeep."""
+
 import os
 import threading
 import time
 
 from celery import Celery
 from celery.signals import task_prerun
+from django.db import close_old_connections
 
 from config import broker  # noqa: F401 - registers the atomic filesystem transport
 
@@ -31,6 +34,4 @@ def _close_old_connections(task=None, **_):
     if now - getattr(_checked, "at", 0.0) < 1.0:
         return
     _checked.at = now
-    from django.db import close_old_connections
-
     close_old_connections()

@@ -1,6 +1,8 @@
+"""Admin pages for labelers, versions, labels, key refusals and relabel runs."""
+
 from django.contrib import admin, messages
 
-from labelers import services
+from labelers import services, tasks
 from labelers.client import DEPRECATED_MODELS
 from labelers.models import ApiKeyRefusal, Label, Labeler, LabelerVersion, RelabelRun
 
@@ -76,7 +78,7 @@ class LabelAdmin(admin.ModelAdmin):
 
     @admin.action(description="The API key is fixed: resume all waiting labels")
     def resume_waiting(self, request, queryset):
-        count = services.labels_resume_waiting_key()
+        count = tasks.labels_resume_waiting_key()
         messages.info(request, f"Re-enqueued {count} labels.")
 
 
@@ -119,7 +121,7 @@ class RelabelRunAdmin(admin.ModelAdmin):
         return obj is None
 
     def save_model(self, request, obj, form, change):
-        run = services.relabel_start(
+        run = tasks.relabel_start(
             labeler_version=obj.labeler_version,
             source=obj.source,
             since=obj.since,

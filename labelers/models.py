@@ -1,8 +1,12 @@
+"""Labelers, their immutable versions, labels (one per item and version), key refusals,
+relabel runs."""
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
 from labelers.client import MODELS
+from moderation.models import Item
 
 
 class Labeler(models.Model):
@@ -168,8 +172,6 @@ class RelabelRun(models.Model):
         return f"relabel with {self.labeler_version} ({self.total} items)"
 
     def selection(self):
-        from moderation.models import Item
-
         items = Item.objects.all()
         if self.item_ids is not None:
             items = items.filter(pk__in=self.item_ids)

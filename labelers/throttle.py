@@ -15,6 +15,7 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
+import redis
 from django.conf import settings
 
 SLOT_TTL_SECONDS = 300  # longer than any call (read timeout); a dead holder frees in time
@@ -43,8 +44,6 @@ return tostring(tat - now)
 
 class RedisState:
     def __init__(self, url: str, prefix: str = "modqueue:throttle"):
-        import redis
-
         self.redis = redis.Redis.from_url(url)
         self.slots_key, self.rate_key = f"{prefix}:slots", f"{prefix}:rate"
         self._acquire = self.redis.register_script(_ACQUIRE)

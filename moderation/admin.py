@@ -1,7 +1,10 @@
+"""Admin pages for sources (secrets, rotation), items and decisions."""
+
 from datetime import timedelta
 
 from django.contrib import admin, messages
 
+from labelers.tasks import relabel_start
 from moderation.models import Decision, Item, Source, hash_token, new_api_token, new_webhook_secret
 from moderation.services import source_rotate_secret
 
@@ -62,8 +65,6 @@ class ItemAdmin(admin.ModelAdmin):
 
     @admin.action(description="Relabel with the current version of each routed labeler")
     def relabel(self, request, queryset):
-        from labelers.services import relabel_start
-
         ids = list(queryset.values_list("id", flat=True))
         labelers = {
             lb

@@ -1,3 +1,5 @@
+"""App config: keeps the per-process source cache in step with saves."""
+
 from django.apps import AppConfig
 
 
@@ -6,17 +8,12 @@ class ModerationConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from django.db.models.signals import m2m_changed, post_delete, post_save
+        from django.db.models.signals import post_delete, post_save
 
-        from labelers.models import Labeler, LabelerVersion
-        from labelers.services import routing_cache
         from moderation.models import Source
         from moderation.selectors import source_cache
 
-        # Intake caches sources and routing per process for a few seconds; a change made in
-        # this process is seen at once.
-        for model in (Source, Labeler, LabelerVersion):
-            for signal in (post_save, post_delete):
-                signal.connect(source_cache.clear, sender=model, weak=False)
-                signal.connect(routing_cache.clear, sender=model, weak=False)
-        m2m_changed.connect(routing_cache.clear, sender=Source.labelers.through, weak=False)
+        # Intake caches sources per process for a few seconds; a change made in this
+        # process is seen at once.
+        for signal in (post_save, post_delete):
+            signal.connect(source_cache.clear, sender=Source, weak=False)

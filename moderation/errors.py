@@ -1,3 +1,6 @@
+"""The error intake raises: an HTTP status, a message and the field it is about."""
+
+
 class IntakeError(Exception):
     """A request we refuse, with the HTTP status and the field a product must fix."""
 

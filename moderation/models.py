@@ -1,3 +1,5 @@
+"""Sources (integrating products), items (their content and review state), decisions."""
+
 import base64
 import hashlib
 import secrets

@@ -1,4 +1,4 @@
-"""Reads shared by pages and the JSON API."""
+"""Reads shared by reviewer pages and the item API."""
 
 from __future__ import annotations
 
@@ -60,22 +60,6 @@ def queue_page(
 def queue_next(*, reviewer, source_id: int | None = None) -> Item | None:
     """The highest-scored flagged item nobody else holds a live claim on."""
     return queue_items(source_id=source_id).filter(free_for(reviewer, timezone.now())).first()
-
-
-def labeling_health() -> dict[str, int]:
-    """Labels that are not done, by status: what reviewers and admins must see is stuck."""
-    from django.db.models import Count
-
-    from labelers.models import Label
-
-    open_statuses = [s for s in Label.Status.values if s != Label.Status.DONE]
-    rows = (
-        Label.objects.filter(status__in=open_statuses)
-        .values_list("status")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
-    return dict(rows)
 
 
 def item_api_dict(item: Item) -> dict:

@@ -5,16 +5,16 @@ from __future__ import annotations
 import hashlib
 from contextlib import nullcontext
 from datetime import timedelta
+from typing import NamedTuple
 
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
+from django.db.models import Case, F, Q, Value, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from labelers import services as labeler_services
-from labelers.models import Label
 from moderation.intake import IntakePayload
 from moderation.models import (
     Decision,
@@ -41,8 +41,8 @@ class ClaimConflict(Exception):
     """Another reviewer holds a live claim on the item."""
 
 
-def source_create(*, name: str, slug: str, labelers=None) -> tuple[Source, str, str]:
-    """Create a source routed to `labelers` (default: the default labeler).
+def source_create(*, name: str, slug: str, labelers) -> tuple[Source, str, str]:
+    """Create a source routed to `labelers`.
 
     Returns the source, its signing secret and its API token; the token is not stored in
     clear, so this is the only time it can be shown.
@@ -53,9 +53,7 @@ def source_create(*, name: str, slug: str, labelers=None) -> tuple[Source, str, 
         source = Source.objects.create(
             name=name, slug=slug, webhook_secret=secret, api_token_hash=hash_token(token)
         )
-        source.labelers.set(
-            labelers if labelers is not None else [labeler_services.labeler_default()]
-        )
+        source.labelers.set(labelers)
     return source, secret, token
 
 
@@ -153,42 +151,69 @@ UNDECIDED = (
 )
 
 
-def item_labels_changed(*, item_id: int) -> None:
-    """Recompute an item's status and violation score from its labels.
+class ReceivedItem(NamedTuple):
+    id: int
+    source_id: int
+    content_hash: str
+    has_media: bool
+
+
+def items_lock_received(*, limit: int) -> list[ReceivedItem]:
+    """Received items, oldest first, locked until the caller's transaction ends; SKIP LOCKED
+    so two dispatches never take the same item."""
+    rows = (
+        Item.objects.filter(status=Item.Status.RECEIVED)
+        .select_for_update(skip_locked=True)
+        .order_by("id")
+        .values_list("id", "source_id", "content_hash", "content_image", "content_video")[:limit]
+    )
+    return [
+        ReceivedItem(item_id, source_id, content_hash, bool(image or video))
+        for item_id, source_id, content_hash, image, video in rows
+    ]
+
+
+def items_routed(*, routed: list[int], unrouted: list[int]) -> None:
+    """Routed items wait for their labels; items no labeler is routed to are labeled."""
+    Item.objects.filter(pk__in=routed).update(status=Item.Status.LABELING)
+    # A source routed to no labeler: nothing will label these, say so rather than wait.
+    Item.objects.filter(pk__in=unrouted).update(status=Item.Status.LABELED)
+
+
+def item_labels_changed(
+    *,
+    item_id: int,
+    violation_score: float | None,
+    flagged: bool,
+    labeling: bool,
+    failed: bool,
+) -> None:
+    """Take the labelers' verdict on an item: its violation score and whether it is flagged,
+    still being labeled, or failed. Decided items keep their status; their score follows.
 
     An item is flagged as soon as any labeler flags it, so reviewers see it before slower
     labelers answer; its score keeps rising as they do.
     """
-    with transaction.atomic(savepoint=False):  # joins the caller's transaction if any
-        item = (
-            Item.objects.select_for_update()
-            .only("status", "violation_score", "flagged_at")
-            .get(pk=item_id)
+    if flagged:
+        status = Item.Status.FLAGGED
+    elif labeling:
+        status = Item.Status.LABELING
+    elif failed:
+        status = Item.Status.FAILED
+    else:
+        status = Item.Status.LABELED
+    undecided = Q(status__in=UNDECIDED)
+    fields = {
+        "violation_score": violation_score,
+        "status": Case(When(undecided, then=Value(status)), default=F("status")),
+    }
+    if flagged:
+        fields["flagged_at"] = Case(
+            When(undecided, then=Coalesce(F("flagged_at"), Value(timezone.now()))),
+            default=F("flagged_at"),
         )
-        labels = list(
-            Label.objects.filter(item_id=item_id)
-            .select_related("labeler_version__labeler")
-            .only(
-                "status",
-                "label",
-                "confidence",
-                "violation_score",
-                "labeler_version__labeler__min_confidence",
-            )
-        )
-        scores = [lb.violation_score for lb in labels if lb.violation_score is not None]
-        item.violation_score = max(scores) if scores else None
-        if item.status in UNDECIDED:
-            if any(lb.flags for lb in labels):
-                item.status = Item.Status.FLAGGED
-                item.flagged_at = item.flagged_at or timezone.now()
-            elif any(lb.status in labeler_services.OPEN_STATUSES for lb in labels):
-                item.status = Item.Status.LABELING
-            elif any(lb.status == Label.Status.FAILED for lb in labels):
-                item.status = Item.Status.FAILED
-            else:
-                item.status = Item.Status.LABELED
-        item.save(update_fields=["violation_score", "status", "flagged_at"])
+    # One UPDATE, whatever the item's state: the status moves only while it is undecided.
+    Item.objects.filter(pk=item_id).update(**fields)
 
 
 def item_claim(*, item: Item, reviewer) -> bool:

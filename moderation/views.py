@@ -1,109 +1,21 @@
+"""Reviewer pages: the queue, the next item, an item with its decision form, its media."""
+
 from __future__ import annotations
 
-import logging
 from functools import wraps
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
-from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 
 from labelers.models import Labeler
+from labelers.selectors import labeling_health
 from moderation import selectors, services
-from moderation.errors import IntakeError
-from moderation.intake import parse_body
 from moderation.models import Decision, Item, Source
-from moderation.webhooks import verify
-
-logger = logging.getLogger(__name__)
-
-
-def _error(status: int, message: str, field: str | None = None) -> JsonResponse:
-    return JsonResponse({"error": message, "field": field}, status=status)
-
-
-def _read_body(request: HttpRequest) -> bytes:
-    """Read at most the intake limit; never an unbounded body into memory."""
-    limit = settings.INTAKE_MAX_BODY_BYTES
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        raise IntakeError(400, "bad Content-Length header", field="Content-Length") from None
-    if declared > limit:
-        raise IntakeError(413, f"body is larger than {limit} bytes", field="body")
-    body = request.read(limit + 1)
-    if len(body) > limit:
-        raise IntakeError(413, f"body is larger than {limit} bytes", field="body")
-    return body
-
-
-@csrf_exempt
-@require_POST
-def webhook(request: HttpRequest, slug: str) -> JsonResponse:
-    source = selectors.source_for_intake(slug)
-    if source is None:
-        return _error(404, "unknown source", "slug")
-    try:
-        body = _read_body(request)
-        webhook_id, _ = verify(
-            headers=request.headers,
-            body=body,
-            secrets=services.source_valid_secrets(source=source),
-            tolerance=settings.WEBHOOK_TOLERANCE_SECONDS,
-        )
-        if not source.active:
-            raise IntakeError(403, "this source is deactivated", field="slug")
-        payload = parse_body(body)
-        item, created = services.item_ingest(source=source, payload=payload, webhook_id=webhook_id)
-    except IntakeError as exc:
-        return JsonResponse(exc.as_json(), status=exc.status)
-    return JsonResponse({"id": item.pk, "status": item.status}, status=202 if created else 200)
-
-
-def _api_source(request: HttpRequest) -> Source | None:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    return selectors.source_for_token(token.strip())
-
-
-def api_auth(view):
-    @wraps(view)
-    def wrapped(request, *args, **kwargs):
-        source = _api_source(request)
-        if source is None:
-            response = _error(401, "missing or invalid bearer token", "Authorization")
-            response["WWW-Authenticate"] = "Bearer"
-            return response
-        return view(request, source, *args, **kwargs)
-
-    return wrapped
-
-
-@require_GET
-@api_auth
-def api_item(request: HttpRequest, source: Source, item_id: int) -> JsonResponse:
-    item = Item.objects.filter(pk=item_id, source=source).first()
-    if item is None:
-        return _error(404, "no such item", "id")
-    return JsonResponse(selectors.item_api_dict(item))
-
-
-@require_GET
-@api_auth
-def api_items(request: HttpRequest, source: Source) -> JsonResponse:
-    external_id = request.GET.get("external_id")
-    if not external_id:
-        return _error(400, "external_id query parameter is required", "external_id")
-    item = Item.objects.filter(external_id=external_id, source=source).first()
-    if item is None:
-        return _error(404, "no such item", "external_id")
-    return JsonResponse(selectors.item_api_dict(item))
 
 
 def reviewer_required(view):
@@ -156,7 +68,7 @@ def queue(request: HttpRequest) -> HttpResponse:
             "source_id": source_id,
             "labeler_id": labeler_id,
             "now": timezone.now(),
-            "health": selectors.labeling_health(),
+            "health": labeling_health(),
         },
     )
 

@@ -14,11 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from conftest import signed_headers
 from labelers.models import Label
+from labelers.services import source_setup
 from moderation.models import Item
-from moderation.services import source_create
-from moderation.tests.processes import (
+from testkit.processes import (
     app_env,
     free_port,
     kill_group,
@@ -27,6 +26,7 @@ from moderation.tests.processes import (
     stop,
     wait_for,
 )
+from testkit.signing import signed_headers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -61,7 +61,7 @@ def test_nothing_is_lost_or_paid_twice_through_crashes_and_api_faults(fake_api_s
     fake = fake_api_server
     fake.reset()
     fake.configure(fail_500=0.3, fail_429=0.1, retry_after="1", latency=0.02, seed=7)
-    source, secret, _ = source_create(name="Burst", slug="burst")
+    source, secret, _ = source_setup(name="Burst", slug="burst")
     env = app_env(
         data_dir=tmp_path,
         api_url=fake.url,

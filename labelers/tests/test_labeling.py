@@ -1,12 +1,17 @@
+import json
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
-from labelers import services
+from labelers import dispatch, fetch, services, tasks
 from labelers.models import ApiKeyRefusal, Label
+from moderation.intake import IntakePayload
 from moderation.models import Item
+from moderation.services import item_ingest
 from moderation.tests.factories import LabelerFactory, SourceFactory
+from moderation.tests.media import png_data_url
+from testkit.signing import signed_headers
 
 pytestmark = pytest.mark.django_db
 
@@ -73,7 +78,7 @@ def test_a_401_parks_all_work_until_the_key_changes(fake_api, post_webhook, sour
     settings.ZENTROPI_API_KEY = "test-key-2"
     fake_api.key = "test-key-2"
     try:
-        with_commit = services.labels_sweep()
+        with_commit = tasks.label_sweep()
         assert with_commit == 2
     finally:
         fake_api.key = "test-key"
@@ -87,7 +92,7 @@ def test_resume_after_key_fix_runs_waiting_labels(
     item = ingest(post_webhook, source, "I hate this")
     fake_api.configure(status401=False)
     with django_capture_on_commit_callbacks(execute=True):
-        services.labels_resume_waiting_key()
+        tasks.labels_resume_waiting_key()
     label = item.labels.get()
     assert label.status == "done" and label.label == "1"
 
@@ -122,43 +127,39 @@ def test_after_the_cap_the_label_is_parked_not_dropped(fake_api, post_webhook, s
     item = ingest(post_webhook, source, "hello")
     label = item.labels.get()
     Label.objects.filter(pk=label.pk).update(next_attempt_at=timezone.now())
-    assert services.label_fetch(label_id=label.pk) == "failed_transient"
+    assert fetch.label_fetch(label_id=label.pk).result == "failed_transient"
     label.refresh_from_db()
     assert label.status == "failed_transient" and label.attempts == 2
     fake_api.configure(fail_500=0.0)
     Label.objects.filter(pk=label.pk).update(next_attempt_at=timezone.now())
-    assert services.label_fetch(label_id=label.pk) == "done"
+    assert fetch.label_fetch(label_id=label.pk).result == "done"
 
 
 def test_a_redelivered_message_makes_no_second_call(fake_api, post_webhook, source):
     item = ingest(post_webhook, source, "hello")
     label = item.labels.get()
-    assert services.label_fetch(label_id=label.pk) == "skipped"
+    assert fetch.label_fetch(label_id=label.pk).result == "skipped"
     assert len(fake_api.calls) == 1
 
 
 def test_the_sweep_takes_back_work_from_a_dead_worker(
     fake_api, source, django_capture_on_commit_callbacks, settings
 ):
-    from moderation.intake import IntakePayload
-    from moderation.services import item_ingest
 
     item, _ = item_ingest(
         source=source, payload=IntakePayload(external_id="x", content_text="kill"), webhook_id="w1"
     )
-    services.items_route()  # the dispatch gives it its label; then a worker dies holding it
+    dispatch.items_route()  # the dispatch gives it its label; then a worker dies holding it
     label = item.labels.get()
     past = timezone.now() - timedelta(seconds=1)
     Label.objects.filter(pk=label.pk).update(status="running", lease_expires_at=past, attempts=1)
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.labels_sweep() == 1
+        assert tasks.label_sweep() == 1
     label.refresh_from_db()
     assert label.status == "done" and label.attempts == 2
 
 
 def test_media_items_default_to_the_multimodal_model(fake_api, post_webhook, source):
-    from moderation.tests.media import png_data_url
-
     response = post_webhook(
         source, {"external_id": "img", "content_text": "look", "content_image": png_data_url()}
     )
@@ -187,9 +188,6 @@ def test_a_version_needs_exactly_one_policy(db):
 
 
 def test_intake_stores_only_the_item_and_the_dispatch_routes_it(fake_api, source, client, db):
-    import json
-
-    from conftest import signed_headers
 
     body = json.dumps({"external_id": "r1", "content_text": "hello"}).encode()
     response = client.post(
@@ -201,10 +199,10 @@ def test_intake_stores_only_the_item_and_the_dispatch_routes_it(fake_api, source
     assert response.json()["status"] == "received"
     item = Item.objects.get()
     assert item.labels.count() == 0
-    assert services.items_route() == 1
+    assert dispatch.items_route() == 1
     item.refresh_from_db()
     assert item.status == "labeling" and item.labels.get().status == "pending"
-    assert services.items_route() == 0  # routed once
+    assert dispatch.items_route() == 0  # routed once
 
 
 def test_an_item_of_a_source_with_no_labelers_is_not_left_waiting(post_webhook, db):
@@ -235,7 +233,7 @@ def test_a_worker_whose_lease_ran_out_cannot_overwrite_the_label(fake_api, post_
     Label.objects.filter(pk=label.pk).update(status="running", attempts=2)
     stale = Label.objects.get(pk=label.pk)
     stale.attempts = 1
-    assert services._store(stale, status="failed", error="late") == 0
+    assert fetch._store(stale, status="failed", error="late") == 0
     label.refresh_from_db()
     assert label.status == "running" and label.error == ""
 
@@ -246,7 +244,7 @@ def test_an_unexpected_error_is_retried_not_left_running(
     def broken(label):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(services, "_build_request", broken)
+    monkeypatch.setattr(fetch, "_build_request", broken)
     item = ingest(post_webhook, source, "hello")
     label = item.labels.get()
     assert label.status == "pending" and label.next_attempt_at is not None

@@ -6,10 +6,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from conftest import signed_headers
 from labelers.models import Label
-from moderation.services import source_create
-from moderation.tests.processes import running_app, wait_for
+from labelers.services import source_setup
+from testkit.processes import running_app, wait_for
+from testkit.signing import signed_headers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -22,7 +22,7 @@ def test_a_burst_is_held_to_the_global_rate_and_in_flight_caps(fake_api_server, 
     # The API allows 25 calls a second; the product is set to 15/s and 4 in flight, with
     # 8 worker threads that would otherwise make ~25 calls a second (300 ms each).
     fake.configure(rate_limit=25, latency=0.3)
-    source, secret, _ = source_create(name="Burst", slug="rate")
+    source, secret, _ = source_setup(name="Burst", slug="rate")
     with running_app(
         data_dir=tmp_path,
         api_url=fake.url,

@@ -1,7 +1,7 @@
 import pytest
 from django.core.management import call_command
 
-from labelers import services
+from labelers import services, tasks
 from labelers.models import Label, RelabelRun
 from moderation.models import Item
 
@@ -17,7 +17,7 @@ def test_relabel_with_a_new_version_labels_every_item_once(
     labeler = source.labelers.get()
     v2 = services.labeler_version_create(labeler=labeler, criteria_text="[invert] new policy")
     with django_capture_on_commit_callbacks(execute=True):
-        run = services.relabel_start(labeler_version=v2, source=source)
+        run = tasks.relabel_start(labeler_version=v2, source=source)
     assert (run.total, run.created) == (5, 5)
     assert len(fake_api.calls) == 10
     assert Label.objects.filter(labeler_version=v2, status="done").count() == 5
@@ -26,7 +26,7 @@ def test_relabel_with_a_new_version_labels_every_item_once(
     assert run.progress() == {"total": 5, "done": 5}
     # Running it again adds nothing and calls nothing.
     with django_capture_on_commit_callbacks(execute=True):
-        again = services.relabel_start(labeler_version=v2, source=source)
+        again = tasks.relabel_start(labeler_version=v2, source=source)
     assert again.created == 0 and len(fake_api.calls) == 10
 
 

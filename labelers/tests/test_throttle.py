@@ -2,13 +2,13 @@ import threading
 import time
 
 import pytest
+import redis
 
+import labelers.throttle as module
 from labelers.throttle import FileState, RedisState, Throttle
 
 
 def redis_state():
-    import redis
-
     try:
         redis.Redis.from_url("redis://127.0.0.1:6379/14").ping()
     except redis.RedisError:
@@ -64,8 +64,6 @@ def test_calls_are_spaced_to_the_rate(state):
 
 
 def test_a_slot_held_by_a_dead_worker_expires(tmp_path, monkeypatch):
-    import labelers.throttle as module
-
     state = FileState(tmp_path / "t.json")
     assert state.try_acquire("dead", 1)
     assert not state.try_acquire("alive", 1)

@@ -1,5 +1,6 @@
 import base64
 import io
+import struct
 
 from PIL import Image
 
@@ -20,8 +21,6 @@ def png_data_url(**kw) -> str:
 
 def mp4_bytes(seconds: float = 5.0) -> bytes:
     """A minimal MP4 skeleton: ftyp + moov/mvhd with the given duration (timescale 1000)."""
-    import struct
-
     ftyp = struct.pack(">I4s4sI4s", 20, b"ftyp", b"isom", 512, b"isom")
     mvhd_body = bytes(4) + struct.pack(">IIII", 0, 0, 1000, int(seconds * 1000)) + bytes(80)
     mvhd = struct.pack(">I4s", 8 + len(mvhd_body), b"mvhd") + mvhd_body

@@ -4,6 +4,7 @@ import os
 import shutil
 
 import pytest
+from playwright.sync_api import sync_playwright
 
 from moderation.models import Decision, Item
 from moderation.tests.factories import UserFactory
@@ -29,7 +30,6 @@ def browser_page(live_server):
     # Playwright's sync API runs an event loop in this thread; the ORM calls made by the test
     # around it are still plain synchronous ones.
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)

@@ -10,11 +10,10 @@ import pytest
 import requests
 from standardwebhooks.webhooks import Webhook
 
-from conftest import signed_headers
-from labelers.services import labeler_default
-from moderation.services import source_create
+from labelers.services import labeler_default, source_setup
 from moderation.tests.factories import UserFactory
-from moderation.tests.processes import running_app, wait_for
+from testkit.processes import running_app, wait_for
+from testkit.signing import signed_headers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -45,7 +44,7 @@ def login(app_url, username):
 
 def test_a_webhook_ends_in_a_reviewers_decision(fake_api_server, tmp_path):
     fake_api_server.reset()
-    source, secret, token = source_create(name="Forum", slug=f"forum-{uuid.uuid4().hex[:6]}")
+    source, secret, token = source_setup(name="Forum", slug=f"forum-{uuid.uuid4().hex[:6]}")
     assert source.labelers.get() == labeler_default()
     reviewer = UserFactory()
     api_headers = {"Authorization": f"Bearer {token}"}

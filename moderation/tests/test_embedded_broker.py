@@ -4,6 +4,8 @@ import uuid
 import pytest
 from kombu import Connection
 
+import config.broker  # noqa: F401 - registers the atomic transport, as in every process
+
 SENT = 400
 
 
@@ -17,8 +19,6 @@ def _options(tmp_path):
 
 
 def _produce(options, name):
-    import config.broker  # noqa: F401 - as every process of the project does
-
     with Connection("filesystem://", transport_options=options) as conn:
         queue = conn.SimpleQueue(name)
         for n in range(SENT):

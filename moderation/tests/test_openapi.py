@@ -18,9 +18,10 @@ from jsonschema import Draft202012Validator, FormatChecker
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from conftest import signed_headers
+from labelers.models import Label
 from moderation.models import Decision, Item
-from moderation.tests.factories import UserFactory
+from moderation.tests.factories import SourceFactory, UserFactory
+from testkit.signing import signed_headers
 
 pytestmark = pytest.mark.django_db
 
@@ -155,8 +156,6 @@ def test_the_documented_statuses_are_the_ones_in_the_code():
     assert SPEC["components"]["schemas"]["ItemStatus"]["enum"] == item_statuses
     actions = SPEC["components"]["schemas"]["Decision"]["properties"]["action"]["enum"]
     assert actions == [choice for choice, _ in Decision.Action.choices]
-    from labelers.models import Label
-
     label_statuses = SPEC["components"]["schemas"]["Label"]["properties"]["status"]["enum"]
     assert label_statuses == [choice for choice, _ in Label.Status.choices]
 
@@ -341,8 +340,6 @@ def test_the_api_errors_are_real_and_match_the_error_schema(client, fake_api, po
 
 
 def test_another_sources_item_is_a_404_not_a_leak(client, fake_api, post_webhook, source):
-    from moderation.tests.factories import SourceFactory
-
     other = SourceFactory()
     item_id = post_webhook(other, GOOD).json()["id"]
     response = _get(client, f"/api/items/{item_id}/", source._token)

@@ -4,6 +4,7 @@ from django.utils import timezone
 from moderation import selectors, services
 from moderation.models import Decision, Item
 from moderation.tests.factories import LabelerFactory, SourceFactory, UserFactory
+from moderation.tests.media import png_data_url
 
 pytestmark = pytest.mark.django_db
 
@@ -66,8 +67,6 @@ def test_content_is_escaped_on_the_item_page(fake_api, post_webhook, source, cli
 
 
 def test_images_are_blurred_until_clicked(fake_api, post_webhook, source, client, reviewer):
-    from moderation.tests.media import png_data_url
-
     response = post_webhook(
         source, {"external_id": "i", "content_text": "hate", "content_image": png_data_url()}
     )

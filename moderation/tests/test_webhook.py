@@ -3,16 +3,19 @@ import io
 import json
 import threading
 import time
+from datetime import timedelta
 
 import pytest
+import requests
 from django.db import connection
 from PIL import Image
 
-from conftest import signed_headers
 from labelers.models import Label
 from moderation.models import Item
 from moderation.services import source_rotate_secret
+from moderation.tests.factories import SourceFactory
 from moderation.tests.media import data_url, mp4_bytes, png_bytes, png_data_url
+from testkit.signing import signed_headers
 
 pytestmark = pytest.mark.django_db
 
@@ -47,8 +50,6 @@ def test_the_same_external_id_returns_the_existing_item(fake_api, post_webhook, 
 
 
 def test_the_same_external_id_in_another_source_is_another_item(fake_api, post_webhook, db):
-    from moderation.tests.factories import SourceFactory
-
     a, b = SourceFactory(), SourceFactory()
     first = post_webhook(a, {"external_id": "p1", "content_text": "hello"})
     second = post_webhook(b, {"external_id": "p1", "content_text": "hello"})
@@ -122,8 +123,6 @@ def test_a_deactivated_source_is_refused_and_stores_nothing(post_webhook, source
 
 
 def test_a_rotated_secret_keeps_working_during_the_grace_period(fake_api, post_webhook, source):
-    from datetime import timedelta
-
     old = source._secret
     new = source_rotate_secret(source=source, grace=timedelta(hours=1))
     assert (
@@ -277,8 +276,6 @@ def test_a_short_mp4_is_accepted_and_a_long_one_refused(fake_api, post_webhook, 
 
 @pytest.mark.django_db(transaction=True)
 def test_two_racing_identical_requests_make_one_item(fake_api, source, live_server):
-    import requests
-
     if connection.vendor == "sqlite":
         pass  # SQLite serialises writers; the unique constraints still decide the race.
     body = json.dumps({"external_id": "race", "content_text": "hello"}).encode()

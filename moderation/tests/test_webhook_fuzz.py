@@ -16,12 +16,12 @@ from hypothesis import HealthCheck, event, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from conftest import signed_headers
 from moderation.errors import IntakeError
 from moderation.intake import parse_body
 from moderation.models import Item
 from moderation.tests.media import data_url, mp4_bytes, png_bytes
 from moderation.webhooks import sign
+from testkit.signing import signed_headers
 
 pytestmark = pytest.mark.django_db
 

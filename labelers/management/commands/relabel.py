@@ -1,3 +1,5 @@
+"""`manage.py relabel`: label a selection of items with a labeler version."""
+
 import time
 
 from django.core.management.base import BaseCommand, CommandError
@@ -6,7 +8,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 from tqdm import tqdm
 
 from labelers.models import Label, Labeler
-from labelers.services import relabel_start
+from labelers.tasks import relabel_start
 from moderation.models import Source
 
 

@@ -1,8 +1,10 @@
+"""`manage.py create_source SLUG`: a new source; prints its secret and token once."""
+
 from django.core.management.base import BaseCommand, CommandError
 
 from labelers.models import Labeler
+from labelers.services import source_setup
 from moderation.models import Source
-from moderation.services import source_create
 
 
 class Command(BaseCommand):
@@ -29,7 +31,7 @@ class Command(BaseCommand):
             missing = set(labelers) - {lb.slug for lb in chosen}
             if missing:
                 raise CommandError(f"unknown labeler(s): {', '.join(sorted(missing))}")
-        source, secret, token = source_create(name=name or slug, slug=slug, labelers=chosen)
+        source, secret, token = source_setup(name=name or slug, slug=slug, labelers=chosen)
         self.stdout.write(f"Created source {source.slug} (id {source.pk}).")
         self.stdout.write(f"Webhook URL:     /webhooks/{source.slug}/")
         self.stdout.write(f"Signing secret:  {secret}")

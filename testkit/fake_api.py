@@ -4,7 +4,7 @@ It validates requests as the contract says, labels deterministically from the te
 every call, and injects faults on demand: latency, 500s, 429s (with or without Retry-After),
 hangs past the client's timeout, dropped connections, 401s and malformed 200s.
 
-Run alone: python -m labelers.tests.fake_api --port 8765 --key test-key
+Run alone: python -m testkit.fake_api --port 8765 --key test-key
 Control at runtime: POST /_control with a JSON object of Behaviour fields; GET /_calls.
 """
 

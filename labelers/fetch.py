@@ -1,0 +1,246 @@
+"""One label: claim it, reuse an identical answer (cost guard), call the API, store the
+answer, or decide when to try again. Sends no messages: the task acts on the outcome."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import random
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, OuterRef, Q, Subquery
+from django.utils import timezone
+
+from labelers import client as api
+from labelers.models import ApiKeyRefusal, Label
+from labelers.throttle import get_throttle
+from labelers.verdict import item_refresh
+
+logger = logging.getLogger(__name__)
+
+FAILED_TRANSIENT_RETRY_SECONDS = 600
+# Countdowns longer than this are left to the sweep: Redis's visibility timeout is an hour,
+# and a message held for longer than that would be handed to a second worker.
+MAX_COUNTDOWN_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one label ("done", "cached", "retry", ...); `retry_in`: seconds
+    after which the caller should send the label's task again (None: nothing to send)."""
+
+    result: str
+    retry_in: float | None = None
+
+
+def _key_fingerprint(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+# Per process: (fingerprint, refused, checked_at). The refusal table is read at most every
+# few seconds instead of once per label; a refusal seen here is recorded here at once.
+_refusal_seen: dict[str, tuple[bool, float]] = {}
+REFUSAL_CHECK_SECONDS = 5.0
+
+
+def api_key_refused() -> bool:
+    key = settings.ZENTROPI_API_KEY
+    if not key:
+        return True
+    fingerprint = _key_fingerprint(key)
+    seen = _refusal_seen.get(fingerprint)
+    if seen is not None and time.monotonic() - seen[1] < REFUSAL_CHECK_SECONDS:
+        return seen[0]
+    refused = ApiKeyRefusal.objects.filter(fingerprint=fingerprint).exists()
+    _refusal_seen[fingerprint] = (refused, time.monotonic())
+    return refused
+
+
+def api_key_refusals_forget() -> None:
+    """An admin says the key is fixed: forget every refusal, here and in the database."""
+    ApiKeyRefusal.objects.all().delete()
+    _refusal_seen.clear()
+
+
+def _record_refusal(key: str) -> None:
+    fingerprint = _key_fingerprint(key)
+    ApiKeyRefusal.objects.get_or_create(fingerprint=fingerprint)
+    _refusal_seen[fingerprint] = (True, time.monotonic())
+
+
+def _build_request(label: Label) -> api.LabelRequest:
+    item, version = label.item, label.labeler_version
+    media = {}
+    for field_name in ("content_image", "content_video"):
+        stored = getattr(item, field_name)
+        if stored:
+            with stored.open("rb") as handle:
+                data = base64.b64encode(handle.read()).decode()
+            media[field_name] = f"data:{getattr(item, field_name + '_type')};base64,{data}"
+    return api.LabelRequest(
+        content_text=item.content_text,
+        criteria_text=version.criteria_text,
+        labeler_id=version.remote_labeler_id,
+        labeler_version_id=version.remote_version_id,
+        model=label.model,
+        **media,
+    )
+
+
+def backoff_seconds(attempt: int, retry_after: float | None = None) -> float:
+    """Exponential with full jitter on top of a floor; Retry-After, when given, is a floor."""
+    base = settings.LABEL_BACKOFF_BASE * (2 ** max(0, attempt - 1))
+    delay = min(settings.LABEL_BACKOFF_CAP, base) * (0.5 + random.random() / 2)
+    return max(delay, retry_after or 0.0)
+
+
+def _claim(label_id: int) -> bool:
+    """Claim with a conditional UPDATE so a redelivered message never makes a second call."""
+    now = timezone.now()
+    ready = Q(status__in=[Label.Status.PENDING, Label.Status.FAILED_TRANSIENT]) & (
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    )
+    abandoned = Q(status=Label.Status.RUNNING, lease_expires_at__lt=now)
+    return bool(
+        Label.objects.filter(ready | abandoned, pk=label_id).update(
+            status=Label.Status.RUNNING,
+            lease_expires_at=now + timedelta(seconds=settings.LABEL_LEASE_SECONDS),
+            attempts=F("attempts") + 1,
+        )
+    )
+
+
+def label_fetch(*, label_id: int) -> Outcome:
+    """Fetch one label and store what came of it."""
+    if api_key_refused():
+        # Do not hammer the API with a key it refused (or with no key at all).
+        waiting = Label.objects.filter(
+            pk=label_id, status__in=[Label.Status.PENDING, Label.Status.FAILED_TRANSIENT]
+        ).update(
+            status=Label.Status.WAITING_KEY,
+            error="waiting for a valid API key (ZENTROPI_API_KEY)",
+            lease_expires_at=None,
+        )
+        return Outcome("waiting_key" if waiting else "skipped")
+    if not _claim(label_id):
+        return Outcome("skipped")
+    # The label, its item and version, and the id of an identical label already paid for
+    # (same content, labeler version and model: the cost guard), in one query.
+    same_content = Label.objects.filter(
+        content_hash=OuterRef("content_hash"),
+        labeler_version_id=OuterRef("labeler_version_id"),
+        model=OuterRef("model"),
+        status=Label.Status.DONE,
+    ).exclude(pk=OuterRef("pk"))
+    label = (
+        Label.objects.select_related("item", "labeler_version__labeler")
+        .annotate(cached_id=Subquery(same_content.values("pk")[:1]))
+        .get(pk=label_id)
+    )
+    cached = Label.objects.get(pk=label.cached_id) if label.cached_id else None
+    if cached is not None:
+        _finish(label, cached.label, cached.confidence, cached.compute_time, 0.0, cache_hit=True)
+        return Outcome("cached")
+
+    try:
+        try:
+            request = _build_request(label)
+        except OSError as exc:  # the stored media is missing or unreadable here
+            raise api.PermanentLabelError(f"cannot read the item's media: {exc}") from None
+        throttle = get_throttle()
+        with throttle.slot():
+            if throttle.limited:
+                _renew_lease(label)  # waiting for a slot must not cost us the claim
+            result = api.get_client().label(request)
+    except api.AuthenticationError as exc:
+        _record_refusal(settings.ZENTROPI_API_KEY)
+        logger.error("label %s: API key refused; labeling paused until the key is fixed", label_id)
+        _store(label, status=Label.Status.WAITING_KEY, error=str(exc))
+        return Outcome("waiting_key")
+    except api.PermanentLabelError as exc:
+        logger.warning("label %s failed for good: %s", label_id, exc)
+        with transaction.atomic():
+            if _store(label, status=Label.Status.FAILED, error=str(exc)):
+                item_refresh(item_id=label.item_id)
+        return Outcome("failed")
+    except api.TransientLabelError as exc:
+        return _schedule_retry(label, exc)
+    except Exception as exc:
+        # A bug or an outage of our own (database, storage): retry like a passing fault,
+        # visibly, rather than leave the label running until its lease runs out.
+        logger.exception("label %s: unexpected error", label_id)
+        return _schedule_retry(label, api.TransientLabelError(f"unexpected {type(exc).__name__}"))
+
+    _finish(label, result.label, result.confidence, result.compute_time, result.latency * 1000)
+    return Outcome("done")
+
+
+def _finish(label: Label, answer: str, confidence, compute_time, latency_ms, cache_hit=False):
+    """Store an answer and refresh the item it changes, in one commit."""
+    with transaction.atomic():
+        stored = _store(
+            label,
+            status=Label.Status.DONE,
+            label=answer,
+            confidence=confidence,
+            violation_score=api.violation_score(answer, confidence),
+            compute_time=compute_time,
+            latency_ms=latency_ms,
+            cache_hit=cache_hit,
+            labeled_at=timezone.now(),
+            error="",
+        )
+        if stored:
+            item_refresh(item_id=label.item_id)
+
+
+def _mine(target: Label):
+    """The row, only while this attempt still holds it: a worker whose lease ran out (and
+    whose label another worker has since claimed or finished) must not write over it."""
+    return Label.objects.filter(pk=target.pk, status=Label.Status.RUNNING, attempts=target.attempts)
+
+
+def _store(target: Label, **fields) -> int:
+    fields.setdefault("lease_expires_at", None)
+    return _mine(target).update(**fields)
+
+
+def _renew_lease(target: Label) -> None:
+    lease = timedelta(seconds=settings.LABEL_LEASE_SECONDS)
+    _mine(target).update(lease_expires_at=timezone.now() + lease)
+
+
+def _schedule_retry(label: Label, exc: api.TransientLabelError) -> Outcome:
+    attempts = label.attempts  # already counts this attempt
+    now = timezone.now()
+    if attempts % settings.LABEL_MAX_ATTEMPTS == 0:
+        # Out of quick retries: park it; the sweep tries again later, nothing is dropped.
+        _store(
+            label,
+            status=Label.Status.FAILED_TRANSIENT,
+            error=str(exc),
+            next_attempt_at=now + timedelta(seconds=FAILED_TRANSIENT_RETRY_SECONDS),
+            enqueued_at=None,
+        )
+        return Outcome("failed_transient")
+    delay = backoff_seconds(attempts, exc.retry_after)
+    when = now + timedelta(seconds=delay)
+    if delay > MAX_COUNTDOWN_SECONDS:
+        # Too long to hold as a countdown: the sweep sends it when it is due.
+        _store(
+            label,
+            status=Label.Status.PENDING,
+            error=str(exc),
+            next_attempt_at=when,
+            enqueued_at=None,
+        )
+        return Outcome("retry")
+    stored = _store(
+        label, status=Label.Status.PENDING, error=str(exc), next_attempt_at=when, enqueued_at=when
+    )
+    return Outcome("retry", retry_in=delay if stored else None)

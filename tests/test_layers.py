@@ -1,0 +1,169 @@
+"""The code's layers, checked from the source with `ast` so they stay one-way:
+no import cycles between project modules, `moderation`'s models and services import
+nothing from `labelers`, no import hidden inside a function (where it usually hides a
+cycle), and the benchmarks import no test modules."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("config", "moderation", "labelers", "testkit", "tests")
+# Where Django needs imports at call time: AppConfig.ready (models are not loaded before).
+ALLOWED_LOCAL_IMPORTS = {("moderation/apps.py", "ready"), ("labelers/apps.py", "ready")}
+
+
+def project_files() -> dict[str, Path]:
+    """Module name -> file, for every project module outside migrations."""
+    found = {"conftest": ROOT / "conftest.py", "dev": ROOT / "dev.py"}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            if "migrations" in path.parts:
+                continue
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            found[".".join(parts)] = path
+    return found
+
+
+def imported_modules(tree: ast.AST, modules: set[str], *, package: str) -> set[str]:
+    """Project modules a module imports: `from a import b` counts as a.b when that is a
+    module, else as a."""
+    found: set[str] = set()
+
+    def add(name: str) -> None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        if name:
+            found.add(name)
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                add(alias.name)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
+                base = f"{base}.{node.module}" if node.module else base
+            for alias in node.names:
+                full = f"{base}.{alias.name}"
+                add(full if full in modules else base)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    files = project_files()
+    modules = set(files)
+    graph = {}
+    for name, path in files.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        tree = ast.parse(path.read_text(), filename=str(path))
+        graph[name] = imported_modules(tree, modules, package=package) - {name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in graph.get(node, ()):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_cycle_between_project_modules():
+    assert cycles(import_graph()) == []
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert cycles(graph) == [["a", "b", "c"]]
+
+
+def test_moderation_models_and_services_import_nothing_from_labelers():
+    graph = import_graph()
+    for module in ("moderation.models", "moderation.services"):
+        assert not {m for m in graph[module] if m.startswith("labelers")}, module
+
+
+def test_labelers_depend_on_moderation_not_the_other_way():
+    graph = import_graph()
+    assert "moderation.services" in graph["labelers.verdict"]
+    back = {
+        (module, target)
+        for module, targets in graph.items()
+        if module.startswith("moderation.")
+        and not module.startswith(("moderation.tests", "moderation.management"))
+        and module not in ("moderation.views", "moderation.admin")  # pages: the outer layer
+        for target in targets
+        if target.startswith("labelers")
+    }
+    assert back == set()
+
+
+def test_only_tasks_send_celery_messages():
+    senders = set()
+    for name, path in project_files().items():
+        if name.startswith(("tests", "testkit", "conftest")) or ".tests" in name:
+            continue
+        source = path.read_text()
+        if any(call in source for call in (".apply_async(", ".delay(", "send_task(")):
+            senders.add(name)
+    assert senders == {"labelers.tasks"}
+
+
+def test_no_import_inside_a_function_body():
+    hidden = []
+    for path in project_files().values():
+        relative = str(path.relative_to(ROOT))
+        tree = ast.parse(path.read_text())
+        for function in ast.walk(tree):
+            if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            if (relative, function.name) in ALLOWED_LOCAL_IMPORTS:
+                continue
+            for node in ast.walk(function):
+                if isinstance(node, ast.Import | ast.ImportFrom):
+                    hidden.append(f"{relative}:{node.lineno} in {function.name}()")
+    assert hidden == []
+
+
+def test_benchmarks_import_no_test_modules():
+    for path in (ROOT / "bench").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                assert ".tests" not in name and name != "conftest", f"{path.name}: {name}"

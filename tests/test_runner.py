@@ -1,0 +1,68 @@
+"""The embedded default's process supervisor (dev.py): a child that exits is restarted, a
+child that keeps exiting makes it give up, and stopping it stops every child."""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import dev
+from testkit.processes import wait_for
+
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(120)"]
+
+
+def crash_once(marker) -> list[str]:
+    """Exits with 3 the first time (leaving a marker), runs on the second."""
+    code = (
+        "import pathlib, sys, time\n"
+        f"p = pathlib.Path({str(marker)!r})\n"
+        "if not p.exists():\n"
+        "    p.write_text('1'); sys.exit(3)\n"
+        "p.write_text('2'); time.sleep(120)\n"
+    )
+    return [sys.executable, "-c", code]
+
+
+def start(supervisor: dev.Supervisor) -> tuple[threading.Thread, dict]:
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("code", supervisor.run(poll=0.05)))
+    thread.start()
+    return thread, result
+
+
+def test_a_child_that_exits_is_restarted_and_stop_ends_every_child(tmp_path):
+    lines: list[str] = []
+    marker = tmp_path / "marker"
+    supervisor = dev.Supervisor({"web": SLEEPER, "worker": crash_once(marker)}, log=lines.append)
+    thread, result = start(supervisor)
+    try:
+        wait_for(lambda: marker.exists() and marker.read_text() == "2", timeout=30, what="restart")
+        assert lines == ["worker exited with 3; restarting it"]
+        children = list(supervisor.children.values())
+        assert all(child.poll() is None for child in children)
+    finally:
+        supervisor.stop()
+        thread.join(timeout=30)
+    assert not thread.is_alive() and result["code"] == 0
+    assert all(child.poll() is not None for child in children)
+
+
+def test_it_gives_up_on_a_child_that_keeps_exiting(tmp_path):
+    lines: list[str] = []
+    supervisor = dev.Supervisor(
+        {"web": SLEEPER, "worker": [sys.executable, "-c", "raise SystemExit(5)"]},
+        max_restarts=2,
+        log=lines.append,
+    )
+    thread, result = start(supervisor)
+    thread.join(timeout=30)
+    assert not thread.is_alive() and result["code"] == 1
+    assert lines[-1] == "worker keeps exiting (code 5); giving up"
+    assert supervisor.children["web"].poll() is not None  # the healthy one was stopped too
+
+
+def test_the_embedded_default_runs_web_and_a_worker_with_beat():
+    commands = dev.app_commands("py", host="h", port=1, web_workers=2, concurrency=8)
+    assert set(commands) == {"web", "worker"}
+    assert "--beat" in commands["worker"] and "gunicorn" in commands["web"]
