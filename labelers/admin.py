@@ -4,7 +4,14 @@ from django.contrib import admin, messages
 
 from labelers import services, tasks
 from labelers.client import DEPRECATED_MODELS
-from labelers.models import ApiKeyRefusal, Label, Labeler, LabelerVersion, RelabelRun
+from labelers.models import (
+    ApiKeyRefusal,
+    Label,
+    Labeler,
+    LabelerVersion,
+    Reevaluation,
+    RelabelRun,
+)
 
 
 class LabelerVersionInline(admin.TabularInline):
@@ -30,6 +37,22 @@ class LabelerAdmin(admin.ModelAdmin):
     list_display = ("name", "slug", "kind", "active", "min_confidence")
     prepopulated_fields = {"slug": ("name",)}
     inlines = [LabelerVersionInline]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        changed = {"active", "min_confidence"} & set(form.changed_data)
+        if change and changed:
+            # Items already in (or out of) the queue were judged under the old setting.
+            reevaluation = tasks.reevaluation_start(
+                reason=f"{obj.slug}: {', '.join(sorted(changed))} changed",
+                labeler=obj,
+                created_by=request.user,
+            )
+            messages.info(
+                request,
+                f"Undecided items labeled by {obj.name} are being re-evaluated in the "
+                f"background (re-evaluation {reevaluation.pk}, see Re-evaluations).",
+            )
 
 
 @admin.register(LabelerVersion)
@@ -130,3 +153,15 @@ class RelabelRunAdmin(admin.ModelAdmin):
         )
         obj.pk = run.pk
         messages.info(request, f"Queued {run.created} labels for {run.total} items.")
+
+
+@admin.register(Reevaluation)
+class ReevaluationAdmin(admin.ModelAdmin):
+    list_display = ("id", "reason", "state", "done", "total", "created_at", "finished_at")
+    readonly_fields = [f.name for f in Reevaluation._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

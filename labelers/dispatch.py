@@ -1,5 +1,6 @@
-"""What is due for labeling: route received items to labelers, find due and lost labels
-(the sweep), add label rows for a relabel. Returns label ids; the tasks send them."""
+"""What is due: route received items to labelers, find due and lost labels (the sweep),
+add label rows for a relabel, re-evaluate items after a change. Returns label ids; the
+tasks send them."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from django.db.models import Q
 from django.utils import timezone
 
 from labelers.fetch import api_key_refused
-from labelers.models import Label, LabelerVersion, RelabelRun
+from labelers.models import Label, LabelerVersion, Reevaluation, RelabelRun
 from labelers.services import model_for, source_routing
+from labelers.verdict import item_refresh
 from moderation import services as moderation_services
+from moderation.models import Item
 
 logger = logging.getLogger(__name__)
 
@@ -35,13 +38,13 @@ def items_route(*, limit: int = 5000) -> int:
         for row in rows:
             routing = source_routing(row.source_id)
             (routed if routing else unrouted).append(row.id)
-            for version_id, model in routing:
+            for route in routing:
                 labels.append(
                     Label(
                         item_id=row.id,
-                        labeler_version_id=version_id,
+                        labeler_version_id=route.version_id,
                         content_hash=row.content_hash,
-                        model=model_for(model=model, has_media=row.has_media),
+                        model=model_for(model=route.model, has_media=row.has_media),
                     )
                 )
         Label.objects.bulk_create(labels, ignore_conflicts=True)
@@ -146,3 +149,62 @@ def _relabel_batch(version: LabelerVersion, rows: list[tuple]) -> list[int]:
                 enqueued_at=now,
             ).values_list("id", flat=True)
         )
+
+
+# Review-flow statuses a change of routing or threshold can move an item out of or into.
+_IN_FLOW = (
+    Item.Status.LABELING,
+    Item.Status.FLAGGED,
+    Item.Status.FAILED,
+    Item.Status.UNROUTED,
+)
+
+
+def reevaluation_create(*, reason: str, labeler=None, source=None, created_by=None) -> Reevaluation:
+    return Reevaluation.objects.create(
+        reason=reason[:200], labeler=labeler, source=source, created_by=created_by
+    )
+
+
+def _reevaluation_items(reevaluation: Reevaluation):
+    """Undecided items the change can affect. Items labeled and not flagged ("cleared") are
+    left alone unless they carry a "1" that a lower threshold or a reactivated labeler could
+    now count: re-reading millions of cleared items would change nothing."""
+    if reevaluation.labeler_id:
+        items = Item.objects.filter(labels__labeler_version__labeler=reevaluation.labeler_id)
+        ones = Q(labels__labeler_version__labeler=reevaluation.labeler_id, labels__label="1")
+    else:
+        items = Item.objects.filter(source=reevaluation.source_id)
+        ones = Q(labels__label="1")
+    return (
+        items.filter(Q(status__in=_IN_FLOW) | (Q(status=Item.Status.LABELED) & ones))
+        .values_list("id", flat=True)
+        .distinct()
+        .order_by("id")
+    )
+
+
+def reevaluation_run(*, reevaluation_id: int, batch_size: int = 500) -> int:
+    """Recompute the verdict of every affected item, a batch per commit; resumable (a rerun
+    recomputes from the labels again, which changes nothing twice)."""
+    claimed = Reevaluation.objects.filter(
+        pk=reevaluation_id, state__in=[Reevaluation.State.QUEUED, Reevaluation.State.RUNNING]
+    ).update(state=Reevaluation.State.RUNNING, done=0)
+    if not claimed:
+        return 0
+    reevaluation = Reevaluation.objects.get(pk=reevaluation_id)
+    if reevaluation.source_id:
+        # Items that waited because nothing was routed to their source are routed now.
+        moderation_services.items_route_again(source_id=reevaluation.source_id)
+    ids = list(_reevaluation_items(reevaluation))
+    Reevaluation.objects.filter(pk=reevaluation_id).update(total=len(ids))
+    for start in range(0, len(ids), batch_size):
+        batch = ids[start : start + batch_size]
+        with transaction.atomic():
+            for item_id in batch:
+                item_refresh(item_id=item_id)
+        Reevaluation.objects.filter(pk=reevaluation_id).update(done=start + len(batch))
+    Reevaluation.objects.filter(pk=reevaluation_id).update(
+        state=Reevaluation.State.DONE, finished_at=timezone.now()
+    )
+    return len(ids)

@@ -189,3 +189,31 @@ class RelabelRun(models.Model):
         )
         counts = dict(labels.values_list("status").annotate(n=models.Count("id")))
         return {"total": self.total, **counts}
+
+
+class Reevaluation(models.Model):
+    """Undecided items whose verdict a change may alter (a labeler's threshold or active flag,
+    a source's routing), recomputed in the background from the labels they have; no label is
+    fetched for it. Progress is visible in the admin."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+
+    reason = models.CharField(max_length=200)
+    labeler = models.ForeignKey(Labeler, null=True, blank=True, on_delete=models.SET_NULL)
+    source = models.ForeignKey(
+        "moderation.Source", null=True, blank=True, on_delete=models.SET_NULL
+    )
+    state = models.CharField(max_length=20, choices=State.choices, default=State.QUEUED)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+
+    def __str__(self) -> str:
+        return f"re-evaluation {self.pk}: {self.reason} ({self.done}/{self.total})"

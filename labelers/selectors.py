@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db.models import Count
 
 from labelers.models import Label
+from labelers.services import source_routing
 
 
 def labeling_health() -> dict[str, int]:
@@ -17,3 +18,13 @@ def labeling_health() -> dict[str, int]:
         .order_by()
     )
     return dict(rows)
+
+
+def source_routing_problem(source_id: int) -> str:
+    """Why the source's items would reach no labeler, in words; empty when routing works."""
+    if not source_routing(source_id):
+        return (
+            "no active labeler with a version is routed to this source: its items go to "
+            "review unlabeled"
+        )
+    return ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import NamedTuple
 
 from django.db import transaction
 
@@ -75,23 +76,31 @@ def model_for(*, model: str, has_media: bool) -> str:
     return api.MEDIA_MODEL if has_media else "cope-latest"
 
 
-# Intake and dispatch read routing for every item; it changes rarely and saves clear it.
-routing_cache: TTLCache[tuple[tuple[int, str], ...]] = TTLCache(seconds=2.0)
+class Route(NamedTuple):
+    """One active labeler a source routes to, with its current version."""
+
+    labeler_id: int
+    version_id: int
+    model: str
+    min_confidence: float | None
 
 
-def source_routing(source_id: int) -> tuple[tuple[int, str], ...]:
-    """(labeler version id, model setting) of the current version of each active labeler
-    the source routes to."""
+# The dispatch and every finished label read routing; it changes rarely and saves clear it.
+routing_cache: TTLCache[tuple[Route, ...]] = TTLCache(seconds=2.0)
+
+
+def source_routing(source_id: int) -> tuple[Route, ...]:
+    """The current version of each active labeler the source routes to."""
 
     def load():
-        current: dict[int, tuple[int, str]] = {}
+        current: dict[int, Route] = {}
         versions = (
             LabelerVersion.objects.filter(labeler__sources=source_id, labeler__active=True)
             .order_by("labeler_id", "-number")
-            .values_list("labeler_id", "id", "model")
+            .values_list("labeler_id", "id", "model", "labeler__min_confidence")
         )
-        for labeler_id, version_id, model in versions:
-            current.setdefault(labeler_id, (version_id, model))
+        for labeler_id, version_id, model, min_confidence in versions:
+            current.setdefault(labeler_id, Route(labeler_id, version_id, model, min_confidence))
         return tuple(current.values())
 
     return routing_cache.get(source_id, load)

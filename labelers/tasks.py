@@ -9,7 +9,7 @@ from celery import shared_task
 from django.db import transaction
 
 from labelers import dispatch, fetch
-from labelers.models import RelabelRun
+from labelers.models import Reevaluation, RelabelRun
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
@@ -53,3 +53,17 @@ def relabel_start(*, batch_size: int = 1000, progress=None, **selection) -> Rela
     for ids in dispatch.relabel_batches(run, batch_size=batch_size, progress=progress):
         labels_enqueue(ids)
     return run
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def items_reevaluate(reevaluation_id: int) -> int:
+    return dispatch.reevaluation_run(reevaluation_id=reevaluation_id)
+
+
+def reevaluation_start(*, reason: str, labeler=None, source=None, created_by=None) -> Reevaluation:
+    """Record a re-evaluation and send it to a worker once committed (never in a request)."""
+    reevaluation = dispatch.reevaluation_create(
+        reason=reason, labeler=labeler, source=source, created_by=created_by
+    )
+    transaction.on_commit(lambda: items_reevaluate.delay(reevaluation.pk))
+    return reevaluation

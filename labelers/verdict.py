@@ -1,8 +1,15 @@
-"""What an item's labels say, handed to moderation through its one narrow call."""
+"""An item's verdict from its labels, handed to moderation through its one narrow call.
+
+Only labelers that are active and routed to the item's source decide; for each, its newest
+version's answer counts (an older version's answer stands in while the newest is pending or
+failed, so publishing a version without relabeling changes nothing). Labels of older
+versions and of other labelers stay on the item as history.
+"""
 
 from __future__ import annotations
 
 from labelers.models import Label
+from labelers.services import source_routing
 from moderation import services as moderation_services
 from moderation.models import Item
 
@@ -21,23 +28,45 @@ def item_refresh(*, item_id: int) -> None:
     read, so two labels of one item finishing at once are summed up one after the other:
     the second sees the first (otherwise both could report "still labeling").
     """
-    list(Item.objects.select_for_update().filter(pk=item_id).values_list("pk", flat=True))
+    locked = Item.objects.select_for_update().filter(pk=item_id).values_list("source_id")
+    source_id = next(iter(locked))[0]
+    routes = {route.labeler_id: route for route in source_routing(source_id)}
+    # (labeler, version number, status, label, confidence, violation score), newest first.
     labels = list(
         Label.objects.filter(item_id=item_id)
-        .select_related("labeler_version__labeler")
-        .only(
+        .order_by("labeler_version__labeler_id", "-labeler_version__number")
+        .values_list(
+            "labeler_version__labeler_id",
+            "labeler_version__number",
             "status",
             "label",
             "confidence",
             "violation_score",
-            "labeler_version__labeler__min_confidence",
         )
     )
-    scores = [lb.violation_score for lb in labels if lb.violation_score is not None]
+    deciding = [row for row in labels if row[0] in routes]
+    if routes and not deciding:
+        # Routing changed after this item was labeled and no routed labeler has seen it: its
+        # history is the only judgment there is (a relabel gives it a current one).
+        deciding, routes = labels, {}
+    newest: dict[int, tuple] = {}
+    answered: dict[int, tuple] = {}
+    for row in deciding:
+        labeler_id, status = row[0], row[2]
+        newest.setdefault(labeler_id, row)
+        if status == Label.Status.DONE:
+            answered.setdefault(labeler_id, row)
+    scores = [row[5] for row in answered.values() if row[5] is not None]
     moderation_services.item_labels_changed(
         item_id=item_id,
         violation_score=max(scores) if scores else None,
-        flagged=any(lb.flags for lb in labels),
-        labeling=any(lb.status in OPEN_STATUSES for lb in labels),
-        failed=any(lb.status == Label.Status.FAILED for lb in labels),
+        flagged=any(_flags(row, routes.get(row[0])) for row in answered.values()),
+        labeling=any(row[2] in OPEN_STATUSES for row in newest.values()),
+        failed=any(row[2] == Label.Status.FAILED for row in newest.values()),
+        routed=bool(deciding),
     )
+
+
+def _flags(row: tuple, route) -> bool:
+    minimum = route.min_confidence if route is not None else None
+    return row[3] == "1" and (minimum is None or (row[4] or 0) >= minimum)

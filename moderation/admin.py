@@ -4,20 +4,42 @@ from datetime import timedelta
 
 from django.contrib import admin, messages
 
-from labelers.tasks import relabel_start
+from labelers.selectors import source_routing_problem
+from labelers.tasks import reevaluation_start, relabel_start
 from moderation.models import Decision, Item, Source, hash_token, new_api_token, new_webhook_secret
 from moderation.services import source_rotate_secret
 
 
 @admin.register(Source)
 class SourceAdmin(admin.ModelAdmin):
-    list_display = ("name", "slug", "active", "created_at")
+    list_display = ("name", "slug", "active", "routing", "created_at")
     prepopulated_fields = {"slug": ("name",)}
     filter_horizontal = ("labelers",)
     # Secrets are set by services (create_source, rotation), never shown in the admin.
     exclude = ("webhook_secret", "previous_webhook_secret", "api_token_hash")
     readonly_fields = ("previous_secret_expires_at",)
     actions = ["rotate_secret"]
+
+    @admin.display(description="routing")
+    def routing(self, obj):
+        problem = source_routing_problem(obj.pk)
+        return f"⚠ {problem}" if problem else "ok"
+
+    def save_related(self, request, form, formsets, change):
+        before = set(form.instance.labelers.values_list("pk", flat=True)) if change else set()
+        super().save_related(request, form, formsets, change)
+        source = form.instance
+        if change and set(source.labelers.values_list("pk", flat=True)) != before:
+            reevaluation = reevaluation_start(
+                reason=f"{source.slug}: routing changed", source=source, created_by=request.user
+            )
+            messages.info(
+                request,
+                f"Undecided items of {source.name} are being re-evaluated in the background "
+                f"(re-evaluation {reevaluation.pk}, see Re-evaluations).",
+            )
+        if problem := source_routing_problem(source.pk):
+            messages.warning(request, f"{source.name}: {problem}.")
 
     @admin.action(description="Rotate the signing secret (the old one stays valid for 24 hours)")
     def rotate_secret(self, request, queryset):

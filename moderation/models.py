@@ -50,13 +50,18 @@ class Source(models.Model):
         return self.name
 
 
+# Statuses of items waiting in the review queue (Item.Status values).
+IN_QUEUE = ("flagged", "failed", "unrouted")
+
+
 class Item(models.Model):
     class Status(models.TextChoices):
         RECEIVED = "received", "Received"
         LABELING = "labeling", "Labeling"
         LABELED = "labeled", "Labeled (not flagged)"
         FLAGGED = "flagged", "Flagged (in queue)"
-        FAILED = "failed", "Labeling failed"
+        FAILED = "failed", "Labeling failed (in queue)"
+        UNROUTED = "unrouted", "No labeler routed (in queue)"
         ESCALATED = "escalated", "Escalated"
         DECIDED = "decided", "Decided"
 
@@ -73,8 +78,12 @@ class Item(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     received_at = models.DateTimeField(auto_now_add=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.RECEIVED)
-    # Highest confidence, over its labels, that the item violates; the queue's sort key.
+    # Highest confidence, over its labels, that the item violates.
     violation_score = models.FloatField(null=True, blank=True)
+    # The review queue's sort key, set while the item waits for a person: the violation score
+    # of a flagged item; 1.0 for an item no labeler could judge (failed, or none routed), so it
+    # sits with the most likely violations rather than disappear.
+    queue_score = models.FloatField(null=True, blank=True)
     flagged_at = models.DateTimeField(null=True, blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)
     # A reviewer's claim, so two reviewers never decide the same item by accident.
@@ -94,17 +103,17 @@ class Item(models.Model):
             # The dispatch's scan for items still to route.
             models.Index(fields=["id"], condition=Q(status="received"), name="item_received_idx"),
             models.Index(
-                models.F("violation_score").desc(),
+                models.F("queue_score").desc(),
                 "id",
-                condition=Q(status="flagged"),
-                name="item_queue_idx",
+                condition=Q(status__in=IN_QUEUE),
+                name="item_review_queue_idx",
             ),
             models.Index(
                 "source",
-                models.F("violation_score").desc(),
+                models.F("queue_score").desc(),
                 "id",
-                condition=Q(status="flagged"),
-                name="item_queue_source_idx",
+                condition=Q(status__in=IN_QUEUE),
+                name="item_review_queue_source_idx",
             ),
         ]
 

@@ -7,7 +7,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from config.cache import TTLCache
-from moderation.models import Item, Source, free_for, hash_token
+from moderation.models import IN_QUEUE, Item, Source, free_for, hash_token
 
 # Every webhook needs its source: cached per process (an unknown slug too, so a flood of
 # 404s costs no queries); saves clear it (apps.py).
@@ -25,12 +25,12 @@ def source_for_token(token: str) -> Source | None:
 
 
 def queue_items(*, source_id: int | None = None, labeler_id: int | None = None) -> QuerySet[Item]:
-    items = Item.objects.filter(status=Item.Status.FLAGGED)
+    items = Item.objects.filter(status__in=IN_QUEUE)
     if source_id:
         items = items.filter(source_id=source_id)
     if labeler_id:
         items = items.filter(labels__labeler_version__labeler_id=labeler_id).distinct()
-    return items.order_by("-violation_score", "id")
+    return items.order_by("-queue_score", "id")
 
 
 def queue_page(
@@ -47,18 +47,14 @@ def queue_page(
     )
     if after is not None:
         score, last_id = after
-        items = items.filter(
-            Q(violation_score__lt=score) | Q(violation_score=score, id__gt=last_id)
-        )
+        items = items.filter(Q(queue_score__lt=score) | Q(queue_score=score, id__gt=last_id))
     page = list(items[: size + 1])
-    following = (
-        (page[size - 1].violation_score or 0.0, page[size - 1].id) if len(page) > size else None
-    )
+    following = (page[size - 1].queue_score or 0.0, page[size - 1].id) if len(page) > size else None
     return page[:size], following
 
 
 def queue_next(*, reviewer, source_id: int | None = None) -> Item | None:
-    """The highest-scored flagged item nobody else holds a live claim on."""
+    """The top item of the queue nobody else holds a live claim on."""
     return queue_items(source_id=source_id).filter(free_for(reviewer, timezone.now())).first()
 
 

@@ -148,6 +148,7 @@ UNDECIDED = (
     Item.Status.LABELED,
     Item.Status.FLAGGED,
     Item.Status.FAILED,
+    Item.Status.UNROUTED,
 )
 
 
@@ -174,10 +175,18 @@ def items_lock_received(*, limit: int) -> list[ReceivedItem]:
 
 
 def items_routed(*, routed: list[int], unrouted: list[int]) -> None:
-    """Routed items wait for their labels; items no labeler is routed to are labeled."""
+    """Routed items wait for their labels. Items of a source routed to no labeler go to
+    review, where a person sees why: nothing would ever label them."""
     Item.objects.filter(pk__in=routed).update(status=Item.Status.LABELING)
-    # A source routed to no labeler: nothing will label these, say so rather than wait.
-    Item.objects.filter(pk__in=unrouted).update(status=Item.Status.LABELED)
+    Item.objects.filter(pk__in=unrouted).update(status=Item.Status.UNROUTED, queue_score=1.0)
+
+
+def items_route_again(*, source_id: int) -> int:
+    """Items that waited in review because their source had no labeler go back to the
+    dispatch, now that it has one."""
+    return Item.objects.filter(source_id=source_id, status=Item.Status.UNROUTED).update(
+        status=Item.Status.RECEIVED, queue_score=None
+    )
 
 
 def item_labels_changed(
@@ -187,27 +196,33 @@ def item_labels_changed(
     flagged: bool,
     labeling: bool,
     failed: bool,
+    routed: bool = True,
 ) -> None:
-    """Take the labelers' verdict on an item: its violation score and whether it is flagged,
-    still being labeled, or failed. Decided items keep their status; their score follows.
+    """Take the labelers' verdict on an item: its violation score, and whether it is flagged,
+    still being labeled, failed, or judged by no labeler routed to its source. Decided items
+    keep their status; their score follows.
 
     An item is flagged as soon as any labeler flags it, so reviewers see it before slower
-    labelers answer; its score keeps rising as they do.
+    labelers answer; its score keeps rising as they do. Failed and unrouted items go to the
+    queue with score 1.0: no machine judged them, so a person must.
     """
-    if flagged:
-        status = Item.Status.FLAGGED
+    if not routed:
+        status, queue_score = Item.Status.UNROUTED, 1.0
+    elif flagged:
+        status, queue_score = Item.Status.FLAGGED, violation_score
     elif labeling:
-        status = Item.Status.LABELING
+        status, queue_score = Item.Status.LABELING, None
     elif failed:
-        status = Item.Status.FAILED
+        status, queue_score = Item.Status.FAILED, 1.0
     else:
-        status = Item.Status.LABELED
+        status, queue_score = Item.Status.LABELED, None
     undecided = Q(status__in=UNDECIDED)
     fields = {
         "violation_score": violation_score,
         "status": Case(When(undecided, then=Value(status)), default=F("status")),
+        "queue_score": Case(When(undecided, then=Value(queue_score)), default=F("queue_score")),
     }
-    if flagged:
+    if status == Item.Status.FLAGGED:
         fields["flagged_at"] = Case(
             When(undecided, then=Coalesce(F("flagged_at"), Value(timezone.now()))),
             default=F("flagged_at"),
@@ -263,7 +278,10 @@ def decision_record(
             Item.Status.ESCALATED if action == Decision.Action.ESCALATE else Item.Status.DECIDED
         )
         locked.decided_at = decision.created_at
+        locked.queue_score = None
         locked.claimed_by = None
         locked.claim_expires_at = None
-        locked.save(update_fields=["status", "decided_at", "claimed_by", "claim_expires_at"])
+        locked.save(
+            update_fields=["status", "decided_at", "queue_score", "claimed_by", "claim_expires_at"]
+        )
     return decision

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from labelers.models import Labeler
 from labelers.selectors import labeling_health
 from moderation import selectors, services
-from moderation.models import Decision, Item, Source
+from moderation.models import IN_QUEUE, Decision, Item, Source
 
 
 def reviewer_required(view):
@@ -112,9 +112,7 @@ def item_detail(request: HttpRequest, item_id: int) -> HttpResponse:
         if request.POST.get("next"):
             return redirect("queue_next")
         return redirect("queue")
-    claimed = item.status == Item.Status.FLAGGED and services.item_claim(
-        item=item, reviewer=request.user
-    )
+    claimed = item.status in IN_QUEUE and services.item_claim(item=item, reviewer=request.user)
     labels = item.labels.select_related("labeler_version__labeler").order_by("-violation_score")
     return render(
         request,
@@ -124,6 +122,7 @@ def item_detail(request: HttpRequest, item_id: int) -> HttpResponse:
             "labels": labels,
             "decisions": item.decisions.select_related("reviewer"),
             "claimed": claimed,
+            "in_queue": IN_QUEUE,
             "actions": Decision.Action.choices,
         },
     )

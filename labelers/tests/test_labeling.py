@@ -205,13 +205,6 @@ def test_intake_stores_only_the_item_and_the_dispatch_routes_it(fake_api, source
     assert dispatch.items_route() == 0  # routed once
 
 
-def test_an_item_of_a_source_with_no_labelers_is_not_left_waiting(post_webhook, db):
-    source = SourceFactory(labelers=[])
-    response = post_webhook(source, {"external_id": "x", "content_text": "hello"})
-    item = Item.objects.get(pk=response.json()["id"])
-    assert item.status == "labeled" and item.labels.count() == 0
-
-
 def test_the_api_key_never_reaches_logs_or_stored_errors(
     fake_api, post_webhook, source, settings, caplog
 ):

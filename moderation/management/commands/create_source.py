@@ -31,6 +31,13 @@ class Command(BaseCommand):
             missing = set(labelers) - {lb.slug for lb in chosen}
             if missing:
                 raise CommandError(f"unknown labeler(s): {', '.join(sorted(missing))}")
+            # A source whose labelers cannot label sends every item to review unlabeled.
+            broken = sorted(lb.slug for lb in chosen if not lb.active or not lb.versions.exists())
+            if broken:
+                raise CommandError(
+                    f"labeler(s) {', '.join(broken)} are inactive or have no version: "
+                    "items of this source would reach no labeler"
+                )
         source, secret, token = source_setup(name=name or slug, slug=slug, labelers=chosen)
         self.stdout.write(f"Created source {source.slug} (id {source.pk}).")
         self.stdout.write(f"Webhook URL:     /webhooks/{source.slug}/")
