@@ -11,7 +11,7 @@ from itertools import islice
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from labelers.fetch import api_key_refused
@@ -42,6 +42,7 @@ def items_route(*, limit: int = 5000) -> int:
                 labels.append(
                     Label(
                         item_id=row.id,
+                        revision=row.revision,
                         labeler_version_id=route.version_id,
                         content_hash=row.content_hash,
                         model=model_for(model=route.model, has_media=row.has_media),
@@ -109,11 +110,14 @@ def relabel_batches(
     constraint makes repeats no-ops, and identical content is served from the label cache.
     """
     version = run.labeler_version
+    labeled = Label.objects.filter(
+        item=OuterRef("pk"), revision=OuterRef("revision"), labeler_version=version
+    )
     todo = (
         run.selection()
-        .exclude(labels__labeler_version=version)
+        .exclude(Exists(labeled))  # the current revision of each item, once per version
         .order_by("id")
-        .values_list("id", "content_hash", "content_image", "content_video")
+        .values_list("id", "revision", "content_hash", "content_image", "content_video")
     )
     rows = todo.iterator(chunk_size=batch_size)
     while batch := list(islice(rows, batch_size)):
@@ -132,12 +136,13 @@ def _relabel_batch(version: LabelerVersion, rows: list[tuple]) -> list[int]:
             [
                 Label(
                     item_id=item_id,
+                    revision=revision,
                     labeler_version=version,
                     content_hash=content_hash,
                     model=model_for(model=version.model, has_media=bool(image or video)),
                     enqueued_at=now,
                 )
-                for item_id, content_hash, image, video in rows
+                for item_id, revision, content_hash, image, video in rows
             ],
             ignore_conflicts=True,
         )

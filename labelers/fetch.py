@@ -142,6 +142,11 @@ def label_fetch(*, label_id: int) -> Outcome:
         .annotate(cached_id=Subquery(same_content.values("pk")[:1]))
         .get(pk=label_id)
     )
+    if label.revision != label.item.revision:
+        # The product edited the item since this label was made: its content is gone from the
+        # item, and the new revision has labels of its own. Nothing to pay for.
+        _store(label, status=Label.Status.SUPERSEDED, error="the item was edited")
+        return Outcome("superseded")
     cached = Label.objects.get(pk=label.cached_id) if label.cached_id else None
     if cached is not None:
         _finish(label, cached.label, cached.confidence, cached.compute_time, 0.0, cache_hit=True)

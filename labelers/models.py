@@ -85,8 +85,11 @@ class Label(models.Model):
         WAITING_KEY = "waiting_key", "Waiting for API key"
         FAILED = "failed", "Failed (needs a person)"
         FAILED_TRANSIENT = "failed_transient", "Failed (will retry later)"
+        SUPERSEDED = "superseded", "Not sent: the item was edited"
 
     item = models.ForeignKey("moderation.Item", on_delete=models.CASCADE, related_name="labels")
+    # The item revision labeled (moderation.Item.revision).
+    revision = models.PositiveIntegerField(default=1)
     labeler_version = models.ForeignKey(
         LabelerVersion, on_delete=models.PROTECT, related_name="labels"
     )
@@ -111,7 +114,7 @@ class Label(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["item", "labeler_version"], name="label_once_per_version"
+                fields=["item", "revision", "labeler_version"], name="label_once_per_revision"
             )
         ]
         indexes = [
@@ -125,15 +128,6 @@ class Label(models.Model):
 
     def __str__(self) -> str:
         return f"{self.labeler_version} on item {self.item_id}: {self.status} {self.label}"
-
-    @property
-    def flags(self) -> bool:
-        minimum = self.labeler_version.labeler.min_confidence
-        return (
-            self.status == self.Status.DONE
-            and self.label == "1"
-            and (minimum is None or (self.confidence or 0) >= minimum)
-        )
 
 
 class ApiKeyRefusal(models.Model):

@@ -10,7 +10,8 @@ from labelers.services import source_routing
 
 def labeling_health() -> dict[str, int]:
     """Labels that are not done, by status: what reviewers and admins must see is stuck."""
-    open_statuses = [s for s in Label.Status.values if s != Label.Status.DONE]
+    finished = (Label.Status.DONE, Label.Status.SUPERSEDED)
+    open_statuses = [s for s in Label.Status.values if s not in finished]
     rows = (
         Label.objects.filter(status__in=open_statuses)
         .values_list("status")

@@ -28,12 +28,13 @@ def item_refresh(*, item_id: int) -> None:
     read, so two labels of one item finishing at once are summed up one after the other:
     the second sees the first (otherwise both could report "still labeling").
     """
-    locked = Item.objects.select_for_update().filter(pk=item_id).values_list("source_id")
-    source_id = next(iter(locked))[0]
+    locked = Item.objects.select_for_update().filter(pk=item_id)
+    source_id, revision = locked.values_list("source_id", "revision").get()
     routes = {route.labeler_id: route for route in source_routing(source_id)}
-    # (labeler, version number, status, label, confidence, violation score), newest first.
+    # The current revision's labels: (labeler, version number, status, label, confidence,
+    # violation score), newest version first. Earlier revisions' labels are history.
     labels = list(
-        Label.objects.filter(item_id=item_id)
+        Label.objects.filter(item_id=item_id, revision=revision)
         .order_by("labeler_version__labeler_id", "-labeler_version__number")
         .values_list(
             "labeler_version__labeler_id",

@@ -62,7 +62,10 @@ def webhook(request: HttpRequest, slug: str) -> JsonResponse:
         item, created = services.item_ingest(source=source, payload=payload, webhook_id=webhook_id)
     except IntakeError as exc:
         return JsonResponse(exc.as_json(), status=exc.status)
-    return JsonResponse({"id": item.pk, "status": item.status}, status=202 if created else 200)
+    return JsonResponse(
+        {"id": item.pk, "revision": item.revision, "status": item.status},
+        status=202 if created else 200,
+    )
 
 
 def _api_source(request: HttpRequest) -> Source | None:

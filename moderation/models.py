@@ -77,6 +77,10 @@ class Item(models.Model):
     content_hash = models.CharField(max_length=64)
     metadata = models.JSONField(default=dict, blank=True)
     received_at = models.DateTimeField(auto_now_add=True)
+    # The same external_id sent again with other content is an edit: the item's content is the
+    # current revision's, earlier ones are kept as ItemRevision rows.
+    revision = models.PositiveIntegerField(default=1)
+    revised_at = models.DateTimeField(null=True, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.RECEIVED)
     # Highest confidence, over its labels, that the item violates.
     violation_score = models.FloatField(null=True, blank=True)
@@ -121,15 +125,48 @@ class Item(models.Model):
         return f"{self.source.slug}/{self.external_id}"
 
 
+class ItemRevision(models.Model):
+    """An earlier revision of an item's content, kept when the product sent an edit; its
+    labels and decisions stay on the item with this revision number."""
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="revisions")
+    number = models.PositiveIntegerField()
+    webhook_id = models.CharField(max_length=255)
+    content_text = models.TextField(blank=True)
+    content_image = models.FileField(blank=True)
+    content_image_type = models.CharField(max_length=50, blank=True)
+    content_video = models.FileField(blank=True)
+    content_video_type = models.CharField(max_length=50, blank=True)
+    content_hash = models.CharField(max_length=64)
+    metadata = models.JSONField(default=dict, blank=True)
+    received_at = models.DateTimeField()
+    # Where the revision stood when the edit replaced it.
+    status = models.CharField(max_length=20, choices=Item.Status.choices)
+    violation_score = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["item", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["item", "number"], name="item_revision_unique")
+        ]
+        indexes = [models.Index(fields=["webhook_id"], name="item_revision_webhook_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.item_id} r{self.number}"
+
+
 class Decision(models.Model):
-    """A reviewer's decision. Append-only: a changed mind is a new row."""
+    """A reviewer's decision. Append-only: a changed mind is a new row; an audit record, so
+    an item with decisions cannot be deleted."""
 
     class Action(models.TextChoices):
         APPROVE = "approve", "Approve"
         REMOVE = "remove", "Remove"
         ESCALATE = "escalate", "Escalate"
 
-    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="decisions")
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="decisions")
+    # The item revision decided: an edit after a decision is undecided until reviewed.
+    revision = models.PositiveIntegerField(default=1)
     reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
     action = models.CharField(max_length=20, choices=Action.choices)
     reason = models.CharField(max_length=200, blank=True)

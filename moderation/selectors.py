@@ -59,16 +59,22 @@ def queue_next(*, reviewer, source_id: int | None = None) -> Item | None:
 
 
 def item_api_dict(item: Item) -> dict:
-    labels = item.labels.select_related("labeler_version__labeler").order_by("id")
+    """The item as the API shows it: its current revision's state and decision, and every
+    revision's labels and decisions as history."""
+    labels = item.labels.select_related("labeler_version__labeler").order_by("revision", "id")
     decisions = list(item.decisions.all())
+    current = [d for d in decisions if d.revision == item.revision]
     return {
         "id": item.pk,
         "external_id": item.external_id,
+        "revision": item.revision,
         "status": item.status,
         "received_at": item.received_at.isoformat(),
+        "revised_at": item.revised_at.isoformat() if item.revised_at else None,
         "violation_score": item.violation_score,
         "labels": [
             {
+                "revision": lb.revision,
                 "labeler": lb.labeler_version.labeler.slug,
                 "labeler_version": lb.labeler_version.number,
                 "status": lb.status,
@@ -79,13 +85,23 @@ def item_api_dict(item: Item) -> dict:
             }
             for lb in labels
         ],
-        "decision": _decision_dict(decisions[-1]) if decisions else None,
+        "decision": _decision_dict(current[-1]) if current else None,
         "decisions": [_decision_dict(d) for d in decisions],
+        "revisions": [
+            {
+                "revision": revision.number,
+                "received_at": revision.received_at.isoformat(),
+                "status": revision.status,
+                "violation_score": revision.violation_score,
+            }
+            for revision in item.revisions.all()
+        ],
     }
 
 
 def _decision_dict(decision) -> dict:
     return {
+        "revision": decision.revision,
         "action": decision.action,
         "reason": decision.reason,
         "created_at": decision.created_at.isoformat(),

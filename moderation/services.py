@@ -17,8 +17,10 @@ from django.utils import timezone
 
 from moderation.intake import IntakePayload
 from moderation.models import (
+    IN_QUEUE,
     Decision,
     Item,
+    ItemRevision,
     Source,
     free_for,
     hash_token,
@@ -88,58 +90,139 @@ def _store_media(raw: bytes, mime: str, folder: str) -> str:
 
 
 def _existing(source: Source, *, external_id: str, webhook_id: str) -> Item | None:
-    return (
+    """The item a request repeats or edits: by webhook-id first (a replay, even of an earlier
+    revision), else by external_id."""
+    by_webhook = (
         Item.objects.filter(source=source)
-        .filter(Q(webhook_id=webhook_id) | Q(external_id=external_id))
-        .order_by("id")
+        .filter(Q(webhook_id=webhook_id) | Q(revisions__webhook_id=webhook_id))
         .first()
+    )
+    return by_webhook or Item.objects.filter(source=source, external_id=external_id).first()
+
+
+def _is_repeat(item: Item, *, payload: IntakePayload, webhook_id: str) -> bool:
+    return (
+        item.webhook_id == webhook_id
+        or item.content_hash == payload.content_hash
+        or item.external_id != payload.external_id  # a webhook-id reused for another item
+        or item.revisions.filter(webhook_id=webhook_id).exists()
     )
 
 
 def item_ingest(*, source: Source, payload: IntakePayload, webhook_id: str) -> tuple[Item, bool]:
-    """Store a new item, or return the one already stored.
+    """Store a new item, a new revision of an edited one, or return the one already stored;
+    the flag says whether new content was accepted (a repeat stores nothing).
 
     Uniqueness is enforced by the database (source+external_id, source+webhook_id): the insert
     is tried first and a conflict answers with the stored item, so two identical requests
-    racing each other still make one row.
+    racing each other still make one row. The same external_id with other content under a new
+    webhook-id is an edit: a new revision, labeled again.
     """
-    image_name = video_name = ""
+    existing = None
     if payload.image or payload.video:
         # Media is written before the row; look first so a repeat writes nothing.
         existing = _existing(source, external_id=payload.external_id, webhook_id=webhook_id)
-        if existing is not None:
+        if existing is not None and _is_repeat(existing, payload=payload, webhook_id=webhook_id):
             return existing, False
-        # A failed transaction leaves at most an unreferenced content-addressed file, never a
-        # row pointing at nothing.
-        if payload.image:
-            image_name = _store_media(payload.image, payload.image_type, "images")
-        if payload.video:
-            video_name = _store_media(payload.video, payload.video_type, "videos")
-    # One INSERT in autocommit: the item row alone is complete ("received"); beat's dispatch
-    # routes it to labelers in batches, so intake does the least work it can. Inside a caller's
-    # transaction, a savepoint keeps a conflict from breaking it.
-    guard = transaction.atomic() if connection.in_atomic_block else nullcontext()
+    media = _store_payload_media(payload)
+    if existing is None:
+        # One INSERT in autocommit: the item row alone is complete ("received"); beat's
+        # dispatch routes it to labelers in batches, so intake does the least work it can.
+        # Inside a caller's transaction, a savepoint keeps a conflict from breaking it.
+        guard = transaction.atomic() if connection.in_atomic_block else nullcontext()
+        try:
+            with guard:
+                item = Item.objects.create(
+                    source=source,
+                    external_id=payload.external_id,
+                    webhook_id=webhook_id,
+                    content_text=payload.content_text,
+                    content_hash=payload.content_hash,
+                    metadata=payload.metadata,
+                    status=Item.Status.RECEIVED,
+                    **media,
+                )
+            return item, True
+        except IntegrityError:
+            existing = _existing(source, external_id=payload.external_id, webhook_id=webhook_id)
+            if existing is None:
+                raise
+    if _is_repeat(existing, payload=payload, webhook_id=webhook_id):
+        return existing, False
+    return _item_revise(existing, payload=payload, webhook_id=webhook_id, media=media)
+
+
+def _store_payload_media(payload: IntakePayload) -> dict[str, str]:
+    # A failed transaction leaves at most an unreferenced content-addressed file, never a
+    # row pointing at nothing.
+    media = {
+        "content_image": "",
+        "content_image_type": payload.image_type,
+        "content_video": "",
+        "content_video_type": payload.video_type,
+    }
+    if payload.image:
+        media["content_image"] = _store_media(payload.image, payload.image_type, "images")
+    if payload.video:
+        media["content_video"] = _store_media(payload.video, payload.video_type, "videos")
+    return media
+
+
+_REVISED_FIELDS = (
+    "webhook_id",
+    "content_text",
+    "content_image",
+    "content_image_type",
+    "content_video",
+    "content_video_type",
+    "content_hash",
+    "metadata",
+)
+
+
+def _item_revise(
+    item: Item, *, payload: IntakePayload, webhook_id: str, media: dict[str, str]
+) -> tuple[Item, bool]:
+    """Keep the current content as a revision and take the edit as the item's content: it
+    goes back to the dispatch to be labeled again, undecided, whatever was decided before."""
+    guard = transaction.atomic()
     try:
         with guard:
-            item = Item.objects.create(
-                source=source,
-                external_id=payload.external_id,
-                webhook_id=webhook_id,
-                content_text=payload.content_text,
-                content_image=image_name,
-                content_image_type=payload.image_type,
-                content_video=video_name,
-                content_video_type=payload.video_type,
-                content_hash=payload.content_hash,
-                metadata=payload.metadata,
-                status=Item.Status.RECEIVED,
+            locked = Item.objects.select_for_update().get(pk=item.pk)
+            if _is_repeat(locked, payload=payload, webhook_id=webhook_id):
+                return locked, False  # the same edit, raced by its own retry
+            ItemRevision.objects.create(
+                item=locked,
+                number=locked.revision,
+                received_at=locked.revised_at or locked.received_at,
+                status=locked.status,
+                violation_score=locked.violation_score,
+                **{name: getattr(locked, name) for name in _REVISED_FIELDS},
             )
+            new_content = {
+                "webhook_id": webhook_id,
+                "content_text": payload.content_text,
+                "content_hash": payload.content_hash,
+                "metadata": payload.metadata,
+                **media,
+            }
+            for name, value in new_content.items():
+                setattr(locked, name, value)
+            locked.revision += 1
+            locked.revised_at = timezone.now()
+            locked.status = Item.Status.RECEIVED
+            for name in ("violation_score", "queue_score", "flagged_at", "decided_at"):
+                setattr(locked, name, None)
+            locked.claimed_by = None
+            locked.claim_expires_at = None
+            locked.save()
     except IntegrityError:
-        existing = _existing(source, external_id=payload.external_id, webhook_id=webhook_id)
-        if existing is None:
+        # The edit's webhook-id belongs to another item of this source: a repeat of that one.
+        other = Item.objects.filter(source_id=item.source_id, webhook_id=webhook_id).first()
+        if other is None:
             raise
-        return existing, False
-    return item, True
+        return other, False
+    return locked, True
 
 
 UNDECIDED = (
@@ -155,6 +238,7 @@ UNDECIDED = (
 class ReceivedItem(NamedTuple):
     id: int
     source_id: int
+    revision: int
     content_hash: str
     has_media: bool
 
@@ -166,11 +250,13 @@ def items_lock_received(*, limit: int) -> list[ReceivedItem]:
         Item.objects.filter(status=Item.Status.RECEIVED)
         .select_for_update(skip_locked=True)
         .order_by("id")
-        .values_list("id", "source_id", "content_hash", "content_image", "content_video")[:limit]
+        .values_list(
+            "id", "source_id", "revision", "content_hash", "content_image", "content_video"
+        )[:limit]
     )
     return [
-        ReceivedItem(item_id, source_id, content_hash, bool(image or video))
-        for item_id, source_id, content_hash, image, video in rows
+        ReceivedItem(item_id, source_id, revision, content_hash, bool(image or video))
+        for item_id, source_id, revision, content_hash, image, video in rows
     ]
 
 
@@ -235,7 +321,8 @@ def item_claim(*, item: Item, reviewer) -> bool:
     """Take (or renew) the item's review lease; False if another reviewer holds it."""
     now = timezone.now()
     claimed = (
-        Item.objects.filter(pk=item.pk)
+        # Only while it waits in the queue: an item decided a moment ago is not taken again.
+        Item.objects.filter(pk=item.pk, status__in=IN_QUEUE)
         .filter(free_for(reviewer, now))
         .update(
             claimed_by=reviewer,
@@ -272,7 +359,12 @@ def decision_record(
         ):
             raise ClaimConflict(f"item {item.pk} is being reviewed by someone else")
         decision = Decision.objects.create(
-            item=locked, reviewer=reviewer, action=action, reason=reason[:200], note=note
+            item=locked,
+            revision=locked.revision,
+            reviewer=reviewer,
+            action=action,
+            reason=reason[:200],
+            note=note,
         )
         locked.status = (
             Item.Status.ESCALATED if action == Decision.Action.ESCALATE else Item.Status.DECIDED

@@ -113,7 +113,9 @@ def item_detail(request: HttpRequest, item_id: int) -> HttpResponse:
             return redirect("queue_next")
         return redirect("queue")
     claimed = item.status in IN_QUEUE and services.item_claim(item=item, reviewer=request.user)
-    labels = item.labels.select_related("labeler_version__labeler").order_by("-violation_score")
+    labels = item.labels.select_related("labeler_version__labeler").order_by(
+        "-revision", "-violation_score"
+    )
     return render(
         request,
         "moderation/item.html",
@@ -121,6 +123,7 @@ def item_detail(request: HttpRequest, item_id: int) -> HttpResponse:
             "item": item,
             "labels": labels,
             "decisions": item.decisions.select_related("reviewer"),
+            "revisions": item.revisions.order_by("-number"),
             "claimed": claimed,
             "in_queue": IN_QUEUE,
             "actions": Decision.Action.choices,

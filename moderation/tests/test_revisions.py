@@ -1,0 +1,114 @@
+"""The same external_id with other content is an edit: a new revision of the item, labeled
+again, back in the queue if flagged; true repeats store nothing."""
+
+import json
+
+import pytest
+from django.db.models import ProtectedError
+
+from labelers.dispatch import items_route
+from labelers.models import Label
+from moderation import selectors, services
+from moderation.models import Item, ItemRevision
+from moderation.tests.factories import UserFactory
+from testkit.signing import signed_headers
+
+pytestmark = pytest.mark.django_db
+
+
+def send(post_webhook, source, text, *, external_id="post-1", **kw):
+    return post_webhook(source, {"external_id": external_id, "content_text": text}, **kw)
+
+
+def api(client, source, item_id):
+    response = client.get(
+        f"/api/items/{item_id}/", headers={"Authorization": f"Bearer token-{source.slug}"}
+    )
+    assert response.status_code == 200
+    return response.json()
+
+
+def test_an_edit_is_a_new_revision_that_is_labeled_again(fake_api, post_webhook, source):
+    first = send(post_webhook, source, "a calm remark")
+    edited = send(post_webhook, source, "now I hate you all")
+    assert edited.status_code == 202
+    assert edited.json() == {"id": first.json()["id"], "revision": 2, "status": "received"}
+    item = Item.objects.get()
+    assert (item.revision, item.status, item.content_text) == (2, "flagged", "now I hate you all")
+    assert list(item.labels.order_by("revision").values_list("revision", "label")) == [
+        (1, "0"),
+        (2, "1"),
+    ]
+    assert ItemRevision.objects.get(item=item).content_text == "a calm remark"
+    assert len(fake_api.calls) == 2
+
+
+def test_an_edit_after_an_approval_goes_back_to_the_queue(fake_api, post_webhook, source, client):
+    send(post_webhook, source, "I hate mondays")
+    item = Item.objects.get()
+    services.decision_record(item=item, reviewer=UserFactory(), action="approve")
+    send(post_webhook, source, "I hate you, and I know where you live")
+    item.refresh_from_db()
+    assert item.status == Item.Status.FLAGGED
+    assert item.pk in [i.pk for i in selectors.queue_page()[0]]
+    state = api(client, source, item.pk)
+    assert state["revision"] == 2 and state["decision"] is None
+    assert [(d["revision"], d["action"]) for d in state["decisions"]] == [(1, "approve")]
+    assert [(r["revision"], r["status"]) for r in state["revisions"]] == [(1, "decided")]
+
+
+def test_the_same_content_under_a_new_webhook_id_is_a_repeat(fake_api, post_webhook, source):
+    send(post_webhook, source, "hello there")
+    again = send(post_webhook, source, "hello there")
+    assert again.status_code == 200 and again.json()["revision"] == 1
+    assert ItemRevision.objects.count() == 0 and Label.objects.count() == 1
+
+
+def test_a_replay_of_an_earlier_revision_does_not_revert_the_edit(fake_api, post_webhook, source):
+    body = json.dumps({"external_id": "post-1", "content_text": "first words"}).encode()
+    first_headers = signed_headers(source._secret, body)
+    post_webhook(source, None, raw=body, headers=first_headers)
+    send(post_webhook, source, "second words")
+    replay = post_webhook(source, None, raw=body, headers=first_headers)
+    assert replay.status_code == 200 and replay.json()["revision"] == 2
+    assert Item.objects.get().content_text == "second words"
+
+
+def test_a_label_of_a_replaced_revision_is_never_paid_for(fake_api, client, post_webhook, source):
+    # The first revision arrives and is routed, but the edit comes before any worker ran.
+    body = json.dumps({"external_id": "post-1", "content_text": "old words conf=0.6"}).encode()
+    client.post(
+        f"/webhooks/{source.slug}/",
+        data=body,
+        content_type="application/json",
+        headers=signed_headers(source._secret, body),
+    )
+    items_route()
+    send(post_webhook, source, "new words")  # dispatches both revisions' labels
+    texts = [call["content_text"] for call in fake_api.calls]
+    assert texts == ["new words"]
+    assert Label.objects.get(revision=1).status == Label.Status.SUPERSEDED
+
+
+def test_an_item_with_decisions_cannot_be_deleted(post_webhook, source, fake_api):
+    send(post_webhook, source, "I hate mondays")
+    item = Item.objects.get()
+    services.decision_record(item=item, reviewer=UserFactory(), action="remove")
+    with pytest.raises(ProtectedError):
+        item.delete()
+
+
+def test_a_decided_item_cannot_be_claimed(post_webhook, source, fake_api):
+    send(post_webhook, source, "I hate mondays")
+    item = Item.objects.get()
+    services.decision_record(item=item, reviewer=UserFactory(), action="remove")
+    assert not services.item_claim(item=item, reviewer=UserFactory())
+
+
+def test_the_item_page_shows_earlier_revisions_escaped(fake_api, post_webhook, source, client):
+    send(post_webhook, source, "<script>alert(1)</script> first")
+    send(post_webhook, source, "I hate you second")
+    client.force_login(UserFactory())
+    page = client.get(f"/items/{Item.objects.get().pk}/").content.decode()
+    assert 'id="revision-1"' in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; first" in page and "<script>alert" not in page
