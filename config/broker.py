@@ -16,10 +16,16 @@ from kombu.transport import TRANSPORT_ALIASES, filesystem
 from kombu.utils.encoding import str_to_bytes
 from kombu.utils.json import dumps
 
+PARTIAL_FOLDER = ".partial"
+
 
 def _write_atomic(final: str, data: bytes) -> None:
-    # "<name>.part" does not end in ".<queue>.msg" or ".exchange": readers skip it.
-    partial = f"{final}.{uuid.uuid4().hex}.part"
+    # Partials live in a hidden folder beside the messages (same filesystem, so the rename is
+    # atomic) under a name with neither the queue nor ".msg" in it: no kombu version, whether
+    # it matches message files by suffix or by substring, can pick one up half-written.
+    folder = os.path.join(os.path.dirname(final), PARTIAL_FOLDER)
+    os.makedirs(folder, exist_ok=True)
+    partial = os.path.join(folder, f"{uuid.uuid4().hex}.tmp")
     with open(partial, "wb") as handle:
         handle.write(data)
     os.replace(partial, final)

@@ -4,6 +4,7 @@ Embedded default: nothing set -> SQLite file and Kombu's filesystem broker under
 Production: DATABASE_URL, CELERY_BROKER_URL, SECRET_KEY, ALLOWED_HOSTS set by the deployment.
 """
 
+import os
 import secrets
 from pathlib import Path
 
@@ -14,7 +15,10 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 
 DATA_DIR = Path(env("DATA_DIR", default=str(BASE_DIR / "data")))
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+# It holds the SQLite database, the secret key, sessions' backing store and first-run
+# credentials: only its owner may read it.
+DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+DATA_DIR.chmod(0o700)
 
 DEBUG = env.bool("DEBUG", default=False)
 EMBEDDED = "DATABASE_URL" not in env.ENVIRON
@@ -83,6 +87,11 @@ TEMPLATES = [
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    _sqlite_file = Path(DATABASES["default"]["NAME"])
+    if _sqlite_file.parent.is_dir() and not _sqlite_file.exists():
+        # Created here rather than by SQLite (which follows the umask): owner-only, and its
+        # -wal and -shm files take the same mode.
+        os.close(os.open(_sqlite_file, os.O_CREAT | os.O_WRONLY, 0o600))
     # A file, not memory, so that worker processes started by the end-to-end tests share it.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-db.sqlite3")}
     # Web server and worker write the same file: WAL lets readers run beside the writer,
