@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from itertools import islice
 
 from django.conf import settings
 from django.db import transaction
@@ -119,8 +118,11 @@ def relabel_batches(
         .order_by("id")
         .values_list("id", "revision", "content_hash", "content_image", "content_video")
     )
-    rows = todo.iterator(chunk_size=batch_size)
-    while batch := list(islice(rows, batch_size)):
+    last_id = 0
+    # Keyset pages read whole before each write: a cursor held open across the batches'
+    # commits makes SQLite refuse the write (its read snapshot went stale under WAL).
+    while batch := list(todo.filter(id__gt=last_id)[:batch_size]):
+        last_id = batch[-1][0]
         ids = _relabel_batch(version, batch)
         run.created += len(ids)
         yield ids

@@ -24,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 MODELS = {"cope-latest", "cope-a-9b", "cope-b-12b", "cope-b-a4b", "cope-b-a4b-mm"}
 FLAG_WORDS = ("hate", "kill", "violat", "flagme")
 _CONF = re.compile(r"conf=(0\.\d+|1\.0)")
+REJECT_MARKER = "[reject]"  # a text with it is refused with a 422, as content the API cannot take
 
 
 @dataclass
@@ -220,6 +221,8 @@ class FakeLabelAPI:
                     headers = {"Retry-After": b.retry_after} if b.retry_after else {}
                     return self._send(429, {"detail": "rate limited"}, headers)
                 problem = validate(body)
+                if not problem and REJECT_MARKER in (body.get("content_text") or ""):
+                    problem = "content refused by the test API"
                 if problem or outcome == "422":
                     return self._send(422, {"detail": problem or "scripted validation error"})
                 if b.malformed is not None:
