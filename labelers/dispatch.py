@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from labelers.fetch import api_key_refused
 from labelers.models import Label, LabelerVersion, Reevaluation, RelabelRun
-from labelers.services import model_for, source_routing
+from labelers.services import model_for, routing_cache, source_routing
 from labelers.verdict import item_refresh
 from moderation import services as moderation_services
 from moderation.models import Item
@@ -200,6 +200,8 @@ def reevaluation_run(*, reevaluation_id: int, batch_size: int = 500) -> int:
     if not claimed:
         return 0
     reevaluation = Reevaluation.objects.get(pk=reevaluation_id)
+    # The change that asked for this may be a second old in this process's routing cache.
+    routing_cache.clear()
     if reevaluation.source_id:
         # Items that waited because nothing was routed to their source are routed now.
         moderation_services.items_route_again(source_id=reevaluation.source_id)
