@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from labelers import client as api
 from labelers.models import ApiKeyRefusal, Label
-from labelers.throttle import get_throttle
+from labelers.throttle import SlotAbandoned, get_throttle
 from labelers.verdict import item_refresh
 
 logger = logging.getLogger(__name__)
@@ -152,11 +152,14 @@ def label_fetch(*, label_id: int) -> Outcome:
             request = _build_request(label)
         except OSError as exc:  # the stored media is missing or unreadable here
             raise api.PermanentLabelError(f"cannot read the item's media: {exc}") from None
-        throttle = get_throttle()
-        with throttle.slot():
-            if throttle.limited:
-                _renew_lease(label)  # waiting for a slot must not cost us the claim
+        # Waiting for a slot can outlast the lease: renew it while waiting, and give the
+        # label up (no call) if the sweep has meanwhile handed it to another attempt.
+        keep_every = max(0.1, settings.LABEL_LEASE_SECONDS / 4)
+        with get_throttle().slot(keep=lambda: _renew_lease(label), keep_every=keep_every):
             result = api.get_client().label(request)
+    except SlotAbandoned:
+        logger.info("label %s: lease lost while waiting for a call slot; not calling", label_id)
+        return Outcome("skipped")
     except api.AuthenticationError as exc:
         _record_refusal(settings.ZENTROPI_API_KEY)
         logger.error("label %s: API key refused; labeling paused until the key is fixed", label_id)
@@ -210,9 +213,10 @@ def _store(target: Label, **fields) -> int:
     return _mine(target).update(**fields)
 
 
-def _renew_lease(target: Label) -> None:
+def _renew_lease(target: Label) -> bool:
+    """Extend this attempt's lease; False if another attempt has taken the row."""
     lease = timedelta(seconds=settings.LABEL_LEASE_SECONDS)
-    _mine(target).update(lease_expires_at=timezone.now() + lease)
+    return bool(_mine(target).update(lease_expires_at=timezone.now() + lease))
 
 
 def _schedule_retry(label: Label, exc: api.TransientLabelError) -> Outcome:

@@ -12,6 +12,7 @@ import fcntl
 import json
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -101,6 +102,10 @@ class FileState:
         return tat - now
 
 
+class SlotAbandoned(Exception):
+    """The caller's claim on its work ran out while it waited for a slot: it must not call."""
+
+
 class Throttle:
     def __init__(self, *, max_in_flight: int, per_second: float, state):
         self.max_in_flight = max_in_flight
@@ -112,21 +117,43 @@ class Throttle:
         return self.max_in_flight > 0 or self.per_second > 0
 
     @contextmanager
-    def slot(self):
+    def slot(
+        self, *, keep: Callable[[], bool] | None = None, keep_every: float = 5.0
+    ) -> Iterator[None]:
+        """Wait for a call slot. A caller that holds a lease on its work passes `keep`: it is
+        called at least every `keep_every` seconds while waiting and once more just before the
+        slot is handed over (when a cap is on); if it answers False (the lease was lost to
+        another attempt), the wait ends with SlotAbandoned and no call is made."""
         token = uuid.uuid4().hex
-        if self.max_in_flight > 0:
-            delay = 0.005
-            while not self.state.try_acquire(token, self.max_in_flight):
-                time.sleep(delay)
-                delay = min(delay * 2, 0.1)
+        kept_at = time.monotonic()
+
+        def keep_alive() -> None:
+            nonlocal kept_at
+            if keep is not None and time.monotonic() - kept_at >= keep_every:
+                if not keep():
+                    raise SlotAbandoned
+                kept_at = time.monotonic()
+
+        acquired = False
         try:
+            if self.max_in_flight > 0:
+                delay = 0.005
+                while not self.state.try_acquire(token, self.max_in_flight):
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.1)
+                    keep_alive()
+                acquired = True
             if self.per_second > 0:
-                wait = self.state.reserve(1.0 / self.per_second)
-                if wait > 0:
-                    time.sleep(wait)
+                wait_until = time.monotonic() + self.state.reserve(1.0 / self.per_second)
+                while (left := wait_until - time.monotonic()) > 0:
+                    time.sleep(min(left, keep_every))
+                    keep_alive()
+            # The call starts now: the lease must cover it from here, whatever the wait was.
+            if keep is not None and self.limited and not keep():
+                raise SlotAbandoned
             yield
         finally:
-            if self.max_in_flight > 0:
+            if acquired:
                 self.state.release(token)
 
 
