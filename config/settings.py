@@ -151,6 +151,9 @@ LABEL_LEASE_SECONDS = env.int("LABEL_LEASE_SECONDS", default=int(LABEL_READ_TIME
 LABEL_STALE_PENDING_SECONDS = env.int("LABEL_STALE_PENDING_SECONDS", default=300)
 # Beat's dispatch: how often new and due labels are sent to the workers (seconds).
 LABEL_SWEEP_INTERVAL = env.float("LABEL_SWEEP_INTERVAL", default=1.0)
+# A remote labeler pinned to "latest" can change on the API side: its cached answers are
+# reused for identical content only while younger than this (seconds).
+LABEL_REMOTE_LATEST_CACHE_SECONDS = env.int("LABEL_REMOTE_LATEST_CACHE_SECONDS", default=86400)
 # Global throughput caps shared by all workers (0 = no cap).
 LABEL_MAX_IN_FLIGHT = env.int("LABEL_MAX_IN_FLIGHT", default=0)
 LABEL_MAX_CALLS_PER_SECOND = env.float("LABEL_MAX_CALLS_PER_SECOND", default=0)

@@ -27,6 +27,8 @@ FAILED_TRANSIENT_RETRY_SECONDS = 600
 # Countdowns longer than this are left to the sweep: Redis's visibility timeout is an hour,
 # and a message held for longer than that would be handed to a second worker.
 MAX_COUNTDOWN_SECONDS = 300
+# How often a label looks again whether the identical label it waits for has its answer.
+WAIT_FOR_IDENTICAL_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -129,23 +131,39 @@ def label_fetch(*, label_id: int) -> Outcome:
         return Outcome("waiting_key" if waiting else "skipped")
     if not _claim(label_id):
         return Outcome("skipped")
-    # The label, its item and version, and the id of an identical label already paid for
-    # (same content, labeler version and model: the cost guard), in one query.
-    same_content = Label.objects.filter(
+    # The label, its item and version, and two identical labels (same content, labeler
+    # version and model), in one query: one already paid for (the cost guard), and one being
+    # paid for right now by another worker (single flight: wait for its answer instead).
+    now = timezone.now()
+    identical = Label.objects.filter(
         content_hash=OuterRef("content_hash"),
         labeler_version_id=OuterRef("labeler_version_id"),
         model=OuterRef("model"),
-        status=Label.Status.DONE,
     ).exclude(pk=OuterRef("pk"))
+    # A labeler pinned to "latest" on the API side can change there without a new version
+    # here: its answers are reused only while they are recent.
+    changes_remotely = ~Q(labeler_version__remote_labeler_id="") & Q(
+        labeler_version__remote_version_id__in=["latest", ""]
+    )
+    recent = now - timedelta(seconds=settings.LABEL_REMOTE_LATEST_CACHE_SECONDS)
+    paid_for = identical.filter(status=Label.Status.DONE).filter(
+        ~changes_remotely | Q(labeled_at__gte=recent)
+    )
+    in_flight = identical.filter(status=Label.Status.RUNNING, lease_expires_at__gt=now)
     label = (
         Label.objects.select_related("item", "labeler_version__labeler")
-        .annotate(cached_id=Subquery(same_content.values("pk")[:1]))
+        .annotate(
+            cached_id=Subquery(paid_for.values("pk")[:1]),
+            in_flight_id=Subquery(in_flight.values("pk")[:1]),
+        )
         .get(pk=label_id)
     )
     cached = Label.objects.get(pk=label.cached_id) if label.cached_id else None
     if cached is not None:
         _finish(label, cached.label, cached.confidence, cached.compute_time, 0.0, cache_hit=True)
         return Outcome("cached")
+    if label.in_flight_id:
+        return _wait_for_identical(label, label.in_flight_id)
 
     try:
         try:
@@ -217,6 +235,24 @@ def _renew_lease(target: Label) -> bool:
     """Extend this attempt's lease; False if another attempt has taken the row."""
     lease = timedelta(seconds=settings.LABEL_LEASE_SECONDS)
     return bool(_mine(target).update(lease_expires_at=timezone.now() + lease))
+
+
+def _wait_for_identical(label: Label, in_flight_id: int) -> Outcome:
+    """Give the claim back and look again shortly: by then the identical label is done and
+    this one is served from it, or it failed and this one calls itself. Waiting is not a
+    failed attempt. Two labels claimed at the same instant both wait; the jitter lets one of
+    them go first next time."""
+    delay = WAIT_FOR_IDENTICAL_SECONDS * (1 + random.random() / 2)
+    when = timezone.now() + timedelta(seconds=delay)
+    stored = _store(
+        label,
+        status=Label.Status.PENDING,
+        attempts=label.attempts - 1,
+        error=f"waiting for identical content being labeled (label {in_flight_id})",
+        next_attempt_at=when,
+        enqueued_at=when,
+    )
+    return Outcome("waiting", retry_in=delay if stored else None)
 
 
 def _schedule_retry(label: Label, exc: api.TransientLabelError) -> Outcome:

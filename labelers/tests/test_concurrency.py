@@ -43,3 +43,15 @@ def test_a_label_waiting_for_a_throttle_slot_past_its_lease_is_not_paid_twice(
     paid = paid_calls(fake_api)
     assert set(paid) == set(texts)
     assert sum(n - 1 for n in paid.values()) == 0, paid.most_common(3)
+
+
+def test_a_burst_of_identical_content_is_paid_for_once(fake_api, source):
+    # Eight workers take eight identical items at once; the call takes 0.5 s, so without a
+    # single flight each would find no finished label to reuse and pay for its own.
+    fake_api.configure(latency=0.5)
+    ingest_texts(source, ["the same words"] * 8)
+    drain_with_threads(threads=8)
+    labels = Label.objects.all()
+    assert {lb.status for lb in labels} == {"done"}
+    assert paid_calls(fake_api) == Counter({"the same words": 1})
+    assert sum(lb.cache_hit for lb in labels) == 7
