@@ -17,13 +17,13 @@ from django.db.models import F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from labelers import client as api
+from labelers.breaker import get_breaker
 from labelers.models import ApiKeyRefusal, Label
 from labelers.throttle import SlotAbandoned, get_throttle
 from labelers.verdict import item_refresh
 
 logger = logging.getLogger(__name__)
 
-FAILED_TRANSIENT_RETRY_SECONDS = 600
 # Countdowns longer than this are left to the sweep: Redis's visibility timeout is an hour,
 # and a message held for longer than that would be handed to a second worker.
 MAX_COUNTDOWN_SECONDS = 300
@@ -96,7 +96,9 @@ def _build_request(label: Label) -> api.LabelRequest:
 
 def backoff_seconds(attempt: int, retry_after: float | None = None) -> float:
     """Exponential with full jitter on top of a floor; Retry-After, when given, is a floor."""
-    base = settings.LABEL_BACKOFF_BASE * (2 ** max(0, attempt - 1))
+    # Attempts are not bounded (a label keeps retrying while the API answers most calls):
+    # bound the exponent so that a float never overflows.
+    base = settings.LABEL_BACKOFF_BASE * (2 ** min(max(0, attempt - 1), 30))
     delay = min(settings.LABEL_BACKOFF_CAP, base) * (0.5 + random.random() / 2)
     return max(delay, retry_after or 0.0)
 
@@ -164,6 +166,9 @@ def label_fetch(*, label_id: int) -> Outcome:
         return Outcome("cached")
     if label.in_flight_id:
         return _wait_for_identical(label, label.in_flight_id)
+    breaker = get_breaker()
+    if (wait := breaker.wait_seconds()) > 0:
+        return _pause(label, wait)
 
     try:
         try:
@@ -184,19 +189,23 @@ def label_fetch(*, label_id: int) -> Outcome:
         _store(label, status=Label.Status.WAITING_KEY, error=str(exc))
         return Outcome("waiting_key")
     except api.PermanentLabelError as exc:
+        breaker.record(ok=True)  # the API answered; the request or criteria are at fault
         logger.warning("label %s failed for good: %s", label_id, exc)
         with transaction.atomic():
             if _store(label, status=Label.Status.FAILED, error=str(exc)):
                 item_refresh(item_id=label.item_id)
         return Outcome("failed")
     except api.TransientLabelError as exc:
-        return _schedule_retry(label, exc)
+        return _schedule_retry(label, exc, breaker_wait=breaker.record(ok=False))
     except Exception as exc:
         # A bug or an outage of our own (database, storage): retry like a passing fault,
-        # visibly, rather than leave the label running until its lease runs out.
+        # visibly, rather than leave the label running until its lease runs out. It says
+        # nothing about the API, so the breaker does not count it.
         logger.exception("label %s: unexpected error", label_id)
-        return _schedule_retry(label, api.TransientLabelError(f"unexpected {type(exc).__name__}"))
+        error = api.TransientLabelError(f"unexpected {type(exc).__name__}")
+        return _schedule_retry(label, error, breaker_wait=0.0)
 
+    breaker.record(ok=True)
     _finish(label, result.label, result.confidence, result.compute_time, result.latency * 1000)
     return Outcome("done")
 
@@ -255,16 +264,34 @@ def _wait_for_identical(label: Label, in_flight_id: int) -> Outcome:
     return Outcome("waiting", retry_in=delay if stored else None)
 
 
-def _schedule_retry(label: Label, exc: api.TransientLabelError) -> Outcome:
+def _pause(label: Label, wait: float) -> Outcome:
+    """The breaker is open: give the claim back, not counted as an attempt, and leave the
+    label to the sweep once the breaker lets calls through again. Spread over a few seconds
+    so that a backlog does not come back at one instant."""
+    when = timezone.now() + timedelta(seconds=wait + random.random() * min(10.0, wait))
+    _store(
+        label,
+        status=Label.Status.FAILED_TRANSIENT,
+        attempts=label.attempts - 1,
+        error=f"the labeling API is failing: paused until {when:%H:%M:%S} UTC",
+        next_attempt_at=when,
+        enqueued_at=None,
+    )
+    return Outcome("paused")
+
+
+def _schedule_retry(label: Label, exc: api.TransientLabelError, *, breaker_wait: float) -> Outcome:
+    """Retry a passing fault with capped backoff for as long as the API answers most calls;
+    once the breaker says the API as a whole is failing, wait for it instead (visibly)."""
     attempts = label.attempts  # already counts this attempt
     now = timezone.now()
-    if attempts % settings.LABEL_MAX_ATTEMPTS == 0:
-        # Out of quick retries: park it; the sweep tries again later, nothing is dropped.
+    if breaker_wait > 0:
+        when = now + timedelta(seconds=breaker_wait + random.random() * min(10.0, breaker_wait))
         _store(
             label,
             status=Label.Status.FAILED_TRANSIENT,
-            error=str(exc),
-            next_attempt_at=now + timedelta(seconds=FAILED_TRANSIENT_RETRY_SECONDS),
+            error=f"{exc}; the labeling API is failing: paused until {when:%H:%M:%S} UTC",
+            next_attempt_at=when,
             enqueued_at=None,
         )
         return Outcome("failed_transient")

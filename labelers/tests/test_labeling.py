@@ -121,15 +121,19 @@ def test_retry_after_is_honoured(fake_api, post_webhook, source):
     assert label.next_attempt_at >= timezone.now() + timedelta(seconds=115)
 
 
-def test_after_the_cap_the_label_is_parked_not_dropped(fake_api, post_webhook, source, settings):
-    settings.LABEL_MAX_ATTEMPTS = 2
+def test_a_label_failing_again_and_again_keeps_retrying_with_capped_backoff(
+    fake_api, post_webhook, source, settings
+):
+    settings.LABEL_BACKOFF_CAP = 60.0
     fake_api.configure(fail_500=1.0)
     item = ingest(post_webhook, source, "hello")
     label = item.labels.get()
-    Label.objects.filter(pk=label.pk).update(next_attempt_at=timezone.now())
-    assert fetch.label_fetch(label_id=label.pk).result == "failed_transient"
+    for _ in range(11):  # fewer calls than the breaker needs to judge the API as a whole
+        Label.objects.filter(pk=label.pk).update(next_attempt_at=timezone.now())
+        assert fetch.label_fetch(label_id=label.pk).result == "retry"
     label.refresh_from_db()
-    assert label.status == "failed_transient" and label.attempts == 2
+    assert label.status == "pending" and label.attempts == 12
+    assert label.next_attempt_at <= timezone.now() + timedelta(seconds=60)
     fake_api.configure(fail_500=0.0)
     Label.objects.filter(pk=label.pk).update(next_attempt_at=timezone.now())
     assert fetch.label_fetch(label_id=label.pk).result == "done"

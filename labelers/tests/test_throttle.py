@@ -86,3 +86,20 @@ def test_a_wait_whose_claim_is_lost_ends_without_the_slot(tmp_path):
     assert len(kept) == 3
     state.release("busy")
     assert state.try_acquire("next", 1)  # the abandoned wait holds no slot
+
+
+def test_shared_state_updates_from_many_threads_are_never_lost(state):
+    # The breaker counts every call's outcome here, from every worker thread at once.
+    def bump(counts):
+        counts["n"] = counts.get("n", 0) + 1
+
+    def worker():
+        for _ in range(20):
+            state.update("counter", bump)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert state.read("counter") == {"n": 160}
