@@ -167,10 +167,11 @@ def label_fetch(*, label_id: int) -> Outcome:
     if label.in_flight_id:
         return _wait_for_identical(label, label.in_flight_id)
     breaker = get_breaker()
-    if (wait := breaker.wait_seconds()) > 0:
-        return _pause(label, wait)
-
     try:
+        # After the cache and the single flight: those need no call, so they go on while
+        # the breaker holds calls back.
+        if (wait := breaker.wait_seconds()) > 0:
+            return _pause(label, wait)
         try:
             request = _build_request(label)
         except OSError as exc:  # the stored media is missing or unreadable here
@@ -189,7 +190,8 @@ def label_fetch(*, label_id: int) -> Outcome:
         _store(label, status=Label.Status.WAITING_KEY, error=str(exc))
         return Outcome("waiting_key")
     except api.PermanentLabelError as exc:
-        breaker.record(ok=True)  # the API answered; the request or criteria are at fault
+        if exc.status is not None:  # the API answered; the request or criteria are at fault
+            breaker.record(ok=True)
         logger.warning("label %s failed for good: %s", label_id, exc)
         with transaction.atomic():
             if _store(label, status=Label.Status.FAILED, error=str(exc)):
