@@ -6,6 +6,7 @@ import pytest
 
 from config.celery import app as celery_app
 from labelers import fetch, services
+from labelers.breaker import get_breaker
 from labelers.tasks import label_sweep
 from moderation import selectors
 from moderation.tests.factories import SourceFactory
@@ -29,6 +30,15 @@ def _forget_process_caches():
     clear()
     yield
     clear()
+
+
+@pytest.fixture(autouse=True)
+def _close_the_breaker():
+    """The breaker's state is shared (a file in DATA_DIR, or Redis): one test's outage must
+    not pause the next test's labels."""
+    get_breaker().reset()
+    yield
+    get_breaker().reset()
 
 
 @pytest.fixture(scope="session")

@@ -151,7 +151,6 @@ ZENTROPI_API_URL = env("ZENTROPI_API_URL", default="https://api.zentropi.ai")
 ZENTROPI_API_KEY = env("ZENTROPI_API_KEY", default="")
 LABEL_CONNECT_TIMEOUT = env.float("LABEL_CONNECT_TIMEOUT", default=5.0)
 LABEL_READ_TIMEOUT = env.float("LABEL_READ_TIMEOUT", default=120.0)
-LABEL_MAX_ATTEMPTS = env.int("LABEL_MAX_ATTEMPTS", default=8)
 LABEL_BACKOFF_BASE = env.float("LABEL_BACKOFF_BASE", default=1.0)
 LABEL_BACKOFF_CAP = env.float("LABEL_BACKOFF_CAP", default=60.0)
 # A running label whose lease passed is taken to belong to a dead worker and is re-enqueued.
@@ -160,12 +159,26 @@ LABEL_LEASE_SECONDS = env.int("LABEL_LEASE_SECONDS", default=int(LABEL_READ_TIME
 LABEL_STALE_PENDING_SECONDS = env.int("LABEL_STALE_PENDING_SECONDS", default=300)
 # Beat's dispatch: how often new and due labels are sent to the workers (seconds).
 LABEL_SWEEP_INTERVAL = env.float("LABEL_SWEEP_INTERVAL", default=1.0)
+# A remote labeler pinned to "latest" can change on the API side: its cached answers are
+# reused for identical content only while younger than this (seconds).
+LABEL_REMOTE_LATEST_CACHE_SECONDS = env.int("LABEL_REMOTE_LATEST_CACHE_SECONDS", default=86400)
 # Global throughput caps shared by all workers (0 = no cap).
 LABEL_MAX_IN_FLIGHT = env.int("LABEL_MAX_IN_FLIGHT", default=0)
 LABEL_MAX_CALLS_PER_SECOND = env.float("LABEL_MAX_CALLS_PER_SECOND", default=0)
 
-# Where those caps keep their shared state: Redis when the broker is Redis, else a file in
-# DATA_DIR (the embedded default runs on one machine).
+# The circuit breaker shared by all workers: when more than FAILURE_RATIO of at least
+# MIN_CALLS calls in the last WINDOW seconds failed transiently, no label is sent for
+# COOLDOWN seconds (doubling while the API stays down, up to MAX_COOLDOWN), then one probe.
+LABEL_BREAKER_WINDOW = env.float("LABEL_BREAKER_WINDOW", default=30.0)
+LABEL_BREAKER_MIN_CALLS = env.int("LABEL_BREAKER_MIN_CALLS", default=20)
+# Not 0.5: with 20 to 30 calls in the window, a storm failing 40 % of calls passes half of
+# them by chance often enough (13 % for a first 20) to pause labeling for nothing.
+LABEL_BREAKER_FAILURE_RATIO = env.float("LABEL_BREAKER_FAILURE_RATIO", default=0.7)
+LABEL_BREAKER_COOLDOWN = env.float("LABEL_BREAKER_COOLDOWN", default=30.0)
+LABEL_BREAKER_MAX_COOLDOWN = env.float("LABEL_BREAKER_MAX_COOLDOWN", default=240.0)
+
+# Where those caps and the breaker keep their shared state: Redis when the broker is Redis,
+# else a file in DATA_DIR (the embedded default runs on one machine).
 _broker_env = env("CELERY_BROKER_URL", default="")
 LABEL_THROTTLE_REDIS_URL = env(
     "LABEL_THROTTLE_REDIS_URL",

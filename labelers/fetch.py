@@ -17,16 +17,18 @@ from django.db.models import F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from labelers import client as api
+from labelers.breaker import get_breaker
 from labelers.models import ApiKeyRefusal, Label
-from labelers.throttle import get_throttle
+from labelers.throttle import SlotAbandoned, get_throttle
 from labelers.verdict import item_refresh
 
 logger = logging.getLogger(__name__)
 
-FAILED_TRANSIENT_RETRY_SECONDS = 600
 # Countdowns longer than this are left to the sweep: Redis's visibility timeout is an hour,
 # and a message held for longer than that would be handed to a second worker.
 MAX_COUNTDOWN_SECONDS = 300
+# How often a label looks again whether the identical label it waits for has its answer.
+WAIT_FOR_IDENTICAL_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,9 @@ def _build_request(label: Label) -> api.LabelRequest:
 
 def backoff_seconds(attempt: int, retry_after: float | None = None) -> float:
     """Exponential with full jitter on top of a floor; Retry-After, when given, is a floor."""
-    base = settings.LABEL_BACKOFF_BASE * (2 ** max(0, attempt - 1))
+    # Attempts are not bounded (a label keeps retrying while the API answers most calls):
+    # bound the exponent so that a float never overflows.
+    base = settings.LABEL_BACKOFF_BASE * (2 ** min(max(0, attempt - 1), 30))
     delay = min(settings.LABEL_BACKOFF_CAP, base) * (0.5 + random.random() / 2)
     return max(delay, retry_after or 0.0)
 
@@ -129,17 +133,31 @@ def label_fetch(*, label_id: int) -> Outcome:
         return Outcome("waiting_key" if waiting else "skipped")
     if not _claim(label_id):
         return Outcome("skipped")
-    # The label, its item and version, and the id of an identical label already paid for
-    # (same content, labeler version and model: the cost guard), in one query.
-    same_content = Label.objects.filter(
+    # The label, its item and version, and two identical labels (same content, labeler
+    # version and model), in one query: one already paid for (the cost guard), and one being
+    # paid for right now by another worker (single flight: wait for its answer instead).
+    now = timezone.now()
+    identical = Label.objects.filter(
         content_hash=OuterRef("content_hash"),
         labeler_version_id=OuterRef("labeler_version_id"),
         model=OuterRef("model"),
-        status=Label.Status.DONE,
     ).exclude(pk=OuterRef("pk"))
+    # A labeler pinned to "latest" on the API side can change there without a new version
+    # here: its answers are reused only while they are recent.
+    changes_remotely = ~Q(labeler_version__remote_labeler_id="") & Q(
+        labeler_version__remote_version_id__in=["latest", ""]
+    )
+    recent = now - timedelta(seconds=settings.LABEL_REMOTE_LATEST_CACHE_SECONDS)
+    paid_for = identical.filter(status=Label.Status.DONE).filter(
+        ~changes_remotely | Q(labeled_at__gte=recent)
+    )
+    in_flight = identical.filter(status=Label.Status.RUNNING, lease_expires_at__gt=now)
     label = (
         Label.objects.select_related("item", "labeler_version__labeler")
-        .annotate(cached_id=Subquery(same_content.values("pk")[:1]))
+        .annotate(
+            cached_id=Subquery(paid_for.values("pk")[:1]),
+            in_flight_id=Subquery(in_flight.values("pk")[:1]),
+        )
         .get(pk=label_id)
     )
     if label.revision != label.item.revision:
@@ -151,36 +169,50 @@ def label_fetch(*, label_id: int) -> Outcome:
     if cached is not None:
         _finish(label, cached.label, cached.confidence, cached.compute_time, 0.0, cache_hit=True)
         return Outcome("cached")
-
+    if label.in_flight_id:
+        return _wait_for_identical(label, label.in_flight_id)
+    breaker = get_breaker()
     try:
+        # After the cache and the single flight: those need no call, so they go on while
+        # the breaker holds calls back.
+        if (wait := breaker.wait_seconds()) > 0:
+            return _pause(label, wait)
         try:
             request = _build_request(label)
         except OSError as exc:  # the stored media is missing or unreadable here
             raise api.PermanentLabelError(f"cannot read the item's media: {exc}") from None
-        throttle = get_throttle()
-        with throttle.slot():
-            if throttle.limited:
-                _renew_lease(label)  # waiting for a slot must not cost us the claim
+        # Waiting for a slot can outlast the lease: renew it while waiting, and give the
+        # label up (no call) if the sweep has meanwhile handed it to another attempt.
+        keep_every = max(0.1, settings.LABEL_LEASE_SECONDS / 4)
+        with get_throttle().slot(keep=lambda: _renew_lease(label), keep_every=keep_every):
             result = api.get_client().label(request)
+    except SlotAbandoned:
+        logger.info("label %s: lease lost while waiting for a call slot; not calling", label_id)
+        return Outcome("skipped")
     except api.AuthenticationError as exc:
         _record_refusal(settings.ZENTROPI_API_KEY)
         logger.error("label %s: API key refused; labeling paused until the key is fixed", label_id)
         _store(label, status=Label.Status.WAITING_KEY, error=str(exc))
         return Outcome("waiting_key")
     except api.PermanentLabelError as exc:
+        if exc.status is not None:  # the API answered; the request or criteria are at fault
+            breaker.record(ok=True)
         logger.warning("label %s failed for good: %s", label_id, exc)
         with transaction.atomic():
             if _store(label, status=Label.Status.FAILED, error=str(exc)):
                 item_refresh(item_id=label.item_id)
         return Outcome("failed")
     except api.TransientLabelError as exc:
-        return _schedule_retry(label, exc)
+        return _schedule_retry(label, exc, breaker_wait=breaker.record(ok=False))
     except Exception as exc:
         # A bug or an outage of our own (database, storage): retry like a passing fault,
-        # visibly, rather than leave the label running until its lease runs out.
+        # visibly, rather than leave the label running until its lease runs out. It says
+        # nothing about the API, so the breaker does not count it.
         logger.exception("label %s: unexpected error", label_id)
-        return _schedule_retry(label, api.TransientLabelError(f"unexpected {type(exc).__name__}"))
+        error = api.TransientLabelError(f"unexpected {type(exc).__name__}")
+        return _schedule_retry(label, error, breaker_wait=0.0)
 
+    breaker.record(ok=True)
     _finish(label, result.label, result.confidence, result.compute_time, result.latency * 1000)
     return Outcome("done")
 
@@ -215,21 +247,58 @@ def _store(target: Label, **fields) -> int:
     return _mine(target).update(**fields)
 
 
-def _renew_lease(target: Label) -> None:
+def _renew_lease(target: Label) -> bool:
+    """Extend this attempt's lease; False if another attempt has taken the row."""
     lease = timedelta(seconds=settings.LABEL_LEASE_SECONDS)
-    _mine(target).update(lease_expires_at=timezone.now() + lease)
+    return bool(_mine(target).update(lease_expires_at=timezone.now() + lease))
 
 
-def _schedule_retry(label: Label, exc: api.TransientLabelError) -> Outcome:
+def _wait_for_identical(label: Label, in_flight_id: int) -> Outcome:
+    """Give the claim back and look again shortly: by then the identical label is done and
+    this one is served from it, or it failed and this one calls itself. Waiting is not a
+    failed attempt. Two labels claimed at the same instant both wait; the jitter lets one of
+    them go first next time."""
+    delay = WAIT_FOR_IDENTICAL_SECONDS * (1 + random.random() / 2)
+    when = timezone.now() + timedelta(seconds=delay)
+    stored = _store(
+        label,
+        status=Label.Status.PENDING,
+        attempts=label.attempts - 1,
+        error=f"waiting for identical content being labeled (label {in_flight_id})",
+        next_attempt_at=when,
+        enqueued_at=when,
+    )
+    return Outcome("waiting", retry_in=delay if stored else None)
+
+
+def _pause(label: Label, wait: float) -> Outcome:
+    """The breaker is open: give the claim back, not counted as an attempt, and leave the
+    label to the sweep once the breaker lets calls through again. Spread over a few seconds
+    so that a backlog does not come back at one instant."""
+    when = timezone.now() + timedelta(seconds=wait + random.random() * min(10.0, wait))
+    _store(
+        label,
+        status=Label.Status.FAILED_TRANSIENT,
+        attempts=label.attempts - 1,
+        error=f"the labeling API is failing: paused until {when:%H:%M:%S} UTC",
+        next_attempt_at=when,
+        enqueued_at=None,
+    )
+    return Outcome("paused")
+
+
+def _schedule_retry(label: Label, exc: api.TransientLabelError, *, breaker_wait: float) -> Outcome:
+    """Retry a passing fault with capped backoff for as long as the API answers most calls;
+    once the breaker says the API as a whole is failing, wait for it instead (visibly)."""
     attempts = label.attempts  # already counts this attempt
     now = timezone.now()
-    if attempts % settings.LABEL_MAX_ATTEMPTS == 0:
-        # Out of quick retries: park it; the sweep tries again later, nothing is dropped.
+    if breaker_wait > 0:
+        when = now + timedelta(seconds=breaker_wait + random.random() * min(10.0, breaker_wait))
         _store(
             label,
             status=Label.Status.FAILED_TRANSIENT,
-            error=str(exc),
-            next_attempt_at=now + timedelta(seconds=FAILED_TRANSIENT_RETRY_SECONDS),
+            error=f"{exc}; the labeling API is failing: paused until {when:%H:%M:%S} UTC",
+            next_attempt_at=when,
             enqueued_at=None,
         )
         return Outcome("failed_transient")

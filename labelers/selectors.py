@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import Count
 
+from labelers.breaker import breaker_status
 from labelers.models import Label
 from labelers.services import source_routing
 
 
-def labeling_health() -> dict[str, int]:
-    """Labels that are not done, by status: what reviewers and admins must see is stuck."""
+def labeling_health() -> dict[str, Any]:
+    """Labels that are not done, by status, and whether the circuit breaker holds calls
+    back ("breaker"): what reviewers and admins must see is stuck."""
     finished = (Label.Status.DONE, Label.Status.SUPERSEDED)
     open_statuses = [s for s in Label.Status.values if s not in finished]
     rows = (
@@ -18,7 +22,7 @@ def labeling_health() -> dict[str, int]:
         .annotate(n=Count("id"))
         .order_by()
     )
-    return dict(rows)
+    return {**dict(rows), "breaker": breaker_status()}
 
 
 def source_routing_problem(source_id: int) -> str:

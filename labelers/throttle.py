@@ -12,11 +12,15 @@ import fcntl
 import json
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
 import redis
 from django.conf import settings
+
+T = TypeVar("T")
 
 SLOT_TTL_SECONDS = 300  # longer than any call (read timeout); a dead holder frees in time
 
@@ -45,6 +49,7 @@ return tostring(tat - now)
 class RedisState:
     def __init__(self, url: str, prefix: str = "modqueue:throttle"):
         self.redis = redis.Redis.from_url(url)
+        self.prefix = prefix
         self.slots_key, self.rate_key = f"{prefix}:slots", f"{prefix}:rate"
         self._acquire = self.redis.register_script(_ACQUIRE)
         self._reserve = self.redis.register_script(_RESERVE)
@@ -57,6 +62,26 @@ class RedisState:
 
     def reserve(self, interval: float) -> float:
         return float(self._reserve(keys=[self.rate_key], args=[interval]))
+
+    def read(self, name: str) -> dict[str, Any]:
+        raw = self.redis.get(f"{self.prefix}:{name}")
+        return json.loads(raw) if raw else {}
+
+    def update(self, name: str, change: Callable[[dict[str, Any]], T]) -> T:
+        """Apply `change` to a small JSON object atomically across workers (optimistic:
+        redone if another worker wrote it meanwhile)."""
+        key = f"{self.prefix}:{name}"
+
+        def apply(pipe: Any) -> T:
+            raw = pipe.get(key)
+            state = json.loads(raw) if raw else {}
+            result = change(state)
+            pipe.multi()
+            pipe.set(key, json.dumps(state), ex=86400)
+            return result
+
+        result = self.redis.transaction(cast(Any, apply), key, value_from_callable=True)
+        return cast(T, result)
 
 
 class FileState:
@@ -100,6 +125,17 @@ class FileState:
             state["tat"] = tat + interval
         return tat - now
 
+    def read(self, name: str) -> dict[str, Any]:
+        return self.update(name, dict)
+
+    def update(self, name: str, change: Callable[[dict[str, Any]], T]) -> T:
+        with self._locked() as state:
+            return change(state.setdefault(name, {}))
+
+
+class SlotAbandoned(Exception):
+    """The caller's claim on its work ran out while it waited for a slot: it must not call."""
+
 
 class Throttle:
     def __init__(self, *, max_in_flight: int, per_second: float, state):
@@ -112,31 +148,62 @@ class Throttle:
         return self.max_in_flight > 0 or self.per_second > 0
 
     @contextmanager
-    def slot(self):
+    def slot(
+        self, *, keep: Callable[[], bool] | None = None, keep_every: float = 5.0
+    ) -> Iterator[None]:
+        """Wait for a call slot. A caller that holds a lease on its work passes `keep`: it is
+        called at least every `keep_every` seconds while waiting and once more just before the
+        slot is handed over (when a cap is on); if it answers False (the lease was lost to
+        another attempt), the wait ends with SlotAbandoned and no call is made."""
         token = uuid.uuid4().hex
-        if self.max_in_flight > 0:
-            delay = 0.005
-            while not self.state.try_acquire(token, self.max_in_flight):
-                time.sleep(delay)
-                delay = min(delay * 2, 0.1)
+        kept_at = time.monotonic()
+
+        def keep_alive() -> None:
+            nonlocal kept_at
+            if keep is not None and time.monotonic() - kept_at >= keep_every:
+                if not keep():
+                    raise SlotAbandoned
+                kept_at = time.monotonic()
+
+        acquired = False
         try:
+            if self.max_in_flight > 0:
+                delay = 0.005
+                while not self.state.try_acquire(token, self.max_in_flight):
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.1)
+                    keep_alive()
+                acquired = True
             if self.per_second > 0:
-                wait = self.state.reserve(1.0 / self.per_second)
-                if wait > 0:
-                    time.sleep(wait)
+                wait_until = time.monotonic() + self.state.reserve(1.0 / self.per_second)
+                while (left := wait_until - time.monotonic()) > 0:
+                    time.sleep(min(left, keep_every))
+                    keep_alive()
+            # The call starts now: the lease must cover it from here, whatever the wait was.
+            if keep is not None and self.limited and not keep():
+                raise SlotAbandoned
             yield
         finally:
-            if self.max_in_flight > 0:
+            if acquired:
                 self.state.release(token)
 
 
+_states: dict[str, RedisState | FileState] = {}
 _cached: dict[tuple, Throttle] = {}
 
 
-def get_throttle() -> Throttle:
+def shared_state() -> RedisState | FileState:
+    """Where state shared by all workers lives: Redis if configured, else a locked file."""
     url = settings.LABEL_THROTTLE_REDIS_URL
-    key = (settings.LABEL_MAX_IN_FLIGHT, settings.LABEL_MAX_CALLS_PER_SECOND, url)
+    where = url or str(Path(settings.DATA_DIR) / "throttle.json")
+    if where not in _states:
+        _states[where] = RedisState(url) if url else FileState(Path(where))
+    return _states[where]
+
+
+def get_throttle() -> Throttle:
+    state = shared_state()
+    key = (settings.LABEL_MAX_IN_FLIGHT, settings.LABEL_MAX_CALLS_PER_SECOND, id(state))
     if key not in _cached:
-        state = RedisState(url) if url else FileState(Path(settings.DATA_DIR) / "throttle.json")
         _cached[key] = Throttle(max_in_flight=key[0], per_second=key[1], state=state)
     return _cached[key]

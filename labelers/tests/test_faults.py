@@ -67,7 +67,6 @@ def test_nothing_is_lost_or_paid_twice_through_crashes_and_api_faults(fake_api_s
         api_url=fake.url,
         LABEL_BACKOFF_BASE=0.05,
         LABEL_BACKOFF_CAP=0.5,
-        LABEL_MAX_ATTEMPTS=20,
         LABEL_READ_TIMEOUT=3,
         LABEL_LEASE_SECONDS=6,
         LABEL_STALE_PENDING_SECONDS=4,

@@ -121,15 +121,19 @@ def test_retry_after_is_honoured(fake_api, post_webhook, source):
     assert label.next_attempt_at >= timezone.now() + timedelta(seconds=115)
 
 
-def test_after_the_cap_the_label_is_parked_not_dropped(fake_api, post_webhook, source, settings):
-    settings.LABEL_MAX_ATTEMPTS = 2
+def test_a_label_failing_again_and_again_keeps_retrying_with_capped_backoff(
+    fake_api, post_webhook, source, settings
+):
+    settings.LABEL_BACKOFF_CAP = 60.0
     fake_api.configure(fail_500=1.0)
     item = ingest(post_webhook, source, "hello")
     label = item.labels.get()
-    Label.objects.filter(pk=label.pk).update(next_attempt_at=timezone.now())
-    assert fetch.label_fetch(label_id=label.pk).result == "failed_transient"
+    for _ in range(11):  # fewer calls than the breaker needs to judge the API as a whole
+        Label.objects.filter(pk=label.pk).update(next_attempt_at=timezone.now())
+        assert fetch.label_fetch(label_id=label.pk).result == "retry"
     label.refresh_from_db()
-    assert label.status == "failed_transient" and label.attempts == 2
+    assert label.status == "pending" and label.attempts == 12
+    assert label.next_attempt_at <= timezone.now() + timedelta(seconds=60)
     fake_api.configure(fail_500=0.0)
     Label.objects.filter(pk=label.pk).update(next_attempt_at=timezone.now())
     assert fetch.label_fetch(label_id=label.pk).result == "done"
@@ -242,3 +246,96 @@ def test_an_unexpected_error_is_retried_not_left_running(
     label = item.labels.get()
     assert label.status == "pending" and label.next_attempt_at is not None
     assert "unexpected RuntimeError" in label.error
+
+
+def two_identical_labels(source, text="twin words"):
+    for n in range(2):
+        item_ingest(
+            source=source,
+            payload=IntakePayload(external_id=f"twin{n}", content_text=text),
+            webhook_id=f"twin{n}",
+        )
+    dispatch.items_route()
+    first, second = Label.objects.order_by("id")
+    return first, second
+
+
+def start_running(label, *, lease_seconds=60):
+    lease = timezone.now() + timedelta(seconds=lease_seconds)
+    Label.objects.filter(pk=label.pk).update(status="running", lease_expires_at=lease, attempts=1)
+
+
+def test_identical_content_in_flight_is_waited_for_instead_of_called(fake_api, source):
+    first, second = two_identical_labels(source)
+    start_running(first)
+    outcome = fetch.label_fetch(label_id=second.pk)
+    assert outcome.result == "waiting" and 0.5 <= outcome.retry_in <= 3
+    second.refresh_from_db()
+    assert fake_api.calls == []
+    assert second.status == "pending" and second.attempts == 0  # waiting is not a failure
+    assert f"label {first.pk}" in second.error
+
+
+def test_a_waiting_label_is_served_from_its_twin_once_that_is_done(fake_api, source):
+    first, second = two_identical_labels(source, text="twin hate conf=0.8")
+    start_running(first)
+    fetch.label_fetch(label_id=second.pk)
+    Label.objects.filter(pk=first.pk).update(status="pending")
+    assert fetch.label_fetch(label_id=first.pk).result == "done"
+    Label.objects.filter(pk=second.pk).update(next_attempt_at=timezone.now())
+    assert fetch.label_fetch(label_id=second.pk).result == "cached"
+    second.refresh_from_db()
+    assert second.cache_hit and second.label == "1" and second.error == ""
+    assert len(fake_api.calls) == 1
+
+
+def test_a_waiting_label_calls_itself_when_its_twin_failed(fake_api, source):
+    first, second = two_identical_labels(source)
+    start_running(first)
+    fetch.label_fetch(label_id=second.pk)
+    Label.objects.filter(pk=first.pk).update(status="failed", lease_expires_at=None)
+    Label.objects.filter(pk=second.pk).update(next_attempt_at=timezone.now())
+    assert fetch.label_fetch(label_id=second.pk).result == "done"
+    assert len(fake_api.calls) == 1
+
+
+def test_a_twin_whose_lease_ran_out_is_not_waited_for(fake_api, source):
+    first, second = two_identical_labels(source)
+    start_running(first, lease_seconds=-1)  # its worker died
+    assert fetch.label_fetch(label_id=second.pk).result == "done"
+    assert len(fake_api.calls) == 1
+
+
+def remote_labeler_source(version_id):
+    labeler = LabelerFactory()
+    services.labeler_version_create(
+        labeler=labeler, remote_labeler_id="lab_abc", remote_version_id=version_id
+    )
+    return SourceFactory(labelers=[labeler])
+
+
+def test_a_remote_labeler_on_latest_does_not_reuse_answers_older_than_the_limit(fake_api, settings):
+    settings.LABEL_REMOTE_LATEST_CACHE_SECONDS = 3600
+    first, second = two_identical_labels(remote_labeler_source("latest"))
+    assert fetch.label_fetch(label_id=first.pk).result == "done"
+    Label.objects.filter(pk=first.pk).update(labeled_at=timezone.now() - timedelta(hours=2))
+    assert fetch.label_fetch(label_id=second.pk).result == "done"
+    assert len(fake_api.calls) == 2
+
+
+def test_a_remote_labeler_on_latest_reuses_a_fresh_answer(fake_api, settings):
+    settings.LABEL_REMOTE_LATEST_CACHE_SECONDS = 3600
+    first, second = two_identical_labels(remote_labeler_source("latest"))
+    assert fetch.label_fetch(label_id=first.pk).result == "done"
+    Label.objects.filter(pk=first.pk).update(labeled_at=timezone.now() - timedelta(minutes=50))
+    assert fetch.label_fetch(label_id=second.pk).result == "cached"
+    assert len(fake_api.calls) == 1
+
+
+def test_a_remote_labeler_pinned_to_a_version_reuses_old_answers(fake_api, settings):
+    settings.LABEL_REMOTE_LATEST_CACHE_SECONDS = 3600
+    first, second = two_identical_labels(remote_labeler_source("v7"))
+    assert fetch.label_fetch(label_id=first.pk).result == "done"
+    Label.objects.filter(pk=first.pk).update(labeled_at=timezone.now() - timedelta(days=30))
+    assert fetch.label_fetch(label_id=second.pk).result == "cached"
+    assert len(fake_api.calls) == 1

@@ -5,7 +5,7 @@ import pytest
 import redis
 
 import labelers.throttle as module
-from labelers.throttle import FileState, RedisState, Throttle
+from labelers.throttle import FileState, RedisState, SlotAbandoned, Throttle
 
 
 def redis_state():
@@ -69,3 +69,37 @@ def test_a_slot_held_by_a_dead_worker_expires(tmp_path, monkeypatch):
     assert not state.try_acquire("alive", 1)
     monkeypatch.setattr(module, "SLOT_TTL_SECONDS", 0)
     assert state.try_acquire("alive", 1)
+
+
+def test_a_wait_whose_claim_is_lost_ends_without_the_slot(tmp_path):
+    state = FileState(tmp_path / "t.json")
+    assert state.try_acquire("busy", 1)
+    throttle = Throttle(max_in_flight=1, per_second=0, state=state)
+    kept = []
+
+    def keep():
+        kept.append(1)
+        return len(kept) < 3  # the third renewal finds the row taken by another attempt
+
+    with pytest.raises(SlotAbandoned), throttle.slot(keep=keep, keep_every=0.01):
+        raise AssertionError("no call after the claim was lost")
+    assert len(kept) == 3
+    state.release("busy")
+    assert state.try_acquire("next", 1)  # the abandoned wait holds no slot
+
+
+def test_shared_state_updates_from_many_threads_are_never_lost(state):
+    # The breaker counts every call's outcome here, from every worker thread at once.
+    def bump(counts):
+        counts["n"] = counts.get("n", 0) + 1
+
+    def worker():
+        for _ in range(20):
+            state.update("counter", bump)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert state.read("counter") == {"n": 160}
