@@ -11,6 +11,7 @@ import time
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+import redis
 import requests
 from django.db import connection
 
@@ -127,6 +128,66 @@ def stop(*procs) -> None:
         # Whatever is left of the group (a beat child, a stuck worker) goes now.
         _signal_group(proc, signal.SIGKILL)
         proc.wait()
+
+
+class PrivateRedis:
+    """A redis-server of the test's own, on a free port: a fault test may restart it without
+    touching the machine's Redis, which other processes share. Not persisted, not daemonized:
+    it is our child, and stop() always reaps it."""
+
+    def __init__(self, *, data_dir: Path, port: int | None = None):
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, *, timeout: float = 20) -> PrivateRedis:
+        args = [
+            "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+            "--save", "", "--appendonly", "no", "--daemonize", "no",
+            "--dir", str(self.data_dir), "--logfile", "",
+        ]  # fmt: skip
+        log = open(self.data_dir / "redis.log", "ab")  # noqa: SIM115 - child keeps it
+        self.proc = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        log.close()
+        client = redis.Redis(
+            host="127.0.0.1", port=self.port, socket_timeout=1, socket_connect_timeout=1
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited at start (port {self.port})")
+            try:
+                client.ping()
+                return self
+            except redis.RedisError:
+                time.sleep(0.1)
+            finally:
+                client.close()
+        self.stop()
+        raise RuntimeError(f"redis-server did not answer within {timeout} s")
+
+    def stop(self, *, timeout: float = 10) -> None:
+        if self.proc is None:
+            return
+        proc, self.proc = self.proc, None
+        proc.terminate()  # SIGTERM: redis shuts down; with --save "" it writes nothing
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=timeout)
+
+    def restart(self, *, down_for: float = 1.0) -> None:
+        """Like a broker restart in production: gone for a moment, back on the same port."""
+        self.stop()
+        time.sleep(down_for)
+        self.start()
 
 
 def wait_for(predicate, *, timeout: float, interval: float = 0.2, what: str = "condition"):
