@@ -4,6 +4,7 @@ import os
 import shutil
 
 import pytest
+from django.db import connections
 
 from moderation.models import Decision, Item
 from moderation.tests.factories import UserFactory
@@ -38,6 +39,10 @@ def browser_page(live_server):
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
         page.dialogs = dialogs
         yield page
+        # While Playwright's loop runs, Django keeps this thread's connections apart (asgiref
+        # treats the thread as async): close the ones the test opened, or they outlive the
+        # test and keep PostgreSQL from dropping the test database.
+        connections.close_all()
         browser.close()
     os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
