@@ -86,6 +86,7 @@ class FakeLabelAPI:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+        self.thread.join(timeout=10)
 
     def configure(self, **changes) -> None:
         with self.lock:

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -21,6 +20,7 @@ from moderation.tests.processes import (
     app_env,
     free_port,
     kill_group,
+    run_in_threads,
     start_web,
     start_worker,
     stop,
@@ -51,6 +51,8 @@ def broker(tmp_path):
         server.stop()
 
 
+# Its own waits add up to about 12 minutes at worst; they, not the timeout, should report.
+@pytest.mark.timeout(900)
 def test_nothing_is_lost_or_paid_twice_through_crashes_and_api_faults(
     fake_api_server, broker, tmp_path
 ):
@@ -90,8 +92,7 @@ def test_nothing_is_lost_or_paid_twice_through_crashes_and_api_faults(
             )
             assert r.status_code == 202, r.text
 
-        with ThreadPoolExecutor(8) as pool:
-            list(pool.map(send, range(ITEMS)))
+        run_in_threads(send, range(ITEMS), threads=8, timeout=180)
 
         wait_for(lambda: done_count() >= ITEMS * 0.25, timeout=120, what="a quarter labeled")
         kill_group(first)

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -79,10 +80,10 @@ def start_worker(env: dict, *, concurrency: int = 4, beat: bool = True, log: Pat
     )
 
 
-def kill_group(proc) -> None:
+def kill_group(proc, *, timeout: float = 20) -> None:
     """Like kill -9 of a worker's machine: the worker and its beat child die at once."""
     _signal_group(proc, signal.SIGKILL)
-    proc.wait()
+    proc.wait(timeout=timeout)
 
 
 def start_web(env: dict, *, port: int, workers: int = 2, log: Path | None = None):
@@ -109,7 +110,7 @@ def start_web(env: dict, *, port: int, workers: int = 2, log: Path | None = None
             if proc.poll() is not None:
                 raise RuntimeError("gunicorn exited at start") from None
             time.sleep(0.2)
-    proc.kill()
+    kill_group(proc)
     raise RuntimeError("gunicorn did not start in 30 s")
 
 
@@ -118,16 +119,16 @@ def _signal_group(proc, sig) -> None:
         os.killpg(proc.pid, sig)
 
 
-def stop(*procs) -> None:
+def stop(*procs, timeout: float = 20) -> None:
     """Terminate each process and its children (gunicorn workers, an embedded beat)."""
     for proc in procs:
         _signal_group(proc, signal.SIGTERM)
     for proc in procs:
         with suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=20)
+            proc.wait(timeout=timeout)
         # Whatever is left of the group (a beat child, a stuck worker) goes now.
         _signal_group(proc, signal.SIGKILL)
-        proc.wait()
+        proc.wait(timeout=timeout)
 
 
 class PrivateRedis:
@@ -188,6 +189,17 @@ class PrivateRedis:
         self.stop()
         time.sleep(down_for)
         self.start()
+
+
+def run_in_threads(fn, args, *, threads: int, timeout: float) -> list:
+    """fn over args in `threads` threads, results in order; the first exception is raised,
+    and taking longer than `timeout` fails the test instead of hanging it."""
+    pool = ThreadPoolExecutor(threads)
+    try:
+        return list(pool.map(fn, args, timeout=timeout))
+    finally:
+        # Queued calls are dropped; running ones end by their own (HTTP) timeouts.
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def wait_for(predicate, *, timeout: float, interval: float = 0.2, what: str = "condition"):

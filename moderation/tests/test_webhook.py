@@ -295,7 +295,8 @@ def test_two_racing_identical_requests_make_one_item(fake_api, source, live_serv
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "a request hung"
     assert len({item_id for _, item_id in results}) == 1
     assert sorted(status for status, _ in results).count(202) == 1
     assert Item.objects.count() == 1
