@@ -192,6 +192,8 @@ class FakeLabelAPI:
                     "labeler_id": (body or {}).get("labeler_id")
                     if isinstance(body, dict)
                     else None,
+                    # Which key the call carried (a test's fake key, never a real one).
+                    "api_key": (self.headers.get("Authorization") or "").removeprefix("Bearer "),
                 }
                 outcome = api._outcome()
                 call["outcome"] = outcome
