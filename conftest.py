@@ -1,8 +1,15 @@
 """Fixtures shared by every test. Helpers live in testkit/ (and the apps' tests folders)."""
 
 import json
+import os
+import re
+import secrets
+from contextlib import suppress
+from pathlib import Path
 
 import pytest
+from django.conf import settings
+from django.db import connections
 
 from config.celery import app as celery_app
 from labelers import fetch, services
@@ -15,6 +22,87 @@ from testkit.signing import signed_headers
 
 # Unit tests run tasks in-process; the end-to-end tests start real workers instead.
 celery_app.conf.task_always_eager = True
+
+
+# Per-run SQLite test files are named <stem>-<pid>_<token><suffix>, plus SQLite's -wal/-shm.
+_RUN_FILE = re.compile(r"-(?P<pid>\d+)_[0-9a-f]+$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_sqlite_files(name: str) -> None:
+    for path in (name, f"{name}-wal", f"{name}-shm", f"{name}-journal"):
+        with suppress(FileNotFoundError):
+            os.remove(path)
+
+
+def _remove_stale_sqlite_files(base: Path) -> None:
+    """Files a killed run (no teardown) left behind: those of runs whose process is gone."""
+    for path in base.parent.glob(f"{base.stem}-*{base.suffix}*"):
+        stem = path.name.split(base.suffix, 1)[0]
+        match = _RUN_FILE.search(stem)
+        if match and not _pid_alive(int(match["pid"])):
+            with suppress(FileNotFoundError):
+                path.unlink()
+
+
+def _drop_leftover_postgres_db(alias: str, name: str) -> None:
+    """Django drops the test database, but only warns if a session is still open on it. The
+    name is this run's own, so any session on it is ours: end them and drop it."""
+    connection = connections[alias]
+    with connection._nodb_cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
+        if cursor.fetchone() is None:
+            return
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            [name],
+        )
+        cursor.execute(f"DROP DATABASE {connection.ops.quote_name(name)}")
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(
+    django_db_modify_db_settings_parallel_suffix, django_db_keepdb, django_db_blocker
+):
+    """A test database of this run's own. With one fixed name, two runs in one checkout (or
+    on one PostgreSQL server) created, flushed and dropped each other's database. The
+    processes the end-to-end tests start follow through processes.database_url(), which
+    reads the connection's settings. --reuse-db keeps the fixed name it needs to reuse."""
+    if django_db_keepdb:
+        yield
+        return
+    token = f"{os.getpid()}_{secrets.token_hex(4)}"
+    created = []
+    for alias, db in settings.DATABASES.items():
+        test = db.setdefault("TEST", {})
+        if db["ENGINE"] == "django.db.backends.sqlite3":
+            if not test.get("NAME") or test["NAME"] == ":memory:":
+                continue  # in memory: private to this process anyway
+            base = Path(test["NAME"])
+            _remove_stale_sqlite_files(base)
+            test["NAME"] = str(base.with_name(f"{base.stem}-{token}{base.suffix}"))
+        else:
+            test["NAME"] = f"{test.get('NAME') or 'test_' + db['NAME']}_{token}"
+        created.append((alias, db["ENGINE"], test["NAME"]))
+    yield
+    # pytest-django has destroyed the databases by now (this fixture is torn down after
+    # django_db_setup); remove what that leaves behind.
+    for alias, engine, name in created:
+        if engine == "django.db.backends.sqlite3":
+            _remove_sqlite_files(name)
+        elif engine == "django.db.backends.postgresql":
+            with django_db_blocker.unblock():
+                _drop_leftover_postgres_db(alias, name)
 
 
 @pytest.fixture(autouse=True)

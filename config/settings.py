@@ -93,6 +93,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         # -wal and -shm files take the same mode.
         os.close(os.open(_sqlite_file, os.O_CREAT | os.O_WRONLY, 0o600))
     # A file, not memory, so that worker processes started by the end-to-end tests share it.
+    # conftest.py gives each test run a file of its own beside this name.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-db.sqlite3")}
     # Web server and worker write the same file: WAL lets readers run beside the writer,
     # IMMEDIATE transactions take the write lock up front instead of failing mid-way.

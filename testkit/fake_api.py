@@ -87,6 +87,7 @@ class FakeLabelAPI:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+        self.thread.join(timeout=10)
 
     def configure(self, **changes) -> None:
         with self.lock:
@@ -192,6 +193,8 @@ class FakeLabelAPI:
                     "labeler_id": (body or {}).get("labeler_id")
                     if isinstance(body, dict)
                     else None,
+                    # Which key the call carried (a test's fake key, never a real one).
+                    "api_key": (self.headers.get("Authorization") or "").removeprefix("Bearer "),
                 }
                 outcome = api._outcome()
                 call["outcome"] = outcome

@@ -8,9 +8,11 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+import redis
 import requests
 from django.db import connection
 
@@ -78,10 +80,10 @@ def start_worker(env: dict, *, concurrency: int = 4, beat: bool = True, log: Pat
     )
 
 
-def kill_group(proc) -> None:
+def kill_group(proc, *, timeout: float = 20) -> None:
     """Like kill -9 of a worker's machine: the worker and its beat child die at once."""
     _signal_group(proc, signal.SIGKILL)
-    proc.wait()
+    proc.wait(timeout=timeout)
 
 
 def start_web(env: dict, *, port: int, workers: int = 2, log: Path | None = None):
@@ -108,7 +110,7 @@ def start_web(env: dict, *, port: int, workers: int = 2, log: Path | None = None
             if proc.poll() is not None:
                 raise RuntimeError("gunicorn exited at start") from None
             time.sleep(0.2)
-    proc.kill()
+    kill_group(proc)
     raise RuntimeError("gunicorn did not start in 30 s")
 
 
@@ -117,16 +119,87 @@ def _signal_group(proc, sig) -> None:
         os.killpg(proc.pid, sig)
 
 
-def stop(*procs) -> None:
+def stop(*procs, timeout: float = 20) -> None:
     """Terminate each process and its children (gunicorn workers, an embedded beat)."""
     for proc in procs:
         _signal_group(proc, signal.SIGTERM)
     for proc in procs:
         with suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=20)
+            proc.wait(timeout=timeout)
         # Whatever is left of the group (a beat child, a stuck worker) goes now.
         _signal_group(proc, signal.SIGKILL)
-        proc.wait()
+        proc.wait(timeout=timeout)
+
+
+class PrivateRedis:
+    """A redis-server of the test's own, on a free port: a fault test may restart it without
+    touching the machine's Redis, which other processes share. Not persisted, not daemonized:
+    it is our child, and stop() always reaps it."""
+
+    def __init__(self, *, data_dir: Path, port: int | None = None):
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, *, timeout: float = 20) -> PrivateRedis:
+        args = [
+            "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+            "--save", "", "--appendonly", "no", "--daemonize", "no",
+            "--dir", str(self.data_dir), "--logfile", "",
+        ]  # fmt: skip
+        log = open(self.data_dir / "redis.log", "ab")  # noqa: SIM115 - child keeps it
+        self.proc = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        log.close()
+        client = redis.Redis(
+            host="127.0.0.1", port=self.port, socket_timeout=1, socket_connect_timeout=1
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited at start (port {self.port})")
+            try:
+                client.ping()
+                return self
+            except redis.RedisError:
+                time.sleep(0.1)
+            finally:
+                client.close()
+        self.stop()
+        raise RuntimeError(f"redis-server did not answer within {timeout} s")
+
+    def stop(self, *, timeout: float = 10) -> None:
+        if self.proc is None:
+            return
+        proc, self.proc = self.proc, None
+        proc.terminate()  # SIGTERM: redis shuts down; with --save "" it writes nothing
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=timeout)
+
+    def restart(self, *, down_for: float = 1.0) -> None:
+        """Like a broker restart in production: gone for a moment, back on the same port."""
+        self.stop()
+        time.sleep(down_for)
+        self.start()
+
+
+def run_in_threads(fn, args, *, threads: int, timeout: float) -> list:
+    """fn over args in `threads` threads, results in order; the first exception is raised,
+    and taking longer than `timeout` fails the test instead of hanging it."""
+    pool = ThreadPoolExecutor(threads)
+    try:
+        return list(pool.map(fn, args, timeout=timeout))
+    finally:
+        # Queued calls are dropped; running ones end by their own (HTTP) timeouts.
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def wait_for(predicate, *, timeout: float, interval: float = 0.2, what: str = "condition"):

@@ -6,10 +6,7 @@ paid calls duplicated."""
 import json
 import os
 import shutil
-import subprocess
-import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -18,9 +15,11 @@ from labelers.models import Label
 from labelers.services import source_setup
 from moderation.models import Item
 from testkit.processes import (
+    PrivateRedis,
     app_env,
     free_port,
     kill_group,
+    run_in_threads,
     start_web,
     start_worker,
     stop,
@@ -31,33 +30,32 @@ from testkit.signing import signed_headers
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 ITEMS = 500
-REDIS_START = [
-    "redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379",
-    "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
-    "--logfile", "/var/log/redis/ci.log",
-]  # fmt: skip
-
-
-def restart_redis():
-    subprocess.run(["redis-cli", "-h", "127.0.0.1", "shutdown", "nosave"], check=False)
-    time.sleep(1)
-    subprocess.run(REDIS_START, check=True)
-    wait_for(
-        lambda: (
-            subprocess.run(["redis-cli", "-h", "127.0.0.1", "ping"], capture_output=True).returncode
-            == 0
-        ),
-        timeout=20,
-        what="redis to come back",
-    )
 
 
 def done_count():
     return Label.objects.filter(status=Label.Status.DONE).count()
 
 
-def test_nothing_is_lost_or_paid_twice_through_crashes_and_api_faults(fake_api_server, tmp_path):
+@pytest.fixture
+def broker(tmp_path):
+    """On a Redis run, a Redis of this test's own to restart mid-way: never the machine's
+    Redis, which other processes share. None on the embedded broker."""
     on_redis = os.environ.get("CELERY_BROKER_URL", "").startswith("redis://")
+    if not (on_redis and shutil.which("redis-server")):
+        yield None
+        return
+    server = PrivateRedis(data_dir=tmp_path).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# Its own waits add up to about 12 minutes at worst; they, not the timeout, should report.
+@pytest.mark.timeout(900)
+def test_nothing_is_lost_or_paid_twice_through_crashes_and_api_faults(
+    fake_api_server, broker, tmp_path
+):
     fake = fake_api_server
     fake.reset()
     fake.configure(fail_500=0.3, fail_429=0.1, retry_after="1", latency=0.02, seed=7)
@@ -71,6 +69,11 @@ def test_nothing_is_lost_or_paid_twice_through_crashes_and_api_faults(fake_api_s
         LABEL_LEASE_SECONDS=6,
         LABEL_STALE_PENDING_SECONDS=4,
         LABEL_SWEEP_INTERVAL=1,
+        **(
+            {"CELERY_BROKER_URL": broker.url, "LABEL_THROTTLE_REDIS_URL": broker.url}
+            if broker
+            else {}
+        ),
     )
     port = free_port()
     web = start_web(env, port=port, log=tmp_path / "web.log")
@@ -88,15 +91,14 @@ def test_nothing_is_lost_or_paid_twice_through_crashes_and_api_faults(fake_api_s
             )
             assert r.status_code == 202, r.text
 
-        with ThreadPoolExecutor(8) as pool:
-            list(pool.map(send, range(ITEMS)))
+        run_in_threads(send, range(ITEMS), threads=8, timeout=180)
 
         wait_for(lambda: done_count() >= ITEMS * 0.25, timeout=120, what="a quarter labeled")
         kill_group(first)
         replacements.append(start_worker(env, concurrency=4, log=tmp_path / "worker2.log"))
-        if on_redis and shutil.which("redis-server"):
+        if broker is not None:
             wait_for(lambda: done_count() >= ITEMS * 0.55, timeout=120, what="over half labeled")
-            restart_redis()
+            broker.restart()
 
         def supervised_progress():
             # As a process supervisor (compose's restart policy, systemd) would: a worker that
@@ -123,7 +125,7 @@ def test_nothing_is_lost_or_paid_twice_through_crashes_and_api_faults(fake_api_s
     faults = Counter(c["outcome"] for c in fake.calls)
     print(
         f"\nfault test: {ITEMS} items, {len(fake.calls)} calls {dict(faults)}, "
-        f"{duplicates} duplicate paid calls, redis restarted: {on_redis}, "
+        f"{duplicates} duplicate paid calls, redis restarted: {broker is not None}, "
         f"workers replaced after exiting: {len(replacements) - 1}"
     )
     assert faults["500"] > 0 and faults["429"] > 0

@@ -68,7 +68,9 @@ def test_a_422_fails_that_labeler_only(fake_api, post_webhook, db):
     assert item.status == Item.Status.FLAGGED
 
 
-def test_a_401_parks_all_work_until_the_key_changes(fake_api, post_webhook, source, settings):
+def test_a_401_parks_all_work_until_the_key_changes(
+    fake_api, post_webhook, source, settings, dispatch
+):
     fake_api.configure(status401=True)
     ingest(post_webhook, source, "one")
     ingest(post_webhook, source, "two")
@@ -78,11 +80,12 @@ def test_a_401_parks_all_work_until_the_key_changes(fake_api, post_webhook, sour
     settings.ZENTROPI_API_KEY = "test-key-2"
     fake_api.key = "test-key-2"
     try:
-        with_commit = tasks.label_sweep()
-        assert with_commit == 2
+        assert dispatch() == 2  # both waiting labels go again, now with the new key
     finally:
         fake_api.key = "test-key"
-    assert ApiKeyRefusal.objects.count() == 1
+    assert set(Label.objects.values_list("status", flat=True)) == {"done"}
+    assert [call["api_key"] for call in fake_api.calls] == ["test-key", "test-key-2", "test-key-2"]
+    assert ApiKeyRefusal.objects.count() == 1  # the refused key stays refused
 
 
 def test_resume_after_key_fix_runs_waiting_labels(
@@ -95,6 +98,9 @@ def test_resume_after_key_fix_runs_waiting_labels(
         tasks.labels_resume_waiting_key()
     label = item.labels.get()
     assert label.status == "done" and label.label == "1"
+    # Refused once, then called again with the (now accepted) key: one call each.
+    assert [call["api_key"] for call in fake_api.calls] == ["test-key", "test-key"]
+    assert ApiKeyRefusal.objects.count() == 0
 
 
 def test_no_key_waits_visibly_without_calling(fake_api, post_webhook, source, settings):

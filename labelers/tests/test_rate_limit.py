@@ -1,14 +1,13 @@
 """A burst drains at the configured rate instead of drawing 429s, with a real worker."""
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
 from labelers.models import Label
 from labelers.services import source_setup
-from testkit.processes import running_app, wait_for
+from testkit.processes import run_in_threads, running_app, wait_for
 from testkit.signing import signed_headers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -37,8 +36,7 @@ def test_a_burst_is_held_to_the_global_rate_and_in_flight_caps(fake_api_server, 
             r = requests.post(f"{app_url}/webhooks/rate/", data=body, headers=headers, timeout=30)
             assert r.status_code == 202
 
-        with ThreadPoolExecutor(8) as pool:
-            list(pool.map(send, range(ITEMS)))
+        run_in_threads(send, range(ITEMS), threads=8, timeout=60)
         wait_for(
             lambda: Label.objects.filter(status="done").count() == ITEMS,
             timeout=60,

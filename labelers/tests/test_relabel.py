@@ -36,6 +36,30 @@ def test_relabel_with_the_same_version_and_content_costs_nothing(
     post_webhook(source, {"external_id": "a", "content_text": "same"})
     post_webhook(source, {"external_id": "b", "content_text": "same"})
     assert len(fake_api.calls) == 1  # the second was a cache hit
+    labeler = source.labelers.get()
+    v1 = labeler.current_version
+
+    # The version the items were labeled with: every item has its label; nothing to add.
+    with django_capture_on_commit_callbacks(execute=True):
+        same = tasks.relabel_start(labeler_version=v1, source=source)
+    assert (same.total, same.created) == (2, 0)
+    assert len(fake_api.calls) == 1
+
+    # A new version: a label for each item, both fetched, the identical content paid once.
+    v2 = services.labeler_version_create(labeler=labeler, criteria_text="[invert] new policy")
+    with django_capture_on_commit_callbacks(execute=True):
+        run = tasks.relabel_start(labeler_version=v2, source=source)
+    assert (run.total, run.created) == (2, 2)
+    labels = Label.objects.filter(labeler_version=v2).order_by("item__external_id")
+    assert [(lb.item.external_id, lb.status, lb.cache_hit) for lb in labels] == [
+        ("a", "done", False),
+        ("b", "done", True),
+    ]
+    assert [call["criteria_text"] for call in fake_api.calls] == [
+        v1.criteria_text,
+        "[invert] new policy",
+    ]
+    assert run.progress() == {"total": 2, "done": 2}
 
 
 def test_the_command_takes_a_source_and_a_date(fake_api, post_webhook, source, capsys):

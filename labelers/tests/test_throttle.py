@@ -41,7 +41,8 @@ def test_in_flight_calls_never_exceed_the_cap_across_threads(state):
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(timeout=30)
+    assert not any(t.is_alive() for t in threads), "a thread never got a slot"
     assert peak == 3
 
 
@@ -57,7 +58,8 @@ def test_calls_are_spaced_to_the_rate(state):
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(timeout=30)
+    assert not any(t.is_alive() for t in threads), "a thread never got a slot"
     stamps.sort()
     # 10 calls at 20/s: the last starts at least ~9 intervals after the first.
     assert stamps[-1] - stamps[0] >= 9 * 0.05 * 0.9

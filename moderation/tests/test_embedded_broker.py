@@ -41,10 +41,15 @@ def test_the_embedded_broker_never_hands_out_a_half_written_file(tmp_path, attem
             target=_produce, args=(options, name)
         )
         producer.start()
-        while len(received) < SENT:
-            message = queue.get(timeout=20)  # a half-written file would raise a decode error
-            received.append(message.payload["n"])
-            message.ack()
-        producer.join(timeout=20)
+        try:
+            while len(received) < SENT:
+                message = queue.get(timeout=20)  # a half-written file would raise a decode error
+                received.append(message.payload["n"])
+                message.ack()
+            producer.join(timeout=20)
+        finally:
+            if producer.is_alive():  # the test failed (or timed out): do not leave it behind
+                producer.kill()
+                producer.join(timeout=10)
     assert producer.exitcode == 0
     assert sorted(received) == list(range(SENT))
