@@ -5,7 +5,7 @@ import json
 import pytest
 
 from config.celery import app as celery_app
-from labelers import fetch, services
+from labelers import fetch, services, tasks
 from labelers.tasks import label_sweep
 from moderation import selectors
 from moderation.tests.factories import SourceFactory
@@ -29,6 +29,14 @@ def _forget_process_caches():
     clear()
     yield
     clear()
+
+
+@pytest.fixture(autouse=True)
+def _empty_broker_queue(request, monkeypatch):
+    """Unit tests run tasks eagerly, so the broker's labels queue is empty by construction;
+    asking a shared broker (where end-to-end tests leave messages) would make them flaky."""
+    if request.node.get_closest_marker("e2e") is None:
+        monkeypatch.setattr(tasks, "labels_queued", lambda: 0)
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,16 @@ from django.contrib import admin, messages
 from labelers import services, tasks
 from labelers.client import DEPRECATED_MODELS
 from labelers.models import ApiKeyRefusal, Label, Labeler, LabelerVersion, RelabelRun
+from labelers.selectors import labeling_stalled
+
+
+class StallWarning:
+    """Admin lists about labeling say so when the dispatch has stopped (beat down, starved)."""
+
+    def changelist_view(self, request, extra_context=None):
+        if stalled := labeling_stalled():
+            messages.warning(request, stalled)
+        return super().changelist_view(request, extra_context)
 
 
 class LabelerVersionInline(admin.TabularInline):
@@ -58,7 +68,7 @@ class LabelerVersionAdmin(admin.ModelAdmin):
 
 
 @admin.register(Label)
-class LabelAdmin(admin.ModelAdmin):
+class LabelAdmin(StallWarning, admin.ModelAdmin):
     list_display = (
         "item",
         "labeler_version",
@@ -88,7 +98,7 @@ class ApiKeyRefusalAdmin(admin.ModelAdmin):
 
 
 @admin.register(RelabelRun)
-class RelabelRunAdmin(admin.ModelAdmin):
+class RelabelRunAdmin(StallWarning, admin.ModelAdmin):
     list_display = (
         "id",
         "labeler_version",

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from itertools import islice
 
@@ -14,7 +14,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from labelers.fetch import api_key_refused
-from labelers.models import Label, LabelerVersion, RelabelRun
+from labelers.models import DispatchHeartbeat, Label, LabelerVersion, RelabelRun
 from labelers.services import model_for, source_routing
 from moderation import services as moderation_services
 
@@ -49,29 +49,73 @@ def items_route(*, limit: int = 5000) -> int:
     return len(rows)
 
 
-def labels_due(*, limit: int = 10_000) -> list[int]:
-    """Route received items, then mark and return what is due: new labels (never enqueued),
-    retries whose time has come, work a lost broker message or a dead worker left behind.
+def labels_due(*, broker_queued: int | None = None, limit: int = 10_000) -> list[int]:
+    """Route received items, then mark and return what is due, fresh work first: new labels
+    (never enqueued), retries whose time has come, work a dead worker left behind, work whose
+    message the broker lost; then relabel (bulk) labels while the labels queue is short.
+
+    `broker_queued`: how many messages the broker's labels queue holds now (None: unknown).
     The database is the record of what is due; a label sent twice is harmless (its task
-    claims the row first)."""
-    items_route()
+    claims the row first).
+    """
     now = timezone.now()
+    dispatch_heartbeat(now=now)
+    items_route()
     stale = now - timedelta(seconds=settings.LABEL_STALE_PENDING_SECONDS)
     if not api_key_refused():
         Label.objects.filter(status=Label.Status.WAITING_KEY).update(
             status=Label.Status.PENDING, enqueued_at=None, next_attempt_at=None, error=""
         )
-    due = (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)) & (
-        Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=stale)
+    waiting = Q(status__in=[Label.Status.PENDING, Label.Status.FAILED_TRANSIENT]) & (
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
     )
-    query = (Q(status__in=[Label.Status.PENDING, Label.Status.FAILED_TRANSIENT]) & due) | Q(
-        status=Label.Status.RUNNING, lease_expires_at__lt=now
+    abandoned = Q(status=Label.Status.RUNNING, lease_expires_at__lt=now)
+    fresh = waiting & ((Q(enqueued_at__isnull=True) & Q(bulk=False)) | Q(enqueued_at__lt=stale))
+    ids = list(
+        Label.objects.filter(fresh | abandoned).order_by("id").values_list("id", flat=True)[:limit]
     )
-    ids = list(Label.objects.filter(query).order_by("id").values_list("id", flat=True)[:limit])
+    if broker_queued is not None:
+        ids += _labels_lost(waiting, broker_queued=broker_queued, now=now, exclude=ids)
+        room = settings.LABEL_BULK_QUEUE_TARGET - broker_queued - len(ids)
+        if room > 0:
+            ids += list(
+                Label.objects.filter(waiting, bulk=True, enqueued_at__isnull=True)
+                .order_by("id")
+                .values_list("id", flat=True)[:room]
+            )
     if ids:
         Label.objects.filter(pk__in=ids).update(enqueued_at=now)
-        logger.info("sweep re-enqueued %d labels", len(ids))
+        logger.info("dispatch sends %d labels", len(ids))
     return ids
+
+
+def _labels_lost(waiting: Q, *, broker_queued: int, now, exclude: list[int]) -> list[int]:
+    """Labels whose message is gone: a broker restarted with an empty store, or a worker
+    killed with -9 while holding prefetched messages (Redis keeps those unacknowledged for
+    the visibility timeout, an hour). Without this they would wait for the stale timeout.
+
+    Enqueued, unclaimed labels older than LABEL_LOST_AFTER_SECONDS should all still have a
+    message in the queue; when the queue holds fewer messages than there are such labels,
+    at least the difference lost theirs. The queue is first in, first out, so the oldest are
+    the ones missing (or held by a busy worker's prefetch: a second message for those is only
+    a claim that finds the row taken). Labels sent less than the threshold ago are not
+    counted, so the check is blind to them until they age into it: none waits much longer
+    than twice the threshold.
+    """
+    lost_after = now - timedelta(seconds=settings.LABEL_LOST_AFTER_SECONDS)
+    overdue = Label.objects.filter(waiting, enqueued_at__lt=lost_after).exclude(pk__in=exclude)
+    missing = overdue.count() - broker_queued
+    if missing <= 0:
+        return []
+    ids = list(overdue.order_by("enqueued_at", "id").values_list("id", flat=True)[:missing])
+    logger.warning("dispatch: %d labels lost their broker message; sending them again", len(ids))
+    return ids
+
+
+def dispatch_heartbeat(*, now) -> None:
+    """Record that the dispatch ran, for the pages that must say when it stops."""
+    if not DispatchHeartbeat.objects.filter(pk=1).update(ran_at=now):
+        DispatchHeartbeat.objects.update_or_create(pk=1, defaults={"ran_at": now})
 
 
 def relabel_run_create(
@@ -96,11 +140,11 @@ def relabel_run_create(
     return run
 
 
-def relabel_batches(
+def relabel_run_fill(
     run: RelabelRun, *, batch_size: int = 1000, progress: Callable[[int], object] | None = None
-) -> Iterator[list[int]]:
-    """Add a pending label for the run's version to every selected item that lacks one, a
-    batch per commit; yields the new labels' ids once each batch is committed.
+) -> None:
+    """Add a bulk pending label for the run's version to every selected item that lacks
+    one, a batch per commit; the sweep sends them to the workers behind fresh items.
 
     Safe to run twice or to resume after a crash: the unique (item, labeler version)
     constraint makes repeats no-ops, and identical content is served from the label cache.
@@ -114,35 +158,25 @@ def relabel_batches(
     )
     rows = todo.iterator(chunk_size=batch_size)
     while batch := list(islice(rows, batch_size)):
-        ids = _relabel_batch(version, batch)
-        run.created += len(ids)
-        yield ids
+        run.created += _relabel_batch(version, batch)
         if progress:
             progress(len(batch))
     run.save(update_fields=["created"])
 
 
-def _relabel_batch(version: LabelerVersion, rows: list[tuple]) -> list[int]:
-    now = timezone.now()
-    with transaction.atomic():
-        Label.objects.bulk_create(
-            [
-                Label(
-                    item_id=item_id,
-                    labeler_version=version,
-                    content_hash=content_hash,
-                    model=model_for(model=version.model, has_media=bool(image or video)),
-                    enqueued_at=now,
-                )
-                for item_id, content_hash, image, video in rows
-            ],
-            ignore_conflicts=True,
-        )
-        return list(
-            Label.objects.filter(
+def _relabel_batch(version: LabelerVersion, rows: list[tuple]) -> int:
+    """Un-enqueued bulk rows: the database holds the backlog, not the broker."""
+    created = Label.objects.bulk_create(
+        [
+            Label(
+                item_id=item_id,
                 labeler_version=version,
-                item_id__in=[row[0] for row in rows],
-                status=Label.Status.PENDING,
-                enqueued_at=now,
-            ).values_list("id", flat=True)
-        )
+                content_hash=content_hash,
+                model=model_for(model=version.model, has_media=bool(image or video)),
+                bulk=True,
+            )
+            for item_id, content_hash, image, video in rows
+        ],
+        ignore_conflicts=True,
+    )
+    return len(created)

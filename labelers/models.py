@@ -105,6 +105,9 @@ class Label(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     enqueued_at = models.DateTimeField(null=True, blank=True)
+    # Relabel work: sent by the sweep only while the broker's labels queue is short, so a
+    # backlog never sits in front of a fresh item (the database keeps the rest in line).
+    bulk = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     labeled_at = models.DateTimeField(null=True, blank=True)
 
@@ -145,6 +148,16 @@ class ApiKeyRefusal(models.Model):
 
     def __str__(self) -> str:
         return f"key {self.fingerprint[:8]}… refused at {self.refused_at:%Y-%m-%d %H:%M}"
+
+
+class DispatchHeartbeat(models.Model):
+    """When beat's dispatch (the sweep) last ran: one row, so pages can say labeling is
+    stalled (beat stopped, or the sweep starved) instead of showing an empty, calm queue."""
+
+    ran_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"dispatch ran at {self.ran_at:%Y-%m-%d %H:%M:%S}"
 
 
 class RelabelRun(models.Model):

@@ -3,13 +3,17 @@ fetch/dispatch; what those return says what to send next."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 from celery import shared_task
 from django.db import transaction
 
+from config.cache import TTLCache
 from labelers import dispatch, fetch
 from labelers.models import RelabelRun
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
@@ -22,9 +26,35 @@ def label_fetch(label_id: int) -> str:
 
 @shared_task(ignore_result=True)
 def label_sweep() -> int:
-    ids = dispatch.labels_due()
+    ids = dispatch.labels_due(broker_queued=labels_queued())
     labels_enqueue(ids)
     return len(ids)
+
+
+LABELS_QUEUE = "labels"
+# One broker round trip per sweep at most: the sweep runs every second, and an admin action
+# may call it too.
+_queued_cache: TTLCache[int | None] = TTLCache(seconds=1.0)
+
+
+def labels_queued() -> int | None:
+    """How many label messages wait in the broker (not those a worker has taken), or None
+    when the broker cannot say: the dispatch then sends no bulk work and leaves lost
+    messages to the stale timeout."""
+
+    def ask() -> int | None:
+        try:
+            with label_fetch.app.connection_for_write() as connection:
+                try:
+                    with connection.channel() as channel:
+                        return channel.queue_declare(queue=LABELS_QUEUE, passive=True).message_count
+                except connection.channel_errors:
+                    return 0  # Redis forgets a queue once it is empty: nothing waits
+        except Exception:
+            logger.warning("cannot count the broker's labels queue", exc_info=True)
+            return None
+
+    return _queued_cache.get(LABELS_QUEUE, ask)
 
 
 def labels_enqueue(label_ids: Iterable[int], *, countdown: float | None = None) -> None:
@@ -48,8 +78,8 @@ def labels_resume_waiting_key() -> int:
 
 
 def relabel_start(*, batch_size: int = 1000, progress=None, **selection) -> RelabelRun:
-    """Create a relabel run and send its labels, batch by batch as they are committed."""
+    """Create a relabel run and add its labels as bulk work, which the sweep sends to the
+    workers behind fresh items while the labels queue is short."""
     run = dispatch.relabel_run_create(**selection)
-    for ids in dispatch.relabel_batches(run, batch_size=batch_size, progress=progress):
-        labels_enqueue(ids)
+    dispatch.relabel_run_fill(run, batch_size=batch_size, progress=progress)
     return run

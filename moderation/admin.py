@@ -4,6 +4,7 @@ from datetime import timedelta
 
 from django.contrib import admin, messages
 
+from labelers.admin import StallWarning
 from labelers.tasks import relabel_start
 from moderation.models import Decision, Item, Source, hash_token, new_api_token, new_webhook_secret
 from moderation.services import source_rotate_secret
@@ -55,7 +56,7 @@ class DecisionInline(admin.TabularInline):
 
 
 @admin.register(Item)
-class ItemAdmin(admin.ModelAdmin):
+class ItemAdmin(StallWarning, admin.ModelAdmin):
     list_display = ("id", "source", "external_id", "status", "violation_score", "received_at")
     list_filter = ("status", "source")
     search_fields = ("external_id",)

@@ -9,7 +9,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_relabel_with_a_new_version_labels_every_item_once(
-    fake_api, post_webhook, source, django_capture_on_commit_callbacks
+    fake_api, post_webhook, source, dispatch, django_capture_on_commit_callbacks
 ):
     for n in range(5):
         post_webhook(source, {"external_id": f"e{n}", "content_text": f"text {n}"})
@@ -19,6 +19,8 @@ def test_relabel_with_a_new_version_labels_every_item_once(
     with django_capture_on_commit_callbacks(execute=True):
         run = tasks.relabel_start(labeler_version=v2, source=source)
     assert (run.total, run.created) == (5, 5)
+    assert len(fake_api.calls) == 5  # relabel work waits in the database for the dispatch
+    dispatch()
     assert len(fake_api.calls) == 10
     assert Label.objects.filter(labeler_version=v2, status="done").count() == 5
     # Inverted policy flags all five texts now.
