@@ -99,24 +99,40 @@ class ApiKeyRefusalAdmin(admin.ModelAdmin):
 
 @admin.register(RelabelRun)
 class RelabelRunAdmin(StallWarning, admin.ModelAdmin):
+    """Runs work in a Celery task: the page shows their state and progress while they run."""
+
     list_display = (
         "id",
         "labeler_version",
         "source",
         "since",
+        "state",
         "total",
+        "processed",
         "created",
         "progress_text",
         "created_at",
     )
-    readonly_fields = ("total", "created", "created_by", "progress_text")
+    list_filter = ("state",)
+    readonly_fields = (
+        "state",
+        "total",
+        "processed",
+        "created",
+        "error",
+        "created_by",
+        "progress_text",
+    )
     fields = (
         "labeler_version",
         "source",
         "since",
         "until",
+        "state",
         "total",
+        "processed",
         "created",
+        "error",
         "created_by",
         "progress_text",
     )
@@ -139,4 +155,4 @@ class RelabelRunAdmin(StallWarning, admin.ModelAdmin):
             created_by=request.user,
         )
         obj.pk = run.pk
-        messages.info(request, f"Queued {run.created} labels for {run.total} items.")
+        messages.info(request, f"Relabel run {run.pk} queued; its progress shows here.")

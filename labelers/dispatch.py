@@ -17,6 +17,7 @@ from labelers.fetch import api_key_refused
 from labelers.models import DispatchHeartbeat, Label, LabelerVersion, RelabelRun
 from labelers.services import model_for, source_routing
 from moderation import services as moderation_services
+from moderation.models import Item
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +128,8 @@ def relabel_run_create(
     item_ids=None,
     created_by=None,
 ) -> RelabelRun:
-    run = RelabelRun.objects.create(
+    """A queued run; relabel_run_execute (in a task, or the command) does the work."""
+    return RelabelRun.objects.create(
         labeler_version=labeler_version,
         source=source,
         since=since,
@@ -135,20 +137,83 @@ def relabel_run_create(
         item_ids=list(item_ids) if item_ids is not None else None,
         created_by=created_by,
     )
-    run.total = run.selection().count()
-    run.save(update_fields=["total"])
-    return run
 
 
-def relabel_run_fill(
-    run: RelabelRun, *, batch_size: int = 1000, progress: Callable[[int], object] | None = None
-) -> None:
+def relabel_runs_for_items(*, item_ids: list[int], created_by=None) -> list[RelabelRun]:
+    """Queued runs that relabel each item with its own source's routing: the current version
+    of each active labeler routed to that item's source, never another source's labelers.
+    One run per labeler version, over the selected items whose source routes to it."""
+    items_by_version: dict[int, list[int]] = {}
+    rows = Item.objects.filter(pk__in=item_ids).order_by("id").values_list("id", "source_id")
+    for item_id, source_id in rows:
+        for version_id, _model in source_routing(source_id):
+            items_by_version.setdefault(version_id, []).append(item_id)
+    versions = LabelerVersion.objects.in_bulk(list(items_by_version))
+    return [
+        relabel_run_create(
+            labeler_version=versions[version_id], item_ids=ids, created_by=created_by
+        )
+        for version_id, ids in sorted(items_by_version.items())
+    ]
+
+
+# A running run whose batches stopped this long ago lost its worker.
+RELABEL_RUN_ABANDONED_SECONDS = 600
+
+
+def relabel_run_execute(
+    *, run_id: int, batch_size: int = 1000, progress: Callable[[int], object] | None = None
+) -> RelabelRun | None:
     """Add a bulk pending label for the run's version to every selected item that lacks
     one, a batch per commit; the sweep sends them to the workers behind fresh items.
 
+    Claims the run with a conditional UPDATE, so a duplicated message does nothing; a run
+    left running by a dead worker is put back in the queue by the sweep (relabel_runs_lost).
     Safe to run twice or to resume after a crash: the unique (item, labeler version)
     constraint makes repeats no-ops, and identical content is served from the label cache.
     """
+    claimed = RelabelRun.objects.filter(pk=run_id, state=RelabelRun.State.QUEUED).update(
+        state=RelabelRun.State.RUNNING, updated_at=timezone.now()
+    )
+    if not claimed:
+        return None
+    run = RelabelRun.objects.select_related("labeler_version").get(pk=run_id)
+    try:
+        run.total = run.selection().count()
+        run.save(update_fields=["total", "updated_at"])
+        _relabel_batches(run, batch_size=batch_size, progress=progress)
+    except Exception as exc:
+        logger.exception("relabel run %s failed", run_id)
+        RelabelRun.objects.filter(pk=run_id).update(
+            state=RelabelRun.State.FAILED, error=f"{type(exc).__name__}: {exc}"
+        )
+        raise
+    run.state = RelabelRun.State.DONE
+    run.save(update_fields=["state", "updated_at"])
+    return run
+
+
+def relabel_runs_lost() -> list[int]:
+    """Runs to send again: queued a minute on (their message was lost), or running but not
+    moving for ten minutes (their worker died; put back in the queue). Each is sent once a
+    minute at most; its claim lets only one task work on it."""
+    now = timezone.now()
+    abandoned = RelabelRun.objects.filter(
+        state=RelabelRun.State.RUNNING,
+        updated_at__lt=now - timedelta(seconds=RELABEL_RUN_ABANDONED_SECONDS),
+    )
+    abandoned.update(state=RelabelRun.State.QUEUED, updated_at=now - timedelta(seconds=61))
+    lost = RelabelRun.objects.filter(
+        state=RelabelRun.State.QUEUED, updated_at__lt=now - timedelta(seconds=60)
+    )
+    ids = list(lost.values_list("id", flat=True)[:100])
+    RelabelRun.objects.filter(pk__in=ids).update(updated_at=now)
+    return ids
+
+
+def _relabel_batches(
+    run: RelabelRun, *, batch_size: int, progress: Callable[[int], object] | None
+) -> None:
     version = run.labeler_version
     todo = (
         run.selection()
@@ -159,9 +224,11 @@ def relabel_run_fill(
     rows = todo.iterator(chunk_size=batch_size)
     while batch := list(islice(rows, batch_size)):
         run.created += _relabel_batch(version, batch)
+        run.processed += len(batch)
+        # Progress is visible in the admin while the run works.
+        run.save(update_fields=["created", "processed", "updated_at"])
         if progress:
             progress(len(batch))
-    run.save(update_fields=["created"])
 
 
 def _relabel_batch(version: LabelerVersion, rows: list[tuple]) -> int:

@@ -164,8 +164,15 @@ class RelabelRun(models.Model):
     """A request to label a selection of items with one labeler version.
 
     Idempotent and resumable: running it again only adds the labels still missing, and the
-    labels it created are ordinary pending work that the sweep keeps alive.
+    labels it created are ordinary pending work that the sweep keeps alive. A Celery task
+    does the work (state queued -> running -> done), never the web request.
     """
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Adding labels"
+        DONE = "done", "Labels added"
+        FAILED = "failed", "Failed"
 
     labeler_version = models.ForeignKey(LabelerVersion, on_delete=models.PROTECT)
     source = models.ForeignKey(
@@ -176,7 +183,12 @@ class RelabelRun(models.Model):
     item_ids = models.JSONField(null=True, blank=True)  # an explicit selection (admin action)
     total = models.PositiveIntegerField(default=0)
     created = models.PositiveIntegerField(default=0)  # labels this run added
+    state = models.CharField(max_length=20, choices=State.choices, default=State.QUEUED)
+    processed = models.PositiveIntegerField(default=0)  # selected items looked at so far
+    error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Moves with each batch: a running run that stopped moving lost its worker.
+    updated_at = models.DateTimeField(auto_now=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )

@@ -28,6 +28,7 @@ def label_fetch(label_id: int) -> str:
 def label_sweep() -> int:
     ids = dispatch.labels_due(broker_queued=labels_queued())
     labels_enqueue(ids)
+    relabel_runs_enqueue(dispatch.relabel_runs_lost())
     return len(ids)
 
 
@@ -77,9 +78,39 @@ def labels_resume_waiting_key() -> int:
     return label_sweep()
 
 
-def relabel_start(*, batch_size: int = 1000, progress=None, **selection) -> RelabelRun:
-    """Create a relabel run and add its labels as bulk work, which the sweep sends to the
-    workers behind fresh items while the labels queue is short."""
+# A relabel run over millions of items takes longer than a label's time limit; its claim
+# (relabel_run_execute) keeps a redelivered message from running it twice.
+RELABEL_TIME_LIMIT = 6 * 3600
+
+
+@shared_task(
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    time_limit=RELABEL_TIME_LIMIT,
+    soft_time_limit=RELABEL_TIME_LIMIT - 60,
+)
+def relabel_run(run_id: int) -> int:
+    """Add a run's labels in the background; the sweep sends them behind fresh work."""
+    run = dispatch.relabel_run_execute(run_id=run_id)
+    return run.created if run is not None else 0
+
+
+def relabel_runs_enqueue(run_ids: Iterable[int]) -> None:
+    run_ids = list(run_ids)
+    if run_ids:
+        transaction.on_commit(lambda: [relabel_run.apply_async((pk,)) for pk in run_ids])
+
+
+def relabel_start(**selection) -> RelabelRun:
+    """Create a relabel run (queued) and send it to a worker once committed."""
     run = dispatch.relabel_run_create(**selection)
-    dispatch.relabel_run_fill(run, batch_size=batch_size, progress=progress)
+    relabel_runs_enqueue([run.pk])
     return run
+
+
+def relabel_items_start(*, item_ids: list[int], created_by=None) -> list[RelabelRun]:
+    """Relabel selected items, each with its own source's routing, in the background."""
+    runs = dispatch.relabel_runs_for_items(item_ids=item_ids, created_by=created_by)
+    relabel_runs_enqueue(run.pk for run in runs)
+    return runs
