@@ -38,7 +38,7 @@ LABELS_QUEUE = "labels"
 _queued_cache: TTLCache[int | None] = TTLCache(seconds=1.0)
 
 
-def labels_queued() -> int | None:
+def labels_queued(queue: str = LABELS_QUEUE) -> int | None:
     """How many label messages wait in the broker (not those a worker has taken), or None
     when the broker cannot say: the dispatch then sends no bulk work and leaves lost
     messages to the stale timeout."""
@@ -48,14 +48,14 @@ def labels_queued() -> int | None:
             with label_fetch.app.connection_for_write() as connection:
                 try:
                     with connection.channel() as channel:
-                        return channel.queue_declare(queue=LABELS_QUEUE, passive=True).message_count
+                        return channel.queue_declare(queue=queue, passive=True).message_count
                 except connection.channel_errors:
                     return 0  # Redis forgets a queue once it is empty: nothing waits
         except Exception:
             logger.warning("cannot count the broker's labels queue", exc_info=True)
             return None
 
-    return _queued_cache.get(LABELS_QUEUE, ask)
+    return _queued_cache.get(queue, ask)
 
 
 def labels_enqueue(label_ids: Iterable[int], *, countdown: float | None = None) -> None:

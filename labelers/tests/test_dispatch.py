@@ -1,16 +1,19 @@
 """The dispatch: its own queue, fresh items ahead of relabel backlogs, lost broker messages
 sent again, and pages that say when it has stopped."""
 
+import uuid
 from datetime import timedelta
 
 import pytest
 from django.conf import settings as django_settings
 from django.utils import timezone
+from kombu import Exchange, Queue
 
 from config.celery import app as celery_app
 from labelers import dispatch as dispatch_module
 from labelers import services, tasks
 from labelers.models import DispatchHeartbeat, Label
+from labelers.tasks import labels_queued as labels_queued_on_the_broker  # before conftest's stub
 from moderation.models import Item
 from moderation.tests.factories import UserFactory
 
@@ -136,3 +139,20 @@ def test_the_admin_says_labeling_is_stalled(admin_client, source):
 def test_a_running_dispatch_with_nothing_waiting_reads_good(client, source, dispatch):
     dispatch()
     assert "Nothing flagged is waiting. Good." in queue_page(client)
+
+
+def test_the_broker_says_how_many_messages_wait_in_a_queue():
+    queue = f"count-{uuid.uuid4().hex[:8]}"
+    assert labels_queued_on_the_broker(queue) == 0  # Redis forgets empty queues: still 0
+    target = Queue(queue, Exchange(queue), routing_key=queue)
+    with celery_app.connection_for_write() as connection:
+        producer = connection.Producer()
+        for n in range(3):
+            producer.publish(
+                {"n": n}, exchange=target.exchange, routing_key=queue, declare=[target]
+            )
+        tasks._queued_cache.clear()
+        try:
+            assert labels_queued_on_the_broker(queue) == 3
+        finally:
+            target.bind(connection.default_channel).delete()
