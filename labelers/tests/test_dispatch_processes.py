@@ -6,6 +6,7 @@ a relabel backlog. Each prints what it measured."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,17 +16,20 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+import requests
 from django.db.models import Max
 from django.utils import timezone
 
 from labelers.models import Label
-from labelers.services import source_setup
+from labelers.services import labeler_version_create, source_setup
 from moderation.models import Item
+from moderation.tests.factories import LabelerFactory, UserFactory
 from testkit.processes import (
     ROOT,
     app_env,
     free_port,
     kill_group,
+    running_app,
     start_worker,
     stop,
     wait_for,
@@ -247,3 +251,51 @@ def test_a_fresh_item_is_labeled_ahead_of_a_relabel_backlog(fake_api_server, tmp
     )
     assert fresh_wait < 8
     assert left > 100, "the backlog drained too fast to tell"
+
+
+def test_the_admin_relabel_action_returns_at_once_and_a_worker_does_the_run(
+    fake_api_server, tmp_path, broker_url
+):
+    fake_api_server.reset()
+    forum, _, _ = source_setup(name="Forum", slug="forum-r")
+    shop, _, _ = source_setup(
+        name="Shop", slug="shop-r", labelers=[LabelerFactory(criteria="[invert] shop policy")]
+    )
+    for source in (forum, shop):
+        items_received(source, 50, prefix=source.slug)
+    admin = UserFactory(is_staff=True, is_superuser=True)
+    with running_app(
+        data_dir=tmp_path, api_url=fake_api_server.url, CELERY_BROKER_URL=broker_url
+    ) as (app_url, _):
+        wait_for(lambda: done_count() == 100, timeout=60, what="first labels")
+        session = requests.Session()
+        page = session.get(f"{app_url}/admin/login/", timeout=10)
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+        session.post(
+            f"{app_url}/admin/login/",
+            data={"username": admin.username, "password": "pw-for-tests",
+                  "csrfmiddlewaretoken": token, "next": "/admin/"},
+            headers={"Referer": f"{app_url}/admin/login/"},
+            timeout=10,
+        )  # fmt: skip
+        token = session.cookies["csrftoken"]
+        # New versions, so that relabeling makes new labels.
+        for labeler in (forum.labelers.get(), shop.labelers.get()):
+            labeler_version_create(labeler=labeler, criteria_text="[invert] second version")
+        started = time.monotonic()
+        response = session.post(
+            f"{app_url}/admin/moderation/item/",
+            data={"action": "relabel", "csrfmiddlewaretoken": token,
+                  "_selected_action": list(Item.objects.values_list("id", flat=True))},
+            headers={"Referer": f"{app_url}/admin/moderation/item/"},
+            timeout=30,
+        )  # fmt: skip
+        answered = time.monotonic() - started
+        assert response.status_code == 200 and "relabel run" in response.text
+        wait_for(lambda: done_count() == 200, timeout=120, what="the relabel labeled")
+        runs = session.get(f"{app_url}/admin/labelers/relabelrun/", timeout=10).text
+    assert runs.count("Labels added") >= 2
+    for item in Item.objects.prefetch_related("labels__labeler_version__labeler"):
+        labelers = {label.labeler_version.labeler_id for label in item.labels.all()}
+        assert labelers == {item.source.labelers.get().pk}, item.external_id
+    print(f"\nadmin relabel of 100 items over two sources: the request took {answered:.2f} s")
