@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import connections
 
 from config.celery import app as celery_app
-from labelers import fetch, services
+from labelers import fetch, services, tasks
 from labelers.breaker import get_breaker
 from labelers.tasks import label_sweep
 from moderation import selectors
@@ -127,6 +127,14 @@ def _close_the_breaker():
     get_breaker().reset()
     yield
     get_breaker().reset()
+
+
+@pytest.fixture(autouse=True)
+def _empty_broker_queue(request, monkeypatch):
+    """Unit tests run tasks eagerly, so the broker's labels queue is empty by construction;
+    asking a shared broker (where end-to-end tests leave messages) would make them flaky."""
+    if request.node.get_closest_marker("e2e") is None:
+        monkeypatch.setattr(tasks, "labels_queued", lambda: 0)
 
 
 @pytest.fixture(scope="session")

@@ -56,7 +56,9 @@ def app_commands(
 ) -> dict[str, list[str]]:
     """The embedded default's processes: gunicorn, and one Celery worker that runs beat."""
     return {
+        # Both queues: label tasks, and the dispatch (beat's sweep, relabel runs).
         "worker": [python, "-m", "celery", "-A", "config", "worker", "--beat",
+                   "-Q", "labels,dispatch",
                    "--pool", "threads", "--concurrency", str(concurrency),
                    "--loglevel", "INFO"],
         "web": [python, "-m", "gunicorn", "config.wsgi", "--bind", f"{host}:{port}",

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Exchange, Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
@@ -163,6 +164,17 @@ LABEL_SWEEP_INTERVAL = env.float("LABEL_SWEEP_INTERVAL", default=1.0)
 # A remote labeler pinned to "latest" can change on the API side: its cached answers are
 # reused for identical content only while younger than this (seconds).
 LABEL_REMOTE_LATEST_CACHE_SECONDS = env.int("LABEL_REMOTE_LATEST_CACHE_SECONDS", default=86400)
+# Enqueued work not started after this many seconds, while the broker's labels queue holds
+# fewer messages than there are such labels, lost its message (a broker restarted empty, a
+# worker killed with prefetched messages): the sweep sends it again, oldest first.
+LABEL_LOST_AFTER_SECONDS = env.float("LABEL_LOST_AFTER_SECONDS", default=20.0)
+# Relabel (bulk) labels are sent only while the labels queue holds fewer messages than this,
+# so fresh items never wait behind a backlog; keep it above what the workers finish in two
+# sweep intervals, or relabels run slower than the workers could.
+LABEL_BULK_QUEUE_TARGET = env.int("LABEL_BULK_QUEUE_TARGET", default=200)
+# The queue page and the admin say labeling is stalled when the dispatch has not run for this
+# long, or a received item has waited this long to be routed (seconds).
+LABEL_DISPATCH_STALL_SECONDS = env.float("LABEL_DISPATCH_STALL_SECONDS", default=30.0)
 # Global throughput caps shared by all workers (0 = no cap).
 LABEL_MAX_IN_FLIGHT = env.int("LABEL_MAX_IN_FLIGHT", default=0)
 LABEL_MAX_CALLS_PER_SECOND = env.float("LABEL_MAX_CALLS_PER_SECOND", default=0)
@@ -218,6 +230,19 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER",
 CELERY_TASK_TIME_LIMIT = int(LABEL_READ_TIMEOUT + LABEL_CONNECT_TIMEOUT) + 60
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 30
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+# Two queues, both consumed by every worker (-Q labels,dispatch): label tasks, and the
+# dispatch (beat's sweep, relabel runs). The sweep must never wait behind a label backlog,
+# or new items stay "received" while the backlog drains. A worker started without -Q
+# consumes every queue listed here.
+CELERY_TASK_DEFAULT_QUEUE = "labels"
+CELERY_TASK_QUEUES = [
+    Queue(name, Exchange(name), routing_key=name) for name in ("labels", "dispatch")
+]
+CELERY_TASK_ROUTES = {
+    "labelers.tasks.label_sweep": {"queue": "dispatch"},
+    "labelers.tasks.relabel_run": {"queue": "dispatch"},
+    "labelers.tasks.items_reevaluate": {"queue": "dispatch"},
+}
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     # A sweep stuck behind a backlog is worth nothing once the next one is due: let it

@@ -12,6 +12,16 @@ from labelers.models import (
     Reevaluation,
     RelabelRun,
 )
+from labelers.selectors import labeling_stalled
+
+
+class StallWarning:
+    """Admin lists about labeling say so when the dispatch has stopped (beat down, starved)."""
+
+    def changelist_view(self, request, extra_context=None):
+        if stalled := labeling_stalled():
+            messages.warning(request, stalled)
+        return super().changelist_view(request, extra_context)
 
 
 class LabelerVersionInline(admin.TabularInline):
@@ -81,7 +91,7 @@ class LabelerVersionAdmin(admin.ModelAdmin):
 
 
 @admin.register(Label)
-class LabelAdmin(admin.ModelAdmin):
+class LabelAdmin(StallWarning, admin.ModelAdmin):
     list_display = (
         "item",
         "labeler_version",
@@ -111,25 +121,41 @@ class ApiKeyRefusalAdmin(admin.ModelAdmin):
 
 
 @admin.register(RelabelRun)
-class RelabelRunAdmin(admin.ModelAdmin):
+class RelabelRunAdmin(StallWarning, admin.ModelAdmin):
+    """Runs work in a Celery task: the page shows their state and progress while they run."""
+
     list_display = (
         "id",
         "labeler_version",
         "source",
         "since",
+        "state",
         "total",
+        "processed",
         "created",
         "progress_text",
         "created_at",
     )
-    readonly_fields = ("total", "created", "created_by", "progress_text")
+    list_filter = ("state",)
+    readonly_fields = (
+        "state",
+        "total",
+        "processed",
+        "created",
+        "error",
+        "created_by",
+        "progress_text",
+    )
     fields = (
         "labeler_version",
         "source",
         "since",
         "until",
+        "state",
         "total",
+        "processed",
         "created",
+        "error",
         "created_by",
         "progress_text",
     )
@@ -152,7 +178,7 @@ class RelabelRunAdmin(admin.ModelAdmin):
             created_by=request.user,
         )
         obj.pk = run.pk
-        messages.info(request, f"Queued {run.created} labels for {run.total} items.")
+        messages.info(request, f"Relabel run {run.pk} queued; its progress shows here.")
 
 
 @admin.register(Reevaluation)

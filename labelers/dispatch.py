@@ -5,7 +5,7 @@ tasks send them."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
@@ -14,7 +14,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from labelers.fetch import api_key_refused
-from labelers.models import Label, LabelerVersion, Reevaluation, RelabelRun
+from labelers.models import DispatchHeartbeat, Label, LabelerVersion, Reevaluation, RelabelRun
 from labelers.services import model_for, routing_cache, source_routing
 from labelers.verdict import item_refresh
 from moderation import services as moderation_services
@@ -52,29 +52,73 @@ def items_route(*, limit: int = 5000) -> int:
     return len(rows)
 
 
-def labels_due(*, limit: int = 10_000) -> list[int]:
-    """Route received items, then mark and return what is due: new labels (never enqueued),
-    retries whose time has come, work a lost broker message or a dead worker left behind.
+def labels_due(*, broker_queued: int | None = None, limit: int = 10_000) -> list[int]:
+    """Route received items, then mark and return what is due, fresh work first: new labels
+    (never enqueued), retries whose time has come, work a dead worker left behind, work whose
+    message the broker lost; then relabel (bulk) labels while the labels queue is short.
+
+    `broker_queued`: how many messages the broker's labels queue holds now (None: unknown).
     The database is the record of what is due; a label sent twice is harmless (its task
-    claims the row first)."""
-    items_route()
+    claims the row first).
+    """
     now = timezone.now()
+    dispatch_heartbeat(now=now)
+    items_route()
     stale = now - timedelta(seconds=settings.LABEL_STALE_PENDING_SECONDS)
     if not api_key_refused():
         Label.objects.filter(status=Label.Status.WAITING_KEY).update(
             status=Label.Status.PENDING, enqueued_at=None, next_attempt_at=None, error=""
         )
-    due = (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)) & (
-        Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=stale)
+    waiting = Q(status__in=[Label.Status.PENDING, Label.Status.FAILED_TRANSIENT]) & (
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
     )
-    query = (Q(status__in=[Label.Status.PENDING, Label.Status.FAILED_TRANSIENT]) & due) | Q(
-        status=Label.Status.RUNNING, lease_expires_at__lt=now
+    abandoned = Q(status=Label.Status.RUNNING, lease_expires_at__lt=now)
+    fresh = waiting & ((Q(enqueued_at__isnull=True) & Q(bulk=False)) | Q(enqueued_at__lt=stale))
+    ids = list(
+        Label.objects.filter(fresh | abandoned).order_by("id").values_list("id", flat=True)[:limit]
     )
-    ids = list(Label.objects.filter(query).order_by("id").values_list("id", flat=True)[:limit])
+    if broker_queued is not None:
+        ids += _labels_lost(waiting, broker_queued=broker_queued, now=now, exclude=ids)
+        room = settings.LABEL_BULK_QUEUE_TARGET - broker_queued - len(ids)
+        if room > 0:
+            ids += list(
+                Label.objects.filter(waiting, bulk=True, enqueued_at__isnull=True)
+                .order_by("id")
+                .values_list("id", flat=True)[:room]
+            )
     if ids:
         Label.objects.filter(pk__in=ids).update(enqueued_at=now)
-        logger.info("sweep re-enqueued %d labels", len(ids))
+        logger.info("dispatch sends %d labels", len(ids))
     return ids
+
+
+def _labels_lost(waiting: Q, *, broker_queued: int, now, exclude: list[int]) -> list[int]:
+    """Labels whose message is gone: a broker restarted with an empty store, or a worker
+    killed with -9 while holding prefetched messages (Redis keeps those unacknowledged for
+    the visibility timeout, an hour). Without this they would wait for the stale timeout.
+
+    Enqueued, unclaimed labels older than LABEL_LOST_AFTER_SECONDS should all still have a
+    message in the queue; when the queue holds fewer messages than there are such labels,
+    at least the difference lost theirs. The queue is first in, first out, so the oldest are
+    the ones missing (or held by a busy worker's prefetch: a second message for those is only
+    a claim that finds the row taken). Labels sent less than the threshold ago are not
+    counted, so the check is blind to them until they age into it: none waits much longer
+    than twice the threshold.
+    """
+    lost_after = now - timedelta(seconds=settings.LABEL_LOST_AFTER_SECONDS)
+    overdue = Label.objects.filter(waiting, enqueued_at__lt=lost_after).exclude(pk__in=exclude)
+    missing = overdue.count() - broker_queued
+    if missing <= 0:
+        return []
+    ids = list(overdue.order_by("enqueued_at", "id").values_list("id", flat=True)[:missing])
+    logger.warning("dispatch: %d labels lost their broker message; sending them again", len(ids))
+    return ids
+
+
+def dispatch_heartbeat(*, now) -> None:
+    """Record that the dispatch ran, for the pages that must say when it stops."""
+    if not DispatchHeartbeat.objects.filter(pk=1).update(ran_at=now):
+        DispatchHeartbeat.objects.update_or_create(pk=1, defaults={"ran_at": now})
 
 
 def relabel_run_create(
@@ -86,7 +130,8 @@ def relabel_run_create(
     item_ids=None,
     created_by=None,
 ) -> RelabelRun:
-    run = RelabelRun.objects.create(
+    """A queued run; relabel_run_execute (in a task, or the command) does the work."""
+    return RelabelRun.objects.create(
         labeler_version=labeler_version,
         source=source,
         since=since,
@@ -94,20 +139,83 @@ def relabel_run_create(
         item_ids=list(item_ids) if item_ids is not None else None,
         created_by=created_by,
     )
-    run.total = run.selection().count()
-    run.save(update_fields=["total"])
-    return run
 
 
-def relabel_batches(
-    run: RelabelRun, *, batch_size: int = 1000, progress: Callable[[int], object] | None = None
-) -> Iterator[list[int]]:
-    """Add a pending label for the run's version to every selected item that lacks one, a
-    batch per commit; yields the new labels' ids once each batch is committed.
+def relabel_runs_for_items(*, item_ids: list[int], created_by=None) -> list[RelabelRun]:
+    """Queued runs that relabel each item with its own source's routing: the current version
+    of each active labeler routed to that item's source, never another source's labelers.
+    One run per labeler version, over the selected items whose source routes to it."""
+    items_by_version: dict[int, list[int]] = {}
+    rows = Item.objects.filter(pk__in=item_ids).order_by("id").values_list("id", "source_id")
+    for item_id, source_id in rows:
+        for route in source_routing(source_id):
+            items_by_version.setdefault(route.version_id, []).append(item_id)
+    versions = LabelerVersion.objects.in_bulk(list(items_by_version))
+    return [
+        relabel_run_create(
+            labeler_version=versions[version_id], item_ids=ids, created_by=created_by
+        )
+        for version_id, ids in sorted(items_by_version.items())
+    ]
 
+
+# A running run whose batches stopped this long ago lost its worker.
+RELABEL_RUN_ABANDONED_SECONDS = 600
+
+
+def relabel_run_execute(
+    *, run_id: int, batch_size: int = 1000, progress: Callable[[int], object] | None = None
+) -> RelabelRun | None:
+    """Add a bulk pending label for the run's version to every selected item that lacks
+    one, a batch per commit; the sweep sends them to the workers behind fresh items.
+
+    Claims the run with a conditional UPDATE, so a duplicated message does nothing; a run
+    left running by a dead worker is put back in the queue by the sweep (relabel_runs_lost).
     Safe to run twice or to resume after a crash: the unique (item, labeler version)
     constraint makes repeats no-ops, and identical content is served from the label cache.
     """
+    claimed = RelabelRun.objects.filter(pk=run_id, state=RelabelRun.State.QUEUED).update(
+        state=RelabelRun.State.RUNNING, updated_at=timezone.now()
+    )
+    if not claimed:
+        return None
+    run = RelabelRun.objects.select_related("labeler_version").get(pk=run_id)
+    try:
+        run.total = run.selection().count()
+        run.save(update_fields=["total", "updated_at"])
+        _relabel_batches(run, batch_size=batch_size, progress=progress)
+    except Exception as exc:
+        logger.exception("relabel run %s failed", run_id)
+        RelabelRun.objects.filter(pk=run_id).update(
+            state=RelabelRun.State.FAILED, error=f"{type(exc).__name__}: {exc}"
+        )
+        raise
+    run.state = RelabelRun.State.DONE
+    run.save(update_fields=["state", "updated_at"])
+    return run
+
+
+def relabel_runs_lost() -> list[int]:
+    """Runs to send again: queued a minute on (their message was lost), or running but not
+    moving for ten minutes (their worker died; put back in the queue). Each is sent once a
+    minute at most; its claim lets only one task work on it."""
+    now = timezone.now()
+    abandoned = RelabelRun.objects.filter(
+        state=RelabelRun.State.RUNNING,
+        updated_at__lt=now - timedelta(seconds=RELABEL_RUN_ABANDONED_SECONDS),
+    )
+    abandoned.update(state=RelabelRun.State.QUEUED, updated_at=now - timedelta(seconds=61))
+    lost = RelabelRun.objects.filter(
+        state=RelabelRun.State.QUEUED, updated_at__lt=now - timedelta(seconds=60)
+    )
+    ids = list(lost.values_list("id", flat=True)[:100])
+    RelabelRun.objects.filter(pk__in=ids).update(updated_at=now)
+    return ids
+
+
+def _relabel_batches(
+    run: RelabelRun, *, batch_size: int, progress: Callable[[int], object] | None
+) -> None:
     version = run.labeler_version
     labeled = Label.objects.filter(
         item=OuterRef("pk"), revision=OuterRef("revision"), labeler_version=version
@@ -123,39 +231,31 @@ def relabel_batches(
     # commits makes SQLite refuse the write (its read snapshot went stale under WAL).
     while batch := list(todo.filter(id__gt=last_id)[:batch_size]):
         last_id = batch[-1][0]
-        ids = _relabel_batch(version, batch)
-        run.created += len(ids)
-        yield ids
+        run.created += _relabel_batch(version, batch)
+        run.processed += len(batch)
+        # Progress is visible in the admin while the run works.
+        run.save(update_fields=["created", "processed", "updated_at"])
         if progress:
             progress(len(batch))
-    run.save(update_fields=["created"])
 
 
-def _relabel_batch(version: LabelerVersion, rows: list[tuple]) -> list[int]:
-    now = timezone.now()
-    with transaction.atomic():
-        Label.objects.bulk_create(
-            [
-                Label(
-                    item_id=item_id,
-                    revision=revision,
-                    labeler_version=version,
-                    content_hash=content_hash,
-                    model=model_for(model=version.model, has_media=bool(image or video)),
-                    enqueued_at=now,
-                )
-                for item_id, revision, content_hash, image, video in rows
-            ],
-            ignore_conflicts=True,
-        )
-        return list(
-            Label.objects.filter(
+def _relabel_batch(version: LabelerVersion, rows: list[tuple]) -> int:
+    """Un-enqueued bulk rows: the database holds the backlog, not the broker."""
+    created = Label.objects.bulk_create(
+        [
+            Label(
+                item_id=item_id,
+                revision=revision,
                 labeler_version=version,
-                item_id__in=[row[0] for row in rows],
-                status=Label.Status.PENDING,
-                enqueued_at=now,
-            ).values_list("id", flat=True)
-        )
+                content_hash=content_hash,
+                model=model_for(model=version.model, has_media=bool(image or video)),
+                bulk=True,
+            )
+            for item_id, revision, content_hash, image, video in rows
+        ],
+        ignore_conflicts=True,
+    )
+    return len(created)
 
 
 # Review-flow statuses a change of routing or threshold can move an item out of or into.

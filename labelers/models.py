@@ -108,6 +108,9 @@ class Label(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     enqueued_at = models.DateTimeField(null=True, blank=True)
+    # Relabel work: sent by the sweep only while the broker's labels queue is short, so a
+    # backlog never sits in front of a fresh item (the database keeps the rest in line).
+    bulk = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     labeled_at = models.DateTimeField(null=True, blank=True)
 
@@ -141,12 +144,29 @@ class ApiKeyRefusal(models.Model):
         return f"key {self.fingerprint[:8]}… refused at {self.refused_at:%Y-%m-%d %H:%M}"
 
 
+class DispatchHeartbeat(models.Model):
+    """When beat's dispatch (the sweep) last ran: one row, so pages can say labeling is
+    stalled (beat stopped, or the sweep starved) instead of showing an empty, calm queue."""
+
+    ran_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"dispatch ran at {self.ran_at:%Y-%m-%d %H:%M:%S}"
+
+
 class RelabelRun(models.Model):
     """A request to label a selection of items with one labeler version.
 
     Idempotent and resumable: running it again only adds the labels still missing, and the
-    labels it created are ordinary pending work that the sweep keeps alive.
+    labels it created are ordinary pending work that the sweep keeps alive. A Celery task
+    does the work (state queued -> running -> done), never the web request.
     """
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Adding labels"
+        DONE = "done", "Labels added"
+        FAILED = "failed", "Failed"
 
     labeler_version = models.ForeignKey(LabelerVersion, on_delete=models.PROTECT)
     source = models.ForeignKey(
@@ -157,7 +177,12 @@ class RelabelRun(models.Model):
     item_ids = models.JSONField(null=True, blank=True)  # an explicit selection (admin action)
     total = models.PositiveIntegerField(default=0)
     created = models.PositiveIntegerField(default=0)  # labels this run added
+    state = models.CharField(max_length=20, choices=State.choices, default=State.QUEUED)
+    processed = models.PositiveIntegerField(default=0)  # selected items looked at so far
+    error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Moves with each batch: a running run that stopped moving lost its worker.
+    updated_at = models.DateTimeField(auto_now=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Count
+from django.conf import settings
+from django.db.models import Count, Min
+from django.utils import timezone
+from django.utils.timesince import timesince
 
 from labelers.breaker import breaker_status
-from labelers.models import Label
+from labelers.models import DispatchHeartbeat, Label
 from labelers.services import source_routing
+from moderation.models import Item
 
 
 def labeling_health() -> dict[str, Any]:
-    """Labels that are not done, by status, and whether the circuit breaker holds calls
-    back ("breaker"): what reviewers and admins must see is stuck."""
+    """Labels that are not done, by status; items not yet routed to labelers ("received");
+    whether the circuit breaker holds calls back ("breaker"): what reviewers and admins must
+    see is stuck or still to come."""
     finished = (Label.Status.DONE, Label.Status.SUPERSEDED)
     open_statuses = [s for s in Label.Status.values if s not in finished]
     rows = (
@@ -22,7 +27,35 @@ def labeling_health() -> dict[str, Any]:
         .annotate(n=Count("id"))
         .order_by()
     )
-    return {**dict(rows), "breaker": breaker_status()}
+    health: dict[str, Any] = dict(rows)
+    if received := Item.objects.filter(status=Item.Status.RECEIVED).count():
+        health["received"] = received
+    health["breaker"] = breaker_status()
+    return health
+
+
+def labeling_stalled() -> str | None:
+    """Why labeling is not moving, in words, or None: the dispatch (beat's sweep) has not
+    run for LABEL_DISPATCH_STALL_SECONDS, or received items have waited that long for it.
+    Without this an empty queue reads as "nothing to review" while nothing is labeled."""
+    now = timezone.now()
+    limit = settings.LABEL_DISPATCH_STALL_SECONDS
+    ran_at = DispatchHeartbeat.objects.filter(pk=1).values_list("ran_at", flat=True).first()
+    oldest = Item.objects.filter(status=Item.Status.RECEIVED).aggregate(at=Min("received_at"))
+    waited = oldest["at"] is not None and (now - oldest["at"]).total_seconds() > limit
+    if ran_at is not None and (now - ran_at).total_seconds() > limit:
+        return (
+            f"Labeling is stalled: the dispatcher last ran {timesince(ran_at, now)} ago; "
+            "is beat running?"
+        )
+    if ran_at is None and oldest["at"] is not None:
+        return "Labeling is stalled: the dispatcher has never run; is beat running?"
+    if waited:
+        return (
+            f"Labeling is behind: items have waited {timesince(oldest['at'], now)} to be "
+            "sent to the labelers; are the workers consuming the dispatch queue?"
+        )
+    return None
 
 
 def source_routing_problem(source_id: int) -> str:

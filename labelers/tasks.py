@@ -3,13 +3,17 @@ fetch/dispatch; what those return says what to send next."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 from celery import shared_task
 from django.db import transaction
 
+from config.cache import TTLCache
 from labelers import dispatch, fetch
 from labelers.models import Reevaluation, RelabelRun
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
@@ -22,9 +26,36 @@ def label_fetch(label_id: int) -> str:
 
 @shared_task(ignore_result=True)
 def label_sweep() -> int:
-    ids = dispatch.labels_due()
+    ids = dispatch.labels_due(broker_queued=labels_queued())
     labels_enqueue(ids)
+    relabel_runs_enqueue(dispatch.relabel_runs_lost())
     return len(ids)
+
+
+LABELS_QUEUE = "labels"
+# One broker round trip per sweep at most: the sweep runs every second, and an admin action
+# may call it too.
+_queued_cache: TTLCache[int | None] = TTLCache(seconds=1.0)
+
+
+def labels_queued(queue: str = LABELS_QUEUE) -> int | None:
+    """How many label messages wait in the broker (not those a worker has taken), or None
+    when the broker cannot say: the dispatch then sends no bulk work and leaves lost
+    messages to the stale timeout."""
+
+    def ask() -> int | None:
+        try:
+            with label_fetch.app.connection_for_write() as connection:
+                try:
+                    with connection.channel() as channel:
+                        return channel.queue_declare(queue=queue, passive=True).message_count
+                except connection.channel_errors:
+                    return 0  # Redis forgets a queue once it is empty: nothing waits
+        except Exception:
+            logger.warning("cannot count the broker's labels queue", exc_info=True)
+            return None
+
+    return _queued_cache.get(queue, ask)
 
 
 def labels_enqueue(label_ids: Iterable[int], *, countdown: float | None = None) -> None:
@@ -47,12 +78,42 @@ def labels_resume_waiting_key() -> int:
     return label_sweep()
 
 
-def relabel_start(*, batch_size: int = 1000, progress=None, **selection) -> RelabelRun:
-    """Create a relabel run and send its labels, batch by batch as they are committed."""
+# A relabel run over millions of items takes longer than a label's time limit; its claim
+# (relabel_run_execute) keeps a redelivered message from running it twice.
+RELABEL_TIME_LIMIT = 6 * 3600
+
+
+@shared_task(
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    time_limit=RELABEL_TIME_LIMIT,
+    soft_time_limit=RELABEL_TIME_LIMIT - 60,
+)
+def relabel_run(run_id: int) -> int:
+    """Add a run's labels in the background; the sweep sends them behind fresh work."""
+    run = dispatch.relabel_run_execute(run_id=run_id)
+    return run.created if run is not None else 0
+
+
+def relabel_runs_enqueue(run_ids: Iterable[int]) -> None:
+    run_ids = list(run_ids)
+    if run_ids:
+        transaction.on_commit(lambda: [relabel_run.apply_async((pk,)) for pk in run_ids])
+
+
+def relabel_start(**selection) -> RelabelRun:
+    """Create a relabel run (queued) and send it to a worker once committed."""
     run = dispatch.relabel_run_create(**selection)
-    for ids in dispatch.relabel_batches(run, batch_size=batch_size, progress=progress):
-        labels_enqueue(ids)
+    relabel_runs_enqueue([run.pk])
     return run
+
+
+def relabel_items_start(*, item_ids: list[int], created_by=None) -> list[RelabelRun]:
+    """Relabel selected items, each with its own source's routing, in the background."""
+    runs = dispatch.relabel_runs_for_items(item_ids=item_ids, created_by=created_by)
+    relabel_runs_enqueue(run.pk for run in runs)
+    return runs
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)

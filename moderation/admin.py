@@ -4,8 +4,9 @@ from datetime import timedelta
 
 from django.contrib import admin, messages
 
+from labelers.admin import StallWarning
 from labelers.selectors import source_routing_problem
-from labelers.tasks import reevaluation_start, relabel_start
+from labelers.tasks import reevaluation_start, relabel_items_start
 from moderation.models import Decision, Item, Source, hash_token, new_api_token, new_webhook_secret
 from moderation.services import source_rotate_secret
 
@@ -77,7 +78,7 @@ class DecisionInline(admin.TabularInline):
 
 
 @admin.register(Item)
-class ItemAdmin(admin.ModelAdmin):
+class ItemAdmin(StallWarning, admin.ModelAdmin):
     list_display = ("id", "source", "external_id", "status", "violation_score", "received_at")
     list_filter = ("status", "source")
     search_fields = ("external_id",)
@@ -87,19 +88,17 @@ class ItemAdmin(admin.ModelAdmin):
 
     @admin.action(description="Relabel with the current version of each routed labeler")
     def relabel(self, request, queryset):
+        # Each item with its own source's labelers; a Celery task adds the labels, so the
+        # request returns at once however many items are selected.
         ids = list(queryset.values_list("id", flat=True))
-        labelers = {
-            lb
-            for source in Source.objects.filter(items__in=ids).distinct()
-            for lb in source.labelers.filter(active=True)
-        }
-        for labeler in labelers:
-            version = labeler.current_version
-            if version is None:
-                continue
-            run = relabel_start(labeler_version=version, item_ids=ids, created_by=request.user)
+        runs = relabel_items_start(item_ids=ids, created_by=request.user)
+        if not runs:
+            messages.warning(request, "No active labeler is routed to these items' sources.")
+        for run in runs:
             messages.info(
-                request, f"{labeler}: queued {run.created} labels (run {run.pk}, see Relabel runs)."
+                request,
+                f"{run.labeler_version}: relabel run {run.pk} queued for "
+                f"{len(run.item_ids or [])} items (see Relabel runs).",
             )
 
     def has_add_permission(self, request):

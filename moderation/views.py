@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
 from labelers.models import Labeler
-from labelers.selectors import labeling_health
+from labelers.selectors import labeling_health, labeling_stalled
 from moderation import selectors, services
 from moderation.models import IN_QUEUE, Decision, Item, Source
 
@@ -69,6 +69,7 @@ def queue(request: HttpRequest) -> HttpResponse:
             "labeler_id": labeler_id,
             "now": timezone.now(),
             "health": labeling_health(),
+            "stalled": labeling_stalled(),
         },
     )
 

@@ -66,3 +66,8 @@ def test_the_embedded_default_runs_web_and_a_worker_with_beat():
     commands = dev.app_commands("py", host="h", port=1, web_workers=2, concurrency=8)
     assert set(commands) == {"web", "worker"}
     assert "--beat" in commands["worker"] and "gunicorn" in commands["web"]
+
+
+def test_the_embedded_worker_consumes_the_labels_and_the_dispatch_queue():
+    worker = dev.app_commands("py", host="h", port=1, web_workers=2, concurrency=8)["worker"]
+    assert {"labels", "dispatch"} <= set(worker[worker.index("-Q") + 1].split(","))

@@ -53,7 +53,7 @@ def test_the_item_page_says_why_labeling_failed(fake_api, post_webhook, source, 
 
 
 def test_a_later_successful_label_takes_a_failed_item_out_of_the_queue(
-    fake_api, post_webhook, source, django_capture_on_commit_callbacks
+    fake_api, post_webhook, source, dispatch, django_capture_on_commit_callbacks
 ):
     fake_api.configure(script=[422])
     item = send(post_webhook, source, "a friendly note")
@@ -61,6 +61,7 @@ def test_a_later_successful_label_takes_a_failed_item_out_of_the_queue(
     version = services.labeler_version_create(labeler=labeler, criteria_text="Label hate v2")
     with django_capture_on_commit_callbacks(execute=True):
         tasks.relabel_start(labeler_version=version, source=source)
+    dispatch()
     item.refresh_from_db()
     assert item.status == Item.Status.LABELED
     assert item.pk not in queue_ids()
@@ -96,7 +97,7 @@ def test_create_source_refuses_a_labeler_that_cannot_label(db):
 
 
 def test_a_newer_version_decides_once_it_has_answered(
-    fake_api, post_webhook, source, django_capture_on_commit_callbacks
+    fake_api, post_webhook, source, dispatch, django_capture_on_commit_callbacks
 ):
     item = send(post_webhook, source, "I hate mondays")
     item.refresh_from_db()
@@ -105,6 +106,7 @@ def test_a_newer_version_decides_once_it_has_answered(
     v2 = services.labeler_version_create(labeler=labeler, criteria_text="[invert] new policy")
     with django_capture_on_commit_callbacks(execute=True):
         tasks.relabel_start(labeler_version=v2, source=source)
+    dispatch()
     item.refresh_from_db()
     # v1 still says "1" (kept as history); v2 says "0" and is the current version.
     assert set(item.labels.values_list("label", flat=True)) == {"0", "1"}

@@ -7,8 +7,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from tqdm import tqdm
 
+from labelers.dispatch import relabel_run_create, relabel_run_execute
 from labelers.models import Label, Labeler
-from labelers.tasks import relabel_start
 from moderation.models import Source
 
 
@@ -50,14 +50,14 @@ class Command(BaseCommand):
             source_obj = Source.objects.filter(slug=source).first()
             if source_obj is None:
                 raise CommandError(f"unknown source {source!r}")
+        # Synchronous here (a terminal can wait, unlike a web request): the labels are added
+        # as bulk work, which beat's dispatch sends to the workers behind fresh items.
+        run = relabel_run_create(
+            labeler_version=chosen, source=source_obj, since=_when(since), until=_when(until)
+        )
         with tqdm(desc="queueing", unit="item") as bar:
-            run = relabel_start(
-                labeler_version=chosen,
-                source=source_obj,
-                since=_when(since),
-                until=_when(until),
-                progress=bar.update,
-            )
+            done = relabel_run_execute(run_id=run.pk, progress=bar.update)
+        run = done or run
         self.stdout.write(
             f"Relabel run {run.pk}: {run.total} items selected, {run.created} labels queued "
             f"with {chosen} (the rest were already labeled by it)."
