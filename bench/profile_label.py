@@ -1,6 +1,7 @@
 """Where a label's CPU goes: one Celery worker thread draining labels from a zero-latency fake.
 
     .venv/bin/python bench/profile_label.py [--labels 400] [--rate 250] [--out DIR]
+                                            [--variants server-side-binding]
 
 PostgreSQL (database bench_profile, recreated) + Redis (db 13, its own queue `bench-profile`:
 nothing is flushed, so it may run beside bench/pipeline.py). Two drains of the same number of
@@ -42,6 +43,9 @@ LIBRARIES = [
     ("psycopg", "psycopg: execute, wait for PostgreSQL, adapt rows"),
     ("django/db/backends", "Django DB backend (cursor wrappers, connection upkeep)"),
     ("django/db/models/sql", "Django ORM: SQL compilation"),
+    ("django/db/models/lookups", "Django ORM: SQL compilation"),
+    ("django/db/models/expressions", "Django ORM: SQL compilation"),
+    ("django/db/models/functions", "Django ORM: SQL compilation"),
     ("django/db/models", "Django ORM: querysets, model instances"),
     ("django/db/transaction", "Django transaction.atomic"),
     ("django/", "Django other (settings, signals, timezone)"),
@@ -60,6 +64,7 @@ LIBRARIES = [
     ("moderation/", "project code"),
     ("config/", "project code"),
 ]
+PROJECT = ("labelers/", "moderation/")
 FRAME = re.compile(r"^(?P<func>.*) \((?P<file>.*?)(?::(?P<line>\d+))?\)$")
 
 
@@ -71,11 +76,12 @@ def _frames(stack: str):
     for raw in stack.split(";"):
         m = FRAME.match(raw.strip())
         if m:
-            yield m["func"], m["file"] or ""
+            yield m["func"], m["file"] or "", m["line"] or ""
 
 
-def classify(raw_file: Path) -> tuple[Counter, Counter, int]:
+def classify(raw_file: Path) -> tuple[Counter, Counter, Counter, int]:
     by_library: Counter = Counter()
+    by_top: Counter = Counter()
     by_step: Counter = Counter()
     total = 0
     for line in raw_file.read_text().splitlines():
@@ -86,19 +92,38 @@ def classify(raw_file: Path) -> tuple[Counter, Counter, int]:
         total += n
         frames = list(_frames(stack))
         library = "other (stdlib, interpreter)"
-        for _func, file in reversed(frames):
+        for _func, file, _line in reversed(frames):
             hit = next((name for key, name in LIBRARIES if key in file), None)
             if hit:
                 library = hit
                 break
         by_library[library] += n
-        step = "outside the task (consumer loop, message receipt, ack)"
-        for func, file in reversed(frames):
-            if "/labelers/" in file or "/moderation/" in file:
-                step = f"{Path(file).parent.name}/{Path(file).name}:{func}"
-                break
+        # The project frames under the task, outermost first: "fetch.py:label_fetch:184 >
+        # _finish:204 > item_refresh" (line numbers of this checkout).
+        chain = [
+            f"{Path(file).name}:{func}:{line}"
+            for func, file, line in frames
+            if any(file.startswith(p) or f"/{p}" in file for p in PROJECT)
+        ][1:]  # [0] is the task in tasks.py
+        step = " > ".join(chain[:3]) if chain else "outside the task: " + library
+        by_top[chain[0] if chain else step] += n
         by_step[step] += n
-    return by_library, by_step, total
+    return by_library, by_top, by_step, total
+
+
+def report(raw: Path, worker_ms: float) -> None:
+    by_library, by_top, by_step, total = classify(raw)
+    # py-spy leaves out idle threads (waiting on a socket), so its samples are CPU samples.
+    scale = worker_ms / max(total, 1)
+    print(f"\nworker CPU per label by library (leaf-most on the stack; {total} samples)")
+    for name, count in by_library.most_common():
+        print(f"  {name:<72}{count * scale:6.2f} ms  {100 * count / total:5.1f} %")
+    print("\nworker CPU per label by step (line of fetch.label_fetch, or outside the task)")
+    for name, count in by_top.most_common():
+        print(f"  {name:<72}{count * scale:6.2f} ms  {100 * count / total:5.1f} %")
+    print("\nworker CPU per label by project call chain (top 20)")
+    for name, count in by_step.most_common(20):
+        print(f"  {name:<72}{count * scale:6.2f} ms  {100 * count / total:5.1f} %")
 
 
 def make_labels(n: int, prefix: str):
@@ -141,7 +166,19 @@ def main() -> None:
     parser.add_argument("--labels", type=int, default=400)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--out", type=Path, default=None, help="keep the py-spy files here")
+    parser.add_argument(
+        "--variants", default="", help="candidate settings changes (bench/variants.py)"
+    )
+    parser.add_argument(
+        "--classify",
+        nargs=2,
+        metavar=("RAW", "MS_PER_LABEL"),
+        help="only split an earlier py-spy raw file, scaled to the given worker CPU per label",
+    )
     args = parser.parse_args()
+    if args.classify:
+        report(Path(args.classify[0]), float(args.classify[1]))
+        return
     n = args.labels
     spy = Path(sys.executable).parent / "py-spy"
 
@@ -153,13 +190,16 @@ def main() -> None:
         SECRET_KEY="bench",
         DEBUG="false",
         LOG_LEVEL="WARNING",
-        DJANGO_SETTINGS_MODULE="config.settings",
+        DJANGO_SETTINGS_MODULE="bench.variants" if args.variants else "config.settings",
+        BENCH_VARIANTS=args.variants,
     )
     import django
 
     django.setup()
+    import psycopg
     from django.conf import settings
     from django.core.management import call_command
+    from django.db import connection
 
     from labelers import tasks
     from labelers.models import Label
@@ -174,11 +214,18 @@ def main() -> None:
     # 1. In-process: the task body, no Celery.
     labels = make_labels(n + 1, "a")
     tasks.label_fetch(labels[0].pk)  # warm
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        own_backend = cur.fetchone()[0]
+    b0 = cpu.process_cpu(own_backend, children=False)
     t0, w0 = time.thread_time(), time.monotonic()
     for label in labels[1:]:
         tasks.label_fetch(label.pk)
     inproc_ms = (time.thread_time() - t0) * 1000 / n
     inproc_wall = (time.monotonic() - w0) * 1000 / n
+    inproc_pg = (cpu.process_cpu(own_backend, children=False) - b0) * 1000 / n
+    stats_conn = psycopg.connect(f"{PG}/postgres", autocommit=True)
+    tracker = cpu.BackendTracker(stats_conn.cursor, DB, exclude_pid=own_backend)
 
     # 2. A real worker, one thread, under py-spy.
     labels = make_labels(n + 1, "b")
@@ -217,6 +264,7 @@ def main() -> None:
                 for fmt, path in (("raw", raw), ("speedscope", speedscope))
             ]
             time.sleep(1.5)
+            tracker.sample()
             c0, w0 = cpu.process_cpu(worker.pid), time.monotonic()
             ids = [label.pk for label in labels[1:]]
             with tasks.label_fetch.app.producer_or_acquire() as producer:
@@ -225,6 +273,8 @@ def main() -> None:
             while Label.objects.filter(pk__in=ids, status=Label.Status.DONE).count() < n:
                 time.sleep(0.05)
             worker_ms = (cpu.process_cpu(worker.pid) - c0) * 1000 / n
+            tracker.sample()
+            worker_pg = tracker.total() * 1000 / n
             worker_wall = (time.monotonic() - w0) * 1000 / n
             time.sleep(0.5)
             for s in spies:
@@ -235,33 +285,29 @@ def main() -> None:
             os.killpg(worker.pid, signal.SIGTERM)
             worker.wait(timeout=20)
     fake.stop()
+    stats_conn.close()
     from django.db import connections
 
     connections.close_all()
     psql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
 
-    print(f"labels={n} per drain, fake latency 0, one thread, PostgreSQL + Redis")
+    print(
+        f"labels={n} per drain, fake latency 0, one thread, PostgreSQL + Redis; "
+        f"settings: {'config.settings + ' + args.variants if args.variants else 'config.settings'}"
+    )
     print(
         f"in-process (task function, no Celery): {inproc_ms:6.2f} ms CPU/label, "
-        f"{inproc_wall:6.2f} ms wall/label"
+        f"{inproc_wall:6.2f} ms wall/label, PostgreSQL backend {inproc_pg:5.2f} ms CPU/label"
     )
     print(
         f"Celery worker (1 thread, under py-spy): {worker_ms:6.2f} ms CPU/label, "
-        f"{worker_wall:6.2f} ms wall/label (py-spy's sampling costs the worker a little)"
+        f"{worker_wall:6.2f} ms wall/label, PostgreSQL backend {worker_pg:5.2f} ms CPU/label"
     )
     print(f"=> task protocol and consumer overhead ~ {worker_ms - inproc_ms:.2f} ms CPU/label")
     if not raw.exists():
         print(f"no py-spy output ({raw}): is py-spy installed in the venv?")
         return
-    by_library, by_step, total = classify(raw)
-    # py-spy leaves out idle threads (waiting on a socket), so its samples are CPU samples.
-    scale = worker_ms / max(total, 1)
-    print(f"\nworker CPU per label by library (leaf-most on the stack; {total} samples)")
-    for name, count in by_library.most_common():
-        print(f"  {name:<62}{count * scale:6.2f} ms  {100 * count / total:5.1f} %")
-    print("\nworker CPU per label by project function (deepest project frame on the stack)")
-    for name, count in by_step.most_common(20):
-        print(f"  {name:<62}{count * scale:6.2f} ms  {100 * count / total:5.1f} %")
+    report(raw, worker_ms)
     print(f"\npy-spy files: {raw} and {speedscope} (open at https://www.speedscope.app)")
 
 
