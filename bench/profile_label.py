@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/profile_label.py [--labels 400] [--rate 250] [--out DIR]
                                             [--variants server-side-binding]
+                                            [--concurrency 1] [--latency 0]
 
 PostgreSQL (database bench_profile, recreated) + Redis (db 13, its own queue `bench-profile`:
 nothing is flushed, so it may run beside bench/pipeline.py). Two drains of the same number of
@@ -165,6 +166,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--labels", type=int, default=400)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    parser.add_argument(
+        "--concurrency", type=int, default=1, help="worker threads (the in-process drain: 1)"
+    )
+    parser.add_argument(
+        "--latency", type=float, default=0.0, help="fake API latency for the worker drain (s)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="keep the py-spy files here")
     parser.add_argument(
         "--variants", default="", help="candidate settings changes (bench/variants.py)"
@@ -238,7 +245,7 @@ def main() -> None:
         worker_args = [
             sys.executable,
             *("-m", "celery", "-A", "config", "worker", "--pool", "threads"),
-            *("--concurrency", "1", "--loglevel", "WARNING", "-Q", QUEUE),
+            *("--concurrency", str(args.concurrency), "--loglevel", "WARNING", "-Q", QUEUE),
             *("--without-gossip", "--without-mingle", "-n", f"p{time.monotonic_ns()}@%h"),
         ]
         worker = subprocess.Popen(
@@ -264,6 +271,7 @@ def main() -> None:
                 for fmt, path in (("raw", raw), ("speedscope", speedscope))
             ]
             time.sleep(1.5)
+            fake.configure(latency=args.latency)
             tracker.sample()
             c0, w0 = cpu.process_cpu(worker.pid), time.monotonic()
             ids = [label.pk for label in labels[1:]]
@@ -300,7 +308,8 @@ def main() -> None:
         f"{inproc_wall:6.2f} ms wall/label, PostgreSQL backend {inproc_pg:5.2f} ms CPU/label"
     )
     print(
-        f"Celery worker (1 thread, under py-spy): {worker_ms:6.2f} ms CPU/label, "
+        f"Celery worker ({args.concurrency} thread(s), fake latency {args.latency * 1000:.0f} ms, "
+        f"under py-spy): {worker_ms:6.2f} ms CPU/label, "
         f"{worker_wall:6.2f} ms wall/label, PostgreSQL backend {worker_pg:5.2f} ms CPU/label"
     )
     print(f"=> task protocol and consumer overhead ~ {worker_ms - inproc_ms:.2f} ms CPU/label")
