@@ -456,6 +456,7 @@ def main() -> None:
 
     connections.close_all()
     psql(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+    subprocess.run(["redis-cli", "-n", REDIS_DB, "flushdb"], check=True, capture_output=True)
 
 
 if __name__ == "__main__":
