@@ -425,8 +425,9 @@ def main() -> None:
         f"{rate / base:.3f} x baseline)"
     )
     print(f"labeled {done}/{n} in {elapsed:.1f}s; API calls per item-labeler: {calls / n:.4f}")
+    target = 0.95 if latency >= 1 else 0.9  # the targets: L = 200 ms and L = 1 s
     print(
-        f"target >= 0.9 x bound: {'PASS' if rate >= 0.9 * bound else 'FAIL'}; "
+        f"target >= {target} x bound: {'PASS' if rate >= target * bound else 'FAIL'}; "
         f"calls/item <= 1.01: {'PASS' if calls / n <= 1.01 else 'FAIL'}"
     )
     _print_cpu(
