@@ -1,16 +1,19 @@
 """The Celery app: settings from Django, tasks discovered in the apps, connection upkeep."""
 
+import logging
 import os
+import signal
 import threading
 import time
 
 from celery import Celery
-from celery.signals import task_prerun
+from celery.signals import task_postrun, task_prerun, worker_ready
 from django.db import close_old_connections
 
 from config import broker  # noqa: F401 - registers the atomic filesystem transport
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+logger = logging.getLogger(__name__)
 
 app = Celery("modqueue")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -24,14 +27,97 @@ app.autodiscover_tasks()
 _checked = threading.local()
 
 
+# A health check is a round trip: once a second per thread, it was one query in four at one
+# label a second per thread. A connection that dies meanwhile fails one task, which the
+# label's lease and the sweep retry.
+CONNECTION_CHECK_SECONDS = 5.0
+
+
 @task_prerun.connect
 def _close_old_connections(task=None, **_):
-    """Django's per-request connection upkeep (CONN_MAX_AGE, health checks), at most once a
-    second per worker thread: a health check is a round trip, and tasks come by the dozen."""
+    """Django's per-request connection upkeep (CONN_MAX_AGE, health checks), at most every
+    CONNECTION_CHECK_SECONDS per worker thread."""
     if task is not None and getattr(task.request, "is_eager", False):
         return  # eager tasks run inside the caller's connection and transaction
     now = time.monotonic()
-    if now - getattr(_checked, "at", 0.0) < 1.0:
+    if now - getattr(_checked, "at", 0.0) < CONNECTION_CHECK_SECONDS:
         return
     _checked.at = now
     close_old_connections()
+
+
+# A worker that reconnected to its broker can stop fetching messages while staying alive (a
+# known Celery + Redis bug: celery/celery#8030, #8091, #10205): work then waits in the queue
+# beside an idle worker until someone restarts it. The watchdog does that: a worker with no
+# task running for WORKER_WEDGED_SECONDS while its queues hold messages shuts down (warm),
+# and its supervisor (compose's restart policy, systemd, dev.py run) starts it again.
+WORKER_WEDGED_SECONDS = float(os.environ.get("WORKER_WEDGED_SECONDS", "30"))
+_activity: dict[str, float] = {"running": 0, "last": time.monotonic()}
+_activity_lock = threading.Lock()
+
+
+@task_prerun.connect
+def _task_started(task=None, **_):
+    if task is not None and getattr(task.request, "is_eager", False):
+        return
+    with _activity_lock:
+        _activity["running"] += 1
+        _activity["last"] = time.monotonic()
+
+
+@task_postrun.connect
+def _task_ended(task=None, **_):
+    if task is not None and getattr(task.request, "is_eager", False):
+        return
+    with _activity_lock:
+        _activity["running"] = max(0, _activity["running"] - 1)
+        _activity["last"] = time.monotonic()
+
+
+def wedged(*, running: int, idle_seconds: float, waiting: int, limit: float) -> bool:
+    """Idle for longer than `limit` while messages wait: the worker is not fetching."""
+    return limit > 0 and running == 0 and idle_seconds > limit and waiting > 0
+
+
+def _messages_waiting(queues) -> int:
+    total = 0
+    with app.connection_for_read() as connection:
+        for name in queues:
+            try:
+                with connection.channel() as channel:
+                    total += channel.queue_declare(queue=name, passive=True).message_count
+            except connection.channel_errors:
+                pass  # Redis forgets a queue once it is empty: nothing waits there
+    return total
+
+
+def _watch(queues) -> None:
+    while True:
+        time.sleep(max(1.0, WORKER_WEDGED_SECONDS / 4))
+        with _activity_lock:
+            running, idle = int(_activity["running"]), time.monotonic() - _activity["last"]
+        if running or idle <= WORKER_WEDGED_SECONDS:
+            continue
+        try:
+            waiting = _messages_waiting(queues)
+        except Exception:
+            logger.info("wedge watchdog: the broker cannot say what waits", exc_info=True)
+            continue
+        if wedged(running=running, idle_seconds=idle, waiting=waiting, limit=WORKER_WEDGED_SECONDS):
+            logger.error(
+                "worker idle for %.0f s while %d messages wait: it stopped fetching; "
+                "shutting down so that its supervisor restarts it",
+                idle,
+                waiting,
+            )
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(60)
+            os._exit(1)  # the warm shutdown hung as well
+
+
+@worker_ready.connect
+def _start_watchdog(sender=None, **_):
+    if WORKER_WEDGED_SECONDS <= 0 or sender is None:
+        return
+    queues = [queue.name for queue in sender.task_consumer.queues]
+    threading.Thread(target=_watch, args=(queues,), name="wedge-watchdog", daemon=True).start()

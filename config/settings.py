@@ -227,6 +227,11 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER", default=4)
+# On a lost broker connection, tasks running then cannot be acknowledged; left to run, they
+# keep their prefetch slots and the worker can stop fetching after it reconnects (seen with
+# Redis restarted mid-run: labels waited in the queue beside an idle worker). Cancelling
+# them is harmless here: each label's claim and the sweep redo the work once.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_TASK_TIME_LIMIT = int(LABEL_READ_TIMEOUT + LABEL_CONNECT_TIMEOUT) + 60
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 30
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)

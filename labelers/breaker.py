@@ -14,6 +14,7 @@ small JSON object: outcome counts per second of the window, and the open/probe d
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -77,11 +78,18 @@ def ask(state: dict[str, Any], now: float, policy: Policy) -> float:
 
 def record(state: dict[str, Any], now: float, ok: bool, policy: Policy) -> float:
     """Count a call's outcome; returns how long calls now wait (0: the breaker is closed)."""
+    return record_counts(state, now, 1 if ok else 0, 0 if ok else 1, policy)
+
+
+def record_counts(
+    state: dict[str, Any], now: float, ok_count: int, failed_count: int, policy: Policy
+) -> float:
+    """Count calls' outcomes (successes, failures); returns how long calls now wait."""
     if not _closed(state):
         if now < state["open_until"]:
-            # A call sent before the breaker opened: it says nothing about the API's recovery.
+            # Calls sent before the breaker opened: they say nothing about the API's recovery.
             return state["open_until"] - now
-        if ok:  # the probe got through: the API is back
+        if not failed_count:  # the probe got through: the API is back
             state.clear()
             return 0.0
         # The probe failed: the API is still down; wait longer this time.
@@ -94,7 +102,8 @@ def record(state: dict[str, Any], now: float, ok: bool, policy: Policy) -> float
         if int(key) > second - policy.window
     }
     counts = buckets.setdefault(str(second), [0, 0])
-    counts[0 if ok else 1] += 1
+    counts[0] += ok_count
+    counts[1] += failed_count
     state["buckets"] = buckets
     calls = sum(ok_n + failed_n for ok_n, failed_n in buckets.values())
     failed = sum(failed_n for _, failed_n in buckets.values())
@@ -104,19 +113,52 @@ def record(state: dict[str, Any], now: float, ok: bool, policy: Policy) -> float
     return 0.0
 
 
+# Per process: when the shared state was last seen closed, and successes not yet written.
+# A label is sent every few milliseconds; reading and rewriting the shared state for each
+# one (a Redis WATCH/MULTI round, or a file lock, contended by every worker) cost more than
+# the rest of the breaker. Successes are written at most once a second per process, and a
+# closed breaker is re-read at most once a second: another process's opening is seen within
+# a second, this process's own at once. A failure is written at once, with the successes
+# counted so far, so the failure ratio stays right.
+_tally_lock = threading.Lock()
+_tally: dict[str, float] = {"ok": 0, "since": 0.0, "closed_seen_at": 0.0}
+TALLY_SECONDS = 1.0
+
+
 class Breaker:
     def __init__(self, *, state, policy: Policy):
         self.state = state
         self.policy = policy
+        self._probe = False
 
     def wait_seconds(self) -> float:
         """Seconds before a label may be sent (0: now; the caller may be the probe)."""
-        if _closed(self.state.read("breaker")):  # the common case reads, never writes
+        now = time.monotonic()
+        if now - _tally["closed_seen_at"] < TALLY_SECONDS:
             return 0.0
-        return self.state.update("breaker", lambda s: ask(s, time.time(), self.policy))
+        if _closed(self.state.read("breaker")):  # the common case reads, never writes
+            _tally["closed_seen_at"] = now
+            return 0.0
+        wait = self.state.update("breaker", lambda s: ask(s, time.time(), self.policy))
+        self._probe = wait == 0.0
+        return wait
 
     def record(self, *, ok: bool) -> float:
-        return self.state.update("breaker", lambda s: record(s, time.time(), ok, self.policy))
+        with _tally_lock:
+            if ok:
+                _tally["ok"] += 1
+            due = time.monotonic() - _tally["since"] >= TALLY_SECONDS
+            if ok and not self._probe and not due:
+                return 0.0
+            ok_count, _tally["ok"], _tally["since"] = int(_tally["ok"]), 0, time.monotonic()
+        failed_count = 0 if ok else 1
+        wait = self.state.update(
+            "breaker",
+            lambda s: record_counts(s, time.time(), ok_count, failed_count, self.policy),
+        )
+        if wait > 0:
+            _tally["closed_seen_at"] = 0.0  # open now: this process stops at once
+        return wait
 
     def status(self) -> BreakerStatus:
         state = self.state.read("breaker")
@@ -127,6 +169,8 @@ class Breaker:
         return BreakerStatus(open=True, paused_until=paused)
 
     def reset(self) -> None:
+        with _tally_lock:
+            _tally.update(ok=0, since=0.0, closed_seen_at=0.0)
         self.state.update("breaker", lambda s: s.clear())
 
 

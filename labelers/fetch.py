@@ -20,7 +20,7 @@ from labelers import client as api
 from labelers.breaker import get_breaker
 from labelers.models import ApiKeyRefusal, Label
 from labelers.throttle import SlotAbandoned, get_throttle
-from labelers.verdict import item_refresh
+from labelers.verdict import Answer, item_refresh
 
 logger = logging.getLogger(__name__)
 
@@ -233,7 +233,17 @@ def _finish(label: Label, answer: str, confidence, compute_time, latency_ms, cac
             error="",
         )
         if stored:
-            item_refresh(item_id=label.item_id)
+            item_refresh(
+                item_id=label.item_id,
+                answered=Answer(
+                    source_id=label.item.source_id,
+                    labeler_id=label.labeler_version.labeler_id,
+                    version_id=label.labeler_version_id,
+                    revision=label.revision,
+                    label=answer,
+                    confidence=confidence,
+                ),
+            )
 
 
 def _mine(target: Label):

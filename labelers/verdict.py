@@ -8,6 +8,9 @@ versions and of other labelers stay on the item as history.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+from labelers.client import violation_score
 from labelers.models import Label
 from labelers.services import source_routing
 from moderation import services as moderation_services
@@ -21,13 +24,41 @@ OPEN_STATUSES = (
 )
 
 
-def item_refresh(*, item_id: int) -> None:
+class Answer(NamedTuple):
+    """A label just stored as done, with what the verdict needs to know about it."""
+
+    source_id: int
+    labeler_id: int
+    version_id: int
+    revision: int
+    label: str
+    confidence: float
+
+
+def item_refresh(*, item_id: int, answered: Answer | None = None) -> None:
     """Recompute the item's verdict from its labels and hand it to moderation.
 
     Runs inside the caller's transaction. The item row is locked *before* the labels are
     read, so two labels of one item finishing at once are summed up one after the other:
     the second sees the first (otherwise both could report "still labeling").
+
+    `answered`: the label that was just stored. When it comes from the current version of
+    the only labeler routed to the item's source, it is the whole verdict (nothing else can
+    decide), so the lock and the read of the other labels are skipped: the common case,
+    two queries fewer per label.
     """
+    if answered is not None and _decides_alone(answered):
+        route = source_routing(answered.source_id)[0]
+        score = violation_score(answered.label, answered.confidence)
+        moderation_services.item_labels_changed(
+            item_id=item_id,
+            violation_score=score,
+            flagged=_flags(answered.label, answered.confidence, route),
+            labeling=False,
+            failed=False,
+            revision=answered.revision,
+        )
+        return
     locked = Item.objects.select_for_update().filter(pk=item_id)
     source_id, revision = locked.values_list("source_id", "revision").get()
     routes = {route.labeler_id: route for route in source_routing(source_id)}
@@ -61,13 +92,18 @@ def item_refresh(*, item_id: int) -> None:
     moderation_services.item_labels_changed(
         item_id=item_id,
         violation_score=max(scores) if scores else None,
-        flagged=any(_flags(row, routes.get(row[0])) for row in answered.values()),
+        flagged=any(_flags(row[3], row[4], routes.get(row[0])) for row in answered.values()),
         labeling=any(row[2] in OPEN_STATUSES for row in newest.values()),
         failed=any(row[2] == Label.Status.FAILED for row in newest.values()),
         routed=bool(deciding),
     )
 
 
-def _flags(row: tuple, route) -> bool:
+def _decides_alone(answered: Answer) -> bool:
+    routes = source_routing(answered.source_id)
+    return len(routes) == 1 and routes[0].version_id == answered.version_id
+
+
+def _flags(label: str, confidence: float | None, route) -> bool:
     minimum = route.min_confidence if route is not None else None
-    return row[3] == "1" and (minimum is None or (row[4] or 0) >= minimum)
+    return label == "1" and (minimum is None or (confidence or 0) >= minimum)

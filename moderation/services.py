@@ -283,6 +283,7 @@ def item_labels_changed(
     labeling: bool,
     failed: bool,
     routed: bool = True,
+    revision: int | None = None,
 ) -> None:
     """Take the labelers' verdict on an item: its violation score, and whether it is flagged,
     still being labeled, failed, or judged by no labeler routed to its source. Decided items
@@ -290,7 +291,8 @@ def item_labels_changed(
 
     An item is flagged as soon as any labeler flags it, so reviewers see it before slower
     labelers answer; its score keeps rising as they do. Failed and unrouted items go to the
-    queue with score 1.0: no machine judged them, so a person must.
+    queue with score 1.0: no machine judged them, so a person must. `revision`: take the
+    verdict only while the item is still at that revision (an edit makes it stale).
     """
     if not routed:
         status, queue_score = Item.Status.UNROUTED, 1.0
@@ -314,7 +316,10 @@ def item_labels_changed(
             default=F("flagged_at"),
         )
     # One UPDATE, whatever the item's state: the status moves only while it is undecided.
-    Item.objects.filter(pk=item_id).update(**fields)
+    items = Item.objects.filter(pk=item_id)
+    if revision is not None:
+        items = items.filter(revision=revision)
+    items.update(**fields)
 
 
 def item_claim(*, item: Item, reviewer) -> bool:

@@ -7,6 +7,7 @@ import sys
 import threading
 
 import dev
+from config.celery import wedged
 from testkit.processes import wait_for
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(120)"]
@@ -71,3 +72,11 @@ def test_the_embedded_default_runs_web_and_a_worker_with_beat():
 def test_the_embedded_worker_consumes_the_labels_and_the_dispatch_queue():
     worker = dev.app_commands("py", host="h", port=1, web_workers=2, concurrency=8)["worker"]
     assert {"labels", "dispatch"} <= set(worker[worker.index("-Q") + 1].split(","))
+
+
+def test_a_worker_idle_while_messages_wait_is_taken_as_wedged():
+    assert wedged(running=0, idle_seconds=45, waiting=3, limit=30)
+    assert not wedged(running=1, idle_seconds=45, waiting=3, limit=30)  # busy, not wedged
+    assert not wedged(running=0, idle_seconds=10, waiting=3, limit=30)  # idle a moment
+    assert not wedged(running=0, idle_seconds=45, waiting=0, limit=30)  # nothing to fetch
+    assert not wedged(running=0, idle_seconds=45, waiting=3, limit=0)  # watchdog off
