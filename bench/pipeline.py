@@ -147,31 +147,15 @@ def queries_per_label(fake_url: str, source, version, n: int) -> None:
     from django.utils import timezone
 
     from labelers import tasks
-    from labelers.models import Label
-    from moderation.models import Item
+    from testkit.seed import items_bulk, labels_bulk
 
     settings.ZENTROPI_API_URL, settings.ZENTROPI_API_KEY = fake_url, "test-key"
     with transaction.atomic():
-        items = Item.objects.bulk_create(
-            Item(
-                source=source,
-                external_id=f"q{i}",
-                webhook_id=f"qw{i}",
-                content_text=f"queries item {i}",
-                content_hash=f"{10**9 + i:064x}",
-                status=Item.Status.LABELING,
-            )
-            for i in range(n)
+        items = items_bulk(
+            source=source, count=n, prefix="q", text="queries item {n}", status="labeling"
         )
-        labels = Label.objects.bulk_create(
-            Label(
-                item=item,
-                labeler_version=version,
-                content_hash=item.content_hash,
-                model="cope-latest",
-                enqueued_at=timezone.now(),
-            )
-            for item in items
+        labels = labels_bulk(
+            items, version=version, model="cope-latest", enqueued_at=timezone.now()
         )
     tasks.label_fetch(labels[0].pk)  # warm: client session, routing cache, refusal check
     kinds: Counter = Counter()
@@ -317,9 +301,9 @@ def main() -> None:
     from labelers.models import Label
     from labelers.services import labeler_default, source_setup
     from labelers.tasks import labels_enqueue
-    from moderation.models import Item
     from testkit.fake_api import FakeLabelAPI
     from testkit.processes import app_env, start_worker, stop
+    from testkit.seed import items_bulk, labels_bulk
 
     call_command("migrate", verbosity=0)
     fake = FakeLabelAPI().start()
@@ -332,26 +316,11 @@ def main() -> None:
     source, _, _ = source_setup(name="Bench", slug="bench")
     version = labeler_default().current_version
     with transaction.atomic():
-        items = Item.objects.bulk_create(
-            Item(
-                source=source,
-                external_id=f"p{i}",
-                webhook_id=f"w{i}",
-                content_text=f"pipeline item {i}",
-                content_hash=f"{i:064x}",
-                status=Item.Status.LABELING,
-            )
-            for i in range(n)
+        items = items_bulk(
+            source=source, count=n, prefix="p", text="pipeline item {n}", status="labeling"
         )
-        labels = Label.objects.bulk_create(
-            Label(
-                item=item,
-                labeler_version=version,
-                content_hash=item.content_hash,
-                model="cope-latest",
-                enqueued_at=timezone.now(),
-            )
-            for item in items
+        labels = labels_bulk(
+            items, version=version, model="cope-latest", enqueued_at=timezone.now()
         )
     import psycopg
     from django.db import connection

@@ -131,34 +131,20 @@ def make_labels(n: int, prefix: str):
     from django.db import transaction
     from django.utils import timezone
 
-    from labelers.models import Label
     from labelers.services import labeler_default, source_setup
-    from moderation.models import Item
+    from testkit.seed import items_bulk, labels_bulk
 
     source = source_setup(name=f"Profile {prefix}", slug=f"profile-{prefix}")[0]
     version = labeler_default().current_version
     with transaction.atomic():
-        items = Item.objects.bulk_create(
-            Item(
-                source=source,
-                external_id=f"{prefix}{i}",
-                webhook_id=f"{prefix}w{i}",
-                content_text=f"profile item {prefix} {i}",
-                content_hash=f"{prefix}{i:063x}"[:64],
-                status=Item.Status.LABELING,
-            )
-            for i in range(n)
+        items = items_bulk(
+            source=source,
+            count=n,
+            prefix=prefix,
+            text="profile item {prefix} {n}",
+            status="labeling",
         )
-        return Label.objects.bulk_create(
-            Label(
-                item=item,
-                labeler_version=version,
-                content_hash=item.content_hash,
-                model="cope-latest",
-                enqueued_at=timezone.now(),
-            )
-            for item in items
-        )
+        return labels_bulk(items, version=version, model="cope-latest", enqueued_at=timezone.now())
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from labelers.client import violation_score
 from labelers.models import Label
-from labelers.services import source_routing
+from labelers.services import Route, source_routing
 from moderation import services as moderation_services
 from moderation.models import Item
 
@@ -47,8 +47,8 @@ def item_refresh(*, item_id: int, answered: Answer | None = None) -> None:
     decide), so the lock and the read of the other labels are skipped: the common case,
     two queries fewer per label.
     """
-    if answered is not None and _decides_alone(answered):
-        route = source_routing(answered.source_id)[0]
+    route = _sole_route(answered) if answered is not None else None
+    if answered is not None and route is not None:
         score = violation_score(answered.label, answered.confidence)
         moderation_services.item_labels_changed(
             item_id=item_id,
@@ -99,11 +99,14 @@ def item_refresh(*, item_id: int, answered: Answer | None = None) -> None:
     )
 
 
-def _decides_alone(answered: Answer) -> bool:
+def _sole_route(answered: Answer) -> Route | None:
+    """The route, when the answer is from the current version of the source's only labeler."""
     routes = source_routing(answered.source_id)
-    return len(routes) == 1 and routes[0].version_id == answered.version_id
+    if len(routes) == 1 and routes[0].version_id == answered.version_id:
+        return routes[0]
+    return None
 
 
-def _flags(label: str, confidence: float | None, route) -> bool:
+def _flags(label: str, confidence: float | None, route: Route | None) -> bool:
     minimum = route.min_confidence if route is not None else None
     return label == "1" and (minimum is None or (confidence or 0) >= minimum)

@@ -80,6 +80,15 @@ def start_worker(env: dict, *, concurrency: int = 4, beat: bool = True, log: Pat
     )
 
 
+def replace_exited(workers: list, env: dict, folder: Path, *, concurrency: int = 4) -> None:
+    """As a process supervisor (compose's restart policy, systemd) would: the newest worker,
+    if it exited, is replaced by a fresh one. Celery's Redis transport can exit on a broker
+    restart, and the wedge watchdog shuts a stuck worker down on purpose."""
+    if workers[-1].poll() is not None:
+        log = folder / f"worker{len(workers)}.log"
+        workers.append(start_worker(env, concurrency=concurrency, log=log))
+
+
 def kill_group(proc, *, timeout: float = 20) -> None:
     """Like kill -9 of a worker's machine: the worker and its beat child die at once."""
     _signal_group(proc, signal.SIGKILL)

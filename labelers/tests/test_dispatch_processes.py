@@ -29,11 +29,13 @@ from testkit.processes import (
     app_env,
     free_port,
     kill_group,
+    replace_exited,
     running_app,
     start_worker,
     stop,
     wait_for,
 )
+from testkit.seed import items_bulk
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -87,16 +89,7 @@ def private_redis(folder: Path):
 
 def items_received(source, count: int, *, prefix: str) -> None:
     """Items as intake stores them ("received"); the dispatch routes and sends them."""
-    Item.objects.bulk_create(
-        Item(
-            source=source,
-            external_id=f"{prefix}{n}",
-            webhook_id=f"{prefix}{n}",
-            content_text=f"{prefix} item {n}",
-            content_hash=f"{prefix}-{n}",
-        )
-        for n in range(count)
-    )
+    items_bulk(source=source, count=count, prefix=prefix)
 
 
 def done_count() -> int:
@@ -128,10 +121,7 @@ def test_work_resumes_soon_after_the_broker_restarts_with_an_empty_store(fake_ap
             before = done_count()
 
             def supervised_progress():
-                # As compose's restart policy would: Celery can exit on a broker restart.
-                if workers[-1].poll() is not None:
-                    log = tmp_path / f"worker{len(workers)}.log"
-                    workers.append(start_worker(env, concurrency=4, log=log))
+                replace_exited(workers, env, tmp_path)
                 return done_count() == total
 
             wait_for(supervised_progress, timeout=120, interval=0.5, what="every item labeled")
@@ -202,16 +192,12 @@ def test_a_fresh_item_is_labeled_ahead_of_a_relabel_backlog(fake_api_server, tmp
     fake.configure(latency=0.05)
     backlog = 1000
     source, _, _ = source_setup(name="Backlog", slug="backlog")
-    Item.objects.bulk_create(
-        Item(
-            source=source,
-            external_id=f"b{n}",
-            webhook_id=f"b{n}",
-            content_text=f"backlog item {n}",
-            content_hash=f"b-{n}",
-            status=Item.Status.LABELED,
-        )
-        for n in range(backlog)
+    items_bulk(
+        source=source,
+        count=backlog,
+        prefix="b",
+        text="backlog item {n}",
+        status=Item.Status.LABELED,
     )
     env = app_env(
         data_dir=tmp_path,

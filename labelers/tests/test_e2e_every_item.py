@@ -15,6 +15,7 @@ from labelers.services import labeler_default, labeler_version_create, source_se
 from moderation.models import IN_QUEUE, Item
 from testkit.fake_api import REJECT_MARKER
 from testkit.processes import ROOT, running_app, wait_for
+from testkit.seed import items_bulk, labels_bulk
 from testkit.signing import signed_headers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -24,28 +25,20 @@ BACKLOG = 2000
 
 def seed_backlog(source, version: LabelerVersion) -> None:
     """Items labeled long ago by version 1 (the backlog a relabel with version 2 walks)."""
-    items = Item.objects.bulk_create(
-        Item(
-            source=source,
-            external_id=f"old-{n}",
-            webhook_id=f"old-{n}",
-            content_text=f"an old post number {n}",
-            content_hash=f"{n:064d}",
-            status=Item.Status.LABELED,
-        )
-        for n in range(BACKLOG)
+    items = items_bulk(
+        source=source,
+        count=BACKLOG,
+        prefix="old-",
+        text="an old post number {n}",
+        status=Item.Status.LABELED,
     )
-    Label.objects.bulk_create(
-        Label(
-            item=item,
-            labeler_version=version,
-            content_hash=item.content_hash,
-            status=Label.Status.DONE,
-            label="0",
-            confidence=0.9,
-            violation_score=0.1,
-        )
-        for item in items
+    labels_bulk(
+        items,
+        version=version,
+        status=Label.Status.DONE,
+        label="0",
+        confidence=0.9,
+        violation_score=0.1,
     )
 
 

@@ -19,6 +19,7 @@ from testkit.processes import (
     app_env,
     free_port,
     kill_group,
+    replace_exited,
     run_in_threads,
     start_web,
     start_worker,
@@ -101,11 +102,7 @@ def test_nothing_is_lost_or_paid_twice_through_crashes_and_api_faults(
             broker.restart()
 
         def supervised_progress():
-            # As a process supervisor (compose's restart policy, systemd) would: a worker that
-            # exits is replaced. Celery's Redis transport can exit on a broker restart.
-            if replacements[-1].poll() is not None:
-                log = tmp_path / f"worker{len(replacements) + 2}.log"
-                replacements.append(start_worker(env, concurrency=4, log=log))
+            replace_exited(replacements, env, tmp_path)
             return done_count() == ITEMS
 
         wait_for(supervised_progress, timeout=240, interval=1, what="every item labeled")
