@@ -40,6 +40,11 @@ class Source(models.Model):
     api_token_hash = models.CharField(max_length=64, unique=True)
     callback_url = models.URLField(blank=True)
     active = models.BooleanField(default=True)
+    # How long an item of this source may wait for review; past it, the queue marks it and
+    # puts it first within its score band. Empty: no SLA.
+    review_sla_minutes = models.PositiveIntegerField(
+        null=True, blank=True, help_text="e.g. 240 for 4 hours; empty for no SLA"
+    )
     labelers = models.ManyToManyField("labelers.Labeler", blank=True, related_name="sources")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -52,6 +57,8 @@ class Source(models.Model):
 
 # Statuses of items waiting in the review queue (Item.Status values).
 IN_QUEUE = ("flagged", "failed", "unrouted")
+# Items a person may still claim and decide: the queue, and escalated items (seniors only).
+REVIEWABLE = (*IN_QUEUE, "escalated")
 
 
 class Item(models.Model):
@@ -97,6 +104,10 @@ class Item(models.Model):
     claim_expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        permissions = [
+            ("review_item", "Can review and decide items in the queue"),
+            ("review_escalated", "Can review and decide escalated items (senior reviewer)"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["source", "external_id"], name="item_external_id_unique"
@@ -163,18 +174,97 @@ class Decision(models.Model):
         APPROVE = "approve", "Approve"
         REMOVE = "remove", "Remove"
         ESCALATE = "escalate", "Escalate"
+        # Reverses the decision it points at (`undoes`); the item goes back to where it was.
+        UNDO = "undo", "Undo"
 
     item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="decisions")
     # The item revision decided: an edit after a decision is undecided until reviewed.
     revision = models.PositiveIntegerField(default=1)
     reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
     action = models.CharField(max_length=20, choices=Action.choices)
+    # The reason's name as it read when chosen (history survives a rename), and the reason.
     reason = models.CharField(max_length=200, blank=True)
+    reason_choice = models.ForeignKey(
+        "DecisionReason", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     note = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Where the item stood before this decision, so an undo can put it back.
+    status_before = models.CharField(max_length=20, blank=True)
+    undoes = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="undone_by"
+    )
 
     class Meta:
         ordering = ["created_at", "id"]
+        indexes = [
+            # "My decisions", newest first.
+            models.Index(fields=["reviewer", "-created_at"], name="decision_reviewer_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.action} on {self.item_id} by {self.reviewer_id}"
+
+
+class DecisionReason(models.Model):
+    """A reason reviewers pick for a decision; admins keep the list (digits 1-9 pick the
+    first nine of an action's active reasons, in order)."""
+
+    name = models.CharField(max_length=200)
+    action = models.CharField(
+        max_length=20,
+        choices=[c for c in Decision.Action.choices if c[0] != Decision.Action.UNDO],
+    )
+    active = models.BooleanField(default=True)
+    order = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["action", "order", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["action", "name"], name="decision_reason_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()}: {self.name}"
+
+
+class ReviewerSettings(models.Model):
+    """A reviewer's workspace: which sources they may review, how media is shown, and an
+    optional exposure budget per shift (a wellness prompt, never a score)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="review_settings"
+    )
+    # Empty: every source.
+    sources = models.ManyToManyField(
+        Source, blank=True, related_name="+", help_text="Empty: the reviewer sees every source."
+    )
+    blur_media = models.BooleanField(default=True)
+    grayscale_media = models.BooleanField(default=False)
+    autoplay_video = models.BooleanField(default=False)
+    mute_video = models.BooleanField(default=True)
+    # After this many media reveals, or this many minutes, in a shift the workspace proposes
+    # a break and serves text-only items first.
+    exposure_budget_reveals = models.PositiveIntegerField(null=True, blank=True)
+    exposure_budget_minutes = models.PositiveIntegerField(null=True, blank=True)
+    shift_started_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "reviewer settings"
+
+    def __str__(self) -> str:
+        return f"settings of {self.user}"
+
+
+class MediaReveal(models.Model):
+    """A reviewer revealed an item's media: counted for exposure, per day and per shift."""
+
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+")
+    revealed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["reviewer", "revealed_at"], name="reveal_reviewer_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.reviewer_id} revealed {self.item_id}"

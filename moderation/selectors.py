@@ -7,7 +7,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from config.cache import TTLCache
-from moderation.models import IN_QUEUE, Item, Source, free_for, hash_token
+from moderation.models import IN_QUEUE, Item, ReviewerSettings, Source, free_for, hash_token
 
 # Every webhook needs its source: cached per process (an unknown slug too, so a flood of
 # 404s costs no queries); saves clear it (apps.py).
@@ -106,3 +106,31 @@ def _decision_dict(decision) -> dict:
         "reason": decision.reason,
         "created_at": decision.created_at.isoformat(),
     }
+
+
+def can_review(user) -> bool:
+    """Reviewers (the `review_item` permission, e.g. the reviewer group) and admins."""
+    return user.is_authenticated and (user.is_staff or user.has_perm("moderation.review_item"))
+
+
+def can_review_escalated(user) -> bool:
+    """Senior reviewers (`review_escalated`, e.g. the senior group) and admins."""
+    return user.is_authenticated and (user.is_staff or user.has_perm("moderation.review_escalated"))
+
+
+def reviewer_source_ids(user) -> frozenset[int] | None:
+    """The sources a reviewer may review; None means all (admins, and reviewers with no
+    source restriction)."""
+    if user.is_staff:
+        return None
+    ids = frozenset(
+        ReviewerSettings.sources.through.objects.filter(
+            reviewersettings__user_id=user.pk
+        ).values_list("source_id", flat=True)
+    )
+    return ids or None
+
+
+def reviewer_settings(user) -> ReviewerSettings:
+    """The reviewer's settings; the defaults (blur on, no budget) until they change one."""
+    return ReviewerSettings.objects.filter(user_id=user.pk).first() or ReviewerSettings(user=user)
