@@ -59,6 +59,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "config.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -81,6 +82,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "moderation.context.workspace",
             ],
         },
     },
@@ -136,6 +138,8 @@ CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 
 # Intake limits. A 25 MB video is ~34 MB in base64 plus JSON; nothing larger is read.
 INTAKE_MAX_BODY_BYTES = env.int("INTAKE_MAX_BODY_BYTES", default=36 * 1024 * 1024)
@@ -199,7 +203,13 @@ LABEL_THROTTLE_REDIS_URL = env(
 )
 
 REVIEW_LEASE_SECONDS = env.int("REVIEW_LEASE_SECONDS", default=300)
+# A reviewer may undo their own decision this long after making it (the page offers it for
+# the first REVIEW_UNDO_OFFER_SECONDS).
+REVIEW_UNDO_SECONDS = env.int("REVIEW_UNDO_SECONDS", default=120)
+REVIEW_UNDO_OFFER_SECONDS = env.int("REVIEW_UNDO_OFFER_SECONDS", default=15)
 QUEUE_PAGE_SIZE = 50
+# Set by `dev.py run --demo`: labels come from the local stand-in; every page says so.
+DEMO_MODE = env.bool("DEMO_MODE", default=False)
 
 # Celery. The database, not the broker, is the record of what is still to do.
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")

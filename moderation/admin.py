@@ -7,13 +7,22 @@ from django.contrib import admin, messages
 from labelers.admin import StallWarning
 from labelers.selectors import source_routing_problem
 from labelers.tasks import reevaluation_start, relabel_items_start
-from moderation.models import Decision, Item, Source, hash_token, new_api_token, new_webhook_secret
+from moderation.models import (
+    Decision,
+    DecisionReason,
+    Item,
+    ReviewerSettings,
+    Source,
+    hash_token,
+    new_api_token,
+    new_webhook_secret,
+)
 from moderation.services import source_rotate_secret
 
 
 @admin.register(Source)
 class SourceAdmin(admin.ModelAdmin):
-    list_display = ("name", "slug", "active", "routing", "created_at")
+    list_display = ("name", "slug", "active", "routing", "review_sla_minutes", "created_at")
     prepopulated_fields = {"slug": ("name",)}
     filter_horizontal = ("labelers",)
     # Secrets are set by services (create_source, rotation), never shown in the admin.
@@ -71,7 +80,7 @@ class DecisionInline(admin.TabularInline):
     model = Decision
     extra = 0
     can_delete = False
-    readonly_fields = ("reviewer", "action", "reason", "note", "created_at")
+    readonly_fields = ("reviewer", "action", "reason", "note", "undoes", "created_at")
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -107,9 +116,20 @@ class ItemAdmin(StallWarning, admin.ModelAdmin):
 
 @admin.register(Decision)
 class DecisionAdmin(admin.ModelAdmin):
-    list_display = ("item", "action", "reviewer", "created_at")
+    list_display = ("item", "action", "reason", "reviewer", "created_at")
     list_filter = ("action",)
-    readonly_fields = ("item", "reviewer", "action", "reason", "note", "created_at")
+    readonly_fields = (
+        "item",
+        "revision",
+        "reviewer",
+        "action",
+        "reason",
+        "reason_choice",
+        "note",
+        "status_before",
+        "undoes",
+        "created_at",
+    )
 
     def has_add_permission(self, request):
         return False
@@ -119,3 +139,26 @@ class DecisionAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(DecisionReason)
+class DecisionReasonAdmin(admin.ModelAdmin):
+    """The reasons reviewers pick from; deactivate rather than delete, so that history keeps
+    its meaning (decisions also keep the name as it read)."""
+
+    list_display = ("name", "action", "order", "active")
+    list_editable = ("order", "active")
+    list_filter = ("action", "active")
+
+
+@admin.register(ReviewerSettings)
+class ReviewerSettingsAdmin(admin.ModelAdmin):
+    """Which sources a reviewer may review (none: all), and their media settings."""
+
+    list_display = ("user", "sources_shown", "blur_media", "exposure_budget_reveals")
+    filter_horizontal = ("sources",)
+    autocomplete_fields = ("user",)
+
+    @admin.display(description="sources")
+    def sources_shown(self, obj):
+        return ", ".join(s.slug for s in obj.sources.all()) or "all"

@@ -1,12 +1,16 @@
 """Sources (integrating products), items (their content and review state), decisions."""
 
+from __future__ import annotations
+
 import base64
 import hashlib
 import secrets
+from datetime import datetime
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 def new_webhook_secret() -> str:
@@ -24,6 +28,13 @@ def hash_token(token: str) -> str:
 def free_for(reviewer, now) -> Q:
     """Items this reviewer may take: unclaimed, claim expired, or already theirs."""
     return Q(claimed_by__isnull=True) | Q(claim_expires_at__lt=now) | Q(claimed_by=reviewer)
+
+
+def shift_start(settings_row: ReviewerSettings | None) -> datetime:
+    """A shift starts at the reviewer's last break, and at the latest at midnight UTC."""
+    midnight = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    started = settings_row.shift_started_at if settings_row else None
+    return max(started, midnight) if started else midnight
 
 
 class Source(models.Model):
@@ -134,6 +145,10 @@ class Item(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source.slug}/{self.external_id}"
+
+    @property
+    def has_media(self) -> bool:
+        return bool(self.content_image or self.content_video)
 
 
 class ItemRevision(models.Model):

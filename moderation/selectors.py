@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.conf import settings
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from config.cache import TTLCache
-from moderation.models import IN_QUEUE, Item, ReviewerSettings, Source, free_for, hash_token
+from moderation.models import (
+    IN_QUEUE,
+    Decision,
+    DecisionReason,
+    Item,
+    MediaReveal,
+    ReviewerSettings,
+    Source,
+    free_for,
+    hash_token,
+    shift_start,
+)
 
 # Every webhook needs its source: cached per process (an unknown slug too, so a flood of
 # 404s costs no queries); saves clear it (apps.py).
@@ -53,9 +66,10 @@ def queue_page(
     return page[:size], following
 
 
-def queue_next(*, reviewer, source_id: int | None = None) -> Item | None:
+def queue_next(*, reviewer, source_id: int | None = None, exclude_ids=()) -> Item | None:
     """The top item of the queue nobody else holds a live claim on."""
-    return queue_items(source_id=source_id).filter(free_for(reviewer, timezone.now())).first()
+    items = queue_items(source_id=source_id).filter(free_for(reviewer, timezone.now()))
+    return items.exclude(pk__in=exclude_ids).first()
 
 
 def item_api_dict(item: Item) -> dict:
@@ -63,7 +77,12 @@ def item_api_dict(item: Item) -> dict:
     revision's labels and decisions as history."""
     labels = item.labels.select_related("labeler_version__labeler").order_by("revision", "id")
     decisions = list(item.decisions.all())
-    current = [d for d in decisions if d.revision == item.revision]
+    undone = {d.undoes_id for d in decisions if d.undoes_id}
+    current = [
+        d
+        for d in decisions
+        if d.revision == item.revision and d.action != "undo" and d.pk not in undone
+    ]
     return {
         "id": item.pk,
         "external_id": item.external_id,
@@ -85,8 +104,8 @@ def item_api_dict(item: Item) -> dict:
             }
             for lb in labels
         ],
-        "decision": _decision_dict(current[-1]) if current else None,
-        "decisions": [_decision_dict(d) for d in decisions],
+        "decision": _decision_dict(current[-1], undone=False) if current else None,
+        "decisions": [_decision_dict(d, undone=d.pk in undone) for d in decisions],
         "revisions": [
             {
                 "revision": revision.number,
@@ -99,11 +118,12 @@ def item_api_dict(item: Item) -> dict:
     }
 
 
-def _decision_dict(decision) -> dict:
+def _decision_dict(decision, *, undone: bool) -> dict:
     return {
         "revision": decision.revision,
         "action": decision.action,
         "reason": decision.reason,
+        "undone": undone,
         "created_at": decision.created_at.isoformat(),
     }
 
@@ -134,3 +154,114 @@ def reviewer_source_ids(user) -> frozenset[int] | None:
 def reviewer_settings(user) -> ReviewerSettings:
     """The reviewer's settings; the defaults (blur on, no budget) until they change one."""
     return ReviewerSettings.objects.filter(user_id=user.pk).first() or ReviewerSettings(user=user)
+
+
+# What a reviewer can decide, in the order of the page's buttons, with their keys.
+DECIDABLE = ("approve", "remove", "escalate")
+ACTION_KEYS = {"approve": "a", "remove": "r", "escalate": "e"}
+
+
+@dataclass(frozen=True)
+class ActionChoice:
+    value: str
+    label: str
+    key: str
+    reasons: list[DecisionReason]
+    reason_required: bool
+
+
+def decision_actions() -> list[ActionChoice]:
+    """The decision buttons with the active reasons of each (the first nine get digits)."""
+    reasons: dict[str, list[DecisionReason]] = {action: [] for action in DECIDABLE}
+    for reason in DecisionReason.objects.filter(active=True):
+        if reason.action in reasons:
+            reasons[reason.action].append(reason)
+    labels = dict(Decision.Action.choices)
+    return [
+        ActionChoice(
+            value=action,
+            label=labels[action],
+            key=ACTION_KEYS[action],
+            reasons=reasons[action][:9],
+            reason_required=action != Decision.Action.APPROVE,
+        )
+        for action in DECIDABLE
+    ]
+
+
+def escalated_items(*, reviewer) -> QuerySet[Item]:
+    """Escalated items a senior may take, sorted like the main queue."""
+    items = Item.objects.filter(status=Item.Status.ESCALATED)
+    allowed = reviewer_source_ids(reviewer)
+    if allowed is not None:
+        items = items.filter(source_id__in=allowed)
+    return items.select_related("source", "claimed_by").order_by("-queue_score", "id")
+
+
+def decisions_by(
+    *, reviewer, before: int | None = None, size: int = 50
+) -> tuple[list[Decision], int | None]:
+    """The reviewer's own decisions, newest first, by keyset on id."""
+    decisions = Decision.objects.filter(reviewer=reviewer).select_related("item__source")
+    if before is not None:
+        decisions = decisions.filter(pk__lt=before)
+    page = list(decisions.order_by("-pk")[: size + 1])
+    return page[:size], (page[size - 1].pk if len(page) > size else None)
+
+
+@dataclass(frozen=True)
+class Exposure:
+    reveals_today: int
+    reveals_shift: int
+    shift_minutes: int
+    budget_reveals: int | None
+    budget_minutes: int | None
+
+    @property
+    def over_budget(self) -> bool:
+        """A wellness prompt, never a score: the workspace proposes a break."""
+        return bool(
+            (self.budget_reveals and self.reveals_shift >= self.budget_reveals)
+            or (self.budget_minutes and self.shift_minutes >= self.budget_minutes)
+        )
+
+
+def exposure(user) -> Exposure:
+    settings_row = ReviewerSettings.objects.filter(user_id=user.pk).first()
+    now = timezone.now()
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    reveals = MediaReveal.objects.filter(reviewer_id=user.pk, revealed_at__gte=midnight)
+    shift_from = shift_start(settings_row)
+    first_activity = (
+        Decision.objects.filter(reviewer_id=user.pk, created_at__gte=shift_from)
+        .order_by("created_at")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    started = first_activity or now
+    return Exposure(
+        reveals_today=reveals.count(),
+        reveals_shift=reveals.filter(revealed_at__gte=shift_from).count(),
+        shift_minutes=int((now - started).total_seconds() // 60),
+        budget_reveals=settings_row.exposure_budget_reveals if settings_row else None,
+        budget_minutes=settings_row.exposure_budget_minutes if settings_row else None,
+    )
+
+
+def team_exposure() -> list[dict]:
+    """Per reviewer, today: decisions made and media revealed (for leads and admins)."""
+    midnight = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    decided = dict(
+        Decision.objects.filter(created_at__gte=midnight)
+        .values_list("reviewer__username")
+        .annotate(n=Count("id"))
+    )
+    revealed = dict(
+        MediaReveal.objects.filter(revealed_at__gte=midnight)
+        .values_list("reviewer__username")
+        .annotate(n=Count("id"))
+    )
+    return [
+        {"reviewer": name, "decisions": decided.get(name, 0), "reveals": revealed.get(name, 0)}
+        for name in sorted(set(decided) | set(revealed))
+    ]

@@ -17,15 +17,19 @@ from django.utils import timezone
 
 from moderation.intake import IntakePayload
 from moderation.models import (
-    IN_QUEUE,
+    REVIEWABLE,
     Decision,
+    DecisionReason,
     Item,
     ItemRevision,
+    MediaReveal,
+    ReviewerSettings,
     Source,
     free_for,
     hash_token,
     new_api_token,
     new_webhook_secret,
+    shift_start,
 )
 
 EXTENSIONS = {
@@ -322,12 +326,27 @@ def item_labels_changed(
     items.update(**fields)
 
 
+class NotAllowed(Exception):
+    """The reviewer's role or source restriction does not allow this."""
+
+
+def queue_score_for(*, status: str, violation_score: float | None) -> float | None:
+    """The review queue's sort score of an item in `status`: its violation score while
+    flagged or escalated; 1.0 when no labeler could judge it, so it sits with the most likely
+    violations; none outside the queue."""
+    if status in (Item.Status.FAILED, Item.Status.UNROUTED):
+        return 1.0
+    if status in (Item.Status.FLAGGED, Item.Status.ESCALATED):
+        return violation_score if violation_score is not None else 1.0
+    return None
+
+
 def item_claim(*, item: Item, reviewer) -> bool:
     """Take (or renew) the item's review lease; False if another reviewer holds it."""
     now = timezone.now()
     claimed = (
-        # Only while it waits in the queue: an item decided a moment ago is not taken again.
-        Item.objects.filter(pk=item.pk, status__in=IN_QUEUE)
+        # Only while it waits for a person: an item decided a moment ago is not taken again.
+        Item.objects.filter(pk=item.pk, status__in=REVIEWABLE)
         .filter(free_for(reviewer, now))
         .update(
             claimed_by=reviewer,
@@ -337,24 +356,51 @@ def item_claim(*, item: Item, reviewer) -> bool:
     return bool(claimed)
 
 
+def item_release(*, item: Item, reviewer) -> bool:
+    """Give up the reviewer's claim so others can take the item at once."""
+    return bool(
+        Item.objects.filter(pk=item.pk, claimed_by=reviewer).update(
+            claimed_by=None, claim_expires_at=None
+        )
+    )
+
+
+def _reason_for(action: str, reason_id: int | None) -> DecisionReason | None:
+    if reason_id is None:
+        if action in (Decision.Action.REMOVE, Decision.Action.ESCALATE):
+            raise ValueError(f"a reason is required to {action}")
+        return None
+    reason = DecisionReason.objects.filter(pk=reason_id, action=action, active=True).first()
+    if reason is None:
+        raise ValueError(f"that reason does not belong to {action}, or is no longer in use")
+    return reason
+
+
 def decision_record(
     *,
     item: Item,
     reviewer,
     action: str,
+    reason_id: int | None = None,
     reason: str = "",
     note: str = "",
     decisions_seen: int | None = None,
+    may_decide_escalated: bool = False,
 ) -> Decision:
     """Append a decision; the latest one is the item's current decision.
 
-    `decisions_seen`: how many decisions the reviewer's page showed. If someone decided in
-    the meantime (their claim had expired), this decision would silently override theirs.
+    A reason (from the admins' list) is required to remove or escalate. Escalated items are
+    decided only by senior reviewers (`may_decide_escalated`): the senior's decision closes
+    them. `decisions_seen`: how many decisions the reviewer's page showed; if someone decided
+    in the meantime (their claim had expired), this decision would silently override theirs.
     """
-    if action not in Decision.Action.values:
+    if action not in Decision.Action.values or action == Decision.Action.UNDO:
         raise ValueError(f"unknown action {action!r}")
+    chosen = _reason_for(action, reason_id)
     with transaction.atomic():
         locked = Item.objects.select_for_update().get(pk=item.pk)
+        if locked.status == Item.Status.ESCALATED and not may_decide_escalated:
+            raise NotAllowed("escalated items are decided by senior reviewers")
         if decisions_seen is not None and locked.decisions.count() != decisions_seen:
             raise ClaimConflict(f"item {item.pk} was decided by someone else meanwhile")
         if (
@@ -368,17 +414,98 @@ def decision_record(
             revision=locked.revision,
             reviewer=reviewer,
             action=action,
-            reason=reason[:200],
+            reason=chosen.name if chosen else reason[:200],
+            reason_choice=chosen,
             note=note,
+            status_before=locked.status,
         )
-        locked.status = (
-            Item.Status.ESCALATED if action == Decision.Action.ESCALATE else Item.Status.DECIDED
-        )
+        escalated = action == Decision.Action.ESCALATE
+        locked.status = Item.Status.ESCALATED if escalated else Item.Status.DECIDED
         locked.decided_at = decision.created_at
-        locked.queue_score = None
+        # An escalated item waits in the seniors' queue, sorted like the main one.
+        locked.queue_score = queue_score_for(
+            status=locked.status, violation_score=locked.violation_score
+        )
         locked.claimed_by = None
         locked.claim_expires_at = None
         locked.save(
             update_fields=["status", "decided_at", "queue_score", "claimed_by", "claim_expires_at"]
         )
     return decision
+
+
+def decision_undo(*, decision: Decision, reviewer) -> Decision:
+    """Reverse the reviewer's own latest decision on an item, shortly after making it: a new
+    "undo" decision (history keeps both), and the item back where it stood, claimed by them.
+
+    Refused when the grace period is over, when someone decided the item since, or when the
+    product sent an edit since (the decision was about content that is no longer current).
+    """
+    if decision.reviewer_id != reviewer.pk:
+        raise NotAllowed("only the reviewer who decided can undo")
+    if decision.action == Decision.Action.UNDO:
+        raise NotAllowed("an undo cannot be undone; decide the item again")
+    now = timezone.now()
+    if now - decision.created_at > timedelta(seconds=settings.REVIEW_UNDO_SECONDS):
+        raise NotAllowed("too late to undo; decide the item again instead")
+    with transaction.atomic():
+        locked = Item.objects.select_for_update().get(pk=decision.item_id)
+        latest = locked.decisions.order_by("-created_at", "-id").first()
+        if latest is None or latest.pk != decision.pk or locked.revision != decision.revision:
+            raise ClaimConflict("the item changed since that decision; look at it again")
+        undo = Decision.objects.create(
+            item=locked,
+            revision=locked.revision,
+            reviewer=reviewer,
+            action=Decision.Action.UNDO,
+            reason=f"undo of {decision.get_action_display().lower()}",
+            status_before=locked.status,
+            undoes=decision,
+        )
+        locked.status = decision.status_before or Item.Status.FLAGGED
+        locked.queue_score = queue_score_for(
+            status=locked.status, violation_score=locked.violation_score
+        )
+        # An undone senior decision puts the item back in the escalated queue.
+        locked.decided_at = None if locked.status in UNDECIDED else locked.decided_at
+        locked.claimed_by = reviewer
+        locked.claim_expires_at = now + timedelta(seconds=settings.REVIEW_LEASE_SECONDS)
+        locked.save(
+            update_fields=["status", "decided_at", "queue_score", "claimed_by", "claim_expires_at"]
+        )
+    return undo
+
+
+def media_reveal_record(*, item: Item, reviewer) -> None:
+    """Count a media reveal for the reviewer's exposure (once per item and shift)."""
+    settings_row = ReviewerSettings.objects.filter(user_id=reviewer.pk).first()
+    since = shift_start(settings_row)
+    if not MediaReveal.objects.filter(
+        reviewer=reviewer, item=item, revealed_at__gte=since
+    ).exists():
+        MediaReveal.objects.create(reviewer=reviewer, item=item)
+
+
+def reviewer_break_taken(*, reviewer) -> None:
+    """The reviewer took a break: a new shift starts for the exposure budget."""
+    ReviewerSettings.objects.update_or_create(
+        user=reviewer, defaults={"shift_started_at": timezone.now()}
+    )
+
+
+def reviewer_settings_save(*, reviewer, **values) -> ReviewerSettings:
+    """Save the media settings a reviewer chose (not their source restriction: admins set
+    that)."""
+    allowed = {
+        "blur_media",
+        "grayscale_media",
+        "autoplay_video",
+        "mute_video",
+        "exposure_budget_reveals",
+        "exposure_budget_minutes",
+    }
+    unknown = set(values) - allowed
+    if unknown:
+        raise ValueError(f"not a reviewer setting: {sorted(unknown)}")
+    row, _ = ReviewerSettings.objects.update_or_create(user=reviewer, defaults=values)
+    return row

@@ -4,29 +4,46 @@ from __future__ import annotations
 
 from functools import wraps
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from labelers.models import Labeler
 from labelers.selectors import labeling_health, labeling_stalled
 from moderation import selectors, services
-from moderation.models import IN_QUEUE, Decision, Item, Source
+from moderation.filters import QueueFilter
+from moderation.forms import ReviewerSettingsForm
+from moderation.http import ranged_file_response
+from moderation.models import REVIEWABLE, Decision, Item, Source, free_for
 
 
 def reviewer_required(view):
-    """Reviewers (group "reviewer") and admins (staff) only."""
+    """Reviewers (the review_item permission: groups reviewer and senior) and admins."""
 
     @wraps(view)
     @login_required
     def wrapped(request, *args, **kwargs):
-        user = request.user
-        if not (user.is_staff or user.groups.filter(name="reviewer").exists()):
+        if not selectors.can_review(request.user):
             raise PermissionDenied
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def senior_required(view):
+    """Senior reviewers (review_escalated: the senior group) and admins."""
+
+    @wraps(view)
+    @reviewer_required
+    def wrapped(request, *args, **kwargs):
+        if not selectors.can_review_escalated(request.user):
+            raise PermissionDenied("Escalated items are for senior reviewers.")
         return view(request, *args, **kwargs)
 
     return wrapped
@@ -79,7 +96,11 @@ def queue(request: HttpRequest) -> HttpResponse:
 def queue_next(request: HttpRequest) -> HttpResponse:
     source_id = _int_or_none(request.GET.get("source"))
     for _ in range(5):  # another reviewer may claim our pick between the read and the claim
-        item = selectors.queue_next(reviewer=request.user, source_id=source_id)
+        item = selectors.queue_next(
+            reviewer=request.user,
+            source_id=source_id,
+            exclude_ids=request.session.get("skipped", []),
+        )
         if item is None:
             messages.info(request, "The queue is empty.")
             return redirect("queue")
@@ -88,61 +109,228 @@ def queue_next(request: HttpRequest) -> HttpResponse:
     return redirect("queue")
 
 
+def _reviewable_item(request: HttpRequest, item_id: int) -> Item:
+    """The item, if this reviewer may see it: their sources only, escalated items only for
+    seniors. Checked on every view and POST that touches an item."""
+    item = get_object_or_404(Item.objects.select_related("source", "claimed_by"), pk=item_id)
+    allowed = selectors.reviewer_source_ids(request.user)
+    if allowed is not None and item.source_id not in allowed:
+        raise Http404  # not even whether it exists
+    if item.status == Item.Status.ESCALATED and not selectors.can_review_escalated(request.user):
+        raise PermissionDenied("Escalated items are for senior reviewers.")
+    return item
+
+
+def _back(request: HttpRequest) -> str:
+    """The queue filters the reviewer came with, carried through the item page."""
+    return QueueFilter.from_query(request.GET).querystring()
+
+
+def _next_url(request: HttpRequest) -> str:
+    return reverse("queue_next") + _back(request)
+
+
 @require_http_methods(["GET", "POST"])
 @reviewer_required
 def item_detail(request: HttpRequest, item_id: int) -> HttpResponse:
-    item = get_object_or_404(Item.objects.select_related("source", "claimed_by"), pk=item_id)
+    item = _reviewable_item(request, item_id)
     if request.method == "POST":
-        action = request.POST.get("action", "")
-        if action not in Decision.Action.values:
-            messages.error(request, "Choose approve, remove or escalate.")
-            return redirect("item", item_id=item.pk)
-        try:
-            services.decision_record(
-                item=item,
-                reviewer=request.user,
-                action=action,
-                reason=request.POST.get("reason", ""),
-                note=request.POST.get("note", ""),
-                decisions_seen=_int_or_none(request.POST.get("decisions_seen")),
-            )
-        except services.ClaimConflict as exc:
-            messages.error(request, f"Not decided: {exc}. Look again before deciding.")
-            return redirect("item", item_id=item.pk)
-        messages.success(request, f"Item {item.pk}: {action}.")
-        if request.POST.get("next"):
-            return redirect("queue_next")
-        return redirect("queue")
-    claimed = item.status in IN_QUEUE and services.item_claim(item=item, reviewer=request.user)
+        return _decide(request, item)
+    claimed = item.status in REVIEWABLE and services.item_claim(item=item, reviewer=request.user)
     labels = item.labels.select_related("labeler_version__labeler").order_by(
         "-revision", "-violation_score"
     )
+    decisions = list(item.decisions.select_related("reviewer", "undoes"))
+    escalation = next(
+        (d for d in reversed(decisions) if d.action == Decision.Action.ESCALATE), None
+    )
+    review_settings = selectors.reviewer_settings(request.user)
+    if item.has_media and not review_settings.blur_media:
+        # Media shown without a click is still media seen.
+        services.media_reveal_record(item=item, reviewer=request.user)
     return render(
         request,
         "moderation/item.html",
         {
             "item": item,
             "labels": labels,
-            "decisions": item.decisions.select_related("reviewer"),
+            "decisions": decisions,
+            "escalation": escalation if item.status == Item.Status.ESCALATED else None,
             "revisions": item.revisions.order_by("-number"),
             "claimed": claimed,
-            "in_queue": IN_QUEUE,
-            "actions": Decision.Action.choices,
+            "reviewable": REVIEWABLE,
+            "actions": selectors.decision_actions(),
+            "back": _back(request),
+            "review_settings": review_settings,
         },
     )
 
 
+def _decide(request: HttpRequest, item: Item) -> HttpResponse:
+    action = request.POST.get("action", "")
+    back = _back(request)
+    if action not in selectors.DECIDABLE:
+        messages.error(request, "Choose approve, remove or escalate.")
+        return redirect(reverse("item", args=[item.pk]) + back)
+    try:
+        decision = services.decision_record(
+            item=item,
+            reviewer=request.user,
+            action=action,
+            reason_id=_int_or_none(request.POST.get(f"reason_{action}")),
+            note=request.POST.get("note", ""),
+            decisions_seen=_int_or_none(request.POST.get("decisions_seen")),
+            may_decide_escalated=selectors.can_review_escalated(request.user),
+        )
+    except (ValueError, services.NotAllowed) as exc:
+        messages.error(request, f"Not decided: {exc}.")
+        return redirect(reverse("item", args=[item.pk]) + back)
+    except services.ClaimConflict as exc:
+        messages.error(request, f"Not decided: {exc}. Look again before deciding.")
+        return redirect(reverse("item", args=[item.pk]) + back)
+    # The next page offers to undo this for a few seconds.
+    request.session["undo"] = {"decision": decision.pk, "at": decision.created_at.timestamp()}
+    if request.POST.get("next"):
+        if item.status == Item.Status.ESCALATED:
+            return redirect(reverse("escalated_next") + back)
+        return redirect(_next_url(request))
+    return redirect(reverse("queue") + back)
+
+
+@require_POST
+@reviewer_required
+def decision_undo(request: HttpRequest, decision_id: int) -> HttpResponse:
+    decision = get_object_or_404(Decision, pk=decision_id, reviewer=request.user)
+    item = _reviewable_item(request, decision.item_id)
+    request.session.pop("undo", None)
+    try:
+        services.decision_undo(decision=decision, reviewer=request.user)
+    except (services.NotAllowed, services.ClaimConflict) as exc:
+        messages.error(request, f"Not undone: {exc}.")
+        return redirect(reverse("item", args=[item.pk]) + _back(request))
+    messages.success(request, f"Undone: item {item.pk} is back with you.")
+    return redirect(reverse("item", args=[item.pk]) + _back(request))
+
+
+@require_POST
+@reviewer_required
+def item_release(request: HttpRequest, item_id: int) -> HttpResponse:
+    """Let go of the item: back to the queue page; others can take it at once."""
+    item = _reviewable_item(request, item_id)
+    services.item_release(item=item, reviewer=request.user)
+    messages.info(request, f"Released item {item.pk}.")
+    return redirect(reverse("queue") + _back(request))
+
+
+@require_POST
+@reviewer_required
+def item_skip(request: HttpRequest, item_id: int) -> HttpResponse:
+    """Let go of the item and take the next one; the skipped item goes back to the queue for
+    others and is not handed to this reviewer again this session."""
+    item = _reviewable_item(request, item_id)
+    services.item_release(item=item, reviewer=request.user)
+    skipped = request.session.get("skipped", [])
+    request.session["skipped"] = ([*skipped, item.pk])[-200:]
+    messages.info(request, f"Skipped item {item.pk}.")
+    if item.status == Item.Status.ESCALATED:
+        return redirect(reverse("escalated_next") + _back(request))
+    return redirect(_next_url(request))
+
+
+@require_POST
+@reviewer_required
+def item_reveal(request: HttpRequest, item_id: int) -> HttpResponse:
+    """The page reports a media reveal (click or `v`): counted for the reviewer's exposure."""
+    item = _reviewable_item(request, item_id)
+    if item.has_media:
+        services.media_reveal_record(item=item, reviewer=request.user)
+    return HttpResponse(status=204)
+
+
 @require_GET
 @reviewer_required
-def item_media(request: HttpRequest, item_id: int, kind: str) -> FileResponse:
-    item = get_object_or_404(Item, pk=item_id)
+def item_media(request: HttpRequest, item_id: int, kind: str) -> HttpResponse:
+    item = _reviewable_item(request, item_id)
     stored = {"image": item.content_image, "video": item.content_video}.get(kind)
     if not stored:
         raise Http404
     content_type = item.content_image_type if kind == "image" else item.content_video_type
-    response = FileResponse(stored.open("rb"), content_type=content_type)
+    response = ranged_file_response(request, stored, content_type=content_type)
     # Hostile bytes: never sniffed as HTML, never run as a document.
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = "sandbox; default-src 'none'"
     response["Cache-Control"] = "private, max-age=3600"
     return response
+
+
+@require_GET
+@reviewer_required
+def my_decisions(request: HttpRequest) -> HttpResponse:
+    before = _int_or_none(request.GET.get("before"))
+    decisions, following = selectors.decisions_by(reviewer=request.user, before=before)
+    return render(
+        request,
+        "moderation/my_decisions.html",
+        {"decisions": decisions, "following": following},
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@reviewer_required
+def my_settings(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        if "break" in request.POST:
+            services.reviewer_break_taken(reviewer=request.user)
+            messages.success(request, "Break taken: your exposure count starts again.")
+            return redirect("queue")
+        form = ReviewerSettingsForm(request.POST)
+        if form.is_valid():
+            services.reviewer_settings_save(reviewer=request.user, **form.cleaned_data)
+            messages.success(request, "Settings saved.")
+            return redirect("my_settings")
+    else:
+        current = selectors.reviewer_settings(request.user)
+        form = ReviewerSettingsForm(
+            initial={name: getattr(current, name) for name in ReviewerSettingsForm.base_fields}
+        )
+    return render(
+        request,
+        "moderation/settings.html",
+        {"form": form, "exposure": selectors.exposure(request.user)},
+    )
+
+
+@require_GET
+@senior_required
+def escalated_queue(request: HttpRequest) -> HttpResponse:
+    items = selectors.escalated_items(reviewer=request.user)[: settings.QUEUE_PAGE_SIZE]
+    return render(request, "moderation/escalated.html", {"items": items, "now": timezone.now()})
+
+
+@require_GET
+@senior_required
+def escalated_next(request: HttpRequest) -> HttpResponse:
+    skipped = request.session.get("skipped", [])
+    for _ in range(5):  # another senior may claim our pick between the read and the claim
+        item = (
+            selectors.escalated_items(reviewer=request.user)
+            .filter(free_for(request.user, timezone.now()))
+            .exclude(pk__in=skipped)
+            .first()
+        )
+        if item is None:
+            messages.info(request, "No escalated item is waiting.")
+            return redirect("escalated")
+        if services.item_claim(item=item, reviewer=request.user):
+            return redirect("item", item_id=item.pk)
+    return redirect("escalated")
+
+
+@require_GET
+@reviewer_required
+def team(request: HttpRequest) -> HttpResponse:
+    """For leads and admins: today's decisions and media exposure per reviewer (a wellness
+    signal, not a ranking)."""
+    if not request.user.is_staff:
+        raise PermissionDenied
+    return render(request, "moderation/team.html", {"rows": selectors.team_exposure()})

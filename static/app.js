@@ -1,18 +1,123 @@
-// Keyboard shortcuts and click-to-reveal media. Content is never inserted as HTML here.
+// The reviewer workspace's keyboard and media handling. Loaded as a file (the CSP allows no
+// inline script). Content is never inserted as HTML here: only textContent.
 (function () {
+  "use strict";
+  var csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content;
+
+  // Media stays hidden until revealed, per item; a reveal is reported for the exposure count.
+  function reveal(el) {
+    if (!el.classList.contains("blurred")) return;
+    el.classList.remove("blurred");
+    el.setAttribute("aria-label", "Submitted media, revealed");
+    var video = el.querySelector("video");
+    if (video && el.hasAttribute("data-autoplay")) video.play().catch(function () {});
+    var url = el.getAttribute("data-reveal");
+    if (url && csrf) {
+      fetch(url, { method: "POST", headers: { "X-CSRFToken": csrf }, credentials: "same-origin" });
+    }
+  }
   document.querySelectorAll("[data-reveal]").forEach(function (el) {
-    el.addEventListener("click", function () { el.classList.remove("blurred"); });
-    el.addEventListener("keydown", function (e) { if (e.key === "Enter") el.classList.remove("blurred"); });
+    el.addEventListener("click", function () { reveal(el); });
+    el.addEventListener("keydown", function (e) {
+      if (e.key === "Enter" || e.key === " ") { e.preventDefault(); reveal(el); }
+    });
   });
+
+  // Undo is offered for a few seconds after a decision.
+  var undo = document.getElementById("undo");
+  if (undo) {
+    var seconds = parseInt(undo.getAttribute("data-expires-in"), 10) || 10;
+    setTimeout(function () { undo.remove(); }, seconds * 1000);
+  }
+
+  // Reasons by digit, then the action key decides. Remove and escalate need a reason.
+  var decide = document.getElementById("decide");
+  var pendingDigit = null;
+  function pickDigit(digit) {
+    pendingDigit = digit;
+    document.querySelectorAll("#decide input[data-digit]").forEach(function (input) {
+      input.checked = input.getAttribute("data-digit") === String(digit);
+    });
+    var hint = document.getElementById("reason-hint");
+    if (hint) hint.textContent = "Reason " + digit + " picked: now press a, r or e.";
+  }
+  if (decide) {
+    decide.addEventListener("submit", function (e) {
+      var button = e.submitter;
+      if (!button || !button.hasAttribute("data-reason-required")) return;
+      var group = button.closest("fieldset");
+      if (group && !group.querySelector("input[type=radio]:checked")) {
+        e.preventDefault();
+        var hint = document.getElementById("reason-hint");
+        hint.textContent = "Pick a reason to " + button.value + " first: press its digit, then " +
+          button.getAttribute("data-key") + ".";
+        hint.classList.add("error");
+        var first = group.querySelector("input[type=radio]");
+        if (first) first.focus();
+      }
+    });
+  }
+
+  // The queue: j/k move between rows, Enter opens.
+  var rows = Array.prototype.slice.call(document.querySelectorAll("tr.queue-row"));
+  var current = -1;
+  function focusRow(index) {
+    if (!rows.length) return;
+    current = Math.max(0, Math.min(rows.length - 1, index));
+    rows.forEach(function (row, i) { row.classList.toggle("current", i === current); });
+    var link = rows[current].querySelector("a");
+    if (link) link.focus();
+  }
+
+  // The help dialog lists every control that declares a shortcut.
+  var dialog = document.getElementById("shortcuts");
+  function openHelp() {
+    if (!dialog) return;
+    var list = document.getElementById("shortcut-list");
+    list.textContent = "";
+    var seen = {};
+    document.querySelectorAll("[aria-keyshortcuts]").forEach(function (el) {
+      var keys = el.getAttribute("aria-keyshortcuts");
+      var label = el.getAttribute("data-shortcut-label") || el.getAttribute("aria-label") ||
+        el.textContent.replace(/\s+/g, " ").trim();
+      if (el.hasAttribute("data-digit")) { keys = "1–9"; label = "Pick a reason (then the action key)"; }
+      if (seen[keys + label]) return;
+      seen[keys + label] = true;
+      var item = document.createElement("li");
+      var kbd = document.createElement("kbd");
+      kbd.textContent = keys;
+      item.appendChild(kbd);
+      item.appendChild(document.createTextNode(" " + label));
+      list.appendChild(item);
+    });
+    dialog.showModal();
+  }
+  var helpButton = document.getElementById("open-shortcuts");
+  if (helpButton) helpButton.addEventListener("click", openHelp);
+
   document.addEventListener("keydown", function (e) {
     var t = e.target;
     if (e.ctrlKey || e.metaKey || e.altKey) return;
-    if (t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.tagName === "SELECT")) return;
+    if (dialog && dialog.open) return;
+    if (t && (t.tagName === "INPUT" && t.type !== "radio" || t.tagName === "TEXTAREA" ||
+              t.tagName === "SELECT")) return;
+    if (e.key === "?") { e.preventDefault(); openHelp(); return; }
     if (e.key === "v") {
-      document.querySelectorAll("[data-reveal].blurred").forEach(function (el) { el.classList.remove("blurred"); });
+      document.querySelectorAll("[data-reveal].blurred").forEach(reveal);
       return;
     }
+    if (decide && /^[1-9]$/.test(e.key)) { e.preventDefault(); pickDigit(e.key); return; }
+    if (rows.length && (e.key === "j" || e.key === "k")) {
+      e.preventDefault();
+      focusRow(current + (e.key === "j" ? 1 : -1));
+      return;
+    }
+    if (e.key === "u" && undo) { e.preventDefault(); undo.requestSubmit(); return; }
     var target = document.querySelector('[data-key="' + e.key + '"]');
-    if (target) { e.preventDefault(); target.click(); }
+    if (target) {
+      e.preventDefault();
+      if (target.form && target.type === "submit") target.form.requestSubmit(target);
+      else target.click();
+    }
   });
 })();

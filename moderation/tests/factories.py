@@ -3,7 +3,12 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
 from labelers.models import Labeler, LabelerVersion
-from moderation.models import Source, hash_token, new_webhook_secret
+from moderation.models import DecisionReason, Item, Source, hash_token, new_webhook_secret
+
+
+def reason_id(action: str, index: int = 0) -> int:
+    """The id of one of the starting reasons (roles.py) for `action`."""
+    return DecisionReason.objects.filter(action=action, active=True)[index].pk
 
 
 class LabelerFactory(factory.django.DjangoModelFactory):
@@ -51,4 +56,25 @@ class UserFactory(factory.django.DjangoModelFactory):
     @factory.post_generation
     def reviewer(obj, create, extracted, **kwargs):
         if extracted is not False:
-            obj.groups.add(Group.objects.get_or_create(name="reviewer")[0])
+            obj.groups.add(Group.objects.get(name="reviewer"))
+
+    @factory.post_generation
+    def senior(obj, create, extracted, **kwargs):
+        if extracted:
+            obj.groups.add(Group.objects.get(name="senior"))
+
+
+class ItemFactory(factory.django.DjangoModelFactory):
+    """A flagged item waiting in the queue (no labels: for tests of the review pages)."""
+
+    class Meta:
+        model = Item
+
+    source = factory.SubFactory(SourceFactory)
+    external_id = factory.Sequence(lambda n: f"ext-{n}")
+    webhook_id = factory.Sequence(lambda n: f"msg_{n}")
+    content_text = factory.Sequence(lambda n: f"flagged text {n}")
+    content_hash = factory.Sequence(lambda n: f"{n:064x}")
+    status = Item.Status.FLAGGED
+    violation_score = 0.9
+    queue_score = factory.SelfAttribute("violation_score")

@@ -3,7 +3,7 @@ from django.utils import timezone
 
 from moderation import selectors, services
 from moderation.models import Decision, Item
-from moderation.tests.factories import LabelerFactory, SourceFactory, UserFactory
+from moderation.tests.factories import LabelerFactory, SourceFactory, UserFactory, reason_id
 from moderation.tests.media import png_data_url
 
 pytestmark = pytest.mark.django_db
@@ -81,22 +81,26 @@ def test_deciding_records_the_decision_and_leaves_the_queue(
     fake_api, post_webhook, source, client, reviewer
 ):
     item = flagged(post_webhook, source, "hate")
-    response = client.post(f"/items/{item.pk}/", {"action": "remove", "reason": "harassment"})
+    harassment = reason_id("remove")
+    response = client.post(f"/items/{item.pk}/", {"action": "remove", "reason_remove": harassment})
     assert response.status_code == 302
     item.refresh_from_db()
     assert item.status == "decided"
     decision = item.decisions.get()
-    assert (decision.action, decision.reason, decision.reviewer) == (
+    assert (decision.action, decision.reason_choice_id, decision.reviewer) == (
         "remove",
-        "harassment",
+        harassment,
         reviewer,
     )
+    assert decision.reason == "Hate or harassment"
     assert selectors.queue_page()[0] == []
 
 
 def test_a_changed_decision_is_a_new_record(fake_api, post_webhook, source, reviewer):
     item = flagged(post_webhook, source, "hate")
-    services.decision_record(item=item, reviewer=reviewer, action="remove")
+    services.decision_record(
+        item=item, reviewer=reviewer, action="remove", reason_id=reason_id("remove")
+    )
     services.decision_record(item=item, reviewer=reviewer, action="approve", reason="context")
     assert list(item.decisions.values_list("action", flat=True)) == ["remove", "approve"]
 
@@ -131,7 +135,7 @@ def test_the_api_returns_state_labels_and_decisions(
 ):
     item = flagged(post_webhook, source, "hate conf=0.9")
     services.decision_record(
-        item=item, reviewer=reviewer, action=Decision.Action.REMOVE, reason="r"
+        item=item, reviewer=reviewer, action=Decision.Action.REMOVE, reason_id=reason_id("remove")
     )
     auth = {"Authorization": f"Bearer {source._token}"}
     data = client.get(f"/api/items/{item.pk}/", headers=auth).json()
@@ -175,7 +179,9 @@ def test_a_decision_made_meanwhile_is_not_silently_overridden(
     Item.objects.filter(pk=item.pk).update(claim_expires_at=timezone.now())
     services.decision_record(item=item, reviewer=UserFactory(), action="approve")
     response = client.post(
-        f"/items/{item.pk}/", {"action": "remove", "decisions_seen": "0"}, follow=True
+        f"/items/{item.pk}/",
+        {"action": "remove", "reason_remove": reason_id("remove"), "decisions_seen": "0"},
+        follow=True,
     )
     assert "decided by someone else" in response.content.decode()
     assert list(item.decisions.values_list("action", flat=True)) == ["approve"]

@@ -10,7 +10,7 @@ from labelers.dispatch import items_route
 from labelers.models import Label
 from moderation import selectors, services
 from moderation.models import Item, ItemRevision
-from moderation.tests.factories import UserFactory
+from moderation.tests.factories import UserFactory, reason_id
 from testkit.signing import signed_headers
 
 pytestmark = pytest.mark.django_db
@@ -93,7 +93,9 @@ def test_a_label_of_a_replaced_revision_is_never_paid_for(fake_api, client, post
 def test_an_item_with_decisions_cannot_be_deleted(post_webhook, source, fake_api):
     send(post_webhook, source, "I hate mondays")
     item = Item.objects.get()
-    services.decision_record(item=item, reviewer=UserFactory(), action="remove")
+    services.decision_record(
+        item=item, reviewer=UserFactory(), action="remove", reason_id=reason_id("remove")
+    )
     with pytest.raises(ProtectedError):
         item.delete()
 
@@ -101,7 +103,9 @@ def test_an_item_with_decisions_cannot_be_deleted(post_webhook, source, fake_api
 def test_a_decided_item_cannot_be_claimed(post_webhook, source, fake_api):
     send(post_webhook, source, "I hate mondays")
     item = Item.objects.get()
-    services.decision_record(item=item, reviewer=UserFactory(), action="remove")
+    services.decision_record(
+        item=item, reviewer=UserFactory(), action="remove", reason_id=reason_id("remove")
+    )
     assert not services.item_claim(item=item, reviewer=UserFactory())
 
 
