@@ -3,7 +3,8 @@
 
 python3 dev.py run    install into .venv, set up on first run, then run and supervise
                       web + worker + beat (embedded default); options: --host, --port,
-                      --web-workers, --concurrency
+                      --web-workers, --concurrency, --demo (sample items labeled by a
+                      local stand-in for the API, no key needed, in data/demo)
 python3 dev.py test   install into .venv (with test extras), then run the test suite
 python3 dev.py lint   ruff format --check, ruff check, mypy, makemigrations --check
 
@@ -17,7 +18,9 @@ import argparse
 import contextlib
 import hashlib
 import os
+import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -47,8 +50,32 @@ def ensure_venv(extras: str) -> None:
     stamp.write_text(digest)
 
 
-def run(*args: str) -> int:
-    return subprocess.call([str(PYTHON), *args], cwd=ROOT)
+def run(*args: str, env: dict[str, str] | None = None) -> int:
+    return subprocess.call([str(PYTHON), *args], cwd=ROOT, env=env)
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def demo_environment(python: str) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """`run --demo`: a database of its own (data/demo), the local labeling stand-in on a free
+    port with a throwaway key, and every page marked as a demo."""
+    port, key = free_port(), secrets.token_urlsafe(16)
+    env = {
+        **os.environ,
+        "DEMO_MODE": "true",
+        "DATA_DIR": os.environ.get("DATA_DIR", str(ROOT / "data" / "demo")),
+        "ZENTROPI_API_URL": f"http://127.0.0.1:{port}",
+        "ZENTROPI_API_KEY": key,
+    }
+    # The stand-in answers like the hosted API, with a little latency, labeling from words
+    # in the text (testkit/fake_api.py); it never leaves this machine.
+    stand_in = [python, "-m", "testkit.fake_api", "--port", str(port), "--key", key,
+                "--latency", "0.2"]  # fmt: skip
+    return env, {"labeling-stand-in": stand_in}
 
 
 def app_commands(
@@ -140,23 +167,37 @@ def serve(rest: list[str]) -> int:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--web-workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=8, help="labeling threads")
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="a demo workspace without an API key: sample items in data/demo, labeled by a "
+        "local stand-in for the labeling API",
+    )
     options = parser.parse_args(rest)
     ensure_venv("")
-    if code := run("manage.py", "firstrun"):
+    env, extra = demo_environment(str(PYTHON)) if options.demo else (None, {})
+    if code := run("manage.py", "firstrun", env=env):
         return code
+    commands = app_commands(
+        str(PYTHON),
+        host=options.host,
+        port=options.port,
+        web_workers=options.web_workers,
+        concurrency=options.concurrency,
+    )
     supervisor = Supervisor(
-        app_commands(
-            str(PYTHON),
-            host=options.host,
-            port=options.port,
-            web_workers=options.web_workers,
-            concurrency=options.concurrency,
-        ),
+        {**extra, **commands},
+        env=env,
         log=lambda line: print(line, file=sys.stderr, flush=True),
     )
+    if options.demo and (code := run("manage.py", "seed_demo", env=env)):
+        return code
     signal.signal(signal.SIGINT, supervisor.stop)
     signal.signal(signal.SIGTERM, supervisor.stop)
     print(f"Moderation queue running at http://{options.host}:{options.port}/", flush=True)
+    if options.demo:
+        print("Demo mode: sample content labeled by a local stand-in; log in with the accounts "
+              f"in {env['DATA_DIR']}/first-run-credentials.txt", flush=True)  # fmt: skip
     return supervisor.run()
 
 

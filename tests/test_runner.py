@@ -80,3 +80,14 @@ def test_a_worker_idle_while_messages_wait_is_taken_as_wedged():
     assert not wedged(running=0, idle_seconds=10, waiting=3, limit=30)  # idle a moment
     assert not wedged(running=0, idle_seconds=45, waiting=0, limit=30)  # nothing to fetch
     assert not wedged(running=0, idle_seconds=45, waiting=3, limit=0)  # watchdog off
+
+
+def test_the_demo_runs_the_labeling_stand_in_on_a_database_of_its_own(monkeypatch):
+    monkeypatch.delenv("DATA_DIR", raising=False)
+    env, extra = dev.demo_environment(sys.executable)
+    assert env["DEMO_MODE"] == "true" and env["DATA_DIR"].endswith("data/demo")
+    stand_in = extra["labeling-stand-in"]
+    assert stand_in[1:3] == ["-m", "testkit.fake_api"]
+    port = stand_in[stand_in.index("--port") + 1]
+    assert env["ZENTROPI_API_URL"] == f"http://127.0.0.1:{port}"
+    assert stand_in[stand_in.index("--key") + 1] == env["ZENTROPI_API_KEY"]

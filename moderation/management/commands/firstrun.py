@@ -21,22 +21,26 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         call_command("migrate", interactive=False, verbosity=0)
         labeler_default()
-        Group.objects.get_or_create(name="reviewer")
+        lines = []
         User = get_user_model()
         if not User.objects.filter(is_superuser=True).exists():
             password = secrets.token_urlsafe(12)
             admin = User.objects.create_superuser("admin", "", password)
-            admin.groups.add(Group.objects.get(name="reviewer"))
-            self._remember(f"admin user: admin\nadmin password: {password}\n")
+            # The groups come from the migrations (moderation/roles.py).
+            admin.groups.set(Group.objects.filter(name__in=["reviewer", "senior"]))
+            lines.append(f"admin user: admin\nadmin password: {password}\n")
         if not Source.objects.exists():
             _, secret, token = source_setup(name="Demo", slug="demo")
-            self._remember(
+            lines.append(
                 f"demo source: /webhooks/demo/\ndemo signing secret: {secret}\n"
                 f"demo API token: {token}\n"
             )
+        if lines:
+            self._remember("".join(lines))
         if not settings.ZENTROPI_API_KEY:
             self.stdout.write(
-                "No ZENTROPI_API_KEY: labels wait until you set it and restart (see README)."
+                "No ZENTROPI_API_KEY: labels wait until you set it and restart (see README). "
+                "To try the workspace without a key: python3 dev.py run --demo"
             )
 
     def _remember(self, text: str) -> None:
