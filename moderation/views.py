@@ -109,14 +109,16 @@ def queue_next(request: HttpRequest) -> HttpResponse:
     return redirect("queue")
 
 
-def _reviewable_item(request: HttpRequest, item_id: int) -> Item:
+def _reviewable_item(request: HttpRequest, item_id: int, *, own_escalation=False) -> Item:
     """The item, if this reviewer may see it: their sources only, escalated items only for
-    seniors. Checked on every view and POST that touches an item."""
+    seniors (or, to undo it, for the reviewer who escalated). Checked on every view and POST
+    that touches an item."""
     item = get_object_or_404(Item.objects.select_related("source", "claimed_by"), pk=item_id)
     allowed = selectors.reviewer_source_ids(request.user)
     if allowed is not None and item.source_id not in allowed:
         raise Http404  # not even whether it exists
-    if item.status == Item.Status.ESCALATED and not selectors.can_review_escalated(request.user):
+    senior = own_escalation or selectors.can_review_escalated(request.user)
+    if item.status == Item.Status.ESCALATED and not senior:
         raise PermissionDenied("Escalated items are for senior reviewers.")
     return item
 
@@ -201,7 +203,9 @@ def _decide(request: HttpRequest, item: Item) -> HttpResponse:
 @reviewer_required
 def decision_undo(request: HttpRequest, decision_id: int) -> HttpResponse:
     decision = get_object_or_404(Decision, pk=decision_id, reviewer=request.user)
-    item = _reviewable_item(request, decision.item_id)
+    item = _reviewable_item(
+        request, decision.item_id, own_escalation=decision.action == Decision.Action.ESCALATE
+    )
     request.session.pop("undo", None)
     try:
         services.decision_undo(decision=decision, reviewer=request.user)

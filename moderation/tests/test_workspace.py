@@ -295,3 +295,16 @@ def test_the_item_page_declares_each_shortcut_on_its_control(client, reviewer):
     assert "Approve (a)" in page and "Skip (s)" in page
     assert "<script>" not in page.replace('<script src="/static/app.js">', "")
     assert Item.objects.get().claimed_by == reviewer
+
+
+def test_a_reviewer_can_undo_their_own_escalation(client, reviewer):
+    item = ItemFactory()
+    client.post(
+        f"/items/{item.pk}/", {"action": "escalate", "reason_escalate": reason_id("escalate")}
+    )
+    escalation = item.decisions.get()
+    response = client.post(f"/decisions/{escalation.pk}/undo/")
+    assert response.url == f"/items/{item.pk}/"
+    item.refresh_from_db()
+    assert (item.status, item.claimed_by) == ("flagged", reviewer)
+    assert client.get(f"/items/{item.pk}/").status_code == 200
