@@ -44,6 +44,7 @@ def ranged_file_response(request: HttpRequest, stored: File, *, content_type: st
     video; `416` for a range past the end."""
     size = stored.size
     header = request.headers.get("Range", "")
+    response: HttpResponse
     try:
         wanted = _byte_range(header, size) if header else None
     except ValueError:
@@ -51,7 +52,7 @@ def ranged_file_response(request: HttpRequest, stored: File, *, content_type: st
         response["Content-Range"] = f"bytes */{size}"
         return response
     if wanted is None:
-        response: HttpResponse = FileResponse(stored.open("rb"), content_type=content_type)
+        response = FileResponse(stored.open("rb"), content_type=content_type)
     else:
         first, last = wanted
         response = StreamingHttpResponse(
