@@ -257,6 +257,7 @@ CELERY_TASK_ROUTES = {
     "labelers.tasks.label_sweep": {"queue": "dispatch"},
     "labelers.tasks.relabel_run": {"queue": "dispatch"},
     "labelers.tasks.items_reevaluate": {"queue": "dispatch"},
+    "moderation.tasks.queue_sla_refresh": {"queue": "dispatch"},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
@@ -266,6 +267,13 @@ CELERY_BEAT_SCHEDULE = {
         "task": "labelers.tasks.label_sweep",
         "schedule": LABEL_SWEEP_INTERVAL,
         "options": {"expires": max(5.0, 5 * LABEL_SWEEP_INTERVAL)},
+    },
+    # Items past their source's review SLA move ahead within their score band; a minute's
+    # lag is well inside an SLA counted in hours.
+    "queue-sla": {
+        "task": "moderation.tasks.queue_sla_refresh",
+        "schedule": 60.0,
+        "options": {"expires": 55.0},
     },
 }
 

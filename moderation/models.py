@@ -70,6 +70,38 @@ class Source(models.Model):
 IN_QUEUE = ("flagged", "failed", "unrouted")
 # Items a person may still claim and decide: the queue, and escalated items (seniors only).
 REVIEWABLE = (*IN_QUEUE, "escalated")
+# The queue's "labeling failed" status: no machine judged these.
+QUEUE_FAILED = ("failed", "unrouted")
+
+# The queue sorts by score band (tenths of the score: 0.9 <= score <= 1.0 is one band, 0.8 to
+# 0.9 the next ...), items past their SLA first within a band, then by score. A breached
+# item thus jumps ahead of better-scored items of its band, never of a higher band.
+QUEUE_BANDS = 10
+
+
+def queue_band(score: float) -> int:
+    """0..9; a score of exactly 1.0 belongs to the top band (0.9 to 1.0)."""
+    # round() first: 0.7 * 10 is 7.000000000000001 and 0.3 * 10 can fall just below 3.
+    return min(QUEUE_BANDS - 1, int(round(score * QUEUE_BANDS, 9)))
+
+
+def queue_key(score: float | None, *, breached: bool) -> float | None:
+    """The stored sort key, smallest first: -(4 * band + 2 * breached + score). Within a band
+    the breach term (2) outweighs any score difference (< 1), and a band step (4) outweighs
+    both. None for an item not waiting."""
+    if score is None:
+        return None
+    return -(4.0 * queue_band(score) + (2.0 if breached else 0.0) + score)
+
+
+def queue_key_range(score_min: float | None, score_max: float | None) -> tuple[float, float]:
+    """Keys of every item whose score lies in [score_min, score_max], breached or not: lets
+    a score filter narrow the index range rather than filter rows (a superset: the score
+    itself is filtered too)."""
+    low = queue_key(1.0 if score_max is None else score_max, breached=True)
+    high = queue_key(0.0 if score_min is None else score_min, breached=False)
+    assert low is not None and high is not None
+    return low, high
 
 
 class Item(models.Model):
@@ -99,6 +131,9 @@ class Item(models.Model):
     # current revision's, earlier ones are kept as ItemRevision rows.
     revision = models.PositiveIntegerField(default=1)
     revised_at = models.DateTimeField(null=True, blank=True)
+    # When its current content arrived (received_at, or the edit's revised_at): the start of
+    # its wait for review, against its source's SLA.
+    waiting_since = models.DateTimeField(default=timezone.now)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.RECEIVED)
     # Highest confidence, over its labels, that the item violates.
     violation_score = models.FloatField(null=True, blank=True)
@@ -106,6 +141,13 @@ class Item(models.Model):
     # of a flagged item; 1.0 for an item no labeler could judge (failed, or none routed), so it
     # sits with the most likely violations rather than disappear.
     queue_score = models.FloatField(null=True, blank=True)
+    # The queue's stored sort key, ascending: score band first, items past their source's
+    # review SLA first within a band, then the score (see queue_key()). Kept in step with
+    # queue_score by every write that sets it, and by the SLA sweep as time passes; one
+    # column so that the keyset `(queue_key, id) > (k, i)` is a range scan of one index.
+    queue_key = models.FloatField(null=True, blank=True)
+    # Past its source's review SLA while waiting (set by the SLA sweep, cleared by an edit).
+    sla_breached = models.BooleanField(default=False)
     flagged_at = models.DateTimeField(null=True, blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)
     # A reviewer's claim, so two reviewers never decide the same item by accident.
@@ -128,18 +170,33 @@ class Item(models.Model):
         indexes = [
             # The dispatch's scan for items still to route.
             models.Index(fields=["id"], condition=Q(status="received"), name="item_received_idx"),
+            # The queue's pages, and the same per source (filters and restricted reviewers).
             models.Index(
-                models.F("queue_score").desc(),
-                "id",
+                fields=["queue_key", "id"],
                 condition=Q(status__in=IN_QUEUE),
-                name="item_review_queue_idx",
+                name="item_queue_key_idx",
             ),
             models.Index(
-                "source",
-                models.F("queue_score").desc(),
-                "id",
+                fields=["source", "queue_key", "id"],
                 condition=Q(status__in=IN_QUEUE),
-                name="item_review_queue_source_idx",
+                name="item_queue_key_source_idx",
+            ),
+            # "Labeling failed" (failed + unrouted): a few among many, so an index of their own.
+            models.Index(
+                fields=["queue_key", "id"],
+                condition=Q(status__in=QUEUE_FAILED),
+                name="item_queue_failed_idx",
+            ),
+            models.Index(
+                fields=["queue_key", "id"],
+                condition=Q(status="escalated"),
+                name="item_queue_escalated_idx",
+            ),
+            # Per source and SLA state, waiting items by age: the SLA header and the SLA sweep.
+            models.Index(
+                fields=["source", "sla_breached", "waiting_since"],
+                condition=Q(status__in=IN_QUEUE),
+                name="item_waiting_idx",
             ),
         ]
 

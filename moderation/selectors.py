@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from typing import NamedTuple
 
 from django.conf import settings
-from django.db.models import Count, Q, QuerySet
+from django.db import connection
+from django.db.models import BooleanField, Count, Exists, OuterRef, Q, QuerySet
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from config.cache import TTLCache
+from moderation.filters import STATUSES, QueueFilter
 from moderation.models import (
     IN_QUEUE,
+    QUEUE_FAILED,
     Decision,
     DecisionReason,
     Item,
@@ -19,6 +26,7 @@ from moderation.models import (
     Source,
     free_for,
     hash_token,
+    queue_key_range,
     shift_start,
 )
 
@@ -37,39 +45,235 @@ def source_for_token(token: str) -> Source | None:
     return Source.objects.filter(api_token_hash=hash_token(token), active=True).first()
 
 
-def queue_items(*, source_id: int | None = None, labeler_id: int | None = None) -> QuerySet[Item]:
-    items = Item.objects.filter(status__in=IN_QUEUE)
-    if source_id:
-        items = items.filter(source_id=source_id)
-    if labeler_id:
-        items = items.filter(labels__labeler_version__labeler_id=labeler_id).distinct()
-    return items.order_by("-queue_score", "id")
+# Counts stop here: the tabs and the SLA header say "10,000+" rather than count a million
+# rows on every page view.
+QUEUE_COUNT_CAP = 10_000
+
+
+class QueueCount(NamedTuple):
+    """A count that stops at QUEUE_COUNT_CAP."""
+
+    n: int
+
+    @property
+    def capped(self) -> bool:
+        return self.n > QUEUE_COUNT_CAP
+
+    def __str__(self) -> str:
+        return f"{QUEUE_COUNT_CAP:,}+" if self.capped else f"{self.n:,}"
+
+
+def _count(items: QuerySet) -> QueueCount:
+    # COUNT(*) over a LIMITed subquery: an index range of at most CAP + 1 entries.
+    return QueueCount(items.order_by()[: QUEUE_COUNT_CAP + 1].count())
+
+
+def _status_items(status: str) -> QuerySet[Item]:
+    """The items of a queue status; each condition is one of the partial indexes' own."""
+    if status == "failed":
+        return Item.objects.filter(status__in=QUEUE_FAILED)
+    if status == "escalated":
+        return Item.objects.filter(status=Item.Status.ESCALATED)
+    return Item.objects.filter(status__in=IN_QUEUE)
+
+
+def _filter_q(filters: QueueFilter, *, reviewer, prefix: str = "") -> Q:
+    """Every filter but the status and the score, as a condition on items (reached through
+    `prefix`, e.g. "item__" from decisions)."""
+    q = Q()
+    allowed = reviewer_source_ids(reviewer)
+    if allowed is not None:
+        q &= Q(**{f"{prefix}source_id__in": sorted(allowed)})
+    if filters.source:
+        q &= Q(**{f"{prefix}source_id": filters.source})
+    if filters.labeler:
+        # The labels model belongs to labelers, which moderation does not import.
+        label_model = Item._meta.get_field("labels").related_model
+        q &= Exists(
+            label_model.objects.filter(
+                item_id=OuterRef(f"{prefix}pk"), labeler_version__labeler_id=filters.labeler
+            )
+        )
+    if filters.received_from:
+        since = datetime.combine(filters.received_from, time.min, tzinfo=UTC)
+        q &= Q(**{f"{prefix}received_at__gte": since})
+    if filters.received_to:
+        until = datetime.combine(filters.received_to + timedelta(days=1), time.min, tzinfo=UTC)
+        q &= Q(**{f"{prefix}received_at__lt": until})
+    if filters.media == "image":
+        q &= ~Q(**{f"{prefix}content_image": ""})
+    elif filters.media == "video":
+        q &= ~Q(**{f"{prefix}content_video": ""})
+    elif filters.media == "text":
+        q &= Q(**{f"{prefix}content_image": "", f"{prefix}content_video": ""})
+    if filters.q:
+        # Prefix on external_id, contains on the text: both served by trigram indexes on
+        # PostgreSQL (migration 0007).
+        q &= Q(**{f"{prefix}external_id__startswith": filters.q}) | Q(
+            **{f"{prefix}content_text__icontains": filters.q}
+        )
+    return q
+
+
+def _row_after(table: str, columns: tuple[str, str], op: str, values: tuple) -> RawSQL:
+    """`(a, b) > (x, y)` as a row comparison: the planner range-scans an index on (a, b),
+    which it does not for `a > x OR (a = x AND b > y)`. SQLite has row values too."""
+    quote = connection.ops.quote_name
+    first, second = (f"{quote(table)}.{quote(column)}" for column in columns)
+    assert op in ("<", ">")
+    # Column names come from the models, the values are parameters.
+    sql = f"({first}, {second}) {op} (%s, %s)"
+    return RawSQL(sql, values, output_field=BooleanField())  # noqa: S611
+
+
+def queue_items(*, reviewer, filters: QueueFilter) -> QuerySet[Item]:
+    """The queue (or the failed or escalated queue) in review order, filtered; not "mine"."""
+    items = _status_items(filters.status).filter(
+        _filter_q(filters, reviewer=reviewer), queue_key__isnull=False
+    )
+    if filters.score_min is not None or filters.score_max is not None:
+        # The score bounds as a range of the sort key, so the index narrows to the band(s)
+        # instead of reading every better-scored item first; the exact bounds after.
+        low, high = queue_key_range(filters.score_min, filters.score_max)
+        items = items.filter(queue_key__gte=low, queue_key__lte=high)
+        if filters.score_min is not None:
+            items = items.filter(queue_score__gte=filters.score_min)
+        if filters.score_max is not None:
+            items = items.filter(queue_score__lte=filters.score_max)
+    return items.order_by("queue_key", "id")
+
+
+def _my_decisions(*, reviewer, filters: QueueFilter) -> QuerySet[Decision]:
+    """Decisions by this reviewer that are still their item's latest (an undo hands the item
+    back, so it is not "decided by me"), newest first."""
+    later = Decision.objects.filter(item_id=OuterRef("item_id"), id__gt=OuterRef("id"))
+    decisions = (
+        Decision.objects.filter(reviewer_id=reviewer.pk)
+        .exclude(action=Decision.Action.UNDO)
+        .filter(~Exists(later), _filter_q(filters, reviewer=reviewer, prefix="item__"))
+    )
+    if filters.score_min is not None:
+        decisions = decisions.filter(item__violation_score__gte=filters.score_min)
+    if filters.score_max is not None:
+        decisions = decisions.filter(item__violation_score__lte=filters.score_max)
+    return decisions.order_by("-created_at", "-id")
+
+
+def _parse_cursor(status: str, after: str | None) -> tuple | None:
+    if not after:
+        return None
+    key, _, last_id = after.rpartition("_")
+    try:
+        if status == "mine":
+            return datetime.fromisoformat(key), int(last_id)
+        return float(key), int(last_id)
+    except ValueError:
+        return None  # a mangled link shows the first page
 
 
 def queue_page(
-    *,
-    after: tuple[float, int] | None = None,
-    source_id: int | None = None,
-    labeler_id: int | None = None,
-    size: int | None = None,
-) -> tuple[list[Item], tuple[float, int] | None]:
-    """One page of the queue by keyset (score, id): as fast on page 10,000 as on page 1."""
+    *, reviewer, filters: QueueFilter, after: str | None = None, size: int | None = None
+) -> tuple[list[Item], str | None]:
+    """One page of the queue and the cursor of the next (None on the last page).
+
+    Keyset pagination on (queue_key, id) by a row comparison, so page 10,000 is one index
+    range like page 1. "mine" pages go by the reviewer's decisions, newest first; each item
+    carries that decision as `my_decision`.
+    """
     size = size or settings.QUEUE_PAGE_SIZE
-    items = queue_items(source_id=source_id, labeler_id=labeler_id).select_related(
-        "source", "claimed_by"
+    cursor = _parse_cursor(filters.status, after)
+    if filters.status == "mine":
+        decisions = _my_decisions(reviewer=reviewer, filters=filters).select_related(
+            "item__source", "item__claimed_by"
+        )
+        if cursor is not None:
+            decisions = decisions.filter(
+                _row_after(Decision._meta.db_table, ("created_at", "id"), "<", cursor)
+            )
+        rows = list(decisions[: size + 1])
+        page = []
+        for decision in rows[:size]:
+            decision.item.my_decision = decision
+            page.append(decision.item)
+        last = rows[size - 1] if len(rows) > size else None
+        return page, f"{last.created_at.isoformat()}_{last.id}" if last else None
+    items = queue_items(reviewer=reviewer, filters=filters).select_related("source", "claimed_by")
+    if cursor is not None:
+        items = items.filter(_row_after(Item._meta.db_table, ("queue_key", "id"), ">", cursor))
+    found = list(items[: size + 1])
+    last_item = found[size - 1] if len(found) > size else None
+    following = f"{last_item.queue_key!r}_{last_item.id}" if last_item else None
+    return found[:size], following
+
+
+def queue_next(*, reviewer, filters: QueueFilter, exclude_ids: Iterable[int] = ()) -> Item | None:
+    """The top item of the (filtered) queue nobody else holds a live claim on; `exclude_ids`
+    (e.g. the item just skipped) are passed over. "mine" has no next: it reviews the queue."""
+    if filters.status == "mine":
+        filters = filters.with_status("undecided")
+    items = queue_items(reviewer=reviewer, filters=filters).filter(
+        free_for(reviewer, timezone.now())
     )
-    if after is not None:
-        score, last_id = after
-        items = items.filter(Q(queue_score__lt=score) | Q(queue_score=score, id__gt=last_id))
-    page = list(items[: size + 1])
-    following = (page[size - 1].queue_score or 0.0, page[size - 1].id) if len(page) > size else None
-    return page[:size], following
+    exclude = list(exclude_ids)
+    if exclude:
+        items = items.exclude(pk__in=exclude)
+    return items.first()
 
 
-def queue_next(*, reviewer, source_id: int | None = None, exclude_ids=()) -> Item | None:
-    """The top item of the queue nobody else holds a live claim on."""
-    items = queue_items(source_id=source_id).filter(free_for(reviewer, timezone.now()))
-    return items.exclude(pk__in=exclude_ids).first()
+def queue_counts(
+    *, reviewer, filters: QueueFilter, statuses: Iterable[str] = tuple(STATUSES)
+) -> dict[str, QueueCount]:
+    """Per status tab, how many items the other filters leave, capped at QUEUE_COUNT_CAP."""
+    counts = {}
+    for status in statuses:
+        status_filters = filters.with_status(status)
+        if status == "mine":
+            counts[status] = _count(_my_decisions(reviewer=reviewer, filters=status_filters))
+        else:
+            counts[status] = _count(queue_items(reviewer=reviewer, filters=status_filters))
+    return counts
+
+
+class SourceSla(NamedTuple):
+    source: Source
+    waiting: QueueCount
+    oldest_since: datetime | None  # when the longest-waiting item's content arrived
+    sla_minutes: int | None
+    past_sla: QueueCount
+
+
+def queue_sla(*, reviewer) -> list[SourceSla]:
+    """Per source the reviewer may see: items waiting in the queue, the oldest one's arrival,
+    the source's SLA and how many waiting items are past it (marked by the SLA sweep). Each
+    figure is one range of the (source, sla_breached, waiting_since) index."""
+    sources = Source.objects.order_by("name")
+    allowed = reviewer_source_ids(reviewer)
+    if allowed is not None:
+        sources = sources.filter(pk__in=allowed)
+    rows = []
+    for source in sources:
+        waiting = Item.objects.filter(source_id=source.pk, status__in=IN_QUEUE)
+        # The oldest is breached if any is: look there first (each look is index order).
+        oldest = None
+        for breached in (True, False):
+            oldest = (
+                waiting.filter(sla_breached=breached)
+                .order_by("waiting_since")
+                .values_list("waiting_since", flat=True)
+                .first()
+            )
+            if oldest is not None:
+                break
+        rows.append(
+            SourceSla(
+                source=source,
+                waiting=_count(waiting) if oldest else QueueCount(0),
+                oldest_since=oldest,
+                sla_minutes=source.review_sla_minutes,
+                past_sla=_count(waiting.filter(sla_breached=True)) if oldest else QueueCount(0),
+            )
+        )
+    return rows
 
 
 def item_api_dict(item: Item) -> dict:

@@ -5,18 +5,20 @@ from __future__ import annotations
 import hashlib
 from contextlib import nullcontext
 from datetime import timedelta
+from itertools import product
 from typing import NamedTuple
 
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import Case, F, FloatField, Q, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from moderation.intake import IntakePayload
 from moderation.models import (
+    IN_QUEUE,
     REVIEWABLE,
     Decision,
     DecisionReason,
@@ -29,6 +31,7 @@ from moderation.models import (
     hash_token,
     new_api_token,
     new_webhook_secret,
+    queue_key,
     shift_start,
 )
 
@@ -214,9 +217,12 @@ def _item_revise(
                 setattr(locked, name, value)
             locked.revision += 1
             locked.revised_at = timezone.now()
+            locked.waiting_since = locked.revised_at
             locked.status = Item.Status.RECEIVED
             for name in ("violation_score", "queue_score", "flagged_at", "decided_at"):
                 setattr(locked, name, None)
+            # The edit restarts the SLA clock: it waits as new content.
+            locked.queue_key, locked.sla_breached = None, False
             locked.claimed_by = None
             locked.claim_expires_at = None
             locked.save()
@@ -268,14 +274,16 @@ def items_routed(*, routed: list[int], unrouted: list[int]) -> None:
     """Routed items wait for their labels. Items of a source routed to no labeler go to
     review, where a person sees why: nothing would ever label them."""
     Item.objects.filter(pk__in=routed).update(status=Item.Status.LABELING)
-    Item.objects.filter(pk__in=unrouted).update(status=Item.Status.UNROUTED, queue_score=1.0)
+    Item.objects.filter(pk__in=unrouted).update(
+        status=Item.Status.UNROUTED, queue_score=1.0, queue_key=_queue_key_sql(1.0)
+    )
 
 
 def items_route_again(*, source_id: int) -> int:
     """Items that waited in review because their source had no labeler go back to the
     dispatch, now that it has one."""
     return Item.objects.filter(source_id=source_id, status=Item.Status.UNROUTED).update(
-        status=Item.Status.RECEIVED, queue_score=None
+        status=Item.Status.RECEIVED, queue_score=None, queue_key=None
     )
 
 
@@ -313,6 +321,9 @@ def item_labels_changed(
         "violation_score": violation_score,
         "status": Case(When(undecided, then=Value(status)), default=F("status")),
         "queue_score": Case(When(undecided, then=Value(queue_score)), default=F("queue_score")),
+        "queue_key": Case(
+            When(undecided, then=_queue_key_sql(queue_score)), default=F("queue_key")
+        ),
     }
     if status == Item.Status.FLAGGED:
         fields["flagged_at"] = Case(
@@ -428,8 +439,16 @@ def decision_record(
         )
         locked.claimed_by = None
         locked.claim_expires_at = None
+        _queue_key_sync(locked)
         locked.save(
-            update_fields=["status", "decided_at", "queue_score", "claimed_by", "claim_expires_at"]
+            update_fields=[
+                "status",
+                "decided_at",
+                "queue_score",
+                "queue_key",
+                "claimed_by",
+                "claim_expires_at",
+            ]
         )
     return decision
 
@@ -470,8 +489,16 @@ def decision_undo(*, decision: Decision, reviewer) -> Decision:
         locked.decided_at = None if locked.status in UNDECIDED else locked.decided_at
         locked.claimed_by = reviewer
         locked.claim_expires_at = now + timedelta(seconds=settings.REVIEW_LEASE_SECONDS)
+        _queue_key_sync(locked)
         locked.save(
-            update_fields=["status", "decided_at", "queue_score", "claimed_by", "claim_expires_at"]
+            update_fields=[
+                "status",
+                "decided_at",
+                "queue_score",
+                "queue_key",
+                "claimed_by",
+                "claim_expires_at",
+            ]
         )
     return undo
 
@@ -509,3 +536,55 @@ def reviewer_settings_save(*, reviewer, **values) -> ReviewerSettings:
         raise ValueError(f"not a reviewer setting: {sorted(unknown)}")
     row, _ = ReviewerSettings.objects.update_or_create(user=reviewer, defaults=values)
     return row
+
+
+# --- The queue's sort key and the review SLA -----------------------------------------------
+
+
+def _queue_key_sql(score: float | None):
+    """The queue key for `score` as an UPDATE expression: the row's own SLA flag decides."""
+    if score is None:
+        return Value(None, output_field=FloatField())
+    return Case(
+        When(sla_breached=True, then=Value(queue_key(score, breached=True))),
+        default=Value(queue_key(score, breached=False)),
+        output_field=FloatField(),
+    )
+
+
+def _queue_key_sync(item: Item) -> None:
+    """Whatever a write did to queue_score, the sort key follows (call before save)."""
+    item.queue_key = queue_key(item.queue_score, breached=item.sla_breached)
+
+
+ESCALATED = Item.Status.ESCALATED
+
+# A breach moves an item ahead of the unbreached items of its score band: exactly this
+# much on the key (see models.queue_key).
+_BREACH_SHIFT = 2.0
+
+
+def items_sla_refresh(*, now=None) -> int:
+    """Mark the waiting items that crossed their source's review SLA since the last run (the
+    queue shows them first within their score band), and unmark those no longer past it (an
+    admin lengthened or removed the SLA). Returns how many items changed.
+
+    An item's wait starts when its current content arrived (waiting_since; an edit restarts
+    it). Each UPDATE is one range of the index on (source, sla_breached, waiting_since), so
+    a run costs the items that change, not the queue's length; beat runs it every minute.
+    """
+    now = now or timezone.now()
+    changed = 0
+    sources = Source.objects.values_list("id", "review_sla_minutes")
+    # The queue's statuses match the index's condition; escalated items are few.
+    for (source_id, sla_minutes), statuses in product(sources, (IN_QUEUE, (ESCALATED,))):
+        waiting = Item.objects.filter(source_id=source_id, status__in=statuses)
+        if sla_minutes:
+            cutoff = now - timedelta(minutes=sla_minutes)
+            crossed = waiting.filter(sla_breached=False, waiting_since__lt=cutoff)
+            back = waiting.filter(sla_breached=True, waiting_since__gte=cutoff)
+            changed += crossed.update(sla_breached=True, queue_key=F("queue_key") - _BREACH_SHIFT)
+        else:
+            back = waiting.filter(sla_breached=True)
+        changed += back.update(sla_breached=False, queue_key=F("queue_key") + _BREACH_SHIFT)
+    return changed

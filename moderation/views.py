@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import wraps
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
@@ -17,7 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from labelers.models import Labeler
 from labelers.selectors import labeling_health, labeling_stalled
 from moderation import selectors, services
-from moderation.filters import QueueFilter
+from moderation.filters import STATUSES, QueueFilter
 from moderation.forms import ReviewerSettingsForm
 from moderation.http import ranged_file_response
 from moderation.models import REVIEWABLE, Decision, Item, Source, free_for
@@ -56,34 +57,53 @@ def _int_or_none(value: str | None) -> int | None:
         return None
 
 
-def _cursor(value: str | None) -> tuple[float, int] | None:
-    if not value:
-        return None
-    score, _, last_id = value.partition("_")
-    try:
-        return float(score), int(last_id)
-    except ValueError:
-        return None
-
-
 @require_GET
 @reviewer_required
 def queue(request: HttpRequest) -> HttpResponse:
-    source_id = _int_or_none(request.GET.get("source"))
-    labeler_id = _int_or_none(request.GET.get("labeler"))
-    items, following = selectors.queue_page(
-        after=_cursor(request.GET.get("after")), source_id=source_id, labeler_id=labeler_id
+    filters = QueueFilter.from_query(request.GET)
+    senior = selectors.can_review_escalated(request.user)
+    if filters.status == "escalated" and not senior:
+        raise PermissionDenied
+    statuses = [status for status in STATUSES if senior or status != "escalated"]
+    items, next_cursor = selectors.queue_page(
+        reviewer=request.user, filters=filters, after=request.GET.get("after")
     )
+    counts = selectors.queue_counts(reviewer=request.user, filters=filters, statuses=statuses)
+    allowed = selectors.reviewer_source_ids(request.user)
+    sources = Source.objects.order_by("name")
+    labelers = Labeler.objects.order_by("name")
+    if allowed is not None:
+        sources = sources.filter(pk__in=allowed)
+        labelers = labelers.filter(sources__in=allowed).distinct()
     return render(
         request,
         "moderation/queue.html",
         {
             "items": items,
-            "next_cursor": f"{following[0]!r}_{following[1]}" if following else None,
-            "sources": Source.objects.all(),
-            "labelers": Labeler.objects.all(),
-            "source_id": source_id,
-            "labeler_id": labeler_id,
+            "filters": filters,
+            "tabs": [
+                {
+                    "status": status,
+                    "label": STATUSES[status],
+                    "count": counts[status],
+                    "url": filters.with_status(status).querystring() or "?",
+                    "active": status == filters.status,
+                }
+                for status in statuses
+            ],
+            "next_url": (
+                "?" + urlencode({**filters.params(), "after": next_cursor}) if next_cursor else None
+            ),
+            "querystring": filters.querystring(),
+            "sla": selectors.queue_sla(reviewer=request.user),
+            "sources": sources,
+            "labelers": labelers,
+            "media_choices": [
+                ("", "Any"),
+                ("image", "Has image"),
+                ("video", "Has video"),
+                ("text", "Text only"),
+            ],
             "now": timezone.now(),
             "health": labeling_health(),
             "stalled": labeling_stalled(),
@@ -94,19 +114,23 @@ def queue(request: HttpRequest) -> HttpResponse:
 @require_GET
 @reviewer_required
 def queue_next(request: HttpRequest) -> HttpResponse:
-    source_id = _int_or_none(request.GET.get("source"))
+    """Claim the top free item under the queue's filters and open it; the filters ride
+    along in the item's URL so that the next "next" keeps them."""
+    filters = QueueFilter.from_query(request.GET)
+    if filters.status == "escalated" and not selectors.can_review_escalated(request.user):
+        raise PermissionDenied
     for _ in range(5):  # another reviewer may claim our pick between the read and the claim
         item = selectors.queue_next(
             reviewer=request.user,
-            source_id=source_id,
+            filters=filters,
             exclude_ids=request.session.get("skipped", []),
         )
         if item is None:
             messages.info(request, "The queue is empty.")
-            return redirect("queue")
+            return redirect(reverse("queue") + filters.querystring())
         if services.item_claim(item=item, reviewer=request.user):
-            return redirect("item", item_id=item.pk)
-    return redirect("queue")
+            return redirect(reverse("item", args=[item.pk]) + filters.querystring())
+    return redirect(reverse("queue") + filters.querystring())
 
 
 def _reviewable_item(request: HttpRequest, item_id: int, *, own_escalation=False) -> Item:

@@ -2,15 +2,20 @@
 the current version of each active labeler routed to an item's source decides it."""
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
 from labelers import services, tasks
 from labelers.models import Label, Labeler
 from moderation import selectors
+from moderation.filters import QueueFilter
 from moderation.models import Item
 from moderation.tests.factories import LabelerFactory, SourceFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
+
+# The whole queue: an admin sees every source.
+ADMIN = get_user_model()(is_staff=True)
 
 
 def send(post_webhook, source, text, external_id=None):
@@ -20,7 +25,7 @@ def send(post_webhook, source, text, external_id=None):
 
 
 def queue_ids(**filters):
-    items, _ = selectors.queue_page(**filters)
+    items, _ = selectors.queue_page(reviewer=ADMIN, filters=QueueFilter(**filters))
     return [item.pk for item in items]
 
 

@@ -1,12 +1,17 @@
 import pytest
+from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from moderation import selectors, services
+from moderation.filters import QueueFilter
 from moderation.models import Decision, Item
 from moderation.tests.factories import LabelerFactory, SourceFactory, UserFactory, reason_id
 from moderation.tests.media import png_data_url
 
 pytestmark = pytest.mark.django_db
+
+# The whole queue: an admin sees every source.
+ADMIN = get_user_model()(is_staff=True)
 
 
 @pytest.fixture
@@ -26,7 +31,7 @@ def test_the_queue_is_ordered_by_violation_score(fake_api, post_webhook, source,
     high = flagged(post_webhook, source, "hate conf=0.97")
     mid = flagged(post_webhook, source, "hate conf=0.80")
     flagged(post_webhook, source, "nice conf=0.99")  # a confident "no" never enters the queue
-    items, _ = selectors.queue_page()
+    items, _ = selectors.queue_page(reviewer=ADMIN, filters=QueueFilter())
     assert [i.pk for i in items] == [high.pk, mid.pk, low.pk]
     page = client.get("/").content.decode()
     assert (
@@ -52,7 +57,9 @@ def test_queue_pages_follow_each_other_without_gaps(fake_api, post_webhook, sour
     made = [flagged(post_webhook, source, f"hate {n} conf=0.{60 + n % 3}") for n in range(7)]
     seen, after = [], None
     while True:
-        page, after = selectors.queue_page(after=after, size=3)
+        page, after = selectors.queue_page(
+            reviewer=ADMIN, filters=QueueFilter(), after=after, size=3
+        )
         seen += [i.pk for i in page]
         if after is None:
             break
@@ -93,7 +100,7 @@ def test_deciding_records_the_decision_and_leaves_the_queue(
         reviewer,
     )
     assert decision.reason == "Hate or harassment"
-    assert selectors.queue_page()[0] == []
+    assert selectors.queue_page(reviewer=ADMIN, filters=QueueFilter())[0] == []
 
 
 def test_a_changed_decision_is_a_new_record(fake_api, post_webhook, source, reviewer):
