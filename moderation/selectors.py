@@ -187,8 +187,14 @@ def queue_page(
             "item__source", "item__claimed_by"
         )
         if cursor is not None:
+            # A raw parameter: stored as the database keeps datetimes (naive UTC on SQLite).
+            created_at = Decision._meta.get_field("created_at").get_db_prep_value(
+                cursor[0], connection
+            )
             decisions = decisions.filter(
-                _row_after(Decision._meta.db_table, ("created_at", "id"), "<", cursor)
+                _row_after(
+                    Decision._meta.db_table, ("created_at", "id"), "<", (created_at, cursor[1])
+                )
             )
         rows = list(decisions[: size + 1])
         page = []
