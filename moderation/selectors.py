@@ -12,6 +12,7 @@ from django.db import connection
 from django.db.models import BooleanField, Count, Exists, OuterRef, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from config.cache import TTLCache
 from moderation.filters import STATUSES, QueueFilter
@@ -63,9 +64,31 @@ class QueueCount(NamedTuple):
         return f"{QUEUE_COUNT_CAP:,}+" if self.capped else f"{self.n:,}"
 
 
-def _count(items: QuerySet) -> QueueCount:
-    # COUNT(*) over a LIMITed subquery: an index range of at most CAP + 1 entries.
-    return QueueCount(items.order_by()[: QUEUE_COUNT_CAP + 1].count())
+def _capped_count_sql(items: QuerySet) -> tuple[str, tuple]:
+    """COUNT(*) over a LIMITed subquery: an index range of at most CAP + 1 entries."""
+    sql, params = items.order_by().values("pk")[: QUEUE_COUNT_CAP + 1].query.sql_with_params()
+    # The inner SQL is the ORM's, with its values as parameters.
+    return f"SELECT COUNT(*) FROM ({sql}) AS capped", params  # noqa: S608
+
+
+def _scalars(parts: list[tuple[str, tuple]]) -> list:
+    """Several scalar subqueries in one round trip: a page shows about twenty figures, and
+    twenty round trips cost more than the figures."""
+    if not parts:
+        return []
+    sql = "SELECT " + ", ".join(f"({part})" for part, _ in parts)
+    params = tuple(param for _, part_params in parts for param in part_params)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return list(cursor.fetchone())
+
+
+def _as_datetime(value) -> datetime | None:
+    """A datetime read by raw SQL: SQLite gives naive UTC (a datetime, or text)."""
+    parsed = value if value is None or isinstance(value, datetime) else parse_datetime(value)
+    if parsed is not None and timezone.is_naive(parsed):
+        parsed = timezone.make_aware(parsed, UTC)
+    return parsed
 
 
 def _status_items(status: str) -> QuerySet[Item]:
@@ -77,11 +100,10 @@ def _status_items(status: str) -> QuerySet[Item]:
     return Item.objects.filter(status__in=IN_QUEUE)
 
 
-def _filter_q(filters: QueueFilter, *, reviewer, prefix: str = "") -> Q:
+def _filter_q(filters: QueueFilter, *, allowed: frozenset[int] | None, prefix: str = "") -> Q:
     """Every filter but the status and the score, as a condition on items (reached through
-    `prefix`, e.g. "item__" from decisions)."""
+    `prefix`, e.g. "item__" from decisions); `allowed`: the reviewer's sources (None: all)."""
     q = Q()
-    allowed = reviewer_source_ids(reviewer)
     if allowed is not None:
         q &= Q(**{f"{prefix}source_id__in": sorted(allowed)})
     if filters.source:
@@ -128,8 +150,12 @@ def _row_after(table: str, columns: tuple[str, str], op: str, values: tuple) -> 
 
 def queue_items(*, reviewer, filters: QueueFilter) -> QuerySet[Item]:
     """The queue (or the failed or escalated queue) in review order, filtered; not "mine"."""
+    return _queue_items(allowed=reviewer_source_ids(reviewer), filters=filters)
+
+
+def _queue_items(*, allowed: frozenset[int] | None, filters: QueueFilter) -> QuerySet[Item]:
     items = _status_items(filters.status).filter(
-        _filter_q(filters, reviewer=reviewer), queue_key__isnull=False
+        _filter_q(filters, allowed=allowed), queue_key__isnull=False
     )
     if filters.score_min is not None or filters.score_max is not None:
         # The score bounds as a range of the sort key, so the index narrows to the band(s)
@@ -143,14 +169,16 @@ def queue_items(*, reviewer, filters: QueueFilter) -> QuerySet[Item]:
     return items.order_by("queue_key", "id")
 
 
-def _my_decisions(*, reviewer, filters: QueueFilter) -> QuerySet[Decision]:
+def _my_decisions(
+    *, reviewer, filters: QueueFilter, allowed: frozenset[int] | None
+) -> QuerySet[Decision]:
     """Decisions by this reviewer that are still their item's latest (an undo hands the item
     back, so it is not "decided by me"), newest first."""
     later = Decision.objects.filter(item_id=OuterRef("item_id"), id__gt=OuterRef("id"))
     decisions = (
         Decision.objects.filter(reviewer_id=reviewer.pk)
         .exclude(action=Decision.Action.UNDO)
-        .filter(~Exists(later), _filter_q(filters, reviewer=reviewer, prefix="item__"))
+        .filter(~Exists(later), _filter_q(filters, allowed=allowed, prefix="item__"))
     )
     if filters.score_min is not None:
         decisions = decisions.filter(item__violation_score__gte=filters.score_min)
@@ -183,9 +211,9 @@ def queue_page(
     size = size or settings.QUEUE_PAGE_SIZE
     cursor = _parse_cursor(filters.status, after)
     if filters.status == "mine":
-        decisions = _my_decisions(reviewer=reviewer, filters=filters).select_related(
-            "item__source", "item__claimed_by"
-        )
+        decisions = _my_decisions(
+            reviewer=reviewer, filters=filters, allowed=reviewer_source_ids(reviewer)
+        ).select_related("item__source", "item__claimed_by")
         if cursor is not None:
             # A raw parameter: stored as the database keeps datetimes (naive UTC on SQLite).
             created_at = Decision._meta.get_field("created_at").get_db_prep_value(
@@ -230,14 +258,19 @@ def queue_counts(
     *, reviewer, filters: QueueFilter, statuses: Iterable[str] = tuple(STATUSES)
 ) -> dict[str, QueueCount]:
     """Per status tab, how many items the other filters leave, capped at QUEUE_COUNT_CAP."""
-    counts = {}
+    parts = []
+    statuses = list(statuses)
+    allowed = reviewer_source_ids(reviewer)
     for status in statuses:
         status_filters = filters.with_status(status)
         if status == "mine":
-            counts[status] = _count(_my_decisions(reviewer=reviewer, filters=status_filters))
+            items: QuerySet = _my_decisions(
+                reviewer=reviewer, filters=status_filters, allowed=allowed
+            )
         else:
-            counts[status] = _count(queue_items(reviewer=reviewer, filters=status_filters))
-    return counts
+            items = _queue_items(allowed=allowed, filters=status_filters)
+        parts.append(_capped_count_sql(items))
+    return {status: QueueCount(n) for status, n in zip(statuses, _scalars(parts), strict=True)}
 
 
 class SourceSla(NamedTuple):
@@ -256,27 +289,33 @@ def queue_sla(*, reviewer) -> list[SourceSla]:
     allowed = reviewer_source_ids(reviewer)
     if allowed is not None:
         sources = sources.filter(pk__in=allowed)
-    rows = []
+    sources = list(sources)
+    parts = []
     for source in sources:
         waiting = Item.objects.filter(source_id=source.pk, status__in=IN_QUEUE)
-        # The oldest is breached if any is: look there first (each look is index order).
-        oldest = None
-        for breached in (True, False):
-            oldest = (
+        parts += [
+            _capped_count_sql(waiting),
+            _capped_count_sql(waiting.filter(sla_breached=True)),
+            # The oldest is breached if any is; each look is one index range.
+            *(
                 waiting.filter(sla_breached=breached)
                 .order_by("waiting_since")
-                .values_list("waiting_since", flat=True)
-                .first()
-            )
-            if oldest is not None:
-                break
+                .values("waiting_since")[:1]
+                .query.sql_with_params()
+                for breached in (True, False)
+            ),
+        ]
+    figures = _scalars(parts)
+    rows = []
+    for n, source in enumerate(sources):
+        waiting_n, past_n, oldest_breached, oldest_fresh = figures[4 * n : 4 * n + 4]
         rows.append(
             SourceSla(
                 source=source,
-                waiting=_count(waiting) if oldest else QueueCount(0),
-                oldest_since=oldest,
+                waiting=QueueCount(waiting_n),
+                oldest_since=_as_datetime(oldest_breached or oldest_fresh),
                 sla_minutes=source.review_sla_minutes,
-                past_sla=_count(waiting.filter(sla_breached=True)) if oldest else QueueCount(0),
+                past_sla=QueueCount(past_n),
             )
         )
     return rows

@@ -1,0 +1,332 @@
+"""Queue page benchmark: the rendered review queue through the real view, at several sizes.
+
+    .venv/bin/python -m bench.queue [--sizes 2000,20000] [--requests 200] [--strict]
+    .venv/bin/python -m bench.queue --sizes 10000,1000000        # the issue's measurement
+
+For each size, from scratch:
+
+1. Drops and recreates the PostgreSQL database `bench_queue` (127.0.0.1:5432, user postgres,
+   trust auth; no other database is touched) and migrates it.
+2. Seeds N items server-side in one INSERT ... SELECT over generate_series (no per-row round
+   trips): 4 sources (one with a 4 h review SLA), 90 % flagged with scores 0.500-0.999 in
+   steps of 0.001 (so many share a score), 1 % whose labeling failed, the rest labeled and
+   not flagged; received over the last 48 h; 5 % with an image; one item in ~1,000 mentions
+   "quokkaspam" (the search). The sort key is computed in SQL as models.queue_key does
+   (checked against it), then the product's own SLA sweep marks the items past their SLA.
+   VACUUM ANALYZE.
+3. Logs a reviewer in with Django's test Client (DEBUG off, the product's settings and
+   middleware) and times the whole rendered queue page, R requests per kind after 20 warm-up
+   requests, for: the first page; a deep page reached by the cursor (from the item 80 % down
+   the queue, then following each page's "Next page" link); a filtered page (one source and
+   a score range 0.6-0.8); a search. Each page also runs the status counts and the SLA
+   header.
+4. Beside each, the page's own SQL query (captured from the view) run R times alone, and its
+   EXPLAIN (ANALYZE, BUFFERS), to show which index serves it.
+5. Prints a table and checks the targets: p99 < 50 ms for every kind, and with two sizes or
+   more, p99 at the largest <= 1.2 x p99 at the smallest for every kind.
+
+Exit status: 0, or 2 with --strict when a target was missed. The database is dropped at the
+end unless --keep.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a script, this file's folder comes first on sys.path, and this module would stand
+# in for the standard library's `queue` (which Django's imports need).
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+
+import argparse  # noqa: E402
+import os  # noqa: E402
+import re  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+DB_NAME = "bench_queue"
+os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
+os.environ.setdefault("SECRET_KEY", "bench-queue-not-secret")
+os.environ["DEBUG"] = "0"
+os.environ["ALLOWED_HOSTS"] = "testserver,localhost"
+os.environ.setdefault("DATA_DIR", tempfile.mkdtemp(prefix="bench-queue-"))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+os.environ.pop("CELERY_BROKER_URL", None)  # the page needs no broker; never touch Redis
+
+import django  # noqa: E402
+
+django.setup()
+
+import psycopg  # noqa: E402
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.contrib.auth.models import Group  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.db import connection, connections  # noqa: E402
+from django.test import Client  # noqa: E402
+from django.test.utils import CaptureQueriesContext  # noqa: E402
+
+from moderation import services  # noqa: E402
+from moderation.models import Item, Source, hash_token, queue_key  # noqa: E402
+
+ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+WARMUP = 20
+TARGET_P99_MS = 50.0
+TARGET_RATIO = 1.2
+KINDS = ("first", "deep", "filtered", "search")
+SEARCH_TERM = "quokkaspam"
+WORDS = "hello spam offer cheap watches click here great deal free account friend"
+
+SEED_SQL = """
+INSERT INTO moderation_item (
+    source_id, external_id, webhook_id, content_text, content_image, content_image_type,
+    content_video, content_video_type, content_hash, metadata, received_at, waiting_since,
+    revision, status, violation_score, queue_score, queue_key, sla_breached, flagged_at
+)
+SELECT
+    src.ids[1 + n %% 4],
+    'ext-' || n, 'wh-' || n,
+    'item ' || n || ' '
+        || split_part(%(words)s::text, ' ', (1 + (n * 7) %% 12)::int) || ' '
+        || split_part(%(words)s::text, ' ', (1 + (n * 13) %% 12)::int)
+        || CASE WHEN n %% 997 = 0 THEN ' QuokkaSpam link' ELSE '' END,
+    CASE WHEN n %% 20 = 0 THEN 'images/bench.png' ELSE '' END,
+    CASE WHEN n %% 20 = 0 THEN 'image/png' ELSE '' END,
+    '', '', md5(n::text), '{}'::jsonb, t.at, t.at, 1,
+    s.status, s.score, s.queue_score,
+    CASE WHEN s.queue_score IS NULL THEN NULL
+         ELSE -(4.0 * LEAST(floor(round((s.queue_score * 10)::numeric, 9)), 9)::float8
+                + s.queue_score) END,
+    false,
+    CASE WHEN s.status = 'flagged' THEN t.at END
+FROM generate_series(1::bigint, %(count)s) AS n
+CROSS JOIN (SELECT array_agg(id ORDER BY id) AS ids FROM moderation_source) AS src
+CROSS JOIN LATERAL (
+    SELECT now() - (((n * 7919) %% 172800) || ' seconds')::interval AS at
+) AS t
+CROSS JOIN LATERAL (
+    SELECT
+        CASE WHEN n %% 100 = 0 THEN 'failed' WHEN n %% 10 = 0 THEN 'labeled' ELSE 'flagged' END
+            AS status,
+        CASE WHEN n %% 100 = 0 THEN NULL
+             ELSE (500 + (n * 104729) %% 500)::float8 / 1000 END AS score,
+        CASE WHEN n %% 100 = 0 THEN 1.0
+             WHEN n %% 10 = 0 THEN NULL
+             ELSE (500 + (n * 104729) %% 500)::float8 / 1000 END AS queue_score
+) AS s
+"""
+
+
+def admin(sql: str) -> None:
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def recreate_database() -> None:
+    connections.close_all()
+    admin(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+    admin(f"CREATE DATABASE {DB_NAME}")
+    call_command("migrate", verbosity=0)
+
+
+def seed(count: int) -> dict:
+    started = time.monotonic()
+    sources = [
+        Source.objects.create(
+            name=f"Bench {n}",
+            slug=f"bench-{n}",
+            api_token_hash=hash_token(f"bench-{n}"),
+            review_sla_minutes=240 if n == 0 else None,
+        )
+        for n in range(4)
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(SEED_SQL, {"count": count, "words": WORDS})
+    # The SQL key must be the product's.
+    for score, key in Item.objects.filter(queue_key__isnull=False).values_list(
+        "queue_score", "queue_key"
+    )[:2000]:
+        assert key == queue_key(score, breached=False), (score, key)
+    breached = services.items_sla_refresh()
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE moderation_item")
+    user = get_user_model().objects.create_user("bench-reviewer", password="x")
+    user.groups.add(Group.objects.get_or_create(name="reviewer")[0])
+    return {
+        "sources": sources,
+        "user": user,
+        "breached": breached,
+        "seconds": time.monotonic() - started,
+    }
+
+
+def deep_cursor() -> str:
+    """The cursor of the item 80 % down the queue, as a "Next page" link would carry it."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM moderation_item WHERE status IN ('flagged', 'failed', 'unrouted')"
+        )
+        waiting = cursor.fetchone()[0]
+        cursor.execute(
+            "SELECT queue_key, id FROM moderation_item "
+            "WHERE status IN ('flagged', 'failed', 'unrouted') AND queue_key IS NOT NULL "
+            "ORDER BY queue_key, id OFFSET %s LIMIT 1",
+            [int(waiting * 0.8)],
+        )
+        key, item_id = cursor.fetchone()
+    return f"{key!r}_{item_id}"
+
+
+NEXT_LINK = re.compile(r'href="([^"]*)" id="next-page"')
+
+
+def page_urls(kind: str, sources: list[Source]):
+    """Endless URLs of one page kind; the deep kind follows the pages' own links."""
+    if kind == "first":
+        while True:
+            yield "/"
+    elif kind == "filtered":
+        while True:
+            yield f"/?source={sources[1].pk}&score_min=0.6&score_max=0.8"
+    elif kind == "search":
+        while True:
+            yield f"/?q={SEARCH_TERM}"
+    else:
+        start = f"/?after={deep_cursor()}"
+        url = start
+        while True:
+            following = yield url
+            url = following or start
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
+
+
+def page_query(sql_log: list[dict]) -> str:
+    """The view's page query: the one that reads a page of items in queue order."""
+    for query in sql_log:
+        sql = query["sql"]
+        if 'FROM "moderation_item"' in sql and "ORDER BY" in sql and "LIMIT 51" in sql:
+            return sql
+    raise RuntimeError("no page query captured")
+
+
+def measure(kind: str, client: Client, sources: list[Source], requests: int) -> dict:
+    urls = page_urls(kind, sources)
+    url = next(urls)
+    timings: list[float] = []
+    rows = 0
+    for n in range(WARMUP + requests):
+        started = time.perf_counter()
+        response = client.get(url)
+        elapsed = (time.perf_counter() - started) * 1000
+        assert response.status_code == 200, (url, response.status_code)
+        page = response.content.decode()
+        if n >= WARMUP:
+            timings.append(elapsed)
+            rows += page.count('class="queue-row')
+        found = NEXT_LINK.search(page)
+        url = urls.send(found[1].replace("&amp;", "&") if found and kind == "deep" else None)
+    with CaptureQueriesContext(connection) as captured:
+        client.get(url)
+    sql = page_query(captured.captured_queries)
+    sql_timings = []
+    with connection.cursor() as cursor:
+        for _ in range(requests):
+            started = time.perf_counter()
+            cursor.execute(sql)
+            cursor.fetchall()
+            sql_timings.append((time.perf_counter() - started) * 1000)
+        cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    return {
+        "p50": statistics.median(timings),
+        "p99": percentile(timings, 0.99),
+        "sql_p50": statistics.median(sql_timings),
+        "sql_p99": percentile(sql_timings, 0.99),
+        "queries": len(captured.captured_queries),
+        "rows": rows / requests,
+        "plan": plan,
+        "sql": sql,
+        "indexes": sorted(
+            set(
+                re.findall(r"(?:Index|Index Only) Scan(?: Backward)? using (\w+)", plan)
+                + re.findall(r"Bitmap Index Scan on (\w+)", plan)
+            )
+        ),
+        "seq_scan": "Seq Scan on moderation_item" in plan,
+    }
+
+
+def run_size(count: int, requests: int) -> dict:
+    print(f"\n=== {count:,} items ===", flush=True)
+    recreate_database()
+    seeded = seed(count)
+    print(
+        f"seeded in {seeded['seconds']:.1f} s; {seeded['breached']:,} items marked past SLA",
+        flush=True,
+    )
+    client = Client()
+    client.force_login(seeded["user"])
+    results = {}
+    for kind in KINDS:
+        result = measure(kind, client, seeded["sources"], requests)
+        results[kind] = result
+        print(
+            f"{kind:9} page p50 {result['p50']:6.1f} ms  p99 {result['p99']:6.1f} ms | "
+            f"page SQL p50 {result['sql_p50']:5.2f} ms  p99 {result['sql_p99']:5.2f} ms | "
+            f"{result['queries']} queries, {result['rows']:.0f} rows | "
+            f"indexes: {', '.join(result['indexes']) or 'NONE'}",
+            flush=True,
+        )
+        print(f"--- EXPLAIN (ANALYZE, BUFFERS), {kind}, {count:,} items:\n{result['plan']}\n")
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="2000,20000", help="comma-separated item counts")
+    parser.add_argument("--requests", type=int, default=200, help="timed requests per kind")
+    parser.add_argument("--strict", action="store_true", help="exit 2 when a target is missed")
+    parser.add_argument("--keep", action="store_true", help="keep the database at the end")
+    args = parser.parse_args()
+    sizes = [int(size) for size in args.sizes.split(",")]
+    by_size = {size: run_size(size, args.requests) for size in sizes}
+
+    print(
+        "\n| kind | " + " | ".join(f"{s:,} p50 / p99 (SQL p50)" for s in sizes) + " | ratio p99 |"
+    )
+    print("|---|" + "---|" * len(sizes) + "---|")
+    missed = []
+    for kind in KINDS:
+        cells = [
+            f"{by_size[s][kind]['p50']:.1f} / {by_size[s][kind]['p99']:.1f} ms "
+            f"({by_size[s][kind]['sql_p50']:.2f} ms)"
+            for s in sizes
+        ]
+        ratio = by_size[sizes[-1]][kind]["p99"] / by_size[sizes[0]][kind]["p99"]
+        print(f"| {kind} | " + " | ".join(cells) + f" | {ratio:.2f} |")
+        for size in sizes:
+            result = by_size[size][kind]
+            if result["p99"] >= TARGET_P99_MS:
+                missed.append(f"{kind} at {size:,}: p99 {result['p99']:.1f} ms >= 50 ms")
+            if result["seq_scan"] or not result["indexes"]:
+                missed.append(f"{kind} at {size:,}: page query not served by an index")
+        if len(sizes) > 1 and ratio > TARGET_RATIO:
+            missed.append(f"{kind}: p99 grows {ratio:.2f}x from {sizes[0]:,} to {sizes[-1]:,}")
+    print("\nTargets: " + ("all met" if not missed else "MISSED:\n  " + "\n  ".join(missed)))
+    connections.close_all()
+    if not args.keep:
+        admin(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+    return 2 if missed and args.strict else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
