@@ -94,14 +94,40 @@ def queue_key(score: float | None, *, breached: bool) -> float | None:
     return -(4.0 * queue_band(score) + (2.0 if breached else 0.0) + score)
 
 
-def queue_key_range(score_min: float | None, score_max: float | None) -> tuple[float, float]:
-    """Keys of every item whose score lies in [score_min, score_max], breached or not: lets
-    a score filter narrow the index range rather than filter rows (a superset: the score
-    itself is filtered too)."""
-    low = queue_key(1.0 if score_max is None else score_max, breached=True)
-    high = queue_key(0.0 if score_min is None else score_min, breached=False)
-    assert low is not None and high is not None
-    return low, high
+def queue_key_ranges(score_min: float | None, score_max: float | None) -> list[tuple[float, float]]:
+    """The ranges of the sort key, in queue order, that hold every item whose score lies in
+    [score_min, score_max]: a score filter then reads index ranges instead of filtering rows.
+
+    One range [key(max, breached), key(min, unbreached)] would do, but in the band of each
+    bound the breach term puts out-of-range items inside it (unbreached items above the
+    maximum, breached items below the minimum: a whole band at worst), so the two gaps are
+    cut out, leaving at most three ranges. The score itself is filtered too, so an edge
+    lost to rounding costs nothing.
+    """
+    high_score = 1.0 if score_max is None else score_max
+    low_score = 0.0 if score_min is None else score_min
+    if low_score > high_score:
+        return []
+    top_band, bottom_band = queue_band(high_score), queue_band(low_score)
+
+    def key(score: float, breached: bool) -> float:
+        value = queue_key(score, breached=breached)
+        assert value is not None
+        return value
+
+    if top_band == bottom_band:
+        return [
+            (key(high_score, True), key(low_score, True)),
+            (key(high_score, False), key(low_score, False)),
+        ]
+    # The band's edges as keys: its floor score (the band's lowest) and its top (highest).
+    top_floor = top_band / QUEUE_BANDS
+    bottom_top = (bottom_band + 1) / QUEUE_BANDS
+    return [
+        (key(high_score, True), -(4.0 * top_band + 2.0 + top_floor)),
+        (key(high_score, False), key(low_score, True)),
+        (-(4.0 * bottom_band + bottom_top), key(low_score, False)),
+    ]
 
 
 class Item(models.Model):

@@ -27,7 +27,7 @@ from moderation.models import (
     Source,
     free_for,
     hash_token,
-    queue_key_range,
+    queue_key_ranges,
     shift_start,
 )
 
@@ -148,25 +148,39 @@ def _row_after(table: str, columns: tuple[str, str], op: str, values: tuple) -> 
     return RawSQL(sql, values, output_field=BooleanField())  # noqa: S611
 
 
-def queue_items(*, reviewer, filters: QueueFilter) -> QuerySet[Item]:
-    """The queue (or the failed or escalated queue) in review order, filtered; not "mine"."""
+def queue_items(*, reviewer, filters: QueueFilter) -> list[QuerySet[Item]]:
+    """The queue (or the failed or escalated queue), filtered, in review order: one query per
+    range of the sort key, to be read one after the other (see _queue_items); not "mine"."""
     return _queue_items(allowed=reviewer_source_ids(reviewer), filters=filters)
 
 
-def _queue_items(*, allowed: frozenset[int] | None, filters: QueueFilter) -> QuerySet[Item]:
+def _queue_items(*, allowed: frozenset[int] | None, filters: QueueFilter) -> list[QuerySet[Item]]:
     items = _status_items(filters.status).filter(
         _filter_q(filters, allowed=allowed), queue_key__isnull=False
     )
-    if filters.score_min is not None or filters.score_max is not None:
-        # The score bounds as a range of the sort key, so the index narrows to the band(s)
-        # instead of reading every better-scored item first; the exact bounds after.
-        low, high = queue_key_range(filters.score_min, filters.score_max)
-        items = items.filter(queue_key__gte=low, queue_key__lte=high)
-        if filters.score_min is not None:
-            items = items.filter(queue_score__gte=filters.score_min)
-        if filters.score_max is not None:
-            items = items.filter(queue_score__lte=filters.score_max)
-    return items.order_by("queue_key", "id")
+    if filters.score_min is None and filters.score_max is None:
+        return [items.order_by("queue_key", "id")]
+    # The score bounds as ranges of the sort key, so that the index reads only what is in
+    # them (an ordered range scan each, not a bitmap to sort); the exact bounds after.
+    if filters.score_min is not None:
+        items = items.filter(queue_score__gte=filters.score_min)
+    if filters.score_max is not None:
+        items = items.filter(queue_score__lte=filters.score_max)
+    return [
+        items.filter(queue_key__gte=low, queue_key__lte=high).order_by("queue_key", "id")
+        for low, high in queue_key_ranges(filters.score_min, filters.score_max)
+    ]
+
+
+def _read_in_order(parts: list[QuerySet[Item]], limit: int) -> list[Item]:
+    """Up to `limit` items from key ranges that follow each other: the later ranges are read
+    only if the earlier ones run out."""
+    found: list[Item] = []
+    for part in parts:
+        found += part[: limit - len(found)]
+        if len(found) >= limit:
+            break
+    return found
 
 
 def _my_decisions(
@@ -231,10 +245,14 @@ def queue_page(
             page.append(decision.item)
         last = rows[size - 1] if len(rows) > size else None
         return page, f"{last.created_at.isoformat()}_{last.id}" if last else None
-    items = queue_items(reviewer=reviewer, filters=filters).select_related("source", "claimed_by")
+    parts = [
+        part.select_related("source", "claimed_by")
+        for part in queue_items(reviewer=reviewer, filters=filters)
+    ]
     if cursor is not None:
-        items = items.filter(_row_after(Item._meta.db_table, ("queue_key", "id"), ">", cursor))
-    found = list(items[: size + 1])
+        after_cursor = _row_after(Item._meta.db_table, ("queue_key", "id"), ">", cursor)
+        parts = [part.filter(after_cursor) for part in parts]
+    found = _read_in_order(parts, size + 1)
     last_item = found[size - 1] if len(found) > size else None
     following = f"{last_item.queue_key!r}_{last_item.id}" if last_item else None
     return found[:size], following
@@ -245,13 +263,14 @@ def queue_next(*, reviewer, filters: QueueFilter, exclude_ids: Iterable[int] = (
     (e.g. the item just skipped) are passed over. "mine" has no next: it reviews the queue."""
     if filters.status == "mine":
         filters = filters.with_status("undecided")
-    items = queue_items(reviewer=reviewer, filters=filters).filter(
-        free_for(reviewer, timezone.now())
-    )
+    free = free_for(reviewer, timezone.now())
     exclude = list(exclude_ids)
-    if exclude:
-        items = items.exclude(pk__in=exclude)
-    return items.first()
+    parts = [
+        part.filter(free).exclude(pk__in=exclude) if exclude else part.filter(free)
+        for part in queue_items(reviewer=reviewer, filters=filters)
+    ]
+    found = _read_in_order(parts, 1)
+    return found[0] if found else None
 
 
 def queue_counts(
@@ -264,13 +283,17 @@ def queue_counts(
     for status in statuses:
         status_filters = filters.with_status(status)
         if status == "mine":
-            items: QuerySet = _my_decisions(
-                reviewer=reviewer, filters=status_filters, allowed=allowed
-            )
+            ranges: list[QuerySet] = [
+                _my_decisions(reviewer=reviewer, filters=status_filters, allowed=allowed)
+            ]
         else:
-            items = _queue_items(allowed=allowed, filters=status_filters)
-        parts.append(_capped_count_sql(items))
-    return {status: QueueCount(n) for status, n in zip(statuses, _scalars(parts), strict=True)}
+            ranges = list(_queue_items(allowed=allowed, filters=status_filters))
+        parts.append([_capped_count_sql(items) for items in ranges])
+    figures = iter(_scalars([sql for status_parts in parts for sql in status_parts]))
+    return {
+        status: QueueCount(min(QUEUE_COUNT_CAP + 1, sum(next(figures) for _ in status_parts)))
+        for status, status_parts in zip(statuses, parts, strict=True)
+    }
 
 
 class SourceSla(NamedTuple):

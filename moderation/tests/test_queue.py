@@ -12,7 +12,7 @@ from django.utils import timezone
 from labelers.models import Label
 from moderation import selectors, services
 from moderation.filters import QueueFilter
-from moderation.models import Decision, Item, ReviewerSettings, queue_key
+from moderation.models import Decision, Item, ReviewerSettings, queue_key, queue_key_ranges
 from moderation.tests.factories import LabelerFactory, SourceFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -373,3 +373,50 @@ def test_an_ordinary_reviewer_cannot_open_the_escalated_queue(client, reviewer, 
     assert 'data-status="escalated"' not in client.get("/").content.decode()
     client.force_login(senior)
     assert client.get("/?status=escalated").status_code == 200
+
+
+def test_the_key_ranges_of_a_score_filter_hold_exactly_the_scores_in_it():
+    scores = [n / 100 for n in range(101)] + [0.005, 0.555, 0.899, 0.901, 0.999]
+    bounds = [None, 0.0, 0.1, 0.25, 0.5, 0.55, 0.6, 0.8, 0.85, 0.9, 1.0]
+    for low, high in itertools.product(bounds, bounds):
+        ranges = queue_key_ranges(low, high)
+        for score, breached in itertools.product(scores, (True, False)):
+            key = queue_key(score, breached=breached)
+            inside = any(start <= key <= end for start, end in ranges)
+            wanted = (low is None or score >= low) and (high is None or score <= high)
+            assert inside == wanted, (low, high, score, breached)
+
+
+def test_score_filtered_pages_follow_the_queue_order_across_bands(reviewer):
+    source = SourceFactory(review_sla_minutes=60)
+    scores = [0.5, 0.55, 0.6, 0.61, 0.65, 0.7, 0.72, 0.79, 0.8, 0.84, 0.85, 0.86, 0.9]
+    made = [waiting(source, score) for score in scores * 2]
+    late = made[::3]
+    Item.objects.filter(pk__in=[i.pk for i in late]).update(
+        waiting_since=timezone.now() - timedelta(hours=2)
+    )
+    services.items_sla_refresh()
+    wanted = [
+        item.pk
+        for item in sorted(
+            made,
+            key=lambda i: (-int(i.queue_score * 10 + 1e-9), i not in late, -i.queue_score, i.pk),
+        )
+        if 0.55 <= item.queue_score <= 0.85
+    ]
+    seen, after = [], None
+    while True:
+        page, after = selectors.queue_page(
+            reviewer=reviewer,
+            filters=QueueFilter(score_min=0.55, score_max=0.85),
+            after=after,
+            size=3,
+        )
+        seen += [i.pk for i in page]
+        if after is None:
+            break
+    assert seen == wanted
+    counts = selectors.queue_counts(
+        reviewer=reviewer, filters=QueueFilter(score_min=0.55, score_max=0.85)
+    )
+    assert counts["undecided"].n == len(wanted)
