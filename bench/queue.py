@@ -265,8 +265,13 @@ def measure(kind: str, client: Client, sources: list[Source], requests: int) -> 
     }
 
 
+def load() -> str:
+    """The machine's load: the two cores are shared, and other work shows in every figure."""
+    return "load average " + " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
 def run_size(count: int, requests: int) -> dict:
-    print(f"\n=== {count:,} items ===", flush=True)
+    print(f"\n=== {count:,} items ({load()}) ===", flush=True)
     recreate_database()
     seeded = seed(count)
     print(
@@ -278,12 +283,13 @@ def run_size(count: int, requests: int) -> dict:
     results = {}
     for kind in KINDS:
         result = measure(kind, client, seeded["sources"], requests)
+        result["load"] = os.getloadavg()[0]
         results[kind] = result
         print(
             f"{kind:9} page p50 {result['p50']:6.1f} ms  p99 {result['p99']:6.1f} ms | "
             f"page SQL p50 {result['sql_p50']:5.2f} ms  p99 {result['sql_p99']:5.2f} ms | "
             f"{result['queries']} queries, {result['rows']:.0f} rows | "
-            f"indexes: {', '.join(result['indexes']) or 'NONE'}",
+            f"indexes: {', '.join(result['indexes']) or 'NONE'} | load {result['load']:.2f}",
             flush=True,
         )
         print(f"--- EXPLAIN (ANALYZE, BUFFERS), {kind}, {count:,} items:\n{result['plan']}\n")

@@ -101,8 +101,8 @@ def queue_key_ranges(score_min: float | None, score_max: float | None) -> list[t
     One range [key(max, breached), key(min, unbreached)] would do, but in the band of each
     bound the breach term puts out-of-range items inside it (unbreached items above the
     maximum, breached items below the minimum: a whole band at worst), so the two gaps are
-    cut out, leaving at most three ranges. The score itself is filtered too, so an edge
-    lost to rounding costs nothing.
+    cut out, leaving at most three ranges: exactly the scores within the bounds (up to the
+    key's float rounding, ~1e-14 at a bound).
     """
     high_score = 1.0 if score_max is None else score_max
     low_score = 0.0 if score_min is None else score_min

@@ -161,11 +161,9 @@ def _queue_items(*, allowed: frozenset[int] | None, filters: QueueFilter) -> lis
     if filters.score_min is None and filters.score_max is None:
         return [items.order_by("queue_key", "id")]
     # The score bounds as ranges of the sort key, so that the index reads only what is in
-    # them (an ordered range scan each, not a bitmap to sort); the exact bounds after.
-    if filters.score_min is not None:
-        items = items.filter(queue_score__gte=filters.score_min)
-    if filters.score_max is not None:
-        items = items.filter(queue_score__lte=filters.score_max)
+    # them (an ordered range scan each, not a bitmap to sort) and counts never leave the
+    # index. The ranges hold exactly the scores within the bounds (models.queue_key_ranges;
+    # up to the key's float rounding, ~1e-14), so the score itself is not filtered again.
     return [
         items.filter(queue_key__gte=low, queue_key__lte=high).order_by("queue_key", "id")
         for low, high in queue_key_ranges(filters.score_min, filters.score_max)
