@@ -474,7 +474,8 @@ def escalated_items(*, reviewer) -> QuerySet[Item]:
     allowed = reviewer_source_ids(reviewer)
     if allowed is not None:
         items = items.filter(source_id__in=allowed)
-    return items.select_related("source", "claimed_by").order_by("-queue_score", "id")
+    # The queue key: served by item_queue_escalated_idx, past-SLA items first in their band.
+    return items.select_related("source", "claimed_by").order_by("queue_key", "id")
 
 
 def decisions_by(

@@ -4,6 +4,7 @@ from django.contrib.auth.models import Group
 
 from labelers.models import Labeler, LabelerVersion
 from moderation.models import DecisionReason, Item, Source, hash_token, new_webhook_secret
+from moderation.models import queue_key as sort_key
 
 
 def reason_id(action: str, index: int = 0) -> int:
@@ -78,3 +79,5 @@ class ItemFactory(factory.django.DjangoModelFactory):
     status = Item.Status.FLAGGED
     violation_score = 0.9
     queue_score = factory.SelfAttribute("violation_score")
+    # The queue's stored sort key, as the services keep it (not past any SLA).
+    queue_key = factory.LazyAttribute(lambda o: sort_key(o.queue_score, breached=False))

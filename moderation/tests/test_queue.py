@@ -13,7 +13,7 @@ from labelers.models import Label
 from moderation import selectors, services
 from moderation.filters import QueueFilter
 from moderation.models import Decision, Item, ReviewerSettings, queue_key, queue_key_ranges
-from moderation.tests.factories import LabelerFactory, SourceFactory, UserFactory
+from moderation.tests.factories import LabelerFactory, SourceFactory, UserFactory, reason_id
 
 pytestmark = pytest.mark.django_db
 
@@ -133,10 +133,8 @@ def test_the_failed_status_shows_failed_and_unrouted_items_only(source, reviewer
 def test_the_escalated_status_sorts_escalated_items_like_the_queue(source, reviewer, senior):
     low, high, queued = waiting(source, 0.6), waiting(source, 0.9), waiting(source, 0.95)
     for item in (low, high):
-        services.decision_record(item=item, reviewer=reviewer, action="escalate", reason="x")
-        # What the lead's decision_record does: an escalated item keeps its queue score.
-        Item.objects.filter(pk=item.pk).update(
-            queue_score=item.queue_score, queue_key=queue_key(item.queue_score, breached=False)
+        services.decision_record(
+            item=item, reviewer=reviewer, action="escalate", reason_id=reason_id("escalate")
         )
     assert page_ids(senior, status="escalated") == [high.pk, low.pk]
     assert page_ids(senior) == [queued.pk]
@@ -146,10 +144,16 @@ def test_decided_by_me_lists_my_latest_decisions_newest_first(source, reviewer):
     other = UserFactory()
     first, second, theirs, overridden = (waiting(source, 0.7) for _ in range(4))
     services.decision_record(item=first, reviewer=reviewer, action="approve")
-    services.decision_record(item=second, reviewer=reviewer, action="remove", reason="x")
-    services.decision_record(item=theirs, reviewer=other, action="remove", reason="x")
+    services.decision_record(
+        item=second, reviewer=reviewer, action="remove", reason_id=reason_id("remove")
+    )
+    services.decision_record(
+        item=theirs, reviewer=other, action="remove", reason_id=reason_id("remove")
+    )
     services.decision_record(item=overridden, reviewer=reviewer, action="approve")
-    services.decision_record(item=overridden, reviewer=other, action="remove", reason="x")
+    services.decision_record(
+        item=overridden, reviewer=other, action="remove", reason_id=reason_id("remove")
+    )
     items, _ = selectors.queue_page(reviewer=reviewer, filters=QueueFilter(status="mine"))
     assert [i.pk for i in items] == [second.pk, first.pk]
     assert items[0].my_decision.action == "remove"
@@ -211,7 +215,9 @@ def test_a_restricted_reviewer_never_sees_other_sources(reviewer):
     counts = selectors.queue_counts(reviewer=reviewer, filters=QueueFilter())
     assert counts["undecided"].n == 1
     assert [row.source for row in selectors.queue_sla(reviewer=reviewer)] == [forum]
-    services.decision_record(item=hidden, reviewer=UserFactory(), action="escalate", reason="x")
+    services.decision_record(
+        item=hidden, reviewer=UserFactory(), action="escalate", reason_id=reason_id("escalate")
+    )
     assert page_ids(reviewer, status="escalated") == []
 
 
