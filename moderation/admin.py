@@ -3,10 +3,12 @@
 from datetime import timedelta
 
 from django.contrib import admin, messages
+from django.utils.timesince import timesince
 
 from labelers.admin import StallWarning
 from labelers.selectors import source_routing_problem
 from labelers.tasks import reevaluation_start, relabel_items_start
+from moderation import selectors
 from moderation.models import (
     Decision,
     DecisionReason,
@@ -22,13 +24,31 @@ from moderation.services import source_rotate_secret
 
 @admin.register(Source)
 class SourceAdmin(admin.ModelAdmin):
-    list_display = ("name", "slug", "active", "routing", "review_sla_minutes", "created_at")
+    list_display = (
+        "name",
+        "slug",
+        "active",
+        "routing",
+        "review_sla_minutes",
+        "waiting",
+        "created_at",
+    )
     prepopulated_fields = {"slug": ("name",)}
     filter_horizontal = ("labelers",)
     # Secrets are set by services (create_source, rotation), never shown in the admin.
     exclude = ("webhook_secret", "previous_webhook_secret", "api_token_hash")
     readonly_fields = ("previous_secret_expires_at",)
     actions = ["rotate_secret"]
+
+    @admin.display(description="waiting")
+    def waiting(self, obj):
+        """How many wait, the oldest's wait, and how many are past the review SLA: breaches
+        show here first."""
+        sla = selectors.sources_sla([obj])[0]
+        if not sla.waiting.n:
+            return "none"
+        text = f"{sla.waiting}, oldest {timesince(sla.oldest_since)}"
+        return f"{text}; ⚠ {sla.past_sla} past SLA" if sla.past_sla.n else text
 
     @admin.display(description="routing")
     def routing(self, obj):

@@ -324,7 +324,12 @@ def queue_sla(*, reviewer) -> list[SourceSla]:
     allowed = reviewer_source_ids(reviewer)
     if allowed is not None:
         sources = sources.filter(pk__in=allowed)
-    sources = list(sources)
+    return sources_sla(list(sources))
+
+
+def sources_sla(sources: list[Source]) -> list[SourceSla]:
+    """The SLA figures of these sources (the queue's header, the admin's list of sources), in
+    one query."""
     parts = []
     for source in sources:
         waiting, cap = (source.pk, *IN_QUEUE), QUEUE_COUNT_CAP + 1

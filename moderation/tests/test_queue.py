@@ -426,3 +426,12 @@ def test_score_filtered_pages_follow_the_queue_order_across_bands(reviewer):
         reviewer=reviewer, filters=QueueFilter(score_min=0.55, score_max=0.85)
     )
     assert counts["undecided"].n == len(wanted)
+
+
+def test_the_admins_list_of_sources_shows_breaches(admin_client):
+    source = SourceFactory(name="Late forum", review_sla_minutes=30)
+    late = waiting(source, 0.7)
+    Item.objects.filter(pk=late.pk).update(waiting_since=timezone.now() - timedelta(hours=1))
+    services.items_sla_refresh()
+    page = admin_client.get("/admin/moderation/source/").content.decode()
+    assert "1 past SLA" in page
