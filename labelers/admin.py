@@ -30,6 +30,8 @@ class LabelerVersionInline(admin.TabularInline):
     can_delete = False
     readonly_fields = (
         "number",
+        "state",
+        "published_at",
         "criteria_text",
         "remote_labeler_id",
         "remote_version_id",
@@ -69,8 +71,8 @@ class LabelerAdmin(admin.ModelAdmin):
 class LabelerVersionAdmin(admin.ModelAdmin):
     """Adding here creates the next version; existing versions are read-only."""
 
-    list_display = ("labeler", "number", "model", "created_at")
-    list_filter = ("labeler",)
+    list_display = ("labeler", "number", "state", "model", "created_at", "published_at")
+    list_filter = ("labeler", "state")
     fields = ("labeler", "criteria_text", "remote_labeler_id", "remote_version_id", "model")
 
     def has_change_permission(self, request, obj=None):
@@ -159,6 +161,14 @@ class RelabelRunAdmin(StallWarning, admin.ModelAdmin):
         "created_by",
         "progress_text",
     )
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "labeler_version":
+            # A draft is never labeled with: publish it first.
+            kwargs["queryset"] = LabelerVersion.objects.filter(
+                state=LabelerVersion.State.PUBLISHED
+            ).select_related("labeler")
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     @admin.display(description="progress (labels by status)")
     def progress_text(self, obj):

@@ -131,6 +131,9 @@ def relabel_run_create(
     created_by=None,
 ) -> RelabelRun:
     """A queued run; relabel_run_execute (in a task, or the command) does the work."""
+    if labeler_version.state != LabelerVersion.State.PUBLISHED:
+        # Its labels would sit on items as answers of a version nothing routes to.
+        raise ValueError(f"{labeler_version} is a draft: publish it before relabeling with it")
     return RelabelRun.objects.create(
         labeler_version=labeler_version,
         source=source,
