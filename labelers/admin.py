@@ -55,10 +55,8 @@ class LabelerAdmin(admin.ModelAdmin):
         changed = {"active", "min_confidence"} & set(form.changed_data)
         if change and changed:
             # Items already in (or out of) the queue were judged under the old setting.
-            reevaluation = tasks.reevaluation_start(
-                reason=f"{obj.slug}: {', '.join(sorted(changed))} changed",
-                labeler=obj,
-                created_by=request.user,
+            reevaluation = tasks.labeler_reevaluate(
+                labeler=obj, changed=changed, created_by=request.user
             )
             messages.info(
                 request,

@@ -181,6 +181,18 @@ def labeler_version_publish(*, version: LabelerVersion) -> LabelerVersion:
     return draft
 
 
+def labeler_min_confidence_set(*, labeler: Labeler, min_confidence: float | None) -> bool:
+    """Set the minimum confidence of a "1" that flags; True when it changed (the caller then
+    re-evaluates undecided items, as the admin's save does)."""
+    if min_confidence is not None and not 0.5 <= min_confidence <= 1.0:
+        raise ValueError("a minimum confidence is between 0.5 and 1.0")
+    if labeler.min_confidence == min_confidence:
+        return False
+    labeler.min_confidence = min_confidence
+    labeler.save(update_fields=["min_confidence"])
+    return True
+
+
 def source_setup(
     *, name: str, slug: str, labelers: list[Labeler] | None = None
 ) -> tuple[Source, str, str]:
