@@ -14,7 +14,7 @@ def model_choices() -> list[tuple[str, str]]:
     """The deprecation is in the option's text, so it is read when the model is picked."""
     choices = [("", f"Automatic: cope-latest for text, {MEDIA_MODEL} for images and video")]
     for model in MODELS:
-        note = f" (deprecated: {DEPRECATED_MODELS[model]})" if model in DEPRECATED_MODELS else ""
+        note = f" ({DEPRECATED_MODELS[model]})" if model in DEPRECATED_MODELS else ""
         choices.append((model, f"{model}{note}"))
     return choices
 

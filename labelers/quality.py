@@ -439,6 +439,11 @@ class Chart:
     last_day: str
     max_labeled: int
 
+    @property
+    def view_box(self) -> str:
+        # A margin, so the line's dots at 0 % and 100 % are not cut in half.
+        return f"-4 -4 {self.width + 8} {self.height + 8}"
+
 
 def daily_chart(days: list[DayQuality], *, width: int = 640, height: int = 160) -> Chart | None:
     """Geometry only (numbers, no markup): bars are labeled items per day, scaled to the

@@ -63,7 +63,7 @@ def source_routing_problem(source_id: int) -> str:
     """Why the source's items would reach no labeler, in words; empty when routing works."""
     if not source_routing(source_id):
         return (
-            "no active labeler with a version is routed to this source: its items go to "
+            "no active labeler with a published version is routed to this source: its items go to "
             "review unlabeled"
         )
     return ""

@@ -95,7 +95,7 @@ def test_staff_create_a_remote_labeler_and_are_warned_of_a_deprecated_model(clie
 
 def test_the_new_labeler_form_offers_the_deprecation_with_the_model(client, staff):
     html = client.get(reverse("manage_labeler_new")).content.decode()
-    assert "cope-b-12b (deprecated" in html
+    assert "cope-b-12b (deprecated since 2026-07-01" in html
 
 
 def test_a_labeler_needs_criteria_or_a_remote_id_not_both(client, staff):

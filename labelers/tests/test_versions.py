@@ -2,6 +2,7 @@
 and relabels nothing; old labels keep their version."""
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import IntegrityError
 
 from labelers import dispatch, services
@@ -125,3 +126,10 @@ def test_a_new_labeler_starts_with_a_published_first_version(db):
     version = labeler.current_version
     assert (version.number, version.remote_version_id, version.state) == (1, "latest", "published")
     assert "deprecated" in services.model_warning(version.model)
+
+
+def test_the_relabel_command_refuses_a_draft(db):
+    labeler = LabelerFactory()
+    services.labeler_draft_save(labeler=labeler, criteria_text="two")
+    with pytest.raises(CommandError, match="draft"):
+        call_command("relabel", labeler.slug, "--labeler-version", "2")
