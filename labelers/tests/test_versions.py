@@ -9,7 +9,7 @@ from labelers import dispatch, services
 from labelers.models import Label, LabelerVersion
 from labelers.verdict import item_refresh
 from moderation.models import Item
-from moderation.tests.factories import LabelerFactory
+from moderation.tests.factories import LabelerFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -133,3 +133,21 @@ def test_the_relabel_command_refuses_a_draft(db):
     services.labeler_draft_save(labeler=labeler, criteria_text="two")
     with pytest.raises(CommandError, match="draft"):
         call_command("relabel", labeler.slug, "--labeler-version", "2")
+
+
+def test_adding_a_version_in_the_admin_saves_a_draft_and_its_action_publishes_it(client):
+    admin_user = UserFactory(is_staff=True, is_superuser=True)
+    client.force_login(admin_user)
+    labeler = LabelerFactory()
+    response = client.post(
+        "/admin/labelers/labelerversion/add/",
+        {"labeler": labeler.pk, "criteria_text": "Label spam", "remote_version_id": "latest"},
+    )
+    assert response.status_code == 302
+    draft = labeler.draft_version
+    assert draft is not None and labeler.current_version.number == 1
+    client.post(
+        "/admin/labelers/labelerversion/",
+        {"action": "publish", "_selected_action": [draft.pk]},
+    )
+    assert labeler.current_version == draft and labeler.draft_version is None
