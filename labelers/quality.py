@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from django.db.models import Q
+
 from labelers.models import Label, Labeler, LabelerVersion
 from moderation.models import Decision, Item, ItemRevision
 
@@ -283,9 +285,14 @@ def threshold_advice(
 # --- Loaders: the rows above, read from the database --------------------------------------
 
 
-def labeler_decisions(labeler: Labeler) -> dict[tuple[int, int], DecisionRow]:
-    """Effective decisions of every item revision the labeler labeled."""
-    labeled_items = Label.objects.filter(labeler_version__labeler=labeler).values("item_id")
+def labeler_decisions(
+    labeler: Labeler, *, since: datetime | None = None
+) -> dict[tuple[int, int], DecisionRow]:
+    """Effective decisions of every item revision the labeler labeled (since `since`)."""
+    labels = Label.objects.filter(labeler_version__labeler=labeler)
+    if since is not None:
+        labels = labels.filter(labeled_at__gte=since)
+    labeled_items = labels.values("item_id")
     return effective_decisions(_decision_rows(Decision.objects.filter(item_id__in=labeled_items)))
 
 
@@ -296,8 +303,13 @@ def _decision_rows(decisions) -> Iterator[DecisionRow]:
         yield DecisionRow(*row)
 
 
-def version_labels(version_id: int) -> Iterator[LabelRow]:
-    rows = Label.objects.filter(labeler_version_id=version_id).values_list(
+def version_labels(version_id: int, *, since: datetime | None = None) -> Iterator[LabelRow]:
+    """A version's labels; with `since`, those answered since then and those still open
+    (failures by kind are about now)."""
+    labels = Label.objects.filter(labeler_version_id=version_id)
+    if since is not None:
+        labels = labels.filter(Q(labeled_at__gte=since) | Q(labeled_at__isnull=True))
+    rows = labels.values_list(
         "labeler_version_id",
         "item_id",
         "revision",
@@ -320,15 +332,15 @@ class VersionReport:
     advice: ThresholdAdvice | None
 
 
-def labeler_report(labeler: Labeler) -> list[VersionReport]:
-    """Quality and threshold advice for each published version, newest first. Reads every
-    label of the labeler once per version: fine for a page an admin opens, not for a
-    dashboard polled every second."""
-    decisions = labeler_decisions(labeler)
+def labeler_report(labeler: Labeler, *, since: datetime | None = None) -> list[VersionReport]:
+    """Quality and threshold advice for each published version, newest first, over the
+    labels answered since `since` (None: all). Reads those labels into memory, a version at
+    a time: fine for a page an admin opens, not for a dashboard polled every second."""
+    decisions = labeler_decisions(labeler, since=since)
     reports = []
     versions = labeler.versions.filter(state=LabelerVersion.State.PUBLISHED).order_by("-number")
     for version in versions:
-        labels = list(version_labels(version.pk))
+        labels = list(version_labels(version.pk, since=since))
         reports.append(
             VersionReport(
                 version=version,

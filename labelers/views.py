@@ -203,13 +203,20 @@ def relabel_runs(request: HttpRequest) -> HttpResponse:
     return render(request, "labelers/relabel_runs.html", {"rows": rows})
 
 
+# The quality page's time windows (days); "all" reads every label the labeler ever gave.
+QUALITY_WINDOWS = (7, 30, 90, 365)
+
+
 @require_GET
 @staff_required
 def labeler_quality(request: HttpRequest, labeler_id: int) -> HttpResponse:
     labeler = get_object_or_404(Labeler, pk=labeler_id)
+    days = _int(request.GET.get("days"))
+    days = days if days in QUALITY_WINDOWS else (None if "days" in request.GET else 90)
+    since = timezone.now() - timedelta(days=days) if days else None
     reports = [
         (report, quality.daily_chart(report.quality.days))
-        for report in quality.labeler_report(labeler)
+        for report in quality.labeler_report(labeler, since=since)
     ]
     return render(
         request,
@@ -218,6 +225,8 @@ def labeler_quality(request: HttpRequest, labeler_id: int) -> HttpResponse:
             "labeler": labeler,
             "reports": reports,
             "advice_min_decided": quality.ADVICE_MIN_DECIDED,
+            "days": days,
+            "windows": QUALITY_WINDOWS,
         },
     )
 

@@ -3,6 +3,7 @@ relabel button, the quality page, applying threshold advice, the JSONL export.""
 
 import json
 import re
+from datetime import timedelta
 
 import pytest
 from django.urls import reverse
@@ -312,3 +313,13 @@ def test_drafts_show_on_the_labeler_page_but_not_as_current(client, staff):
     html = client.get(reverse("manage_labeler", args=[labeler.pk])).content.decode()
     assert "Publish v2" in html and "Current version: <strong>v1</strong>" in html
     assert LabelerVersion.objects.filter(labeler=labeler, state="draft").count() == 1
+
+
+def test_the_quality_page_counts_only_labels_of_the_chosen_window(client, staff, decided_set):
+    labeler = decided_set.labeler
+    Label.objects.filter(labeler_version=decided_set).update(
+        labeled_at=timezone.now() - timedelta(days=40)
+    )
+    url = reverse("manage_labeler_quality", args=[labeler.pk])
+    assert "Not enough decisions yet" in client.get(url, {"days": 30}).content.decode()
+    assert 'class="advised-threshold">0.9<' in client.get(url, {"days": "all"}).content.decode()
