@@ -33,8 +33,16 @@ from django.db.models import Q
 from labelers.models import Label, Labeler, LabelerVersion
 from moderation.models import Decision, Item, ItemRevision
 
-HUMAN_LABEL = {Decision.Action.REMOVE: "1", Decision.Action.APPROVE: "0"}
-FAILURE_STATUSES = (Label.Status.WAITING_KEY, Label.Status.FAILED, Label.Status.FAILED_TRANSIENT)
+# str(): the choices' values (plain strings, as the rows carry them).
+HUMAN_LABEL: dict[str, str] = {
+    str(Decision.Action.REMOVE): "1",
+    str(Decision.Action.APPROVE): "0",
+}
+FAILURE_STATUSES: tuple[str, ...] = (
+    str(Label.Status.WAITING_KEY),
+    str(Label.Status.FAILED),
+    str(Label.Status.FAILED_TRANSIENT),
+)
 # Fewer decided items than this and the advice would follow noise.
 ADVICE_MIN_DECIDED = 20
 
