@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
 from moderation import api, views
 
@@ -26,5 +26,6 @@ urlpatterns = [
     path("api/openapi.yaml", api.openapi_document, name="openapi"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("manage/", include("labelers.urls")),
     path("admin/", admin.site.urls),
 ]

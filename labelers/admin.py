@@ -1,9 +1,10 @@
 """Admin pages for labelers, versions, labels, key refusals and relabel runs."""
 
 from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html
 
 from labelers import services, tasks
-from labelers.client import DEPRECATED_MODELS
 from labelers.models import (
     ApiKeyRefusal,
     Label,
@@ -30,6 +31,8 @@ class LabelerVersionInline(admin.TabularInline):
     can_delete = False
     readonly_fields = (
         "number",
+        "state",
+        "published_at",
         "criteria_text",
         "remote_labeler_id",
         "remote_version_id",
@@ -53,10 +56,8 @@ class LabelerAdmin(admin.ModelAdmin):
         changed = {"active", "min_confidence"} & set(form.changed_data)
         if change and changed:
             # Items already in (or out of) the queue were judged under the old setting.
-            reevaluation = tasks.reevaluation_start(
-                reason=f"{obj.slug}: {', '.join(sorted(changed))} changed",
-                labeler=obj,
-                created_by=request.user,
+            reevaluation = tasks.labeler_reevaluate(
+                labeler=obj, changed=changed, created_by=request.user
             )
             messages.info(
                 request,
@@ -67,17 +68,20 @@ class LabelerAdmin(admin.ModelAdmin):
 
 @admin.register(LabelerVersion)
 class LabelerVersionAdmin(admin.ModelAdmin):
-    """Adding here creates the next version; existing versions are read-only."""
+    """Adding here saves the labeler's draft (a new one, or edits the one there is); the
+    "Publish" action, or the labeler's page under /manage/, makes it current. Published
+    versions are read-only."""
 
-    list_display = ("labeler", "number", "model", "created_at")
-    list_filter = ("labeler",)
+    list_display = ("labeler", "number", "state", "model", "created_at", "published_at")
+    list_filter = ("labeler", "state")
     fields = ("labeler", "criteria_text", "remote_labeler_id", "remote_version_id", "model")
+    actions = ["publish"]
 
     def has_change_permission(self, request, obj=None):
         return obj is None
 
     def save_model(self, request, obj, form, change):
-        version = services.labeler_version_create(
+        version = services.labeler_draft_save(
             labeler=obj.labeler,
             criteria_text=obj.criteria_text,
             remote_labeler_id=obj.remote_labeler_id,
@@ -86,8 +90,28 @@ class LabelerVersionAdmin(admin.ModelAdmin):
             created_by=request.user,
         )
         obj.pk, obj.number = version.pk, version.number
-        if obj.model in DEPRECATED_MODELS:
-            messages.warning(request, f"{obj.model} is {DEPRECATED_MODELS[obj.model]}.")
+        page = reverse("manage_labeler", args=[obj.labeler_id])
+        messages.info(
+            request,
+            format_html(
+                'Saved as draft v{}: it labels nothing until published (action "Publish", '
+                'or <a href="{}">the labeler\'s page</a>).',
+                version.number,
+                page,
+            ),
+        )
+        if warning := services.model_warning(obj.model):
+            messages.warning(request, warning)
+
+    @admin.action(description="Publish: make these drafts their labeler's current version")
+    def publish(self, request, queryset):
+        published = 0
+        for version in queryset.filter(state=LabelerVersion.State.DRAFT):
+            services.labeler_version_publish(version=version)
+            published += 1
+        messages.info(
+            request, f"Published {published} draft(s); nothing was relabeled (see Relabel runs)."
+        )
 
 
 @admin.register(Label)
@@ -159,6 +183,14 @@ class RelabelRunAdmin(StallWarning, admin.ModelAdmin):
         "created_by",
         "progress_text",
     )
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "labeler_version":
+            # A draft is never labeled with: publish it first.
+            kwargs["queryset"] = LabelerVersion.objects.filter(
+                state=LabelerVersion.State.PUBLISHED
+            ).select_related("labeler")
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     @admin.display(description="progress (labels by status)")
     def progress_text(self, obj):

@@ -131,6 +131,9 @@ def relabel_run_create(
     created_by=None,
 ) -> RelabelRun:
     """A queued run; relabel_run_execute (in a task, or the command) does the work."""
+    if labeler_version.state != LabelerVersion.State.PUBLISHED:
+        # Its labels would sit on items as answers of a version nothing routes to.
+        raise ValueError(f"{labeler_version} is a draft: publish it before relabeling with it")
     return RelabelRun.objects.create(
         labeler_version=labeler_version,
         source=source,
@@ -157,6 +160,46 @@ def relabel_runs_for_items(*, item_ids: list[int], created_by=None) -> list[Rela
         )
         for version_id, ids in sorted(items_by_version.items())
     ]
+
+
+# Items a relabel after publishing may pick: undecided, in the queue or not (a "0" of the old
+# version may be a "1" of the new one), never decided ones (their review is done).
+UNDECIDED = (
+    Item.Status.RECEIVED,
+    Item.Status.LABELING,
+    Item.Status.LABELED,
+    Item.Status.FLAGGED,
+    Item.Status.FAILED,
+    Item.Status.UNROUTED,
+    Item.Status.ESCALATED,
+)
+
+
+def relabel_runs_for_version(
+    *, version: LabelerVersion, since, undecided_only: bool, created_by=None
+) -> list[RelabelRun]:
+    """Queued runs that relabel, with a newly published version, the items received since
+    `since` from each source routed to its labeler (only the undecided ones if asked): one
+    run per source, so each run's progress reads per product."""
+    runs = []
+    for source in version.labeler.sources.order_by("id"):
+        item_ids = None
+        if undecided_only:
+            item_ids = list(
+                Item.objects.filter(
+                    source=source, received_at__gte=since, status__in=UNDECIDED
+                ).values_list("id", flat=True)
+            )
+        runs.append(
+            relabel_run_create(
+                labeler_version=version,
+                source=source,
+                since=since,
+                item_ids=item_ids,
+                created_by=created_by,
+            )
+        )
+    return runs
 
 
 # A running run whose batches stopped this long ago lost its worker.

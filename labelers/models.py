@@ -12,7 +12,8 @@ from moderation.models import Item
 class Labeler(models.Model):
     """A policy the product labels with: saved criteria, or a labeler saved on the hosted API.
 
-    What is sent lives in versions; a labeler's current version is its highest number.
+    What is sent lives in versions; a labeler's current version is its highest *published*
+    number (a draft is never routed to, never labels, never decides).
     """
 
     class Kind(models.TextChoices):
@@ -35,11 +36,25 @@ class Labeler(models.Model):
 
     @property
     def current_version(self) -> "LabelerVersion | None":
-        return self.versions.order_by("-number").first()
+        return (
+            self.versions.filter(state=LabelerVersion.State.PUBLISHED).order_by("-number").first()
+        )
+
+    @property
+    def draft_version(self) -> "LabelerVersion | None":
+        return self.versions.filter(state=LabelerVersion.State.DRAFT).order_by("-number").first()
 
 
 class LabelerVersion(models.Model):
-    """An immutable snapshot of what is sent for a labeler; editing creates the next number."""
+    """A snapshot of what is sent for a labeler; editing creates the next number.
+
+    A draft (at most one per labeler) may still be edited; once published a version is
+    immutable and the highest published number is the one routing uses.
+    """
+
+    class State(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        PUBLISHED = "published", "Published"
 
     labeler = models.ForeignKey(Labeler, on_delete=models.CASCADE, related_name="versions")
     number = models.PositiveIntegerField()
@@ -50,6 +65,9 @@ class LabelerVersion(models.Model):
     model = models.CharField(
         max_length=40, blank=True, choices=[(m, m) for m in MODELS], default=""
     )
+    # Existing versions and versions made outside the draft flow are published at once.
+    state = models.CharField(max_length=20, choices=State.choices, default=State.PUBLISHED)
+    published_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
@@ -59,6 +77,10 @@ class LabelerVersion(models.Model):
         ordering = ["labeler", "-number"]
         constraints = [
             models.UniqueConstraint(fields=["labeler", "number"], name="labeler_version_unique"),
+            # One draft per labeler: "edit criteria" always means that draft.
+            models.UniqueConstraint(
+                fields=["labeler"], condition=Q(state="draft"), name="labeler_one_draft"
+            ),
             # Exactly one of criteria_text or remote_labeler_id, as the API requires.
             models.CheckConstraint(
                 condition=(Q(criteria_text="") & ~Q(remote_labeler_id=""))
@@ -68,7 +90,12 @@ class LabelerVersion(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.labeler.name} v{self.number}"
+        draft = " (draft)" if self.state == self.State.DRAFT else ""
+        return f"{self.labeler.name} v{self.number}{draft}"
+
+    @property
+    def is_draft(self) -> bool:
+        return self.state == self.State.DRAFT
 
 
 class Label(models.Model):

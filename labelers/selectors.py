@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from django.conf import settings
@@ -10,7 +11,7 @@ from django.utils import timezone
 from django.utils.timesince import timesince
 
 from labelers.breaker import breaker_status
-from labelers.models import DispatchHeartbeat, Label
+from labelers.models import DispatchHeartbeat, Label, Labeler, LabelerVersion
 from labelers.services import source_routing
 from moderation.models import Item
 
@@ -62,7 +63,38 @@ def source_routing_problem(source_id: int) -> str:
     """Why the source's items would reach no labeler, in words; empty when routing works."""
     if not source_routing(source_id):
         return (
-            "no active labeler with a version is routed to this source: its items go to "
+            "no active labeler with a published version is routed to this source: its items go to "
             "review unlabeled"
         )
     return ""
+
+
+def version_policy_lines(version: LabelerVersion) -> list[str]:
+    """What a version sends, as lines to compare: the model, then the criteria text or the
+    remote labeler and its version."""
+    lines = [f"model: {version.model or 'automatic'}"]
+    if version.remote_labeler_id:
+        lines += [
+            f"remote labeler: {version.remote_labeler_id}",
+            f"remote version: {version.remote_version_id or 'latest'}",
+        ]
+    else:
+        lines += version.criteria_text.splitlines()
+    return lines
+
+
+def line_diff(before: list[str], after: list[str]) -> list[tuple[str, str]]:
+    """(kind, line) pairs of a unified diff: kind is "add", "remove", "same" or "hunk".
+    Plain text: the template escapes it."""
+    kinds = {"+": "add", "-": "remove", " ": "same", "@": "hunk"}
+    rows = []
+    for line in difflib.unified_diff(before, after, lineterm="", n=3):
+        if line.startswith(("+++", "---")):
+            continue
+        rows.append((kinds.get(line[:1], "same"), line[1:] if line[:1] in "+- " else line))
+    return rows
+
+
+def labeler_versions(labeler: Labeler):
+    """A labeler's versions, newest first, with how many labels each gave."""
+    return labeler.versions.annotate(labels_count=Count("labels")).order_by("-number")

@@ -6,6 +6,7 @@ import logging
 from typing import NamedTuple
 
 from django.db import transaction
+from django.utils import timezone
 
 from config.cache import TTLCache
 from labelers import client as api
@@ -30,6 +31,31 @@ def labeler_default() -> Labeler:
     return labeler
 
 
+def _policy_check(*, criteria_text: str, remote_labeler_id: str, model: str) -> None:
+    if bool(criteria_text.strip()) == bool(remote_labeler_id.strip()):
+        raise ValueError("give exactly one of criteria_text or remote_labeler_id")
+    if model and model not in api.MODELS:
+        raise ValueError(f"unknown model {model!r}")
+
+
+def _policy_fields(
+    *, criteria_text: str, remote_labeler_id: str, remote_version_id: str, model: str
+) -> dict[str, str]:
+    return {
+        "criteria_text": criteria_text.strip(),
+        "remote_labeler_id": remote_labeler_id.strip(),
+        "remote_version_id": (remote_version_id or "latest").strip() if remote_labeler_id else "",
+        "model": model,
+    }
+
+
+def model_warning(model: str) -> str:
+    """What an admin who picks this model must read (empty: nothing to say)."""
+    if model in api.DEPRECATED_MODELS:
+        return f"{model} is {api.DEPRECATED_MODELS[model]}."
+    return ""
+
+
 @transaction.atomic
 def labeler_version_create(
     *,
@@ -39,25 +65,132 @@ def labeler_version_create(
     remote_version_id: str = "latest",
     model: str = "",
     created_by=None,
+    state: str = LabelerVersion.State.PUBLISHED,
 ) -> LabelerVersion:
-    """Versions are immutable: an edit is the next number; old labels keep their version."""
-    if bool(criteria_text.strip()) == bool(remote_labeler_id.strip()):
-        raise ValueError("give exactly one of criteria_text or remote_labeler_id")
-    if model and model not in api.MODELS:
-        raise ValueError(f"unknown model {model!r}")
+    """Published versions are immutable: an edit is the next number; old labels keep their
+    version. `state=DRAFT` makes the labeler's one draft instead (see labeler_draft_save)."""
+    _policy_check(criteria_text=criteria_text, remote_labeler_id=remote_labeler_id, model=model)
     if model in api.DEPRECATED_MODELS:
         logger.warning("labeler %s uses %s: %s", labeler.slug, model, api.DEPRECATED_MODELS[model])
     locked = Labeler.objects.select_for_update().get(pk=labeler.pk)
     last = locked.versions.order_by("-number").values_list("number", flat=True).first() or 0
+    published = state == LabelerVersion.State.PUBLISHED
     return LabelerVersion.objects.create(
         labeler=locked,
         number=last + 1,
-        criteria_text=criteria_text.strip(),
-        remote_labeler_id=remote_labeler_id.strip(),
-        remote_version_id=(remote_version_id or "latest").strip() if remote_labeler_id else "",
+        state=state,
+        published_at=timezone.now() if published else None,
+        created_by=created_by,
+        **_policy_fields(
+            criteria_text=criteria_text,
+            remote_labeler_id=remote_labeler_id,
+            remote_version_id=remote_version_id,
+            model=model,
+        ),
+    )
+
+
+@transaction.atomic
+def labeler_create(
+    *,
+    name: str,
+    slug: str,
+    kind: str,
+    criteria_text: str = "",
+    remote_labeler_id: str = "",
+    remote_version_id: str = "latest",
+    model: str = "",
+    min_confidence: float | None = None,
+    created_by=None,
+) -> Labeler:
+    """A new labeler with its first version published: it routes nowhere until a source is
+    routed to it, so there is nothing to try out as a draft first."""
+    if kind == Labeler.Kind.CRITERIA and remote_labeler_id.strip():
+        raise ValueError("a saved-criteria labeler has no remote labeler id")
+    if kind == Labeler.Kind.REMOTE and criteria_text.strip():
+        raise ValueError("a remote labeler has no criteria text")
+    labeler = Labeler.objects.create(name=name, slug=slug, kind=kind, min_confidence=min_confidence)
+    labeler_version_create(
+        labeler=labeler,
+        criteria_text=criteria_text,
+        remote_labeler_id=remote_labeler_id,
+        remote_version_id=remote_version_id,
         model=model,
         created_by=created_by,
     )
+    return labeler
+
+
+@transaction.atomic
+def labeler_draft_save(
+    *,
+    labeler: Labeler,
+    criteria_text: str = "",
+    remote_labeler_id: str = "",
+    remote_version_id: str = "latest",
+    model: str = "",
+    created_by=None,
+) -> LabelerVersion:
+    """Save the labeler's draft (create it, or edit the one there is). A draft is never
+    routed to: items keep being labeled with the published version until it is published."""
+    _policy_check(criteria_text=criteria_text, remote_labeler_id=remote_labeler_id, model=model)
+    locked = Labeler.objects.select_for_update().get(pk=labeler.pk)
+    draft = locked.draft_version
+    if draft is None:
+        return labeler_version_create(
+            labeler=locked,
+            criteria_text=criteria_text,
+            remote_labeler_id=remote_labeler_id,
+            remote_version_id=remote_version_id,
+            model=model,
+            created_by=created_by,
+            state=LabelerVersion.State.DRAFT,
+        )
+    fields = _policy_fields(
+        criteria_text=criteria_text,
+        remote_labeler_id=remote_labeler_id,
+        remote_version_id=remote_version_id,
+        model=model,
+    )
+    for name, value in fields.items():
+        setattr(draft, name, value)
+    draft.created_by = created_by or draft.created_by
+    draft.save(update_fields=[*fields, "created_by"])
+    return draft
+
+
+@transaction.atomic
+def labeler_version_publish(*, version: LabelerVersion) -> LabelerVersion:
+    """Make a draft the labeler's current version: items routed from now on are labeled with
+    it. Nothing already labeled is relabeled (an admin asks for that separately), and the
+    verdict of labeled items does not change: a version with no answer yet leaves the older
+    version's answer standing."""
+    locked = Labeler.objects.select_for_update().get(pk=version.labeler_id)
+    draft = LabelerVersion.objects.select_for_update().get(pk=version.pk)
+    if draft.state != LabelerVersion.State.DRAFT:
+        raise ValueError(f"{draft} is already published")
+    # A version published meanwhile (the admin's add page) may have overtaken the draft's
+    # number; the current version is the highest published number, so move the draft past it.
+    # A draft has no labels, so nothing points at its number.
+    last = locked.versions.order_by("-number").values_list("number", flat=True).first() or 0
+    if draft.number < last:
+        draft.number = last + 1
+    draft.state = LabelerVersion.State.PUBLISHED
+    draft.published_at = timezone.now()
+    draft.save(update_fields=["number", "state", "published_at"])
+    return draft
+
+
+def labeler_min_confidence_set(*, labeler: Labeler, min_confidence: float | None) -> bool:
+    """Set the minimum confidence of a "1" that flags; True when it changed (the caller then
+    re-evaluates undecided items, as the admin's save does)."""
+    if min_confidence is not None and not 0.5 <= min_confidence <= 1.0:
+        raise ValueError("a minimum confidence is between 0.5 and 1.0")
+    if labeler.min_confidence == min_confidence:
+        return False
+    labeler.min_confidence = min_confidence
+    labeler.save(update_fields=["min_confidence"])
+    return True
 
 
 def source_setup(
@@ -90,12 +223,17 @@ routing_cache: TTLCache[tuple[Route, ...]] = TTLCache(seconds=2.0)
 
 
 def source_routing(source_id: int) -> tuple[Route, ...]:
-    """The current version of each active labeler the source routes to."""
+    """The current (highest published) version of each active labeler the source routes to;
+    drafts are never routed to."""
 
     def load():
         current: dict[int, Route] = {}
         versions = (
-            LabelerVersion.objects.filter(labeler__sources=source_id, labeler__active=True)
+            LabelerVersion.objects.filter(
+                labeler__sources=source_id,
+                labeler__active=True,
+                state=LabelerVersion.State.PUBLISHED,
+            )
             .order_by("labeler_id", "-number")
             .values_list("labeler_id", "id", "model", "labeler__min_confidence")
         )

@@ -116,6 +116,17 @@ def relabel_items_start(*, item_ids: list[int], created_by=None) -> list[Relabel
     return runs
 
 
+def relabel_version_start(
+    *, version, since, undecided_only: bool, created_by=None
+) -> list[RelabelRun]:
+    """Relabel recent (or recent undecided) items of the routed sources with a version."""
+    runs = dispatch.relabel_runs_for_version(
+        version=version, since=since, undecided_only=undecided_only, created_by=created_by
+    )
+    relabel_runs_enqueue(run.pk for run in runs)
+    return runs
+
+
 @shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def items_reevaluate(reevaluation_id: int) -> int:
     return dispatch.reevaluation_run(reevaluation_id=reevaluation_id)
@@ -128,3 +139,13 @@ def reevaluation_start(*, reason: str, labeler=None, source=None, created_by=Non
     )
     transaction.on_commit(lambda: items_reevaluate.delay(reevaluation.pk))
     return reevaluation
+
+
+def labeler_reevaluate(*, labeler, changed: Iterable[str], created_by=None) -> Reevaluation:
+    """A labeler's threshold or active flag changed: items already in (or out of) the queue
+    were judged under the old setting, so re-evaluate the undecided ones in the background."""
+    return reevaluation_start(
+        reason=f"{labeler.slug}: {', '.join(sorted(changed))} changed",
+        labeler=labeler,
+        created_by=created_by,
+    )

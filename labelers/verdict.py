@@ -1,8 +1,9 @@
 """An item's verdict from its labels, handed to moderation through its one narrow call.
 
 Only labelers that are active and routed to the item's source decide; for each, its newest
-version's answer counts (an older version's answer stands in while the newest is pending or
-failed, so publishing a version without relabeling changes nothing). Labels of older
+published version's answer counts (a draft never decides; an older version's answer stands
+in while the newest is pending or failed, so publishing a version without relabeling
+changes nothing). Labels of older
 versions and of other labelers stay on the item as history.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from labelers.client import violation_score
-from labelers.models import Label
+from labelers.models import Label, LabelerVersion
 from labelers.services import Route, source_routing
 from moderation import services as moderation_services
 from moderation.models import Item
@@ -65,7 +66,12 @@ def item_refresh(*, item_id: int, answered: Answer | None = None) -> None:
     # The current revision's labels: (labeler, version number, status, label, confidence,
     # violation score), newest version first. Earlier revisions' labels are history.
     labels = list(
-        Label.objects.filter(item_id=item_id, revision=revision)
+        Label.objects.filter(
+            item_id=item_id,
+            revision=revision,
+            # Belt and braces: drafts are never routed, so they should have no labels.
+            labeler_version__state=LabelerVersion.State.PUBLISHED,
+        )
         .order_by("labeler_version__labeler_id", "-labeler_version__number")
         .values_list(
             "labeler_version__labeler_id",

@@ -44,7 +44,9 @@ class Command(BaseCommand):
             raise CommandError(f"unknown labeler {labeler!r}")
         chosen = found.versions.filter(number=number).first() if number else found.current_version
         if chosen is None:
-            raise CommandError(f"labeler {labeler!r} has no version {number}")
+            raise CommandError(f"labeler {labeler!r} has no published version {number or ''}")
+        if chosen.is_draft:
+            raise CommandError(f"{chosen} is a draft: publish it before relabeling with it")
         source_obj = None
         if source:
             source_obj = Source.objects.filter(slug=source).first()

@@ -1,0 +1,94 @@
+"""Forms of the admins' labeler pages (/manage/)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from labelers.client import DEPRECATED_MODELS, MEDIA_MODEL, MODELS
+from labelers.models import Labeler
+
+
+def model_choices() -> list[tuple[str, str]]:
+    """The deprecation is in the option's text, so it is read when the model is picked."""
+    choices = [("", f"Automatic: cope-latest for text, {MEDIA_MODEL} for images and video")]
+    for model in MODELS:
+        note = f" ({DEPRECATED_MODELS[model]})" if model in DEPRECATED_MODELS else ""
+        choices.append((model, f"{model}{note}"))
+    return choices
+
+
+class PolicyForm(forms.Form):
+    """What a version sends: criteria text, or a remote labeler id and version."""
+
+    criteria_text = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 10, "cols": 80}),
+        help_text="The policy in natural language (saved criteria).",
+    )
+    remote_labeler_id = forms.CharField(
+        required=False, max_length=200, help_text="A labeler saved on the hosted API."
+    )
+    remote_version_id = forms.CharField(
+        required=False,
+        max_length=200,
+        initial="latest",
+        help_text='Its deployed version; "latest" follows the API side.',
+    )
+    model = forms.ChoiceField(required=False, choices=model_choices)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        criteria = (data.get("criteria_text") or "").strip()
+        remote = (data.get("remote_labeler_id") or "").strip()
+        if bool(criteria) == bool(remote):
+            raise forms.ValidationError("Give either criteria text or a remote labeler id.")
+        return data
+
+
+class LabelerCreateForm(PolicyForm):
+    name = forms.CharField(max_length=200)
+    slug = forms.SlugField(max_length=100)
+    kind = forms.ChoiceField(choices=Labeler.Kind.choices, widget=forms.RadioSelect)
+    min_confidence = forms.FloatField(
+        required=False,
+        min_value=0.5,
+        max_value=1.0,
+        help_text='A "1" below this confidence is stored but does not flag (empty: any "1").',
+    )
+    field_order = ["name", "slug", "kind", "criteria_text", "remote_labeler_id"]
+
+    def clean_slug(self) -> str:
+        slug = self.cleaned_data["slug"]
+        if Labeler.objects.filter(slug=slug).exists():
+            raise forms.ValidationError("A labeler with this slug exists.")
+        return slug
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        kind = data.get("kind")
+        if kind == Labeler.Kind.CRITERIA and (data.get("remote_labeler_id") or "").strip():
+            raise forms.ValidationError("Saved criteria take criteria text, not a remote id.")
+        if kind == Labeler.Kind.REMOTE and (data.get("criteria_text") or "").strip():
+            raise forms.ValidationError("A remote labeler takes an id, not criteria text.")
+        return data
+
+
+class RelabelForm(forms.Form):
+    scope = forms.ChoiceField(
+        choices=[
+            ("undecided", "Undecided items (in the queue or cleared, not yet decided)"),
+            ("recent", "All items, decided ones too"),
+        ],
+        initial="undecided",
+        widget=forms.RadioSelect,
+    )
+    days = forms.IntegerField(
+        min_value=1, max_value=365, initial=7, label="Received in the last (days)"
+    )
+
+
+class ThresholdForm(forms.Form):
+    # Empty: every "1" flags.
+    min_confidence = forms.FloatField(required=False, min_value=0.5, max_value=1.0)

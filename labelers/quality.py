@@ -1,0 +1,503 @@
+"""How well each labeler version agrees with the reviewers, from the decisions they made.
+
+The arithmetic is pure functions over plain rows (tested on constructed sets); the loaders at
+the bottom read those rows from the database for the pages.
+
+Definitions (the page states them too):
+- An item revision's **effective decision** is its latest decision that is not an undo and
+  was not undone. An escalation is not final: a revision whose effective decision is an
+  escalation counts as undecided. Only approve (human "0") and remove (human "1") count.
+- A version **flags** an item when it answered "1" with a confidence at or above the
+  labeler's minimum confidence (none: every "1").
+- **Precision**: of the flagged items with an effective decision, the share removed.
+- **Agreement**: Cohen's kappa between the version's flag and the reviewers' remove, over
+  the labeled items with an effective decision; None where it is undefined (no decided
+  items, or both sides gave one answer only, so chance agreement is 1).
+- **Recall** needs decisions on items nothing flagged (an audit sample); there are none
+  yet, so it is not computed: reviewers only see what some labeler flagged, and recall over
+  those would flatter every version.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from django.db.models import Q
+
+from labelers.models import Label, Labeler, LabelerVersion
+from moderation.models import Decision, Item, ItemRevision
+
+# str(): the choices' values (plain strings, as the rows carry them).
+HUMAN_LABEL: dict[str, str] = {
+    str(Decision.Action.REMOVE): "1",
+    str(Decision.Action.APPROVE): "0",
+}
+FAILURE_STATUSES: tuple[str, ...] = (
+    str(Label.Status.WAITING_KEY),
+    str(Label.Status.FAILED),
+    str(Label.Status.FAILED_TRANSIENT),
+)
+# Fewer decided items than this and the advice would follow noise.
+ADVICE_MIN_DECIDED = 20
+
+
+@dataclass(frozen=True)
+class DecisionRow:
+    id: int
+    item_id: int
+    revision: int
+    action: str
+    undoes_id: int | None
+    created_at: datetime
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class LabelRow:
+    version_id: int
+    item_id: int
+    revision: int
+    status: str
+    label: str
+    confidence: float | None
+    latency_ms: float | None = None
+    cache_hit: bool = False
+    attempts: int = 0
+    labeled_at: datetime | None = None
+
+
+def effective_decisions(rows: Iterable[DecisionRow]) -> dict[tuple[int, int], DecisionRow]:
+    """(item, revision) -> its final approve or remove; revisions without one are absent."""
+    rows = list(rows)
+    undone = {row.undoes_id for row in rows if row.undoes_id is not None}
+    latest: dict[tuple[int, int], DecisionRow] = {}
+    for row in sorted(rows, key=lambda r: (r.created_at, r.id)):
+        if row.action == Decision.Action.UNDO or row.id in undone:
+            continue
+        latest[(row.item_id, row.revision)] = row
+    return {key: row for key, row in latest.items() if row.action in HUMAN_LABEL}
+
+
+def flags(label: str, confidence: float | None, min_confidence: float | None) -> bool:
+    """The same rule as the verdict's: a "1" at or above the minimum confidence."""
+    return label == "1" and (min_confidence is None or (confidence or 0.0) >= min_confidence)
+
+
+def cohen_kappa(pairs: Iterable[tuple[bool, bool]]) -> float | None:
+    """Cohen's kappa of two yes/no raters; None when undefined (no pairs, or chance
+    agreement is 1 because both raters gave the same single answer throughout)."""
+    pairs = list(pairs)
+    n = len(pairs)
+    if n == 0:
+        return None
+    observed = sum(a == b for a, b in pairs) / n
+    a_yes = sum(a for a, _ in pairs) / n
+    b_yes = sum(b for _, b in pairs) / n
+    chance = a_yes * b_yes + (1 - a_yes) * (1 - b_yes)
+    if chance >= 1.0:
+        return None
+    return (observed - chance) / (1 - chance)
+
+
+def percentile(values: list[float], share: float) -> float | None:
+    """Nearest-rank percentile (share in 0..1): a value that occurred, no interpolation."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
+
+
+def _precision(flagged_human: list[bool]) -> float | None:
+    return sum(flagged_human) / len(flagged_human) if flagged_human else None
+
+
+@dataclass
+class DayQuality:
+    day: date
+    labeled: int
+    flagged: int
+    flagged_decided: int
+    precision: float | None
+
+
+@dataclass
+class VersionQuality:
+    version_id: int
+    labeled: int = 0
+    flagged: int = 0
+    decided: int = 0
+    flagged_decided: int = 0
+    flagged_removed: int = 0
+    precision: float | None = None
+    kappa: float | None = None
+    recall: float | None = None  # needs an audit sample; see the module's docstring
+    latency_median_ms: float | None = None
+    latency_p95_ms: float | None = None
+    calls: int = 0
+    cache_hits: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
+    days: list[DayQuality] = field(default_factory=list)
+
+
+def version_quality(
+    *,
+    version_id: int,
+    labels: Iterable[LabelRow],
+    decisions: dict[tuple[int, int], DecisionRow],
+    min_confidence: float | None,
+) -> VersionQuality:
+    """One version's numbers from its labels and the effective decisions."""
+    quality = VersionQuality(version_id=version_id)
+    failures: Counter[str] = Counter()
+    latencies: list[float] = []
+    pairs: list[tuple[bool, bool]] = []
+    flagged_human: list[bool] = []
+    per_day: dict[date, list] = defaultdict(lambda: [0, 0, []])
+    for row in labels:
+        if row.status in FAILURE_STATUSES:
+            failures[row.status] += 1
+        if row.cache_hit:
+            quality.cache_hits += 1
+        else:
+            # A cache hit is claimed (one attempt) but never calls the API.
+            quality.calls += row.attempts
+            if row.status == Label.Status.DONE and row.latency_ms is not None:
+                latencies.append(row.latency_ms)
+        if row.status != Label.Status.DONE:
+            continue
+        quality.labeled += 1
+        flagged = flags(row.label, row.confidence, min_confidence)
+        quality.flagged += flagged
+        decision = decisions.get((row.item_id, row.revision))
+        human = decision is not None and decision.action == Decision.Action.REMOVE
+        if decision is not None:
+            pairs.append((flagged, human))
+            if flagged:
+                flagged_human.append(human)
+        if row.labeled_at is not None:
+            day = per_day[row.labeled_at.date()]
+            day[0] += 1
+            day[1] += flagged
+            if flagged and decision is not None:
+                day[2].append(human)
+    quality.decided = len(pairs)
+    quality.flagged_decided = len(flagged_human)
+    quality.flagged_removed = sum(flagged_human)
+    quality.precision = _precision(flagged_human)
+    quality.kappa = cohen_kappa(pairs)
+    quality.latency_median_ms = statistics.median(latencies) if latencies else None
+    quality.latency_p95_ms = percentile(latencies, 0.95)
+    quality.failures = {status: failures.get(status, 0) for status in FAILURE_STATUSES}
+    quality.days = [
+        DayQuality(day, labeled, flagged, len(humans), _precision(humans))
+        for day, (labeled, flagged, humans) in sorted(per_day.items())
+    ]
+    return quality
+
+
+@dataclass
+class ThresholdOutcome:
+    min_confidence: float | None
+    flagged: int  # over every labeled item, decided or not
+    flagged_decided: int
+    precision: float | None
+    kappa: float | None
+    accuracy: float | None
+
+
+@dataclass
+class ThresholdAdvice:
+    decided: int
+    current: ThresholdOutcome
+    advised: ThresholdOutcome
+
+    @property
+    def changes(self) -> bool:
+        return self.advised.min_confidence != self.current.min_confidence
+
+
+def _outcome(
+    done: list[LabelRow],
+    decisions: dict[tuple[int, int], DecisionRow],
+    min_confidence: float | None,
+) -> ThresholdOutcome:
+    pairs, flagged_human, flagged = [], [], 0
+    for row in done:
+        flag = flags(row.label, row.confidence, min_confidence)
+        flagged += flag
+        decision = decisions.get((row.item_id, row.revision))
+        if decision is None:
+            continue
+        human = decision.action == Decision.Action.REMOVE
+        pairs.append((flag, human))
+        if flag:
+            flagged_human.append(human)
+    accuracy = sum(a == b for a, b in pairs) / len(pairs) if pairs else None
+    return ThresholdOutcome(
+        min_confidence=min_confidence,
+        flagged=flagged,
+        flagged_decided=len(flagged_human),
+        precision=_precision(flagged_human),
+        kappa=cohen_kappa(pairs),
+        accuracy=accuracy,
+    )
+
+
+def threshold_advice(
+    *,
+    labels: Iterable[LabelRow],
+    decisions: dict[tuple[int, int], DecisionRow],
+    current_min_confidence: float | None,
+    min_decided: int = ADVICE_MIN_DECIDED,
+) -> ThresholdAdvice | None:
+    """The minimum confidence of a "1" that would have agreed best with the reviewers, or
+    None with fewer than `min_decided` decided items.
+
+    Agreement is Cohen's kappa, not accuracy: most decided items are removals or most are
+    approvals, and accuracy then rewards flagging everything (or nothing). Ties go to the
+    current setting (no churn), then to the lowest threshold (reviewers see more, the safer
+    side). Candidates are "no minimum" and each confidence of a decided "1": a threshold
+    between two of them changes nothing on this data. A "0" never flags, whatever its
+    confidence, since Labeler.min_confidence applies to "1"s only.
+
+    Reviewers mostly decide what was flagged, so the data say little about items below the
+    current threshold: the advice is best at raising a threshold, weaker at lowering one.
+    """
+    done = [row for row in labels if row.status == Label.Status.DONE]
+    decided = [row for row in done if (row.item_id, row.revision) in decisions]
+    if len(decided) < min_decided:
+        return None
+    candidates: list[float | None] = [None]
+    candidates += sorted({row.confidence for row in decided if row.label == "1" and row.confidence})
+    current = _outcome(done, decisions, current_min_confidence)
+
+    def rank(outcome: ThresholdOutcome) -> tuple[float, float, int]:
+        kappa = outcome.kappa if outcome.kappa is not None else -math.inf
+        return (kappa, outcome.accuracy or 0.0, outcome is current)
+
+    best = current
+    for candidate in candidates:
+        outcome = _outcome(done, decisions, candidate)
+        # Strictly better only: earlier (lower) candidates and the current setting win ties.
+        if rank(outcome)[:2] > rank(best)[:2]:
+            best = outcome
+    return ThresholdAdvice(decided=len(decided), current=current, advised=best)
+
+
+# --- Loaders: the rows above, read from the database --------------------------------------
+
+
+def labeler_decisions(
+    labeler: Labeler, *, since: datetime | None = None
+) -> dict[tuple[int, int], DecisionRow]:
+    """Effective decisions of every item revision the labeler labeled (since `since`)."""
+    labels = Label.objects.filter(labeler_version__labeler=labeler)
+    if since is not None:
+        labels = labels.filter(labeled_at__gte=since)
+    labeled_items = labels.values("item_id")
+    return effective_decisions(_decision_rows(Decision.objects.filter(item_id__in=labeled_items)))
+
+
+def _decision_rows(decisions) -> Iterator[DecisionRow]:
+    for row in decisions.values_list(
+        "id", "item_id", "revision", "action", "undoes_id", "created_at", "reason"
+    ).iterator():
+        yield DecisionRow(*row)
+
+
+def version_labels(version_id: int, *, since: datetime | None = None) -> Iterator[LabelRow]:
+    """A version's labels; with `since`, those answered since then and those still open
+    (failures by kind are about now)."""
+    labels = Label.objects.filter(labeler_version_id=version_id)
+    if since is not None:
+        labels = labels.filter(Q(labeled_at__gte=since) | Q(labeled_at__isnull=True))
+    rows = labels.values_list(
+        "labeler_version_id",
+        "item_id",
+        "revision",
+        "status",
+        "label",
+        "confidence",
+        "latency_ms",
+        "cache_hit",
+        "attempts",
+        "labeled_at",
+    )
+    for row in rows.iterator():
+        yield LabelRow(*row)
+
+
+@dataclass
+class VersionReport:
+    version: LabelerVersion
+    quality: VersionQuality
+    advice: ThresholdAdvice | None
+
+
+def labeler_report(labeler: Labeler, *, since: datetime | None = None) -> list[VersionReport]:
+    """Quality and threshold advice for each published version, newest first, over the
+    labels answered since `since` (None: all). Reads those labels into memory, a version at
+    a time: fine for a page an admin opens, not for a dashboard polled every second."""
+    decisions = labeler_decisions(labeler, since=since)
+    reports = []
+    versions = labeler.versions.filter(state=LabelerVersion.State.PUBLISHED).order_by("-number")
+    for version in versions:
+        labels = list(version_labels(version.pk, since=since))
+        reports.append(
+            VersionReport(
+                version=version,
+                quality=version_quality(
+                    version_id=version.pk,
+                    labels=labels,
+                    decisions=decisions,
+                    min_confidence=labeler.min_confidence,
+                ),
+                advice=threshold_advice(
+                    labels=labels,
+                    decisions=decisions,
+                    current_min_confidence=labeler.min_confidence,
+                ),
+            )
+        )
+    return reports
+
+
+# --- Export: decided items as rows for a benchmark set ------------------------------------
+
+
+def decided_export_rows(*, batch_size: int = 500) -> Iterator[dict[str, Any]]:
+    """One dict per decided item revision (effective decision approve or remove), with its
+    content and every labeler version's answer for that revision; read a batch of items at a
+    time, so the export streams whatever the table's size."""
+    last_id = 0
+    decided = Item.objects.filter(decisions__isnull=False).distinct().order_by("id")
+    while batch := list(decided.filter(id__gt=last_id).values_list("id", flat=True)[:batch_size]):
+        last_id = batch[-1]
+        decisions = effective_decisions(_decision_rows(Decision.objects.filter(item_id__in=batch)))
+        if not decisions:
+            continue
+        items = Item.objects.select_related("source").in_bulk(batch)
+        earlier = {
+            (r.item_id, r.number): r
+            for r in ItemRevision.objects.filter(item_id__in=batch).only(
+                "item_id", "number", "content_text", "content_image", "content_video"
+            )
+        }
+        answers: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)
+        labels = (
+            Label.objects.filter(item_id__in=batch, status=Label.Status.DONE)
+            .order_by("labeler_version__labeler__slug", "labeler_version__number")
+            .values_list(
+                "item_id",
+                "revision",
+                "labeler_version__labeler__slug",
+                "labeler_version__number",
+                "label",
+                "confidence",
+                "violation_score",
+                "model",
+            )
+        )
+        for item_id, revision, slug, number, label, confidence, score, model in labels:
+            answers[(item_id, revision)].append(
+                {
+                    "labeler": slug,
+                    "version": number,
+                    "label": label,
+                    "confidence": confidence,
+                    "violation_score": score,
+                    "model": model,
+                }
+            )
+        for (item_id, revision), decision in sorted(decisions.items()):
+            item = items[item_id]
+            content = item if revision == item.revision else earlier.get((item_id, revision))
+            if content is None:
+                continue
+            yield {
+                "item_id": item_id,
+                "revision": revision,
+                "source": item.source.slug,
+                "external_id": item.external_id,
+                "content_text": content.content_text,
+                "has_image": bool(content.content_image),
+                "has_video": bool(content.content_video),
+                "human_label": HUMAN_LABEL[decision.action],
+                "action": decision.action,
+                "reason": decision.reason,
+                "decided_at": decision.created_at.isoformat(),
+                "labels": answers.get((item_id, revision), []),
+            }
+
+
+# --- A small chart of volume and precision per day, drawn by the template as SVG -----------
+
+
+@dataclass
+class Bar:
+    x: float
+    y: float
+    width: float
+    height: float
+    title: str
+
+
+@dataclass
+class Chart:
+    width: int
+    height: int
+    bars: list[Bar]
+    precision_points: str  # an SVG polyline's "x,y x,y"; days without decided flags skipped
+    dots: list[tuple[float, float, str]]
+    first_day: str
+    last_day: str
+    max_labeled: int
+
+    @property
+    def view_box(self) -> str:
+        # A margin, so the line's dots at 0 % and 100 % are not cut in half.
+        return f"-4 -4 {self.width + 8} {self.height + 8}"
+
+
+def daily_chart(days: list[DayQuality], *, width: int = 640, height: int = 160) -> Chart | None:
+    """Geometry only (numbers, no markup): bars are labeled items per day, scaled to the
+    busiest day; the line is precision per day on a fixed 0..1 scale."""
+    if not days:
+        return None
+    top = max(day.labeled for day in days) or 1
+    slot = width / len(days)
+    bars, points, dots = [], [], []
+    for index, day in enumerate(days):
+        bar_height = height * day.labeled / top
+        x = index * slot
+        bars.append(
+            Bar(
+                x=round(x + slot * 0.1, 1),
+                y=round(height - bar_height, 1),
+                width=round(slot * 0.8, 1),
+                height=round(bar_height, 1),
+                title=f"{day.day}: {day.labeled} labeled, {day.flagged} flagged",
+            )
+        )
+        if day.precision is not None:
+            cx, cy = round(x + slot / 2, 1), round(height * (1 - day.precision), 1)
+            points.append(f"{cx},{cy}")
+            dots.append(
+                (cx, cy, f"{day.day}: precision {day.precision:.0%} of {day.flagged_decided}")
+            )
+    return Chart(
+        width=width,
+        height=height,
+        bars=bars,
+        precision_points=" ".join(points),
+        dots=dots,
+        first_day=str(days[0].day),
+        last_day=str(days[-1].day),
+        max_labeled=top,
+    )

@@ -1,0 +1,34 @@
+"""The admins' labeler pages, under /manage/."""
+
+from django.urls import path
+
+from labelers import views
+
+urlpatterns = [
+    path("labelers/", views.labeler_list, name="manage_labelers"),
+    path("labelers/new/", views.labeler_new, name="manage_labeler_new"),
+    path("labelers/<int:labeler_id>/", views.labeler_detail, name="manage_labeler"),
+    path("labelers/<int:labeler_id>/draft/", views.labeler_draft, name="manage_labeler_draft"),
+    path(
+        "labelers/<int:labeler_id>/publish/",
+        views.labeler_publish,
+        name="manage_labeler_publish",
+    ),
+    path(
+        "labelers/<int:labeler_id>/relabel/",
+        views.labeler_relabel,
+        name="manage_labeler_relabel",
+    ),
+    path(
+        "labelers/<int:labeler_id>/quality/",
+        views.labeler_quality,
+        name="manage_labeler_quality",
+    ),
+    path(
+        "labelers/<int:labeler_id>/threshold/",
+        views.labeler_threshold,
+        name="manage_labeler_threshold",
+    ),
+    path("relabel-runs/", views.relabel_runs, name="manage_relabel_runs"),
+    path("export/decisions.jsonl", views.export_decisions, name="manage_export_decisions"),
+]

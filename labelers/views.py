@@ -1,0 +1,272 @@
+"""Admins' pages for labelers (/manage/): create, edit criteria as a draft, publish, compare
+versions, relabel after publishing, quality per version, threshold advice, the export.
+
+Staff only. Server-rendered; no inline script or style (the site's CSP forbids both)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from labelers import quality, selectors, services, tasks
+from labelers.forms import LabelerCreateForm, PolicyForm, RelabelForm, ThresholdForm
+from labelers.models import Labeler, LabelerVersion, RelabelRun
+
+
+def staff_required(view):
+    @wraps(view)
+    @login_required
+    def wrapped(request, *args, **kwargs):
+        if not request.user.is_staff:
+            raise PermissionDenied("These pages are for admins.")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+@require_GET
+@staff_required
+def labeler_list(request: HttpRequest) -> HttpResponse:
+    labelers = Labeler.objects.prefetch_related("sources").order_by("name")
+    rows = [(labeler, labeler.current_version, labeler.draft_version) for labeler in labelers]
+    return render(request, "labelers/labeler_list.html", {"rows": rows})
+
+
+@require_http_methods(["GET", "POST"])
+@staff_required
+def labeler_new(request: HttpRequest) -> HttpResponse:
+    form = LabelerCreateForm(request.POST or None, initial={"kind": Labeler.Kind.CRITERIA})
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        labeler = services.labeler_create(
+            name=data["name"],
+            slug=data["slug"],
+            kind=data["kind"],
+            criteria_text=data["criteria_text"],
+            remote_labeler_id=data["remote_labeler_id"],
+            remote_version_id=data["remote_version_id"] or "latest",
+            model=data["model"],
+            min_confidence=data["min_confidence"],
+            created_by=request.user,
+        )
+        _warn_model(request, data["model"])
+        messages.success(
+            request,
+            f"{labeler.name} created with version 1. Route sources to it in the admin "
+            "(Sources) to start labeling with it.",
+        )
+        return redirect("manage_labeler", labeler_id=labeler.pk)
+    return render(request, "labelers/labeler_new.html", {"form": form})
+
+
+def _warn_model(request: HttpRequest, model: str) -> None:
+    if warning := services.model_warning(model):
+        messages.warning(request, warning)
+
+
+@require_GET
+@staff_required
+def labeler_detail(request: HttpRequest, labeler_id: int) -> HttpResponse:
+    labeler = get_object_or_404(Labeler, pk=labeler_id)
+    versions = list(selectors.labeler_versions(labeler))
+    current, draft = labeler.current_version, labeler.draft_version
+    start = draft or current
+    draft_form = PolicyForm(
+        initial={
+            "criteria_text": start.criteria_text if start else "",
+            "remote_labeler_id": start.remote_labeler_id if start else "",
+            "remote_version_id": (start.remote_version_id if start else "") or "latest",
+            "model": start.model if start else "",
+        }
+    )
+    by_number = {version.number: version for version in versions}
+    diff = None
+    older = by_number.get(_int(request.GET.get("a")))
+    newer = by_number.get(_int(request.GET.get("b")))
+    if older is None and len(versions) >= 2:
+        newer, older = versions[0], versions[1]
+    if older is not None and newer is not None:
+        diff = selectors.line_diff(
+            selectors.version_policy_lines(older), selectors.version_policy_lines(newer)
+        )
+    return render(
+        request,
+        "labelers/labeler_detail.html",
+        {
+            "labeler": labeler,
+            "versions": versions,
+            "current": current,
+            "draft": draft,
+            "draft_form": draft_form,
+            "relabel_form": RelabelForm(),
+            "diff": diff,
+            "diff_a": older,
+            "diff_b": newer,
+            "model_warning": services.model_warning(start.model) if start else "",
+            "sources": labeler.sources.order_by("name"),
+        },
+    )
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
+
+
+@require_POST
+@staff_required
+def labeler_draft(request: HttpRequest, labeler_id: int) -> HttpResponse:
+    labeler = get_object_or_404(Labeler, pk=labeler_id)
+    form = PolicyForm(request.POST)
+    if not form.is_valid():
+        for error in form.errors.values():
+            messages.error(request, " ".join(error))
+        return redirect("manage_labeler", labeler_id=labeler.pk)
+    data = form.cleaned_data
+    draft = services.labeler_draft_save(
+        labeler=labeler,
+        criteria_text=data["criteria_text"],
+        remote_labeler_id=data["remote_labeler_id"],
+        remote_version_id=data["remote_version_id"] or "latest",
+        model=data["model"],
+        created_by=request.user,
+    )
+    _warn_model(request, data["model"])
+    messages.success(
+        request, f"Draft v{draft.number} saved. Items keep being labeled with the published one."
+    )
+    return redirect(f"{reverse('manage_labeler', args=[labeler.pk])}#draft")
+
+
+@require_POST
+@staff_required
+def labeler_publish(request: HttpRequest, labeler_id: int) -> HttpResponse:
+    labeler = get_object_or_404(Labeler, pk=labeler_id)
+    draft = get_object_or_404(LabelerVersion, pk=_int(request.POST.get("version")), labeler=labeler)
+    try:
+        version = services.labeler_version_publish(version=draft)
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(
+            request,
+            f"v{version.number} is published: new items are labeled with it. Nothing was "
+            "relabeled; use “Relabel with the current version” below if you want that.",
+        )
+    return redirect("manage_labeler", labeler_id=labeler.pk)
+
+
+@require_POST
+@staff_required
+def labeler_relabel(request: HttpRequest, labeler_id: int) -> HttpResponse:
+    labeler = get_object_or_404(Labeler, pk=labeler_id)
+    form = RelabelForm(request.POST)
+    version = labeler.current_version
+    if not form.is_valid() or version is None:
+        messages.error(request, "Choose which items to relabel, and a number of days.")
+        return redirect("manage_labeler", labeler_id=labeler.pk)
+    runs = tasks.relabel_version_start(
+        version=version,
+        since=timezone.now() - timedelta(days=form.cleaned_data["days"]),
+        undecided_only=form.cleaned_data["scope"] == "undecided",
+        created_by=request.user,
+    )
+    if not runs:
+        messages.warning(request, f"No source is routed to {labeler.name}: nothing to relabel.")
+        return redirect("manage_labeler", labeler_id=labeler.pk)
+    ids = ",".join(str(run.pk) for run in runs)
+    return redirect(f"{reverse('manage_relabel_runs')}?ids={ids}")
+
+
+@require_GET
+@staff_required
+def relabel_runs(request: HttpRequest) -> HttpResponse:
+    """Progress of relabel runs (the page reloads itself only when asked: no script)."""
+    ids = [_int(part) for part in request.GET.get("ids", "").split(",")]
+    runs = RelabelRun.objects.select_related("labeler_version__labeler", "source")
+    if wanted := [pk for pk in ids if pk is not None]:
+        runs = runs.filter(pk__in=wanted)
+    rows = [(run, run.progress()) for run in runs.order_by("-id")[:50]]
+    return render(request, "labelers/relabel_runs.html", {"rows": rows})
+
+
+# The quality page's time windows (days); "all" reads every label the labeler ever gave.
+QUALITY_WINDOWS = (7, 30, 90, 365)
+
+
+@require_GET
+@staff_required
+def labeler_quality(request: HttpRequest, labeler_id: int) -> HttpResponse:
+    labeler = get_object_or_404(Labeler, pk=labeler_id)
+    days = _int(request.GET.get("days"))
+    days = days if days in QUALITY_WINDOWS else (None if "days" in request.GET else 90)
+    since = timezone.now() - timedelta(days=days) if days else None
+    reports = [
+        (report, quality.daily_chart(report.quality.days))
+        for report in quality.labeler_report(labeler, since=since)
+    ]
+    return render(
+        request,
+        "labelers/labeler_quality.html",
+        {
+            "labeler": labeler,
+            "reports": reports,
+            "advice_min_decided": quality.ADVICE_MIN_DECIDED,
+            "days": days,
+            "windows": QUALITY_WINDOWS,
+        },
+    )
+
+
+@require_POST
+@staff_required
+def labeler_threshold(request: HttpRequest, labeler_id: int) -> HttpResponse:
+    """Apply a threshold an admin chose (from the advice): the same re-evaluation as the
+    admin's save of min_confidence."""
+    labeler = get_object_or_404(Labeler, pk=labeler_id)
+    form = ThresholdForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "A minimum confidence is between 0.5 and 1.0, or empty.")
+        return redirect("manage_labeler_quality", labeler_id=labeler.pk)
+    value = form.cleaned_data["min_confidence"]
+    if services.labeler_min_confidence_set(labeler=labeler, min_confidence=value):
+        reevaluation = tasks.labeler_reevaluate(
+            labeler=labeler, changed=["min_confidence"], created_by=request.user
+        )
+        shown = "none" if value is None else f"{value:.3f}"
+        messages.success(
+            request,
+            f"Minimum confidence of {labeler.name} set to {shown}; undecided items are being "
+            f"re-evaluated in the background (re-evaluation {reevaluation.pk}).",
+        )
+    else:
+        messages.info(request, "That is the threshold already: nothing changed.")
+    return redirect("manage_labeler_quality", labeler_id=labeler.pk)
+
+
+@require_GET
+@staff_required
+def export_decisions(request: HttpRequest) -> StreamingHttpResponse:
+    """Decided items as JSON Lines, streamed a batch of items at a time."""
+
+    def lines() -> Iterator[str]:
+        for row in quality.decided_export_rows():
+            yield json.dumps(row, ensure_ascii=False) + "\n"
+
+    response = StreamingHttpResponse(lines(), content_type="application/x-ndjson")
+    stamp = timezone.now().strftime("%Y%m%d-%H%M")
+    response["Content-Disposition"] = f'attachment; filename="decisions-{stamp}.jsonl"'
+    return response
