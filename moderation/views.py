@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import wraps
 from urllib.parse import urlencode
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -21,7 +21,7 @@ from moderation import selectors, services
 from moderation.filters import STATUSES, QueueFilter
 from moderation.forms import ReviewerSettingsForm
 from moderation.http import ranged_file_response
-from moderation.models import REVIEWABLE, Decision, Item, Source, free_for
+from moderation.models import REVIEWABLE, Decision, Item, Source
 
 
 def reviewer_required(view):
@@ -60,11 +60,24 @@ def _int_or_none(value: str | None) -> int | None:
 @require_GET
 @reviewer_required
 def queue(request: HttpRequest) -> HttpResponse:
-    filters = QueueFilter.from_query(request.GET)
+    return _queue(request, QueueFilter.from_query(request.GET), title="Review queue")
+
+
+@require_GET
+@senior_required
+def escalated_queue(request: HttpRequest) -> HttpResponse:
+    """The seniors' own queue: escalated items, sorted and filtered like the main one."""
+    filters = QueueFilter.from_query(request.GET).with_status("escalated")
+    return _queue(request, filters, title="Escalated items", tabs=False)
+
+
+def _queue(request: HttpRequest, filters: QueueFilter, *, title: str, tabs=True) -> HttpResponse:
     senior = selectors.can_review_escalated(request.user)
     if filters.status == "escalated" and not senior:
         raise PermissionDenied
     statuses = [status for status in STATUSES if senior or status != "escalated"]
+    if not tabs:
+        statuses = [filters.status]
     items, next_cursor = selectors.queue_page(
         reviewer=request.user, filters=filters, after=request.GET.get("after")
     )
@@ -79,6 +92,7 @@ def queue(request: HttpRequest) -> HttpResponse:
         request,
         "moderation/queue.html",
         {
+            "title": title,
             "items": items,
             "filters": filters,
             "tabs": [
@@ -90,6 +104,7 @@ def queue(request: HttpRequest) -> HttpResponse:
                     "active": status == filters.status,
                 }
                 for status in statuses
+                if tabs
             ],
             "next_url": (
                 "?" + urlencode({**filters.params(), "after": next_cursor}) if next_cursor else None
@@ -120,17 +135,31 @@ def queue_next(request: HttpRequest) -> HttpResponse:
     if filters.status == "escalated" and not selectors.can_review_escalated(request.user):
         raise PermissionDenied
     for _ in range(5):  # another reviewer may claim our pick between the read and the claim
-        item = selectors.queue_next(
-            reviewer=request.user,
-            filters=filters,
-            exclude_ids=request.session.get("skipped", []),
-        )
+        item = _pick_next(request, filters)
         if item is None:
             messages.info(request, "The queue is empty.")
             return redirect(reverse("queue") + filters.querystring())
         if services.item_claim(item=item, reviewer=request.user):
             return redirect(reverse("item", args=[item.pk]) + filters.querystring())
     return redirect(reverse("queue") + filters.querystring())
+
+
+def _pick_next(request: HttpRequest, filters: QueueFilter) -> Item | None:
+    """The next item for this reviewer; over their exposure budget, text-only items first."""
+    skipped = request.session.get("skipped", [])
+    if not filters.media and selectors.exposure(request.user).over_budget:
+        text_first = replace(filters, media="text")
+        item = selectors.queue_next(reviewer=request.user, filters=text_first, exclude_ids=skipped)
+        if item is not None:
+            return item
+    return selectors.queue_next(reviewer=request.user, filters=filters, exclude_ids=skipped)
+
+
+@require_GET
+@senior_required
+def escalated_next(request: HttpRequest) -> HttpResponse:
+    filters = QueueFilter.from_query(request.GET).with_status("escalated")
+    return redirect(reverse("queue_next") + filters.querystring())
 
 
 def _reviewable_item(request: HttpRequest, item_id: int, *, own_escalation=False) -> Item:
@@ -152,8 +181,13 @@ def _back(request: HttpRequest) -> str:
     return QueueFilter.from_query(request.GET).querystring()
 
 
-def _next_url(request: HttpRequest) -> str:
-    return reverse("queue_next") + _back(request)
+def _next_url(request: HttpRequest, item: Item) -> str:
+    """Where "next" goes after this item: the same queue, with the same filters (the
+    escalated queue after an escalated item)."""
+    filters = QueueFilter.from_query(request.GET)
+    if item.status == Item.Status.ESCALATED:
+        filters = filters.with_status("escalated")
+    return reverse("queue_next") + filters.querystring()
 
 
 @require_http_methods(["GET", "POST"])
@@ -217,9 +251,7 @@ def _decide(request: HttpRequest, item: Item) -> HttpResponse:
     # The next page offers to undo this for a few seconds.
     request.session["undo"] = {"decision": decision.pk, "at": decision.created_at.timestamp()}
     if request.POST.get("next"):
-        if item.status == Item.Status.ESCALATED:
-            return redirect(reverse("escalated_next") + back)
-        return redirect(_next_url(request))
+        return redirect(_next_url(request, item))
     return redirect(reverse("queue") + back)
 
 
@@ -260,9 +292,7 @@ def item_skip(request: HttpRequest, item_id: int) -> HttpResponse:
     skipped = request.session.get("skipped", [])
     request.session["skipped"] = ([*skipped, item.pk])[-200:]
     messages.info(request, f"Skipped item {item.pk}.")
-    if item.status == Item.Status.ESCALATED:
-        return redirect(reverse("escalated_next") + _back(request))
-    return redirect(_next_url(request))
+    return redirect(_next_url(request, item))
 
 
 @require_POST
@@ -326,32 +356,6 @@ def my_settings(request: HttpRequest) -> HttpResponse:
         "moderation/settings.html",
         {"form": form, "exposure": selectors.exposure(request.user)},
     )
-
-
-@require_GET
-@senior_required
-def escalated_queue(request: HttpRequest) -> HttpResponse:
-    items = selectors.escalated_items(reviewer=request.user)[: settings.QUEUE_PAGE_SIZE]
-    return render(request, "moderation/escalated.html", {"items": items, "now": timezone.now()})
-
-
-@require_GET
-@senior_required
-def escalated_next(request: HttpRequest) -> HttpResponse:
-    skipped = request.session.get("skipped", [])
-    for _ in range(5):  # another senior may claim our pick between the read and the claim
-        item = (
-            selectors.escalated_items(reviewer=request.user)
-            .filter(free_for(request.user, timezone.now()))
-            .exclude(pk__in=skipped)
-            .first()
-        )
-        if item is None:
-            messages.info(request, "No escalated item is waiting.")
-            return redirect("escalated")
-        if services.item_claim(item=item, reviewer=request.user):
-            return redirect("item", item_id=item.pk)
-    return redirect("escalated")
 
 
 @require_GET

@@ -186,9 +186,10 @@ def test_blurred_media_is_revealed_by_key_and_counted(browser, live_server, fake
     assert "blurred" in figure.get_attribute("class")
     assert "blur" in page.locator("figure.media img").evaluate("i => getComputedStyle(i).filter")
     shot(page, "item-blurred-media")
-    page.keyboard.press("v")
+    with page.expect_response(lambda r: r.url.endswith("/reveal/")) as revealed:
+        page.keyboard.press("v")
+    assert revealed.value.status == 204
     assert "blurred" not in figure.get_attribute("class")
-    page.wait_for_function("() => true")
     page.goto(f"{live_server.url}/me/settings/")
     assert "1" in page.locator("#exposure strong").inner_text()
 
@@ -211,10 +212,10 @@ def test_the_escalation_queue_refuses_a_reviewer_and_a_senior_decides(browser, l
     assert senior.locator("tr.queue-row").count() == 1
     shot(senior, "escalated-queue")
     keys(senior, "n")
-    senior.wait_for_url(f"**/items/{item.pk}/")
+    senior.wait_for_url(f"**/items/{item.pk}/?status=escalated")
     assert reviewer.username in senior.locator("#escalation").inner_text()
     keys(senior, "1", "r")
-    senior.wait_for_url(f"{live_server.url}/escalated/")
+    senior.wait_for_url(f"{live_server.url}/?status=escalated")
     item.refresh_from_db()
     assert item.status == "decided"
 
