@@ -249,3 +249,22 @@ def test_the_item_page_works_on_a_narrow_screen(browser, live_server):
     assert overflow <= 0
     assert page.locator("button.action-approve").is_visible()
     shot(page, "item-narrow")
+
+
+def test_filters_survive_next_decisions_and_skips(browser, live_server):
+    wanted, other = SourceFactory(), SourceFactory()
+    mine = [ItemFactory(source=wanted, violation_score=0.9 - n / 100) for n in range(3)]
+    ItemFactory(source=other, violation_score=0.99)  # higher, but filtered out
+    page = open_page(browser, live_server, UserFactory())
+    page.select_option("select[name=source]", str(wanted.pk))
+    page.click("#queue-filters button[type=submit]")
+    page.wait_for_url(f"**/?*source={wanted.pk}*")
+    keys(page, "n")
+    page.wait_for_url(f"**/items/{mine[0].pk}/?*source={wanted.pk}*")
+    keys(page, "a")
+    page.wait_for_url(f"**/items/{mine[1].pk}/?*source={wanted.pk}*")
+    keys(page, "s")
+    page.wait_for_url(f"**/items/{mine[2].pk}/?*source={wanted.pk}*")
+    keys(page, "q")
+    page.wait_for_url(f"**/?*source={wanted.pk}*")
+    assert page.locator("select[name=source]").input_value() == str(wanted.pk)

@@ -309,3 +309,17 @@ def test_a_reviewer_can_undo_their_own_escalation(client, reviewer):
     item.refresh_from_db()
     assert (item.status, item.claimed_by) == ("flagged", reviewer)
     assert client.get(f"/items/{item.pk}/").status_code == 200
+
+
+def test_over_the_exposure_budget_next_serves_text_only_items_first(client, reviewer, settings):
+    settings.MEDIA_ROOT = settings.DATA_DIR / "test-media"
+    with_image = ItemFactory(violation_score=0.95, content_image="images/x.png")
+    text_only = ItemFactory(violation_score=0.7)
+    assert client.get("/queue/next/").url == f"/items/{with_image.pk}/"
+    services.item_release(item=with_image, reviewer=reviewer)
+    services.reviewer_settings_save(reviewer=reviewer, exposure_budget_reveals=1)
+    MediaReveal.objects.create(reviewer=reviewer, item=with_image)
+    assert client.get("/queue/next/").url == f"/items/{text_only.pk}/"
+    services.decision_record(item=text_only, reviewer=reviewer, action="approve")
+    # No text-only item left: the rest of the queue still comes.
+    assert client.get("/queue/next/").url == f"/items/{with_image.pk}/"
