@@ -114,6 +114,7 @@ def _forget_process_caches():
         fetch._refusal_seen.clear()
         services.routing_cache.clear()
         selectors.source_cache.clear()
+        selectors.queue_figures_cache.clear()
 
     clear()
     yield

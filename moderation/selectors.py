@@ -49,6 +49,10 @@ def source_for_token(token: str) -> Source | None:
 # Counts stop here: the tabs and the SLA header say "10,000+" rather than count a million
 # rows on every page view.
 QUEUE_COUNT_CAP = 10_000
+# The tab counts and the SLA header are the queue page's only reads that grow with the queue
+# (up to the cap): reviewers reload the queue all day, so each process keeps them for a few
+# seconds per scope and filter. The page's items are never cached.
+queue_figures_cache: TTLCache[object] = TTLCache(seconds=5.0, maxsize=2_000)
 
 
 class QueueCount(NamedTuple):
@@ -274,10 +278,19 @@ def queue_next(*, reviewer, filters: QueueFilter, exclude_ids: Iterable[int] = (
 def queue_counts(
     *, reviewer, filters: QueueFilter, statuses: Iterable[str] = tuple(STATUSES)
 ) -> dict[str, QueueCount]:
-    """Per status tab, how many items the other filters leave, capped at QUEUE_COUNT_CAP."""
-    parts = []
-    statuses = list(statuses)
+    """Per status tab, how many items the other filters leave, capped at QUEUE_COUNT_CAP;
+    at most a few seconds old."""
+    statuses = tuple(statuses)
     allowed = reviewer_source_ids(reviewer)
+    # "Decided by me" is the reviewer's own; the other tabs depend only on the scope.
+    key = ("counts", allowed, filters, statuses, reviewer.pk if "mine" in statuses else None)
+    return queue_figures_cache.get(  # type: ignore[return-value]
+        key, lambda: _queue_counts(reviewer, filters, statuses, allowed)
+    )
+
+
+def _queue_counts(reviewer, filters, statuses, allowed) -> dict[str, QueueCount]:
+    parts = []
     for status in statuses:
         status_filters = filters.with_status(status)
         if status == "mine":
@@ -320,11 +333,15 @@ def queue_sla(*, reviewer) -> list[SourceSla]:
     """Per source the reviewer may see: items waiting in the queue, the oldest one's arrival,
     the source's SLA and how many waiting items are past it (marked by the SLA sweep). Each
     figure is one range of the (source, sla_breached, waiting_since) index."""
-    sources = Source.objects.order_by("name")
     allowed = reviewer_source_ids(reviewer)
-    if allowed is not None:
-        sources = sources.filter(pk__in=allowed)
-    return sources_sla(list(sources))
+
+    def load() -> list[SourceSla]:
+        sources = Source.objects.order_by("name")
+        if allowed is not None:
+            sources = sources.filter(pk__in=allowed)
+        return sources_sla(list(sources))
+
+    return queue_figures_cache.get(("sla", allowed), load)  # type: ignore[return-value]
 
 
 def sources_sla(sources: list[Source]) -> list[SourceSla]:
