@@ -277,3 +277,13 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Operations: health and readiness (config/health.py) -----------------------------------
+# /healthz and /readyz are answered first, before the SSL redirect and the host check, so a
+# load balancer or the image's HEALTHCHECK can call them over plain http by IP.
+MIDDLEWARE.insert(0, "config.health.HealthMiddleware")
+SECURE_REDIRECT_EXEMPT = [r"^healthz/?$", r"^readyz/?$"]
+READYZ_BROKER_TIMEOUT = env.float("READYZ_BROKER_TIMEOUT", default=2.0)
+# Ready also means beat's dispatch ran within LABEL_DISPATCH_STALL_SECONDS; turn this off
+# where a load balancer should keep serving pages while beat is down.
+READYZ_CHECK_DISPATCHER = env.bool("READYZ_CHECK_DISPATCHER", default=True)
