@@ -287,3 +287,16 @@ READYZ_BROKER_TIMEOUT = env.float("READYZ_BROKER_TIMEOUT", default=2.0)
 # Ready also means beat's dispatch ran within LABEL_DISPATCH_STALL_SECONDS; turn this off
 # where a load balancer should keep serving pages while beat is down.
 READYZ_CHECK_DISPATCHER = env.bool("READYZ_CHECK_DISPATCHER", default=True)
+
+# --- Operations: HTTPS behind the TLS proxy (check --deploy is clean in production) ---------
+# Production (DATABASE_URL set, DEBUG off) sits behind a proxy that terminates TLS and sets
+# X-Forwarded-Proto (SECURE_PROXY_SSL_HEADER above): redirect plain http (but /healthz and
+# /readyz) and send HSTS. The embedded default serves http on localhost and does neither.
+_PRODUCTION = not DEBUG and not EMBEDDED
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=_PRODUCTION)
+# A year, subdomains included, preload allowed: what check --deploy asks for. Browsers keep
+# HSTS for that long, so a deployment not yet sure of HTTPS everywhere starts lower (say
+# 3600) and accepts check --deploy's warning meanwhile.
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000 if _PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=_PRODUCTION)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=_PRODUCTION)

@@ -43,6 +43,8 @@ def app_env(*, data_dir: Path, api_url: str, api_key: str = "test-key", **extra)
         "ZENTROPI_API_URL": api_url,
         "ZENTROPI_API_KEY": api_key,
         "SESSION_COOKIE_SECURE": "false",
+        # Plain http on loopback: no TLS proxy in front of these servers.
+        "SECURE_SSL_REDIRECT": "false",
         "CELERY_BROKER_URL": os.environ.get("CELERY_BROKER_URL", "filesystem://"),
         "LABEL_SWEEP_INTERVAL": "0.5",
         "LOG_LEVEL": "WARNING",

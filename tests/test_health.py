@@ -76,16 +76,14 @@ def test_readyz_reports_unapplied_migrations(client, fresh_dispatcher, monkeypat
     assert response.json()["checks"]["migrations"] == "1 migrations not applied"
 
 
-def test_readyz_fails_fast_on_an_unreachable_redis_broker(client, fresh_dispatcher, settings):
+def test_readyz_fails_fast_on_an_unreachable_redis_broker(
+    client, fresh_dispatcher, settings, monkeypatch
+):
     settings.READYZ_BROKER_TIMEOUT = 1.0
-    health.celery_app.conf.broker_url, saved = (
-        "redis://127.0.0.1:1/0",
-        health.celery_app.conf.broker_url,
-    )
-    try:
-        response = client.get("/readyz")
-    finally:
-        health.celery_app.conf.broker_url = saved
+    # Celery reads CELERY_BROKER_URL from the environment before its configuration.
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:1/0")
+    monkeypatch.setitem(health.celery_app.conf, "broker_url", "redis://127.0.0.1:1/0")
+    response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["checks"]["broker"].startswith("unreachable")
     assert response.json()["seconds"] < 5
