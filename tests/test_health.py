@@ -1,8 +1,10 @@
 """/healthz and /readyz: unauthenticated, cheap, plain http, any Host header."""
 
+import json
 from datetime import timedelta
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from config import health
@@ -87,3 +89,13 @@ def test_readyz_fails_fast_on_an_unreachable_redis_broker(
     assert response.status_code == 503
     assert response.json()["checks"]["broker"].startswith("unreachable")
     assert response.json()["seconds"] < 5
+
+
+def test_the_readyz_command_checks_the_dispatcher_for_beats_health_check(db, capsys):
+    DispatchHeartbeat.objects.create(pk=1, ran_at=timezone.now() - timedelta(minutes=5))
+    with pytest.raises(CommandError, match="not ready"):
+        call_command("readyz", "--check", "dispatcher")
+    assert "the dispatcher last ran" in capsys.readouterr().out
+    DispatchHeartbeat.objects.filter(pk=1).update(ran_at=timezone.now())
+    call_command("readyz", "--check", "dispatcher")
+    assert json.loads(capsys.readouterr().out) == {"dispatcher": "ok"}
