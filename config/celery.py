@@ -10,7 +10,10 @@ from celery import Celery
 from celery.signals import task_postrun, task_prerun, worker_ready
 from django.db import close_old_connections
 
-from config import broker  # noqa: F401 - registers the atomic filesystem transport
+from config import (
+    broker,  # noqa: F401 - registers the atomic filesystem transport
+    logs,
+)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 logger = logging.getLogger(__name__)
@@ -25,6 +28,22 @@ app.autodiscover_tasks()
 
 
 _checked = threading.local()
+
+
+@task_prerun.connect
+def _bind_task_to_logs(task_id=None, task=None, **_):
+    """Every line a task logs carries its id (eager tasks log as part of their caller)."""
+    if task is not None and getattr(task.request, "is_eager", False):
+        return
+    logs.clear()
+    logs.bind(task_id=task_id, task=getattr(task, "name", None))
+
+
+@task_postrun.connect
+def _unbind_task_from_logs(task=None, **_):
+    if task is not None and getattr(task.request, "is_eager", False):
+        return
+    logs.clear()
 
 
 # A health check is a round trip: once a second per thread, it was one query in four at one

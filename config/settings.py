@@ -270,19 +270,43 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# Logs: JSON lines in production (one object per line, for the log shipper), readable lines in
+# development; either way each line carries the item, source and task it is about, and
+# secrets are redacted (config/logs.py). Celery's workers log through the same handlers.
+LOG_FORMAT = env("LOG_FORMAT", default="json" if not DEBUG and not EMBEDDED else "plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "context": {"()": "config.logs.AddContext"},
+        "redact": {"()": "config.logs.RedactSecrets"},
+    },
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s %(context)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+            "static_fields": {"service": "modqueue"},
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["redact", "context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- Operations: health and readiness (config/health.py) -----------------------------------
 # /healthz and /readyz are answered first, before the SSL redirect and the host check, so a
 # load balancer or the image's HEALTHCHECK can call them over plain http by IP.
 MIDDLEWARE.insert(0, "config.health.HealthMiddleware")
+MIDDLEWARE.insert(1, "config.logs.LogContextMiddleware")
 SECURE_REDIRECT_EXEMPT = [r"^healthz/?$", r"^readyz/?$"]
 READYZ_BROKER_TIMEOUT = env.float("READYZ_BROKER_TIMEOUT", default=2.0)
 # Ready also means beat's dispatch ran within LABEL_DISPATCH_STALL_SECONDS; turn this off

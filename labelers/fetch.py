@@ -16,6 +16,7 @@ from django.db import transaction
 from django.db.models import F, OuterRef, Q, Subquery
 from django.utils import timezone
 
+from config import logs
 from labelers import client as api
 from labelers.breaker import get_breaker
 from labelers.models import ApiKeyRefusal, Label
@@ -160,6 +161,7 @@ def label_fetch(*, label_id: int) -> Outcome:
         )
         .get(pk=label_id)
     )
+    logs.bind(label_id=label_id, item_id=label.item_id, source_id=label.item.source_id)
     if label.revision != label.item.revision:
         # The product edited the item since this label was made: its content is gone from the
         # item, and the new revision has labels of its own. Nothing to pay for.
