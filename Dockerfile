@@ -13,7 +13,7 @@ WORKDIR /app
 COPY requirements/base.txt requirements/base.txt
 RUN pip install --no-cache-dir --require-hashes --no-deps -r requirements/base.txt
 
-COPY pyproject.toml manage.py openapi.yaml ./
+COPY pyproject.toml manage.py openapi.yaml gunicorn.conf.py ./
 COPY config ./config
 COPY moderation ./moderation
 COPY labelers ./labelers

@@ -8,7 +8,9 @@ import time
 
 from celery import Celery
 from celery.signals import task_postrun, task_prerun, worker_ready
+from django.conf import settings
 from django.db import close_old_connections
+from prometheus_client import start_http_server
 
 from config import (
     broker,  # noqa: F401 - registers the atomic filesystem transport
@@ -132,6 +134,15 @@ def _watch(queues) -> None:
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(60)
             os._exit(1)  # the warm shutdown hung as well
+
+
+@worker_ready.connect
+def _serve_metrics(sender=None, **_):
+    """A worker's own counters (labels by outcome, API calls and latency) for Prometheus to
+    scrape on WORKER_METRICS_PORT; the threads pool keeps them all in this one process."""
+    if port := settings.WORKER_METRICS_PORT:
+        start_http_server(port, addr=settings.WORKER_METRICS_ADDR)
+        logger.info("worker metrics on %s:%s", settings.WORKER_METRICS_ADDR, port)
 
 
 @worker_ready.connect

@@ -325,3 +325,15 @@ SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=_PRODUCTION)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000 if _PRODUCTION else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=_PRODUCTION)
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=_PRODUCTION)
+
+# --- Operations: Prometheus metrics (config/metrics.py, /metrics in config/health.py) -------
+# /metrics answers a scraper that shows this bearer token, or that calls directly (not
+# through the proxy) from one of these addresses or networks. Production allows nobody by
+# default: set a token, or the scraper's network (say 10.0.0.0/8).
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+METRICS_ALLOWED_IPS = env.list(
+    "METRICS_ALLOWED_IPS", default=[] if _PRODUCTION else ["127.0.0.1", "::1"]
+)
+# A Celery worker serves its own metrics on this port (0: off), bound to this address.
+WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", default=0)
+WORKER_METRICS_ADDR = env("WORKER_METRICS_ADDR", default="127.0.0.1")

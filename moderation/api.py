@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from config import logs
+from config import logs, metrics
 from moderation import selectors, services
 from moderation.errors import IntakeError
 from moderation.intake import parse_body
@@ -46,6 +46,12 @@ def _read_body(request: HttpRequest) -> bytes:
 @csrf_exempt
 @require_POST
 def webhook(request: HttpRequest, slug: str) -> JsonResponse:
+    response = _webhook(request, slug)
+    metrics.INTAKE_REQUESTS.labels(status=str(response.status_code)).inc()
+    return response
+
+
+def _webhook(request: HttpRequest, slug: str) -> JsonResponse:
     source = selectors.source_for_intake(slug)
     if source is None:
         return _error(404, "unknown source", "slug")
