@@ -6,6 +6,7 @@ Production: DATABASE_URL, CELERY_BROKER_URL, SECRET_KEY, ALLOWED_HOSTS set by th
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -337,3 +338,38 @@ METRICS_ALLOWED_IPS = env.list(
 # A Celery worker serves its own metrics on this port (0: off), bound to this address.
 WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", default=0)
 WORKER_METRICS_ADDR = env("WORKER_METRICS_ADDR", default="127.0.0.1")
+
+# --- Operations: login throttling (django-axes) and a second factor for staff (django-otp) --
+INSTALLED_APPS += [
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+]
+# django-otp marks the user as verified (or not) right after authentication; axes last, as
+# its documentation asks, so that a locked-out request is answered before any view runs.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1,
+    "django_otp.middleware.OTPMiddleware",
+)
+MIDDLEWARE.append("axes.middleware.AxesMiddleware")
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# After AXES_FAILURE_LIMIT failed logins for one user name (from anywhere), or from one
+# address (for any names), further attempts are refused for AXES_COOLOFF_MINUTES; a
+# successful login does not reset an address's count. Unlock early: manage.py axes_reset.
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = False
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# The client's address: REMOTE_ADDR, or behind the TLS proxy (production) the last address
+# the proxy appended to X-Forwarded-For; a client cannot forge the proxy's own entry.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=1 if _PRODUCTION else 0)
+AXES_CLIENT_IP_CALLABLE = "config.logins.client_ip"
+# Staff must also give a one-time password (TOTP app, or a static emergency token) to use
+# the admin when this is on. Give each staff user a device first (README: Production).
+OTP_REQUIRED_FOR_STAFF = env.bool("OTP_REQUIRED_FOR_STAFF", default=False)
+OTP_TOTP_ISSUER = "Moderation queue"
