@@ -373,3 +373,35 @@ AXES_CLIENT_IP_CALLABLE = "config.logins.client_ip"
 # the admin when this is on. Give each staff user a device first (README: Production).
 OTP_REQUIRED_FOR_STAFF = env.bool("OTP_REQUIRED_FOR_STAFF", default=False)
 OTP_TOTP_ISSUER = "Moderation queue"
+
+# --- Operations: media storage (uploaded images and videos) ---------------------------------
+# local: files under MEDIA_ROOT (every web and worker process must see the same folder).
+# s3: an S3-compatible bucket through django-storages (AWS S3, MinIO, Ceph, R2 ...), for
+# workers on several machines without a shared folder. Media is only ever read through
+# Django (the item page streams it to logged-in reviewers; the worker sends it to the API),
+# so the bucket stays private and no public URL is made. Credentials: these variables, or
+# boto3's own chain when unset (AWS_* variables, an instance role).
+MEDIA_STORAGE = env("MEDIA_STORAGE", default="local")
+if MEDIA_STORAGE == "s3":
+    _media_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env("MEDIA_S3_BUCKET"),
+            "location": env("MEDIA_S3_PREFIX", default="media"),
+            "endpoint_url": env("MEDIA_S3_ENDPOINT_URL", default=None),
+            "region_name": env("MEDIA_S3_REGION", default=None),
+            "access_key": env("MEDIA_S3_ACCESS_KEY_ID", default=None),
+            "secret_key": env("MEDIA_S3_SECRET_ACCESS_KEY", default=None),
+            "default_acl": None,  # the bucket's own (private) policy
+            "file_overwrite": False,  # content-addressed names; never replace another item's
+            "querystring_auth": True,
+        },
+    }
+elif MEDIA_STORAGE == "local":
+    _media_storage = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+else:
+    raise ImproperlyConfigured(f"MEDIA_STORAGE must be local or s3, not {MEDIA_STORAGE!r}")
+STORAGES = {
+    "default": _media_storage,
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
