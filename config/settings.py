@@ -405,3 +405,11 @@ STORAGES = {
     "default": _media_storage,
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+
+# --- Operations: worker liveness (labelers/liveness.py) -------------------------------------
+# Each worker process writes a heartbeat this often (0: off) with the labels it holds; one
+# silent for WORKER_DEAD_AFTER_SECONDS is dead (killed, its machine gone): the dispatch takes
+# its running and held labels back at once instead of after their lease (LABEL_LEASE_SECONDS)
+# or Redis's visibility timeout.
+WORKER_HEARTBEAT_SECONDS = env.float("WORKER_HEARTBEAT_SECONDS", default=2.0)
+WORKER_DEAD_AFTER_SECONDS = env.float("WORKER_DEAD_AFTER_SECONDS", default=15.0)

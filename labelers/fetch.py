@@ -19,6 +19,7 @@ from django.utils import timezone
 from config import logs
 from labelers import client as api
 from labelers.breaker import get_breaker
+from labelers.liveness import WORKER_NAME
 from labelers.models import ApiKeyRefusal, Label
 from labelers.throttle import SlotAbandoned, get_throttle
 from labelers.verdict import Answer, item_refresh
@@ -116,6 +117,7 @@ def _claim(label_id: int) -> bool:
             status=Label.Status.RUNNING,
             lease_expires_at=now + timedelta(seconds=settings.LABEL_LEASE_SECONDS),
             attempts=F("attempts") + 1,
+            worker=WORKER_NAME,
         )
     )
 

@@ -82,6 +82,18 @@ def start_worker(env: dict, *, concurrency: int = 4, beat: bool = True, log: Pat
     )
 
 
+def start_beat(env: dict, *, folder: Path, log: Path | None = None):
+    """Celery beat alone, as in production: exactly one, apart from the workers."""
+    args = [
+        sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel", "WARNING",
+        "--schedule", str(folder / "celerybeat-schedule"),
+    ]  # fmt: skip
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - child keeps it
+    return subprocess.Popen(
+        args, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
 def replace_exited(workers: list, env: dict, folder: Path, *, concurrency: int = 4) -> None:
     """As a process supervisor (compose's restart policy, systemd) would: the newest worker,
     if it exited, is replaced by a fresh one. Celery's Redis transport can exit on a broker
