@@ -22,6 +22,9 @@ from testkit.signing import signed_headers
 
 # Unit tests run tasks in-process; the end-to-end tests start real workers instead.
 celery_app.conf.task_always_eager = True
+# The test client speaks plain http; with DATABASE_URL set (production settings) every request
+# would be redirected to https. tests/test_deploy_check.py tests the production values.
+settings.SECURE_SSL_REDIRECT = False
 
 
 # Per-run SQLite test files are named <stem>-<pid>_<token><suffix>, plus SQLite's -wal/-shm.

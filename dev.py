@@ -7,6 +7,8 @@ python3 dev.py run    install into .venv, set up on first run, then run and supe
                       local stand-in for the API, no key needed, in data/demo)
 python3 dev.py test   install into .venv (with test extras), then run the test suite
 python3 dev.py lint   ruff format --check, ruff check, mypy, makemigrations --check
+python3 dev.py lock   re-pin requirements/*.txt (with hashes) from pyproject.toml's ranges;
+                      `lock --upgrade` takes the newest releases the ranges allow
 
 This file is process management only (stdlib, no Django): the app's own setup is the
 `firstrun` management command.
@@ -31,6 +33,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 PYTHON = VENV / "bin" / "python"
+# Pinned, hashed dependency sets compiled from pyproject.toml's ranges (`dev.py lock`): base
+# for the image, dev (base + the test extra) for development and CI.
+LOCKS = {"": ROOT / "requirements" / "base.txt", "test": ROOT / "requirements" / "dev.txt"}
+TOOLS_VENV = ROOT / ".venv-tools"
 
 
 def ensure_venv(extras: str) -> None:
@@ -40,14 +46,39 @@ def ensure_venv(extras: str) -> None:
         print("Creating .venv ...", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
     stamp = VENV / f".installed-{extras or 'base'}"
-    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    lock = LOCKS[extras]
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + lock.read_bytes()).hexdigest()
     if stamp.exists() and stamp.read_text() == digest:
         return
-    target = f".[{extras}]" if extras else "."
-    print(f"Installing {target} into .venv ...", flush=True)
-    subprocess.run([str(PYTHON), "-m", "pip", "install", "-q", "--upgrade", "pip"], check=True)
-    subprocess.run([str(PYTHON), "-m", "pip", "install", "-q", "-e", target], check=True, cwd=ROOT)
+    print(f"Installing {lock.relative_to(ROOT)} and the project into .venv ...", flush=True)
+    pip = [str(PYTHON), "-m", "pip", "install", "-q"]
+    # Exactly the locked versions, each checked against its hash; then the project itself
+    # (editable, nothing more: its dependencies are all in the lock).
+    subprocess.run([*pip, "--require-hashes", "--no-deps", "-r", str(lock)], check=True)
+    subprocess.run([*pip, "--no-deps", "-e", "."], check=True, cwd=ROOT)
     stamp.write_text(digest)
+
+
+def lock(rest: list[str]) -> int:
+    """Compile the lock files with pip-tools in a venv of their own (not the project's)."""
+    pip_compile = TOOLS_VENV / "bin" / "pip-compile"
+    if not pip_compile.exists():
+        venv.EnvBuilder(with_pip=True).create(TOOLS_VENV)
+        tools_pip = [str(TOOLS_VENV / "bin" / "pip"), "install", "-q", "--upgrade"]
+        subprocess.run([*tools_pip, "pip", "pip-tools>=7.4"], check=True)
+    common = [
+        str(pip_compile), "-q", "--generate-hashes", "--allow-unsafe", "--strip-extras",
+        "--no-emit-index-url", "--no-emit-find-links", *rest,
+    ]  # fmt: skip
+    # dev.txt is compiled under base.txt's pins (dev.in: -c base.txt): one version each.
+    for args in (
+        ["-o", "requirements/base.txt", "pyproject.toml"],
+        ["--extra", "test", "-o", "requirements/dev.txt", "pyproject.toml",
+         "requirements/dev.in"],
+    ):  # fmt: skip
+        if code := subprocess.call([*common, *args], cwd=ROOT):
+            return code
+    return 0
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> int:
@@ -209,6 +240,8 @@ def main() -> int:
     if command == "test":
         ensure_venv("test")
         return run("-m", "pytest", *rest)
+    if command == "lock":
+        return lock(rest)
     if command == "lint":
         ensure_venv("test")
         for args in (

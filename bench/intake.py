@@ -241,6 +241,7 @@ def app_env(data_dir: Path) -> dict:
             "DATABASE_URL": DATABASE_URL,
             "SECRET_KEY": "bench",
             "DEBUG": "false",
+            "SECURE_SSL_REDIRECT": "false",  # plain http on loopback
             "CELERY_BROKER_URL": BROKER_URL,
             "CONN_MAX_AGE": "60",
             "DATA_DIR": str(data_dir),

@@ -8,9 +8,14 @@ import time
 
 from celery import Celery
 from celery.signals import task_postrun, task_prerun, worker_ready
+from django.conf import settings
 from django.db import close_old_connections
+from prometheus_client import start_http_server
 
-from config import broker  # noqa: F401 - registers the atomic filesystem transport
+from config import (
+    broker,  # noqa: F401 - registers the atomic filesystem transport
+    logs,
+)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 logger = logging.getLogger(__name__)
@@ -25,6 +30,22 @@ app.autodiscover_tasks()
 
 
 _checked = threading.local()
+
+
+@task_prerun.connect
+def _bind_task_to_logs(task_id=None, task=None, **_):
+    """Every line a task logs carries its id (eager tasks log as part of their caller)."""
+    if task is not None and getattr(task.request, "is_eager", False):
+        return
+    logs.clear()
+    logs.bind(task_id=task_id, task=getattr(task, "name", None))
+
+
+@task_postrun.connect
+def _unbind_task_from_logs(task=None, **_):
+    if task is not None and getattr(task.request, "is_eager", False):
+        return
+    logs.clear()
 
 
 # A health check is a round trip: once a second per thread, it was one query in four at one
@@ -113,6 +134,15 @@ def _watch(queues) -> None:
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(60)
             os._exit(1)  # the warm shutdown hung as well
+
+
+@worker_ready.connect
+def _serve_metrics(sender=None, **_):
+    """A worker's own counters (labels by outcome, API calls and latency) for Prometheus to
+    scrape on WORKER_METRICS_PORT; the threads pool keeps them all in this one process."""
+    if port := settings.WORKER_METRICS_PORT:
+        start_http_server(port, addr=settings.WORKER_METRICS_ADDR)
+        logger.info("worker metrics on %s:%s", settings.WORKER_METRICS_ADDR, port)
 
 
 @worker_ready.connect

@@ -6,6 +6,7 @@ Production: DATABASE_URL, CELERY_BROKER_URL, SECRET_KEY, ALLOWED_HOSTS set by th
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -124,7 +125,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = DATA_DIR / "static"
+# The image collects static files at build time into a folder of its own (see Dockerfile).
+STATIC_ROOT = Path(env("STATIC_ROOT", default=str(DATA_DIR / "static")))
 STATIC_ROOT.mkdir(exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"]
 WHITENOISE_USE_FINDERS = True
@@ -277,11 +279,145 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# Logs: JSON lines in production (one object per line, for the log shipper), readable lines in
+# development; either way each line carries the item, source and task it is about, and
+# secrets are redacted (config/logs.py). Celery's workers log through the same handlers.
+LOG_FORMAT = env("LOG_FORMAT", default="json" if not DEBUG and not EMBEDDED else "plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "context": {"()": "config.logs.AddContext"},
+        "redact": {"()": "config.logs.RedactSecrets"},
+    },
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s %(context)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+            "static_fields": {"service": "modqueue"},
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["redact", "context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# --- Operations: health and readiness (config/health.py) -----------------------------------
+# /healthz and /readyz are answered first, before the SSL redirect and the host check, so a
+# load balancer or the image's HEALTHCHECK can call them over plain http by IP.
+MIDDLEWARE.insert(0, "config.health.HealthMiddleware")
+MIDDLEWARE.insert(1, "config.logs.LogContextMiddleware")
+SECURE_REDIRECT_EXEMPT = [r"^healthz/?$", r"^readyz/?$"]
+READYZ_BROKER_TIMEOUT = env.float("READYZ_BROKER_TIMEOUT", default=2.0)
+# Ready also means beat's dispatch ran within LABEL_DISPATCH_STALL_SECONDS; turn this off
+# where a load balancer should keep serving pages while beat is down.
+READYZ_CHECK_DISPATCHER = env.bool("READYZ_CHECK_DISPATCHER", default=True)
+
+# --- Operations: HTTPS behind the TLS proxy (check --deploy is clean in production) ---------
+# Production (DATABASE_URL set, DEBUG off) sits behind a proxy that terminates TLS and sets
+# X-Forwarded-Proto (SECURE_PROXY_SSL_HEADER above): redirect plain http (but /healthz and
+# /readyz) and send HSTS. The embedded default serves http on localhost and does neither.
+_PRODUCTION = not DEBUG and not EMBEDDED
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=_PRODUCTION)
+# A year, subdomains included, preload allowed: what check --deploy asks for. Browsers keep
+# HSTS for that long, so a deployment not yet sure of HTTPS everywhere starts lower (say
+# 3600) and accepts check --deploy's warning meanwhile.
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000 if _PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=_PRODUCTION)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=_PRODUCTION)
+
+# --- Operations: Prometheus metrics (config/metrics.py, /metrics in config/health.py) -------
+# /metrics answers a scraper that shows this bearer token, or that calls directly (not
+# through the proxy) from one of these addresses or networks. Production allows nobody by
+# default: set a token, or the scraper's network (say 10.0.0.0/8).
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+METRICS_ALLOWED_IPS = env.list(
+    "METRICS_ALLOWED_IPS", default=[] if _PRODUCTION else ["127.0.0.1", "::1"]
+)
+# A Celery worker serves its own metrics on this port (0: off), bound to this address.
+WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", default=0)
+WORKER_METRICS_ADDR = env("WORKER_METRICS_ADDR", default="127.0.0.1")
+
+# --- Operations: login throttling (django-axes) and a second factor for staff (django-otp) --
+INSTALLED_APPS += [
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+]
+# django-otp marks the user as verified (or not) right after authentication; axes last, as
+# its documentation asks, so that a locked-out request is answered before any view runs.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1,
+    "django_otp.middleware.OTPMiddleware",
+)
+MIDDLEWARE.append("axes.middleware.AxesMiddleware")
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# After AXES_FAILURE_LIMIT failed logins for one user name (from anywhere), or from one
+# address (for any names), further attempts are refused for AXES_COOLOFF_MINUTES; a
+# successful login does not reset an address's count. Unlock early: manage.py axes_reset.
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("AXES_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = False
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# The client's address: REMOTE_ADDR, or behind the TLS proxy (production) the last address
+# the proxy appended to X-Forwarded-For; a client cannot forge the proxy's own entry.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=1 if _PRODUCTION else 0)
+AXES_CLIENT_IP_CALLABLE = "config.logins.client_ip"
+# Staff must also give a one-time password (TOTP app, or a static emergency token) to use
+# the admin when this is on. Give each staff user a device first (README: Production).
+OTP_REQUIRED_FOR_STAFF = env.bool("OTP_REQUIRED_FOR_STAFF", default=False)
+OTP_TOTP_ISSUER = "Moderation queue"
+
+# --- Operations: media storage (uploaded images and videos) ---------------------------------
+# local: files under MEDIA_ROOT (every web and worker process must see the same folder).
+# s3: an S3-compatible bucket through django-storages (AWS S3, MinIO, Ceph, R2 ...), for
+# workers on several machines without a shared folder. Media is only ever read through
+# Django (the item page streams it to logged-in reviewers; the worker sends it to the API),
+# so the bucket stays private and no public URL is made. Credentials: these variables, or
+# boto3's own chain when unset (AWS_* variables, an instance role).
+MEDIA_STORAGE = env("MEDIA_STORAGE", default="local")
+if MEDIA_STORAGE == "s3":
+    _media_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env("MEDIA_S3_BUCKET"),
+            "location": env("MEDIA_S3_PREFIX", default="media"),
+            "endpoint_url": env("MEDIA_S3_ENDPOINT_URL", default=None),
+            "region_name": env("MEDIA_S3_REGION", default=None),
+            "access_key": env("MEDIA_S3_ACCESS_KEY_ID", default=None),
+            "secret_key": env("MEDIA_S3_SECRET_ACCESS_KEY", default=None),
+            "default_acl": None,  # the bucket's own (private) policy
+            "file_overwrite": False,  # content-addressed names; never replace another item's
+            "querystring_auth": True,
+        },
+    }
+elif MEDIA_STORAGE == "local":
+    _media_storage = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+else:
+    raise ImproperlyConfigured(f"MEDIA_STORAGE must be local or s3, not {MEDIA_STORAGE!r}")
+STORAGES = {
+    "default": _media_storage,
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+# --- Operations: worker liveness (labelers/liveness.py) -------------------------------------
+# Each worker process writes a heartbeat this often (0: off) with the labels it holds; one
+# silent for WORKER_DEAD_AFTER_SECONDS is dead (killed, its machine gone): the dispatch takes
+# its running and held labels back at once instead of after their lease (LABEL_LEASE_SECONDS)
+# or Redis's visibility timeout.
+WORKER_HEARTBEAT_SECONDS = env.float("WORKER_HEARTBEAT_SECONDS", default=2.0)
+WORKER_DEAD_AFTER_SECONDS = env.float("WORKER_DEAD_AFTER_SECONDS", default=15.0)

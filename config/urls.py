@@ -1,10 +1,15 @@
 """URL routes: reviewer pages, machine endpoints (webhook, item API), admin, login."""
 
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from config.logins import admin_site_require_otp
 from moderation import api, views
+
+if settings.OTP_REQUIRED_FOR_STAFF:
+    admin_site_require_otp()
 
 urlpatterns = [
     path("", views.queue, name="queue"),

@@ -18,6 +18,8 @@ import requests
 from django.conf import settings
 from requests.adapters import HTTPAdapter
 
+from config import metrics
+
 MODELS = ("cope-latest", "cope-a-9b", "cope-b-12b", "cope-b-a4b", "cope-b-a4b-mm")
 DEPRECATED_MODELS = {"cope-b-12b": "deprecated since 2026-07-01; use cope-b-a4b-mm for media"}
 MEDIA_MODEL = "cope-b-a4b-mm"
@@ -194,12 +196,16 @@ class LabelClient:
                 timeout=self.timeout,
             )
         except requests.Timeout:
+            metrics.API_CALLS.labels(result="timeout").inc()
             raise TransientLabelError(f"timeout after {time.monotonic() - started:.1f}s") from None
         except requests.RequestException as exc:
+            metrics.API_CALLS.labels(result="connection").inc()
             # The exception text names the URL, never the headers; keep only its class.
             raise TransientLabelError(f"connection error: {type(exc).__name__}") from None
         latency = time.monotonic() - started
         status = response.status_code
+        metrics.API_CALLS.labels(result=metrics.api_result(status)).inc()
+        metrics.API_LATENCY.observe(latency)
         if status == 200:
             return parse_result(response, latency)
         if status == 401:

@@ -13,8 +13,9 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
+from labelers import liveness
 from labelers.fetch import api_key_refused
-from labelers.models import DispatchHeartbeat, Label, LabelerVersion, Reevaluation, RelabelRun
+from labelers.models import Label, LabelerVersion, Reevaluation, RelabelRun
 from labelers.services import model_for, routing_cache, source_routing
 from labelers.verdict import item_refresh
 from moderation import services as moderation_services
@@ -62,7 +63,9 @@ def labels_due(*, broker_queued: int | None = None, limit: int = 10_000) -> list
     claims the row first).
     """
     now = timezone.now()
-    dispatch_heartbeat(now=now)
+    heartbeat = liveness.dispatch_heartbeat(now=now)
+    # Before the query below: a dead worker's running labels come back in this very sweep.
+    liveness.workers_dead(now=now, dispatch=heartbeat)
     items_route()
     stale = now - timedelta(seconds=settings.LABEL_STALE_PENDING_SECONDS)
     if not api_key_refused():
@@ -113,12 +116,6 @@ def _labels_lost(waiting: Q, *, broker_queued: int, now, exclude: list[int]) -> 
     ids = list(overdue.order_by("enqueued_at", "id").values_list("id", flat=True)[:missing])
     logger.warning("dispatch: %d labels lost their broker message; sending them again", len(ids))
     return ids
-
-
-def dispatch_heartbeat(*, now) -> None:
-    """Record that the dispatch ran, for the pages that must say when it stops."""
-    if not DispatchHeartbeat.objects.filter(pk=1).update(ran_at=now):
-        DispatchHeartbeat.objects.update_or_create(pk=1, defaults={"ran_at": now})
 
 
 def relabel_run_create(

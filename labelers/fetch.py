@@ -16,8 +16,10 @@ from django.db import transaction
 from django.db.models import F, OuterRef, Q, Subquery
 from django.utils import timezone
 
+from config import logs
 from labelers import client as api
 from labelers.breaker import get_breaker
+from labelers.liveness import WORKER_NAME
 from labelers.models import ApiKeyRefusal, Label
 from labelers.throttle import SlotAbandoned, get_throttle
 from labelers.verdict import Answer, item_refresh
@@ -115,6 +117,7 @@ def _claim(label_id: int) -> bool:
             status=Label.Status.RUNNING,
             lease_expires_at=now + timedelta(seconds=settings.LABEL_LEASE_SECONDS),
             attempts=F("attempts") + 1,
+            worker=WORKER_NAME,
         )
     )
 
@@ -160,6 +163,7 @@ def label_fetch(*, label_id: int) -> Outcome:
         )
         .get(pk=label_id)
     )
+    logs.bind(label_id=label_id, item_id=label.item_id, source_id=label.item.source_id)
     if label.revision != label.item.revision:
         # The product edited the item since this label was made: its content is gone from the
         # item, and the new revision has labels of its own. Nothing to pay for.

@@ -134,6 +134,9 @@ class Label(models.Model):
     content_hash = models.CharField(max_length=64, db_index=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # The worker process running it (labelers/liveness.py): when that worker's heartbeat
+    # stops, the dispatch takes the label back at once instead of waiting for the lease.
+    worker = models.CharField(max_length=200, blank=True)
     enqueued_at = models.DateTimeField(null=True, blank=True)
     # Relabel work: sent by the sweep only while the broker's labels queue is short, so a
     # backlog never sits in front of a fresh item (the database keeps the rest in line).
@@ -176,9 +179,28 @@ class DispatchHeartbeat(models.Model):
     stalled (beat stopped, or the sweep starved) instead of showing an empty, calm queue."""
 
     ran_at = models.DateTimeField()
+    # Since when the dispatch has run without a gap: a worker is declared dead only after
+    # the dispatch (and so the database) has been up longer than the heartbeat timeout, so
+    # that a database outage, which stops every heartbeat, never makes all workers "dead".
+    running_since = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"dispatch ran at {self.ran_at:%Y-%m-%d %H:%M:%S}"
+
+
+class WorkerHeartbeat(models.Model):
+    """A Celery worker process, alive as of `seen_at` (written every few seconds by the
+    worker itself), and the labels whose messages it held then (received, not finished).
+    A worker killed with -9 stops writing: the dispatch then takes back its running labels
+    and sends its held ones again, instead of waiting for their leases and Redis's
+    visibility timeout."""
+
+    name = models.CharField(max_length=200, unique=True)
+    seen_at = models.DateTimeField()
+    holding = models.JSONField(default=list, blank=True)
+
+    def __str__(self) -> str:
+        return f"worker {self.name} seen at {self.seen_at:%Y-%m-%d %H:%M:%S}"
 
 
 class RelabelRun(models.Model):

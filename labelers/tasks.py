@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from celery import shared_task
 from django.db import transaction
 
+from config import metrics
 from config.cache import TTLCache
 from labelers import dispatch, fetch
 from labelers.models import Reevaluation, RelabelRun
@@ -19,6 +20,9 @@ logger = logging.getLogger(__name__)
 @shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def label_fetch(label_id: int) -> str:
     outcome = fetch.label_fetch(label_id=label_id)
+    metrics.LABELS.labels(outcome=outcome.result).inc()
+    if outcome.result == "cached":
+        metrics.CACHE_HITS.inc()
     if outcome.retry_in is not None:
         labels_enqueue([label_id], countdown=outcome.retry_in)
     return outcome.result

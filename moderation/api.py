@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
+from config import logs, metrics
 from moderation import selectors, services
 from moderation.errors import IntakeError
 from moderation.intake import parse_body
@@ -45,9 +46,16 @@ def _read_body(request: HttpRequest) -> bytes:
 @csrf_exempt
 @require_POST
 def webhook(request: HttpRequest, slug: str) -> JsonResponse:
+    response = _webhook(request, slug)
+    metrics.INTAKE_REQUESTS.labels(status=str(response.status_code)).inc()
+    return response
+
+
+def _webhook(request: HttpRequest, slug: str) -> JsonResponse:
     source = selectors.source_for_intake(slug)
     if source is None:
         return _error(404, "unknown source", "slug")
+    logs.bind(source_id=source.pk, source=slug)
     try:
         body = _read_body(request)
         webhook_id, _ = verify(
@@ -61,7 +69,10 @@ def webhook(request: HttpRequest, slug: str) -> JsonResponse:
         payload = parse_body(body)
         item, created = services.item_ingest(source=source, payload=payload, webhook_id=webhook_id)
     except IntakeError as exc:
+        logger.info("webhook refused: %s %s", exc.status, exc.as_json().get("field"))
         return JsonResponse(exc.as_json(), status=exc.status)
+    logs.bind(item_id=item.pk, revision=item.revision)
+    logger.info("webhook %s item", "stored" if created else "repeated")
     return JsonResponse(
         {"id": item.pk, "revision": item.revision, "status": item.status},
         status=202 if created else 200,

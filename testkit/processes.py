@@ -43,6 +43,8 @@ def app_env(*, data_dir: Path, api_url: str, api_key: str = "test-key", **extra)
         "ZENTROPI_API_URL": api_url,
         "ZENTROPI_API_KEY": api_key,
         "SESSION_COOKIE_SECURE": "false",
+        # Plain http on loopback: no TLS proxy in front of these servers.
+        "SECURE_SSL_REDIRECT": "false",
         "CELERY_BROKER_URL": os.environ.get("CELERY_BROKER_URL", "filesystem://"),
         "LABEL_SWEEP_INTERVAL": "0.5",
         "LOG_LEVEL": "WARNING",
@@ -75,6 +77,18 @@ def start_worker(env: dict, *, concurrency: int = 4, beat: bool = True, log: Pat
         args.append("--beat")
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - child keeps it
     # Own process group: an embedded beat is a child process, and a kill must reach it too.
+    return subprocess.Popen(
+        args, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def start_beat(env: dict, *, folder: Path, log: Path | None = None):
+    """Celery beat alone, as in production: exactly one, apart from the workers."""
+    args = [
+        sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel", "WARNING",
+        "--schedule", str(folder / "celerybeat-schedule"),
+    ]  # fmt: skip
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - child keeps it
     return subprocess.Popen(
         args, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
     )

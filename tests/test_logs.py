@@ -1,0 +1,95 @@
+"""Log lines: JSON in production, each about an item carrying its id, source and task id,
+and never a secret."""
+
+import importlib
+import io
+import json
+import logging
+
+import pytest
+
+from config import celery as celery_config
+from config import logs
+from labelers.tasks import label_fetch
+from moderation.models import Item
+from testkit.fake_api import REJECT_MARKER
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def json_lines(settings):
+    """The production handler (settings.LOGGING's json formatter and filters) on a buffer."""
+    formatter_config = dict(settings.LOGGING["formatters"]["json"])
+    formatter_class = formatter_config.pop("()")
+    module, _, name = formatter_class.rpartition(".")
+    formatter = getattr(importlib.import_module(module), name)(**formatter_config)
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(formatter)
+    handler.addFilter(logs.RedactSecrets())
+    handler.addFilter(logs.AddContext())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    old_level, root.level = root.level, logging.INFO
+    logs.clear()
+    yield lambda: [json.loads(line) for line in buffer.getvalue().splitlines()]
+    root.removeHandler(handler)
+    root.level = old_level
+    logs.clear()
+
+
+def test_production_logs_json_and_development_logs_plain_lines(settings):
+    assert settings.LOGGING["handlers"]["console"]["formatter"] == settings.LOG_FORMAT
+    assert set(settings.LOGGING["formatters"]) == {"plain", "json"}
+
+
+def test_a_webhook_line_carries_the_item_and_source(fake_api, post_webhook, source, json_lines):
+    response = post_webhook(source, {"external_id": "p1", "content_text": "hello"})
+    assert response.status_code == 202
+    stored = [line for line in json_lines() if line["message"] == "webhook stored item"]
+    assert stored, json_lines()
+    line = stored[0]
+    assert (line["item_id"], line["source_id"], line["source"]) == (
+        response.json()["id"],
+        source.pk,
+        source.slug,
+    )
+    assert {"time", "level", "logger"} <= set(line)
+    assert "hello" not in json.dumps(json_lines()), "content is never logged"
+
+
+def test_a_task_line_about_a_label_carries_item_source_and_task_id(
+    fake_api, post_webhook, source, json_lines
+):
+    response = post_webhook(source, {"external_id": "r1", "content_text": f"x {REJECT_MARKER}"})
+    item = Item.objects.get(pk=response.json()["id"])
+    label = item.labels.get()
+    label.status, label.attempts = "pending", 0
+    label.save()
+    # As a worker runs it: the receivers of Celery's signals around the task body (not the
+    # signals themselves: the connection upkeep would close the test's database connection).
+    celery_config._bind_task_to_logs(task_id="task-123", task=label_fetch)
+    try:
+        label_fetch.run(label.pk)
+    finally:
+        celery_config._unbind_task_from_logs(task=label_fetch)
+    failed = [line for line in json_lines() if "failed for good" in line["message"]]
+    assert failed, json_lines()
+    assert failed[-1]["item_id"] == item.pk
+    assert failed[-1]["source_id"] == source.pk
+    assert failed[-1]["task_id"] == "task-123"
+    assert failed[-1]["label_id"] == label.pk
+    assert logs.context() == {}, "the next task starts with a clean context"
+
+
+def test_secrets_are_redacted_from_messages_and_arguments(settings, json_lines):
+    settings.ZENTROPI_API_KEY = "zk_live_supersecret"
+    logger = logging.getLogger("moderation.test")
+    logger.warning("key %s in use", "zk_live_supersecret")
+    logger.warning("secret whsec_c2VjcmV0c2VjcmV0 token mqt_abcdef123")
+    logger.warning("header Authorization: Bearer abc.def.ghi")
+    text = json.dumps(json_lines())
+    for secret in ("supersecret", "c2VjcmV0c2VjcmV0", "abcdef123", "abc.def.ghi"):
+        assert secret not in text
+    assert text.count("[redacted]") == 4
