@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('labelers', '0007_relabel_run_state'),
+        ('labelers', '0008_version_state'),
     ]
 
     operations = [
