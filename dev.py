@@ -116,7 +116,7 @@ def app_commands(
     return {
         # Both queues: label tasks, and the dispatch (beat's sweep, relabel runs).
         "worker": [python, "-m", "celery", "-A", "config", "worker", "--beat",
-                   "-Q", "labels,dispatch",
+                   "-Q", "labels,dispatch,callbacks",
                    "--pool", "threads", "--concurrency", str(concurrency),
                    "--loglevel", "INFO"],
         "web": [python, "-m", "gunicorn", "config.wsgi", "--bind", f"{host}:{port}",

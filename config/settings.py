@@ -204,6 +204,32 @@ LABEL_THROTTLE_REDIS_URL = env(
     default=_broker_env if _broker_env.startswith(("redis://", "rediss://")) else "",
 )
 
+# Decisions back to the products (callbacks). Each decision is POSTed to its source's
+# callback URL; a receiver that hangs is cut off after these timeouts (seconds).
+CALLBACK_CONNECT_TIMEOUT = env.float("CALLBACK_CONNECT_TIMEOUT", default=5.0)
+CALLBACK_READ_TIMEOUT = env.float("CALLBACK_READ_TIMEOUT", default=15.0)
+# Delays before each retry after a failed attempt (seconds), as Standard Webhooks senders
+# (Svix) do: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h: about 28 hours, then failed.
+CALLBACK_RETRY_SCHEDULE = [
+    float(delay)
+    for delay in env.list(
+        "CALLBACK_RETRY_SCHEDULE", default=[5, 300, 1800, 7200, 18000, 36000, 36000]
+    )
+]
+# SSRF: production sends only over https to public addresses, checked after DNS resolution
+# at send time. The embedded default and DEBUG allow http and private addresses (a receiver
+# on 127.0.0.1 in development); these settings allow them in production too.
+CALLBACK_ALLOW_HTTP = env.bool("CALLBACK_ALLOW_HTTP", default=DEBUG or EMBEDDED)
+CALLBACK_ALLOW_PRIVATE = env.bool("CALLBACK_ALLOW_PRIVATE", default=DEBUG or EMBEDDED)
+# How often beat sends due deliveries (retries, and any whose message was lost).
+CALLBACK_SWEEP_INTERVAL = env.float("CALLBACK_SWEEP_INTERVAL", default=5.0)
+# A delivery being sent for longer than this belongs to a dead worker and is sent again.
+CALLBACK_LEASE_SECONDS = env.int(
+    "CALLBACK_LEASE_SECONDS", default=int(CALLBACK_CONNECT_TIMEOUT + CALLBACK_READ_TIMEOUT) + 60
+)
+# A due delivery sent to the workers but not started after this lost its message (seconds).
+CALLBACK_LOST_AFTER_SECONDS = env.float("CALLBACK_LOST_AFTER_SECONDS", default=60.0)
+
 REVIEW_LEASE_SECONDS = env.int("REVIEW_LEASE_SECONDS", default=300)
 # A reviewer may undo their own decision this long after making it (the page offers it for
 # the first REVIEW_UNDO_OFFER_SECONDS).
@@ -247,19 +273,22 @@ CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_TASK_TIME_LIMIT = int(LABEL_READ_TIMEOUT + LABEL_CONNECT_TIMEOUT) + 60
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 30
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
-# Two queues, both consumed by every worker (-Q labels,dispatch): label tasks, and the
-# dispatch (beat's sweep, relabel runs). The sweep must never wait behind a label backlog,
-# or new items stay "received" while the backlog drains. A worker started without -Q
-# consumes every queue listed here.
+# Three queues, all consumed by every worker (-Q labels,dispatch,callbacks): label tasks,
+# the dispatch (beat's sweeps, relabel runs) and decisions sent back to the products. The
+# sweep must never wait behind a label backlog, or new items stay "received" while the
+# backlog drains. A worker started without -Q consumes every queue listed here.
 CELERY_TASK_DEFAULT_QUEUE = "labels"
 CELERY_TASK_QUEUES = [
-    Queue(name, Exchange(name), routing_key=name) for name in ("labels", "dispatch")
+    Queue(name, Exchange(name), routing_key=name) for name in ("labels", "dispatch", "callbacks")
 ]
 CELERY_TASK_ROUTES = {
     "labelers.tasks.label_sweep": {"queue": "dispatch"},
     "labelers.tasks.relabel_run": {"queue": "dispatch"},
     "labelers.tasks.items_reevaluate": {"queue": "dispatch"},
     "moderation.tasks.queue_sla_refresh": {"queue": "dispatch"},
+    # Callbacks wait on products' servers (up to the timeouts): never in front of labels.
+    "moderation.tasks.callback_deliver": {"queue": "callbacks"},
+    "moderation.tasks.callback_sweep": {"queue": "dispatch"},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
@@ -276,6 +305,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "moderation.tasks.queue_sla_refresh",
         "schedule": 60.0,
         "options": {"expires": 55.0},
+    },
+    "sweep-callbacks": {
+        "task": "moderation.tasks.callback_sweep",
+        "schedule": CALLBACK_SWEEP_INTERVAL,
+        "options": {"expires": max(5.0, 5 * CALLBACK_SWEEP_INTERVAL)},
     },
 }
 

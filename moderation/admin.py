@@ -2,14 +2,21 @@
 
 from datetime import timedelta
 
+from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html
 from django.utils.timesince import timesince
 
 from labelers.admin import StallWarning
 from labelers.selectors import source_routing_problem
 from labelers.tasks import reevaluation_start, relabel_items_start
 from moderation import selectors
+from moderation.callback_http import CallbackRefused, check_scheme
 from moderation.models import (
+    CallbackAttempt,
+    CallbackDelivery,
     Decision,
     DecisionReason,
     Item,
@@ -19,11 +26,36 @@ from moderation.models import (
     new_api_token,
     new_webhook_secret,
 )
-from moderation.services import source_rotate_secret
+from moderation.services import source_rotate_secret, source_set_callback_secret
+from moderation.tasks import callbacks_redeliver
+
+
+class SourceForm(forms.ModelForm):
+    callback_url = forms.URLField(
+        required=False,
+        assume_scheme="https",
+        help_text="Each decision is POSTed here, signed (see the README: Callbacks).",
+    )
+
+    class Meta:
+        model = Source
+        # SourceAdmin.exclude keeps the secrets out; the admin decides the fields shown.
+        fields = "__all__"  # noqa: DJ007
+
+    def clean_callback_url(self):
+        url = self.cleaned_data.get("callback_url", "")
+        if url:
+            # The same rule as at send time (where the address is checked as well).
+            try:
+                check_scheme(url, allow_http=settings.CALLBACK_ALLOW_HTTP)
+            except CallbackRefused as exc:
+                raise forms.ValidationError(str(exc)) from None
+        return url
 
 
 @admin.register(Source)
 class SourceAdmin(admin.ModelAdmin):
+    form = SourceForm
     list_display = (
         "name",
         "slug",
@@ -31,14 +63,48 @@ class SourceAdmin(admin.ModelAdmin):
         "routing",
         "review_sla_minutes",
         "waiting",
+        "callbacks",
         "created_at",
     )
     prepopulated_fields = {"slug": ("name",)}
     filter_horizontal = ("labelers",)
     # Secrets are set by services (create_source, rotation), never shown in the admin.
-    exclude = ("webhook_secret", "previous_webhook_secret", "api_token_hash")
-    readonly_fields = ("previous_secret_expires_at",)
-    actions = ["rotate_secret"]
+    exclude = ("webhook_secret", "previous_webhook_secret", "api_token_hash", "callback_secret")
+    readonly_fields = ("previous_secret_expires_at", "callback_signing")
+    actions = ["rotate_secret", "new_callback_secret", "callbacks_with_intake_secret"]
+
+    @admin.display(description="callbacks")
+    def callbacks(self, obj):
+        if not obj.callback_url:
+            return "none"
+        failed = obj.callbacks.filter(state=CallbackDelivery.State.FAILED).count()
+        url = (
+            reverse("admin:moderation_callbackdelivery_changelist") + f"?source__id__exact={obj.pk}"
+        )
+        label = f"delivery log ({failed} failed)" if failed else "delivery log"
+        return format_html('<a href="{}">{}</a>', url, label)
+
+    @admin.display(description="callback signing secret")
+    def callback_signing(self, obj):
+        if obj.callback_secret:
+            return "its own callback secret"
+        return "the source's signing secret (whsec_)"
+
+    @admin.action(description="Sign callbacks with a new separate secret (shown once)")
+    def new_callback_secret(self, request, queryset):
+        for source in queryset:
+            secret = source_set_callback_secret(source=source, separate=True)
+            messages.warning(
+                request,
+                f"{source.slug}: callbacks are now signed with {secret} — copy it now, it is "
+                f"not shown again.",
+            )
+
+    @admin.action(description="Sign callbacks with the source's own signing secret")
+    def callbacks_with_intake_secret(self, request, queryset):
+        for source in queryset:
+            source_set_callback_secret(source=source, separate=False)
+        messages.info(request, "Callbacks are signed with each source's signing secret.")
 
     @admin.display(description="waiting")
     def waiting(self, obj):
@@ -182,3 +248,65 @@ class ReviewerSettingsAdmin(admin.ModelAdmin):
     @admin.display(description="sources")
     def sources_shown(self, obj):
         return ", ".join(s.slug for s in obj.sources.all()) or "all"
+
+
+class CallbackAttemptInline(admin.TabularInline):
+    model = CallbackAttempt
+    extra = 0
+    can_delete = False
+    fields = ("started_at", "status_code", "latency_ms", "error", "response_body", "url")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(CallbackDelivery)
+class CallbackDeliveryAdmin(admin.ModelAdmin):
+    """The delivery log: one row per decision sent back, its attempts inline."""
+
+    list_display = (
+        "webhook_id",
+        "source",
+        "state",
+        "attempts",
+        "last_status",
+        "next_attempt_at",
+        "delivered_at",
+        "created_at",
+    )
+    list_filter = ("state", "source")
+    list_select_related = ("source",)
+    readonly_fields = (
+        "decision",
+        "source",
+        "state",
+        "attempts",
+        "next_attempt_at",
+        "delivered_at",
+        "created_at",
+    )
+    exclude = ("enqueued_at", "lease_expires_at")
+    inlines = [CallbackAttemptInline]
+    actions = ["redeliver"]
+
+    @admin.display(description="last answer")
+    def last_status(self, obj):
+        attempt = obj.attempt_log.order_by("-id").first()
+        if attempt is None:
+            return "-"
+        return attempt.status_code or attempt.error[:80]
+
+    @admin.action(description="Redeliver now (the same webhook-id; the retry schedule restarts)")
+    def redeliver(self, request, queryset):
+        ids = callbacks_redeliver(delivery_ids=list(queryset.values_list("id", flat=True)))
+        skipped = queryset.count() - len(ids)
+        messages.info(request, f"{len(ids)} deliveries will be sent again now.")
+        if skipped:
+            messages.warning(request, f"{skipped} being sent right now were left alone.")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

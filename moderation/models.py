@@ -49,7 +49,15 @@ class Source(models.Model):
     previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
     # Only the SHA-256 of the bearer token is stored.
     api_token_hash = models.CharField(max_length=64, unique=True)
+    # Decisions are POSTed here (moderation/callbacks.py), signed with callback_secret, or
+    # with webhook_secret when that is empty.
     callback_url = models.URLField(blank=True)
+    callback_secret = models.CharField(max_length=200, blank=True)
+    # Reviewer identity leaves the system only when an admin allows it for this source.
+    callback_include_reviewer = models.BooleanField(
+        default=False,
+        help_text="Send the reviewer's id and username with each decision.",
+    )
     active = models.BooleanField(default=True)
     # How long an item of this source may wait for review; past it, the queue marks it and
     # puts it first within its score band. Empty: no SLA.
@@ -366,3 +374,76 @@ class MediaReveal(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reviewer_id} revealed {self.item_id}"
+
+
+class CallbackDelivery(models.Model):
+    """One decision sent back to its source's callback URL: the record of what is still to
+    send. Created with the decision; a worker claims it with a conditional UPDATE, and the
+    sweep sends what is due (retries, lost messages, dead workers)."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed (gave up)"
+
+    decision = models.OneToOneField(
+        Decision, on_delete=models.PROTECT, related_name="callback_delivery"
+    )
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="callbacks")
+    state = models.CharField(max_length=20, choices=State.choices, default=State.PENDING)
+    # Attempts since the delivery was created or last redelivered: the retry schedule's step.
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # When a message was last sent for it: the sweep sends it again only after
+    # CALLBACK_LOST_AFTER_SECONDS (the message was lost).
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    # A sending delivery whose lease ran out belongs to a dead worker.
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "callback deliveries"
+        ordering = ["-id"]
+        indexes = [
+            # The sweep's scan for due deliveries; delivered and failed ones are not in it.
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(state__in=["pending", "sending"]),
+                name="callback_due_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"dec_{self.decision_id} to {self.source_id}"
+
+    @property
+    def webhook_id(self) -> str:
+        """The same for every attempt, so receivers can drop a repeat."""
+        return f"dec_{self.decision_id}"
+
+
+class CallbackAttempt(models.Model):
+    """One HTTP attempt of a delivery, for the delivery log."""
+
+    delivery = models.ForeignKey(
+        CallbackDelivery, on_delete=models.CASCADE, related_name="attempt_log"
+    )
+    started_at = models.DateTimeField()
+    url = models.CharField(max_length=2000)
+    status_code = models.PositiveIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    # At most CALLBACK_BODY_LOG_BYTES of the receiver's answer.
+    response_body = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["delivery", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.delivery} at {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300

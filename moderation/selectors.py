@@ -567,3 +567,22 @@ def team_exposure() -> list[dict]:
         {"reviewer": name, "decisions": decided.get(name, 0), "reveals": revealed.get(name, 0)}
         for name in sorted(set(decided) | set(revealed))
     ]
+
+
+def decision_event(decision: Decision, *, include_reviewer: bool) -> dict:
+    """A decision as products receive it, in a callback's `data` and in the decisions feed.
+    The reviewer's identity only when an admin allowed it for the source."""
+    item = decision.item
+    event = {
+        "decision_id": decision.pk,
+        "item_id": item.pk,
+        "external_id": item.external_id,
+        "revision": decision.revision,
+        "action": decision.action,
+        "reason": decision.reason,
+        "decided_at": decision.created_at.isoformat(),
+    }
+    if include_reviewer:
+        reviewer = decision.reviewer
+        event["reviewer"] = {"id": reviewer.pk, "username": reviewer.get_username()}
+    return event

@@ -16,6 +16,7 @@ from django.db.models import Case, F, FloatField, Q, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from moderation import callbacks
 from moderation.intake import IntakePayload
 from moderation.models import (
     IN_QUEUE,
@@ -76,6 +77,14 @@ def source_rotate_secret(*, source: Source, grace: timedelta) -> str:
         update_fields=["webhook_secret", "previous_webhook_secret", "previous_secret_expires_at"]
     )
     return secret
+
+
+def source_set_callback_secret(*, source: Source, separate: bool) -> str:
+    """Sign callbacks with a new secret of their own (returned, shown once), or again with
+    the source's signing secret (`separate=False`)."""
+    source.callback_secret = new_webhook_secret() if separate else ""
+    source.save(update_fields=["callback_secret"])
+    return source.callback_secret or source.webhook_secret
 
 
 def source_valid_secrets(*, source: Source) -> list[str]:
@@ -420,7 +429,7 @@ def decision_record(
             and locked.claim_expires_at > timezone.now()
         ):
             raise ClaimConflict(f"item {item.pk} is being reviewed by someone else")
-        decision = Decision.objects.create(
+        decision = _decision_create(
             item=locked,
             revision=locked.revision,
             reviewer=reviewer,
@@ -472,7 +481,7 @@ def decision_undo(*, decision: Decision, reviewer) -> Decision:
         latest = locked.decisions.order_by("-created_at", "-id").first()
         if latest is None or latest.pk != decision.pk or locked.revision != decision.revision:
             raise ClaimConflict("the item changed since that decision; look at it again")
-        undo = Decision.objects.create(
+        undo = _decision_create(
             item=locked,
             revision=locked.revision,
             reviewer=reviewer,
@@ -588,3 +597,17 @@ def items_sla_refresh(*, now=None) -> int:
             back = waiting.filter(sla_breached=True)
         changed += back.update(sla_breached=False, queue_key=F("queue_key") + _BREACH_SHIFT)
     return changed
+
+
+def _decision_create(*, item: Item, **fields) -> Decision:
+    """Every decision, whoever makes it (a reviewer, or an automatic one), is made here, in
+    the caller's transaction: it goes back to the product by callback once committed.
+
+    The source's row lock is held from the insert to the commit, so a source's decision ids
+    commit in increasing order: the decisions feed (keyset by id) then never skips one that
+    committed late behind a higher id.
+    """
+    source = Source.objects.select_for_update().get(pk=item.source_id)
+    decision = Decision.objects.create(item=item, **fields)
+    callbacks.delivery_create(decision=decision, source=source)
+    return decision

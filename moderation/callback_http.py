@@ -1,0 +1,159 @@
+"""The only code that speaks HTTP to products' callback URLs, and the SSRF guard.
+
+A callback URL is set by an admin, but the name in it resolves wherever its DNS says, at the
+moment of sending: a name that resolved to a public address when it was saved can resolve to
+169.254.169.254 (cloud metadata) or 127.0.0.1 later. So the name is resolved here, every
+address is checked, and the connection goes to the address that was checked (a second lookup
+by the HTTP library could answer differently: DNS rebinding), with the name kept for the
+Host header, TLS SNI and the certificate check. Redirects are never followed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import certifi
+import urllib3
+
+# What is kept of a receiver's answer for the delivery log.
+BODY_LOG_BYTES = 1024
+
+
+class CallbackRefused(Exception):
+    """The URL may not be called under the current settings (scheme, or where it resolves)."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    status_code: int | None
+    latency_ms: int
+    body: str = ""
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def address_refusal(address: str) -> str | None:
+    """Why an address may not be called from production, or None if it is public."""
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    for kind in ("loopback", "private", "link_local", "multicast", "reserved", "unspecified"):
+        if getattr(ip, f"is_{kind}"):
+            return f"{address} is a {kind.replace('_', '-')} address"
+    if not ip.is_global:  # shared (100.64/10), documentation ranges and the like
+        return f"{address} is not a public address"
+    return None
+
+
+def check_scheme(url: str, *, allow_http: bool) -> None:
+    scheme = urlsplit(url).scheme.lower()
+    if scheme == "https" or (scheme == "http" and allow_http):
+        return
+    allowed = "http or https" if allow_http else "https"
+    raise CallbackRefused(f"callback URLs must use {allowed}, not {scheme or 'no scheme'!r}")
+
+
+def resolve(host: str, port: int, *, allow_private: bool) -> str:
+    """The address to connect to. Every address the name has must be allowed: a name with
+    one public and one private address is refused, whichever the library would pick."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise CallbackRefused(f"cannot resolve {host}: {exc}") from None
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    if not addresses:
+        raise CallbackRefused(f"{host} has no address")
+    if not allow_private:
+        for address in addresses:
+            if reason := address_refusal(address):
+                raise CallbackRefused(f"{host} resolves to {reason}")
+    return addresses[0]
+
+
+def post(
+    url: str,
+    *,
+    body: bytes,
+    headers: dict[str, str],
+    connect_timeout: float,
+    read_timeout: float,
+    allow_http: bool,
+    allow_private: bool,
+) -> Answer:
+    """POST once, no redirects, no retries. Raises CallbackRefused before any connection
+    when the URL may not be called; a network error or timeout is an Answer with `error`."""
+    check_scheme(url, allow_http=allow_http)
+    parts = urlsplit(url)
+    host = parts.hostname
+    if not host:
+        raise CallbackRefused("callback URL has no host")
+    https = parts.scheme.lower() == "https"
+    try:
+        port = parts.port or (443 if https else 80)
+    except ValueError:
+        raise CallbackRefused("callback URL has a bad port") from None
+    address = resolve(host, port, allow_private=allow_private)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    netloc_host = f"[{host}]" if ":" in host else host
+    default_port = 443 if https else 80
+    host_header = netloc_host if port == default_port else f"{netloc_host}:{port}"
+    timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
+    pool: urllib3.HTTPConnectionPool
+    if https:
+        # Connect to the checked address; the name stays the one TLS and the certificate
+        # are checked against.
+        pool = urllib3.HTTPSConnectionPool(
+            address,
+            port,
+            timeout=timeout,
+            retries=False,
+            maxsize=1,
+            server_hostname=host,
+            assert_hostname=host,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=certifi.where(),
+        )
+    else:
+        pool = urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False, maxsize=1)
+    started = time.monotonic()
+    try:
+        response = pool.urlopen(
+            "POST",
+            path,
+            body=body,
+            headers={**headers, "Host": host_header},
+            redirect=False,
+            retries=False,
+            preload_content=False,
+            assert_same_host=False,
+        )
+        try:
+            # The read timeout applies to each read: a receiver that answers its headers
+            # and then hangs on the body is cut off too.
+            raw = response.read(BODY_LOG_BYTES)
+        finally:
+            response.close()  # the rest of the body is not wanted: drop the connection
+        latency = int((time.monotonic() - started) * 1000)
+        return Answer(response.status, latency, raw.decode("utf-8", "replace"))
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        latency = int((time.monotonic() - started) * 1000)
+        return Answer(None, latency, error=_describe(exc))
+    finally:
+        pool.close()
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
+        return "timed out waiting for the receiver's answer"
+    if isinstance(exc, urllib3.exceptions.ConnectTimeoutError):
+        return "timed out connecting"
+    if isinstance(exc, urllib3.exceptions.SSLError):
+        return f"TLS error: {exc}"
+    return f"{type(exc).__name__}: {exc}"[:1000]

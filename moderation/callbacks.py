@@ -1,0 +1,217 @@
+"""Decisions back to the products: one CallbackDelivery per decision, sent to the source's
+callback URL, signed in Standard Webhooks format, retried on a schedule, logged per attempt.
+
+The database is the record: a delivery is created in the decision's transaction, a worker
+claims it with a conditional UPDATE (so two workers never send it at once), and beat's sweep
+sends whatever is due (retries, messages lost with a broker, deliveries of a dead worker).
+After a 2xx a delivery is never sent again by itself. A crash between the receiver's 2xx and
+recording it sends it again later with the same webhook-id: receivers dedupe on it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.dispatch import Signal
+from django.utils import timezone
+from standardwebhooks.webhooks import Webhook
+
+from moderation import callback_http
+from moderation.models import CallbackAttempt, CallbackDelivery, Decision, Source
+from moderation.selectors import decision_event
+
+logger = logging.getLogger(__name__)
+
+EVENT_TYPE = "decision.created"
+
+# Sent with `delivery_id` when a delivery is created, inside the decision's transaction;
+# moderation.tasks sends its message once that commits (connected in apps.py, since tasks
+# call services and services cannot import tasks).
+delivery_created = Signal()
+USER_AGENT = "modqueue-callbacks/1"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: str  # delivered, retry, failed, not-due
+    retry_in: float | None = None
+
+
+def signing_secret(source: Source) -> str:
+    return source.callback_secret or source.webhook_secret
+
+
+def callback_body(decision: Decision, source: Source) -> bytes:
+    """The JSON body, in Standard Webhooks' {type, timestamp, data} shape; `data` is what the
+    decisions feed (GET /api/decisions/) lists."""
+    data = decision_event(decision, include_reviewer=source.callback_include_reviewer)
+    event = {"type": EVENT_TYPE, "timestamp": data["decided_at"], "data": data}
+    return json.dumps(event, separators=(",", ":")).encode()
+
+
+def signed_headers(*, secret: str, webhook_id: str, body: bytes) -> dict[str, str]:
+    # The timestamp is the attempt's, not the decision's: receivers refuse old timestamps
+    # (replays), and a retry a day later must still pass.
+    now = timezone.now().replace(microsecond=0)
+    return {
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": Webhook(secret).sign(webhook_id, now, body.decode()),
+    }
+
+
+def delivery_create(*, decision: Decision, source: Source) -> CallbackDelivery | None:
+    """In the decision's transaction: the delivery to send once it commits, or None when the
+    source has no callback URL. It counts as enqueued now (delivery_created's receiver sends
+    its message on commit); if that message is lost, the sweep sends it again."""
+    if not source.callback_url:
+        return None
+    now = timezone.now()
+    delivery = CallbackDelivery.objects.create(
+        decision=decision, source=source, next_attempt_at=now, enqueued_at=now
+    )
+    delivery_created.send(sender=CallbackDelivery, delivery_id=delivery.pk)
+    return delivery
+
+
+def _claimable(now) -> Q:
+    return Q(state=CallbackDelivery.State.PENDING, next_attempt_at__lte=now) | Q(
+        state=CallbackDelivery.State.SENDING, lease_expires_at__lt=now
+    )
+
+
+def deliveries_due(*, limit: int = 500) -> list[int]:
+    """Deliveries to send now: due pending ones and those of dead workers (lease run out),
+    unless a message was sent for them less than CALLBACK_LOST_AFTER_SECONDS ago. Marked as
+    enqueued, so the next sweep does not send them again while they wait in the broker."""
+    now = timezone.now()
+    lost_before = now - timedelta(seconds=settings.CALLBACK_LOST_AFTER_SECONDS)
+    not_waiting = Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=lost_before)
+    with transaction.atomic():
+        ids = list(
+            CallbackDelivery.objects.filter(_claimable(now) & not_waiting)
+            .order_by("next_attempt_at", "id")
+            .values_list("id", flat=True)[:limit]
+        )
+        CallbackDelivery.objects.filter(pk__in=ids).update(enqueued_at=now)
+    return ids
+
+
+def delivery_attempt(*, delivery_id: int) -> Outcome:
+    """Send one delivery once, if it is due and nobody else is sending it; record the
+    attempt and what comes next (delivered, a retry at the schedule's next step, or failed)."""
+    now = timezone.now()
+    lease = now + timedelta(seconds=settings.CALLBACK_LEASE_SECONDS)
+    # Claim with a conditional UPDATE so two workers (a duplicated message, the sweep and
+    # the commit hook) never send the same delivery at the same time.
+    claimed = (
+        CallbackDelivery.objects.filter(_claimable(now), pk=delivery_id).update(
+            state=CallbackDelivery.State.SENDING,
+            lease_expires_at=lease,
+            attempts=F("attempts") + 1,
+            enqueued_at=None,
+        )
+        == 1
+    )
+    if not claimed:
+        return Outcome("not-due")
+    delivery = CallbackDelivery.objects.select_related(
+        "source", "decision__item", "decision__reviewer"
+    ).get(pk=delivery_id)
+    source = delivery.source
+    url = source.callback_url
+    if not url:
+        answer = callback_http.Answer(None, 0, error="the source has no callback URL any more")
+    else:
+        body = callback_body(delivery.decision, source)
+        headers = signed_headers(
+            secret=signing_secret(source), webhook_id=delivery.webhook_id, body=body
+        )
+        try:
+            answer = callback_http.post(
+                url,
+                body=body,
+                headers=headers,
+                connect_timeout=settings.CALLBACK_CONNECT_TIMEOUT,
+                read_timeout=settings.CALLBACK_READ_TIMEOUT,
+                allow_http=settings.CALLBACK_ALLOW_HTTP,
+                allow_private=settings.CALLBACK_ALLOW_PRIVATE,
+            )
+        except callback_http.CallbackRefused as exc:
+            answer = callback_http.Answer(None, 0, error=f"refused: {exc}")
+    return _record(delivery, answer, url=url, started_at=now, lease=lease)
+
+
+def _record(
+    delivery: CallbackDelivery, answer: callback_http.Answer, *, url: str, started_at, lease
+) -> Outcome:
+    schedule = settings.CALLBACK_RETRY_SCHEDULE
+    now = timezone.now()
+    fields: dict
+    if answer.ok:
+        outcome = Outcome("delivered")
+        fields = {"state": CallbackDelivery.State.DELIVERED, "delivered_at": now}
+    elif delivery.attempts <= len(schedule):
+        delay = schedule[delivery.attempts - 1]
+        outcome = Outcome("retry", retry_in=delay)
+        fields = {
+            "state": CallbackDelivery.State.PENDING,
+            "next_attempt_at": now + timedelta(seconds=delay),
+        }
+    else:
+        outcome = Outcome("failed")
+        fields = {"state": CallbackDelivery.State.FAILED, "next_attempt_at": None}
+    with transaction.atomic():
+        CallbackAttempt.objects.create(
+            delivery=delivery,
+            started_at=started_at,
+            url=url[:2000],
+            status_code=answer.status_code,
+            latency_ms=answer.latency_ms,
+            response_body=answer.body[: callback_http.BODY_LOG_BYTES],
+            error=answer.error,
+        )
+        # Only while the claim is still ours: a worker that outlived its lease must not
+        # overwrite what the worker that took over recorded.
+        CallbackDelivery.objects.filter(
+            pk=delivery.pk, state=CallbackDelivery.State.SENDING, lease_expires_at=lease
+        ).update(lease_expires_at=None, **fields)
+    if outcome.result != "delivered":
+        logger.info(
+            "callback %s to source %s: %s (%s)",
+            delivery.webhook_id,
+            delivery.source.slug,
+            outcome.result,
+            answer.error or answer.status_code,
+        )
+    return outcome
+
+
+def deliveries_redeliver(*, delivery_ids: list[int]) -> list[int]:
+    """An admin asks to send these again now, from the first step of the schedule (the same
+    webhook-id: a receiver that has it already drops it). Deliveries being sent are left."""
+    now = timezone.now()
+    with transaction.atomic():
+        ids = list(
+            CallbackDelivery.objects.filter(pk__in=delivery_ids)
+            .exclude(state=CallbackDelivery.State.SENDING)
+            .select_for_update()
+            .values_list("id", flat=True)
+        )
+        CallbackDelivery.objects.filter(pk__in=ids).update(
+            state=CallbackDelivery.State.PENDING,
+            attempts=0,
+            next_attempt_at=now,
+            enqueued_at=now,
+            lease_expires_at=None,
+            delivered_at=None,
+        )
+    return ids
