@@ -28,6 +28,7 @@ urlpatterns = [
     path("webhooks/<slug:slug>/", api.webhook, name="webhook"),
     path("api/items/", api.api_items, name="api_items"),
     path("api/items/<int:item_id>/", api.api_item, name="api_item"),
+    path("api/decisions/", api.api_decisions, name="api_decisions"),
     path("api/openapi.yaml", api.openapi_document, name="openapi"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -120,6 +120,29 @@ def api_items(request: HttpRequest, source: Source) -> JsonResponse:
     return JsonResponse(selectors.item_api_dict(item))
 
 
+@require_GET
+@api_auth
+def api_decisions(request: HttpRequest, source: Source) -> JsonResponse:
+    """The source's decisions after a cursor, oldest first: a product that missed callbacks
+    catches up from the last cursor it kept."""
+    try:
+        since = int(request.GET.get("since") or 0)
+        if since < 0:
+            raise ValueError
+    except ValueError:
+        return _error(400, "since must be a cursor from an earlier answer (or 0)", "since")
+    try:
+        limit = int(request.GET.get("limit") or selectors.DECISIONS_PAGE_SIZE)
+        if not 1 <= limit <= selectors.DECISIONS_PAGE_MAX:
+            raise ValueError
+    except ValueError:
+        return _error(
+            400, f"limit must be an integer from 1 to {selectors.DECISIONS_PAGE_MAX}", "limit"
+        )
+    events, cursor, more = selectors.decisions_page(source=source, since=since, size=limit)
+    return JsonResponse({"decisions": events, "next": str(cursor), "has_more": more})
+
+
 @cache
 def _openapi_document() -> bytes:
     # Read on first request, not at import: a missing file must not break every other URL.

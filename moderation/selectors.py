@@ -586,3 +586,26 @@ def decision_event(decision: Decision, *, include_reviewer: bool) -> dict:
         reviewer = decision.reviewer
         event["reviewer"] = {"id": reviewer.pk, "username": reviewer.get_username()}
     return event
+
+
+DECISIONS_PAGE_SIZE = 100
+DECISIONS_PAGE_MAX = 1000
+
+
+def decisions_page(*, source: Source, since: int, size: int) -> tuple[list[dict], int, bool]:
+    """The source's decisions after the cursor (a decision id), oldest first; the next cursor
+    and whether more wait. Keyset by id: decision_record takes the source's row lock before
+    it inserts, so a source's decision ids commit in order and a reader that has seen id N
+    will never see a smaller one appear later (no skips), and `id > cursor` never repeats."""
+    rows = list(
+        Decision.objects.filter(item__source=source, pk__gt=since)
+        .select_related("item", "reviewer")
+        .order_by("pk")[: size + 1]
+    )
+    page = rows[:size]
+    events = [
+        decision_event(decision, include_reviewer=source.callback_include_reviewer)
+        for decision in page
+    ]
+    cursor = page[-1].pk if page else since
+    return events, cursor, len(rows) > size

@@ -19,8 +19,9 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from labelers.models import Label
+from moderation import callbacks, services
 from moderation.models import Decision, Item
-from moderation.tests.factories import SourceFactory, UserFactory
+from moderation.tests.factories import SourceFactory, UserFactory, reason_id
 from testkit.signing import signed_headers
 
 pytestmark = pytest.mark.django_db
@@ -345,3 +346,61 @@ def test_another_sources_item_is_a_404_not_a_leak(client, fake_api, post_webhook
     response = _get(client, f"/api/items/{item_id}/", source._token)
     assert response.status_code == 404
     assert errors(response_validator(ITEM, "get", 404), response.json()) == []
+
+
+# --- decisions back to the product --------------------------------------------------------------
+
+DECISIONS = "/api/decisions/"
+
+
+def _decided_item(source, reviewer, n: int) -> Decision:
+    item = Item.objects.create(
+        source=source,
+        external_id=f"post-{n}",
+        webhook_id=f"msg-{n}",
+        content_text="x",
+        content_hash=f"h{n}",
+        status=Item.Status.FLAGGED,
+        queue_score=0.9,
+    )
+    return services.decision_record(
+        item=item, reviewer=reviewer, action="remove", reason_id=reason_id("remove")
+    )
+
+
+def test_the_decisions_feed_really_matches_its_schema(client, source):
+    source.callback_include_reviewer = True
+    source.save()
+    reviewer = UserFactory()
+    for n in range(3):
+        _decided_item(source, reviewer, n)
+    first = _get(client, f"{DECISIONS}?limit=2", source._token)
+    assert errors(response_validator(DECISIONS, "get", 200), first.json()) == []
+    assert first.json()["has_more"] is True
+    rest = _get(client, f"{DECISIONS}?since={first.json()['next']}", source._token)
+    assert errors(response_validator(DECISIONS, "get", 200), rest.json()) == []
+    assert len(rest.json()["decisions"]) == 1 and rest.json()["has_more"] is False
+
+
+def test_the_decisions_feed_errors_are_real_and_match_the_error_schema(client, source):
+    for url, token, status in (
+        (DECISIONS, None, 401),
+        (f"{DECISIONS}?since=x", source._token, 400),
+        (f"{DECISIONS}?limit=5000", source._token, 400),
+    ):
+        response = _get(client, url, token)
+        assert response.status_code == status, url
+        assert errors(response_validator(DECISIONS, "get", status), response.json()) == [], url
+
+
+def test_a_real_callback_body_matches_the_documented_webhook(source):
+    reviewer = UserFactory()
+    decision = _decided_item(source, reviewer, 1)
+    body = json.loads(callbacks.callback_body(decision, source))
+    pointer = "/webhooks/decision/post/requestBody/content/application~1json"
+    validator = validator_at(pointer + "/schema")
+    assert errors(validator, body) == []
+    for example in _at(pointer)["examples"].values():
+        assert errors(validator, example["value"]) == []
+    source.callback_include_reviewer = True
+    assert errors(validator, json.loads(callbacks.callback_body(decision, source))) == []
