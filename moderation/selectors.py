@@ -584,7 +584,8 @@ def decision_event(decision: Decision, *, include_reviewer: bool) -> dict:
     }
     if include_reviewer:
         reviewer = decision.reviewer
-        event["reviewer"] = {"id": reviewer.pk, "username": reviewer.get_username()}
+        # None for a decision no person made (an automatic one).
+        event["reviewer"] = reviewer and {"id": reviewer.pk, "username": reviewer.get_username()}
     return event
 
 

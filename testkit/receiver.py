@@ -3,6 +3,7 @@ answers from a script (a status per request, or a hang)."""
 
 from __future__ import annotations
 
+import ssl
 import threading
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -23,6 +24,10 @@ class Receiver:
 
     answers: list = field(default_factory=lambda: [200])
     received: list[Received] = field(default_factory=list)
+    # With a certificate and key: https, and the server names clients asked for (SNI).
+    certfile: str | None = None
+    keyfile: str | None = None
+    server_names: list[str | None] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _release: threading.Event = field(default_factory=threading.Event)
@@ -30,7 +35,8 @@ class Receiver:
     @property
     def url(self) -> str:
         assert self.server is not None
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks/decisions"
+        scheme = "https" if self.certfile else "http"
+        return f"{scheme}://127.0.0.1:{self.server.server_address[1]}/hooks/decisions"
 
     @property
     def port(self) -> int:
@@ -67,6 +73,11 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        if self.certfile:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(self.certfile, self.keyfile)
+            context.sni_callback = lambda sock, name, ctx: self.server_names.append(name)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 

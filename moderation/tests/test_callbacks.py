@@ -495,3 +495,61 @@ def test_the_connection_goes_to_the_address_that_was_checked_with_the_name_as_ho
     assert answer.ok and lookups == ["hooks.example"]
     [request] = receiver.received
     assert request.headers["host"] == f"hooks.example:{receiver.port}"
+
+
+@pytest.fixture
+def tls_receiver(tmp_path):
+    """An https receiver on 127.0.0.1 whose certificate names hooks.example only."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=hooks.example",
+         "-addext", "subjectAltName=DNS:hooks.example"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server = Receiver(certfile=str(cert), keyfile=str(key)).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def names_resolve_to_loopback(monkeypatch):
+    real = socket.getaddrinfo
+
+    def resolver(host, port, *args, **kwargs):
+        if host.endswith(".example"):
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(callback_http.socket, "getaddrinfo", resolver)
+
+
+def _post_https(url):
+    return callback_http.post(
+        url,
+        body=b"{}",
+        headers={"content-type": "application/json"},
+        connect_timeout=2,
+        read_timeout=2,
+        allow_http=False,
+        allow_private=True,
+    )
+
+
+def test_https_goes_to_the_checked_address_with_the_name_for_sni_and_the_certificate(
+    tls_receiver, names_resolve_to_loopback, monkeypatch
+):
+    monkeypatch.setattr(callback_http.certifi, "where", lambda: tls_receiver.certfile)
+    answer = _post_https(f"https://hooks.example:{tls_receiver.port}/in")
+    assert answer.ok, answer.error
+    assert tls_receiver.server_names == ["hooks.example"]
+    assert tls_receiver.received[0].headers["host"] == f"hooks.example:{tls_receiver.port}"
+
+
+def test_https_refuses_a_certificate_for_another_name(
+    tls_receiver, names_resolve_to_loopback, monkeypatch
+):
+    monkeypatch.setattr(callback_http.certifi, "where", lambda: tls_receiver.certfile)
+    answer = _post_https(f"https://other.example:{tls_receiver.port}/in")
+    assert not answer.ok and "TLS error" in answer.error
+    assert tls_receiver.received == []
