@@ -10,9 +10,12 @@ Host header, TLS SNI and the certificate check. Redirects are never followed.
 
 from __future__ import annotations
 
+import contextvars
 import ipaddress
 import socket
+import threading
 import time
+from contextlib import suppress
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -21,6 +24,60 @@ import urllib3
 
 # What is kept of a receiver's answer for the delivery log.
 BODY_LOG_BYTES = 1024
+
+
+class _Deadline:
+    """Cuts a request off when its whole time is up. Socket timeouts apply to each read, so
+    a receiver that sends its answer a byte at a time could hold a worker for hours; this
+    shuts the connection's socket down from a timer instead."""
+
+    def __init__(self, seconds: float):
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._token = _deadline.set(self)
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._timer.cancel()
+        _deadline.reset(self._token)
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            if self.expired:
+                sock.shutdown(socket.SHUT_RDWR)
+            self._sockets.append(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                with suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+_deadline: contextvars.ContextVar[_Deadline | None] = contextvars.ContextVar(
+    "callback_deadline", default=None
+)
+
+
+class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        if (deadline := _deadline.get()) is not None and self.sock is not None:
+            deadline.watch(self.sock)
+
+
+class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        if (deadline := _deadline.get()) is not None and self.sock is not None:
+            deadline.watch(self.sock)
 
 
 class CallbackRefused(Exception):
@@ -87,8 +144,9 @@ def post(
     allow_http: bool,
     allow_private: bool,
 ) -> Answer:
-    """POST once, no redirects, no retries. Raises CallbackRefused before any connection
-    when the URL may not be called; a network error or timeout is an Answer with `error`."""
+    """POST once, no redirects, no retries, in at most connect_timeout + read_timeout in
+    all. Raises CallbackRefused before any connection when the URL may not be called; a
+    network error or timeout is an Answer with `error`."""
     check_scheme(url, allow_http=allow_http)
     parts = urlsplit(url)
     host = parts.hostname
@@ -120,33 +178,50 @@ def post(
             cert_reqs="CERT_REQUIRED",
             ca_certs=certifi.where(),
         )
+        pool.ConnectionCls = _WatchedHTTPSConnection
     else:
         pool = urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False, maxsize=1)
+        pool.ConnectionCls = _WatchedHTTPConnection
     started = time.monotonic()
+    deadline = _Deadline(connect_timeout + read_timeout)
+    error = ""
     try:
-        response = pool.urlopen(
-            "POST",
-            path,
-            body=body,
-            headers={**headers, "Host": host_header},
-            redirect=False,
-            retries=False,
-            preload_content=False,
-            assert_same_host=False,
-        )
-        try:
-            # The read timeout applies to each read: a receiver that answers its headers
-            # and then hangs on the body is cut off too.
-            raw = response.read(BODY_LOG_BYTES)
-        finally:
-            response.close()  # the rest of the body is not wanted: drop the connection
-        latency = int((time.monotonic() - started) * 1000)
-        return Answer(response.status, latency, raw.decode("utf-8", "replace"))
+        with deadline:
+            answer = _send(pool, path, body=body, headers={**headers, "Host": host_header})
     except (urllib3.exceptions.HTTPError, OSError) as exc:
-        latency = int((time.monotonic() - started) * 1000)
-        return Answer(None, latency, error=_describe(exc))
+        error = _describe(exc)
     finally:
         pool.close()
+    latency = int((time.monotonic() - started) * 1000)
+    if deadline.expired:
+        # Even if a status line came through: an answer cut off is no answer.
+        limit = connect_timeout + read_timeout
+        return Answer(None, latency, error=f"timed out: no full answer within {limit:g} s")
+    if error:
+        return Answer(None, latency, error=error)
+    return answer
+
+
+def _send(pool: urllib3.HTTPConnectionPool, path: str, *, body: bytes, headers: dict) -> Answer:
+    started = time.monotonic()
+    response = pool.urlopen(
+        "POST",
+        path,
+        body=body,
+        headers=headers,
+        redirect=False,
+        retries=False,
+        preload_content=False,
+        assert_same_host=False,
+    )
+    try:
+        # The read timeout applies to each read: a receiver that answers its headers and
+        # then hangs on the body is cut off too.
+        raw = response.read(BODY_LOG_BYTES)
+    finally:
+        response.close()  # the rest of the body is not wanted: drop the connection
+    latency = int((time.monotonic() - started) * 1000)
+    return Answer(response.status, latency, raw.decode("utf-8", "replace"))
 
 
 def _describe(exc: Exception) -> str:

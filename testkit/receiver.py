@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ssl
 import threading
+import time
 from contextlib import suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,7 +21,8 @@ class Received:
 @dataclass
 class Receiver:
     """`answers`: what to answer, one entry per request in order (the last one repeats): an
-    HTTP status, or ("hang", seconds) to hold the request open before answering 200."""
+    HTTP status, ("hang", seconds) to hold the request open before answering 200, or
+    ("drip", seconds) to send a header a byte at a time for that long."""
 
     answers: list = field(default_factory=lambda: [200])
     received: list[Received] = field(default_factory=list)
@@ -56,6 +58,17 @@ class Receiver:
                     )
                     index = len(receiver.received) - 1
                     answer = receiver.answers[min(index, len(receiver.answers) - 1)]
+                if isinstance(answer, tuple) and answer[0] == "drip":
+                    # An answer a byte at a time: no single read waits long.
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                    deadline = time.monotonic() + answer[1]
+                    with suppress(OSError):
+                        while time.monotonic() < deadline and not receiver._release.is_set():
+                            self.wfile.write(b"z")
+                            self.wfile.flush()
+                            time.sleep(0.1)
+                    self.close_connection = True
+                    return
                 if isinstance(answer, tuple) and answer[0] == "hang":
                     receiver._release.wait(answer[1])
                     answer = 200

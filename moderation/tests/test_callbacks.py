@@ -244,6 +244,19 @@ def test_a_hanging_receiver_is_cut_off_by_the_timeout_and_retried(
     assert len(receiver.received) == 2
 
 
+def test_a_receiver_answering_a_byte_at_a_time_is_cut_off_at_the_total_timeout(
+    receiver, callback_source, decide, settings
+):
+    settings.CALLBACK_CONNECT_TIMEOUT = 0.5
+    settings.CALLBACK_READ_TIMEOUT = 0.5
+    receiver.answers = [("drip", 30)]
+    decision = decide(flagged_item(callback_source))
+    [attempt] = CallbackDelivery.objects.get(decision=decision).attempt_log.all()
+    assert attempt.status_code is None
+    assert "no full answer within 1 s" in attempt.error
+    assert 900 <= attempt.latency_ms < 3000
+
+
 def test_a_redirect_is_not_followed(receiver, callback_source, decide):
     receiver.answers = [302]
     decision = decide(flagged_item(callback_source))
