@@ -581,6 +581,8 @@ def decision_event(decision: Decision, *, include_reviewer: bool) -> dict:
         "action": decision.action,
         "reason": decision.reason,
         "decided_at": decision.created_at.isoformat(),
+        # An undo names the decision it reverses; the item is undecided again.
+        "undoes": decision.undoes_id,
     }
     if include_reviewer:
         reviewer = decision.reviewer

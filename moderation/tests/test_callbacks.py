@@ -117,6 +117,7 @@ def test_a_decision_reaches_the_receiver_signed_with_the_sources_secret(
         "action": "remove",
         "reason": decision.reason,
         "decided_at": decision.created_at.isoformat(),
+        "undoes": None,
     }
     assert decision.reason == "Hate or harassment"
     assert request.headers["webhook-id"] == f"dec_{decision.pk}"
@@ -171,6 +172,19 @@ def test_every_decision_of_an_item_is_sent(receiver, callback_source, decide):
     second = decide(item, action="remove")
     ids = [r.headers["webhook-id"] for r in receiver.received]
     assert ids == [f"dec_{first.pk}", f"dec_{second.pk}"]
+
+
+def test_an_undo_is_sent_as_a_decision_that_names_the_one_it_reverses(
+    receiver, callback_source, decide, reviewer, django_capture_on_commit_callbacks
+):
+    removed = decide(flagged_item(callback_source))
+    with django_capture_on_commit_callbacks(execute=True):
+        undo = services.decision_undo(decision=removed, reviewer=reviewer)
+    first, second = (json.loads(r.body)["data"] for r in receiver.received)
+    assert first["action"] == "remove" and first["undoes"] is None
+    assert second["action"] == "undo" and second["undoes"] == removed.pk
+    assert second["decision_id"] == undo.pk
+    assert receiver.received[1].headers["webhook-id"] == f"dec_{undo.pk}"
 
 
 # --- retries -------------------------------------------------------------------------------
