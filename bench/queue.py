@@ -302,7 +302,8 @@ def run_size(count: int, requests: int) -> dict:
         f"seeded in {seeded['seconds']:.1f} s; {seeded['breached']:,} items marked past SLA",
         flush=True,
     )
-    client = Client()
+    # As production sees it behind the TLS proxy (SSL redirect and HSTS are on there).
+    client = Client(HTTP_X_FORWARDED_PROTO="https")
     client.force_login(seeded["user"])
     results = {}
     for kind in KINDS:
