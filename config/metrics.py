@@ -49,7 +49,7 @@ CACHE_HITS = Counter(
 )
 CALLBACKS = Counter(
     "modqueue_callbacks_total",
-    "Decision callbacks to products by outcome (delivered, retry, gave_up)",
+    "Decision callback attempts to products by outcome (delivered, retry, failed: gave up)",
     ["outcome"],
 )
 

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from celery import shared_task
 from django.db import transaction
 
+from config import metrics
 from moderation import callbacks, services
 
 
@@ -23,7 +24,10 @@ def callback_deliver(delivery_id: int) -> str:
     # Retries are not sent from here: the delivery's next_attempt_at is the record, and the
     # sweep sends it when due (a countdown of hours would outlive the broker's visibility
     # timeout and a worker's restart).
-    return callbacks.delivery_attempt(delivery_id=delivery_id).result
+    result = callbacks.delivery_attempt(delivery_id=delivery_id).result
+    if result != "not-due":  # another worker holds it, or it is already delivered
+        metrics.CALLBACKS.labels(outcome=result).inc()
+    return result
 
 
 @shared_task(ignore_result=True)

@@ -17,6 +17,7 @@ from moderation import callback_http, callbacks, services, tasks
 from moderation.models import CallbackDelivery, Item
 from moderation.tests.factories import SourceFactory, UserFactory, reason_id
 from testkit.receiver import Receiver
+from tests.test_metrics import value as metric_value
 
 pytestmark = pytest.mark.django_db
 
@@ -580,3 +581,18 @@ def test_https_refuses_a_certificate_for_another_name(
     answer = _post_https(f"https://other.example:{tls_receiver.port}/in")
     assert not answer.ok and "TLS error" in answer.error
     assert tls_receiver.received == []
+
+
+def test_callback_outcomes_are_counted_for_prometheus(
+    receiver, callback_source, decide, client, settings
+):
+    settings.METRICS_ALLOWED_IPS = ["127.0.0.1"]
+
+    def delivered() -> float:
+        text = client.get("/metrics").content.decode()
+        return metric_value(text, "modqueue_callbacks_total", outcome="delivered")
+
+    before = delivered()
+    decide(flagged_item(callback_source))
+    assert len(receiver.received) == 1
+    assert delivered() == before + 1
