@@ -26,6 +26,19 @@ class Labeler(models.Model):
     active = models.BooleanField(default=True)
     # Optional: a "1" below this confidence is stored but does not flag the item.
     min_confidence = models.FloatField(null=True, blank=True)
+    # Optional auto-approve band: a "0" at or above this confidence is approved by the system
+    # (a decision with no reviewer, in the item's history) when every labeler deciding the
+    # item agrees so; it never reaches the queue.
+    auto_approve_confidence = models.FloatField(
+        null=True,
+        blank=True,
+        help_text='0.5 to 1.0: a "0" this confident is approved automatically',
+    )
+    # Share (0 to 1) of the items this labeler did not flag that go to the queue anyway as an
+    # audit sample, so that its recall is measured on real decisions.
+    audit_share = models.FloatField(
+        default=0.0, help_text="0 to 1: share of unflagged items sent to review as an audit"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -285,3 +298,88 @@ class Reevaluation(models.Model):
 
     def __str__(self) -> str:
         return f"re-evaluation {self.pk}: {self.reason} ({self.done}/{self.total})"
+
+
+class ShadowRun(models.Model):
+    """A version (usually a draft) tried on a sample of a source's recent items, beside the
+    published version, in the background. Its answers are ShadowLabels: they never change an
+    item's status, verdict or the queue. The policy is copied at start, so editing the draft
+    afterwards does not change what the run measured."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    version = models.ForeignKey(
+        LabelerVersion, on_delete=models.CASCADE, related_name="shadow_runs"
+    )
+    # The published version it is compared with (the labeler's current one at start).
+    baseline = models.ForeignKey(
+        LabelerVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    source = models.ForeignKey("moderation.Source", on_delete=models.CASCADE, related_name="+")
+    sample_size = models.PositiveIntegerField(default=200)
+    decided_only = models.BooleanField(default=False)
+    criteria_text = models.TextField(blank=True)
+    remote_labeler_id = models.CharField(max_length=200, blank=True)
+    remote_version_id = models.CharField(max_length=200, blank=True)
+    model = models.CharField(max_length=40, blank=True)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.QUEUED)
+    item_ids = models.JSONField(default=list, blank=True)  # the sample, fixed at start
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"shadow run {self.pk} of {self.version} on {self.source_id}"
+
+
+class ShadowLabel(models.Model):
+    """One shadow run's answer for one item (or why there is none)."""
+
+    class Status(models.TextChoices):
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    run = models.ForeignKey(ShadowRun, on_delete=models.CASCADE, related_name="labels")
+    item = models.ForeignKey("moderation.Item", on_delete=models.CASCADE, related_name="+")
+    revision = models.PositiveIntegerField(default=1)
+    status = models.CharField(max_length=20, choices=Status.choices)
+    label = models.CharField(max_length=1, blank=True)
+    confidence = models.FloatField(null=True, blank=True)
+    violation_score = models.FloatField(null=True, blank=True)
+    latency_ms = models.FloatField(null=True, blank=True)
+    # Answered from an earlier run's label of the same content and policy: no call paid.
+    cache_hit = models.BooleanField(default=False)
+    content_hash = models.CharField(max_length=64)
+    # SHA-256 of the policy sent (criteria or remote id + version, and model): a reused
+    # answer must come from the very same policy, not merely the same draft row.
+    policy_hash = models.CharField(max_length=64)
+    error = models.TextField(blank=True)
+    labeled_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "item"], name="shadow_label_once_per_run")
+        ]
+        indexes = [
+            models.Index(
+                fields=["content_hash", "policy_hash"],
+                condition=Q(status="done"),
+                name="shadow_label_cache_idx",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"shadow {self.run_id} on {self.item_id}: {self.status} {self.label}"

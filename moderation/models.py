@@ -74,8 +74,10 @@ class Source(models.Model):
         return self.name
 
 
-# Statuses of items waiting in the review queue (Item.Status values).
-IN_QUEUE = ("flagged", "failed", "unrouted")
+# Statuses of items waiting in the review queue (Item.Status values): flagged by a labeler,
+# judged by none (failed, unrouted), an unflagged item drawn as an audit sample, or a decided
+# item an admin sent back for another look.
+IN_QUEUE = ("flagged", "failed", "unrouted", "audit", "rereview")
 # Items a person may still claim and decide: the queue, and escalated items (seniors only).
 REVIEWABLE = (*IN_QUEUE, "escalated")
 # The queue's "labeling failed" status: no machine judged these.
@@ -146,6 +148,10 @@ class Item(models.Model):
         FLAGGED = "flagged", "Flagged (in queue)"
         FAILED = "failed", "Labeling failed (in queue)"
         UNROUTED = "unrouted", "No labeler routed (in queue)"
+        # Not flagged, drawn at random for a person to check: how recall is measured.
+        AUDIT = "audit", "Audit sample (in queue)"
+        # Decided, sent back to the queue by an admin (e.g. after the criteria changed).
+        REREVIEW = "rereview", "Sent for re-review (in queue)"
         ESCALATED = "escalated", "Escalated"
         DECIDED = "decided", "Decided"
 
@@ -183,6 +189,10 @@ class Item(models.Model):
     # Past its source's review SLA while waiting (set by the SLA sweep, cleared by an edit).
     sla_breached = models.BooleanField(default=False)
     flagged_at = models.DateTimeField(null=True, blank=True)
+    # The labeler versions whose answers make up the current verdict (ids, as the labelers
+    # app handed them over); each decision keeps a copy, so quality and re-review know which
+    # criteria a reviewer was looking at.
+    verdict_versions = models.JSONField(default=list, blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)
     # A reviewer's claim, so two reviewers never decide the same item by accident.
     claimed_by = models.ForeignKey(
@@ -286,7 +296,10 @@ class Decision(models.Model):
     item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="decisions")
     # The item revision decided: an edit after a decision is undecided until reviewed.
     revision = models.PositiveIntegerField(default=1)
-    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
+    # None: made by the system (a labeler's auto-approve band), never by a person.
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT
+    )
     action = models.CharField(max_length=20, choices=Action.choices)
     # The reason's name as it read when chosen (history survives a rename), and the reason.
     reason = models.CharField(max_length=200, blank=True)
@@ -300,6 +313,8 @@ class Decision(models.Model):
     undoes = models.OneToOneField(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="undone_by"
     )
+    # The labeler versions in force for the item when it was decided (Item.verdict_versions).
+    labeler_versions = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["created_at", "id"]
@@ -309,7 +324,11 @@ class Decision(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.action} on {self.item_id} by {self.reviewer_id}"
+        return f"{self.action} on {self.item_id} by {self.reviewer_id or 'system'}"
+
+    @property
+    def automatic(self) -> bool:
+        return self.reviewer_id is None
 
 
 class DecisionReason(models.Model):
@@ -354,6 +373,11 @@ class ReviewerSettings(models.Model):
     exposure_budget_reveals = models.PositiveIntegerField(null=True, blank=True)
     exposure_budget_minutes = models.PositiveIntegerField(null=True, blank=True)
     shift_started_at = models.DateTimeField(null=True, blank=True)
+    # Share of this reviewer's "next" items that are golden items (empty: the site's
+    # REVIEW_GOLDEN_SHARE; 0: none).
+    golden_share = models.FloatField(
+        null=True, blank=True, help_text="0 to 1; empty: the site default (REVIEW_GOLDEN_SHARE)"
+    )
 
     class Meta:
         verbose_name_plural = "reviewer settings"
@@ -447,3 +471,58 @@ class CallbackAttempt(models.Model):
     @property
     def ok(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
+
+
+class GoldenItem(models.Model):
+    """A decided item whose right answer an admin vouches for. A share of each reviewer's
+    "next" items are golden items, served like any other; their answers measure reviewers
+    against the expected action (shown to leads, never to the reviewer while reviewing)."""
+
+    item = models.OneToOneField(Item, on_delete=models.PROTECT, related_name="golden")
+    # The revision the expected action is about (an edit afterwards makes it stale).
+    revision = models.PositiveIntegerField(default=1)
+    expected_action = models.CharField(
+        max_length=20,
+        choices=[
+            (Decision.Action.APPROVE, "Approve"),
+            (Decision.Action.REMOVE, "Remove"),
+        ],
+    )
+    note = models.TextField(blank=True)
+    active = models.BooleanField(default=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"golden {self.item_id}: {self.expected_action}"
+
+
+class GoldenAnswer(models.Model):
+    """A golden item served to a reviewer (answered_at empty while it waits for them), and
+    their answer. Never a Decision: it does not change the item or reach the product."""
+
+    golden = models.ForeignKey(GoldenItem, on_delete=models.CASCADE, related_name="answers")
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    served_at = models.DateTimeField(auto_now_add=True)
+    answered_at = models.DateTimeField(null=True, blank=True)
+    action = models.CharField(max_length=20, blank=True)
+    reason = models.CharField(max_length=200, blank=True)
+    correct = models.BooleanField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-served_at"]
+        constraints = [
+            # Each golden item at most once per reviewer: a second time it would be memory.
+            models.UniqueConstraint(fields=["golden", "reviewer"], name="golden_once_per_reviewer")
+        ]
+        indexes = [models.Index(fields=["reviewer", "answered_at"], name="golden_answer_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.reviewer_id} on golden {self.golden_id}: {self.action or 'open'}"

@@ -251,6 +251,8 @@ UNDECIDED = (
     Item.Status.FLAGGED,
     Item.Status.FAILED,
     Item.Status.UNROUTED,
+    # An audit sample follows its labels like any undecided item (a later "1" flags it).
+    Item.Status.AUDIT,
 )
 
 
