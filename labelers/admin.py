@@ -1,5 +1,6 @@
 """Admin pages for labelers, versions, labels, key refusals and relabel runs."""
 
+from django import forms
 from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
@@ -45,15 +46,48 @@ class LabelerVersionInline(admin.TabularInline):
         return False
 
 
+class LabelerAdminForm(forms.ModelForm):
+    # Empty means none sampled (as for the two thresholds, where empty means none).
+    audit_share = forms.FloatField(
+        required=False, help_text="0 to 1: share of unflagged items sent to review as an audit"
+    )
+
+    class Meta:
+        model = Labeler
+        fields = ("name", "slug", "kind", "active", *services.REVIEW_POLICY_FIELDS)
+
+    def clean(self):
+        data = super().clean()
+        for name in ("min_confidence", "auto_approve_confidence"):
+            value = data.get(name)
+            if value is not None and not 0.5 <= value <= 1.0:
+                self.add_error(name, "Between 0.5 and 1.0 (the API's confidence range), or empty.")
+        share = data.get("audit_share")
+        if share is None:
+            data["audit_share"] = 0.0
+        elif not 0.0 <= share <= 1.0:
+            self.add_error("audit_share", "Between 0 and 1.")
+        return data
+
+
 @admin.register(Labeler)
 class LabelerAdmin(admin.ModelAdmin):
-    list_display = ("name", "slug", "kind", "active", "min_confidence")
+    form = LabelerAdminForm
+    list_display = (
+        "name",
+        "slug",
+        "kind",
+        "active",
+        "min_confidence",
+        "auto_approve_confidence",
+        "audit_share",
+    )
     prepopulated_fields = {"slug": ("name",)}
     inlines = [LabelerVersionInline]
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
-        changed = {"active", "min_confidence"} & set(form.changed_data)
+        changed = {"active", *services.REVIEW_POLICY_FIELDS} & set(form.changed_data)
         if change and changed:
             # Items already in (or out of) the queue were judged under the old setting.
             reevaluation = tasks.labeler_reevaluate(

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from labelers import liveness
 from labelers.fetch import api_key_refused
-from labelers.models import Label, LabelerVersion, Reevaluation, RelabelRun
+from labelers.models import Label, Labeler, LabelerVersion, Reevaluation, RelabelRun
 from labelers.services import model_for, routing_cache, source_routing
 from labelers.verdict import item_refresh
 from moderation import services as moderation_services
@@ -304,6 +304,7 @@ _IN_FLOW = (
     Item.Status.FLAGGED,
     Item.Status.FAILED,
     Item.Status.UNROUTED,
+    Item.Status.AUDIT,
 )
 
 
@@ -316,10 +317,17 @@ def reevaluation_create(*, reason: str, labeler=None, source=None, created_by=No
 def _reevaluation_items(reevaluation: Reevaluation):
     """Undecided items the change can affect. Items labeled and not flagged ("cleared") are
     left alone unless they carry a "1" that a lower threshold or a reactivated labeler could
-    now count: re-reading millions of cleared items would change nothing."""
+    now count: re-reading millions of cleared items would change nothing. The exception: a
+    labeler with an auto-approve band or an audit share can move any cleared item (approve it,
+    or draw it for audit), so all of them are read."""
     if reevaluation.labeler_id:
         items = Item.objects.filter(labels__labeler_version__labeler=reevaluation.labeler_id)
         ones = Q(labels__labeler_version__labeler=reevaluation.labeler_id, labels__label="1")
+        labeler = Labeler.objects.filter(pk=reevaluation.labeler_id).first()
+        if labeler is not None and (
+            labeler.auto_approve_confidence is not None or labeler.audit_share > 0
+        ):
+            ones = Q()
     else:
         items = Item.objects.filter(source=reevaluation.source_id)
         ones = Q(labels__label="1")

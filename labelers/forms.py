@@ -92,3 +92,31 @@ class RelabelForm(forms.Form):
 class ThresholdForm(forms.Form):
     # Empty: every "1" flags.
     min_confidence = forms.FloatField(required=False, min_value=0.5, max_value=1.0)
+
+
+class ReviewPolicyForm(forms.Form):
+    """What a labeler's answers do: flag, auto-approve, or send a sample for audit."""
+
+    min_confidence = forms.FloatField(
+        required=False,
+        min_value=0.5,
+        max_value=1.0,
+        label="Minimum confidence to flag",
+        help_text='A "1" below this confidence is stored but does not flag (empty: any "1").',
+    )
+    auto_approve_confidence = forms.FloatField(
+        required=False,
+        min_value=0.5,
+        max_value=1.0,
+        label="Auto-approve band",
+        help_text='A "0" at or above this confidence is approved by the system, never queued, '
+        "when every labeler of the item's source agrees (empty: never).",
+    )
+    audit_share = forms.FloatField(
+        min_value=0.0,
+        max_value=1.0,
+        initial=0.0,
+        label="Audit share",
+        help_text="Share of unflagged items sent to review anyway, marked audit, so recall is "
+        "measured (e.g. 0.02 for 2 %).",
+    )

@@ -186,11 +186,49 @@ def labeler_min_confidence_set(*, labeler: Labeler, min_confidence: float | None
     re-evaluates undecided items, as the admin's save does)."""
     if min_confidence is not None and not 0.5 <= min_confidence <= 1.0:
         raise ValueError("a minimum confidence is between 0.5 and 1.0")
-    if labeler.min_confidence == min_confidence:
-        return False
-    labeler.min_confidence = min_confidence
-    labeler.save(update_fields=["min_confidence"])
-    return True
+    return bool(
+        labeler_review_policy_set(
+            labeler=labeler,
+            min_confidence=min_confidence,
+            auto_approve_confidence=labeler.auto_approve_confidence,
+            audit_share=labeler.audit_share,
+        )
+    )
+
+
+REVIEW_POLICY_FIELDS = ("min_confidence", "auto_approve_confidence", "audit_share")
+
+
+def labeler_review_policy_set(
+    *,
+    labeler: Labeler,
+    min_confidence: float | None,
+    auto_approve_confidence: float | None,
+    audit_share: float,
+) -> list[str]:
+    """Set what a labeler's answers do: the minimum confidence of a "1" that flags, the
+    auto-approve band of a "0", the audit share of unflagged items. Returns the fields that
+    changed (the caller then re-evaluates undecided items in the background)."""
+    for name, value in (
+        ("minimum confidence", min_confidence),
+        ("auto-approve band", auto_approve_confidence),
+    ):
+        if value is not None and not 0.5 <= value <= 1.0:
+            raise ValueError(f"the {name} is between 0.5 and 1.0 (the API's confidence range)")
+    if not 0.0 <= audit_share <= 1.0:
+        raise ValueError("the audit share is between 0 and 1")
+    values = {
+        "min_confidence": min_confidence,
+        "auto_approve_confidence": auto_approve_confidence,
+        "audit_share": audit_share,
+    }
+    changed = [name for name, value in values.items() if getattr(labeler, name) != value]
+    for name in changed:
+        setattr(labeler, name, values[name])
+    if changed:
+        labeler.save(update_fields=changed)
+        routing_cache.clear()
+    return changed
 
 
 def source_setup(
@@ -216,6 +254,8 @@ class Route(NamedTuple):
     version_id: int
     model: str
     min_confidence: float | None
+    auto_approve_confidence: float | None = None
+    audit_share: float = 0.0
 
 
 # The dispatch and every finished label read routing; it changes rarely and saves clear it.
@@ -235,10 +275,17 @@ def source_routing(source_id: int) -> tuple[Route, ...]:
                 state=LabelerVersion.State.PUBLISHED,
             )
             .order_by("labeler_id", "-number")
-            .values_list("labeler_id", "id", "model", "labeler__min_confidence")
+            .values_list(
+                "labeler_id",
+                "id",
+                "model",
+                "labeler__min_confidence",
+                "labeler__auto_approve_confidence",
+                "labeler__audit_share",
+            )
         )
-        for labeler_id, version_id, model, min_confidence in versions:
-            current.setdefault(labeler_id, Route(labeler_id, version_id, model, min_confidence))
+        for row in versions:
+            current.setdefault(row[0], Route(*row))
         return tuple(current.values())
 
     return routing_cache.get(source_id, load)

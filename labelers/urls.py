@@ -14,6 +14,7 @@ urlpatterns = [
         views.labeler_publish,
         name="manage_labeler_publish",
     ),
+    path("labelers/<int:labeler_id>/policy/", views.labeler_policy, name="manage_labeler_policy"),
     path(
         "labelers/<int:labeler_id>/relabel/",
         views.labeler_relabel,

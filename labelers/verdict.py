@@ -5,10 +5,18 @@ published version's answer counts (a draft never decides; an older version's ans
 in while the newest is pending or failed, so publishing a version without relabeling
 changes nothing). Labels of older
 versions and of other labelers stay on the item as history.
+
+An item no labeler flags, once every deciding labeler has answered, may still go to a person:
+- as an **audit sample**: each labeler's `audit_share` of its unflagged items, drawn by a
+  hash of the item and revision (the same draw every time the verdict is recomputed, so a
+  re-evaluation never moves an item in or out of the sample at random);
+- otherwise, when every deciding labeler has an **auto-approve band** and answered "0" at or
+  above it, the system approves it (a decision with no reviewer); else it is left labeled.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import NamedTuple
 
 from labelers.client import violation_score
@@ -51,13 +59,20 @@ def item_refresh(*, item_id: int, answered: Answer | None = None) -> None:
     route = _sole_route(answered) if answered is not None else None
     if answered is not None and route is not None:
         score = violation_score(answered.label, answered.confidence)
+        flagged = _flags(answered.label, answered.confidence, route)
+        audit = not flagged and _audit_drawn(item_id, answered.revision, [route])
         moderation_services.item_labels_changed(
             item_id=item_id,
             violation_score=score,
-            flagged=_flags(answered.label, answered.confidence, route),
+            flagged=flagged,
             labeling=False,
             failed=False,
             revision=answered.revision,
+            versions=[answered.version_id],
+            audit=audit,
+            auto_approve_reason=""
+            if flagged or audit
+            else _auto_approval([(route, answered.label, answered.confidence)]),
         )
         return
     locked = Item.objects.select_for_update().filter(pk=item_id)
@@ -80,6 +95,7 @@ def item_refresh(*, item_id: int, answered: Answer | None = None) -> None:
             "label",
             "confidence",
             "violation_score",
+            "labeler_version_id",
         )
     )
     deciding = [row for row in labels if row[0] in routes]
@@ -95,13 +111,28 @@ def item_refresh(*, item_id: int, answered: Answer | None = None) -> None:
         if status == Label.Status.DONE:
             answered.setdefault(labeler_id, row)
     scores = [row[5] for row in answered.values() if row[5] is not None]
+    flagged = any(_flags(row[3], row[4], routes.get(row[0])) for row in answered.values())
+    labeling = any(row[2] in OPEN_STATUSES for row in newest.values())
+    failed = any(row[2] == Label.Status.FAILED for row in newest.values())
+    # Audit and auto-approval judge a finished, clean verdict of the labelers routed now,
+    # each of which answered (a labeler with no answer yet cannot vouch for the item).
+    complete = bool(routes) and not (flagged or labeling or failed) and set(answered) == set(routes)
+    audit = complete and _audit_drawn(item_id, revision, list(routes.values()))
+    auto_approve_reason = ""
+    if complete and not audit:
+        auto_approve_reason = _auto_approval(
+            [(routes[labeler], row[3], row[4]) for labeler, row in answered.items()]
+        )
     moderation_services.item_labels_changed(
         item_id=item_id,
         violation_score=max(scores) if scores else None,
-        flagged=any(_flags(row[3], row[4], routes.get(row[0])) for row in answered.values()),
-        labeling=any(row[2] in OPEN_STATUSES for row in newest.values()),
-        failed=any(row[2] == Label.Status.FAILED for row in newest.values()),
+        flagged=flagged,
+        labeling=labeling,
+        failed=failed,
         routed=bool(deciding),
+        versions=sorted(row[6] for row in answered.values()),
+        audit=audit,
+        auto_approve_reason=auto_approve_reason,
     )
 
 
@@ -116,3 +147,32 @@ def _sole_route(answered: Answer) -> Route | None:
 def _flags(label: str, confidence: float | None, route: Route | None) -> bool:
     minimum = route.min_confidence if route is not None else None
     return label == "1" and (minimum is None or (confidence or 0) >= minimum)
+
+
+def audit_draw(item_id: int, revision: int) -> float:
+    """A number in [0, 1) fixed for the item revision: below a labeler's audit share, the
+    revision is in the audit sample. A hash, not random(), so a recomputed verdict (every
+    label that finishes, every re-evaluation) draws the same."""
+    digest = hashlib.sha256(f"audit:{item_id}:{revision}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def _audit_drawn(item_id: int, revision: int, routes: list[Route]) -> bool:
+    share = max((route.audit_share for route in routes), default=0.0)
+    return share > 0 and audit_draw(item_id, revision) < share
+
+
+def _auto_approval(answers: list[tuple[Route, str, float | None]]) -> str:
+    """The reason of an automatic approval when every answer is a "0" inside its labeler's
+    auto-approve band; empty when any labeler has no band or is less sure."""
+    if not answers:
+        return ""
+    for route, label, confidence in answers:
+        band = route.auto_approve_confidence
+        if band is None or label != "0" or confidence is None or confidence < band:
+            return ""
+    bands = ", ".join(
+        f"{confidence:.2f} >= {route.auto_approve_confidence:.2f}"
+        for route, _, confidence in answers
+    )
+    return f'auto-approved: "0" inside the auto-approve band ({bands})'[:200]

@@ -20,7 +20,13 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from labelers import quality, selectors, services, tasks
-from labelers.forms import LabelerCreateForm, PolicyForm, RelabelForm, ThresholdForm
+from labelers.forms import (
+    LabelerCreateForm,
+    PolicyForm,
+    RelabelForm,
+    ReviewPolicyForm,
+    ThresholdForm,
+)
 from labelers.models import Labeler, LabelerVersion, RelabelRun
 
 
@@ -110,6 +116,9 @@ def labeler_detail(request: HttpRequest, labeler_id: int) -> HttpResponse:
             "draft": draft,
             "draft_form": draft_form,
             "relabel_form": RelabelForm(),
+            "policy_form": ReviewPolicyForm(
+                initial={name: getattr(labeler, name) for name in services.REVIEW_POLICY_FIELDS}
+            ),
             "diff": diff,
             "diff_a": older,
             "diff_b": newer,
@@ -117,6 +126,32 @@ def labeler_detail(request: HttpRequest, labeler_id: int) -> HttpResponse:
             "sources": labeler.sources.order_by("name"),
         },
     )
+
+
+@require_POST
+@staff_required
+def labeler_policy(request: HttpRequest, labeler_id: int) -> HttpResponse:
+    """Set the labeler's flag threshold, auto-approve band and audit share; undecided items
+    are re-evaluated in the background when any of them changed."""
+    labeler = get_object_or_404(Labeler, pk=labeler_id)
+    form = ReviewPolicyForm(request.POST)
+    if not form.is_valid():
+        for field, errors in form.errors.items():
+            messages.error(request, f"{form.fields[field].label}: {' '.join(errors)}")
+        return redirect("manage_labeler", labeler_id=labeler.pk)
+    changed = services.labeler_review_policy_set(labeler=labeler, **form.cleaned_data)
+    if changed:
+        reevaluation = tasks.labeler_reevaluate(
+            labeler=labeler, changed=changed, created_by=request.user
+        )
+        messages.success(
+            request,
+            f"Saved ({', '.join(changed)}); undecided items are being re-evaluated in the "
+            f"background (re-evaluation {reevaluation.pk}).",
+        )
+    else:
+        messages.info(request, "Nothing changed.")
+    return redirect("manage_labeler", labeler_id=labeler.pk)
 
 
 def _int(value: str | None) -> int | None:

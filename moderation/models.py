@@ -83,6 +83,11 @@ REVIEWABLE = (*IN_QUEUE, "escalated")
 # The queue's "labeling failed" status: no machine judged these.
 QUEUE_FAILED = ("failed", "unrouted")
 
+# Where an audit sample sorts in the queue: it has no violation score worth sorting by (no
+# labeler flagged it), and at its own low score it would wait behind every near-miss forever;
+# here it is reviewed within the day, among likely violations, at the share admins chose.
+AUDIT_QUEUE_SCORE = 0.75
+
 # The queue sorts by score band (tenths of the score: 0.9 <= score <= 1.0 is one band, 0.8 to
 # 0.9 the next ...), items past their SLA first within a band, then by score. A breached
 # item thus jumps ahead of better-scored items of its band, never of a higher band.

@@ -12,13 +12,14 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, F, FloatField, Q, Value, When
+from django.db.models import Case, F, FloatField, JSONField, Q, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from moderation import callbacks
 from moderation.intake import IntakePayload
 from moderation.models import (
+    AUDIT_QUEUE_SCORE,
     IN_QUEUE,
     REVIEWABLE,
     Decision,
@@ -307,6 +308,9 @@ def item_labels_changed(
     failed: bool,
     routed: bool = True,
     revision: int | None = None,
+    versions: list[int] | None = None,
+    audit: bool = False,
+    auto_approve_reason: str = "",
 ) -> None:
     """Take the labelers' verdict on an item: its violation score, and whether it is flagged,
     still being labeled, failed, or judged by no labeler routed to its source. Decided items
@@ -316,6 +320,9 @@ def item_labels_changed(
     labelers answer; its score keeps rising as they do. Failed and unrouted items go to the
     queue with score 1.0: no machine judged them, so a person must. `revision`: take the
     verdict only while the item is still at that revision (an edit makes it stale).
+    `versions`: the labeler versions whose answers made the verdict (kept with it, and with
+    the decision later made on it). A clean verdict may come with `audit` (the item goes to
+    the queue as an audit sample) or an `auto_approve_reason` (the system approves it).
     """
     if not routed:
         status, queue_score = Item.Status.UNROUTED, 1.0
@@ -325,8 +332,19 @@ def item_labels_changed(
         status, queue_score = Item.Status.LABELING, None
     elif failed:
         status, queue_score = Item.Status.FAILED, 1.0
+    elif audit:
+        status, queue_score = Item.Status.AUDIT, AUDIT_QUEUE_SCORE
     else:
         status, queue_score = Item.Status.LABELED, None
+    if status == Item.Status.LABELED and auto_approve_reason:
+        _item_auto_approve(
+            item_id=item_id,
+            violation_score=violation_score,
+            revision=revision,
+            versions=versions or [],
+            reason=auto_approve_reason,
+        )
+        return
     undecided = Q(status__in=UNDECIDED)
     fields = {
         "violation_score": violation_score,
@@ -336,6 +354,11 @@ def item_labels_changed(
             When(undecided, then=_queue_key_sql(queue_score)), default=F("queue_key")
         ),
     }
+    if versions is not None:
+        fields["verdict_versions"] = Case(
+            When(undecided, then=Value(versions, output_field=JSONField())),
+            default=F("verdict_versions"),
+        )
     if status == Item.Status.FLAGGED:
         fields["flagged_at"] = Case(
             When(undecided, then=Coalesce(F("flagged_at"), Value(timezone.now()))),
@@ -346,6 +369,63 @@ def item_labels_changed(
     if revision is not None:
         items = items.filter(revision=revision)
     items.update(**fields)
+
+
+def _item_auto_approve(
+    *, item_id: int, violation_score: float | None, revision: int | None, versions, reason: str
+) -> None:
+    """The system approves an item its labelers cleared inside their auto-approve bands: a
+    decision with no reviewer (in the history, sent back to the product like any other); the
+    item never enters the queue. Runs once per revision: the lock and the undecided check
+    make a second verdict on the same revision (another label, a re-evaluation) do nothing."""
+    with transaction.atomic():
+        _item_auto_approve_locked(
+            item_id=item_id,
+            violation_score=violation_score,
+            revision=revision,
+            versions=versions,
+            reason=reason,
+        )
+
+
+def _item_auto_approve_locked(
+    *, item_id: int, violation_score: float | None, revision: int | None, versions, reason: str
+) -> None:
+    locked = Item.objects.select_for_update().filter(pk=item_id).first()
+    if locked is None or locked.status not in UNDECIDED:
+        Item.objects.filter(pk=item_id).update(violation_score=violation_score)
+        return
+    if revision is not None and locked.revision != revision:
+        return
+    decision = _decision_create(
+        item=locked,
+        revision=locked.revision,
+        reviewer=None,
+        action=Decision.Action.APPROVE,
+        reason=reason,
+        status_before=locked.status,
+        labeler_versions=list(versions),
+    )
+    locked.violation_score = violation_score
+    locked.verdict_versions = list(versions)
+    locked.status = Item.Status.DECIDED
+    locked.decided_at = decision.created_at
+    locked.queue_score = None
+    locked.claimed_by = None
+    locked.claim_expires_at = None
+    _queue_key_sync(locked)
+    locked.save(
+        update_fields=[
+            "violation_score",
+            "verdict_versions",
+            "status",
+            "decided_at",
+            "queue_score",
+            "queue_key",
+            "claimed_by",
+            "claim_expires_at",
+        ]
+    )
 
 
 class NotAllowed(Exception):
@@ -440,6 +520,7 @@ def decision_record(
             reason_choice=chosen,
             note=note,
             status_before=locked.status,
+            labeler_versions=locked.verdict_versions,
         )
         escalated = action == Decision.Action.ESCALATE
         locked.status = Item.Status.ESCALATED if escalated else Item.Status.DECIDED
@@ -491,6 +572,7 @@ def decision_undo(*, decision: Decision, reviewer) -> Decision:
             reason=f"undo of {decision.get_action_display().lower()}",
             status_before=locked.status,
             undoes=decision,
+            labeler_versions=locked.verdict_versions,
         )
         locked.status = decision.status_before or Item.Status.FLAGGED
         locked.queue_score = queue_score_for(

@@ -1,0 +1,177 @@
+"""A labeler's auto-approve band and audit share, and the labeler versions each verdict and
+decision keeps: through the real pipeline (signed webhook, the fake API over HTTP)."""
+
+import pytest
+
+from labelers import services
+from labelers.models import Reevaluation
+from labelers.verdict import audit_draw, item_refresh
+from moderation import services as moderation_services
+from moderation.models import CallbackDelivery, Decision, Item
+from moderation.tests.factories import LabelerFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def ingest(post_webhook, source, text, external_id=None):
+    response = post_webhook(source, {"external_id": external_id or text, "content_text": text})
+    assert response.status_code in (200, 202), response.content
+    return Item.objects.get(pk=response.json()["id"])
+
+
+def band(source, *, auto_approve=None, audit_share=0.0, min_confidence=None):
+    labeler = source.labelers.get()
+    labeler.auto_approve_confidence = auto_approve
+    labeler.audit_share = audit_share
+    labeler.min_confidence = min_confidence
+    labeler.save()
+    services.routing_cache.clear()
+    return labeler
+
+
+def test_a_confident_zero_inside_the_band_is_approved_by_the_system(fake_api, post_webhook, source):
+    labeler = band(source, auto_approve=0.9)
+    item = ingest(post_webhook, source, "lovely weather conf=0.95")
+    item.refresh_from_db()
+    assert item.status == Item.Status.DECIDED and item.queue_key is None
+    decision = item.decisions.get()
+    assert decision.reviewer is None and decision.automatic
+    assert decision.action == Decision.Action.APPROVE
+    assert "auto-approve band" in decision.reason
+    assert decision.labeler_versions == [labeler.current_version.pk]
+    # Sent back to the product like any decision (auto-approvals included).
+    assert CallbackDelivery.objects.filter(decision=decision).exists() == bool(source.callback_url)
+
+
+def test_a_zero_below_the_band_and_any_one_are_not_auto_approved(fake_api, post_webhook, source):
+    band(source, auto_approve=0.9)
+    unsure = ingest(post_webhook, source, "lovely weather conf=0.85")
+    flagged = ingest(post_webhook, source, "I hate you conf=0.99")
+    unsure.refresh_from_db()
+    flagged.refresh_from_db()
+    assert unsure.status == Item.Status.LABELED and not unsure.decisions.exists()
+    assert flagged.status == Item.Status.FLAGGED and not flagged.decisions.exists()
+
+
+def test_without_a_band_nothing_is_auto_approved(fake_api, post_webhook, source):
+    item = ingest(post_webhook, source, "lovely weather conf=0.99")
+    item.refresh_from_db()
+    assert item.status == Item.Status.LABELED and not item.decisions.exists()
+
+
+def test_every_routed_labeler_must_agree_for_an_auto_approval(fake_api, post_webhook, source):
+    band(source, auto_approve=0.9)
+    other = LabelerFactory(slug="other")  # no band: it cannot vouch for an item
+    source.labelers.add(other)
+    services.routing_cache.clear()
+    item = ingest(post_webhook, source, "lovely weather conf=0.95")
+    item.refresh_from_db()
+    assert item.labels.count() == 2
+    assert item.status == Item.Status.LABELED and not item.decisions.exists()
+    other.auto_approve_confidence = 0.9
+    other.save()
+    services.routing_cache.clear()
+    item_refresh(item_id=item.pk)
+    item.refresh_from_db()
+    assert item.status == Item.Status.DECIDED
+    assert sorted(item.decisions.get().labeler_versions) == sorted(
+        labeler.current_version.pk for labeler in source.labelers.all()
+    )
+
+
+def test_a_recomputed_verdict_never_approves_twice(fake_api, post_webhook, source):
+    band(source, auto_approve=0.9)
+    item = ingest(post_webhook, source, "lovely weather conf=0.95")
+    for _ in range(3):
+        item_refresh(item_id=item.pk)
+    assert item.decisions.count() == 1
+
+
+def test_a_human_decision_is_never_replaced_by_an_auto_approval(fake_api, post_webhook, source):
+    item = ingest(post_webhook, source, "I hate you conf=0.99")
+    reviewer = UserFactory()
+    moderation_services.decision_record(item=item, reviewer=reviewer, action="approve")
+    band(source, auto_approve=0.5)
+    item_refresh(item_id=item.pk)
+    assert list(item.decisions.values_list("reviewer", flat=True)) == [reviewer.pk]
+
+
+def test_changing_the_band_on_the_labeler_page_reevaluates_undecided_items(
+    fake_api, post_webhook, source, client, django_capture_on_commit_callbacks
+):
+    item = ingest(post_webhook, source, "lovely weather conf=0.95")
+    labeler = source.labelers.get()
+    client.force_login(UserFactory(is_staff=True))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            f"/manage/labelers/{labeler.pk}/policy/",
+            {"min_confidence": "", "auto_approve_confidence": "0.9", "audit_share": "0"},
+        )
+    assert response.status_code == 302
+    labeler.refresh_from_db()
+    assert labeler.auto_approve_confidence == 0.9
+    reevaluation = Reevaluation.objects.get()
+    assert reevaluation.state == Reevaluation.State.DONE and reevaluation.total == 1
+    item.refresh_from_db()
+    assert item.status == Item.Status.DECIDED and item.decisions.get().automatic
+
+
+def test_the_band_and_share_are_checked(db):
+    labeler = LabelerFactory()
+    for bad in ({"auto_approve_confidence": 0.4}, {"audit_share": 1.5}, {"min_confidence": 1.2}):
+        values = {"min_confidence": None, "auto_approve_confidence": None, "audit_share": 0.0}
+        with pytest.raises(ValueError):
+            services.labeler_review_policy_set(labeler=labeler, **{**values, **bad})
+
+
+def test_the_audit_draw_is_fixed_per_item_revision_and_near_uniform():
+    assert audit_draw(7, 1) == audit_draw(7, 1)
+    assert audit_draw(7, 1) != audit_draw(7, 2)
+    draws = [audit_draw(item, 1) for item in range(1, 4001)]
+    assert all(0 <= draw < 1 for draw in draws)
+    below = sum(draw < 0.25 for draw in draws)
+    assert 900 < below < 1100  # 1,000 expected; a fair draw is within 4 sigma (~110)
+
+
+def test_a_share_of_unflagged_items_goes_to_the_queue_as_audit(fake_api, post_webhook, source):
+    band(source, audit_share=0.3, auto_approve=0.5)
+    items = [ingest(post_webhook, source, f"calm text {n} conf=0.9") for n in range(40)]
+    audited = []
+    for item in items:
+        item.refresh_from_db()
+        drawn = audit_draw(item.pk, item.revision) < 0.3
+        if drawn:
+            audited.append(item)
+            # In the queue, sorted among likely violations, never auto-approved.
+            assert item.status == Item.Status.AUDIT and not item.decisions.exists()
+            assert item.queue_score == 0.75 and item.queue_key is not None
+        else:
+            assert item.status == Item.Status.DECIDED and item.decisions.get().automatic
+    assert 4 <= len(audited) <= 24  # 12 expected
+    # An audit item is decided like any queued item, and its decision keeps the versions.
+    decision = moderation_services.decision_record(
+        item=audited[0], reviewer=UserFactory(), action="approve"
+    )
+    assert decision.status_before == Item.Status.AUDIT
+    assert decision.labeler_versions == [source.labelers.get().current_version.pk]
+
+
+def test_a_flagged_item_is_never_an_audit_sample(fake_api, post_webhook, source):
+    band(source, audit_share=1.0)
+    flagged = ingest(post_webhook, source, "I hate you conf=0.9")
+    clean = ingest(post_webhook, source, "calm conf=0.9")
+    flagged.refresh_from_db()
+    clean.refresh_from_db()
+    assert flagged.status == Item.Status.FLAGGED
+    assert clean.status == Item.Status.AUDIT
+
+
+def test_a_reviewer_decision_keeps_the_versions_in_force(fake_api, post_webhook, source):
+    item = ingest(post_webhook, source, "I hate you conf=0.9")
+    labeler = source.labelers.get()
+    item.refresh_from_db()
+    assert item.verdict_versions == [labeler.current_version.pk]
+    decision = moderation_services.decision_record(
+        item=item, reviewer=UserFactory(), action="approve"
+    )
+    assert decision.labeler_versions == [labeler.current_version.pk]
