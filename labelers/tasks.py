@@ -157,8 +157,8 @@ def labeler_reevaluate(*, labeler, changed: Iterable[str], created_by=None) -> R
 
 
 # A shadow run makes its calls one after another, so a large sample takes long; its claim
-# keeps a redelivered message from running it twice. It goes to the labels queue (the
-# default): its calls wait behind live labels rather than in front of the dispatch.
+# keeps a redelivered message from running it twice. It goes to the dispatch queue, as relabel
+# runs do: behind a label backlog, the sweep would send a queued run again every minute.
 SHADOW_TIME_LIMIT = 6 * 3600
 
 

@@ -336,3 +336,27 @@ def test_the_labeler_page_offers_the_shadow_run_and_lists_runs(
     html = client.get(reverse("manage_labeler", args=[labeler.pk])).content.decode()
     assert "Shadow-run the draft" in html and 'id="shadow-form"' in html
     assert f'href="{reverse("manage_shadow_run", args=[run.pk])}"' in html
+
+
+class OpenBreaker:
+    def wait_seconds(self):
+        return 30.0
+
+
+def test_while_the_api_is_failing_a_run_waits_in_the_queue_without_calling(
+    fake_api, source, draft, run_now, monkeypatch
+):
+    items(source, "a", "b")
+    monkeypatch.setattr(shadow, "get_breaker", OpenBreaker)
+    run = run_now(draft, source)
+    assert run.state == "queued" and "failing" in run.error
+    assert fake_api.calls == [] and not run.labels.exists()
+
+
+def test_the_sweep_sends_a_queued_run_again_a_minute_on(source, draft):
+    items(source, "a")
+    run = shadow.shadow_run_create(version=draft, source=source, sample_size=5, decided_only=False)
+    assert shadow.shadow_runs_lost() == []  # just created: its message is on its way
+    ShadowRun.objects.filter(pk=run.pk).update(updated_at=timezone.now() - timedelta(minutes=2))
+    assert shadow.shadow_runs_lost() == [run.pk]
+    assert shadow.shadow_runs_lost() == []  # sent once a minute at most
