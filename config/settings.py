@@ -274,9 +274,9 @@ CELERY_TASK_TIME_LIMIT = int(LABEL_READ_TIMEOUT + LABEL_CONNECT_TIMEOUT) + 60
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 30
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 # Three queues, all consumed by every worker (-Q labels,dispatch,callbacks): label tasks,
-# the dispatch (beat's sweeps, relabel runs) and decisions sent back to the products. The
-# sweep must never wait behind a label backlog, or new items stay "received" while the
-# backlog drains. A worker started without -Q consumes every queue listed here.
+# the dispatch (beat's sweeps, relabel and shadow runs) and decisions sent back to the
+# products. The sweep must never wait behind a label backlog, or new items stay "received"
+# while the backlog drains. A worker started without -Q consumes every queue listed here.
 CELERY_TASK_DEFAULT_QUEUE = "labels"
 CELERY_TASK_QUEUES = [
     Queue(name, Exchange(name), routing_key=name) for name in ("labels", "dispatch", "callbacks")
@@ -284,6 +284,7 @@ CELERY_TASK_QUEUES = [
 CELERY_TASK_ROUTES = {
     "labelers.tasks.label_sweep": {"queue": "dispatch"},
     "labelers.tasks.relabel_run": {"queue": "dispatch"},
+    "labelers.tasks.shadow_run": {"queue": "dispatch"},
     "labelers.tasks.items_reevaluate": {"queue": "dispatch"},
     "moderation.tasks.queue_sla_refresh": {"queue": "dispatch"},
     # Callbacks wait on products' servers (up to the timeouts): never in front of labels.

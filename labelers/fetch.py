@@ -71,14 +71,28 @@ def api_key_refusals_forget() -> None:
     _refusal_seen.clear()
 
 
-def _record_refusal(key: str) -> None:
+def record_refusal(key: str) -> None:
     fingerprint = _key_fingerprint(key)
     ApiKeyRefusal.objects.get_or_create(fingerprint=fingerprint)
     _refusal_seen[fingerprint] = (True, time.monotonic())
 
 
 def _build_request(label: Label) -> api.LabelRequest:
-    item, version = label.item, label.labeler_version
+    version = label.labeler_version
+    return label_request(
+        label.item,
+        criteria_text=version.criteria_text,
+        labeler_id=version.remote_labeler_id,
+        labeler_version_id=version.remote_version_id,
+        model=label.model,
+    )
+
+
+def label_request(
+    item, *, criteria_text: str, labeler_id: str, labeler_version_id: str, model: str
+) -> api.LabelRequest:
+    """What is sent for an item's current content under a policy; shared with shadow runs,
+    which send a draft's policy without a Label row. Raises OSError if stored media is gone."""
     media = {}
     for field_name in ("content_image", "content_video"):
         stored = getattr(item, field_name)
@@ -88,10 +102,10 @@ def _build_request(label: Label) -> api.LabelRequest:
             media[field_name] = f"data:{getattr(item, field_name + '_type')};base64,{data}"
     return api.LabelRequest(
         content_text=item.content_text,
-        criteria_text=version.criteria_text,
-        labeler_id=version.remote_labeler_id,
-        labeler_version_id=version.remote_version_id,
-        model=label.model,
+        criteria_text=criteria_text,
+        labeler_id=labeler_id,
+        labeler_version_id=labeler_version_id,
+        model=model,
         **media,
     )
 
@@ -194,7 +208,7 @@ def label_fetch(*, label_id: int) -> Outcome:
         logger.info("label %s: lease lost while waiting for a call slot; not calling", label_id)
         return Outcome("skipped")
     except api.AuthenticationError as exc:
-        _record_refusal(settings.ZENTROPI_API_KEY)
+        record_refusal(settings.ZENTROPI_API_KEY)
         logger.error("label %s: API key refused; labeling paused until the key is fixed", label_id)
         _store(label, status=Label.Status.WAITING_KEY, error=str(exc))
         return Outcome("waiting_key")

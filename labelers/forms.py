@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 
 from labelers.client import DEPRECATED_MODELS, MEDIA_MODEL, MODELS
-from labelers.models import Labeler
+from labelers.models import Labeler, LabelerVersion
+from labelers.shadow import SAMPLE_MAX
+from moderation.models import Source
 
 
 def model_choices() -> list[tuple[str, str]]:
@@ -120,3 +122,39 @@ class ReviewPolicyForm(forms.Form):
         help_text="Share of unflagged items sent to review anyway, marked audit, so recall is "
         "measured (e.g. 0.02 for 2 %).",
     )
+
+
+class VersionChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj) -> str:
+        return f"v{obj.number} ({obj.get_state_display()})"
+
+
+class ShadowRunForm(forms.Form):
+    """Try a version on a sample of a source's recent items (paid calls, unless cached)."""
+
+    version = VersionChoiceField(queryset=LabelerVersion.objects.none(), empty_label=None)
+    source = forms.ModelChoiceField(queryset=Source.objects.order_by("name"), empty_label=None)
+    sample_size = forms.IntegerField(
+        min_value=1,
+        max_value=SAMPLE_MAX,
+        initial=200,
+        help_text="The source's most recent items; each one not answered before is one paid call.",
+    )
+    decided_only = forms.BooleanField(
+        required=False,
+        label="Only items reviewers decided (approve or remove)",
+        help_text="Agreement with reviewers is measured on decided items only.",
+    )
+
+    def __init__(self, *args, labeler: Labeler, **kwargs):
+        super().__init__(*args, **kwargs)
+        versions = cast(forms.ModelChoiceField, self.fields["version"])
+        versions.queryset = labeler.versions.order_by("-number")
+        draft = labeler.draft_version
+        if draft is not None:
+            versions.initial = draft.pk
+        sources = cast(forms.ModelChoiceField, self.fields["source"])
+        # Preselect a source the labeler is routed to: its items carry the baseline's labels.
+        routed = labeler.sources.order_by("name").first()
+        if routed is not None:
+            sources.initial = routed.pk

@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.timesince import timesince
 
 from labelers.breaker import breaker_status
-from labelers.models import DispatchHeartbeat, Label, Labeler, LabelerVersion
+from labelers.models import DispatchHeartbeat, Label, Labeler, LabelerVersion, ShadowRun
 from labelers.services import source_routing
 from moderation.models import Item
 
@@ -98,3 +98,12 @@ def line_diff(before: list[str], after: list[str]) -> list[tuple[str, str]]:
 def labeler_versions(labeler: Labeler):
     """A labeler's versions, newest first, with how many labels each gave."""
     return labeler.versions.annotate(labels_count=Count("labels")).order_by("-number")
+
+
+def labeler_shadow_runs(labeler: Labeler, *, limit: int = 20):
+    """The labeler's latest shadow runs, newest first."""
+    return (
+        ShadowRun.objects.filter(version__labeler=labeler)
+        .select_related("version", "baseline", "source")
+        .order_by("-created_at", "-id")[:limit]
+    )

@@ -11,8 +11,8 @@ from django.db import transaction
 
 from config import metrics
 from config.cache import TTLCache
-from labelers import dispatch, fetch
-from labelers.models import Reevaluation, RelabelRun
+from labelers import dispatch, fetch, shadow
+from labelers.models import Reevaluation, RelabelRun, ShadowRun
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ def label_sweep() -> int:
     ids = dispatch.labels_due(broker_queued=labels_queued())
     labels_enqueue(ids)
     relabel_runs_enqueue(dispatch.relabel_runs_lost())
+    shadow_runs_enqueue(shadow.shadow_runs_lost())
     return len(ids)
 
 
@@ -153,3 +154,51 @@ def labeler_reevaluate(*, labeler, changed: Iterable[str], created_by=None) -> R
         labeler=labeler,
         created_by=created_by,
     )
+
+
+# A shadow run makes its calls one after another, so a large sample takes long; its claim
+# keeps a redelivered message from running it twice. It goes to the dispatch queue, as relabel
+# runs do: behind a label backlog, the sweep would send a queued run again every minute.
+SHADOW_TIME_LIMIT = 6 * 3600
+
+
+@shared_task(
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    time_limit=SHADOW_TIME_LIMIT,
+    soft_time_limit=SHADOW_TIME_LIMIT - 60,
+)
+def shadow_run(run_id: int) -> int:
+    """Answer a shadow run's sample in the background (never in a request)."""
+    run = shadow.shadow_run_execute(run_id=run_id)
+    return run.done if run is not None else 0
+
+
+def shadow_runs_enqueue(run_ids: Iterable[int]) -> None:
+    run_ids = list(run_ids)
+    if run_ids:
+        transaction.on_commit(lambda: [shadow_run.apply_async((pk,)) for pk in run_ids])
+
+
+def shadow_run_start(
+    *, version, source, sample_size: int, decided_only: bool, created_by=None
+) -> ShadowRun:
+    """Create a shadow run (queued, its sample fixed) and send it once committed."""
+    run = shadow.shadow_run_create(
+        version=version,
+        source=source,
+        sample_size=sample_size,
+        decided_only=decided_only,
+        created_by=created_by,
+    )
+    shadow_runs_enqueue([run.pk])
+    return run
+
+
+def shadow_run_resume(*, run: ShadowRun) -> bool:
+    """Put a failed run back in the queue and send it; only its missing items are asked."""
+    resumed = shadow.shadow_run_resume(run=run)
+    if resumed:
+        shadow_runs_enqueue([run.pk])
+    return resumed

@@ -30,6 +30,17 @@ urlpatterns = [
         views.labeler_threshold,
         name="manage_labeler_threshold",
     ),
+    path(
+        "labelers/<int:labeler_id>/shadow/",
+        views.labeler_shadow,
+        name="manage_labeler_shadow",
+    ),
+    path("shadow-runs/<int:run_id>/", views.shadow_run_detail, name="manage_shadow_run"),
+    path(
+        "shadow-runs/<int:run_id>/resume/",
+        views.shadow_run_resume,
+        name="manage_shadow_run_resume",
+    ),
     path("relabel-runs/", views.relabel_runs, name="manage_relabel_runs"),
     path("export/decisions.jsonl", views.export_decisions, name="manage_export_decisions"),
 ]

@@ -19,15 +19,16 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from labelers import quality, selectors, services, tasks
+from labelers import quality, selectors, services, shadow, tasks
 from labelers.forms import (
     LabelerCreateForm,
     PolicyForm,
     RelabelForm,
     ReviewPolicyForm,
+    ShadowRunForm,
     ThresholdForm,
 )
-from labelers.models import Labeler, LabelerVersion, RelabelRun
+from labelers.models import Labeler, LabelerVersion, RelabelRun, ShadowRun
 
 
 def staff_required(view):
@@ -119,6 +120,8 @@ def labeler_detail(request: HttpRequest, labeler_id: int) -> HttpResponse:
             "policy_form": ReviewPolicyForm(
                 initial={name: getattr(labeler, name) for name in services.REVIEW_POLICY_FIELDS}
             ),
+            "shadow_form": ShadowRunForm(labeler=labeler),
+            "shadow_runs": selectors.labeler_shadow_runs(labeler),
             "diff": diff,
             "diff_a": older,
             "diff_b": newer,
@@ -236,6 +239,69 @@ def relabel_runs(request: HttpRequest) -> HttpResponse:
         runs = runs.filter(pk__in=wanted)
     rows = [(run, run.progress()) for run in runs.order_by("-id")[:50]]
     return render(request, "labelers/relabel_runs.html", {"rows": rows})
+
+
+@require_POST
+@staff_required
+def labeler_shadow(request: HttpRequest, labeler_id: int) -> HttpResponse:
+    """Start a shadow run of one of the labeler's versions (the draft, usually)."""
+    labeler = get_object_or_404(Labeler, pk=labeler_id)
+    form = ShadowRunForm(request.POST, labeler=labeler)
+    if not form.is_valid():
+        for field, errors in form.errors.items():
+            messages.error(request, f"{field}: {' '.join(errors)}")
+        return redirect(f"{reverse('manage_labeler', args=[labeler.pk])}#shadow")
+    data = form.cleaned_data
+    run = tasks.shadow_run_start(
+        version=data["version"],
+        source=data["source"],
+        sample_size=data["sample_size"],
+        decided_only=data["decided_only"],
+        created_by=request.user,
+    )
+    if not run.total:
+        messages.warning(request, f"{data['source'].slug} has no items to sample.")
+    return redirect("manage_shadow_run", run_id=run.pk)
+
+
+# More than this is a page nobody reads; the counts above the list say how many there are.
+SHADOW_DISAGREEMENTS_SHOWN = 200
+
+
+@require_GET
+@staff_required
+def shadow_run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
+    """A run's progress (the page refreshes itself while it works: a meta tag, no script),
+    and its comparison with the published version and the reviewers."""
+    run = get_object_or_404(
+        ShadowRun.objects.select_related("version__labeler", "baseline", "source"), pk=run_id
+    )
+    comparison = shadow.shadow_run_comparison(run)
+    shown = comparison.disagreements[:SHADOW_DISAGREEMENTS_SHOWN]
+    snippets = shadow.item_snippets([d.item_id for d in shown])
+    return render(
+        request,
+        "labelers/shadow_run.html",
+        {
+            "run": run,
+            "labeler": run.version.labeler,
+            "working": run.state in (ShadowRun.State.QUEUED, ShadowRun.State.RUNNING),
+            "comparison": comparison,
+            "disagreements": [(d, snippets.get(d.item_id, "")) for d in shown],
+            "failures": shadow.shadow_run_failures(run),
+        },
+    )
+
+
+@require_POST
+@staff_required
+def shadow_run_resume(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(ShadowRun, pk=run_id)
+    if tasks.shadow_run_resume(run=run):
+        messages.success(request, "Resumed: only the items not answered yet are asked for.")
+    else:
+        messages.info(request, "Only a failed run can be resumed.")
+    return redirect("manage_shadow_run", run_id=run.pk)
 
 
 # The quality page's time windows (days); "all" reads every label the labeler ever gave.
