@@ -701,7 +701,7 @@ def golden_shown_status(item: Item) -> str:
         .values_list("status_before", flat=True)
         .first()
     )
-    return before if before in IN_QUEUE else Item.Status.FLAGGED.value
+    return before if before in IN_QUEUE else str(Item.Status.FLAGGED)
 
 
 def item_current_decision(item: Item) -> Decision | None:

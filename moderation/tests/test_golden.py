@@ -288,6 +288,16 @@ def test_a_golden_answer_needs_a_reason_like_a_decision(client, reviewer):
     assert GoldenAnswer.objects.get().answered_at is None
 
 
+def test_a_served_golden_item_reopened_meanwhile_is_an_ordinary_item_again(client, reviewer):
+    gold = served_to(client, reviewer)
+    Item.objects.filter(pk=gold.item_id).update(status=Item.Status.REREVIEW)
+    page = client.get(f"/items/{gold.item_id}/").content.decode()
+    assert "Sent for re-review (in queue)" in page and "decision-remove" in page
+    client.post(f"/items/{gold.item_id}/", {"action": "approve", "decisions_seen": "1"})
+    assert GoldenAnswer.objects.get().answered_at is None  # a real decision, not an answer
+    assert gold.item.decisions.count() == 2
+
+
 def test_a_double_submit_counts_once(client, reviewer):
     gold = served_to(client, reviewer)
     given = GoldenAnswer.objects.get()
