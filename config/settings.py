@@ -235,6 +235,9 @@ REVIEW_LEASE_SECONDS = env.int("REVIEW_LEASE_SECONDS", default=300)
 # the first REVIEW_UNDO_OFFER_SECONDS).
 REVIEW_UNDO_SECONDS = env.int("REVIEW_UNDO_SECONDS", default=120)
 REVIEW_UNDO_OFFER_SECONDS = env.int("REVIEW_UNDO_OFFER_SECONDS", default=15)
+# Share of each reviewer's "next" items that are golden items (decided items an admin vouches
+# for, served like any other to measure reviewers); a reviewer's own setting overrides it.
+REVIEW_GOLDEN_SHARE = env.float("REVIEW_GOLDEN_SHARE", default=0.05)
 QUEUE_PAGE_SIZE = 50
 # Set by `dev.py run --demo`: labels come from the local stand-in; every page says so.
 DEMO_MODE = env.bool("DEMO_MODE", default=False)

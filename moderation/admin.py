@@ -19,6 +19,8 @@ from moderation.models import (
     CallbackDelivery,
     Decision,
     DecisionReason,
+    GoldenAnswer,
+    GoldenItem,
     Item,
     ReviewerSettings,
     Source,
@@ -26,7 +28,13 @@ from moderation.models import (
     new_api_token,
     new_webhook_secret,
 )
-from moderation.services import source_rotate_secret, source_set_callback_secret
+from moderation.services import (
+    GOLDEN_ACTIONS,
+    golden_item_mark,
+    golden_item_unmark,
+    source_rotate_secret,
+    source_set_callback_secret,
+)
 from moderation.tasks import callbacks_redeliver
 
 
@@ -179,7 +187,24 @@ class ItemAdmin(StallWarning, admin.ModelAdmin):
     search_fields = ("external_id",)
     readonly_fields = [f.name for f in Item._meta.fields]
     inlines = [DecisionInline]
-    actions = ["relabel"]
+    actions = ["relabel", "mark_golden"]
+
+    @admin.action(description="Mark as golden (expected: their current decision)")
+    def mark_golden(self, request, queryset):
+        marked, skipped = 0, 0
+        for item in queryset:
+            current = selectors.item_current_decision(item)
+            # Escalations and undecided items have no answer to vouch for.
+            if current is None or current.action not in GOLDEN_ACTIONS:
+                skipped += 1
+                continue
+            golden_item_mark(item=item, expected_action=current.action, created_by=request.user)
+            marked += 1
+        messages.info(request, f"{marked} items are golden, expecting their current decision.")
+        if skipped:
+            messages.warning(
+                request, f"{skipped} were left alone: only decided items (approve or remove)."
+            )
 
     @admin.action(description="Relabel with the current version of each routed labeler")
     def relabel(self, request, queryset):
@@ -309,4 +334,84 @@ class CallbackDeliveryAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(GoldenItem)
+class GoldenItemAdmin(admin.ModelAdmin):
+    """Golden items: decided items reviewers are tested on. Marked from an item's page or by
+    the Items action (so only decided items, at their current revision); here they are
+    listed, annotated and unmarked."""
+
+    list_display = (
+        "item",
+        "expected_action",
+        "active",
+        "answered",
+        "correct_share",
+        "created_by",
+        "created_at",
+    )
+    list_filter = ("active", "expected_action", "item__source")
+    list_select_related = ("item__source", "created_by")
+    search_fields = ("item__external_id", "note")
+    fields = ("item", "revision", "expected_action", "note", "active", "created_by", "created_at")
+    readonly_fields = ("item", "revision", "expected_action", "active", "created_by", "created_at")
+    actions = ["unmark"]
+
+    @admin.display(description="answered")
+    def answered(self, obj):
+        n = obj.answers.filter(answered_at__isnull=False).count()
+        url = reverse("admin:moderation_goldenanswer_changelist") + f"?golden__id__exact={obj.pk}"
+        return format_html('<a href="{}">{}</a>', url, n)
+
+    @admin.display(description="correct")
+    def correct_share(self, obj):
+        answered = obj.answers.filter(answered_at__isnull=False)
+        n = answered.count()
+        return f"{answered.filter(correct=True).count() / n:.0%}" if n else "-"
+
+    @admin.action(description="Unmark (stop serving; their answers stop counting)")
+    def unmark(self, request, queryset):
+        for golden in queryset:
+            golden_item_unmark(golden=golden)
+        messages.info(request, f"{queryset.count()} golden items unmarked.")
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(GoldenAnswer)
+class GoldenAnswerAdmin(admin.ModelAdmin):
+    """Reviewers' answers to golden items (open ones were served and not answered yet)."""
+
+    list_display = (
+        "golden",
+        "reviewer",
+        "action",
+        "expected",
+        "correct",
+        "served_at",
+        "answered_at",
+    )
+    list_filter = ("correct", "reviewer")
+    list_select_related = ("golden", "reviewer")
+    readonly_fields = (
+        "golden",
+        "reviewer",
+        "served_at",
+        "answered_at",
+        "action",
+        "reason",
+        "correct",
+    )
+
+    @admin.display(description="expected")
+    def expected(self, obj):
+        return obj.golden.expected_action
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
         return False

@@ -19,3 +19,17 @@ class ReviewerSettingsForm(forms.Form):
     exposure_budget_minutes = forms.IntegerField(
         required=False, min_value=1, max_value=24 * 60, label="… or after this many minutes"
     )
+
+
+class GoldenMarkForm(forms.Form):
+    """Staff, on a decided item's page: make it golden."""
+
+    expected_action = forms.ChoiceField(
+        choices=[("approve", "Approve"), ("remove", "Remove")], label="Expected action"
+    )
+    note = forms.CharField(
+        required=False,
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        label="Note for leads (why this is the answer)",
+    )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from copy import copy
 from dataclasses import replace
 from functools import wraps
 from urllib.parse import urlencode
 
 from django.contrib import messages
+from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
@@ -19,9 +21,9 @@ from labelers.models import Labeler
 from labelers.selectors import labeling_health, labeling_stalled
 from moderation import selectors, services
 from moderation.filters import STATUSES, QueueFilter
-from moderation.forms import ReviewerSettingsForm
+from moderation.forms import GoldenMarkForm, ReviewerSettingsForm
 from moderation.http import ranged_file_response
-from moderation.models import REVIEWABLE, Decision, Item, Source
+from moderation.models import REVIEWABLE, Decision, GoldenAnswer, GoldenItem, Item, Source
 
 
 def reviewer_required(view):
@@ -134,25 +136,46 @@ def queue_next(request: HttpRequest) -> HttpResponse:
     filters = QueueFilter.from_query(request.GET)
     if filters.status == "escalated" and not selectors.can_review_escalated(request.user):
         raise PermissionDenied
-    for _ in range(5):  # another reviewer may claim our pick between the read and the claim
-        item = _pick_next(request, filters)
+    for attempt in range(5):  # another reviewer may claim our pick between read and claim
+        item, effective = _pick_next(request, filters)
         if item is None:
             messages.info(request, "The queue is empty.")
             return redirect(reverse("queue") + filters.querystring())
+        # A golden item only stands in for real work: with an empty queue, an item appearing
+        # anyway would give it away.
+        if attempt == 0 and (golden := _serve_golden(request, effective)):
+            return redirect(reverse("item", args=[golden.golden.item_id]) + filters.querystring())
         if services.item_claim(item=item, reviewer=request.user):
             return redirect(reverse("item", args=[item.pk]) + filters.querystring())
     return redirect(reverse("queue") + filters.querystring())
 
 
-def _pick_next(request: HttpRequest, filters: QueueFilter) -> Item | None:
-    """The next item for this reviewer; over their exposure budget, text-only items first."""
+def _pick_next(request: HttpRequest, filters: QueueFilter) -> tuple[Item | None, QueueFilter]:
+    """The next item for this reviewer, and the filters it was found under; over their
+    exposure budget, text-only items first."""
     skipped = request.session.get("skipped", [])
     if not filters.media and selectors.exposure(request.user).over_budget:
         text_first = replace(filters, media="text")
         item = selectors.queue_next(reviewer=request.user, filters=text_first, exclude_ids=skipped)
         if item is not None:
-            return item
-    return selectors.queue_next(reviewer=request.user, filters=filters, exclude_ids=skipped)
+            return item, text_first
+    return selectors.queue_next(
+        reviewer=request.user, filters=filters, exclude_ids=skipped
+    ), filters
+
+
+def _serve_golden(request: HttpRequest, filters: QueueFilter) -> GoldenAnswer | None:
+    """With the reviewer's golden share as probability, a golden item (under the same
+    filters) instead of the queue's next: served by an open answer, not by a claim, since
+    the item is decided and claims are for items waiting."""
+    if not selectors.golden_due(request.user):
+        return None
+    golden = selectors.golden_next(
+        reviewer=request.user, filters=filters, exclude_item_ids=request.session.get("skipped", [])
+    )
+    if golden is None:
+        return None
+    return services.golden_answer_serve(golden=golden, reviewer=request.user)
 
 
 @require_GET
@@ -194,8 +217,13 @@ def _next_url(request: HttpRequest, item: Item) -> str:
 @reviewer_required
 def item_detail(request: HttpRequest, item_id: int) -> HttpResponse:
     item = _reviewable_item(request, item_id)
+    golden_answer = selectors.golden_answer_open(reviewer=request.user, item=item)
     if request.method == "POST":
+        if golden_answer is not None:
+            return _answer_golden(request, item, golden_answer)
         return _decide(request, item)
+    if golden_answer is not None:
+        return _golden_page(request, item)
     claimed = item.status in REVIEWABLE and services.item_claim(item=item, reviewer=request.user)
     labels = item.labels.select_related("labeler_version__labeler").order_by(
         "-revision", "-violation_score"
@@ -222,8 +250,113 @@ def item_detail(request: HttpRequest, item_id: int) -> HttpResponse:
             "actions": selectors.decision_actions(),
             "back": _back(request),
             "review_settings": review_settings,
+            "golden": _golden_admin_context(request, item),
         },
     )
+
+
+def _golden_admin_context(request: HttpRequest, item: Item) -> dict | None:
+    """For staff on a decided item: its golden state and the form to mark it."""
+    if not request.user.is_staff or item.status != Item.Status.DECIDED:
+        return None
+    current = selectors.item_current_decision(item)
+    golden = getattr(item, "golden", None)
+    expected = golden.expected_action if golden and golden.active else None
+    if expected is None and current and current.action in services.GOLDEN_ACTIONS:
+        expected = current.action
+    return {
+        "item": golden,
+        "form": GoldenMarkForm(initial={"expected_action": expected or "approve"}),
+    }
+
+
+def _golden_page(request: HttpRequest, item: Item) -> HttpResponse:
+    """A golden item served to this reviewer, shown exactly as an undecided queue item: its
+    status from before it was decided, no decisions in its history, nobody's claim, and
+    nothing that says it is golden."""
+    shown = copy(item)  # never saved: only what the page shows
+    shown.status = selectors.golden_shown_status(item)
+    shown.decided_at = None
+    shown.claimed_by = None
+    labels = item.labels.select_related("labeler_version__labeler").order_by(
+        "-revision", "-violation_score"
+    )
+    review_settings = selectors.reviewer_settings(request.user)
+    if item.has_media and not review_settings.blur_media:
+        services.media_reveal_record(item=item, reviewer=request.user)
+    return render(
+        request,
+        "moderation/item.html",
+        {
+            "item": shown,
+            "labels": labels,
+            "decisions": [],
+            "escalation": None,
+            "revisions": item.revisions.order_by("-number"),
+            "claimed": True,
+            "reviewable": REVIEWABLE,
+            "actions": selectors.decision_actions(),
+            "back": _back(request),
+            "review_settings": review_settings,
+            "golden": None,
+        },
+    )
+
+
+def _answer_golden(request: HttpRequest, item: Item, answer: GoldenAnswer) -> HttpResponse:
+    """Record the answer to a golden item and move on like after a decision. Nothing is
+    offered to undo: the undo bar of an earlier decision is dropped with it."""
+    action = request.POST.get("action", "")
+    back = _back(request)
+    if action not in selectors.DECIDABLE:
+        messages.error(request, "Choose approve, remove or escalate.")
+        return redirect(reverse("item", args=[item.pk]) + back)
+    try:
+        services.golden_answer_record(
+            answer=answer,
+            reviewer=request.user,
+            action=action,
+            reason_id=_int_or_none(request.POST.get(f"reason_{action}")),
+        )
+    except (ValueError, services.NotAllowed) as exc:
+        messages.error(request, f"Not decided: {exc}.")
+        return redirect(reverse("item", args=[item.pk]) + back)
+    except services.AlreadyAnswered:
+        pass  # a double submit: the first one counted, go on as it did
+    request.session.pop("undo", None)
+    if request.POST.get("next"):
+        return redirect(_next_url(request, item))
+    return redirect(reverse("queue") + back)
+
+
+@require_POST
+@reviewer_required
+def item_golden(request: HttpRequest, item_id: int) -> HttpResponse:
+    """Staff: mark a decided item as golden (with the expected action and a note), or
+    unmark it."""
+    if not request.user.is_staff:
+        raise PermissionDenied
+    item = get_object_or_404(Item, pk=item_id)
+    if "unmark" in request.POST:
+        golden = get_object_or_404(GoldenItem, item=item)
+        services.golden_item_unmark(golden=golden)
+        messages.success(request, f"Item {item.pk} is no longer golden.")
+        return redirect("item", item.pk)
+    form = GoldenMarkForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Not marked: choose approve or remove as the expected action.")
+        return redirect("item", item.pk)
+    try:
+        services.golden_item_mark(item=item, created_by=request.user, **form.cleaned_data)
+    except ValueError as exc:
+        messages.error(request, f"Not marked: {exc}.")
+        return redirect("item", item.pk)
+    messages.success(
+        request,
+        f"Item {item.pk} is golden: reviewers are expected to "
+        f"{form.cleaned_data['expected_action']} it.",
+    )
+    return redirect("item", item.pk)
 
 
 def _decide(request: HttpRequest, item: Item) -> HttpResponse:
@@ -365,4 +498,51 @@ def team(request: HttpRequest) -> HttpResponse:
     signal, not a ranking)."""
     if not request.user.is_staff:
         raise PermissionDenied
-    return render(request, "moderation/team.html", {"rows": selectors.team_exposure()})
+    return render(
+        request,
+        "moderation/team.html",
+        {
+            "rows": selectors.team_exposure(),
+            "golden": [_with_bars(row) for row in selectors.golden_agreement()],
+        },
+    )
+
+
+# The per-week bars of golden agreement on /team/: an inline SVG drawn by the server.
+BAR_WIDTH, BAR_GAP, BAR_HEIGHT = 14, 4, 32
+
+
+def _with_bars(row: selectors.GoldenAgreement) -> dict:
+    bars = []
+    for n, week in enumerate(row.weeks):
+        # At least 1 px, so 0 % correct still shows; a week without answers is drawn grey.
+        height = max(1, round((week.share or 0) * BAR_HEIGHT))
+        bars.append(
+            {
+                "week": week,
+                "x": n * (BAR_WIDTH + BAR_GAP),
+                "y": BAR_HEIGHT - height,
+                "height": height,
+            }
+        )
+    return {
+        "row": row,
+        "bars": bars,
+        "width": len(bars) * (BAR_WIDTH + BAR_GAP) - BAR_GAP,
+        "bar_width": BAR_WIDTH,
+        "height": BAR_HEIGHT,
+    }
+
+
+@require_GET
+@reviewer_required
+def team_golden_wrong(request: HttpRequest, user_id: int) -> HttpResponse:
+    """For leads: the golden items a reviewer answered differently from the expected action."""
+    if not request.user.is_staff:
+        raise PermissionDenied
+    reviewer = get_object_or_404(get_user_model(), pk=user_id)
+    return render(
+        request,
+        "moderation/team_golden_wrong.html",
+        {"reviewer": reviewer, "answers": selectors.golden_wrong_answers(reviewer_id=user_id)},
+    )
