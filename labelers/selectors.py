@@ -13,7 +13,7 @@ from django.utils.timesince import timesince
 from labelers.breaker import breaker_status
 from labelers.models import DispatchHeartbeat, Label, Labeler, LabelerVersion
 from labelers.services import source_routing
-from moderation.models import Item
+from moderation.models import Decision, Item
 
 
 def labeling_health() -> dict[str, Any]:
@@ -98,3 +98,52 @@ def line_diff(before: list[str], after: list[str]) -> list[tuple[str, str]]:
 def labeler_versions(labeler: Labeler):
     """A labeler's versions, newest first, with how many labels each gave."""
     return labeler.versions.annotate(labels_count=Count("labels")).order_by("-number")
+
+
+# Decided items are read this many at a time when looking for decisions made under older
+# versions: a bounded read per step, however many items a source has.
+DECIDED_SCAN_BATCH = 1000
+
+
+def decided_under_older_versions(*, labeler: Labeler) -> list[int]:
+    """Items decided (status "decided") of the sources routed to this labeler whose current
+    decision was made while an older version of it was in force: the candidates for
+    re-review after its criteria changed.
+
+    The decision's labeler_versions is a JSON list, which SQLite cannot search; so items are
+    read by id in batches, each with its decisions' (item, labeler_versions) only, and the
+    lists are checked here.
+    """
+    current = labeler.current_version
+    if current is None:
+        return []
+    older = set(labeler.versions.filter(number__lt=current.number).values_list("id", flat=True))
+    source_ids = list(labeler.sources.values_list("id", flat=True))
+    if not older or not source_ids:
+        return []
+    decided = Item.objects.filter(status=Item.Status.DECIDED, source_id__in=source_ids)
+    found: list[int] = []
+    after = 0
+    while True:
+        batch = list(
+            decided.filter(pk__gt=after)
+            .order_by("pk")
+            .values_list("pk", flat=True)[:DECIDED_SCAN_BATCH]
+        )
+        if not batch:
+            return found
+        after = batch[-1]
+        # The current decision is the item's latest one that is neither an undo nor undone;
+        # ids grow with time, so the last row per item wins.
+        current_versions: dict[int, list] = {}
+        rows = (
+            Decision.objects.filter(item_id__in=batch, undone_by__isnull=True)
+            .exclude(action=Decision.Action.UNDO)
+            .order_by("id")
+            .values_list("item_id", "labeler_versions")
+        )
+        for item_id, versions in rows:
+            current_versions[item_id] = versions or []
+        found += [
+            item_id for item_id in batch if older.intersection(current_versions.get(item_id, ()))
+        ]

@@ -29,6 +29,11 @@ urlpatterns = [
         views.labeler_threshold,
         name="manage_labeler_threshold",
     ),
+    path(
+        "labelers/<int:labeler_id>/rereview/",
+        views.labeler_rereview,
+        name="manage_labeler_rereview",
+    ),
     path("relabel-runs/", views.relabel_runs, name="manage_relabel_runs"),
     path("export/decisions.jsonl", views.export_decisions, name="manage_export_decisions"),
 ]

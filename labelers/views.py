@@ -22,6 +22,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from labelers import quality, selectors, services, tasks
 from labelers.forms import LabelerCreateForm, PolicyForm, RelabelForm, ThresholdForm
 from labelers.models import Labeler, LabelerVersion, RelabelRun
+from moderation.services import items_send_for_rereview
 
 
 def staff_required(view):
@@ -201,6 +202,40 @@ def relabel_runs(request: HttpRequest) -> HttpResponse:
         runs = runs.filter(pk__in=wanted)
     rows = [(run, run.progress()) for run in runs.order_by("-id")[:50]]
     return render(request, "labelers/relabel_runs.html", {"rows": rows})
+
+
+@require_http_methods(["GET", "POST"])
+@staff_required
+def labeler_rereview(request: HttpRequest, labeler_id: int) -> HttpResponse:
+    """Decided items whose decision was made under an older version of this labeler, sent
+    back to the queue after the admin saw how many: GET counts, POST sends them only if the
+    count the admin confirmed is still right (else it shows the new count and asks again).
+    A page of its own because the count reads every decided item of the routed sources: too
+    heavy for each view of the labeler's page."""
+    labeler = get_object_or_404(Labeler, pk=labeler_id)
+    item_ids = selectors.decided_under_older_versions(labeler=labeler)
+    changed = False
+    if request.method == "POST":
+        confirmed = _int(request.POST.get("count"))
+        if confirmed == len(item_ids) and item_ids:
+            moved = items_send_for_rereview(item_ids=item_ids, requested_by=request.user)
+            messages.success(
+                request,
+                f"{moved} item{'s' if moved != 1 else ''} sent for re-review: they wait in the "
+                "queue, marked “re-review”.",
+            )
+            return redirect("manage_labeler", labeler_id=labeler.pk)
+        changed = True
+    return render(
+        request,
+        "labelers/labeler_rereview.html",
+        {
+            "labeler": labeler,
+            "current": labeler.current_version,
+            "count": len(item_ids),
+            "changed": changed,
+        },
+    )
 
 
 # The quality page's time windows (days); "all" reads every label the labeler ever gave.
