@@ -5,6 +5,7 @@ from django.urls import path
 from labelers import views
 
 urlpatterns = [
+    path("", views.dashboard, name="manage_dashboard"),
     path("labelers/", views.labeler_list, name="manage_labelers"),
     path("labelers/new/", views.labeler_new, name="manage_labeler_new"),
     path("labelers/<int:labeler_id>/", views.labeler_detail, name="manage_labeler"),
