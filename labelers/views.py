@@ -378,8 +378,8 @@ def labeler_rereview(request: HttpRequest, labeler_id: int) -> HttpResponse:
     item_ids = selectors.decided_under_older_versions(labeler=labeler)
     changed = False
     if request.method == "POST":
-        confirmed = _int(request.POST.get("count"))
-        if confirmed == len(item_ids) and item_ids:
+        changed = _int(request.POST.get("count")) != len(item_ids)
+        if item_ids and not changed:
             moved = items_send_for_rereview(item_ids=item_ids, requested_by=request.user)
             messages.success(
                 request,
@@ -387,7 +387,6 @@ def labeler_rereview(request: HttpRequest, labeler_id: int) -> HttpResponse:
                 "queue, marked “re-review”.",
             )
             return redirect("manage_labeler", labeler_id=labeler.pk)
-        changed = True
     return render(
         request,
         "labelers/labeler_rereview.html",

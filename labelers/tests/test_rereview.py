@@ -177,6 +177,13 @@ def test_a_count_that_changed_meanwhile_is_shown_again_and_nothing_moves(client,
     assert not Item.objects.filter(status=Item.Status.REREVIEW).exists()
 
 
+def test_with_nothing_to_send_the_page_says_so_and_offers_no_button(client, staff, labeler):
+    url = reverse("manage_labeler_rereview", args=[labeler.pk])
+    page = client.post(url, {"count": "0"}).content.decode()
+    assert "<strong>0</strong> items" in page
+    assert 'id="rereview-form"' not in page and 'id="rereview-changed"' not in page
+
+
 def test_the_rereview_page_is_refused_to_reviewers_who_are_not_staff(client, labeler):
     client.force_login(UserFactory())
     url = reverse("manage_labeler_rereview", args=[labeler.pk])
