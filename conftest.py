@@ -8,6 +8,7 @@ from contextlib import suppress
 from pathlib import Path
 
 import pytest
+import redis
 from django.conf import settings
 from django.db import connections
 
@@ -25,6 +26,28 @@ celery_app.conf.task_always_eager = True
 # The test client speaks plain http; with DATABASE_URL set (production settings) every request
 # would be redirected to https. tests/test_deploy_check.py tests the production values.
 settings.SECURE_SSL_REDIRECT = False
+
+
+def _redis_keys_of_this_run() -> str:
+    """On a Redis run, keys of this run's own: two runs on one machine share its Redis, and
+    with the same queue names and breaker keys they took each other's messages and reset
+    each other's breaker. Nothing shared is flushed; the workers and servers the end-to-end
+    tests start inherit the prefix through the environment (testkit/processes.app_env)."""
+    redis_urls = (settings.CELERY_BROKER_URL, settings.LABEL_THROTTLE_REDIS_URL)
+    if not any(url.startswith(("redis://", "rediss://")) for url in redis_urls):
+        return ""
+    prefix = f"{settings.REDIS_KEY_PREFIX}test-{os.getpid()}-{secrets.token_hex(4)}:"
+    os.environ["REDIS_KEY_PREFIX"] = prefix
+    # Settings were read before this file: set the prefix where it was already copied.
+    settings.REDIS_KEY_PREFIX = prefix
+    if settings.CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+        options = {**settings.CELERY_BROKER_TRANSPORT_OPTIONS, "global_keyprefix": prefix}
+        settings.CELERY_BROKER_TRANSPORT_OPTIONS = options
+        celery_app.conf.broker_transport_options = options
+    return prefix
+
+
+_RUN_REDIS_PREFIX = _redis_keys_of_this_run()
 
 
 # Per-run SQLite test files are named <stem>-<pid>_<token><suffix>, plus SQLite's -wal/-shm.
@@ -106,6 +129,22 @@ def django_db_modify_db_settings(
         elif engine == "django.db.backends.postgresql":
             with django_db_blocker.unblock():
                 _drop_leftover_postgres_db(alias, name)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_this_runs_redis_keys():
+    """The run's own keys only (its prefix); what the breaker and kombu leave would
+    otherwise stay in the shared Redis for up to a day."""
+    yield
+    if not _RUN_REDIS_PREFIX:
+        return
+    urls = {settings.CELERY_BROKER_URL, settings.LABEL_THROTTLE_REDIS_URL}
+    for url in urls:
+        if url.startswith(("redis://", "rediss://")):
+            with suppress(redis.RedisError):
+                client = redis.Redis.from_url(url)
+                for key in client.scan_iter(match=f"{_RUN_REDIS_PREFIX}*", count=1000):
+                    client.delete(key)
 
 
 @pytest.fixture(autouse=True)

@@ -203,6 +203,10 @@ LABEL_THROTTLE_REDIS_URL = env(
     "LABEL_THROTTLE_REDIS_URL",
     default=_broker_env if _broker_env.startswith(("redis://", "rediss://")) else "",
 )
+# Put before every key this deployment keeps in Redis (the broker's queues, the caps' and the
+# breaker's state), so that several deployments, or several test runs, can share one Redis
+# without taking each other's messages or tripping each other's breaker.
+REDIS_KEY_PREFIX = env("REDIS_KEY_PREFIX", default="")
 
 # Decisions back to the products (callbacks). Each decision is POSTed to its source's
 # callback URL; a receiver that hangs is cut off after these timeouts (seconds).
@@ -262,6 +266,9 @@ else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)
     }
+    if REDIS_KEY_PREFIX:
+        # Kombu's Redis transport prefixes every key it uses (queues, unacked messages).
+        CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = REDIS_KEY_PREFIX
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

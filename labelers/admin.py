@@ -160,7 +160,7 @@ class LabelAdmin(StallWarning, admin.ModelAdmin):
         "cache_hit",
         "error",
     )
-    list_filter = ("status", "cache_hit", "labeler_version__labeler")
+    list_filter = ("status", "cache_hit", "labeler_version__labeler", "labeled_at")
     readonly_fields = [f.name for f in Label._meta.fields]
     actions = ["resume_waiting"]
 

@@ -170,6 +170,10 @@ class Label(models.Model):
                 condition=Q(status="done"),
                 name="label_cache_idx",
             ),
+            # Labels given today and this week (the admins' dashboard).
+            models.Index(
+                fields=["labeled_at"], condition=Q(status="done"), name="label_done_at_idx"
+            ),
         ]
 
     def __str__(self) -> str:

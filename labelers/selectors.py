@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import difflib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Min
+from django.db.models import Count, Min, Q, QuerySet
 from django.utils import timezone
 from django.utils.timesince import timesince
 
 from labelers.breaker import breaker_status
 from labelers.models import DispatchHeartbeat, Label, Labeler, LabelerVersion, ShadowRun
 from labelers.services import source_routing
-from moderation.models import Item
+from moderation.models import CallbackDelivery, Decision, Item
 
 
 def labeling_health() -> dict[str, Any]:
@@ -107,3 +109,162 @@ def labeler_shadow_runs(labeler: Labeler, *, limit: int = 20):
         .select_related("version", "baseline", "source")
         .order_by("-created_at", "-id")[:limit]
     )
+
+
+# Decided items are read this many at a time when looking for decisions made under older
+# versions: a bounded read per step, however many items a source has.
+DECIDED_SCAN_BATCH = 1000
+
+
+def decided_under_older_versions(*, labeler: Labeler) -> list[int]:
+    """Items decided (status "decided") of the sources routed to this labeler whose current
+    decision was made while an older version of it was in force: the candidates for
+    re-review after its criteria changed.
+
+    The decision's labeler_versions is a JSON list, which SQLite cannot search; so items are
+    read by id in batches, each with its decisions' (item, labeler_versions) only, and the
+    lists are checked here.
+    """
+    current = labeler.current_version
+    if current is None:
+        return []
+    older = set(labeler.versions.filter(number__lt=current.number).values_list("id", flat=True))
+    source_ids = list(labeler.sources.values_list("id", flat=True))
+    if not older or not source_ids:
+        return []
+    decided = Item.objects.filter(status=Item.Status.DECIDED, source_id__in=source_ids)
+    found: list[int] = []
+    after = 0
+    while True:
+        batch = list(
+            decided.filter(pk__gt=after)
+            .order_by("pk")
+            .values_list("pk", flat=True)[:DECIDED_SCAN_BATCH]
+        )
+        if not batch:
+            return found
+        after = batch[-1]
+        # The current decision is the item's latest one that is neither an undo nor undone;
+        # ids grow with time, so the last row per item wins.
+        current_versions: dict[int, list] = {}
+        rows = (
+            Decision.objects.filter(item_id__in=batch, undone_by__isnull=True)
+            .exclude(action=Decision.Action.UNDO)
+            .order_by("id")
+            .values_list("item_id", "labeler_versions")
+        )
+        for item_id, versions in rows:
+            current_versions[item_id] = versions or []
+        found += [
+            item_id for item_id in batch if older.intersection(current_versions.get(item_id, ()))
+        ]
+
+
+# --- The admins' dashboard ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Period:
+    name: str
+    label: str
+    start: datetime
+    end: datetime
+
+
+def dashboard_periods(now: datetime | None = None) -> list[Period]:
+    """Today and the past 7 days as the Django admin's date filters define them (from
+    midnight, in the site's time zone, until tomorrow's midnight), so that a figure's link
+    to an admin list shows exactly the rows it counted."""
+    now = timezone.localtime(now or timezone.now())
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    tomorrow = today + timedelta(days=1)
+    return [
+        Period("today", "Today", today, tomorrow),
+        Period("week", "Past 7 days", today - timedelta(days=7), tomorrow),
+    ]
+
+
+def _counts_by_period(
+    rows: QuerySet, field: str, periods: list[Period], kinds: dict[str, Q] | None = None
+) -> dict[str, dict[str, int]]:
+    """One query: how many rows of each kind (default: all) fall in each period by `field`
+    (an indexed date), reading only the index range of the widest period."""
+    kinds = kinds or {"all": Q()}
+    within = {f"{field}__gte": min(p.start for p in periods), f"{field}__lt": periods[0].end}
+    counts = {
+        f"{kind}__{p.name}": Count(
+            "pk", filter=condition & Q(**{f"{field}__gte": p.start, f"{field}__lt": p.end})
+        )
+        for kind, condition in kinds.items()
+        for p in periods
+    }
+    found = rows.filter(**within).aggregate(**counts)
+    return {kind: {p.name: found[f"{kind}__{p.name}"] for p in periods} for kind in kinds}
+
+
+def dashboard_activity(periods: list[Period]) -> dict[str, dict[str, int]]:
+    """Per period: items received, labels given, items flagged, decisions by people and
+    automatic ones (undos are not decisions here)."""
+    decisions = _counts_by_period(
+        Decision.objects.exclude(action=Decision.Action.UNDO),
+        "created_at",
+        periods,
+        kinds={
+            "decided_by_people": Q(reviewer__isnull=False),
+            "decided_automatically": Q(reviewer__isnull=True),
+        },
+    )
+    done = Label.objects.filter(status=Label.Status.DONE)
+    return {
+        "received": _counts_by_period(Item.objects.all(), "received_at", periods)["all"],
+        "labeled": _counts_by_period(done, "labeled_at", periods)["all"],
+        "flagged": _counts_by_period(Item.objects.all(), "flagged_at", periods)["all"],
+        **decisions,
+    }
+
+
+def reviewer_throughput(periods: list[Period]) -> list[dict[str, Any]]:
+    """Decisions per reviewer in each period (undos left out), by username."""
+    start, end = min(p.start for p in periods), periods[0].end
+    counts = {
+        p.name: Count("pk", filter=Q(created_at__gte=p.start, created_at__lt=p.end))
+        for p in periods
+    }
+    return list(
+        Decision.objects.filter(created_at__gte=start, created_at__lt=end, reviewer__isnull=False)
+        .exclude(action=Decision.Action.UNDO)
+        .values("reviewer_id", "reviewer__username")
+        .annotate(**counts)
+        .order_by("reviewer__username")
+    )
+
+
+# Statuses in the queue that the dashboard counts apart: an admin's doing (audit samples,
+# re-reviews) rather than the labelers'.
+SPECIAL_QUEUE_STATUSES: tuple[str, ...] = ("audit", "rereview")
+
+
+def waiting_by_source_and_status(
+    statuses: tuple[str, ...] = SPECIAL_QUEUE_STATUSES,
+) -> dict[tuple[int, str], int]:
+    """(source id, status) -> items waiting, for the given queue statuses; one query."""
+    rows = (
+        Item.objects.filter(status__in=statuses)
+        .values_list("source_id", "status")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    return {(source_id, status): n for source_id, status, n in rows}
+
+
+def callbacks_by_state() -> dict[str, int]:
+    """Deliveries still to send (pending, sending) and given up (failed); delivered ones are
+    not counted (nor read: the index holds only these states)."""
+    open_states = ["pending", "sending", "failed"]
+    rows = (
+        CallbackDelivery.objects.filter(state__in=open_states)
+        .values_list("state")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    return {state: 0 for state in open_states} | dict(rows)

@@ -195,9 +195,10 @@ _cached: dict[tuple, Throttle] = {}
 def shared_state() -> RedisState | FileState:
     """Where state shared by all workers lives: Redis if configured, else a locked file."""
     url = settings.LABEL_THROTTLE_REDIS_URL
-    where = url or str(Path(settings.DATA_DIR) / "throttle.json")
+    prefix = f"{settings.REDIS_KEY_PREFIX}modqueue:throttle"
+    where = f"{url} {prefix}" if url else str(Path(settings.DATA_DIR) / "throttle.json")
     if where not in _states:
-        _states[where] = RedisState(url) if url else FileState(Path(where))
+        _states[where] = RedisState(url, prefix=prefix) if url else FileState(Path(where))
     return _states[where]
 
 

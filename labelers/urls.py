@@ -5,6 +5,7 @@ from django.urls import path
 from labelers import views
 
 urlpatterns = [
+    path("", views.dashboard, name="manage_dashboard"),
     path("labelers/", views.labeler_list, name="manage_labelers"),
     path("labelers/new/", views.labeler_new, name="manage_labeler_new"),
     path("labelers/<int:labeler_id>/", views.labeler_detail, name="manage_labeler"),
@@ -40,6 +41,11 @@ urlpatterns = [
         "shadow-runs/<int:run_id>/resume/",
         views.shadow_run_resume,
         name="manage_shadow_run_resume",
+    ),
+    path(
+        "labelers/<int:labeler_id>/rereview/",
+        views.labeler_rereview,
+        name="manage_labeler_rereview",
     ),
     path("relabel-runs/", views.relabel_runs, name="manage_relabel_runs"),
     path("export/decisions.jsonl", views.export_decisions, name="manage_export_decisions"),

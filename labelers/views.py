@@ -1,5 +1,6 @@
-"""Admins' pages for labelers (/manage/): create, edit criteria as a draft, publish, compare
-versions, relabel after publishing, quality per version, threshold advice, the export.
+"""Admins' pages (/manage/): the dashboard; for labelers: create, edit criteria as a draft,
+publish, compare versions, relabel after publishing, re-review, quality per version,
+threshold advice, the export.
 
 Staff only. Server-rendered; no inline script or style (the site's CSP forbids both)."""
 
@@ -9,6 +10,8 @@ import json
 from collections.abc import Iterator
 from datetime import timedelta
 from functools import wraps
+from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -29,6 +32,9 @@ from labelers.forms import (
     ThresholdForm,
 )
 from labelers.models import Labeler, LabelerVersion, RelabelRun, ShadowRun
+from moderation.models import IN_QUEUE, Item, Source
+from moderation.selectors import sources_sla, team_exposure
+from moderation.services import items_send_for_rereview
 
 
 def staff_required(view):
@@ -40,6 +46,163 @@ def staff_required(view):
         return view(request, *args, **kwargs)
 
     return wrapped
+
+
+def _admin_list(model: str, **params: Any) -> str:
+    """An admin changelist ("app_model") with these filters: the list behind a figure."""
+    return f"{reverse(f'admin:{model}_changelist')}?{urlencode(params)}"
+
+
+def _dated(field: str, period: selectors.Period) -> dict[str, str]:
+    # The very values the admin's date filter links use, so its sidebar shows the choice.
+    return {f"{field}__gte": str(period.start), f"{field}__lt": str(period.end)}
+
+
+# What a decision counts as on the dashboard: not an undo.
+_DECISION_ACTIONS = "approve,remove,escalate"
+
+# The dashboard's activity figures: (key in dashboard_activity, label, the list behind it).
+_ACTIVITY = [
+    (
+        "received",
+        "Items received",
+        lambda p: _admin_list("moderation_item", **_dated("received_at", p)),
+    ),
+    (
+        "labeled",
+        "Labels given",
+        lambda p: _admin_list("labelers_label", status__exact="done", **_dated("labeled_at", p)),
+    ),
+    (
+        "flagged",
+        "Items flagged",
+        lambda p: _admin_list("moderation_item", **_dated("flagged_at", p)),
+    ),
+    (
+        "decided_by_people",
+        "Decisions by reviewers",
+        lambda p: _admin_list(
+            "moderation_decision",
+            reviewer__isnull="False",
+            action__in=_DECISION_ACTIONS,
+            **_dated("created_at", p),
+        ),
+    ),
+    (
+        "decided_automatically",
+        "Automatic decisions",
+        lambda p: _admin_list(
+            "moderation_decision",
+            reviewer__isnull="True",
+            action__in=_DECISION_ACTIONS,
+            **_dated("created_at", p),
+        ),
+    ),
+]
+
+# Label statuses (Label.Status) that are failures, by kind.
+_LABEL_FAILURES = [
+    ("waiting_key", "Waiting for the API key"),
+    ("failed", "Refused (needs a person)"),
+    ("failed_transient", "Transient (will retry)"),
+]
+
+
+@require_GET
+@staff_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    """One page for admins: activity today and over the past 7 days, the queue per source,
+    label and callback failures, reviewers' throughput and exposure; each figure links to
+    the list behind it. A fixed number of queries, each a count over an index range."""
+    periods = selectors.dashboard_periods()
+    activity = selectors.dashboard_activity(periods)
+    activity_rows = [
+        (label, [(activity[key][p.name], link(p)) for p in periods])
+        for key, label, link in _ACTIVITY
+    ]
+    special = selectors.waiting_by_source_and_status()
+    in_queue = ",".join(IN_QUEUE)
+    source_rows = [
+        {
+            "sla": sla,
+            "queue_url": f"{reverse('queue')}?source={sla.source.pk}",
+            "past_sla_url": _admin_list(
+                "moderation_item",
+                source__id__exact=sla.source.pk,
+                sla_breached__exact=1,
+                status__in=in_queue,
+            ),
+            "special": [
+                (
+                    special.get((sla.source.pk, status), 0),
+                    _admin_list(
+                        "moderation_item", source__id__exact=sla.source.pk, status__exact=status
+                    ),
+                )
+                for status in selectors.SPECIAL_QUEUE_STATUSES
+            ],
+        }
+        for sla in sources_sla(list(Source.objects.order_by("name")))
+    ]
+    health = selectors.labeling_health()
+    label_failures = [
+        (label, health.get(status, 0), _admin_list("labelers_label", status__exact=status))
+        for status, label in _LABEL_FAILURES
+    ]
+    callbacks = selectors.callbacks_by_state()
+    callback_rows = [
+        (
+            "Failed (given up)",
+            callbacks["failed"],
+            _admin_list("moderation_callbackdelivery", state__exact="failed"),
+        ),
+        (
+            "Still to send",
+            callbacks["pending"] + callbacks["sending"],
+            _admin_list("moderation_callbackdelivery", state__in="pending,sending"),
+        ),
+    ]
+    reveals = {row["reviewer"]: row["reveals"] for row in team_exposure() if row["reviewer"]}
+    reviewer_rows = [
+        {
+            "username": row["reviewer__username"],
+            "figures": [
+                (
+                    row[p.name],
+                    _admin_list(
+                        "moderation_decision",
+                        reviewer__id__exact=row["reviewer_id"],
+                        action__in=_DECISION_ACTIONS,
+                        **_dated("created_at", p),
+                    ),
+                )
+                for p in periods
+            ],
+            "reveals": reveals.pop(row["reviewer__username"], 0),
+        }
+        for row in selectors.reviewer_throughput(periods)
+    ]
+    # Reviewers who revealed media today but decided nothing in the period: exposure all
+    # the same.
+    reviewer_rows += [
+        {"username": name, "figures": [(0, "") for _ in periods], "reveals": n}
+        for name, n in sorted(reveals.items())
+    ]
+    return render(
+        request,
+        "labelers/dashboard.html",
+        {
+            "periods": periods,
+            "activity_rows": activity_rows,
+            "source_rows": source_rows,
+            "special_labels": [Item.Status(s).label for s in selectors.SPECIAL_QUEUE_STATUSES],
+            "received_waiting": health.get("received", 0),
+            "label_failures": label_failures,
+            "breaker": health["breaker"],
+            "callback_rows": callback_rows,
+            "reviewer_rows": reviewer_rows,
+        },
+    )
 
 
 @require_GET
@@ -302,6 +465,39 @@ def shadow_run_resume(request: HttpRequest, run_id: int) -> HttpResponse:
     else:
         messages.info(request, "Only a failed run can be resumed.")
     return redirect("manage_shadow_run", run_id=run.pk)
+
+
+@require_http_methods(["GET", "POST"])
+@staff_required
+def labeler_rereview(request: HttpRequest, labeler_id: int) -> HttpResponse:
+    """Decided items whose decision was made under an older version of this labeler, sent
+    back to the queue after the admin saw how many: GET counts, POST sends them only if the
+    count the admin confirmed is still right (else it shows the new count and asks again).
+    A page of its own because the count reads every decided item of the routed sources: too
+    heavy for each view of the labeler's page."""
+    labeler = get_object_or_404(Labeler, pk=labeler_id)
+    item_ids = selectors.decided_under_older_versions(labeler=labeler)
+    changed = False
+    if request.method == "POST":
+        changed = _int(request.POST.get("count")) != len(item_ids)
+        if item_ids and not changed:
+            moved = items_send_for_rereview(item_ids=item_ids, requested_by=request.user)
+            messages.success(
+                request,
+                f"{moved} item{'s' if moved != 1 else ''} sent for re-review: they wait in the "
+                "queue, marked “re-review”.",
+            )
+            return redirect("manage_labeler", labeler_id=labeler.pk)
+    return render(
+        request,
+        "labelers/labeler_rereview.html",
+        {
+            "labeler": labeler,
+            "current": labeler.current_version,
+            "count": len(item_ids),
+            "changed": changed,
+        },
+    )
 
 
 # The quality page's time windows (days); "all" reads every label the labeler ever gave.

@@ -183,7 +183,8 @@ class DecisionInline(admin.TabularInline):
 @admin.register(Item)
 class ItemAdmin(StallWarning, admin.ModelAdmin):
     list_display = ("id", "source", "external_id", "status", "violation_score", "received_at")
-    list_filter = ("status", "source")
+    # The dates and the SLA flag: the dashboard's figures link to these lists.
+    list_filter = ("status", "source", "sla_breached", "received_at", "flagged_at")
     search_fields = ("external_id",)
     readonly_fields = [f.name for f in Item._meta.fields]
     inlines = [DecisionInline]
@@ -228,7 +229,7 @@ class ItemAdmin(StallWarning, admin.ModelAdmin):
 @admin.register(Decision)
 class DecisionAdmin(admin.ModelAdmin):
     list_display = ("item", "action", "reason", "reviewer", "created_at")
-    list_filter = ("action",)
+    list_filter = ("action", "created_at")
     readonly_fields = (
         "item",
         "revision",

@@ -247,6 +247,14 @@ class Item(models.Model):
                 condition=Q(status__in=IN_QUEUE),
                 name="item_waiting_idx",
             ),
+            # The admins' dashboard: items received and flagged today and this week, each
+            # count one range of an index (flagged_at is empty for most items).
+            models.Index(fields=["received_at"], name="item_received_at_idx"),
+            models.Index(
+                fields=["flagged_at"],
+                condition=Q(flagged_at__isnull=False),
+                name="item_flagged_at_idx",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -326,6 +334,8 @@ class Decision(models.Model):
         indexes = [
             # "My decisions", newest first.
             models.Index(fields=["reviewer", "-created_at"], name="decision_reviewer_idx"),
+            # Decisions today and this week, for everyone (the dashboard, the team page).
+            models.Index(fields=["created_at"], name="decision_created_idx"),
         ]
 
     def __str__(self) -> str:
@@ -441,6 +451,13 @@ class CallbackDelivery(models.Model):
                 fields=["next_attempt_at"],
                 condition=Q(state__in=["pending", "sending"]),
                 name="callback_due_idx",
+            ),
+            # The dashboard's count of deliveries still to send or given up: delivered ones
+            # (nearly all) stay out of the index.
+            models.Index(
+                fields=["state"],
+                condition=Q(state__in=["pending", "sending", "failed"]),
+                name="callback_open_idx",
             ),
         ]
 

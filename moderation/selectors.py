@@ -558,7 +558,8 @@ def team_exposure() -> list[dict]:
     """Per reviewer, today: decisions made and media revealed (for leads and admins)."""
     midnight = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
     decided = dict(
-        Decision.objects.filter(created_at__gte=midnight)
+        # System decisions (auto-approvals) have no reviewer: not anyone's throughput.
+        Decision.objects.filter(created_at__gte=midnight, reviewer__isnull=False)
         .values_list("reviewer__username")
         .annotate(n=Count("id"))
     )

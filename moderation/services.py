@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import logging
+from collections.abc import Iterable
 from contextlib import nullcontext
 from datetime import timedelta
 from itertools import product
@@ -38,6 +40,8 @@ from moderation.models import (
     queue_key,
     shift_start,
 )
+
+logger = logging.getLogger(__name__)
 
 EXTENSIONS = {
     "image/png": "png",
@@ -440,9 +444,59 @@ def queue_score_for(*, status: str, violation_score: float | None) -> float | No
     violations; none outside the queue."""
     if status in (Item.Status.FAILED, Item.Status.UNROUTED):
         return 1.0
-    if status in (Item.Status.FLAGGED, Item.Status.ESCALATED):
+    if status in (Item.Status.FLAGGED, Item.Status.ESCALATED, Item.Status.REREVIEW):
         return violation_score if violation_score is not None else 1.0
     return None
+
+
+# Items sent for re-review are read, locked and written this many at a time.
+REREVIEW_BATCH = 500
+
+
+def items_send_for_rereview(*, item_ids: Iterable[int], requested_by) -> int:
+    """Send decided items back to the queue for another look (say, the criteria changed
+    since they were decided): status "rereview", sorted like flagged items by their
+    violation score (1.0 when no labeler scored them), waiting from now. Their decisions
+    stay in the history; the next one is a new record. Only items still decided move, so a
+    repeated request, or an item decided again meanwhile, changes nothing. Returns how many
+    moved. `requested_by`: the admin asking, named in the log."""
+    ids = sorted(set(item_ids))
+    now = timezone.now()
+    moved = 0
+    for start in range(0, len(ids), REREVIEW_BATCH):
+        batch = ids[start : start + REREVIEW_BATCH]
+        with transaction.atomic():
+            # Locked so a late label cannot change the score between the read and the write.
+            items = list(
+                Item.objects.select_for_update()
+                .filter(pk__in=batch, status=Item.Status.DECIDED)
+                .only("id", "violation_score")
+            )
+            for item in items:
+                item.status = Item.Status.REREVIEW
+                item.queue_score = queue_score_for(
+                    status=item.status, violation_score=item.violation_score
+                )
+                # The wait (and the source's SLA clock) starts now.
+                item.waiting_since, item.sla_breached = now, False
+                item.claimed_by, item.claim_expires_at = None, None
+                _queue_key_sync(item)
+            # The status condition again: bulk_update keeps the queryset's filter.
+            moved += Item.objects.filter(status=Item.Status.DECIDED).bulk_update(
+                items,
+                [
+                    "status",
+                    "queue_score",
+                    "queue_key",
+                    "waiting_since",
+                    "sla_breached",
+                    "claimed_by",
+                    "claim_expires_at",
+                ],
+            )
+    if moved:
+        logger.info("%s sent %d decided items for re-review", requested_by, moved)
+    return moved
 
 
 def item_claim(*, item: Item, reviewer) -> bool:

@@ -1,10 +1,13 @@
+import os
 import threading
 import time
 
 import pytest
 import redis
+from django.conf import settings
 
 import labelers.throttle as module
+from config.celery import app as celery_app
 from labelers.throttle import FileState, RedisState, SlotAbandoned, Throttle
 
 
@@ -105,3 +108,30 @@ def test_shared_state_updates_from_many_threads_are_never_lost(state):
     for t in threads:
         t.join()
     assert state.read("counter") == {"n": 160}
+
+
+on_redis = pytest.mark.skipif(
+    not settings.LABEL_THROTTLE_REDIS_URL, reason="a Redis run (CELERY_BROKER_URL=redis://...)"
+)
+
+
+@on_redis
+def test_a_redis_run_keeps_the_breaker_and_the_caps_under_keys_of_its_own():
+    # conftest gives each run its own prefix: two runs on one machine share its Redis.
+    assert f"test-{os.getpid()}-" in settings.REDIS_KEY_PREFIX
+    assert module.shared_state().prefix.startswith(settings.REDIS_KEY_PREFIX)
+
+
+@on_redis
+def test_a_redis_run_sends_its_messages_to_queues_of_its_own():
+    name = f"probe-{time.monotonic_ns()}"
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    with celery_app.connection_for_write() as connection:
+        queue = connection.SimpleQueue(name)
+        try:
+            queue.put({"probe": 1})
+            assert client.exists(f"{settings.REDIS_KEY_PREFIX}{name}")
+            assert not client.exists(name)
+        finally:
+            queue.clear()
+            queue.close()
