@@ -13,9 +13,17 @@ Definitions (the page states them too):
 - **Agreement**: Cohen's kappa between the version's flag and the reviewers' remove, over
   the labeled items with an effective decision; None where it is undefined (no decided
   items, or both sides gave one answer only, so chance agreement is 1).
-- **Recall** needs decisions on items nothing flagged (an audit sample); there are none
-  yet, so it is not computed: reviewers only see what some labeler flagged, and recall over
-  those would flatter every version.
+- Only people's decisions count: an approval the system made (a labeler's auto-approve
+  band) is the labelers agreeing with themselves, so it is left out of every figure here.
+- **Recall** (the share of violations the version flags) is estimated, never counted, since
+  reviewers mostly see what some labeler flagged, and recall over those alone would flatter
+  every version. The version's labeled items fall into three groups, and the violations in
+  each are estimated from the decided items of that group:
+  flagged by the version (its precision times their number), not flagged by it but flagged
+  by another labeler (those go to review; their removal rate times their number), and
+  flagged by no labeler (only the audit sample goes to review; its removal rate times the
+  group's size). Recall = the first / the sum of the three; None while a group that has
+  items has no decided item (no audit decisions yet, say).
 """
 
 from __future__ import annotations
@@ -70,6 +78,8 @@ class LabelRow:
     cache_hit: bool = False
     attempts: int = 0
     labeled_at: datetime | None = None
+    # Whether any labeler flagged the item (its flagged_at is set); None: not known.
+    item_flagged: bool | None = None
 
 
 def effective_decisions(rows: Iterable[DecisionRow]) -> dict[tuple[int, int], DecisionRow]:
@@ -117,6 +127,25 @@ def _precision(flagged_human: list[bool]) -> float | None:
     return sum(flagged_human) / len(flagged_human) if flagged_human else None
 
 
+def _recall(quality: VersionQuality, missed: dict) -> tuple[float | None, float | None]:
+    """(estimated violations missed, recall): see the module's docstring. Each group's
+    removal rate is read off its decided items; a group with items and no decided one
+    leaves both unknown (so does a row whose item's flag is not known)."""
+    if missed[None][0] or quality.precision is None:
+        return None, None
+    missed_estimate = 0.0
+    for count, decided, removed in (missed[True], missed[False]):
+        if not count:
+            continue
+        if not decided:
+            return None, None
+        missed_estimate += removed / decided * count
+    caught = quality.precision * quality.flagged
+    if caught + missed_estimate == 0:
+        return missed_estimate, None
+    return missed_estimate, caught / (caught + missed_estimate)
+
+
 @dataclass
 class DayQuality:
     day: date
@@ -136,7 +165,12 @@ class VersionQuality:
     flagged_removed: int = 0
     precision: float | None = None
     kappa: float | None = None
-    recall: float | None = None  # needs an audit sample; see the module's docstring
+    recall: float | None = None  # estimated; see the module's docstring
+    # The audit sample: decided items no labeler flagged, and how many reviewers removed.
+    audit_decided: int = 0
+    audit_removed: int = 0
+    # Estimated violations the version did not flag (the recall's missing part).
+    missed_estimate: float | None = None
     latency_median_ms: float | None = None
     latency_p95_ms: float | None = None
     calls: int = 0
@@ -159,6 +193,8 @@ def version_quality(
     pairs: list[tuple[bool, bool]] = []
     flagged_human: list[bool] = []
     per_day: dict[date, list] = defaultdict(lambda: [0, 0, []])
+    # Items the version did not flag, by whether another labeler did: [count, decided, removed].
+    missed = {True: [0, 0, 0], False: [0, 0, 0], None: [0, 0, 0]}
     for row in labels:
         if row.status in FAILURE_STATUSES:
             failures[row.status] += 1
@@ -180,6 +216,12 @@ def version_quality(
             pairs.append((flagged, human))
             if flagged:
                 flagged_human.append(human)
+        if not flagged:
+            group = missed[row.item_flagged]
+            group[0] += 1
+            if decision is not None:
+                group[1] += 1
+                group[2] += human
         if row.labeled_at is not None:
             day = per_day[row.labeled_at.date()]
             day[0] += 1
@@ -191,6 +233,8 @@ def version_quality(
     quality.flagged_removed = sum(flagged_human)
     quality.precision = _precision(flagged_human)
     quality.kappa = cohen_kappa(pairs)
+    quality.audit_decided, quality.audit_removed = missed[False][1], missed[False][2]
+    quality.missed_estimate, quality.recall = _recall(quality, missed)
     quality.latency_median_ms = statistics.median(latencies) if latencies else None
     quality.latency_p95_ms = percentile(latencies, 0.95)
     quality.failures = {status: failures.get(status, 0) for status in FAILURE_STATUSES}
@@ -305,9 +349,13 @@ def labeler_decisions(
 
 
 def _decision_rows(decisions) -> Iterator[DecisionRow]:
-    for row in decisions.values_list(
-        "id", "item_id", "revision", "action", "undoes_id", "created_at", "reason"
-    ).iterator():
+    """People's decisions only: the system's approvals (auto-approve band) are the labelers
+    agreeing with themselves, and never stand for a human label."""
+    for row in (
+        decisions.filter(reviewer__isnull=False)
+        .values_list("id", "item_id", "revision", "action", "undoes_id", "created_at", "reason")
+        .iterator()
+    ):
         yield DecisionRow(*row)
 
 
@@ -328,9 +376,10 @@ def version_labels(version_id: int, *, since: datetime | None = None) -> Iterato
         "cache_hit",
         "attempts",
         "labeled_at",
+        "item__flagged_at",
     )
     for row in rows.iterator():
-        yield LabelRow(*row)
+        yield LabelRow(*row[:-1], item_flagged=row[-1] is not None)
 
 
 @dataclass

@@ -588,6 +588,8 @@ def decision_event(decision: Decision, *, include_reviewer: bool) -> dict:
         "decided_at": decision.created_at.isoformat(),
         # An undo names the decision it reverses; the item is undecided again.
         "undoes": decision.undoes_id,
+        # Made by the system (a labeler's auto-approve band), not by a person.
+        "automatic": decision.reviewer_id is None,
     }
     if include_reviewer:
         reviewer = decision.reviewer

@@ -444,6 +444,8 @@ def queue_score_for(*, status: str, violation_score: float | None) -> float | No
     violations; none outside the queue."""
     if status in (Item.Status.FAILED, Item.Status.UNROUTED):
         return 1.0
+    if status == Item.Status.AUDIT:
+        return AUDIT_QUEUE_SCORE
     if status in (Item.Status.FLAGGED, Item.Status.ESCALATED, Item.Status.REREVIEW):
         return violation_score if violation_score is not None else 1.0
     return None

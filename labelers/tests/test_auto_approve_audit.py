@@ -3,11 +3,12 @@ decision keeps: through the real pipeline (signed webhook, the fake API over HTT
 
 import pytest
 
-from labelers import services
+from labelers import quality, services
 from labelers.models import Reevaluation
 from labelers.verdict import audit_draw, item_refresh
 from moderation import services as moderation_services
-from moderation.models import CallbackDelivery, Decision, Item
+from moderation.models import CallbackDelivery, Decision, DecisionReason, Item
+from moderation.selectors import decision_event
 from moderation.tests.factories import LabelerFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -17,6 +18,10 @@ def ingest(post_webhook, source, text, external_id=None):
     response = post_webhook(source, {"external_id": external_id or text, "content_text": text})
     assert response.status_code in (200, 202), response.content
     return Item.objects.get(pk=response.json()["id"])
+
+
+def removal_reason():
+    return DecisionReason.objects.filter(action="remove", active=True).first()
 
 
 def band(source, *, auto_approve=None, audit_share=0.0, min_confidence=None):
@@ -31,6 +36,8 @@ def band(source, *, auto_approve=None, audit_share=0.0, min_confidence=None):
 
 def test_a_confident_zero_inside_the_band_is_approved_by_the_system(fake_api, post_webhook, source):
     labeler = band(source, auto_approve=0.9)
+    source.callback_url = "http://127.0.0.1:9/decisions"  # nothing listens: it stays pending
+    source.save()
     item = ingest(post_webhook, source, "lovely weather conf=0.95")
     item.refresh_from_db()
     assert item.status == Item.Status.DECIDED and item.queue_key is None
@@ -39,8 +46,10 @@ def test_a_confident_zero_inside_the_band_is_approved_by_the_system(fake_api, po
     assert decision.action == Decision.Action.APPROVE
     assert "auto-approve band" in decision.reason
     assert decision.labeler_versions == [labeler.current_version.pk]
-    # Sent back to the product like any decision (auto-approvals included).
-    assert CallbackDelivery.objects.filter(decision=decision).exists() == bool(source.callback_url)
+    # Sent back to the product like any decision, marked automatic.
+    assert CallbackDelivery.objects.filter(decision=decision).exists()
+    event = decision_event(decision, include_reviewer=True)
+    assert (event["action"], event["automatic"], event["reviewer"]) == ("approve", True, None)
 
 
 def test_a_zero_below_the_band_and_any_one_are_not_auto_approved(fake_api, post_webhook, source):
@@ -175,3 +184,39 @@ def test_a_reviewer_decision_keeps_the_versions_in_force(fake_api, post_webhook,
         item=item, reviewer=UserFactory(), action="approve"
     )
     assert decision.labeler_versions == [labeler.current_version.pk]
+
+
+def test_an_undone_decision_puts_an_audit_item_back_where_it_sorted(fake_api, post_webhook, source):
+    band(source, audit_share=1.0)
+    item = ingest(post_webhook, source, "calm conf=0.9")
+    reviewer = UserFactory()
+    decision = moderation_services.decision_record(item=item, reviewer=reviewer, action="approve")
+    moderation_services.decision_undo(decision=decision, reviewer=reviewer)
+    item.refresh_from_db()
+    assert item.status == Item.Status.AUDIT and item.queue_score == 0.75
+    assert item.queue_key is not None
+
+
+def test_quality_counts_people_only_and_estimates_recall_from_the_audit(
+    fake_api, post_webhook, source
+):
+    labeler = band(source, audit_share=1.0)
+    reviewer = UserFactory()
+    flagged = [ingest(post_webhook, source, f"I hate you {n} conf=0.9") for n in range(2)]
+    audited = [ingest(post_webhook, source, f"calm {n} conf=0.9") for n in range(3)]
+    for item in flagged + audited[:1]:
+        moderation_services.decision_record(
+            item=item, reviewer=reviewer, action="remove", reason_id=removal_reason().pk
+        )
+    for item in audited[1:]:
+        moderation_services.decision_record(item=item, reviewer=reviewer, action="approve")
+    # An item the system approved: never counted as a human label.
+    band(source, audit_share=0.0, auto_approve=0.5)
+    approved = ingest(post_webhook, source, "calm again conf=0.9")
+    assert approved.decisions.get().automatic
+    (report,) = quality.labeler_report(labeler)
+    assert report.quality.labeled == 6 and report.quality.decided == 5
+    assert report.quality.precision == 1.0
+    assert (report.quality.audit_decided, report.quality.audit_removed) == (3, 1)
+    # 2 caught; of 4 items nobody flagged, a third (by the audit) were violations: 4/3 missed.
+    assert report.quality.recall == pytest.approx(2 / (2 + 4 / 3))

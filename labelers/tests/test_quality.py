@@ -217,3 +217,53 @@ def test_the_daily_chart_scales_bars_to_the_busiest_day_and_precision_to_the_hei
     ]
     assert chart.precision_points == "50.0,50.0"
     assert daily_chart([]) is None
+
+
+def labeled(item, label, confidence, *, item_flagged):
+    return LabelRow(
+        version_id=1,
+        item_id=item,
+        revision=1,
+        status="done",
+        label=label,
+        confidence=confidence,
+        labeled_at=datetime(2026, 11, 1, 9, tzinfo=UTC),
+        item_flagged=item_flagged,
+    )
+
+
+def test_recall_is_estimated_from_each_group_of_unflagged_items():
+    """Version flags items 1-4 (3 removed of 4 decided: precision 0.75, 3 caught);
+    items 5-7 it did not flag but another labeler did: 1 removed of 2 decided, 3 items,
+    so 1.5 missed; items 8-27 nobody flagged (20): the audit decided 4, removed 1, so 5
+    missed. Recall = 3 / (3 + 1.5 + 5) = 0.3158."""
+    labels = [labeled(n, "1", 0.9, item_flagged=True) for n in range(1, 5)]
+    labels += [labeled(n, "0", 0.8, item_flagged=True) for n in range(5, 8)]
+    labels += [labeled(n, "0", 0.9, item_flagged=False) for n in range(8, 28)]
+    actions = {1: "remove", 2: "remove", 3: "remove", 4: "approve", 5: "remove", 6: "approve"}
+    actions |= {8: "remove", 9: "approve", 10: "approve", 11: "approve"}
+    decisions = effective_decisions(
+        decision(item, action, minutes=1) for item, action in actions.items()
+    )
+    quality = version_quality(version_id=1, labels=labels, decisions=decisions, min_confidence=None)
+    assert quality.precision == 0.75
+    assert (quality.audit_decided, quality.audit_removed) == (4, 1)
+    assert quality.missed_estimate == pytest.approx(1.5 + 5.0)
+    assert quality.recall == pytest.approx(3 / 9.5)
+
+
+def test_recall_is_unknown_until_the_audit_sample_has_decisions():
+    labels = [labeled(1, "1", 0.9, item_flagged=True), labeled(2, "0", 0.9, item_flagged=False)]
+    decisions = effective_decisions([decision(1, "remove", minutes=1)])
+    quality = version_quality(version_id=1, labels=labels, decisions=decisions, min_confidence=None)
+    assert quality.precision == 1.0
+    assert quality.recall is None and quality.audit_decided == 0
+
+
+def test_recall_is_one_when_no_audited_item_was_a_violation():
+    labels = [labeled(1, "1", 0.9, item_flagged=True), labeled(2, "0", 0.9, item_flagged=False)]
+    decisions = effective_decisions(
+        [decision(1, "remove", minutes=1), decision(2, "approve", minutes=1)]
+    )
+    quality = version_quality(version_id=1, labels=labels, decisions=decisions, min_confidence=None)
+    assert quality.recall == 1.0 and quality.missed_estimate == 0.0

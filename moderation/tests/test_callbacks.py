@@ -119,6 +119,7 @@ def test_a_decision_reaches_the_receiver_signed_with_the_sources_secret(
         "reason": decision.reason,
         "decided_at": decision.created_at.isoformat(),
         "undoes": None,
+        "automatic": False,
     }
     assert decision.reason == "Hate or harassment"
     assert request.headers["webhook-id"] == f"dec_{decision.pk}"
