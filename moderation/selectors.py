@@ -676,19 +676,29 @@ def golden_next(
     return candidates.select_related("item").order_by("created_at", "id").first()
 
 
-def golden_answer_open(*, reviewer, item: Item) -> GoldenAnswer | None:
-    """The golden answer this reviewer owes on this item, while the item still stands as it
-    did when it was made golden; their item page then shows it as an undecided queue item.
-    None once answered, or if the item changed since (an undo, a re-review, an edit): then
-    it is an ordinary item again."""
+# How long a golden item served and not answered keeps its disguise for the reviewer. A real
+# waiting item left that long would have been decided by someone else meanwhile, so seeing
+# it decided then gives nothing away; without a limit, an item once served and left (a
+# closed tab) would stay "waiting" on that reviewer's page for good.
+GOLDEN_OPEN_FOR = timedelta(days=1)
+
+
+def golden_answer_open(*, reviewer, item: Item, now: datetime | None = None) -> GoldenAnswer | None:
+    """The golden answer this reviewer owes on this item (skipped ones too: they may come
+    back to it), while the item still stands as it did when it was made golden and for
+    GOLDEN_OPEN_FOR after it was served; their item page then shows it as an undecided
+    queue item. None once answered, once that time is up, or if the item changed since
+    (an undo, a re-review, an edit): then it is an ordinary item again."""
     if item.status != Item.Status.DECIDED:
         return None
+    now = now or timezone.now()
     return (
         GoldenAnswer.objects.filter(
             reviewer_id=reviewer.pk,
             golden__item_id=item.pk,
             golden__revision=item.revision,
             answered_at__isnull=True,
+            served_at__gt=now - GOLDEN_OPEN_FOR,
         )
         .select_related("golden")
         .first()
