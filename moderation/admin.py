@@ -396,7 +396,7 @@ class GoldenAnswerAdmin(admin.ModelAdmin):
         "served_at",
         "answered_at",
     )
-    list_filter = ("correct", "reviewer")
+    list_filter = ("correct", "action", "reviewer")
     list_select_related = ("golden", "reviewer")
     readonly_fields = (
         "golden",

@@ -532,6 +532,9 @@ class GoldenAnswer(models.Model):
     nor wrong, and not served again; the reviewer may still answer it if they come back.
     """
 
+    # The action of an answer skipped or released (not a Decision action).
+    SKIP = "skip"
+
     golden = models.ForeignKey(GoldenItem, on_delete=models.CASCADE, related_name="answers")
     reviewer = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"

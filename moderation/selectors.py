@@ -742,6 +742,9 @@ class GoldenAgreement:
     answered: int
     correct: int
     weeks: list[GoldenWeek]
+    # Served and skipped (or released): counted apart, since many skips would leave the
+    # share correct resting on the items the reviewer chose to answer.
+    skipped: int = 0
 
     @property
     def share(self) -> float | None:
@@ -753,19 +756,27 @@ class GoldenAgreement:
 
 
 def golden_agreement(*, weeks: int = 8, now: datetime | None = None) -> list[GoldenAgreement]:
-    """Per reviewer with answers: golden items answered, how many matched the expected
-    action, and the same per week (weeks start on Monday, UTC) for the last `weeks` weeks,
-    oldest first. Answers to items no longer golden (unmarked) do not count."""
+    """Per reviewer with answers or skips: golden items answered, how many matched the
+    expected action, and the same per week (weeks start on Monday, UTC) for the last `weeks`
+    weeks, oldest first; and how many they skipped. Answers to items no longer golden
+    (unmarked) do not count."""
     now = now or timezone.now()
     this_week = (now - timedelta(days=now.weekday())).replace(
         hour=0, minute=0, second=0, microsecond=0
     )
     starts = [this_week - timedelta(weeks=n) for n in range(weeks - 1, -1, -1)]
-    answers = GoldenAnswer.objects.filter(answered_at__isnull=False, golden__active=True)
+    active = GoldenAnswer.objects.filter(golden__active=True)
+    answers = active.filter(answered_at__isnull=False)
     correct = Count("id", filter=Q(correct=True))
+    skip = Q(answered_at__isnull=True, action=GoldenAnswer.SKIP)
     totals = (
-        answers.values("reviewer_id", "reviewer__username")
-        .annotate(answered=Count("id"), correct=correct)
+        active.filter(Q(answered_at__isnull=False) | skip)
+        .values("reviewer_id", "reviewer__username")
+        .annotate(
+            answered=Count("id", filter=Q(answered_at__isnull=False)),
+            correct=correct,
+            skipped=Count("id", filter=skip),
+        )
         .order_by("reviewer__username")
     )
     per_week: dict[tuple[int, datetime], tuple[int, int]] = {
@@ -786,6 +797,7 @@ def golden_agreement(*, weeks: int = 8, now: datetime | None = None) -> list[Gol
                 GoldenWeek(start, *per_week.get((row["reviewer_id"], start), (0, 0)))
                 for start in starts
             ],
+            skipped=row["skipped"],
         )
         for row in totals
     ]

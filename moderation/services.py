@@ -657,8 +657,6 @@ def decision_undo(*, decision: Decision, reviewer) -> Decision:
 # --- Golden items: reviewers measured against answers an admin vouches for ------------------
 
 GOLDEN_ACTIONS = (Decision.Action.APPROVE, Decision.Action.REMOVE)
-# The action of a golden answer the reviewer skipped or released (not a Decision action).
-GOLDEN_SKIP = "skip"
 
 
 class AlreadyAnswered(Exception):
@@ -764,7 +762,7 @@ def golden_answer_skip(*, answer: GoldenAnswer, reviewer) -> bool:
         raise NotAllowed("this golden item was not served to you")
     return bool(
         GoldenAnswer.objects.filter(pk=answer.pk, answered_at__isnull=True, action="").update(
-            action=GOLDEN_SKIP
+            action=GoldenAnswer.SKIP
         )
     )
 

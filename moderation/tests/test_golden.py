@@ -381,9 +381,23 @@ def test_a_skipped_golden_answer_counts_neither_right_nor_wrong(client):
     # Marking again rescores the answers given; a skip stays out of it.
     services.golden_item_mark(item=skipped.item, expected_action="approve", created_by=None)
     (row,) = selectors.golden_agreement()
-    assert (row.answered, row.correct, row.wrong) == (1, 1, 0)
+    assert (row.answered, row.correct, row.wrong, row.skipped) == (1, 1, 0, 1)
     assert GoldenAnswer.objects.get(golden=skipped).correct is None
     assert not selectors.golden_wrong_answers(reviewer_id=ann.pk).exists()
+
+
+def test_the_team_page_shows_a_reviewer_who_only_skipped_with_no_share(client):
+    sam = UserFactory(username="sam")
+    gold = golden()
+    services.golden_answer_skip(
+        answer=services.golden_answer_serve(golden=gold, reviewer=sam), reviewer=sam
+    )
+    services.golden_answer_serve(golden=golden(), reviewer=sam)  # open: not counted at all
+    client.force_login(UserFactory(is_staff=True))
+    page = client.get("/team/").content.decode()
+    row = page[page.index('data-reviewer="sam"') :]
+    row = row[: row.index("</tr>")]
+    assert "– (0/0)" in row and '<td class="num golden-skipped">1</td>' in row
 
 
 def test_a_reviewer_back_on_a_skipped_golden_item_still_sees_it_waiting_and_may_answer(
