@@ -384,7 +384,8 @@ class GoldenItemAdmin(admin.ModelAdmin):
 
 @admin.register(GoldenAnswer)
 class GoldenAnswerAdmin(admin.ModelAdmin):
-    """Reviewers' answers to golden items (open ones were served and not answered yet)."""
+    """Reviewers' answers to golden items (open ones were served and not answered yet;
+    action "skip": skipped or released, counted neither right nor wrong)."""
 
     list_display = (
         "golden",
@@ -395,7 +396,7 @@ class GoldenAnswerAdmin(admin.ModelAdmin):
         "served_at",
         "answered_at",
     )
-    list_filter = ("correct", "reviewer")
+    list_filter = ("correct", "action", "reviewer")
     list_select_related = ("golden", "reviewer")
     readonly_fields = (
         "golden",
@@ -404,6 +405,7 @@ class GoldenAnswerAdmin(admin.ModelAdmin):
         "answered_at",
         "action",
         "reason",
+        "note",
         "correct",
     )
 

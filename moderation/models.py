@@ -526,7 +526,14 @@ class GoldenItem(models.Model):
 
 class GoldenAnswer(models.Model):
     """A golden item served to a reviewer (answered_at empty while it waits for them), and
-    their answer. Never a Decision: it does not change the item or reach the product."""
+    their answer. Never a Decision: it does not change the item or reach the product.
+
+    A skip (or release) leaves answered_at empty and sets action to "skip": neither right
+    nor wrong, and not served again; the reviewer may still answer it if they come back.
+    """
+
+    # The action of an answer skipped or released (not a Decision action).
+    SKIP = "skip"
 
     golden = models.ForeignKey(GoldenItem, on_delete=models.CASCADE, related_name="answers")
     reviewer = models.ForeignKey(
@@ -536,6 +543,8 @@ class GoldenAnswer(models.Model):
     answered_at = models.DateTimeField(null=True, blank=True)
     action = models.CharField(max_length=20, blank=True)
     reason = models.CharField(max_length=200, blank=True)
+    # What the reviewer typed in the page's note box, as with a decision (shown to leads).
+    note = models.TextField(blank=True)
     correct = models.BooleanField(null=True, blank=True)
 
     class Meta:

@@ -676,19 +676,29 @@ def golden_next(
     return candidates.select_related("item").order_by("created_at", "id").first()
 
 
-def golden_answer_open(*, reviewer, item: Item) -> GoldenAnswer | None:
-    """The golden answer this reviewer owes on this item, while the item still stands as it
-    did when it was made golden; their item page then shows it as an undecided queue item.
-    None once answered, or if the item changed since (an undo, a re-review, an edit): then
-    it is an ordinary item again."""
+# How long a golden item served and not answered keeps its disguise for the reviewer. A real
+# waiting item left that long would have been decided by someone else meanwhile, so seeing
+# it decided then gives nothing away; without a limit, an item once served and left (a
+# closed tab) would stay "waiting" on that reviewer's page for good.
+GOLDEN_OPEN_FOR = timedelta(days=1)
+
+
+def golden_answer_open(*, reviewer, item: Item, now: datetime | None = None) -> GoldenAnswer | None:
+    """The golden answer this reviewer owes on this item (skipped ones too: they may come
+    back to it), while the item still stands as it did when it was made golden and for
+    GOLDEN_OPEN_FOR after it was served; their item page then shows it as an undecided
+    queue item. None once answered, once that time is up, or if the item changed since
+    (an undo, a re-review, an edit): then it is an ordinary item again."""
     if item.status != Item.Status.DECIDED:
         return None
+    now = now or timezone.now()
     return (
         GoldenAnswer.objects.filter(
             reviewer_id=reviewer.pk,
             golden__item_id=item.pk,
             golden__revision=item.revision,
             answered_at__isnull=True,
+            served_at__gt=now - GOLDEN_OPEN_FOR,
         )
         .select_related("golden")
         .first()
@@ -732,6 +742,9 @@ class GoldenAgreement:
     answered: int
     correct: int
     weeks: list[GoldenWeek]
+    # Served and skipped (or released): counted apart, since many skips would leave the
+    # share correct resting on the items the reviewer chose to answer.
+    skipped: int = 0
 
     @property
     def share(self) -> float | None:
@@ -743,19 +756,27 @@ class GoldenAgreement:
 
 
 def golden_agreement(*, weeks: int = 8, now: datetime | None = None) -> list[GoldenAgreement]:
-    """Per reviewer with answers: golden items answered, how many matched the expected
-    action, and the same per week (weeks start on Monday, UTC) for the last `weeks` weeks,
-    oldest first. Answers to items no longer golden (unmarked) do not count."""
+    """Per reviewer with answers or skips: golden items answered, how many matched the
+    expected action, and the same per week (weeks start on Monday, UTC) for the last `weeks`
+    weeks, oldest first; and how many they skipped. Answers to items no longer golden
+    (unmarked) do not count."""
     now = now or timezone.now()
     this_week = (now - timedelta(days=now.weekday())).replace(
         hour=0, minute=0, second=0, microsecond=0
     )
     starts = [this_week - timedelta(weeks=n) for n in range(weeks - 1, -1, -1)]
-    answers = GoldenAnswer.objects.filter(answered_at__isnull=False, golden__active=True)
+    active = GoldenAnswer.objects.filter(golden__active=True)
+    answers = active.filter(answered_at__isnull=False)
     correct = Count("id", filter=Q(correct=True))
+    skip = Q(answered_at__isnull=True, action=GoldenAnswer.SKIP)
     totals = (
-        answers.values("reviewer_id", "reviewer__username")
-        .annotate(answered=Count("id"), correct=correct)
+        active.filter(Q(answered_at__isnull=False) | skip)
+        .values("reviewer_id", "reviewer__username")
+        .annotate(
+            answered=Count("id", filter=Q(answered_at__isnull=False)),
+            correct=correct,
+            skipped=Count("id", filter=skip),
+        )
         .order_by("reviewer__username")
     )
     per_week: dict[tuple[int, datetime], tuple[int, int]] = {
@@ -776,6 +797,7 @@ def golden_agreement(*, weeks: int = 8, now: datetime | None = None) -> list[Gol
                 GoldenWeek(start, *per_week.get((row["reviewer_id"], start), (0, 0)))
                 for start in starts
             ],
+            skipped=row["skipped"],
         )
         for row in totals
     ]

@@ -713,10 +713,16 @@ def golden_answer_serve(*, golden: GoldenItem, reviewer) -> GoldenAnswer | None:
 
 
 def golden_answer_record(
-    *, answer: GoldenAnswer, reviewer, action: str, reason_id: int | None = None
+    *,
+    answer: GoldenAnswer,
+    reviewer,
+    action: str,
+    reason_id: int | None = None,
+    note: str = "",
 ) -> GoldenAnswer:
     """The reviewer's answer to a golden item served to them, scored against the expected
-    action (an escalation never matches: the item had a clear answer).
+    action (an escalation never matches: the item had a clear answer). An answer skipped
+    earlier may still be given, as a skipped ordinary item may still be decided.
 
     Never a Decision: the item, its history and its product are untouched. Reasons follow
     the rules of a real decision so that the page behaves exactly like one.
@@ -732,12 +738,33 @@ def golden_answer_record(
         answered_at=timezone.now(),
         action=action,
         reason=chosen.name if chosen else "",
+        note=note,
         correct=action == expected,
     )
     if not answered:
         raise AlreadyAnswered(f"golden answer {answer.pk} was given already")
     answer.refresh_from_db()
     return answer
+
+
+def golden_answer_skip(*, answer: GoldenAnswer, reviewer) -> bool:
+    """The reviewer skipped (or released) a golden item served to them: the answer is kept
+    as skipped, counting neither right nor wrong, rather than deleted.
+
+    Kept, not deleted, because the reviewer has seen the item: served again later it would
+    test their memory of it, which is why each golden item goes to a reviewer once. And a
+    lead can see which golden items get skipped. answered_at stays empty, so every count of
+    answers leaves skips out; if the reviewer comes back to the item (the back button, a
+    mistaken `s`) they may still answer it, as they could decide a skipped ordinary item.
+    False if it was answered or skipped already.
+    """
+    if answer.reviewer_id != reviewer.pk:
+        raise NotAllowed("this golden item was not served to you")
+    return bool(
+        GoldenAnswer.objects.filter(pk=answer.pk, answered_at__isnull=True, action="").update(
+            action=GoldenAnswer.SKIP
+        )
+    )
 
 
 def media_reveal_record(*, item: Item, reviewer) -> None:

@@ -317,6 +317,7 @@ def _answer_golden(request: HttpRequest, item: Item, answer: GoldenAnswer) -> Ht
             reviewer=request.user,
             action=action,
             reason_id=_int_or_none(request.POST.get(f"reason_{action}")),
+            note=request.POST.get("note", ""),
         )
     except (ValueError, services.NotAllowed) as exc:
         messages.error(request, f"Not decided: {exc}.")
@@ -410,9 +411,20 @@ def decision_undo(request: HttpRequest, decision_id: int) -> HttpResponse:
 def item_release(request: HttpRequest, item_id: int) -> HttpResponse:
     """Let go of the item: back to the queue page; others can take it at once."""
     item = _reviewable_item(request, item_id)
-    services.item_release(item=item, reviewer=request.user)
+    _let_go(request, item)
     messages.info(request, f"Released item {item.pk}.")
     return redirect(reverse("queue") + _back(request))
+
+
+def _let_go(request: HttpRequest, item: Item) -> None:
+    """Skip and release alike: give up the claim, or, on a golden item served to this
+    reviewer, record its answer as skipped (neither right nor wrong; see
+    golden_answer_skip). The reviewer sees the same as for any item either way."""
+    golden_answer = selectors.golden_answer_open(reviewer=request.user, item=item)
+    if golden_answer is not None:
+        services.golden_answer_skip(answer=golden_answer, reviewer=request.user)
+    else:
+        services.item_release(item=item, reviewer=request.user)
 
 
 @require_POST
@@ -421,7 +433,7 @@ def item_skip(request: HttpRequest, item_id: int) -> HttpResponse:
     """Let go of the item and take the next one; the skipped item goes back to the queue for
     others and is not handed to this reviewer again this session."""
     item = _reviewable_item(request, item_id)
-    services.item_release(item=item, reviewer=request.user)
+    _let_go(request, item)
     skipped = request.session.get("skipped", [])
     request.session["skipped"] = ([*skipped, item.pk])[-200:]
     messages.info(request, f"Skipped item {item.pk}.")

@@ -341,6 +341,120 @@ def test_the_reviewer_never_sees_golden_in_their_workspace(client, reviewer):
         assert "golden" not in client.get(url).content.decode().lower(), url
 
 
+# --- Skipping, releasing, leaving a golden item ---------------------------------------------
+
+
+def test_skipping_a_served_golden_item_moves_on_like_any_skip(client, reviewer):
+    gold = served_to(client, reviewer)
+    real = Item.objects.exclude(pk=gold.item_id).get()
+    response = client.post(f"/items/{gold.item_id}/skip/", follow=True)
+    assert response.redirect_chain[-1][0] == f"/items/{real.pk}/"
+    assert f"Skipped item {gold.item_id}." in response.content.decode()
+    given = GoldenAnswer.objects.get()
+    assert (given.action, given.answered_at, given.correct) == ("skip", None, None)
+
+
+def test_releasing_a_served_golden_item_records_a_skip_too(client, reviewer):
+    gold = served_to(client, reviewer)
+    response = client.post(f"/items/{gold.item_id}/release/")
+    assert response.url == "/"
+    given = GoldenAnswer.objects.get()
+    assert (given.action, given.answered_at, given.correct) == ("skip", None, None)
+
+
+def test_a_skipped_golden_item_is_not_served_to_that_reviewer_again(client, reviewer):
+    gold = served_to(client, reviewer)
+    client.post(f"/items/{gold.item_id}/skip/")
+    client.logout()
+    client.force_login(reviewer)  # a new session: its list of skipped items is empty
+    assert selectors.golden_next(reviewer=reviewer, filters=QueueFilter()) is None
+    assert client.get("/queue/next/").url != f"/items/{gold.item_id}/"
+
+
+def test_a_skipped_golden_answer_counts_neither_right_nor_wrong(client):
+    ann = UserFactory(username="ann")
+    right, skipped = golden("approve"), golden("remove")
+    answer(ann, right, "approve")
+    services.golden_answer_skip(
+        answer=services.golden_answer_serve(golden=skipped, reviewer=ann), reviewer=ann
+    )
+    # Marking again rescores the answers given; a skip stays out of it.
+    services.golden_item_mark(item=skipped.item, expected_action="approve", created_by=None)
+    (row,) = selectors.golden_agreement()
+    assert (row.answered, row.correct, row.wrong, row.skipped) == (1, 1, 0, 1)
+    assert GoldenAnswer.objects.get(golden=skipped).correct is None
+    assert not selectors.golden_wrong_answers(reviewer_id=ann.pk).exists()
+
+
+def test_the_team_page_shows_a_reviewer_who_only_skipped_with_no_share(client):
+    sam = UserFactory(username="sam")
+    gold = golden()
+    services.golden_answer_skip(
+        answer=services.golden_answer_serve(golden=gold, reviewer=sam), reviewer=sam
+    )
+    services.golden_answer_serve(golden=golden(), reviewer=sam)  # open: not counted at all
+    client.force_login(UserFactory(is_staff=True))
+    page = client.get("/team/").content.decode()
+    row = page[page.index('data-reviewer="sam"') :]
+    row = row[: row.index("</tr>")]
+    assert "– (0/0)" in row and '<td class="num golden-skipped">1</td>' in row
+
+
+def test_a_reviewer_back_on_a_skipped_golden_item_still_sees_it_waiting_and_may_answer(
+    client, reviewer
+):
+    gold = served_to(client, reviewer)
+    client.post(f"/items/{gold.item_id}/skip/")
+    page = client.get(f"/items/{gold.item_id}/").content.decode()  # the back button
+    assert 'id="decide"' in page and "decision-remove" not in page
+    client.post(f"/items/{gold.item_id}/", {"action": "approve", "next": "1"})
+    given = GoldenAnswer.objects.get()
+    assert (given.action, given.correct) == ("approve", False)
+    assert given.answered_at is not None
+    assert gold.item.decisions.count() == 1
+
+
+def test_skipping_a_golden_item_served_to_someone_else_is_not_allowed(reviewer):
+    theirs = services.golden_answer_serve(golden=golden(), reviewer=UserFactory())
+    with pytest.raises(services.NotAllowed):
+        services.golden_answer_skip(answer=theirs, reviewer=reviewer)
+    theirs.refresh_from_db()
+    assert theirs.action == ""
+
+
+def test_a_golden_item_left_open_for_over_a_day_is_shown_as_it_is(client, reviewer):
+    gold = served_to(client, reviewer)
+    given = GoldenAnswer.objects.get()
+    almost = given.served_at + selectors.GOLDEN_OPEN_FOR - timedelta(minutes=1)
+    assert selectors.golden_answer_open(reviewer=reviewer, item=gold.item, now=almost) == given
+    GoldenAnswer.objects.filter(pk=given.pk).update(
+        served_at=given.served_at - selectors.GOLDEN_OPEN_FOR - timedelta(minutes=1)
+    )
+    assert selectors.golden_answer_open(reviewer=reviewer, item=gold.item) is None
+    page = client.get(f"/items/{gold.item_id}/").content.decode()
+    assert "decision-remove" in page and 'id="decide"' not in page
+    # Nothing to answer any more, and it is never served again: it counts for nothing.
+    client.post(f"/items/{gold.item_id}/", {"action": "approve", "next": "1"})
+    assert GoldenAnswer.objects.get().answered_at is None
+    assert selectors.golden_next(reviewer=reviewer, filters=QueueFilter()) is None
+
+
+# --- The reviewer's note ---------------------------------------------------------------------
+
+
+def test_the_reviewers_note_is_kept_with_the_answer_and_shown_to_leads(client, reviewer):
+    gold = served_to(client, reviewer)
+    client.post(
+        f"/items/{gold.item_id}/",
+        {"action": "approve", "note": "satire, <b>surely</b>", "next": "1"},
+    )
+    assert GoldenAnswer.objects.get().note == "satire, <b>surely</b>"
+    assert gold.item.decisions.get().note == ""  # the real decision is untouched
+    client.force_login(UserFactory(is_staff=True))
+    listing = client.get(f"/team/{reviewer.pk}/golden-wrong/").content.decode()
+    assert '<td class="golden-note">satire, &lt;b&gt;surely&lt;/b&gt;</td>' in listing
+
+
 # --- Agreement, for leads ------------------------------------------------------------------
 
 
