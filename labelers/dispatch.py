@@ -357,8 +357,12 @@ def reevaluation_run(*, reevaluation_id: int, batch_size: int = 500) -> int:
     Reevaluation.objects.filter(pk=reevaluation_id).update(total=len(ids))
     for start in range(0, len(ids), batch_size):
         batch = ids[start : start + batch_size]
-        with transaction.atomic():
-            for item_id in batch:
+        for item_id in batch:
+            # One transaction per item, never a batch: an auto-approval locks the item and
+            # then its source (to number its decision), as a reviewer's decision does; a
+            # batch holding many items' locks would deadlock with them, or make every
+            # decision on the source wait for the batch.
+            with transaction.atomic():
                 item_refresh(item_id=item_id)
         Reevaluation.objects.filter(pk=reevaluation_id).update(done=start + len(batch))
     Reevaluation.objects.filter(pk=reevaluation_id).update(

@@ -22,8 +22,9 @@ Definitions (the page states them too):
   flagged by the version (its precision times their number), not flagged by it but flagged
   by another labeler (those go to review; their removal rate times their number), and
   flagged by no labeler (only the audit sample goes to review; its removal rate times the
-  group's size). Recall = the first / the sum of the three; None while a group that has
-  items has no decided item (no audit decisions yet, say).
+  group's size; only decisions on audit samples count there, since anything else in that
+  group was picked for review for a reason). Recall = the first / the sum of the three;
+  None while a group that has items has no such decided item (no audit decisions yet, say).
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ class DecisionRow:
     undoes_id: int | None
     created_at: datetime
     reason: str = ""
+    # Where the item stood when decided: "audit" marks a decision on the audit sample.
+    status_before: str = ""
 
 
 @dataclass(frozen=True)
@@ -131,7 +134,7 @@ def _recall(quality: VersionQuality, missed: dict) -> tuple[float | None, float 
     """(estimated violations missed, recall): see the module's docstring. Each group's
     removal rate is read off its decided items; a group with items and no decided one
     leaves both unknown (so does a row whose item's flag is not known)."""
-    if missed[None][0] or quality.precision is None:
+    if missed[None][0] or (quality.precision is None and quality.flagged):
         return None, None
     missed_estimate = 0.0
     for count, decided, removed in (missed[True], missed[False]):
@@ -140,7 +143,7 @@ def _recall(quality: VersionQuality, missed: dict) -> tuple[float | None, float 
         if not decided:
             return None, None
         missed_estimate += removed / decided * count
-    caught = quality.precision * quality.flagged
+    caught = (quality.precision or 0.0) * quality.flagged
     if caught + missed_estimate == 0:
         return missed_estimate, None
     return missed_estimate, caught / (caught + missed_estimate)
@@ -219,7 +222,11 @@ def version_quality(
         if not flagged:
             group = missed[row.item_flagged]
             group[0] += 1
-            if decision is not None:
+            # Where no labeler flagged the item, only the audit sample is a fair draw: other
+            # decisions there (an item another labeler failed on, a re-review) were picked
+            # for a reason, and would bias the rate.
+            fair = row.item_flagged or (decision is not None and decision.status_before == "audit")
+            if decision is not None and fair:
                 group[1] += 1
                 group[2] += human
         if row.labeled_at is not None:
@@ -345,15 +352,24 @@ def labeler_decisions(
     if since is not None:
         labels = labels.filter(labeled_at__gte=since)
     labeled_items = labels.values("item_id")
-    return effective_decisions(_decision_rows(Decision.objects.filter(item_id__in=labeled_items)))
+    return effective_decisions(decision_rows(Decision.objects.filter(item_id__in=labeled_items)))
 
 
-def _decision_rows(decisions) -> Iterator[DecisionRow]:
+def decision_rows(decisions) -> Iterator[DecisionRow]:
     """People's decisions only: the system's approvals (auto-approve band) are the labelers
     agreeing with themselves, and never stand for a human label."""
     for row in (
         decisions.filter(reviewer__isnull=False)
-        .values_list("id", "item_id", "revision", "action", "undoes_id", "created_at", "reason")
+        .values_list(
+            "id",
+            "item_id",
+            "revision",
+            "action",
+            "undoes_id",
+            "created_at",
+            "reason",
+            "status_before",
+        )
         .iterator()
     ):
         yield DecisionRow(*row)
@@ -428,7 +444,7 @@ def decided_export_rows(*, batch_size: int = 500) -> Iterator[dict[str, Any]]:
     decided = Item.objects.filter(decisions__isnull=False).distinct().order_by("id")
     while batch := list(decided.filter(id__gt=last_id).values_list("id", flat=True)[:batch_size]):
         last_id = batch[-1]
-        decisions = effective_decisions(_decision_rows(Decision.objects.filter(item_id__in=batch)))
+        decisions = effective_decisions(decision_rows(Decision.objects.filter(item_id__in=batch)))
         if not decisions:
             continue
         items = Item.objects.select_related("source").in_bulk(batch)

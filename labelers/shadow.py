@@ -27,7 +27,7 @@ from labelers import client as api
 from labelers import fetch
 from labelers.breaker import get_breaker
 from labelers.models import Label, LabelerVersion, ShadowLabel, ShadowRun
-from labelers.quality import DecisionRow, cohen_kappa, effective_decisions, flags
+from labelers.quality import DecisionRow, cohen_kappa, decision_rows, effective_decisions, flags
 from labelers.services import model_for
 from labelers.throttle import get_throttle
 from moderation.models import Decision, Item
@@ -77,10 +77,9 @@ def decided_revisions(item_ids: Iterable[int]) -> dict[tuple[int, int], Decision
     """(item, revision) -> its effective approve or remove (quality.effective_decisions)."""
     found: dict[tuple[int, int], DecisionRow] = {}
     for chunk in _chunks(list(item_ids)):
-        rows = Decision.objects.filter(item_id__in=chunk).values_list(
-            "id", "item_id", "revision", "action", "undoes_id", "created_at", "reason"
-        )
-        found.update(effective_decisions(DecisionRow(*row) for row in rows))
+        # People's decisions only (quality.decision_rows): a system approval is a labeler
+        # agreeing with itself, not a reviewer's answer to compare with.
+        found.update(effective_decisions(decision_rows(Decision.objects.filter(item_id__in=chunk))))
     return found
 
 
@@ -91,7 +90,9 @@ def _sample(*, source, size: int, decided_only: bool) -> list[int]:
     recent = Item.objects.filter(source=source).order_by("-received_at", "-id")
     if not decided_only:
         return list(recent.values_list("id", flat=True)[:size])
-    candidates = recent.filter(Exists(Decision.objects.filter(item=OuterRef("pk"))))
+    candidates = recent.filter(
+        Exists(Decision.objects.filter(item=OuterRef("pk"), reviewer__isnull=False))
+    )
     picked: list[int] = []
     offset = 0
     while len(picked) < size:

@@ -98,6 +98,10 @@ def item_refresh(*, item_id: int, answered: Answer | None = None) -> None:
             "labeler_version_id",
         )
     )
+    if not labels:
+        # No label of the current revision yet (a late answer about an earlier revision,
+        # after an edit): the dispatch routes the new revision; nothing to judge until then.
+        return
     deciding = [row for row in labels if row[0] in routes]
     if routes and not deciding:
         # Routing changed after this item was labeled and no routed labeler has seen it: its

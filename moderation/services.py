@@ -361,10 +361,9 @@ def item_labels_changed(
         ),
     }
     if versions is not None:
-        fields["verdict_versions"] = Case(
-            When(undecided, then=Value(versions, output_field=JSONField())),
-            default=F("verdict_versions"),
-        )
+        # Whatever the status: a decided item relabeled with a new version is re-reviewed
+        # against that version, and the new decision must say so.
+        fields["verdict_versions"] = Value(versions, output_field=JSONField())
     if status == Item.Status.FLAGGED:
         fields["flagged_at"] = Case(
             When(undecided, then=Coalesce(F("flagged_at"), Value(timezone.now()))),
@@ -398,10 +397,14 @@ def _item_auto_approve_locked(
     *, item_id: int, violation_score: float | None, revision: int | None, versions, reason: str
 ) -> None:
     locked = Item.objects.select_for_update().filter(pk=item_id).first()
-    if locked is None or locked.status not in UNDECIDED:
-        Item.objects.filter(pk=item_id).update(violation_score=violation_score)
-        return
-    if revision is not None and locked.revision != revision:
+    if locked is None or (revision is not None and locked.revision != revision):
+        return  # gone, or edited since: this verdict is about content no longer current
+    if locked.status not in UNDECIDED:
+        # Decided meanwhile (by a person, or by an earlier verdict): the score and versions
+        # follow the labels, the decision stands.
+        locked.violation_score = violation_score
+        locked.verdict_versions = list(versions)
+        locked.save(update_fields=["violation_score", "verdict_versions"])
         return
     decision = _decision_create(
         item=locked,

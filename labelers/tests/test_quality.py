@@ -219,6 +219,18 @@ def test_the_daily_chart_scales_bars_to_the_busiest_day_and_precision_to_the_hei
     assert daily_chart([]) is None
 
 
+def audit(item, action):
+    return DecisionRow(
+        id=next(_ids),
+        item_id=item,
+        revision=1,
+        action=action,
+        undoes_id=None,
+        created_at=T0,
+        status_before="audit",
+    )
+
+
 def labeled(item, label, confidence, *, item_flagged):
     return LabelRow(
         version_id=1,
@@ -241,9 +253,12 @@ def test_recall_is_estimated_from_each_group_of_unflagged_items():
     labels += [labeled(n, "0", 0.8, item_flagged=True) for n in range(5, 8)]
     labels += [labeled(n, "0", 0.9, item_flagged=False) for n in range(8, 28)]
     actions = {1: "remove", 2: "remove", 3: "remove", 4: "approve", 5: "remove", 6: "approve"}
-    actions |= {8: "remove", 9: "approve", 10: "approve", 11: "approve"}
+    audits = {8: "remove", 9: "approve", 10: "approve", 11: "approve"}
+    # Item 12 nobody flagged went to review for another reason (not an audit): left out.
     decisions = effective_decisions(
-        decision(item, action, minutes=1) for item, action in actions.items()
+        [decision(item, action, minutes=1) for item, action in actions.items()]
+        + [audit(item, action) for item, action in audits.items()]
+        + [decision(12, "remove", minutes=1)]
     )
     quality = version_quality(version_id=1, labels=labels, decisions=decisions, min_confidence=None)
     assert quality.precision == 0.75
@@ -262,8 +277,14 @@ def test_recall_is_unknown_until_the_audit_sample_has_decisions():
 
 def test_recall_is_one_when_no_audited_item_was_a_violation():
     labels = [labeled(1, "1", 0.9, item_flagged=True), labeled(2, "0", 0.9, item_flagged=False)]
-    decisions = effective_decisions(
-        [decision(1, "remove", minutes=1), decision(2, "approve", minutes=1)]
-    )
+    decisions = effective_decisions([decision(1, "remove", minutes=1), audit(2, "approve")])
     quality = version_quality(version_id=1, labels=labels, decisions=decisions, min_confidence=None)
     assert quality.recall == 1.0 and quality.missed_estimate == 0.0
+
+
+def test_recall_is_zero_when_the_version_flags_nothing_and_audits_found_violations():
+    labels = [labeled(1, "0", 0.9, item_flagged=False), labeled(2, "0", 0.9, item_flagged=False)]
+    decisions = effective_decisions([audit(1, "remove")])
+    quality = version_quality(version_id=1, labels=labels, decisions=decisions, min_confidence=None)
+    assert quality.flagged == 0 and quality.precision is None
+    assert quality.missed_estimate == 2.0 and quality.recall == 0.0

@@ -109,8 +109,14 @@ def test_the_sample_is_the_sources_most_recent_items(fake_api, source, draft, ru
     assert set(run.labels.values_list("item_id", flat=True)) == {newest.pk, middle.pk}
 
 
-def decide(item, action, *, revision=1, undoes=None):
-    return Decision.objects.create(item=item, revision=revision, action=action, undoes=undoes)
+def decide(item, action, *, revision=1, undoes=None, reviewer=True):
+    return Decision.objects.create(
+        item=item,
+        revision=revision,
+        action=action,
+        undoes=undoes,
+        reviewer=UserFactory() if reviewer else None,
+    )
 
 
 def test_decided_only_samples_items_whose_final_decision_is_approve_or_remove(
@@ -122,6 +128,8 @@ def test_decided_only_samples_items_whose_final_decision_is_approve_or_remove(
     decide(escalated, "escalate")
     decide(edited, "remove")
     Item.objects.filter(pk=edited.pk).update(revision=2)  # edited after its decision
+    (auto_approved,) = items(source, "f")
+    decide(auto_approved, "approve", reviewer=False)  # the system's: not a reviewer's answer
     run = run_now(draft, source, decided_only=True)
     assert run.item_ids == [approved.pk]
 
