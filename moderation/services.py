@@ -399,6 +399,14 @@ def _item_auto_approve_locked(
     locked = Item.objects.select_for_update().filter(pk=item_id).first()
     if locked is None or (revision is not None and locked.revision != revision):
         return  # gone, or edited since: this verdict is about content no longer current
+    if (
+        locked.claimed_by_id is not None
+        and locked.claim_expires_at is not None
+        and locked.claim_expires_at > timezone.now()
+    ):
+        # A reviewer holds it (an audit sample, or a flagged item a threshold change just
+        # cleared): their decision, not the system's, settles it.
+        return
     if locked.status not in UNDECIDED:
         # Decided meanwhile (by a person, or by an earlier verdict): the score and versions
         # follow the labels, the decision stands.

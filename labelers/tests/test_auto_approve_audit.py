@@ -220,3 +220,15 @@ def test_quality_counts_people_only_and_estimates_recall_from_the_audit(
     assert (report.quality.audit_decided, report.quality.audit_removed) == (3, 1)
     # 2 caught; of 4 items nobody flagged, a third (by the audit) were violations: 4/3 missed.
     assert report.quality.recall == pytest.approx(2 / (2 + 4 / 3))
+
+
+def test_an_item_a_reviewer_holds_is_left_to_them(fake_api, post_webhook, source):
+    band(source, audit_share=1.0)
+    item = ingest(post_webhook, source, "calm conf=0.95")
+    reviewer = UserFactory()
+    assert moderation_services.item_claim(item=item, reviewer=reviewer)
+    band(source, audit_share=0.0, auto_approve=0.9)  # the admin lowers the share meanwhile
+    item_refresh(item_id=item.pk)
+    item.refresh_from_db()
+    assert item.status == Item.Status.AUDIT and not item.decisions.exists()
+    assert item.claimed_by == reviewer
