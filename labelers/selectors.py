@@ -102,6 +102,24 @@ def labeler_versions(labeler: Labeler):
     return labeler.versions.annotate(labels_count=Count("labels")).order_by("-number")
 
 
+def auto_approve_candidates(*, labeler: Labeler, band: float) -> int:
+    """Undecided, unflagged items this labeler answered "0" at or above `band`: at most this
+    many would be approved by the system if the band were set (fewer where another labeler
+    of the source has no band or is less sure)."""
+    return (
+        Item.objects.filter(
+            status__in=[Item.Status.LABELED, Item.Status.AUDIT],
+            labels__labeler_version__labeler=labeler,
+            labels__status=Label.Status.DONE,
+            labels__label="0",
+            labels__confidence__gte=band,
+        )
+        .values("pk")
+        .distinct()
+        .count()
+    )
+
+
 def labeler_shadow_runs(labeler: Labeler, *, limit: int = 20):
     """The labeler's latest shadow runs, newest first."""
     return (

@@ -305,6 +305,23 @@ def labeler_policy(request: HttpRequest, labeler_id: int) -> HttpResponse:
         for field, errors in form.errors.items():
             messages.error(request, f"{form.fields[field].label}: {' '.join(errors)}")
         return redirect("manage_labeler", labeler_id=labeler.pk)
+    band = form.cleaned_data["auto_approve_confidence"]
+    old_band = labeler.auto_approve_confidence
+    if band is not None and (old_band is None or band < old_band):
+        # A wider band approves items already waiting, possibly many and old, and each
+        # approval goes back to the product: say how many first, as re-review does.
+        count = selectors.auto_approve_candidates(labeler=labeler, band=band)
+        if count and _int(request.POST.get("confirm_count")) != count:
+            return render(
+                request,
+                "labelers/labeler_policy_confirm.html",
+                {
+                    "labeler": labeler,
+                    "values": form.cleaned_data,
+                    "count": count,
+                    "changed": "confirm_count" in request.POST,
+                },
+            )
     changed = services.labeler_review_policy_set(labeler=labeler, **form.cleaned_data)
     if changed:
         reevaluation = tasks.labeler_reevaluate(

@@ -114,7 +114,12 @@ def test_changing_the_band_on_the_labeler_page_reevaluates_undecided_items(
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(
             f"/manage/labelers/{labeler.pk}/policy/",
-            {"min_confidence": "", "auto_approve_confidence": "0.9", "audit_share": "0"},
+            {
+                "min_confidence": "",
+                "auto_approve_confidence": "0.9",
+                "audit_share": "0",
+                "confirm_count": "1",  # the count the confirmation page showed
+            },
         )
     assert response.status_code == 302
     labeler.refresh_from_db()
@@ -232,3 +237,28 @@ def test_an_item_a_reviewer_holds_is_left_to_them(fake_api, post_webhook, source
     item.refresh_from_db()
     assert item.status == Item.Status.AUDIT and not item.decisions.exists()
     assert item.claimed_by == reviewer
+
+
+def test_widening_the_band_over_waiting_items_asks_with_a_count_first(
+    fake_api, post_webhook, source, client, django_capture_on_commit_callbacks
+):
+    waiting = [ingest(post_webhook, source, f"calm {n} conf=0.95") for n in range(3)]
+    ingest(post_webhook, source, "calm but unsure conf=0.6")
+    labeler = source.labelers.get()
+    client.force_login(UserFactory(is_staff=True))
+    values = {"min_confidence": "", "auto_approve_confidence": "0.9", "audit_share": "0"}
+    url = f"/manage/labelers/{labeler.pk}/policy/"
+    response = client.post(url, values)
+    assert response.status_code == 200
+    assert "Up to <strong>3</strong> undecided items" in response.content.decode()
+    labeler.refresh_from_db()
+    assert labeler.auto_approve_confidence is None  # nothing set before the confirmation
+    # A stale count (items came or went meanwhile) asks again.
+    response = client.post(url, {**values, "confirm_count": "7"})
+    assert response.status_code == 200 and 'id="policy-changed"' in response.content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(url, {**values, "confirm_count": "3"})
+    assert response.status_code == 302
+    for item in waiting:
+        item.refresh_from_db()
+        assert item.status == Item.Status.DECIDED and item.decisions.get().automatic
