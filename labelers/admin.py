@@ -54,11 +54,13 @@ class LabelerAdminForm(forms.ModelForm):
 
     class Meta:
         model = Labeler
-        fields = ("name", "slug", "kind", "active", *services.REVIEW_POLICY_FIELDS)
+        # The auto-approve band is set on the labeler's page only, where widening it asks
+        # first with the number of waiting items it would approve.
+        fields = ("name", "slug", "kind", "active", "min_confidence", "audit_share")
 
     def clean(self):
         data = super().clean()
-        for name in ("min_confidence", "auto_approve_confidence"):
+        for name in ("min_confidence",):
             value = data.get(name)
             if value is not None and not 0.5 <= value <= 1.0:
                 self.add_error(name, "Between 0.5 and 1.0 (the API's confidence range), or empty.")
@@ -73,6 +75,7 @@ class LabelerAdminForm(forms.ModelForm):
 @admin.register(Labeler)
 class LabelerAdmin(admin.ModelAdmin):
     form = LabelerAdminForm
+    readonly_fields = ("auto_approve_confidence",)
     list_display = (
         "name",
         "slug",
