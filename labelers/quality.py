@@ -395,7 +395,19 @@ def version_labels(version_id: int, *, since: datetime | None = None) -> Iterato
         "item__flagged_at",
     )
     for row in rows.iterator():
-        yield LabelRow(*row[:-1], item_flagged=row[-1] is not None)
+        yield LabelRow(
+            version_id=row[0],
+            item_id=row[1],
+            revision=row[2],
+            status=row[3],
+            label=row[4],
+            confidence=row[5],
+            latency_ms=row[6],
+            cache_hit=row[7],
+            attempts=row[8],
+            labeled_at=row[9],
+            item_flagged=row[10] is not None,
+        )
 
 
 @dataclass

@@ -53,6 +53,12 @@ def labels_queued(queue: str = LABELS_QUEUE) -> int | None:
             with label_fetch.app.connection_for_write() as connection:
                 try:
                     with connection.channel() as channel:
+                        if connection.transport.driver_type == "redis":
+                            # Kombu 5.7's passive declare looks for the queue without the
+                            # REDIS_KEY_PREFIX (global_keyprefix) and answers "no queue";
+                            # the channel's own size (LLEN over the priority lists) applies
+                            # the prefix, and is 0 for a queue Redis forgot.
+                            return channel._size(queue)
                         return channel.queue_declare(queue=queue, passive=True).message_count
                 except connection.channel_errors:
                     return 0  # Redis forgets a queue once it is empty: nothing waits
