@@ -43,38 +43,27 @@ import argparse  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
 import statistics  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench import pgdb  # noqa: E402
+
 DB_NAME = "bench_queue"
-os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
-os.environ.setdefault("SECRET_KEY", "bench-queue-not-secret")
-os.environ["DEBUG"] = "0"
-os.environ["ALLOWED_HOSTS"] = "testserver,localhost"
-os.environ.setdefault("DATA_DIR", tempfile.mkdtemp(prefix="bench-queue-"))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-os.environ.pop("CELERY_BROKER_URL", None)  # the page needs no broker; never touch Redis
+pgdb.use_database(DB_NAME)
 
-import django  # noqa: E402
-
-django.setup()
-
-import psycopg  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.contrib.auth.models import Group  # noqa: E402
-from django.core.management import call_command  # noqa: E402
-from django.db import connection, connections  # noqa: E402
+from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 
+from bench.pgdb import load, percentile, timed  # noqa: E402
 from moderation import services  # noqa: E402
 from moderation.models import Item, Source, hash_token, queue_key  # noqa: E402
 
-ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 WARMUP = 20
 TARGET_P99_MS = 50.0
 TARGET_RATIO = 1.2
@@ -86,7 +75,8 @@ SEED_SQL = """
 INSERT INTO moderation_item (
     source_id, external_id, webhook_id, content_text, content_image, content_image_type,
     content_video, content_video_type, content_hash, metadata, received_at, waiting_since,
-    revision, status, violation_score, queue_score, queue_key, sla_breached, flagged_at
+    revision, status, violation_score, queue_score, queue_key, sla_breached, flagged_at,
+    verdict_versions
 )
 SELECT
     src.ids[1 + n %% 4],
@@ -103,7 +93,8 @@ SELECT
          ELSE -(4.0 * LEAST(floor(round((s.queue_score * 10)::numeric, 9)), 9)::float8
                 + s.queue_score) END,
     false,
-    CASE WHEN s.status = 'flagged' THEN t.at END
+    CASE WHEN s.status = 'flagged' THEN t.at END,
+    '[]'::jsonb
 FROM generate_series(1::bigint, %(count)s) AS n
 CROSS JOIN (SELECT array_agg(id ORDER BY id) AS ids FROM moderation_source) AS src
 CROSS JOIN LATERAL (
@@ -120,18 +111,6 @@ CROSS JOIN LATERAL (
              ELSE (500 + (n * 104729) %% 500)::float8 / 1000 END AS queue_score
 ) AS s
 """
-
-
-def admin(sql: str) -> None:
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(sql)
-
-
-def recreate_database() -> None:
-    connections.close_all()
-    admin(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-    admin(f"CREATE DATABASE {DB_NAME}")
-    call_command("migrate", verbosity=0)
 
 
 def seed(count: int) -> dict:
@@ -204,11 +183,6 @@ def page_urls(kind: str, sources: list[Source]):
             url = following or start
 
 
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
-
-
 def page_queries(sql_log: list[dict]) -> list[str]:
     """The view's page queries: those that read a page of items in queue order (a score
     filter reads up to three key ranges, one after the other)."""
@@ -223,17 +197,6 @@ def page_queries(sql_log: list[dict]) -> list[str]:
     if not found:
         raise RuntimeError("no page query captured")
     return found
-
-
-def timed(sql: str, repeat: int) -> list[float]:
-    timings = []
-    with connection.cursor() as cursor:
-        for _ in range(repeat):
-            started = time.perf_counter()
-            cursor.execute(sql)
-            cursor.fetchall()
-            timings.append((time.perf_counter() - started) * 1000)
-    return timings
 
 
 def measure(kind: str, client: Client, sources: list[Source], requests: int) -> dict:
@@ -289,14 +252,9 @@ def measure(kind: str, client: Client, sources: list[Source], requests: int) -> 
     }
 
 
-def load() -> str:
-    """The machine's load: the two cores are shared, and other work shows in every figure."""
-    return "load average " + " ".join(f"{value:.2f}" for value in os.getloadavg())
-
-
 def run_size(count: int, requests: int) -> dict:
     print(f"\n=== {count:,} items ({load()}) ===", flush=True)
-    recreate_database()
+    pgdb.recreate_database(DB_NAME)
     seeded = seed(count)
     print(
         f"seeded in {seeded['seconds']:.1f} s; {seeded['breached']:,} items marked past SLA",
@@ -355,9 +313,8 @@ def main() -> int:
         if len(sizes) > 1 and ratio > TARGET_RATIO:
             missed.append(f"{kind}: p99 grows {ratio:.2f}x from {sizes[0]:,} to {sizes[-1]:,}")
     print("\nTargets: " + ("all met" if not missed else "MISSED:\n  " + "\n  ".join(missed)))
-    connections.close_all()
     if not args.keep:
-        admin(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+        pgdb.drop_database(DB_NAME)
     return 2 if missed and args.strict else 0
 
 
