@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from bisect import bisect_left
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -273,31 +274,61 @@ class ThresholdAdvice:
         return self.advised.min_confidence != self.current.min_confidence
 
 
-def _outcome(
-    done: list[LabelRow],
-    decisions: dict[tuple[int, int], DecisionRow],
-    min_confidence: float | None,
-) -> ThresholdOutcome:
-    pairs, flagged_human, flagged = [], [], 0
-    for row in done:
-        flag = flags(row.label, row.confidence, min_confidence)
-        flagged += flag
-        decision = decisions.get((row.item_id, row.revision))
-        if decision is None:
-            continue
-        human = decision.action == Decision.Action.REMOVE
-        pairs.append((flag, human))
-        if flag:
-            flagged_human.append(human)
-    accuracy = sum(a == b for a, b in pairs) / len(pairs) if pairs else None
-    return ThresholdOutcome(
-        min_confidence=min_confidence,
-        flagged=flagged,
-        flagged_decided=len(flagged_human),
-        precision=_precision(flagged_human),
-        kappa=cohen_kappa(pairs),
-        accuracy=accuracy,
-    )
+class _Outcomes:
+    """Every threshold's outcome from sorted counts, each in O(log n): the advice tries one
+    threshold per distinct confidence of a decided "1" (hundreds), and re-reading every
+    label for each (as a plain loop would) grew as thresholds x labels: 43 s for the quality
+    page at 200,000 labels (bench/admin_pages.py). The arithmetic is that of flags(),
+    _precision() and cohen_kappa() over the same pairs, so the results are the same floats.
+    """
+
+    def __init__(self, done: list[LabelRow], decisions: dict[tuple[int, int], DecisionRow]):
+        decided = [
+            (row, decisions[(row.item_id, row.revision)])
+            for row in done
+            if (row.item_id, row.revision) in decisions
+        ]
+        self.decided = len(decided)
+        self.removed = sum(d.action == Decision.Action.REMOVE for _, d in decided)
+        # Confidences of every "1", and of each decided "1" with whether it was removed.
+        self.ones = sorted((row.confidence or 0.0) for row in done if row.label == "1")
+        decided_ones = sorted(
+            ((row.confidence or 0.0), d.action == Decision.Action.REMOVE)
+            for row, d in decided
+            if row.label == "1"
+        )
+        self.decided_ones = [confidence for confidence, _ in decided_ones]
+        # removed_from[i]: removals among decided "1"s from the i-th confidence up.
+        self.removed_from = [0] * (len(decided_ones) + 1)
+        for i in range(len(decided_ones) - 1, -1, -1):
+            self.removed_from[i] = self.removed_from[i + 1] + decided_ones[i][1]
+
+    def at(self, min_confidence: float | None) -> ThresholdOutcome:
+        # flags(): a "1" at or above the minimum (bisect_left finds the first one >= it).
+        first_one = 0 if min_confidence is None else bisect_left(self.ones, min_confidence)
+        first_decided = (
+            0 if min_confidence is None else bisect_left(self.decided_ones, min_confidence)
+        )
+        flagged = len(self.ones) - first_one
+        flagged_decided = len(self.decided_ones) - first_decided
+        flagged_removed = self.removed_from[first_decided]
+        n = self.decided
+        precision = flagged_removed / flagged_decided if flagged_decided else None
+        if n == 0:
+            return ThresholdOutcome(min_confidence, flagged, flagged_decided, precision, None, None)
+        # Agreement: flagged and removed, or neither.
+        agree = flagged_removed + (n - flagged_decided) - (self.removed - flagged_removed)
+        flag_share, removed_share = flagged_decided / n, self.removed / n
+        chance = flag_share * removed_share + (1 - flag_share) * (1 - removed_share)
+        kappa = None if chance >= 1.0 else (agree / n - chance) / (1 - chance)
+        return ThresholdOutcome(
+            min_confidence=min_confidence,
+            flagged=flagged,
+            flagged_decided=flagged_decided,
+            precision=precision,
+            kappa=kappa,
+            accuracy=agree / n,
+        )
 
 
 def threshold_advice(
@@ -321,24 +352,24 @@ def threshold_advice(
     current threshold: the advice is best at raising a threshold, weaker at lowering one.
     """
     done = [row for row in labels if row.status == Label.Status.DONE]
-    decided = [row for row in done if (row.item_id, row.revision) in decisions]
-    if len(decided) < min_decided:
+    outcomes = _Outcomes(done, decisions)
+    if outcomes.decided < min_decided:
         return None
     candidates: list[float | None] = [None]
-    candidates += sorted({row.confidence for row in decided if row.label == "1" and row.confidence})
-    current = _outcome(done, decisions, current_min_confidence)
+    candidates += sorted({confidence for confidence in outcomes.decided_ones if confidence})
+    current = outcomes.at(current_min_confidence)
 
-    def rank(outcome: ThresholdOutcome) -> tuple[float, float, int]:
+    def rank(outcome: ThresholdOutcome) -> tuple[float, float]:
         kappa = outcome.kappa if outcome.kappa is not None else -math.inf
-        return (kappa, outcome.accuracy or 0.0, outcome is current)
+        return (kappa, outcome.accuracy or 0.0)
 
     best = current
     for candidate in candidates:
-        outcome = _outcome(done, decisions, candidate)
+        outcome = outcomes.at(candidate)
         # Strictly better only: earlier (lower) candidates and the current setting win ties.
-        if rank(outcome)[:2] > rank(best)[:2]:
+        if rank(outcome) > rank(best):
             best = outcome
-    return ThresholdAdvice(decided=len(decided), current=current, advised=best)
+    return ThresholdAdvice(decided=outcomes.decided, current=current, advised=best)
 
 
 # --- Loaders: the rows above, read from the database --------------------------------------

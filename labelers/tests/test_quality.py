@@ -1,5 +1,6 @@
 """Quality arithmetic on a constructed set of labels and decisions, worked out by hand."""
 
+import random
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -288,3 +289,72 @@ def test_recall_is_zero_when_the_version_flags_nothing_and_audits_found_violatio
     quality = version_quality(version_id=1, labels=labels, decisions=decisions, min_confidence=None)
     assert quality.flagged == 0 and quality.precision is None
     assert quality.missed_estimate == 2.0 and quality.recall == 0.0
+
+
+def reference_advice(labels, decisions, current):
+    """The plain definition, a full pass over the labels per threshold: what the fast
+    threshold_advice must equal exactly."""
+    done = [row for row in labels if row.status == "done"]
+
+    def outcome(minimum):
+        pairs, flagged_human, flagged = [], [], 0
+        for row in done:
+            flag = row.label == "1" and (minimum is None or (row.confidence or 0.0) >= minimum)
+            flagged += flag
+            decision = decisions.get((row.item_id, row.revision))
+            if decision is None:
+                continue
+            human = decision.action == "remove"
+            pairs.append((flag, human))
+            if flag:
+                flagged_human.append(human)
+        precision = sum(flagged_human) / len(flagged_human) if flagged_human else None
+        accuracy = sum(a == b for a, b in pairs) / len(pairs) if pairs else None
+        return (minimum, flagged, len(flagged_human), precision, cohen_kappa(pairs), accuracy)
+
+    decided = [row for row in done if (row.item_id, row.revision) in decisions]
+    candidates = [None] + sorted({r.confidence for r in decided if r.label == "1" and r.confidence})
+    best = current_outcome = outcome(current)
+    for candidate in candidates:
+        tried = outcome(candidate)
+        if (tried[4] if tried[4] is not None else -1e9, tried[5] or 0) > (
+            best[4] if best[4] is not None else -1e9,
+            best[5] or 0,
+        ):
+            best = tried
+    return current_outcome, best
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_threshold_advice_equals_the_plain_definition_on_random_sets(seed):
+    rng = random.Random(seed)
+    labels, rows = [], []
+    for item in range(1, rng.randrange(25, 400)):
+        label = rng.choice("0011")
+        confidence = rng.choice([None, round(rng.uniform(0.5, 1.0), rng.choice([1, 2, 3]))])
+        labels.append(
+            LabelRow(1, item, 1, rng.choice(["done"] * 9 + ["failed"]), label, confidence)
+        )
+        if rng.random() < 0.6:
+            removal_odds = 0.8 if label == "1" else 0.2
+            action = "remove" if rng.random() < removal_odds else "approve"
+            rows.append(DecisionRow(item, item, 1, action, None, T0))
+    decisions = effective_decisions(rows)
+    current = rng.choice([None, 0.6, 0.75, 0.9])
+    advice = threshold_advice(
+        labels=labels, decisions=decisions, current_min_confidence=current, min_decided=1
+    )
+    expected_current, expected_best = reference_advice(labels, decisions, current)
+
+    def as_tuple(outcome):
+        return (
+            outcome.min_confidence,
+            outcome.flagged,
+            outcome.flagged_decided,
+            outcome.precision,
+            outcome.kappa,
+            outcome.accuracy,
+        )
+
+    assert as_tuple(advice.current) == expected_current
+    assert as_tuple(advice.advised) == expected_best
