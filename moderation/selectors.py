@@ -714,6 +714,10 @@ def golden_shown_status(item: Item) -> str:
         .values_list("status_before", flat=True)
         .first()
     )
+    if before in (Item.Status.RECEIVED, Item.Status.LABELING, Item.Status.LABELED):
+        # Decided without entering the queue (the system's auto-approval): unflagged items
+        # reach a reviewer only as audit samples, so that is what it reads as.
+        return str(Item.Status.AUDIT)
     return before if before in IN_QUEUE else str(Item.Status.FLAGGED)
 
 

@@ -581,3 +581,13 @@ def test_the_admin_lists_golden_items_and_answers(client, admin_user):
         f"/admin/moderation/goldenanswer/?correct__exact=0&golden__id__exact={gold.pk}"
     )
     assert wrong.status_code == 200 and "1 golden answer" in wrong.content.decode()
+
+
+def test_a_golden_item_the_system_approved_is_shown_as_an_audit_sample(db):
+    item = ItemFactory(status=Item.Status.DECIDED)
+    Decision.objects.create(
+        item=item, reviewer=None, action="approve", status_before=Item.Status.LABELED
+    )
+    # An unflagged item reaches a reviewer only as an audit sample: "flagged" would not fit
+    # its labels' confident "0" and give it away.
+    assert selectors.golden_shown_status(item) == Item.Status.AUDIT
