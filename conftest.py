@@ -18,6 +18,7 @@ from labelers.breaker import get_breaker
 from labelers.tasks import label_sweep
 from moderation import selectors
 from moderation.tests.factories import SourceFactory
+from testkit.browser import launched_browser
 from testkit.fake_api import FakeLabelAPI
 from testkit.signing import signed_headers
 
@@ -226,3 +227,9 @@ def post_webhook(client, dispatch):
         return response
 
     return post
+
+
+@pytest.fixture
+def browser(live_server):
+    """Debian's Chromium, headless, for the browser tests (testkit/browser.py)."""
+    yield from launched_browser()

@@ -1,76 +1,21 @@
 """The admins' quality loop in a real browser (Debian's Chromium driven by Playwright): edit
 the criteria as a draft, shadow-run it against the fake labeling API over HTTP, read the
-comparison, publish, open the quality page. The setup is moderation/tests/test_browser.py's.
+comparison, publish, open the quality page. The setup is testkit/browser.py's.
 Screenshots go to SCREENSHOT_DIR (CI prints it)."""
-
-import os
-import shutil
-from pathlib import Path
-
-import pytest
-from django.conf import settings
-from django.db import connections
-from playwright.sync_api import sync_playwright
 
 from labelers.models import Label, LabelerVersion, ShadowLabel, ShadowRun
 from moderation.models import Decision, Item
 from moderation.tests.factories import ItemFactory, SourceFactory, UserFactory
+from testkit.browser import BROWSER_TEST_MARKS, open_page, shot
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
-SCREENSHOT_DIR = Path(os.environ.get("SCREENSHOT_DIR", settings.DATA_DIR / "screenshots"))
-
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not os.path.exists(CHROMIUM) and os.environ.get("CI", "").lower() not in ("true", "1"),
-        reason="Chromium is not installed (apt-get install chromium); CI requires it",
-    ),
-]
+pytestmark = BROWSER_TEST_MARKS
 
 # The fake API flags texts with "hate"/"kill"; "[invert]" in the criteria flips its answer.
 DRAFT = "Label hateful content\nbut read it backwards [invert]"
 
 
-@pytest.fixture
-def browser(live_server):
-    # Playwright's sync API runs an event loop in this thread; the ORM calls made by the test
-    # around it are still plain synchronous ones.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        # Close the connections this thread opened while Playwright's loop ran, or they
-        # outlive the test and keep PostgreSQL from dropping the test database.
-        connections.close_all()
-        browser.close()
-    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-
-
-def open_page(browser, live_server, user):
-    """A logged-in page that records dialogs, CSP violations and console errors."""
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.problems = []
-    page.on("dialog", lambda d: (page.problems.append(f"dialog {d.message}"), d.dismiss()))
-    page.on("console", lambda m: m.type == "error" and page.problems.append(m.text))
-    page.add_init_script(
-        "document.addEventListener('securitypolicyviolation',"
-        " e => console.error('CSP violation: ' + e.violatedDirective));"
-    )
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=username]", user.username)
-    page.fill("input[name=password]", "pw-for-tests")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/")
-    return page
-
-
-def shot(page, name):
-    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT_DIR / f"{name}.png"), full_page=True)
+def open_admin_page(browser, live_server, user):
+    return open_page(browser, live_server, user, height=900)
 
 
 def labeled(source, text, label, *, status=Item.Status.LABELED):
@@ -99,7 +44,7 @@ def test_an_admin_drafts_criteria_shadow_runs_them_reads_the_comparison_and_publ
     kind = labeled(source, "what a lovely day conf=0.8", "0")
     statuses = dict(Item.objects.values_list("id", "status"))
     admin = UserFactory(is_staff=True)
-    page = open_page(browser, live_server, admin)
+    page = open_admin_page(browser, live_server, admin)
 
     page.goto(f"{live_server.url}/manage/labelers/{labeler.pk}/")
     page.fill("#draft-form textarea[name=criteria_text]", DRAFT)

@@ -2,78 +2,12 @@
 keyboard-only flow, reasons by digit, undo, skip, escalation, two reviewers at once, media
 revealed by key, the CSP, hostile text. Screenshots go to SCREENSHOT_DIR (CI prints it)."""
 
-import os
-import shutil
-from pathlib import Path
-
-import pytest
-from django.conf import settings
-from django.db import connections
-from playwright.sync_api import sync_playwright
-
 from moderation.models import Decision, Item
 from moderation.tests.factories import ItemFactory, SourceFactory, UserFactory
 from moderation.tests.media import png_data_url
+from testkit.browser import BROWSER_TEST_MARKS, keys, open_page, shot
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
-SCREENSHOT_DIR = Path(os.environ.get("SCREENSHOT_DIR", settings.DATA_DIR / "screenshots"))
-
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not os.path.exists(CHROMIUM) and os.environ.get("CI", "").lower() not in ("true", "1"),
-        reason="Chromium is not installed (apt-get install chromium); CI requires it",
-    ),
-]
-
-
-@pytest.fixture
-def browser(live_server):
-    # Playwright's sync API runs an event loop in this thread; the ORM calls made by the test
-    # around it are still plain synchronous ones.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        # While Playwright's loop runs, Django keeps this thread's connections apart (asgiref
-        # treats the thread as async): close the ones the test opened, or they outlive the
-        # test and keep PostgreSQL from dropping the test database.
-        connections.close_all()
-        browser.close()
-    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-
-
-def open_page(browser, live_server, user, *, width=1280, height=800):
-    """A logged-in page that records dialogs, CSP violations and console errors."""
-    page = browser.new_page(viewport={"width": width, "height": height})
-    page.problems = []
-    page.on("dialog", lambda d: (page.problems.append(f"dialog {d.message}"), d.dismiss()))
-    page.on("console", lambda m: m.type == "error" and page.problems.append(m.text))
-    page.add_init_script(
-        "document.addEventListener('securitypolicyviolation',"
-        " e => console.error('CSP violation: ' + e.violatedDirective));"
-    )
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=username]", user.username)
-    page.fill("input[name=password]", "pw-for-tests")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/")
-    return page
-
-
-def keys(page, *pressed):
-    for key in pressed:
-        page.keyboard.press(key)
-    return len(pressed)
-
-
-def shot(page, name):
-    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT_DIR / f"{name}.png"), full_page=True)
+pytestmark = BROWSER_TEST_MARKS
 
 
 def test_a_reviewer_decides_several_items_with_the_keyboard_alone(browser, live_server):

@@ -1,37 +1,13 @@
 """A golden item in a real browser: served by `n` like any waiting item, answered by keyboard
 alone, recorded as a golden answer (never a Decision) and counted on the leads' Team page.
-Browser setup and helpers as in test_browser.py."""
-
-import os
-
-import pytest
-from django.db import connections
-from playwright.sync_api import sync_playwright
+Browser setup and helpers: testkit/browser.py."""
 
 from moderation import services
 from moderation.models import Decision, GoldenAnswer, ReviewerSettings
 from moderation.tests.factories import ItemFactory, SourceFactory, UserFactory, reason_id
-from moderation.tests.test_browser import ARGS, CHROMIUM, keys, open_page, shot
+from testkit.browser import BROWSER_TEST_MARKS, keys, open_page, shot
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not os.path.exists(CHROMIUM) and os.environ.get("CI", "").lower() not in ("true", "1"),
-        reason="Chromium is not installed (apt-get install chromium); CI requires it",
-    ),
-]
-
-
-@pytest.fixture
-def browser(live_server):
-    # As in test_browser.py: Playwright's loop runs in this thread, the ORM calls stay sync.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield browser
-        connections.close_all()
-        browser.close()
-    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+pytestmark = BROWSER_TEST_MARKS
 
 
 def test_a_golden_item_is_answered_by_keyboard_and_counted_for_the_lead(browser, live_server):
