@@ -225,12 +225,28 @@ def item_detail(request: HttpRequest, item_id: int) -> HttpResponse:
     if golden_answer is not None:
         return _golden_page(request, item)
     claimed = item.status in REVIEWABLE and services.item_claim(item=item, reviewer=request.user)
-    labels = item.labels.select_related("labeler_version__labeler").order_by(
-        "-revision", "-violation_score"
-    )
     decisions = list(item.decisions.select_related("reviewer", "undoes"))
     escalation = next(
         (d for d in reversed(decisions) if d.action == Decision.Action.ESCALATE), None
+    )
+    return _item_page(
+        request,
+        item,
+        shown=item,
+        decisions=decisions,
+        escalation=escalation if item.status == Item.Status.ESCALATED else None,
+        claimed=claimed,
+        golden=_golden_admin_context(request, item),
+    )
+
+
+def _item_page(
+    request: HttpRequest, item: Item, *, shown: Item, decisions, escalation, claimed, golden
+) -> HttpResponse:
+    """The item page, for an ordinary item and for a golden one (`shown`: the item as the
+    page presents it)."""
+    labels = item.labels.select_related("labeler_version__labeler").order_by(
+        "-revision", "-violation_score"
     )
     review_settings = selectors.reviewer_settings(request.user)
     if item.has_media and not review_settings.blur_media:
@@ -240,17 +256,17 @@ def item_detail(request: HttpRequest, item_id: int) -> HttpResponse:
         request,
         "moderation/item.html",
         {
-            "item": item,
+            "item": shown,
             "labels": labels,
             "decisions": decisions,
-            "escalation": escalation if item.status == Item.Status.ESCALATED else None,
+            "escalation": escalation,
             "revisions": item.revisions.order_by("-number"),
             "claimed": claimed,
             "reviewable": REVIEWABLE,
             "actions": selectors.decision_actions(),
             "back": _back(request),
             "review_settings": review_settings,
-            "golden": _golden_admin_context(request, item),
+            "golden": golden,
         },
     )
 
@@ -278,28 +294,8 @@ def _golden_page(request: HttpRequest, item: Item) -> HttpResponse:
     shown.status = selectors.golden_shown_status(item)
     shown.decided_at = None
     shown.claimed_by = None
-    labels = item.labels.select_related("labeler_version__labeler").order_by(
-        "-revision", "-violation_score"
-    )
-    review_settings = selectors.reviewer_settings(request.user)
-    if item.has_media and not review_settings.blur_media:
-        services.media_reveal_record(item=item, reviewer=request.user)
-    return render(
-        request,
-        "moderation/item.html",
-        {
-            "item": shown,
-            "labels": labels,
-            "decisions": [],
-            "escalation": None,
-            "revisions": item.revisions.order_by("-number"),
-            "claimed": True,
-            "reviewable": REVIEWABLE,
-            "actions": selectors.decision_actions(),
-            "back": _back(request),
-            "review_settings": review_settings,
-            "golden": None,
-        },
+    return _item_page(
+        request, item, shown=shown, decisions=[], escalation=None, claimed=True, golden=None
     )
 
 
