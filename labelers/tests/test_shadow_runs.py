@@ -157,7 +157,8 @@ def test_a_second_run_of_the_same_policy_makes_no_api_call(fake_api, source, dra
     )
 
 
-def test_a_draft_with_the_published_policy_reuses_its_labels(fake_api, source, labeler, run_now):
+def published_answer(source, labeler):
+    """An item the published version answered "1" at 0.77 with cope-latest; its version."""
     item = items(source, "I hate you")[0]
     published = labeler.current_version
     Label.objects.create(
@@ -169,6 +170,11 @@ def test_a_draft_with_the_published_policy_reuses_its_labels(fake_api, source, l
         content_hash=item.content_hash,
         model="cope-latest",
     )
+    return published
+
+
+def test_a_draft_with_the_published_policy_reuses_its_labels(fake_api, source, labeler, run_now):
+    published = published_answer(source, labeler)
     draft = services.labeler_draft_save(labeler=labeler, criteria_text=published.criteria_text)
     run = run_now(draft, source)
     assert fake_api.calls == []
@@ -177,17 +183,7 @@ def test_a_draft_with_the_published_policy_reuses_its_labels(fake_api, source, l
 
 
 def test_a_label_of_another_model_is_not_reused(fake_api, source, labeler, run_now):
-    item = items(source, "I hate you")[0]
-    published = labeler.current_version
-    Label.objects.create(
-        item=item,
-        labeler_version=published,
-        status=Label.Status.DONE,
-        label="1",
-        confidence=0.77,
-        content_hash=item.content_hash,
-        model="cope-latest",
-    )
+    published = published_answer(source, labeler)
     draft = services.labeler_draft_save(
         labeler=labeler, criteria_text=published.criteria_text, model="cope-b-a4b"
     )
