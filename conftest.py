@@ -16,7 +16,8 @@ from config.celery import app as celery_app
 from labelers import fetch, services, tasks
 from labelers.breaker import get_breaker
 from labelers.tasks import label_sweep
-from moderation import selectors
+from moderation.selectors.queue import queue_figures_cache
+from moderation.selectors.sources import source_cache
 from moderation.tests.factories import SourceFactory
 from testkit.browser import launched_browser
 from testkit.fake_api import FakeLabelAPI
@@ -156,8 +157,8 @@ def _forget_process_caches():
     def clear():
         fetch._refusal_seen.clear()
         services.routing_cache.clear()
-        selectors.source_cache.clear()
-        selectors.queue_figures_cache.clear()
+        source_cache.clear()
+        queue_figures_cache.clear()
 
     clear()
     yield

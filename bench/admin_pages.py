@@ -74,8 +74,8 @@ from django.utils import timezone  # noqa: E402
 from bench.pgdb import load, median, percentile, timed  # noqa: E402
 from labelers import quality, selectors  # noqa: E402
 from labelers.models import Label, Labeler, LabelerVersion  # noqa: E402
-from moderation import services  # noqa: E402
 from moderation.models import AUDIT_QUEUE_SCORE, IN_QUEUE, Source, hash_token  # noqa: E402
+from moderation.services.queue import items_sla_refresh  # noqa: E402
 
 WARMUP = 2
 MIN_REQUESTS = 3
@@ -380,7 +380,7 @@ def seed(count: int) -> dict:
             "FROM moderation_item"
         )
         cursor.execute("DROP TABLE bench_seed")
-    breached = services.items_sla_refresh()
+    breached = items_sla_refresh()
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE")
         cursor.execute(

@@ -18,8 +18,8 @@ from labelers.fetch import api_key_refused
 from labelers.models import Label, Labeler, LabelerVersion, Reevaluation, RelabelRun
 from labelers.services import model_for, routing_cache, source_routing
 from labelers.verdict import item_refresh
-from moderation import services as moderation_services
-from moderation.models import Item
+from moderation.models import RELABEL_ON_PUBLISH, Item
+from moderation.services.verdicts import items_lock_received, items_route_again, items_routed
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def items_route(*, limit: int = 5000) -> int:
     INSERT. Rows are locked with SKIP LOCKED so two dispatches never route the same item.
     """
     with transaction.atomic():
-        rows = moderation_services.items_lock_received(limit=limit)
+        rows = items_lock_received(limit=limit)
         if not rows:
             return 0
         labels, routed, unrouted = [], [], []
@@ -49,7 +49,7 @@ def items_route(*, limit: int = 5000) -> int:
                     )
                 )
         Label.objects.bulk_create(labels, ignore_conflicts=True)
-        moderation_services.items_routed(routed=routed, unrouted=unrouted)
+        items_routed(routed=routed, unrouted=unrouted)
     return len(rows)
 
 
@@ -159,19 +159,6 @@ def relabel_runs_for_items(*, item_ids: list[int], created_by=None) -> list[Rela
     ]
 
 
-# Items a relabel after publishing may pick: undecided, in the queue or not (a "0" of the old
-# version may be a "1" of the new one), never decided ones (their review is done).
-UNDECIDED = (
-    Item.Status.RECEIVED,
-    Item.Status.LABELING,
-    Item.Status.LABELED,
-    Item.Status.FLAGGED,
-    Item.Status.FAILED,
-    Item.Status.UNROUTED,
-    Item.Status.ESCALATED,
-)
-
-
 def relabel_runs_for_version(
     *, version: LabelerVersion, since, undecided_only: bool, created_by=None
 ) -> list[RelabelRun]:
@@ -184,7 +171,7 @@ def relabel_runs_for_version(
         if undecided_only:
             item_ids = list(
                 Item.objects.filter(
-                    source=source, received_at__gte=since, status__in=UNDECIDED
+                    source=source, received_at__gte=since, status__in=RELABEL_ON_PUBLISH
                 ).values_list("id", flat=True)
             )
         runs.append(
@@ -352,7 +339,7 @@ def reevaluation_run(*, reevaluation_id: int, batch_size: int = 500) -> int:
     routing_cache.clear()
     if reevaluation.source_id:
         # Items that waited because nothing was routed to their source are routed now.
-        moderation_services.items_route_again(source_id=reevaluation.source_id)
+        items_route_again(source_id=reevaluation.source_id)
     ids = list(_reevaluation_items(reevaluation))
     Reevaluation.objects.filter(pk=reevaluation_id).update(total=len(ids))
     for start in range(0, len(ids), batch_size):

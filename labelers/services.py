@@ -11,8 +11,8 @@ from django.utils import timezone
 from config.cache import TTLCache
 from labelers import client as api
 from labelers.models import Labeler, LabelerVersion
-from moderation import services as moderation_services
 from moderation.models import Source
+from moderation.services.sources import source_create
 
 logger = logging.getLogger(__name__)
 
@@ -237,7 +237,7 @@ def source_setup(
     """Create a source routed to `labelers` (default: the default labeler); returns the
     source, its signing secret and its API token (shown once)."""
     chosen = labelers if labelers is not None else [labeler_default()]
-    return moderation_services.source_create(name=name, slug=slug, labelers=chosen)
+    return source_create(name=name, slug=slug, labelers=chosen)
 
 
 def model_for(*, model: str, has_media: bool) -> str:

@@ -22,8 +22,8 @@ from typing import NamedTuple
 from labelers.client import violation_score
 from labelers.models import Label, LabelerVersion
 from labelers.services import Route, source_routing
-from moderation import services as moderation_services
 from moderation.models import Item
+from moderation.services.verdicts import item_labels_changed
 
 OPEN_STATUSES = (
     Label.Status.PENDING,
@@ -61,7 +61,7 @@ def item_refresh(*, item_id: int, answered: Answer | None = None) -> None:
         score = violation_score(answered.label, answered.confidence)
         flagged = _flags(answered.label, answered.confidence, route)
         audit = not flagged and _audit_drawn(item_id, answered.revision, [route])
-        moderation_services.item_labels_changed(
+        item_labels_changed(
             item_id=item_id,
             violation_score=score,
             flagged=flagged,
@@ -127,7 +127,7 @@ def item_refresh(*, item_id: int, answered: Answer | None = None) -> None:
         auto_approve_reason = _auto_approval(
             [(routes[labeler], row[3], row[4]) for labeler, row in answered.items()]
         )
-    moderation_services.item_labels_changed(
+    item_labels_changed(
         item_id=item_id,
         violation_score=max(scores) if scores else None,
         flagged=flagged,

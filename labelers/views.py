@@ -33,8 +33,9 @@ from labelers.forms import (
 )
 from labelers.models import Labeler, LabelerVersion, RelabelRun, ShadowRun
 from moderation.models import IN_QUEUE, Item, Source
-from moderation.selectors import sources_sla, team_exposure
-from moderation.services import items_send_for_rereview
+from moderation.selectors.queue import sources_sla
+from moderation.selectors.reviewers import team_exposure
+from moderation.services.rereview import items_send_for_rereview
 
 
 def staff_required(view):

@@ -12,8 +12,7 @@ from django.utils.timesince import timesince
 from labelers.admin import StallWarning
 from labelers.selectors import source_routing_problem
 from labelers.tasks import reevaluation_start, relabel_items_start
-from moderation import selectors
-from moderation.callback_http import CallbackRefused, check_scheme
+from moderation.callbacks.http import CallbackRefused, check_scheme
 from moderation.models import (
     CallbackAttempt,
     CallbackDelivery,
@@ -28,13 +27,10 @@ from moderation.models import (
     new_api_token,
     new_webhook_secret,
 )
-from moderation.services import (
-    GOLDEN_ACTIONS,
-    golden_item_mark,
-    golden_item_unmark,
-    source_rotate_secret,
-    source_set_callback_secret,
-)
+from moderation.selectors.decisions import item_current_decision
+from moderation.selectors.queue import sources_sla
+from moderation.services.golden import GOLDEN_ACTIONS, golden_item_mark, golden_item_unmark
+from moderation.services.sources import source_rotate_secret, source_set_callback_secret
 from moderation.tasks import callbacks_redeliver
 
 
@@ -118,7 +114,7 @@ class SourceAdmin(admin.ModelAdmin):
     def waiting(self, obj):
         """How many wait, the oldest's wait, and how many are past the review SLA: breaches
         show here first."""
-        sla = selectors.sources_sla([obj])[0]
+        sla = sources_sla([obj])[0]
         if not sla.waiting.n:
             return "none"
         text = f"{sla.waiting}, oldest {timesince(sla.oldest_since)}"
@@ -194,7 +190,7 @@ class ItemAdmin(StallWarning, admin.ModelAdmin):
     def mark_golden(self, request, queryset):
         marked, skipped = 0, 0
         for item in queryset:
-            current = selectors.item_current_decision(item)
+            current = item_current_decision(item)
             # Escalations and undecided items have no answer to vouch for.
             if current is None or current.action not in GOLDEN_ACTIONS:
                 skipped += 1

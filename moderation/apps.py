@@ -19,9 +19,10 @@ class ModerationConfig(AppConfig):
     def ready(self):
         from django.db.models.signals import post_delete, post_migrate, post_save
 
-        from moderation import callbacks, tasks
+        from moderation import tasks
+        from moderation.callbacks import deliveries
         from moderation.models import Source
-        from moderation.selectors import source_cache
+        from moderation.selectors.sources import source_cache
 
         # Intake caches sources per process for a few seconds; a change made in this
         # process is seen at once.
@@ -31,6 +32,6 @@ class ModerationConfig(AppConfig):
         # Every decision's callback is sent once its transaction commits. Services create
         # the delivery; the task module sends it (services cannot import tasks: tasks call
         # services).
-        callbacks.delivery_created.connect(
+        deliveries.delivery_created.connect(
             tasks.callback_delivery_created, weak=False, dispatch_uid="callback-send"
         )

@@ -5,8 +5,9 @@ from django.conf import settings
 from django.http import HttpRequest
 from django.utils import timezone
 
-from moderation import selectors
 from moderation.models import Decision
+from moderation.permissions import can_review, can_review_escalated
+from moderation.selectors.reviewers import exposure
 
 
 def workspace(request: HttpRequest) -> dict:
@@ -14,9 +15,9 @@ def workspace(request: HttpRequest) -> dict:
     context: dict = {"demo_mode": settings.DEMO_MODE}
     if user is None or not user.is_authenticated or request.path.startswith("/admin/"):
         return context
-    if selectors.can_review(user):
-        context["is_senior"] = selectors.can_review_escalated(user)
-        context["exposure"] = selectors.exposure(user)
+    if can_review(user):
+        context["is_senior"] = can_review_escalated(user)
+        context["exposure"] = exposure(user)
         context["undo"] = _undo_offer(request)
     return context
 

@@ -1,4 +1,5 @@
-"""The error intake raises: an HTTP status, a message and the field it is about."""
+"""The errors services raise: intake's (an HTTP status, a message and the field it is
+about), and the refusals of reviewer actions."""
 
 
 class IntakeError(Exception):
@@ -12,3 +13,15 @@ class IntakeError(Exception):
 
     def as_json(self) -> dict[str, str | None]:
         return {"error": self.message, "field": self.field}
+
+
+class ClaimConflict(Exception):
+    """Another reviewer holds a live claim on the item."""
+
+
+class NotAllowed(Exception):
+    """The reviewer's role or source restriction does not allow this."""
+
+
+class AlreadyAnswered(Exception):
+    """The golden item was answered already (a double submit, or a second tab)."""

@@ -17,7 +17,8 @@ STATUSES = {
 }
 
 
-def _int(value: str | None) -> int | None:
+def int_or_none(value: str | None) -> int | None:
+    """A query parameter as an int; None when missing or not a number."""
     try:
         return int(value) if value else None
     except ValueError:
@@ -58,8 +59,8 @@ class QueueFilter:
         media = query.get("media", "")
         status = query.get("status", "undecided")
         return cls(
-            source=_int(query.get("source")),
-            labeler=_int(query.get("labeler")),
+            source=int_or_none(query.get("source")),
+            labeler=int_or_none(query.get("labeler")),
             score_min=_score(query.get("score_min")),
             score_max=_score(query.get("score_max")),
             received_from=_date(query.get("received_from")),

@@ -49,8 +49,8 @@ class Source(models.Model):
     previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
     # Only the SHA-256 of the bearer token is stored.
     api_token_hash = models.CharField(max_length=64, unique=True)
-    # Decisions are POSTed here (moderation/callbacks.py), signed with callback_secret, or
-    # with webhook_secret when that is empty.
+    # Decisions are POSTed here (moderation/callbacks/deliveries.py), signed with
+    # callback_secret, or with webhook_secret when that is empty.
     callback_url = models.URLField(blank=True)
     callback_secret = models.CharField(max_length=200, blank=True)
     # Reviewer identity leaves the system only when an admin allows it for this source.
@@ -82,6 +82,22 @@ IN_QUEUE = ("flagged", "failed", "unrouted", "audit", "rereview")
 REVIEWABLE = (*IN_QUEUE, "escalated")
 # The queue's "labeling failed" status: no machine judged these.
 QUEUE_FAILED = ("failed", "unrouted")
+# Items whose status still follows their labels (a verdict moves them): not decided by anyone
+# yet. An audit sample follows its labels like any undecided item (a later "1" flags it); an
+# escalated item does not (a person judged it already).
+FOLLOWS_LABELS = ("received", "labeling", "labeled", "flagged", "failed", "unrouted", "audit")
+# Items a relabel after publishing a new labeler version may pick: undecided, in the queue or
+# not (a "0" of the old version may be a "1" of the new one), escalated ones too; never
+# decided ones (their review is done) nor audit samples.
+RELABEL_ON_PUBLISH = (
+    "received",
+    "labeling",
+    "labeled",
+    "flagged",
+    "failed",
+    "unrouted",
+    "escalated",
+)
 
 # Where an audit sample sorts in the queue: it has no violation score worth sorting by (no
 # labeler flagged it), and at its own low score it would wait behind every near-miss forever;

@@ -1,6 +1,6 @@
 """Celery tasks of moderation: beat's periodic work and decisions sent back to the products.
 With labelers/tasks.py, the only code that sends Celery messages; tasks take ids and call
-services and moderation/callbacks.py."""
+services and moderation/callbacks/deliveries.py."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ from celery import shared_task
 from django.db import transaction
 
 from config import metrics
-from moderation import callbacks, services
+from moderation.callbacks import deliveries
+from moderation.services.queue import items_sla_refresh
 
 
 @shared_task(ignore_result=True)
 def queue_sla_refresh() -> int:
     """Items cross their source's review SLA as time passes: re-mark them in the queue."""
-    return services.items_sla_refresh()
+    return items_sla_refresh()
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
@@ -24,7 +25,7 @@ def callback_deliver(delivery_id: int) -> str:
     # Retries are not sent from here: the delivery's next_attempt_at is the record, and the
     # sweep sends it when due (a countdown of hours would outlive the broker's visibility
     # timeout and a worker's restart).
-    result = callbacks.delivery_attempt(delivery_id=delivery_id).result
+    result = deliveries.delivery_attempt(delivery_id=delivery_id).result
     if result != "not-due":  # another worker holds it, or it is already delivered
         metrics.CALLBACKS.labels(outcome=result).inc()
     return result
@@ -32,7 +33,7 @@ def callback_deliver(delivery_id: int) -> str:
 
 @shared_task(ignore_result=True)
 def callback_sweep() -> int:
-    ids = callbacks.deliveries_due()
+    ids = deliveries.deliveries_due()
     callbacks_enqueue(ids)
     return len(ids)
 
@@ -54,13 +55,13 @@ def callbacks_enqueue(delivery_ids: Iterable[int]) -> None:
 
 
 def callback_delivery_created(sender, *, delivery_id: int, **_) -> None:
-    """Receiver of callbacks.delivery_created (connected in apps.py): services make the
+    """Receiver of deliveries.delivery_created (connected in apps.py): services make the
     decision and its delivery, and cannot import this module (its tasks call services)."""
     callbacks_enqueue([delivery_id])
 
 
 def callbacks_redeliver(*, delivery_ids: list[int]) -> list[int]:
     """An admin's "redeliver": send these deliveries again now."""
-    ids = callbacks.deliveries_redeliver(delivery_ids=delivery_ids)
+    ids = deliveries.deliveries_redeliver(delivery_ids=delivery_ids)
     callbacks_enqueue(ids)
     return ids

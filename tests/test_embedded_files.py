@@ -15,7 +15,6 @@ import pytest
 
 from config import broker
 from config.cache import TTLCache
-from moderation import selectors
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,7 +75,7 @@ def test_a_flood_of_unknown_keys_keeps_a_cache_small():
 @pytest.mark.django_db
 def test_posts_to_random_webhook_slugs_do_not_grow_the_source_cache(client, monkeypatch):
     small = TTLCache(seconds=60, maxsize=50)
-    monkeypatch.setattr(selectors, "source_cache", small)
+    monkeypatch.setattr("moderation.selectors.sources.source_cache", small)
     for n in range(300):
         response = client.post(
             f"/webhooks/random-{n}/", data=b"{}", content_type="application/json"

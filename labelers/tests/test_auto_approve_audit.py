@@ -6,9 +6,10 @@ import pytest
 from labelers import quality, services
 from labelers.models import Reevaluation
 from labelers.verdict import audit_draw, item_refresh
-from moderation import services as moderation_services
 from moderation.models import CallbackDelivery, Decision, DecisionReason, Item
-from moderation.selectors import decision_event
+from moderation.selectors.decisions import decision_event
+from moderation.services.claims import item_claim
+from moderation.services.decisions import decision_record, decision_undo
 from moderation.tests.factories import LabelerFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -99,7 +100,7 @@ def test_a_recomputed_verdict_never_approves_twice(fake_api, post_webhook, sourc
 def test_a_human_decision_is_never_replaced_by_an_auto_approval(fake_api, post_webhook, source):
     item = ingest(post_webhook, source, "I hate you conf=0.99")
     reviewer = UserFactory()
-    moderation_services.decision_record(item=item, reviewer=reviewer, action="approve")
+    decision_record(item=item, reviewer=reviewer, action="approve")
     band(source, auto_approve=0.5)
     item_refresh(item_id=item.pk)
     assert list(item.decisions.values_list("reviewer", flat=True)) == [reviewer.pk]
@@ -163,9 +164,7 @@ def test_a_share_of_unflagged_items_goes_to_the_queue_as_audit(fake_api, post_we
             assert item.status == Item.Status.DECIDED and item.decisions.get().automatic
     assert 4 <= len(audited) <= 24  # 12 expected
     # An audit item is decided like any queued item, and its decision keeps the versions.
-    decision = moderation_services.decision_record(
-        item=audited[0], reviewer=UserFactory(), action="approve"
-    )
+    decision = decision_record(item=audited[0], reviewer=UserFactory(), action="approve")
     assert decision.status_before == Item.Status.AUDIT
     assert decision.labeler_versions == [source.labelers.get().current_version.pk]
 
@@ -185,9 +184,7 @@ def test_a_reviewer_decision_keeps_the_versions_in_force(fake_api, post_webhook,
     labeler = source.labelers.get()
     item.refresh_from_db()
     assert item.verdict_versions == [labeler.current_version.pk]
-    decision = moderation_services.decision_record(
-        item=item, reviewer=UserFactory(), action="approve"
-    )
+    decision = decision_record(item=item, reviewer=UserFactory(), action="approve")
     assert decision.labeler_versions == [labeler.current_version.pk]
 
 
@@ -195,8 +192,8 @@ def test_an_undone_decision_puts_an_audit_item_back_where_it_sorted(fake_api, po
     band(source, audit_share=1.0)
     item = ingest(post_webhook, source, "calm conf=0.9")
     reviewer = UserFactory()
-    decision = moderation_services.decision_record(item=item, reviewer=reviewer, action="approve")
-    moderation_services.decision_undo(decision=decision, reviewer=reviewer)
+    decision = decision_record(item=item, reviewer=reviewer, action="approve")
+    decision_undo(decision=decision, reviewer=reviewer)
     item.refresh_from_db()
     assert item.status == Item.Status.AUDIT and item.queue_score == 0.75
     assert item.queue_key is not None
@@ -210,11 +207,11 @@ def test_quality_counts_people_only_and_estimates_recall_from_the_audit(
     flagged = [ingest(post_webhook, source, f"I hate you {n} conf=0.9") for n in range(2)]
     audited = [ingest(post_webhook, source, f"calm {n} conf=0.9") for n in range(3)]
     for item in flagged + audited[:1]:
-        moderation_services.decision_record(
+        decision_record(
             item=item, reviewer=reviewer, action="remove", reason_id=removal_reason().pk
         )
     for item in audited[1:]:
-        moderation_services.decision_record(item=item, reviewer=reviewer, action="approve")
+        decision_record(item=item, reviewer=reviewer, action="approve")
     # An item the system approved: never counted as a human label.
     band(source, audit_share=0.0, auto_approve=0.5)
     approved = ingest(post_webhook, source, "calm again conf=0.9")
@@ -231,7 +228,7 @@ def test_an_item_a_reviewer_holds_is_left_to_them(fake_api, post_webhook, source
     band(source, audit_share=1.0)
     item = ingest(post_webhook, source, "calm conf=0.95")
     reviewer = UserFactory()
-    assert moderation_services.item_claim(item=item, reviewer=reviewer)
+    assert item_claim(item=item, reviewer=reviewer)
     band(source, audit_share=0.0, auto_approve=0.9)  # the admin lowers the share meanwhile
     item_refresh(item_id=item.pk)
     item.refresh_from_db()

@@ -9,7 +9,7 @@ from django.utils import timezone
 from labelers.breaker import Policy, ask, breaker_status, get_breaker, record
 from labelers.models import Label
 from moderation.intake import IntakePayload
-from moderation.services import item_ingest
+from moderation.services.items import item_ingest
 from moderation.tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db

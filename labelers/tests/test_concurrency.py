@@ -7,7 +7,7 @@ import pytest
 from labelers import dispatch
 from labelers.models import Label
 from moderation.intake import IntakePayload
-from moderation.services import item_ingest
+from moderation.services.items import item_ingest
 from testkit.workers import drain_with_threads
 
 pytestmark = pytest.mark.django_db(transaction=True)

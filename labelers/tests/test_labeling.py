@@ -8,7 +8,7 @@ from labelers import dispatch, fetch, services, tasks
 from labelers.models import ApiKeyRefusal, Label
 from moderation.intake import IntakePayload
 from moderation.models import Item
-from moderation.services import item_ingest
+from moderation.services.items import item_ingest
 from moderation.tests.factories import LabelerFactory, SourceFactory
 from moderation.tests.media import png_data_url
 from testkit.signing import signed_headers

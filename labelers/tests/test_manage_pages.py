@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from labelers import services
 from labelers.models import Label, Labeler, LabelerVersion, Reevaluation, RelabelRun
-from moderation import services as moderation_services
 from moderation.models import Item
+from moderation.services.decisions import decision_record
 from moderation.tests.factories import ItemFactory, LabelerFactory, UserFactory, reason_id
 
 pytestmark = pytest.mark.django_db
@@ -163,9 +163,7 @@ def test_the_relabel_button_queues_runs_of_undecided_recent_items_and_links_to_p
 
 def decide(item, reviewer, action):
     reason = reason_id(action) if action in ("remove", "escalate") else None
-    return moderation_services.decision_record(
-        item=item, reviewer=reviewer, action=action, reason_id=reason
-    )
+    return decision_record(item=item, reviewer=reviewer, action=action, reason_id=reason)
 
 
 def labeled_item(source, version, label, confidence, **item_fields):

@@ -7,9 +7,9 @@ from django.core.management import CommandError, call_command
 
 from labelers import services, tasks
 from labelers.models import Label, Labeler
-from moderation import selectors
 from moderation.filters import QueueFilter
 from moderation.models import Item
+from moderation.selectors.queue import queue_page
 from moderation.tests.factories import LabelerFactory, SourceFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -25,7 +25,7 @@ def send(post_webhook, source, text, external_id=None):
 
 
 def queue_ids(**filters):
-    items, _ = selectors.queue_page(reviewer=ADMIN, filters=QueueFilter(**filters))
+    items, _ = queue_page(reviewer=ADMIN, filters=QueueFilter(**filters))
     return [item.pk for item in items]
 
 

@@ -7,10 +7,12 @@ from django.urls import reverse
 
 from labelers import selectors
 from labelers.models import LabelerVersion
-from moderation import services
 from moderation.filters import QueueFilter
 from moderation.models import Decision, Item, queue_key
-from moderation.selectors import queue_page
+from moderation.selectors.queue import queue_page
+from moderation.services.claims import item_claim
+from moderation.services.decisions import decision_record, decision_undo
+from moderation.services.rereview import items_send_for_rereview
 from moderation.tests.factories import (
     ItemFactory,
     LabelerFactory,
@@ -100,7 +102,7 @@ def test_sending_for_rereview_puts_decided_items_back_in_the_queue_sorted_by_sco
     holder = UserFactory()
     Item.objects.filter(pk=item.pk).update(claimed_by=holder, sla_breached=True)
 
-    moved = services.items_send_for_rereview(item_ids=[item.pk], requested_by=UserFactory())
+    moved = items_send_for_rereview(item_ids=[item.pk], requested_by=UserFactory())
 
     item.refresh_from_db()
     assert moved == 1
@@ -113,7 +115,7 @@ def test_sending_for_rereview_puts_decided_items_back_in_the_queue_sorted_by_sco
 def test_an_item_no_labeler_scored_waits_for_rereview_with_the_top_score(labeler):
     source = SourceFactory(labelers=[labeler])
     item = decided_item(source, versions=[version(labeler, 1)], score=None)
-    services.items_send_for_rereview(item_ids=[item.pk], requested_by=UserFactory())
+    items_send_for_rereview(item_ids=[item.pk], requested_by=UserFactory())
     item.refresh_from_db()
     assert item.queue_score == 1.0
 
@@ -122,14 +124,14 @@ def test_sending_for_rereview_twice_moves_the_items_once(labeler):
     source = SourceFactory(labelers=[labeler])
     item = decided_item(source, versions=[version(labeler, 1)])
     admin = UserFactory()
-    assert services.items_send_for_rereview(item_ids=[item.pk], requested_by=admin) == 1
-    assert services.items_send_for_rereview(item_ids=[item.pk], requested_by=admin) == 0
+    assert items_send_for_rereview(item_ids=[item.pk], requested_by=admin) == 1
+    assert items_send_for_rereview(item_ids=[item.pk], requested_by=admin) == 0
 
 
 def test_only_decided_items_are_sent_for_rereview(labeler):
     source = SourceFactory(labelers=[labeler])
     waiting = ItemFactory(source=source)
-    assert services.items_send_for_rereview(item_ids=[waiting.pk], requested_by=UserFactory()) == 0
+    assert items_send_for_rereview(item_ids=[waiting.pk], requested_by=UserFactory()) == 0
     waiting.refresh_from_db()
     assert waiting.status == Item.Status.FLAGGED
 
@@ -194,7 +196,7 @@ def test_the_rereview_page_is_refused_to_reviewers_who_are_not_staff(client, lab
 def rereview_one(labeler):
     source = SourceFactory(labelers=[labeler])
     item = decided_item(source, versions=[version(labeler, 1)])
-    services.items_send_for_rereview(item_ids=[item.pk], requested_by=UserFactory())
+    items_send_for_rereview(item_ids=[item.pk], requested_by=UserFactory())
     return item
 
 
@@ -211,7 +213,7 @@ def test_an_item_sent_for_rereview_shows_in_the_queue_with_its_tag(client, label
 def test_an_item_sent_for_rereview_can_be_claimed_and_its_page_says_why(client, labeler):
     item = rereview_one(labeler)
     reviewer = UserFactory()
-    assert services.item_claim(item=item, reviewer=reviewer)
+    assert item_claim(item=item, reviewer=reviewer)
     client.force_login(reviewer)
     html = client.get(reverse("item", args=[item.pk])).content.decode()
     assert 'id="why-rereview"' in html
@@ -235,10 +237,10 @@ def test_deciding_an_item_again_adds_a_decision_and_keeps_the_old_one(client, la
 def test_undoing_the_new_decision_puts_the_item_back_in_the_queue_for_rereview(labeler):
     item = rereview_one(labeler)
     reviewer = UserFactory()
-    decision = services.decision_record(
+    decision = decision_record(
         item=item, reviewer=reviewer, action="remove", reason_id=reason_id("remove")
     )
-    services.decision_undo(decision=decision, reviewer=reviewer)
+    decision_undo(decision=decision, reviewer=reviewer)
     item.refresh_from_db()
     assert item.status == Item.Status.REREVIEW
     assert item.queue_key == queue_key(item.violation_score, breached=False)

@@ -8,8 +8,9 @@ from labelers import selectors
 from labelers.models import Label, LabelerVersion
 from labelers.services import routing_cache
 from labelers.verdict import item_refresh
-from moderation import services
 from moderation.models import Item
+from moderation.services.decisions import decision_record
+from moderation.services.rereview import items_send_for_rereview
 from moderation.tests.factories import ItemFactory, LabelerFactory, SourceFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -52,7 +53,7 @@ def test_a_re_reviewed_item_is_decided_under_the_version_it_was_relabeled_with()
     with transaction.atomic():
         item_refresh(item_id=item.pk)
     item.refresh_from_db()
-    services.decision_record(item=item, reviewer=UserFactory(), action="approve")
+    decision_record(item=item, reviewer=UserFactory(), action="approve")
     v2 = LabelerVersion.objects.create(labeler=labeler, number=2, criteria_text="new criteria")
     routing_cache.clear()
     # The admin relabels with v2, then sends the items decided under v1 for re-review.
@@ -62,8 +63,8 @@ def test_a_re_reviewed_item_is_decided_under_the_version_it_was_relabeled_with()
     with transaction.atomic():
         item_refresh(item_id=item.pk)
     assert selectors.decided_under_older_versions(labeler=labeler) == [item.pk]
-    services.items_send_for_rereview(item_ids=[item.pk], requested_by=None)
+    items_send_for_rereview(item_ids=[item.pk], requested_by=None)
     item.refresh_from_db()
-    decision = services.decision_record(item=item, reviewer=UserFactory(), action="approve")
+    decision = decision_record(item=item, reviewer=UserFactory(), action="approve")
     assert decision.labeler_versions == [v2.pk]
     assert selectors.decided_under_older_versions(labeler=labeler) == []

@@ -13,8 +13,12 @@ import pytest
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
-from moderation import callback_http, callbacks, services, tasks
+from moderation import tasks
+from moderation.callbacks import deliveries
+from moderation.callbacks import http as callback_http
 from moderation.models import CallbackDelivery, Item
+from moderation.services.decisions import decision_record, decision_undo
+from moderation.services.sources import source_set_callback_secret
 from moderation.tests.factories import SourceFactory, UserFactory, reason_id
 from testkit.receiver import Receiver
 from tests.test_metrics import value as metric_value
@@ -75,9 +79,7 @@ def decide(django_capture_on_commit_callbacks, reviewer):
         # Removing and escalating take one of the admins' reasons.
         reason = reason_id(action) if action != "approve" else None
         with django_capture_on_commit_callbacks(execute=True):
-            return services.decision_record(
-                item=item, reviewer=reviewer, action=action, reason_id=reason
-            )
+            return decision_record(item=item, reviewer=reviewer, action=action, reason_id=reason)
 
     return run
 
@@ -143,7 +145,7 @@ def test_a_delivered_decision_is_logged_with_status_latency_and_body(
 def test_a_separate_callback_secret_signs_callbacks_instead_of_the_sources_secret(
     receiver, callback_source, decide
 ):
-    secret = services.source_set_callback_secret(source=callback_source, separate=True)
+    secret = source_set_callback_secret(source=callback_source, separate=True)
     assert secret != callback_source._secret
     decide(flagged_item(callback_source))
     [request] = receiver.received
@@ -181,7 +183,7 @@ def test_an_undo_is_sent_as_a_decision_that_names_the_one_it_reverses(
 ):
     removed = decide(flagged_item(callback_source))
     with django_capture_on_commit_callbacks(execute=True):
-        undo = services.decision_undo(decision=removed, reviewer=reviewer)
+        undo = decision_undo(decision=removed, reviewer=reviewer)
     first, second = (json.loads(r.body)["data"] for r in receiver.received)
     assert first["action"] == "remove" and first["undoes"] is None
     assert second["action"] == "undo" and second["undoes"] == removed.pk
@@ -204,7 +206,7 @@ def test_a_receiver_answering_500_then_200_gets_the_same_webhook_id_and_one_ackn
     make_due(delivery)
     assert sweep() == 1
     assert sweep() == 0  # delivered: never sent again
-    assert callbacks.delivery_attempt(delivery_id=delivery.pk).result == "not-due"
+    assert deliveries.delivery_attempt(delivery_id=delivery.pk).result == "not-due"
     first, second = receiver.received
     assert first.headers["webhook-id"] == second.headers["webhook-id"] == f"dec_{decision.pk}"
     for request in receiver.received:  # each attempt signed afresh, both valid
@@ -234,7 +236,7 @@ def test_retries_follow_the_standard_webhooks_schedule_then_the_delivery_fails(
         delivery.refresh_from_db()
         delays.append(round((delivery.next_attempt_at - timezone.now()).total_seconds()))
         make_due(delivery)
-        callbacks.delivery_attempt(delivery_id=delivery.pk)
+        deliveries.delivery_attempt(delivery_id=delivery.pk)
     delivery.refresh_from_db()
     assert delays == DEFAULT_SCHEDULE
     assert delivery.state == CallbackDelivery.State.FAILED and delivery.next_attempt_at is None
@@ -297,7 +299,7 @@ def test_a_delivery_being_sent_by_a_live_worker_is_not_sent_again(
         next_attempt_at=timezone.now() - timedelta(seconds=1),
     )
     assert sweep() == 0
-    assert callbacks.delivery_attempt(delivery_id=delivery.pk).result == "not-due"
+    assert deliveries.delivery_attempt(delivery_id=delivery.pk).result == "not-due"
     assert len(receiver.received) == 1
 
 
@@ -319,7 +321,7 @@ def test_a_delivery_whose_message_was_lost_is_sent_by_the_sweep(
     receiver, callback_source, reviewer, sweep, settings
 ):
     # The decision commits but its message never reaches a worker (no on-commit run here).
-    decision = services.decision_record(
+    decision = decision_record(
         item=flagged_item(callback_source), reviewer=reviewer, action="approve"
     )
     assert sweep() == 0  # its message may still be waiting in the broker

@@ -6,8 +6,9 @@ import time
 import pytest
 from django.db import connection, transaction
 
-from moderation import selectors, services
 from moderation.models import Item
+from moderation.selectors.decisions import decisions_page
+from moderation.services.decisions import decision_record
 from moderation.tests.factories import SourceFactory, UserFactory, reason_id
 
 pytestmark = pytest.mark.django_db
@@ -29,9 +30,7 @@ def decide(source, reviewer, n: int, action="remove") -> int:
         queue_score=0.9,
     )
     reason = reason_id(action) if action != "approve" else None
-    return services.decision_record(
-        item=item, reviewer=reviewer, action=action, reason_id=reason
-    ).pk
+    return decision_record(item=item, reviewer=reviewer, action=action, reason_id=reason).pk
 
 
 def feed(client, source, **params):
@@ -122,7 +121,7 @@ def test_a_decision_that_commits_late_is_not_skipped_by_a_reader_in_between():
     def decide_first():
         try:
             with transaction.atomic():
-                ids["first"] = services.decision_record(
+                ids["first"] = decision_record(
                     item=items[0], reviewer=reviewer, action="approve"
                 ).pk
                 first_inserted.set()
@@ -135,9 +134,7 @@ def test_a_decision_that_commits_late_is_not_skipped_by_a_reader_in_between():
     def decide_second():
         try:
             first_inserted.wait(10)
-            ids["second"] = services.decision_record(
-                item=items[1], reviewer=reviewer, action="approve"
-            ).pk
+            ids["second"] = decision_record(item=items[1], reviewer=reviewer, action="approve").pk
         except BaseException as exc:
             errors.append(exc)
         finally:
@@ -149,7 +146,7 @@ def test_a_decision_that_commits_late_is_not_skipped_by_a_reader_in_between():
     try:
         assert first_inserted.wait(10)
         time.sleep(0.5)  # the second decision is as far as it can get meanwhile
-        seen, cursor, _ = selectors.decisions_page(source=source, since=0, size=10)
+        seen, cursor, _ = decisions_page(source=source, since=0, size=10)
         assert seen == []  # nothing committed yet, so nothing to pass over
     finally:
         release_first.set()
@@ -157,5 +154,5 @@ def test_a_decision_that_commits_late_is_not_skipped_by_a_reader_in_between():
             thread.join(20)
     assert errors == []
     assert ids["first"] < ids["second"]
-    rest, _, _ = selectors.decisions_page(source=source, since=cursor, size=10)
+    rest, _, _ = decisions_page(source=source, since=cursor, size=10)
     assert [d["decision_id"] for d in rest] == [ids["first"], ids["second"]]

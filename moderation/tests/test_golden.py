@@ -10,7 +10,7 @@ from django.contrib.admin.sites import site as admin_site
 from django.contrib.messages.storage.fallback import FallbackStorage
 from django.test import RequestFactory
 
-from moderation import selectors, services
+from moderation.errors import AlreadyAnswered, NotAllowed
 from moderation.filters import QueueFilter
 from moderation.models import (
     CallbackDelivery,
@@ -19,6 +19,24 @@ from moderation.models import (
     GoldenItem,
     Item,
     ReviewerSettings,
+)
+from moderation.selectors.golden import (
+    GOLDEN_OPEN_FOR,
+    golden_agreement,
+    golden_answer_open,
+    golden_due,
+    golden_next,
+    golden_share,
+    golden_shown_status,
+    golden_wrong_answers,
+)
+from moderation.services.decisions import decision_record
+from moderation.services.golden import (
+    golden_answer_record,
+    golden_answer_serve,
+    golden_answer_skip,
+    golden_item_mark,
+    golden_item_unmark,
 )
 from moderation.tests.factories import ItemFactory, SourceFactory, UserFactory, reason_id
 
@@ -41,16 +59,14 @@ def decided(action="approve", *, by=None, **item_fields) -> Item:
     """An item decided by someone (a fresh reviewer unless `by`)."""
     item = ItemFactory(**item_fields)
     reason = reason_id(action) if action != "approve" else None
-    services.decision_record(
-        item=item, reviewer=by or UserFactory(), action=action, reason_id=reason
-    )
+    decision_record(item=item, reviewer=by or UserFactory(), action=action, reason_id=reason)
     item.refresh_from_db()
     return item
 
 
 def golden(expected="approve", **item_fields) -> GoldenItem:
     item = decided(expected, **item_fields)
-    return services.golden_item_mark(item=item, expected_action=expected, created_by=None)
+    return golden_item_mark(item=item, expected_action=expected, created_by=None)
 
 
 def share(user, value: float | None) -> None:
@@ -58,11 +74,9 @@ def share(user, value: float | None) -> None:
 
 
 def answer(user, gold: GoldenItem, action: str, *, at: datetime | None = None) -> GoldenAnswer:
-    served = services.golden_answer_serve(golden=gold, reviewer=user)
+    served = golden_answer_serve(golden=gold, reviewer=user)
     reason = reason_id(action) if action != "approve" else None
-    recorded = services.golden_answer_record(
-        answer=served, reviewer=user, action=action, reason_id=reason
-    )
+    recorded = golden_answer_record(answer=served, reviewer=user, action=action, reason_id=reason)
     if at is not None:
         GoldenAnswer.objects.filter(pk=recorded.pk).update(answered_at=at)
     return recorded
@@ -74,10 +88,10 @@ def answer(user, gold: GoldenItem, action: str, *, at: datetime | None = None) -
 def test_only_decided_items_can_be_marked_golden(admin_user):
     waiting = ItemFactory()
     with pytest.raises(ValueError, match="only decided items"):
-        services.golden_item_mark(item=waiting, expected_action="approve", created_by=admin_user)
+        golden_item_mark(item=waiting, expected_action="approve", created_by=admin_user)
     escalated = decided("escalate")
     with pytest.raises(ValueError, match="only decided items"):
-        services.golden_item_mark(item=escalated, expected_action="remove", created_by=admin_user)
+        golden_item_mark(item=escalated, expected_action="remove", created_by=admin_user)
     assert not GoldenItem.objects.exists()
 
 
@@ -85,7 +99,7 @@ def test_a_decided_item_is_marked_at_its_current_revision(admin_user):
     item = decided("remove")
     Item.objects.filter(pk=item.pk).update(revision=3)
     Decision.objects.filter(item=item).update(revision=3)
-    gold = services.golden_item_mark(
+    gold = golden_item_mark(
         item=item, expected_action="remove", note="slur in the second line", created_by=admin_user
     )
     assert (gold.revision, gold.expected_action, gold.active) == (3, "remove", True)
@@ -94,14 +108,14 @@ def test_a_decided_item_is_marked_at_its_current_revision(admin_user):
 
 def test_the_expected_action_is_approve_or_remove(admin_user):
     with pytest.raises(ValueError, match="approve or remove"):
-        services.golden_item_mark(item=decided(), expected_action="escalate", created_by=None)
+        golden_item_mark(item=decided(), expected_action="escalate", created_by=None)
 
 
 def test_marking_again_with_another_expected_action_rescores_the_answers(reviewer):
     gold = golden("approve")
     given = answer(reviewer, gold, "remove")
     assert given.correct is False
-    services.golden_item_mark(item=gold.item, expected_action="remove", created_by=None)
+    golden_item_mark(item=gold.item, expected_action="remove", created_by=None)
     given.refresh_from_db()
     assert given.correct is True and GoldenItem.objects.count() == 1
 
@@ -136,15 +150,15 @@ def test_without_a_setting_of_their_own_the_site_share_applies(client, reviewer,
     gold = golden()
     assert client.get("/queue/next/").url == f"/items/{gold.item_id}/"
     share(reviewer, 0.0)  # their own setting wins
-    assert selectors.golden_share(reviewer) == 0.0
+    assert golden_share(reviewer) == 0.0
 
 
 def test_a_golden_item_is_due_with_the_share_as_probability(reviewer):
     share(reviewer, 0.3)
-    assert selectors.golden_due(reviewer, draw=lambda: 0.29)
-    assert not selectors.golden_due(reviewer, draw=lambda: 0.3)
+    assert golden_due(reviewer, draw=lambda: 0.29)
+    assert not golden_due(reviewer, draw=lambda: 0.3)
     draws = iter([0.05, 0.5, 0.95, 0.2, 0.31, 0.0, 0.99, 0.7, 0.1, 0.6])
-    due = [selectors.golden_due(reviewer, draw=lambda: next(draws)) for _ in range(10)]
+    due = [golden_due(reviewer, draw=lambda: next(draws)) for _ in range(10)]
     assert due.count(True) == 4  # 0.05, 0.2, 0.0 and 0.1 fall under 0.3
 
 
@@ -188,32 +202,32 @@ def test_the_same_golden_item_is_never_served_twice_to_one_reviewer(client, revi
     # Another reviewer still gets it.
     other = UserFactory()
     share(other, 1.0)
-    assert selectors.golden_next(reviewer=other, filters=QueueFilter()) == gold
+    assert golden_next(reviewer=other, filters=QueueFilter()) == gold
 
 
 def test_a_reviewer_is_never_served_an_item_they_decided_themselves(client, reviewer):
     share(reviewer, 1.0)
     real = ItemFactory()
     item = decided("remove", by=reviewer)
-    services.golden_item_mark(item=item, expected_action="remove", created_by=None)
+    golden_item_mark(item=item, expected_action="remove", created_by=None)
     assert client.get("/queue/next/").url == f"/items/{real.pk}/"
 
 
 def test_unmarked_or_since_reopened_golden_items_are_not_served(reviewer):
     unmarked = golden()
-    services.golden_item_unmark(golden=unmarked)
+    golden_item_unmark(golden=unmarked)
     reopened = golden()
     Item.objects.filter(pk=reopened.item_id).update(status=Item.Status.REREVIEW)
     edited = golden()
     Item.objects.filter(pk=edited.item_id).update(revision=2)
-    assert selectors.golden_next(reviewer=reviewer, filters=QueueFilter()) is None
+    assert golden_next(reviewer=reviewer, filters=QueueFilter()) is None
 
 
 def test_the_failed_and_escalated_queues_serve_no_golden_items(reviewer):
     golden()
     for status in ("failed", "escalated"):
         filters = QueueFilter(status=status)
-        assert selectors.golden_next(reviewer=reviewer, filters=filters) is None
+        assert golden_next(reviewer=reviewer, filters=filters) is None
 
 
 # --- The item page of a served golden item ---------------------------------------------------
@@ -301,9 +315,9 @@ def test_a_served_golden_item_reopened_meanwhile_is_an_ordinary_item_again(clien
 def test_a_double_submit_counts_once(client, reviewer):
     gold = served_to(client, reviewer)
     given = GoldenAnswer.objects.get()
-    services.golden_answer_record(answer=given, reviewer=reviewer, action="approve")
-    with pytest.raises(services.AlreadyAnswered):
-        services.golden_answer_record(
+    golden_answer_record(answer=given, reviewer=reviewer, action="approve")
+    with pytest.raises(AlreadyAnswered):
+        golden_answer_record(
             answer=given, reviewer=reviewer, action="remove", reason_id=reason_id("remove")
         )
     assert GoldenAnswer.objects.get().action == "approve"
@@ -313,9 +327,9 @@ def test_a_double_submit_counts_once(client, reviewer):
 def test_a_reviewer_cannot_answer_a_golden_item_that_was_not_served_to_them(client, reviewer):
     gold = golden("remove")
     other = UserFactory()
-    theirs = services.golden_answer_serve(golden=gold, reviewer=other)
-    with pytest.raises(services.NotAllowed):
-        services.golden_answer_record(answer=theirs, reviewer=reviewer, action="approve")
+    theirs = golden_answer_serve(golden=gold, reviewer=other)
+    with pytest.raises(NotAllowed):
+        golden_answer_record(answer=theirs, reviewer=reviewer, action="approve")
     # Through the page, the post is no golden answer: their answer stays open, none is mine.
     client.post(f"/items/{gold.item_id}/", {"action": "approve", "decisions_seen": "1"})
     theirs.refresh_from_db()
@@ -367,7 +381,7 @@ def test_a_skipped_golden_item_is_not_served_to_that_reviewer_again(client, revi
     client.post(f"/items/{gold.item_id}/skip/")
     client.logout()
     client.force_login(reviewer)  # a new session: its list of skipped items is empty
-    assert selectors.golden_next(reviewer=reviewer, filters=QueueFilter()) is None
+    assert golden_next(reviewer=reviewer, filters=QueueFilter()) is None
     assert client.get("/queue/next/").url != f"/items/{gold.item_id}/"
 
 
@@ -375,24 +389,20 @@ def test_a_skipped_golden_answer_counts_neither_right_nor_wrong(client):
     ann = UserFactory(username="ann")
     right, skipped = golden("approve"), golden("remove")
     answer(ann, right, "approve")
-    services.golden_answer_skip(
-        answer=services.golden_answer_serve(golden=skipped, reviewer=ann), reviewer=ann
-    )
+    golden_answer_skip(answer=golden_answer_serve(golden=skipped, reviewer=ann), reviewer=ann)
     # Marking again rescores the answers given; a skip stays out of it.
-    services.golden_item_mark(item=skipped.item, expected_action="approve", created_by=None)
-    (row,) = selectors.golden_agreement()
+    golden_item_mark(item=skipped.item, expected_action="approve", created_by=None)
+    (row,) = golden_agreement()
     assert (row.answered, row.correct, row.wrong, row.skipped) == (1, 1, 0, 1)
     assert GoldenAnswer.objects.get(golden=skipped).correct is None
-    assert not selectors.golden_wrong_answers(reviewer_id=ann.pk).exists()
+    assert not golden_wrong_answers(reviewer_id=ann.pk).exists()
 
 
 def test_the_team_page_shows_a_reviewer_who_only_skipped_with_no_share(client):
     sam = UserFactory(username="sam")
     gold = golden()
-    services.golden_answer_skip(
-        answer=services.golden_answer_serve(golden=gold, reviewer=sam), reviewer=sam
-    )
-    services.golden_answer_serve(golden=golden(), reviewer=sam)  # open: not counted at all
+    golden_answer_skip(answer=golden_answer_serve(golden=gold, reviewer=sam), reviewer=sam)
+    golden_answer_serve(golden=golden(), reviewer=sam)  # open: not counted at all
     client.force_login(UserFactory(is_staff=True))
     page = client.get("/team/").content.decode()
     row = page[page.index('data-reviewer="sam"') :]
@@ -415,9 +425,9 @@ def test_a_reviewer_back_on_a_skipped_golden_item_still_sees_it_waiting_and_may_
 
 
 def test_skipping_a_golden_item_served_to_someone_else_is_not_allowed(reviewer):
-    theirs = services.golden_answer_serve(golden=golden(), reviewer=UserFactory())
-    with pytest.raises(services.NotAllowed):
-        services.golden_answer_skip(answer=theirs, reviewer=reviewer)
+    theirs = golden_answer_serve(golden=golden(), reviewer=UserFactory())
+    with pytest.raises(NotAllowed):
+        golden_answer_skip(answer=theirs, reviewer=reviewer)
     theirs.refresh_from_db()
     assert theirs.action == ""
 
@@ -425,18 +435,18 @@ def test_skipping_a_golden_item_served_to_someone_else_is_not_allowed(reviewer):
 def test_a_golden_item_left_open_for_over_a_day_is_shown_as_it_is(client, reviewer):
     gold = served_to(client, reviewer)
     given = GoldenAnswer.objects.get()
-    almost = given.served_at + selectors.GOLDEN_OPEN_FOR - timedelta(minutes=1)
-    assert selectors.golden_answer_open(reviewer=reviewer, item=gold.item, now=almost) == given
+    almost = given.served_at + GOLDEN_OPEN_FOR - timedelta(minutes=1)
+    assert golden_answer_open(reviewer=reviewer, item=gold.item, now=almost) == given
     GoldenAnswer.objects.filter(pk=given.pk).update(
-        served_at=given.served_at - selectors.GOLDEN_OPEN_FOR - timedelta(minutes=1)
+        served_at=given.served_at - GOLDEN_OPEN_FOR - timedelta(minutes=1)
     )
-    assert selectors.golden_answer_open(reviewer=reviewer, item=gold.item) is None
+    assert golden_answer_open(reviewer=reviewer, item=gold.item) is None
     page = client.get(f"/items/{gold.item_id}/").content.decode()
     assert "decision-remove" in page and 'id="decide"' not in page
     # Nothing to answer any more, and it is never served again: it counts for nothing.
     client.post(f"/items/{gold.item_id}/", {"action": "approve", "next": "1"})
     assert GoldenAnswer.objects.get().answered_at is None
-    assert selectors.golden_next(reviewer=reviewer, filters=QueueFilter()) is None
+    assert golden_next(reviewer=reviewer, filters=QueueFilter()) is None
 
 
 # --- The reviewer's note ---------------------------------------------------------------------
@@ -476,10 +486,10 @@ def test_agreement_per_reviewer_overall_and_per_week_on_a_constructed_set():
     # bob: 0 of 1, and an answer to an item since unmarked, which does not count.
     answer(bob, golds[5], "approve", at=this_week)
     answer(bob, golds[4], "approve", at=this_week)
-    services.golden_item_unmark(golden=golds[4])
-    services.golden_answer_serve(golden=golds[0], reviewer=bob)  # open: not answered
+    golden_item_unmark(golden=golds[4])
+    golden_answer_serve(golden=golds[0], reviewer=bob)  # open: not answered
 
-    rows = {row.reviewer: row for row in selectors.golden_agreement(now=NOW)}
+    rows = {row.reviewer: row for row in golden_agreement(now=NOW)}
     assert sorted(rows) == ["ann", "bob"]
     ann_row, bob_row = rows["ann"], rows["bob"]
     assert (ann_row.answered, ann_row.correct, ann_row.wrong) == (6, 4, 2)
@@ -590,4 +600,4 @@ def test_a_golden_item_the_system_approved_is_shown_as_an_audit_sample(db):
     )
     # An unflagged item reaches a reviewer only as an audit sample: "flagged" would not fit
     # its labels' confident "0" and give it away.
-    assert selectors.golden_shown_status(item) == Item.Status.AUDIT
+    assert golden_shown_status(item) == Item.Status.AUDIT

@@ -2,8 +2,9 @@
 alone, recorded as a golden answer (never a Decision) and counted on the leads' Team page.
 Browser setup and helpers: testkit/browser.py."""
 
-from moderation import services
 from moderation.models import Decision, GoldenAnswer, ReviewerSettings
+from moderation.services.decisions import decision_record
+from moderation.services.golden import golden_item_mark
 from moderation.tests.factories import ItemFactory, SourceFactory, UserFactory, reason_id
 from testkit.browser import BROWSER_TEST_MARKS, keys, open_page, shot
 
@@ -20,10 +21,10 @@ def test_a_golden_item_is_answered_by_keyboard_and_counted_for_the_lead(browser,
         source=source, violation_score=0.95, content_text="I will find you and hurt you"
     )
     decider = UserFactory(username="earlier-decider")
-    services.decision_record(
+    decision_record(
         item=gold_item, reviewer=decider, action="remove", reason_id=reason_id("remove")
     )
-    services.golden_item_mark(
+    golden_item_mark(
         item=gold_item, expected_action="remove", note="a plain threat", created_by=None
     )
     decisions_before = list(Decision.objects.order_by("pk").values())
@@ -75,8 +76,8 @@ def test_a_golden_item_is_answered_by_keyboard_and_counted_for_the_lead(browser,
 def test_skipping_a_golden_item_by_key_moves_on_and_counts_for_nothing(browser, live_server):
     ordinary = ItemFactory(violation_score=0.8, content_text="an ordinary item")
     gold_item = ItemFactory(violation_score=0.9, content_text="a golden one")
-    services.decision_record(item=gold_item, reviewer=UserFactory(), action="approve")
-    services.golden_item_mark(item=gold_item, expected_action="approve", created_by=None)
+    decision_record(item=gold_item, reviewer=UserFactory(), action="approve")
+    golden_item_mark(item=gold_item, expected_action="approve", created_by=None)
     reviewer = UserFactory(username="sam")
     ReviewerSettings.objects.create(user=reviewer, golden_share=1.0)
     page = open_page(browser, live_server, reviewer)

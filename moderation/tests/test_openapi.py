@@ -19,8 +19,9 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from labelers.models import Label
-from moderation import callbacks, services
+from moderation.callbacks import deliveries
 from moderation.models import Decision, Item
+from moderation.services.decisions import decision_record
 from moderation.tests.factories import SourceFactory, UserFactory, reason_id
 from testkit.signing import signed_headers
 
@@ -363,7 +364,7 @@ def _decided_item(source, reviewer, n: int) -> Decision:
         status=Item.Status.FLAGGED,
         queue_score=0.9,
     )
-    return services.decision_record(
+    return decision_record(
         item=item, reviewer=reviewer, action="remove", reason_id=reason_id("remove")
     )
 
@@ -396,11 +397,11 @@ def test_the_decisions_feed_errors_are_real_and_match_the_error_schema(client, s
 def test_a_real_callback_body_matches_the_documented_webhook(source):
     reviewer = UserFactory()
     decision = _decided_item(source, reviewer, 1)
-    body = json.loads(callbacks.callback_body(decision, source))
+    body = json.loads(deliveries.callback_body(decision, source))
     pointer = "/webhooks/decision/post/requestBody/content/application~1json"
     validator = validator_at(pointer + "/schema")
     assert errors(validator, body) == []
     for example in _at(pointer)["examples"].values():
         assert errors(validator, example["value"]) == []
     source.callback_include_reviewer = True
-    assert errors(validator, json.loads(callbacks.callback_body(decision, source))) == []
+    assert errors(validator, json.loads(deliveries.callback_body(decision, source))) == []

@@ -10,9 +10,13 @@ from django.contrib.auth.models import Group, Permission
 from django.utils import timezone
 
 from labelers.models import Label
-from moderation import selectors, services
 from moderation.filters import QueueFilter
 from moderation.models import Decision, Item, ReviewerSettings, queue_key, queue_key_ranges
+from moderation.selectors.queue import queue_counts, queue_next, queue_page, queue_sla
+from moderation.services.claims import item_claim
+from moderation.services.decisions import decision_record
+from moderation.services.queue import items_sla_refresh
+from moderation.services.verdicts import item_labels_changed, items_routed
 from moderation.tests.factories import LabelerFactory, SourceFactory, UserFactory, reason_id
 
 pytestmark = pytest.mark.django_db
@@ -33,9 +37,9 @@ def waiting(source, score=0.5, *, status="flagged", text="", **fields) -> Item:
         **fields,
     )
     if status == "unrouted":
-        services.items_routed(routed=[], unrouted=[item.pk])
+        items_routed(routed=[], unrouted=[item.pk])
     else:
-        services.item_labels_changed(
+        item_labels_changed(
             item_id=item.pk,
             violation_score=None if status == "failed" else score,
             flagged=status == "flagged",
@@ -47,7 +51,7 @@ def waiting(source, score=0.5, *, status="flagged", text="", **fields) -> Item:
 
 
 def page_ids(reviewer, **filters) -> list[int]:
-    items, _ = selectors.queue_page(reviewer=reviewer, filters=QueueFilter(**filters))
+    items, _ = queue_page(reviewer=reviewer, filters=QueueFilter(**filters))
     return [item.pk for item in items]
 
 
@@ -133,7 +137,7 @@ def test_the_failed_status_shows_failed_and_unrouted_items_only(source, reviewer
 def test_the_escalated_status_sorts_escalated_items_like_the_queue(source, reviewer, senior):
     low, high, queued = waiting(source, 0.6), waiting(source, 0.9), waiting(source, 0.95)
     for item in (low, high):
-        services.decision_record(
+        decision_record(
             item=item, reviewer=reviewer, action="escalate", reason_id=reason_id("escalate")
         )
     assert page_ids(senior, status="escalated") == [high.pk, low.pk]
@@ -143,25 +147,19 @@ def test_the_escalated_status_sorts_escalated_items_like_the_queue(source, revie
 def test_decided_by_me_lists_my_latest_decisions_newest_first(source, reviewer):
     other = UserFactory()
     first, second, theirs, overridden = (waiting(source, 0.7) for _ in range(4))
-    services.decision_record(item=first, reviewer=reviewer, action="approve")
-    services.decision_record(
-        item=second, reviewer=reviewer, action="remove", reason_id=reason_id("remove")
-    )
-    services.decision_record(
-        item=theirs, reviewer=other, action="remove", reason_id=reason_id("remove")
-    )
-    services.decision_record(item=overridden, reviewer=reviewer, action="approve")
-    services.decision_record(
-        item=overridden, reviewer=other, action="remove", reason_id=reason_id("remove")
-    )
-    items, _ = selectors.queue_page(reviewer=reviewer, filters=QueueFilter(status="mine"))
+    decision_record(item=first, reviewer=reviewer, action="approve")
+    decision_record(item=second, reviewer=reviewer, action="remove", reason_id=reason_id("remove"))
+    decision_record(item=theirs, reviewer=other, action="remove", reason_id=reason_id("remove"))
+    decision_record(item=overridden, reviewer=reviewer, action="approve")
+    decision_record(item=overridden, reviewer=other, action="remove", reason_id=reason_id("remove"))
+    items, _ = queue_page(reviewer=reviewer, filters=QueueFilter(status="mine"))
     assert [i.pk for i in items] == [second.pk, first.pk]
     assert items[0].my_decision.action == "remove"
 
 
 def test_an_undone_decision_is_not_decided_by_me(source, reviewer):
     item = waiting(source, 0.7)
-    decision = services.decision_record(item=item, reviewer=reviewer, action="approve")
+    decision = decision_record(item=item, reviewer=reviewer, action="approve")
     Decision.objects.create(item=item, reviewer=reviewer, action="undo", undoes=decision)
     assert page_ids(reviewer, status="mine") == []
 
@@ -169,10 +167,10 @@ def test_an_undone_decision_is_not_decided_by_me(source, reviewer):
 def test_decided_by_me_pages_by_cursor(source, reviewer):
     items = [waiting(source, 0.7) for _ in range(5)]
     for item in items:
-        services.decision_record(item=item, reviewer=reviewer, action="approve")
+        decision_record(item=item, reviewer=reviewer, action="approve")
     seen, after = [], None
     while True:
-        page, after = selectors.queue_page(
+        page, after = queue_page(
             reviewer=reviewer, filters=QueueFilter(status="mine"), after=after, size=2
         )
         seen += [i.pk for i in page]
@@ -209,13 +207,13 @@ def test_a_restricted_reviewer_never_sees_other_sources(reviewer):
     restrict(reviewer, forum)
     assert page_ids(reviewer) == [allowed.pk]
     assert page_ids(reviewer, source=shop.pk) == []
-    nxt = selectors.queue_next(reviewer=reviewer, filters=QueueFilter())
+    nxt = queue_next(reviewer=reviewer, filters=QueueFilter())
     assert nxt is not None and nxt.pk == allowed.pk
-    assert selectors.queue_next(reviewer=reviewer, filters=QueueFilter(source=shop.pk)) is None
-    counts = selectors.queue_counts(reviewer=reviewer, filters=QueueFilter())
+    assert queue_next(reviewer=reviewer, filters=QueueFilter(source=shop.pk)) is None
+    counts = queue_counts(reviewer=reviewer, filters=QueueFilter())
     assert counts["undecided"].n == 1
-    assert [row.source for row in selectors.queue_sla(reviewer=reviewer)] == [forum]
-    services.decision_record(
+    assert [row.source for row in queue_sla(reviewer=reviewer)] == [forum]
+    decision_record(
         item=hidden, reviewer=UserFactory(), action="escalate", reason_id=reason_id("escalate")
     )
     assert page_ids(reviewer, status="escalated") == []
@@ -224,17 +222,17 @@ def test_a_restricted_reviewer_never_sees_other_sources(reviewer):
 def test_a_restricted_reviewers_decisions_elsewhere_stay_hidden(reviewer):
     forum, shop = SourceFactory(), SourceFactory()
     item = waiting(shop, 0.6)
-    services.decision_record(item=item, reviewer=reviewer, action="approve")
+    decision_record(item=item, reviewer=reviewer, action="approve")
     restrict(reviewer, forum)
     assert page_ids(reviewer, status="mine") == []
 
 
 def test_next_passes_over_items_others_hold_and_items_excluded(source, reviewer):
     held, skipped, free = waiting(source, 0.9), waiting(source, 0.8), waiting(source, 0.7)
-    services.item_claim(item=held, reviewer=UserFactory())
-    nxt = selectors.queue_next(reviewer=reviewer, filters=QueueFilter(), exclude_ids=[skipped.pk])
+    item_claim(item=held, reviewer=UserFactory())
+    nxt = queue_next(reviewer=reviewer, filters=QueueFilter(), exclude_ids=[skipped.pk])
     assert nxt is not None and nxt.pk == free.pk
-    nxt = selectors.queue_next(reviewer=reviewer, filters=QueueFilter(score_max=0.75))
+    nxt = queue_next(reviewer=reviewer, filters=QueueFilter(score_max=0.75))
     assert nxt is not None and nxt.pk == free.pk
 
 
@@ -245,7 +243,7 @@ def test_keyset_pages_never_repeat_or_skip_items_with_equal_scores(source, revie
     for size in (1, 2, 3, 4, 7):
         seen, after = [], None
         while True:
-            page, after = selectors.queue_page(
+            page, after = queue_page(
                 reviewer=reviewer, filters=QueueFilter(), after=after, size=size
             )
             seen += [i.pk for i in page]
@@ -256,7 +254,7 @@ def test_keyset_pages_never_repeat_or_skip_items_with_equal_scores(source, revie
 
 def test_a_mangled_cursor_shows_the_first_page(source, reviewer):
     item = waiting(source, 0.6)
-    items, _ = selectors.queue_page(reviewer=reviewer, filters=QueueFilter(), after="x_y")
+    items, _ = queue_page(reviewer=reviewer, filters=QueueFilter(), after="x_y")
     assert [i.pk for i in items] == [item.pk]
 
 
@@ -270,12 +268,12 @@ def test_items_past_their_sla_are_marked_and_first_within_their_band(reviewer):
     old = timezone.now() - timedelta(minutes=61)
     Item.objects.filter(pk=late.pk).update(waiting_since=old)
     assert page_ids(reviewer) == [top.pk, fresh_better.pk, late.pk, lower_band.pk]
-    assert services.items_sla_refresh() == 1
-    assert services.items_sla_refresh() == 0  # nothing more crossed
+    assert items_sla_refresh() == 1
+    assert items_sla_refresh() == 0  # nothing more crossed
     late.refresh_from_db()
     assert late.sla_breached
     assert page_ids(reviewer) == [top.pk, late.pk, fresh_better.pk, lower_band.pk]
-    row = next(r for r in selectors.queue_sla(reviewer=reviewer) if r.source == slow)
+    row = next(r for r in queue_sla(reviewer=reviewer) if r.source == slow)
     assert (row.waiting.n, row.past_sla.n, row.sla_minutes) == (2, 1, 60)
     assert row.oldest_since == old
 
@@ -284,10 +282,10 @@ def test_an_item_is_unmarked_when_its_sla_is_lengthened_or_removed(reviewer):
     source = SourceFactory(review_sla_minutes=60)
     late, other = waiting(source, 0.71), waiting(source, 0.75)
     Item.objects.filter(pk=late.pk).update(waiting_since=timezone.now() - timedelta(hours=2))
-    services.items_sla_refresh()
+    items_sla_refresh()
     source.review_sla_minutes = None
     source.save()
-    assert services.items_sla_refresh() == 1
+    assert items_sla_refresh() == 1
     late.refresh_from_db()
     assert not late.sla_breached
     assert page_ids(reviewer) == [other.pk, late.pk]
@@ -297,8 +295,8 @@ def test_a_breached_item_keeps_its_place_when_its_score_changes(reviewer):
     source = SourceFactory(review_sla_minutes=60)
     late, fresh = waiting(source, 0.61), waiting(source, 0.65)
     Item.objects.filter(pk=late.pk).update(waiting_since=timezone.now() - timedelta(hours=2))
-    services.items_sla_refresh()
-    services.item_labels_changed(
+    items_sla_refresh()
+    item_labels_changed(
         item_id=late.pk, violation_score=0.62, flagged=True, labeling=False, failed=False
     )
     assert page_ids(reviewer) == [late.pk, fresh.pk]
@@ -308,7 +306,7 @@ def test_the_queue_page_marks_breached_items(client, reviewer):
     source = SourceFactory(review_sla_minutes=30)
     late = waiting(source, 0.7)
     Item.objects.filter(pk=late.pk).update(waiting_since=timezone.now() - timedelta(hours=1))
-    services.items_sla_refresh()
+    items_sla_refresh()
     client.force_login(reviewer)
     page = client.get("/").content.decode()
     assert f'class="queue-row sla-breached" data-item="{late.pk}"' in page
@@ -320,23 +318,23 @@ def test_counts_per_status_follow_the_other_filters(source, reviewer):
     waiting(source, 0.7), waiting(source, 0.8), waiting(source, status="failed")
     waiting(other, 0.9)
     decided = waiting(source, 0.6)
-    services.decision_record(item=decided, reviewer=reviewer, action="approve")
-    counts = selectors.queue_counts(reviewer=reviewer, filters=QueueFilter(source=source.pk))
+    decision_record(item=decided, reviewer=reviewer, action="approve")
+    counts = queue_counts(reviewer=reviewer, filters=QueueFilter(source=source.pk))
     assert {status: count.n for status, count in counts.items()} == {
         "undecided": 3,
         "failed": 1,
         "escalated": 0,
         "mine": 1,
     }
-    counts = selectors.queue_counts(reviewer=reviewer, filters=QueueFilter(score_min=0.75))
+    counts = queue_counts(reviewer=reviewer, filters=QueueFilter(score_min=0.75))
     assert counts["undecided"].n == 3  # 0.8, 0.9 and the failed item's 1.0
 
 
 def test_counts_stop_at_the_cap(source, reviewer, monkeypatch):
-    monkeypatch.setattr(selectors, "QUEUE_COUNT_CAP", 2)
+    monkeypatch.setattr("moderation.selectors.queue.QUEUE_COUNT_CAP", 2)
     for _ in range(4):
         waiting(source, 0.7)
-    count = selectors.queue_counts(reviewer=reviewer, filters=QueueFilter())["undecided"]
+    count = queue_counts(reviewer=reviewer, filters=QueueFilter())["undecided"]
     assert count.capped and str(count) == "2+"
 
 
@@ -401,7 +399,7 @@ def test_score_filtered_pages_follow_the_queue_order_across_bands(reviewer):
     Item.objects.filter(pk__in=[i.pk for i in late]).update(
         waiting_since=timezone.now() - timedelta(hours=2)
     )
-    services.items_sla_refresh()
+    items_sla_refresh()
     wanted = [
         item.pk
         for item in sorted(
@@ -412,7 +410,7 @@ def test_score_filtered_pages_follow_the_queue_order_across_bands(reviewer):
     ]
     seen, after = [], None
     while True:
-        page, after = selectors.queue_page(
+        page, after = queue_page(
             reviewer=reviewer,
             filters=QueueFilter(score_min=0.55, score_max=0.85),
             after=after,
@@ -422,9 +420,7 @@ def test_score_filtered_pages_follow_the_queue_order_across_bands(reviewer):
         if after is None:
             break
     assert seen == wanted
-    counts = selectors.queue_counts(
-        reviewer=reviewer, filters=QueueFilter(score_min=0.55, score_max=0.85)
-    )
+    counts = queue_counts(reviewer=reviewer, filters=QueueFilter(score_min=0.55, score_max=0.85))
     assert counts["undecided"].n == len(wanted)
 
 
@@ -432,6 +428,6 @@ def test_the_admins_list_of_sources_shows_breaches(admin_client):
     source = SourceFactory(name="Late forum", review_sla_minutes=30)
     late = waiting(source, 0.7)
     Item.objects.filter(pk=late.pk).update(waiting_since=timezone.now() - timedelta(hours=1))
-    services.items_sla_refresh()
+    items_sla_refresh()
     page = admin_client.get("/admin/moderation/source/").content.decode()
     assert "1 past SLA" in page

@@ -2,9 +2,12 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from moderation import selectors, services
+from moderation.errors import ClaimConflict
 from moderation.filters import QueueFilter
 from moderation.models import Decision, Item
+from moderation.selectors.queue import queue_page
+from moderation.services.claims import item_claim
+from moderation.services.decisions import decision_record
 from moderation.tests.factories import LabelerFactory, SourceFactory, UserFactory, reason_id
 from moderation.tests.media import png_data_url
 
@@ -31,7 +34,7 @@ def test_the_queue_is_ordered_by_violation_score(fake_api, post_webhook, source,
     high = flagged(post_webhook, source, "hate conf=0.97")
     mid = flagged(post_webhook, source, "hate conf=0.80")
     flagged(post_webhook, source, "nice conf=0.99")  # a confident "no" never enters the queue
-    items, _ = selectors.queue_page(reviewer=ADMIN, filters=QueueFilter())
+    items, _ = queue_page(reviewer=ADMIN, filters=QueueFilter())
     assert [i.pk for i in items] == [high.pk, mid.pk, low.pk]
     page = client.get("/").content.decode()
     assert (
@@ -57,9 +60,7 @@ def test_queue_pages_follow_each_other_without_gaps(fake_api, post_webhook, sour
     made = [flagged(post_webhook, source, f"hate {n} conf=0.{60 + n % 3}") for n in range(7)]
     seen, after = [], None
     while True:
-        page, after = selectors.queue_page(
-            reviewer=ADMIN, filters=QueueFilter(), after=after, size=3
-        )
+        page, after = queue_page(reviewer=ADMIN, filters=QueueFilter(), after=after, size=3)
         seen += [i.pk for i in page]
         if after is None:
             break
@@ -100,33 +101,31 @@ def test_deciding_records_the_decision_and_leaves_the_queue(
         reviewer,
     )
     assert decision.reason == "Hate or harassment"
-    assert selectors.queue_page(reviewer=ADMIN, filters=QueueFilter())[0] == []
+    assert queue_page(reviewer=ADMIN, filters=QueueFilter())[0] == []
 
 
 def test_a_changed_decision_is_a_new_record(fake_api, post_webhook, source, reviewer):
     item = flagged(post_webhook, source, "hate")
-    services.decision_record(
-        item=item, reviewer=reviewer, action="remove", reason_id=reason_id("remove")
-    )
-    services.decision_record(item=item, reviewer=reviewer, action="approve", reason="context")
+    decision_record(item=item, reviewer=reviewer, action="remove", reason_id=reason_id("remove"))
+    decision_record(item=item, reviewer=reviewer, action="approve", reason="context")
     assert list(item.decisions.values_list("action", flat=True)) == ["remove", "approve"]
 
 
 def test_two_reviewers_never_decide_the_same_item(fake_api, post_webhook, source, reviewer):
     other = UserFactory()
     item = flagged(post_webhook, source, "hate")
-    assert services.item_claim(item=item, reviewer=reviewer)
-    assert not services.item_claim(item=item, reviewer=other)
-    with pytest.raises(services.ClaimConflict):
-        services.decision_record(item=item, reviewer=other, action="approve")
+    assert item_claim(item=item, reviewer=reviewer)
+    assert not item_claim(item=item, reviewer=other)
+    with pytest.raises(ClaimConflict):
+        decision_record(item=item, reviewer=other, action="approve")
     Item.objects.filter(pk=item.pk).update(claim_expires_at=timezone.now())
-    assert services.item_claim(item=item, reviewer=other)
+    assert item_claim(item=item, reviewer=other)
 
 
 def test_next_skips_items_claimed_by_others(fake_api, post_webhook, source, client, reviewer):
     first = flagged(post_webhook, source, "hate conf=0.9")
     second = flagged(post_webhook, source, "hate conf=0.8")
-    services.item_claim(item=first, reviewer=UserFactory())
+    item_claim(item=first, reviewer=UserFactory())
     response = client.get("/queue/next/")
     assert response.url == f"/items/{second.pk}/"
 
@@ -141,7 +140,7 @@ def test_the_api_returns_state_labels_and_decisions(
     fake_api, post_webhook, source, client, reviewer
 ):
     item = flagged(post_webhook, source, "hate conf=0.9")
-    services.decision_record(
+    decision_record(
         item=item, reviewer=reviewer, action=Decision.Action.REMOVE, reason_id=reason_id("remove")
     )
     auth = {"Authorization": f"Bearer {source._token}"}
@@ -184,7 +183,7 @@ def test_a_decision_made_meanwhile_is_not_silently_overridden(
     assert 'name="decisions_seen" value="0"' in page
     # The reviewer's claim expires; someone else takes the item and approves it.
     Item.objects.filter(pk=item.pk).update(claim_expires_at=timezone.now())
-    services.decision_record(item=item, reviewer=UserFactory(), action="approve")
+    decision_record(item=item, reviewer=UserFactory(), action="approve")
     response = client.post(
         f"/items/{item.pk}/",
         {"action": "remove", "reason_remove": reason_id("remove"), "decisions_seen": "0"},

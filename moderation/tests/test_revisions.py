@@ -9,9 +9,11 @@ from django.db.models import ProtectedError
 
 from labelers.dispatch import items_route
 from labelers.models import Label
-from moderation import selectors, services
 from moderation.filters import QueueFilter
 from moderation.models import Item, ItemRevision
+from moderation.selectors.queue import queue_page
+from moderation.services.claims import item_claim
+from moderation.services.decisions import decision_record
 from moderation.tests.factories import UserFactory, reason_id
 from testkit.signing import signed_headers
 
@@ -51,11 +53,11 @@ def test_an_edit_is_a_new_revision_that_is_labeled_again(fake_api, post_webhook,
 def test_an_edit_after_an_approval_goes_back_to_the_queue(fake_api, post_webhook, source, client):
     send(post_webhook, source, "I hate mondays")
     item = Item.objects.get()
-    services.decision_record(item=item, reviewer=UserFactory(), action="approve")
+    decision_record(item=item, reviewer=UserFactory(), action="approve")
     send(post_webhook, source, "I hate you, and I know where you live")
     item.refresh_from_db()
     assert item.status == Item.Status.FLAGGED
-    assert item.pk in [i.pk for i in selectors.queue_page(reviewer=ADMIN, filters=QueueFilter())[0]]
+    assert item.pk in [i.pk for i in queue_page(reviewer=ADMIN, filters=QueueFilter())[0]]
     state = api(client, source, item.pk)
     assert state["revision"] == 2 and state["decision"] is None
     assert [(d["revision"], d["action"]) for d in state["decisions"]] == [(1, "approve")]
@@ -98,7 +100,7 @@ def test_a_label_of_a_replaced_revision_is_never_paid_for(fake_api, client, post
 def test_an_item_with_decisions_cannot_be_deleted(post_webhook, source, fake_api):
     send(post_webhook, source, "I hate mondays")
     item = Item.objects.get()
-    services.decision_record(
+    decision_record(
         item=item, reviewer=UserFactory(), action="remove", reason_id=reason_id("remove")
     )
     with pytest.raises(ProtectedError):
@@ -108,10 +110,10 @@ def test_an_item_with_decisions_cannot_be_deleted(post_webhook, source, fake_api
 def test_a_decided_item_cannot_be_claimed(post_webhook, source, fake_api):
     send(post_webhook, source, "I hate mondays")
     item = Item.objects.get()
-    services.decision_record(
+    decision_record(
         item=item, reviewer=UserFactory(), action="remove", reason_id=reason_id("remove")
     )
-    assert not services.item_claim(item=item, reviewer=UserFactory())
+    assert not item_claim(item=item, reviewer=UserFactory())
 
 
 def test_the_item_page_shows_earlier_revisions_escaped(fake_api, post_webhook, source, client):

@@ -12,7 +12,7 @@ from PIL import Image
 
 from labelers.models import Label
 from moderation.models import Item
-from moderation.services import source_rotate_secret
+from moderation.services.sources import source_rotate_secret
 from moderation.tests.factories import SourceFactory
 from moderation.tests.media import data_url, mp4_bytes, png_bytes, png_data_url
 from testkit.processes import run_in_threads

@@ -8,8 +8,14 @@ from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.utils import timezone
 
-from moderation import selectors, services
+from moderation.errors import ClaimConflict, NotAllowed
 from moderation.models import Decision, Item, MediaReveal, ReviewerSettings
+from moderation.selectors.decisions import decision_actions
+from moderation.selectors.items import item_api_dict
+from moderation.selectors.queue import escalated_items
+from moderation.services.claims import item_claim, item_release
+from moderation.services.decisions import decision_record, decision_undo
+from moderation.services.reviewers import reviewer_settings_save
 from moderation.tests.factories import ItemFactory, SourceFactory, UserFactory, reason_id
 from moderation.tests.media import png_data_url
 
@@ -30,7 +36,7 @@ def senior(db):
 
 def escalated_item(**kwargs):
     item = ItemFactory(**kwargs)
-    services.decision_record(
+    decision_record(
         item=item, reviewer=UserFactory(), action="escalate", reason_id=reason_id("escalate")
     )
     item.refresh_from_db()
@@ -47,7 +53,7 @@ def test_roles_and_reasons_exist_after_migrate_alone(db):
         "reviewer": {"review_item"},
         "senior": {"review_item", "review_escalated"},
     }
-    assert selectors.decision_actions()[1].reasons  # remove has reasons to pick
+    assert decision_actions()[1].reasons  # remove has reasons to pick
 
 
 def test_a_reviewer_cannot_open_the_escalated_queue_or_an_escalated_item(client, reviewer):
@@ -87,7 +93,7 @@ def test_a_senior_sees_who_escalated_and_why_and_closes_it(client, senior):
 def test_escalated_items_keep_their_score_so_the_seniors_queue_is_sorted(senior):
     low = escalated_item(violation_score=0.6)
     high = escalated_item(violation_score=0.95)
-    assert list(selectors.escalated_items(reviewer=senior)) == [high, low]
+    assert list(escalated_items(reviewer=senior)) == [high, low]
 
 
 def test_a_reviewer_limited_to_some_sources_cannot_reach_another_source(client, reviewer):
@@ -121,7 +127,7 @@ def test_an_inactive_reason_cannot_be_picked(reviewer):
         active=False
     )
     with pytest.raises(ValueError, match="no longer in use"):
-        services.decision_record(item=item, reviewer=reviewer, action="remove", reason_id=spam)
+        decision_record(item=item, reviewer=reviewer, action="remove", reason_id=spam)
 
 
 def test_undo_records_a_reversal_and_hands_the_item_back(client, reviewer):
@@ -140,33 +146,33 @@ def test_undo_records_a_reversal_and_hands_the_item_back(client, reviewer):
         ("remove", None),
         ("undo", decision.pk),
     ]
-    assert selectors.item_api_dict(item)["decision"] is None
+    assert item_api_dict(item)["decision"] is None
 
 
 def test_undo_is_refused_after_someone_else_decided_or_too_late(reviewer, settings):
     item = ItemFactory()
-    mine = services.decision_record(item=item, reviewer=reviewer, action="approve")
-    with pytest.raises(services.NotAllowed):
-        services.decision_undo(decision=mine, reviewer=UserFactory())
+    mine = decision_record(item=item, reviewer=reviewer, action="approve")
+    with pytest.raises(NotAllowed):
+        decision_undo(decision=mine, reviewer=UserFactory())
     Decision.objects.filter(pk=mine.pk).update(
         created_at=timezone.now() - timedelta(seconds=settings.REVIEW_UNDO_SECONDS + 1)
     )
     mine.refresh_from_db()
-    with pytest.raises(services.NotAllowed, match="too late"):
-        services.decision_undo(decision=mine, reviewer=reviewer)
+    with pytest.raises(NotAllowed, match="too late"):
+        decision_undo(decision=mine, reviewer=reviewer)
     item2 = ItemFactory()
-    first = services.decision_record(item=item2, reviewer=reviewer, action="approve")
-    services.decision_record(item=item2, reviewer=UserFactory(), action="approve")
-    with pytest.raises(services.ClaimConflict):
-        services.decision_undo(decision=first, reviewer=reviewer)
+    first = decision_record(item=item2, reviewer=reviewer, action="approve")
+    decision_record(item=item2, reviewer=UserFactory(), action="approve")
+    with pytest.raises(ClaimConflict):
+        decision_undo(decision=first, reviewer=reviewer)
 
 
 def test_undoing_a_seniors_decision_puts_the_item_back_in_the_escalated_queue(senior):
     item = escalated_item()
-    closing = services.decision_record(
+    closing = decision_record(
         item=item, reviewer=senior, action="approve", may_decide_escalated=True
     )
-    services.decision_undo(decision=closing, reviewer=senior)
+    decision_undo(decision=closing, reviewer=senior)
     item.refresh_from_db()
     assert item.status == "escalated" and item.queue_score == pytest.approx(0.9)
 
@@ -181,7 +187,7 @@ def test_skip_lets_go_and_next_does_not_hand_it_back(client, reviewer):
     first.refresh_from_db()
     assert first.claimed_by is None  # free for others at once
     other = UserFactory()
-    assert services.item_claim(item=first, reviewer=other)
+    assert item_claim(item=first, reviewer=other)
 
 
 def test_release_lets_go_and_returns_to_the_queue(client, reviewer):
@@ -197,11 +203,9 @@ def test_release_lets_go_and_returns_to_the_queue(client, reviewer):
 
 def test_my_decisions_lists_only_mine_newest_first(client, reviewer):
     a, b, theirs = ItemFactory(), ItemFactory(), ItemFactory()
-    services.decision_record(item=a, reviewer=reviewer, action="approve")
-    services.decision_record(
-        item=b, reviewer=reviewer, action="remove", reason_id=reason_id("remove")
-    )
-    services.decision_record(item=theirs, reviewer=UserFactory(), action="approve")
+    decision_record(item=a, reviewer=reviewer, action="approve")
+    decision_record(item=b, reviewer=reviewer, action="remove", reason_id=reason_id("remove"))
+    decision_record(item=theirs, reviewer=UserFactory(), action="approve")
     page = client.get("/me/decisions/").content.decode()
     assert page.index(f'href="/items/{b.pk}/"') < page.index(f'href="/items/{a.pk}/"')
     assert f'href="/items/{theirs.pk}/"' not in page
@@ -221,7 +225,7 @@ def test_reveals_are_counted_once_per_item_and_shown_to_the_reviewer(
 
 
 def test_over_the_exposure_budget_the_workspace_proposes_a_break(client, reviewer):
-    services.reviewer_settings_save(reviewer=reviewer, exposure_budget_reveals=2)
+    reviewer_settings_save(reviewer=reviewer, exposure_budget_reveals=2)
     for item in (ItemFactory(), ItemFactory()):
         MediaReveal.objects.create(reviewer=reviewer, item=item)
     page = client.get("/me/decisions/").content.decode()
@@ -316,10 +320,10 @@ def test_over_the_exposure_budget_next_serves_text_only_items_first(client, revi
     with_image = ItemFactory(violation_score=0.95, content_image="images/x.png")
     text_only = ItemFactory(violation_score=0.7)
     assert client.get("/queue/next/").url == f"/items/{with_image.pk}/"
-    services.item_release(item=with_image, reviewer=reviewer)
-    services.reviewer_settings_save(reviewer=reviewer, exposure_budget_reveals=1)
+    item_release(item=with_image, reviewer=reviewer)
+    reviewer_settings_save(reviewer=reviewer, exposure_budget_reveals=1)
     MediaReveal.objects.create(reviewer=reviewer, item=with_image)
     assert client.get("/queue/next/").url == f"/items/{text_only.pk}/"
-    services.decision_record(item=text_only, reviewer=reviewer, action="approve")
+    decision_record(item=text_only, reviewer=reviewer, action="approve")
     # No text-only item left: the rest of the queue still comes.
     assert client.get("/queue/next/").url == f"/items/{with_image.pk}/"

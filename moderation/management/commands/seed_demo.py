@@ -16,7 +16,8 @@ from PIL import Image, ImageDraw
 from labelers.services import labeler_default
 from moderation.intake import parse_body
 from moderation.models import Source
-from moderation.services import item_ingest, source_create
+from moderation.services.items import item_ingest
+from moderation.services.sources import source_create
 
 SLUG = "demo-samples"
 

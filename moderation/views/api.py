@@ -13,10 +13,14 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from config import logs, metrics
-from moderation import selectors, services
 from moderation.errors import IntakeError
 from moderation.intake import parse_body
 from moderation.models import Item, Source
+from moderation.selectors.decisions import DECISIONS_PAGE_MAX, DECISIONS_PAGE_SIZE, decisions_page
+from moderation.selectors.items import item_api_dict
+from moderation.selectors.sources import source_for_intake, source_for_token
+from moderation.services.items import item_ingest
+from moderation.services.sources import source_valid_secrets
 from moderation.webhooks import verify
 
 logger = logging.getLogger(__name__)
@@ -52,7 +56,7 @@ def webhook(request: HttpRequest, slug: str) -> JsonResponse:
 
 
 def _webhook(request: HttpRequest, slug: str) -> JsonResponse:
-    source = selectors.source_for_intake(slug)
+    source = source_for_intake(slug)
     if source is None:
         return _error(404, "unknown source", "slug")
     logs.bind(source_id=source.pk, source=slug)
@@ -61,13 +65,13 @@ def _webhook(request: HttpRequest, slug: str) -> JsonResponse:
         webhook_id, _ = verify(
             headers=request.headers,
             body=body,
-            secrets=services.source_valid_secrets(source=source),
+            secrets=source_valid_secrets(source=source),
             tolerance=settings.WEBHOOK_TOLERANCE_SECONDS,
         )
         if not source.active:
             raise IntakeError(403, "this source is deactivated", field="slug")
         payload = parse_body(body)
-        item, created = services.item_ingest(source=source, payload=payload, webhook_id=webhook_id)
+        item, created = item_ingest(source=source, payload=payload, webhook_id=webhook_id)
     except IntakeError as exc:
         logger.info("webhook refused: %s %s", exc.status, exc.as_json().get("field"))
         return JsonResponse(exc.as_json(), status=exc.status)
@@ -83,7 +87,7 @@ def _api_source(request: HttpRequest) -> Source | None:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer":
         return None
-    return selectors.source_for_token(token.strip())
+    return source_for_token(token.strip())
 
 
 def api_auth(view):
@@ -105,7 +109,7 @@ def api_item(request: HttpRequest, source: Source, item_id: int) -> JsonResponse
     item = Item.objects.filter(pk=item_id, source=source).first()
     if item is None:
         return _error(404, "no such item", "id")
-    return JsonResponse(selectors.item_api_dict(item))
+    return JsonResponse(item_api_dict(item))
 
 
 @require_GET
@@ -117,7 +121,7 @@ def api_items(request: HttpRequest, source: Source) -> JsonResponse:
     item = Item.objects.filter(external_id=external_id, source=source).first()
     if item is None:
         return _error(404, "no such item", "external_id")
-    return JsonResponse(selectors.item_api_dict(item))
+    return JsonResponse(item_api_dict(item))
 
 
 @require_GET
@@ -132,14 +136,12 @@ def api_decisions(request: HttpRequest, source: Source) -> JsonResponse:
     except ValueError:
         return _error(400, "since must be a cursor from an earlier answer (or 0)", "since")
     try:
-        limit = int(request.GET.get("limit") or selectors.DECISIONS_PAGE_SIZE)
-        if not 1 <= limit <= selectors.DECISIONS_PAGE_MAX:
+        limit = int(request.GET.get("limit") or DECISIONS_PAGE_SIZE)
+        if not 1 <= limit <= DECISIONS_PAGE_MAX:
             raise ValueError
     except ValueError:
-        return _error(
-            400, f"limit must be an integer from 1 to {selectors.DECISIONS_PAGE_MAX}", "limit"
-        )
-    events, cursor, more = selectors.decisions_page(source=source, since=since, size=limit)
+        return _error(400, f"limit must be an integer from 1 to {DECISIONS_PAGE_MAX}", "limit")
+    events, cursor, more = decisions_page(source=source, since=since, size=limit)
     return JsonResponse({"decisions": events, "next": str(cursor), "has_more": more})
 
 

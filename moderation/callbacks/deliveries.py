@@ -22,9 +22,9 @@ from django.dispatch import Signal
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
-from moderation import callback_http
+from moderation.callbacks import http as callback_http
 from moderation.models import CallbackAttempt, CallbackDelivery, Decision, Source
-from moderation.selectors import decision_event
+from moderation.selectors.decisions import decision_event
 
 logger = logging.getLogger(__name__)
 

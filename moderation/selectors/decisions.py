@@ -1,0 +1,110 @@
+"""Decisions: the buttons a reviewer can press (with their keys and reasons), a reviewer's
+own decisions, a decision as products receive it, the decisions feed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from moderation.models import (
+    Decision,
+    DecisionReason,
+    Item,
+    Source,
+)
+
+# What a reviewer can decide, in the order of the page's buttons, with their keys.
+DECIDABLE = ("approve", "remove", "escalate")
+ACTION_KEYS = {"approve": "a", "remove": "r", "escalate": "e"}
+
+
+@dataclass(frozen=True)
+class ActionChoice:
+    value: str
+    label: str
+    key: str
+    reasons: list[DecisionReason]
+    reason_required: bool
+
+
+def decision_actions() -> list[ActionChoice]:
+    """The decision buttons with the active reasons of each (the first nine get digits)."""
+    reasons: dict[str, list[DecisionReason]] = {action: [] for action in DECIDABLE}
+    for reason in DecisionReason.objects.filter(active=True):
+        if reason.action in reasons:
+            reasons[reason.action].append(reason)
+    labels = dict(Decision.Action.choices)
+    return [
+        ActionChoice(
+            value=action,
+            label=labels[action],
+            key=ACTION_KEYS[action],
+            reasons=reasons[action][:9],
+            reason_required=action != Decision.Action.APPROVE,
+        )
+        for action in DECIDABLE
+    ]
+
+
+def decisions_by(
+    *, reviewer, before: int | None = None, size: int = 50
+) -> tuple[list[Decision], int | None]:
+    """The reviewer's own decisions, newest first, by keyset on id."""
+    decisions = Decision.objects.filter(reviewer=reviewer).select_related("item__source")
+    if before is not None:
+        decisions = decisions.filter(pk__lt=before)
+    page = list(decisions.order_by("-pk")[: size + 1])
+    return page[:size], (page[size - 1].pk if len(page) > size else None)
+
+
+def decision_event(decision: Decision, *, include_reviewer: bool) -> dict:
+    """A decision as products receive it, in a callback's `data` and in the decisions feed.
+    The reviewer's identity only when an admin allowed it for the source."""
+    item = decision.item
+    event = {
+        "decision_id": decision.pk,
+        "item_id": item.pk,
+        "external_id": item.external_id,
+        "revision": decision.revision,
+        "action": decision.action,
+        "reason": decision.reason,
+        "decided_at": decision.created_at.isoformat(),
+        # An undo names the decision it reverses; the item is undecided again.
+        "undoes": decision.undoes_id,
+        # Made by the system (a labeler's auto-approve band), not by a person.
+        "automatic": decision.reviewer_id is None,
+    }
+    if include_reviewer:
+        reviewer = decision.reviewer
+        # None for a decision no person made (an automatic one).
+        event["reviewer"] = reviewer and {"id": reviewer.pk, "username": reviewer.get_username()}
+    return event
+
+
+DECISIONS_PAGE_SIZE = 100
+DECISIONS_PAGE_MAX = 1000
+
+
+def decisions_page(*, source: Source, since: int, size: int) -> tuple[list[dict], int, bool]:
+    """The source's decisions after the cursor (a decision id), oldest first; the next cursor
+    and whether more wait. Keyset by id: decision_record takes the source's row lock before
+    it inserts, so a source's decision ids commit in order and a reader that has seen id N
+    will never see a smaller one appear later (no skips), and `id > cursor` never repeats."""
+    rows = list(
+        Decision.objects.filter(item__source=source, pk__gt=since)
+        .select_related("item", "reviewer")
+        .order_by("pk")[: size + 1]
+    )
+    page = rows[:size]
+    events = [
+        decision_event(decision, include_reviewer=source.callback_include_reviewer)
+        for decision in page
+    ]
+    cursor = page[-1].pk if page else since
+    return events, cursor, len(rows) > size
+
+
+def item_current_decision(item: Item) -> Decision | None:
+    """The decision a decided item stands on: its latest (an undo would have reopened it)."""
+    if item.status != Item.Status.DECIDED:
+        return None
+    return item.decisions.order_by("-created_at", "-id").first()

@@ -1,0 +1,79 @@
+"""A reviewer's settings and media exposure; the team's exposure today."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import Count
+from django.utils import timezone
+
+from moderation.models import (
+    Decision,
+    MediaReveal,
+    ReviewerSettings,
+    shift_start,
+)
+
+
+def reviewer_settings(user) -> ReviewerSettings:
+    """The reviewer's settings; the defaults (blur on, no budget) until they change one."""
+    return ReviewerSettings.objects.filter(user_id=user.pk).first() or ReviewerSettings(user=user)
+
+
+@dataclass(frozen=True)
+class Exposure:
+    reveals_today: int
+    reveals_shift: int
+    shift_minutes: int
+    budget_reveals: int | None
+    budget_minutes: int | None
+
+    @property
+    def over_budget(self) -> bool:
+        """A wellness prompt, never a score: the workspace proposes a break."""
+        return bool(
+            (self.budget_reveals and self.reveals_shift >= self.budget_reveals)
+            or (self.budget_minutes and self.shift_minutes >= self.budget_minutes)
+        )
+
+
+def exposure(user) -> Exposure:
+    settings_row = ReviewerSettings.objects.filter(user_id=user.pk).first()
+    now = timezone.now()
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    reveals = MediaReveal.objects.filter(reviewer_id=user.pk, revealed_at__gte=midnight)
+    shift_from = shift_start(settings_row)
+    first_activity = (
+        Decision.objects.filter(reviewer_id=user.pk, created_at__gte=shift_from)
+        .order_by("created_at")
+        .values_list("created_at", flat=True)
+        .first()
+    )
+    started = first_activity or now
+    return Exposure(
+        reveals_today=reveals.count(),
+        reveals_shift=reveals.filter(revealed_at__gte=shift_from).count(),
+        shift_minutes=int((now - started).total_seconds() // 60),
+        budget_reveals=settings_row.exposure_budget_reveals if settings_row else None,
+        budget_minutes=settings_row.exposure_budget_minutes if settings_row else None,
+    )
+
+
+def team_exposure() -> list[dict]:
+    """Per reviewer, today: decisions made and media revealed (for leads and admins)."""
+    midnight = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    decided = dict(
+        # System decisions (auto-approvals) have no reviewer: not anyone's throughput.
+        Decision.objects.filter(created_at__gte=midnight, reviewer__isnull=False)
+        .values_list("reviewer__username")
+        .annotate(n=Count("id"))
+    )
+    revealed = dict(
+        MediaReveal.objects.filter(revealed_at__gte=midnight)
+        .values_list("reviewer__username")
+        .annotate(n=Count("id"))
+    )
+    return [
+        {"reviewer": name, "decisions": decided.get(name, 0), "reveals": revealed.get(name, 0)}
+        for name in sorted(set(decided) | set(revealed))
+    ]

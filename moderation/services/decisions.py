@@ -1,0 +1,164 @@
+"""Decisions: every one is made here (a reviewer's, a senior's, an undo, the system's
+auto-approval through decision_create), and its callback to the product is created with it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from moderation.callbacks.deliveries import delivery_create
+from moderation.errors import ClaimConflict, NotAllowed
+from moderation.models import (
+    FOLLOWS_LABELS,
+    Decision,
+    DecisionReason,
+    Item,
+    Source,
+)
+from moderation.services.queue import queue_key_sync, queue_score_for
+
+
+def decision_reason(action: str, reason_id: int | None) -> DecisionReason | None:
+    if reason_id is None:
+        if action in (Decision.Action.REMOVE, Decision.Action.ESCALATE):
+            raise ValueError(f"a reason is required to {action}")
+        return None
+    reason = DecisionReason.objects.filter(pk=reason_id, action=action, active=True).first()
+    if reason is None:
+        raise ValueError(f"that reason does not belong to {action}, or is no longer in use")
+    return reason
+
+
+def decision_record(
+    *,
+    item: Item,
+    reviewer,
+    action: str,
+    reason_id: int | None = None,
+    reason: str = "",
+    note: str = "",
+    decisions_seen: int | None = None,
+    may_decide_escalated: bool = False,
+) -> Decision:
+    """Append a decision; the latest one is the item's current decision.
+
+    A reason (from the admins' list) is required to remove or escalate. Escalated items are
+    decided only by senior reviewers (`may_decide_escalated`): the senior's decision closes
+    them. `decisions_seen`: how many decisions the reviewer's page showed; if someone decided
+    in the meantime (their claim had expired), this decision would silently override theirs.
+    """
+    if action not in Decision.Action.values or action == Decision.Action.UNDO:
+        raise ValueError(f"unknown action {action!r}")
+    chosen = decision_reason(action, reason_id)
+    with transaction.atomic():
+        locked = Item.objects.select_for_update().get(pk=item.pk)
+        if locked.status == Item.Status.ESCALATED and not may_decide_escalated:
+            raise NotAllowed("escalated items are decided by senior reviewers")
+        if decisions_seen is not None and locked.decisions.count() != decisions_seen:
+            raise ClaimConflict(f"item {item.pk} was decided by someone else meanwhile")
+        if (
+            locked.claimed_by_id not in (None, reviewer.pk)
+            and locked.claim_expires_at
+            and locked.claim_expires_at > timezone.now()
+        ):
+            raise ClaimConflict(f"item {item.pk} is being reviewed by someone else")
+        decision = decision_create(
+            item=locked,
+            revision=locked.revision,
+            reviewer=reviewer,
+            action=action,
+            reason=chosen.name if chosen else reason[:200],
+            reason_choice=chosen,
+            note=note,
+            status_before=locked.status,
+            labeler_versions=locked.verdict_versions,
+        )
+        escalated = action == Decision.Action.ESCALATE
+        locked.status = Item.Status.ESCALATED if escalated else Item.Status.DECIDED
+        locked.decided_at = decision.created_at
+        # An escalated item waits in the seniors' queue, sorted like the main one.
+        locked.queue_score = queue_score_for(
+            status=locked.status, violation_score=locked.violation_score
+        )
+        locked.claimed_by = None
+        locked.claim_expires_at = None
+        queue_key_sync(locked)
+        locked.save(
+            update_fields=[
+                "status",
+                "decided_at",
+                "queue_score",
+                "queue_key",
+                "claimed_by",
+                "claim_expires_at",
+            ]
+        )
+    return decision
+
+
+def decision_undo(*, decision: Decision, reviewer) -> Decision:
+    """Reverse the reviewer's own latest decision on an item, shortly after making it: a new
+    "undo" decision (history keeps both), and the item back where it stood, claimed by them.
+
+    Refused when the grace period is over, when someone decided the item since, or when the
+    product sent an edit since (the decision was about content that is no longer current).
+    """
+    if decision.reviewer_id != reviewer.pk:
+        raise NotAllowed("only the reviewer who decided can undo")
+    if decision.action == Decision.Action.UNDO:
+        raise NotAllowed("an undo cannot be undone; decide the item again")
+    now = timezone.now()
+    if now - decision.created_at > timedelta(seconds=settings.REVIEW_UNDO_SECONDS):
+        raise NotAllowed("too late to undo; decide the item again instead")
+    with transaction.atomic():
+        locked = Item.objects.select_for_update().get(pk=decision.item_id)
+        latest = locked.decisions.order_by("-created_at", "-id").first()
+        if latest is None or latest.pk != decision.pk or locked.revision != decision.revision:
+            raise ClaimConflict("the item changed since that decision; look at it again")
+        undo = decision_create(
+            item=locked,
+            revision=locked.revision,
+            reviewer=reviewer,
+            action=Decision.Action.UNDO,
+            reason=f"undo of {decision.get_action_display().lower()}",
+            status_before=locked.status,
+            undoes=decision,
+            labeler_versions=locked.verdict_versions,
+        )
+        locked.status = decision.status_before or Item.Status.FLAGGED
+        locked.queue_score = queue_score_for(
+            status=locked.status, violation_score=locked.violation_score
+        )
+        # An undone senior decision puts the item back in the escalated queue.
+        locked.decided_at = None if locked.status in FOLLOWS_LABELS else locked.decided_at
+        locked.claimed_by = reviewer
+        locked.claim_expires_at = now + timedelta(seconds=settings.REVIEW_LEASE_SECONDS)
+        queue_key_sync(locked)
+        locked.save(
+            update_fields=[
+                "status",
+                "decided_at",
+                "queue_score",
+                "queue_key",
+                "claimed_by",
+                "claim_expires_at",
+            ]
+        )
+    return undo
+
+
+def decision_create(*, item: Item, **fields) -> Decision:
+    """Every decision, whoever makes it (a reviewer, or an automatic one), is made here, in
+    the caller's transaction: it goes back to the product by callback once committed.
+
+    The source's row lock is held from the insert to the commit, so a source's decision ids
+    commit in increasing order: the decisions feed (keyset by id) then never skips one that
+    committed late behind a higher id.
+    """
+    source = Source.objects.select_for_update().get(pk=item.source_id)
+    decision = Decision.objects.create(item=item, **fields)
+    delivery_create(decision=decision, source=source)
+    return decision

@@ -1,0 +1,121 @@
+"""Golden items: reviewers measured against answers an admin vouches for."""
+
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from moderation.errors import AlreadyAnswered, NotAllowed
+from moderation.models import (
+    Decision,
+    GoldenAnswer,
+    GoldenItem,
+    Item,
+)
+from moderation.services.decisions import decision_reason
+
+GOLDEN_ACTIONS = (Decision.Action.APPROVE, Decision.Action.REMOVE)
+
+
+def golden_item_mark(*, item: Item, expected_action: str, note: str = "", created_by) -> GoldenItem:
+    """Make a decided item golden at its current revision, expecting `expected_action`.
+
+    Marking it again (e.g. an admin corrects the expected action) updates it, reactivates it
+    and rescores the answers given so far against the new expectation.
+    """
+    if expected_action not in GOLDEN_ACTIONS:
+        raise ValueError("the expected action of a golden item is approve or remove")
+    with transaction.atomic():
+        locked = Item.objects.select_for_update().get(pk=item.pk)
+        # Only a decided item has an answer to vouch for; one waiting in the queue (or
+        # escalated) would be served twice over, as real work and as a test.
+        if locked.status != Item.Status.DECIDED:
+            raise ValueError(
+                f"only decided items can be golden (item {item.pk} is {locked.status})"
+            )
+        golden, _ = GoldenItem.objects.update_or_create(
+            item=locked,
+            defaults={
+                "revision": locked.revision,
+                "expected_action": expected_action,
+                "note": note,
+                "active": True,
+                "created_by": created_by,
+            },
+        )
+        answered = golden.answers.filter(answered_at__isnull=False)
+        answered.filter(action=expected_action).update(correct=True)
+        answered.exclude(action=expected_action).update(correct=False)
+    return golden
+
+
+def golden_item_unmark(*, golden: GoldenItem) -> None:
+    """Stop serving the item and stop counting its answers (kept, should it be marked again).
+    An answer already open stays answerable: its reviewer may be looking at it right now."""
+    GoldenItem.objects.filter(pk=golden.pk).update(active=False)
+
+
+def golden_answer_serve(*, golden: GoldenItem, reviewer) -> GoldenAnswer | None:
+    """Hand the golden item to the reviewer: an open answer, which makes their item page show
+    it as an undecided queue item. None if it was served to them already (each golden item
+    once per reviewer: a second time it would be memory, not judgement)."""
+    try:
+        with transaction.atomic():
+            return GoldenAnswer.objects.create(golden=golden, reviewer=reviewer)
+    except IntegrityError:
+        return None
+
+
+def golden_answer_record(
+    *,
+    answer: GoldenAnswer,
+    reviewer,
+    action: str,
+    reason_id: int | None = None,
+    note: str = "",
+) -> GoldenAnswer:
+    """The reviewer's answer to a golden item served to them, scored against the expected
+    action (an escalation never matches: the item had a clear answer). An answer skipped
+    earlier may still be given, as a skipped ordinary item may still be decided.
+
+    Never a Decision: the item, its history and its product are untouched. Reasons follow
+    the rules of a real decision so that the page behaves exactly like one.
+    """
+    if answer.reviewer_id != reviewer.pk:
+        raise NotAllowed("this golden item was not served to you")
+    if action not in (*GOLDEN_ACTIONS, Decision.Action.ESCALATE):
+        raise ValueError(f"unknown action {action!r}")
+    chosen = decision_reason(action, reason_id)
+    expected = GoldenItem.objects.values_list("expected_action", flat=True).get(pk=answer.golden_id)
+    # Conditional UPDATE: a double submit answers once.
+    answered = GoldenAnswer.objects.filter(pk=answer.pk, answered_at__isnull=True).update(
+        answered_at=timezone.now(),
+        action=action,
+        reason=chosen.name if chosen else "",
+        note=note,
+        correct=action == expected,
+    )
+    if not answered:
+        raise AlreadyAnswered(f"golden answer {answer.pk} was given already")
+    answer.refresh_from_db()
+    return answer
+
+
+def golden_answer_skip(*, answer: GoldenAnswer, reviewer) -> bool:
+    """The reviewer skipped (or released) a golden item served to them: the answer is kept
+    as skipped, counting neither right nor wrong, rather than deleted.
+
+    Kept, not deleted, because the reviewer has seen the item: served again later it would
+    test their memory of it, which is why each golden item goes to a reviewer once. And a
+    lead can see which golden items get skipped. answered_at stays empty, so every count of
+    answers leaves skips out; if the reviewer comes back to the item (the back button, a
+    mistaken `s`) they may still answer it, as they could decide a skipped ordinary item.
+    False if it was answered or skipped already.
+    """
+    if answer.reviewer_id != reviewer.pk:
+        raise NotAllowed("this golden item was not served to you")
+    return bool(
+        GoldenAnswer.objects.filter(pk=answer.pk, answered_at__isnull=True, action="").update(
+            action=GoldenAnswer.SKIP
+        )
+    )

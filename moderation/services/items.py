@@ -1,0 +1,177 @@
+"""Intake: a new item, a repeat of one, or a new revision of an edited one; media stored once."""
+
+from __future__ import annotations
+
+import hashlib
+from contextlib import nullcontext
+
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from moderation.intake import IntakePayload
+from moderation.models import (
+    Item,
+    ItemRevision,
+    Source,
+)
+
+EXTENSIONS = {
+    "image/png": "png",
+    "image/jpeg": "jpg",
+    "image/gif": "gif",
+    "image/webp": "webp",
+    "video/mp4": "mp4",
+    "video/quicktime": "mov",
+    "video/webm": "webm",
+}
+
+
+def _store_media(raw: bytes, mime: str, folder: str) -> str:
+    """Content-addressed file: the same bytes are stored once, whoever sends them."""
+    digest = hashlib.sha256(raw).hexdigest()
+    name = f"{folder}/{digest[:2]}/{digest}.{EXTENSIONS[mime]}"
+    if not default_storage.exists(name):
+        name = default_storage.save(name, ContentFile(raw))
+    return name
+
+
+def _existing(source: Source, *, external_id: str, webhook_id: str) -> Item | None:
+    """The item a request repeats or edits: by webhook-id first (a replay, even of an earlier
+    revision), else by external_id."""
+    by_webhook = (
+        Item.objects.filter(source=source)
+        .filter(Q(webhook_id=webhook_id) | Q(revisions__webhook_id=webhook_id))
+        .first()
+    )
+    return by_webhook or Item.objects.filter(source=source, external_id=external_id).first()
+
+
+def _is_repeat(item: Item, *, payload: IntakePayload, webhook_id: str) -> bool:
+    return (
+        item.webhook_id == webhook_id
+        or item.content_hash == payload.content_hash
+        or item.external_id != payload.external_id  # a webhook-id reused for another item
+        or item.revisions.filter(webhook_id=webhook_id).exists()
+    )
+
+
+def item_ingest(*, source: Source, payload: IntakePayload, webhook_id: str) -> tuple[Item, bool]:
+    """Store a new item, a new revision of an edited one, or return the one already stored;
+    the flag says whether new content was accepted (a repeat stores nothing).
+
+    Uniqueness is enforced by the database (source+external_id, source+webhook_id): the insert
+    is tried first and a conflict answers with the stored item, so two identical requests
+    racing each other still make one row. The same external_id with other content under a new
+    webhook-id is an edit: a new revision, labeled again.
+    """
+    existing = None
+    if payload.image or payload.video:
+        # Media is written before the row; look first so a repeat writes nothing.
+        existing = _existing(source, external_id=payload.external_id, webhook_id=webhook_id)
+        if existing is not None and _is_repeat(existing, payload=payload, webhook_id=webhook_id):
+            return existing, False
+    media = _store_payload_media(payload)
+    if existing is None:
+        # One INSERT in autocommit: the item row alone is complete ("received"); beat's
+        # dispatch routes it to labelers in batches, so intake does the least work it can.
+        # Inside a caller's transaction, a savepoint keeps a conflict from breaking it.
+        guard = transaction.atomic() if connection.in_atomic_block else nullcontext()
+        try:
+            with guard:
+                item = Item.objects.create(
+                    source=source,
+                    external_id=payload.external_id,
+                    webhook_id=webhook_id,
+                    content_text=payload.content_text,
+                    content_hash=payload.content_hash,
+                    metadata=payload.metadata,
+                    status=Item.Status.RECEIVED,
+                    **media,
+                )
+            return item, True
+        except IntegrityError:
+            existing = _existing(source, external_id=payload.external_id, webhook_id=webhook_id)
+            if existing is None:
+                raise
+    if _is_repeat(existing, payload=payload, webhook_id=webhook_id):
+        return existing, False
+    return _item_revise(existing, payload=payload, webhook_id=webhook_id, media=media)
+
+
+def _store_payload_media(payload: IntakePayload) -> dict[str, str]:
+    # A failed transaction leaves at most an unreferenced content-addressed file, never a
+    # row pointing at nothing.
+    media = {
+        "content_image": "",
+        "content_image_type": payload.image_type,
+        "content_video": "",
+        "content_video_type": payload.video_type,
+    }
+    if payload.image:
+        media["content_image"] = _store_media(payload.image, payload.image_type, "images")
+    if payload.video:
+        media["content_video"] = _store_media(payload.video, payload.video_type, "videos")
+    return media
+
+
+_REVISED_FIELDS = (
+    "webhook_id",
+    "content_text",
+    "content_image",
+    "content_image_type",
+    "content_video",
+    "content_video_type",
+    "content_hash",
+    "metadata",
+)
+
+
+def _item_revise(
+    item: Item, *, payload: IntakePayload, webhook_id: str, media: dict[str, str]
+) -> tuple[Item, bool]:
+    """Keep the current content as a revision and take the edit as the item's content: it
+    goes back to the dispatch to be labeled again, undecided, whatever was decided before."""
+    guard = transaction.atomic()
+    try:
+        with guard:
+            locked = Item.objects.select_for_update().get(pk=item.pk)
+            if _is_repeat(locked, payload=payload, webhook_id=webhook_id):
+                return locked, False  # the same edit, raced by its own retry
+            ItemRevision.objects.create(
+                item=locked,
+                number=locked.revision,
+                received_at=locked.revised_at or locked.received_at,
+                status=locked.status,
+                violation_score=locked.violation_score,
+                **{name: getattr(locked, name) for name in _REVISED_FIELDS},
+            )
+            new_content = {
+                "webhook_id": webhook_id,
+                "content_text": payload.content_text,
+                "content_hash": payload.content_hash,
+                "metadata": payload.metadata,
+                **media,
+            }
+            for name, value in new_content.items():
+                setattr(locked, name, value)
+            locked.revision += 1
+            locked.revised_at = timezone.now()
+            locked.waiting_since = locked.revised_at
+            locked.status = Item.Status.RECEIVED
+            for name in ("violation_score", "queue_score", "flagged_at", "decided_at"):
+                setattr(locked, name, None)
+            # The edit restarts the SLA clock: it waits as new content.
+            locked.queue_key, locked.sla_breached = None, False
+            locked.claimed_by = None
+            locked.claim_expires_at = None
+            locked.save()
+    except IntegrityError:
+        # The edit's webhook-id belongs to another item of this source: a repeat of that one.
+        other = Item.objects.filter(source_id=item.source_id, webhook_id=webhook_id).first()
+        if other is None:
+            raise
+        return other, False
+    return locked, True

@@ -1,0 +1,203 @@
+"""The one door from labelers into moderation's writes: received items handed to the
+dispatch, routed, sent back to it, and the labelers' verdict on an item (flag, audit sample,
+auto-approval). Plain values in, no labelers import."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from django.db import transaction
+from django.db.models import Case, F, JSONField, Q, Value, When
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from moderation.models import (
+    AUDIT_QUEUE_SCORE,
+    FOLLOWS_LABELS,
+    Decision,
+    Item,
+)
+from moderation.services.decisions import decision_create
+from moderation.services.queue import queue_key_expression, queue_key_sync
+
+
+class ReceivedItem(NamedTuple):
+    id: int
+    source_id: int
+    revision: int
+    content_hash: str
+    has_media: bool
+
+
+def items_lock_received(*, limit: int) -> list[ReceivedItem]:
+    """Received items, oldest first, locked until the caller's transaction ends; SKIP LOCKED
+    so two dispatches never take the same item."""
+    rows = (
+        Item.objects.filter(status=Item.Status.RECEIVED)
+        .select_for_update(skip_locked=True)
+        .order_by("id")
+        .values_list(
+            "id", "source_id", "revision", "content_hash", "content_image", "content_video"
+        )[:limit]
+    )
+    return [
+        ReceivedItem(item_id, source_id, revision, content_hash, bool(image or video))
+        for item_id, source_id, revision, content_hash, image, video in rows
+    ]
+
+
+def items_routed(*, routed: list[int], unrouted: list[int]) -> None:
+    """Routed items wait for their labels. Items of a source routed to no labeler go to
+    review, where a person sees why: nothing would ever label them."""
+    Item.objects.filter(pk__in=routed).update(status=Item.Status.LABELING)
+    Item.objects.filter(pk__in=unrouted).update(
+        status=Item.Status.UNROUTED, queue_score=1.0, queue_key=queue_key_expression(1.0)
+    )
+
+
+def items_route_again(*, source_id: int) -> int:
+    """Items that waited in review because their source had no labeler go back to the
+    dispatch, now that it has one."""
+    return Item.objects.filter(source_id=source_id, status=Item.Status.UNROUTED).update(
+        status=Item.Status.RECEIVED, queue_score=None, queue_key=None
+    )
+
+
+def item_labels_changed(
+    *,
+    item_id: int,
+    violation_score: float | None,
+    flagged: bool,
+    labeling: bool,
+    failed: bool,
+    routed: bool = True,
+    revision: int | None = None,
+    versions: list[int] | None = None,
+    audit: bool = False,
+    auto_approve_reason: str = "",
+) -> None:
+    """Take the labelers' verdict on an item: its violation score, and whether it is flagged,
+    still being labeled, failed, or judged by no labeler routed to its source. Decided items
+    keep their status; their score follows.
+
+    An item is flagged as soon as any labeler flags it, so reviewers see it before slower
+    labelers answer; its score keeps rising as they do. Failed and unrouted items go to the
+    queue with score 1.0: no machine judged them, so a person must. `revision`: take the
+    verdict only while the item is still at that revision (an edit makes it stale).
+    `versions`: the labeler versions whose answers made the verdict (kept with it, and with
+    the decision later made on it). A clean verdict may come with `audit` (the item goes to
+    the queue as an audit sample) or an `auto_approve_reason` (the system approves it).
+    """
+    if not routed:
+        status, queue_score = Item.Status.UNROUTED, 1.0
+    elif flagged:
+        status, queue_score = Item.Status.FLAGGED, violation_score
+    elif labeling:
+        status, queue_score = Item.Status.LABELING, None
+    elif failed:
+        status, queue_score = Item.Status.FAILED, 1.0
+    elif audit:
+        status, queue_score = Item.Status.AUDIT, AUDIT_QUEUE_SCORE
+    else:
+        status, queue_score = Item.Status.LABELED, None
+    if status == Item.Status.LABELED and auto_approve_reason:
+        _item_auto_approve(
+            item_id=item_id,
+            violation_score=violation_score,
+            revision=revision,
+            versions=versions or [],
+            reason=auto_approve_reason,
+        )
+        return
+    undecided = Q(status__in=FOLLOWS_LABELS)
+    fields = {
+        "violation_score": violation_score,
+        "status": Case(When(undecided, then=Value(status)), default=F("status")),
+        "queue_score": Case(When(undecided, then=Value(queue_score)), default=F("queue_score")),
+        "queue_key": Case(
+            When(undecided, then=queue_key_expression(queue_score)), default=F("queue_key")
+        ),
+    }
+    if versions is not None:
+        # Whatever the status: a decided item relabeled with a new version is re-reviewed
+        # against that version, and the new decision must say so.
+        fields["verdict_versions"] = Value(versions, output_field=JSONField())
+    if status == Item.Status.FLAGGED:
+        fields["flagged_at"] = Case(
+            When(undecided, then=Coalesce(F("flagged_at"), Value(timezone.now()))),
+            default=F("flagged_at"),
+        )
+    # One UPDATE, whatever the item's state: the status moves only while it is undecided.
+    items = Item.objects.filter(pk=item_id)
+    if revision is not None:
+        items = items.filter(revision=revision)
+    items.update(**fields)
+
+
+def _item_auto_approve(
+    *, item_id: int, violation_score: float | None, revision: int | None, versions, reason: str
+) -> None:
+    """The system approves an item its labelers cleared inside their auto-approve bands: a
+    decision with no reviewer (in the history, sent back to the product like any other); the
+    item never enters the queue. Runs once per revision: the lock and the undecided check
+    make a second verdict on the same revision (another label, a re-evaluation) do nothing."""
+    with transaction.atomic():
+        _item_auto_approve_locked(
+            item_id=item_id,
+            violation_score=violation_score,
+            revision=revision,
+            versions=versions,
+            reason=reason,
+        )
+
+
+def _item_auto_approve_locked(
+    *, item_id: int, violation_score: float | None, revision: int | None, versions, reason: str
+) -> None:
+    locked = Item.objects.select_for_update().filter(pk=item_id).first()
+    if locked is None or (revision is not None and locked.revision != revision):
+        return  # gone, or edited since: this verdict is about content no longer current
+    if (
+        locked.claimed_by_id is not None
+        and locked.claim_expires_at is not None
+        and locked.claim_expires_at > timezone.now()
+    ):
+        # A reviewer holds it (an audit sample, or a flagged item a threshold change just
+        # cleared): their decision, not the system's, settles it.
+        return
+    if locked.status not in FOLLOWS_LABELS:
+        # Decided meanwhile (by a person, or by an earlier verdict): the score and versions
+        # follow the labels, the decision stands.
+        locked.violation_score = violation_score
+        locked.verdict_versions = list(versions)
+        locked.save(update_fields=["violation_score", "verdict_versions"])
+        return
+    decision = decision_create(
+        item=locked,
+        revision=locked.revision,
+        reviewer=None,
+        action=Decision.Action.APPROVE,
+        reason=reason,
+        status_before=locked.status,
+        labeler_versions=list(versions),
+    )
+    locked.violation_score = violation_score
+    locked.verdict_versions = list(versions)
+    locked.status = Item.Status.DECIDED
+    locked.decided_at = decision.created_at
+    locked.queue_score = None
+    locked.claimed_by = None
+    locked.claim_expires_at = None
+    queue_key_sync(locked)
+    locked.save(
+        update_fields=[
+            "violation_score",
+            "verdict_versions",
+            "status",
+            "decided_at",
+            "queue_score",
+            "queue_key",
+            "claimed_by",
+            "claim_expires_at",
+        ]
+    )

@@ -1,0 +1,29 @@
+"""Moderation's routes: reviewer pages (one views module per page family) and the machine
+endpoints (webhook, item API, decisions feed, OpenAPI document)."""
+
+from django.urls import path
+
+from moderation.views import api, golden, item, me, queue, team
+
+urlpatterns = [
+    path("", queue.queue, name="queue"),
+    path("queue/next/", queue.queue_next_view, name="queue_next"),
+    path("escalated/", queue.escalated_queue, name="escalated"),
+    path("escalated/next/", queue.escalated_next, name="escalated_next"),
+    path("items/<int:item_id>/", item.item_detail, name="item"),
+    path("items/<int:item_id>/release/", item.item_release_view, name="item_release"),
+    path("items/<int:item_id>/skip/", item.item_skip, name="item_skip"),
+    path("items/<int:item_id>/reveal/", item.item_reveal, name="item_reveal"),
+    path("items/<int:item_id>/golden/", golden.item_golden, name="item_golden"),
+    path("decisions/<int:decision_id>/undo/", item.decision_undo_view, name="decision_undo"),
+    path("me/decisions/", me.my_decisions, name="my_decisions"),
+    path("me/settings/", me.my_settings, name="my_settings"),
+    path("team/", team.team, name="team"),
+    path("team/<int:user_id>/golden-wrong/", team.team_golden_wrong, name="team_golden_wrong"),
+    path("items/<int:item_id>/<str:kind>/", item.item_media, name="item_media"),
+    path("webhooks/<slug:slug>/", api.webhook, name="webhook"),
+    path("api/items/", api.api_items, name="api_items"),
+    path("api/items/<int:item_id>/", api.api_item, name="api_item"),
+    path("api/decisions/", api.api_decisions, name="api_decisions"),
+    path("api/openapi.yaml", api.openapi_document, name="openapi"),
+]

@@ -1,0 +1,49 @@
+"""Staff mark a decided item as golden (with the expected action), or unmark it."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.views.decorators.http import require_POST
+
+from moderation.forms import GoldenMarkForm
+from moderation.models import GoldenItem, Item
+from moderation.permissions import (
+    reviewer_required,
+)
+from moderation.services.golden import (
+    golden_item_mark,
+    golden_item_unmark,
+)
+
+
+@require_POST
+@reviewer_required
+def item_golden(request: HttpRequest, item_id: int) -> HttpResponse:
+    """Staff: mark a decided item as golden (with the expected action and a note), or
+    unmark it."""
+    if not request.user.is_staff:
+        raise PermissionDenied
+    item = get_object_or_404(Item, pk=item_id)
+    if "unmark" in request.POST:
+        golden = get_object_or_404(GoldenItem, item=item)
+        golden_item_unmark(golden=golden)
+        messages.success(request, f"Item {item.pk} is no longer golden.")
+        return redirect("item", item.pk)
+    form = GoldenMarkForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Not marked: choose approve or remove as the expected action.")
+        return redirect("item", item.pk)
+    try:
+        golden_item_mark(item=item, created_by=request.user, **form.cleaned_data)
+    except ValueError as exc:
+        messages.error(request, f"Not marked: {exc}.")
+        return redirect("item", item.pk)
+    messages.success(
+        request,
+        f"Item {item.pk} is golden: reviewers are expected to "
+        f"{form.cleaned_data['expected_action']} it.",
+    )
+    return redirect("item", item.pk)

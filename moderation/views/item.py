@@ -1,0 +1,291 @@
+"""The item page: an item with its decision form (or a golden item served as one), and what
+a reviewer does on it: decide, undo, release, skip, reveal media, load media."""
+
+from __future__ import annotations
+
+from copy import copy
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from moderation.errors import AlreadyAnswered, ClaimConflict, NotAllowed
+from moderation.filters import QueueFilter, int_or_none
+from moderation.forms import GoldenMarkForm
+from moderation.http import ranged_file_response
+from moderation.models import REVIEWABLE, Decision, GoldenAnswer, Item
+from moderation.permissions import (
+    can_review_escalated,
+    reviewer_required,
+    reviewer_source_ids,
+)
+from moderation.selectors.decisions import (
+    DECIDABLE,
+    decision_actions,
+    item_current_decision,
+)
+from moderation.selectors.golden import (
+    golden_answer_open,
+    golden_shown_status,
+)
+from moderation.selectors.reviewers import reviewer_settings
+from moderation.services.claims import item_claim, item_release
+from moderation.services.decisions import decision_record, decision_undo
+from moderation.services.golden import (
+    GOLDEN_ACTIONS,
+    golden_answer_record,
+    golden_answer_skip,
+)
+from moderation.services.reviewers import (
+    media_reveal_record,
+)
+
+
+def _reviewable_item(request: HttpRequest, item_id: int, *, own_escalation=False) -> Item:
+    """The item, if this reviewer may see it: their sources only, escalated items only for
+    seniors (or, to undo it, for the reviewer who escalated). Checked on every view and POST
+    that touches an item."""
+    item = get_object_or_404(Item.objects.select_related("source", "claimed_by"), pk=item_id)
+    allowed = reviewer_source_ids(request.user)
+    if allowed is not None and item.source_id not in allowed:
+        raise Http404  # not even whether it exists
+    senior = own_escalation or can_review_escalated(request.user)
+    if item.status == Item.Status.ESCALATED and not senior:
+        raise PermissionDenied("Escalated items are for senior reviewers.")
+    return item
+
+
+def _back(request: HttpRequest) -> str:
+    """The queue filters the reviewer came with, carried through the item page."""
+    return QueueFilter.from_query(request.GET).querystring()
+
+
+def _next_url(request: HttpRequest, item: Item) -> str:
+    """Where "next" goes after this item: the same queue, with the same filters (the
+    escalated queue after an escalated item)."""
+    filters = QueueFilter.from_query(request.GET)
+    if item.status == Item.Status.ESCALATED:
+        filters = filters.with_status("escalated")
+    return reverse("queue_next") + filters.querystring()
+
+
+@require_http_methods(["GET", "POST"])
+@reviewer_required
+def item_detail(request: HttpRequest, item_id: int) -> HttpResponse:
+    item = _reviewable_item(request, item_id)
+    golden_answer = golden_answer_open(reviewer=request.user, item=item)
+    if request.method == "POST":
+        if golden_answer is not None:
+            return _answer_golden(request, item, golden_answer)
+        return _decide(request, item)
+    if golden_answer is not None:
+        return _golden_page(request, item)
+    claimed = item.status in REVIEWABLE and item_claim(item=item, reviewer=request.user)
+    decisions = list(item.decisions.select_related("reviewer", "undoes"))
+    escalation = next(
+        (d for d in reversed(decisions) if d.action == Decision.Action.ESCALATE), None
+    )
+    return _item_page(
+        request,
+        item,
+        shown=item,
+        decisions=decisions,
+        escalation=escalation if item.status == Item.Status.ESCALATED else None,
+        claimed=claimed,
+        golden=_golden_admin_context(request, item),
+    )
+
+
+def _item_page(
+    request: HttpRequest, item: Item, *, shown: Item, decisions, escalation, claimed, golden
+) -> HttpResponse:
+    """The item page, for an ordinary item and for a golden one (`shown`: the item as the
+    page presents it)."""
+    labels = item.labels.select_related("labeler_version__labeler").order_by(
+        "-revision", "-violation_score"
+    )
+    review_settings = reviewer_settings(request.user)
+    if item.has_media and not review_settings.blur_media:
+        # Media shown without a click is still media seen.
+        media_reveal_record(item=item, reviewer=request.user)
+    return render(
+        request,
+        "moderation/item.html",
+        {
+            "item": shown,
+            "labels": labels,
+            "decisions": decisions,
+            "escalation": escalation,
+            "revisions": item.revisions.order_by("-number"),
+            "claimed": claimed,
+            "reviewable": REVIEWABLE,
+            "actions": decision_actions(),
+            "back": _back(request),
+            "review_settings": review_settings,
+            "golden": golden,
+        },
+    )
+
+
+def _golden_admin_context(request: HttpRequest, item: Item) -> dict | None:
+    """For staff on a decided item: its golden state and the form to mark it."""
+    if not request.user.is_staff or item.status != Item.Status.DECIDED:
+        return None
+    current = item_current_decision(item)
+    golden = getattr(item, "golden", None)
+    expected = golden.expected_action if golden and golden.active else None
+    if expected is None and current and current.action in GOLDEN_ACTIONS:
+        expected = current.action
+    return {
+        "item": golden,
+        "form": GoldenMarkForm(initial={"expected_action": expected or "approve"}),
+    }
+
+
+def _golden_page(request: HttpRequest, item: Item) -> HttpResponse:
+    """A golden item served to this reviewer, shown exactly as an undecided queue item: its
+    status from before it was decided, no decisions in its history, nobody's claim, and
+    nothing that says it is golden."""
+    shown = copy(item)  # never saved: only what the page shows
+    shown.status = golden_shown_status(item)
+    shown.decided_at = None
+    shown.claimed_by = None
+    return _item_page(
+        request, item, shown=shown, decisions=[], escalation=None, claimed=True, golden=None
+    )
+
+
+def _answer_golden(request: HttpRequest, item: Item, answer: GoldenAnswer) -> HttpResponse:
+    """Record the answer to a golden item and move on like after a decision. Nothing is
+    offered to undo: the undo bar of an earlier decision is dropped with it."""
+    action = request.POST.get("action", "")
+    back = _back(request)
+    if action not in DECIDABLE:
+        messages.error(request, "Choose approve, remove or escalate.")
+        return redirect(reverse("item", args=[item.pk]) + back)
+    try:
+        golden_answer_record(
+            answer=answer,
+            reviewer=request.user,
+            action=action,
+            reason_id=int_or_none(request.POST.get(f"reason_{action}")),
+            note=request.POST.get("note", ""),
+        )
+    except (ValueError, NotAllowed) as exc:
+        messages.error(request, f"Not decided: {exc}.")
+        return redirect(reverse("item", args=[item.pk]) + back)
+    except AlreadyAnswered:
+        pass  # a double submit: the first one counted, go on as it did
+    request.session.pop("undo", None)
+    if request.POST.get("next"):
+        return redirect(_next_url(request, item))
+    return redirect(reverse("queue") + back)
+
+
+def _decide(request: HttpRequest, item: Item) -> HttpResponse:
+    action = request.POST.get("action", "")
+    back = _back(request)
+    if action not in DECIDABLE:
+        messages.error(request, "Choose approve, remove or escalate.")
+        return redirect(reverse("item", args=[item.pk]) + back)
+    try:
+        decision = decision_record(
+            item=item,
+            reviewer=request.user,
+            action=action,
+            reason_id=int_or_none(request.POST.get(f"reason_{action}")),
+            note=request.POST.get("note", ""),
+            decisions_seen=int_or_none(request.POST.get("decisions_seen")),
+            may_decide_escalated=can_review_escalated(request.user),
+        )
+    except (ValueError, NotAllowed) as exc:
+        messages.error(request, f"Not decided: {exc}.")
+        return redirect(reverse("item", args=[item.pk]) + back)
+    except ClaimConflict as exc:
+        messages.error(request, f"Not decided: {exc}. Look again before deciding.")
+        return redirect(reverse("item", args=[item.pk]) + back)
+    # The next page offers to undo this for a few seconds.
+    request.session["undo"] = {"decision": decision.pk, "at": decision.created_at.timestamp()}
+    if request.POST.get("next"):
+        return redirect(_next_url(request, item))
+    return redirect(reverse("queue") + back)
+
+
+@require_POST
+@reviewer_required
+def decision_undo_view(request: HttpRequest, decision_id: int) -> HttpResponse:
+    decision = get_object_or_404(Decision, pk=decision_id, reviewer=request.user)
+    item = _reviewable_item(
+        request, decision.item_id, own_escalation=decision.action == Decision.Action.ESCALATE
+    )
+    request.session.pop("undo", None)
+    try:
+        decision_undo(decision=decision, reviewer=request.user)
+    except (NotAllowed, ClaimConflict) as exc:
+        messages.error(request, f"Not undone: {exc}.")
+        return redirect(reverse("item", args=[item.pk]) + _back(request))
+    messages.success(request, f"Undone: item {item.pk} is back with you.")
+    return redirect(reverse("item", args=[item.pk]) + _back(request))
+
+
+@require_POST
+@reviewer_required
+def item_release_view(request: HttpRequest, item_id: int) -> HttpResponse:
+    """Let go of the item: back to the queue page; others can take it at once."""
+    item = _reviewable_item(request, item_id)
+    _let_go(request, item)
+    messages.info(request, f"Released item {item.pk}.")
+    return redirect(reverse("queue") + _back(request))
+
+
+def _let_go(request: HttpRequest, item: Item) -> None:
+    """Skip and release alike: give up the claim, or, on a golden item served to this
+    reviewer, record its answer as skipped (neither right nor wrong; see
+    golden_answer_skip). The reviewer sees the same as for any item either way."""
+    golden_answer = golden_answer_open(reviewer=request.user, item=item)
+    if golden_answer is not None:
+        golden_answer_skip(answer=golden_answer, reviewer=request.user)
+    else:
+        item_release(item=item, reviewer=request.user)
+
+
+@require_POST
+@reviewer_required
+def item_skip(request: HttpRequest, item_id: int) -> HttpResponse:
+    """Let go of the item and take the next one; the skipped item goes back to the queue for
+    others and is not handed to this reviewer again this session."""
+    item = _reviewable_item(request, item_id)
+    _let_go(request, item)
+    skipped = request.session.get("skipped", [])
+    request.session["skipped"] = ([*skipped, item.pk])[-200:]
+    messages.info(request, f"Skipped item {item.pk}.")
+    return redirect(_next_url(request, item))
+
+
+@require_POST
+@reviewer_required
+def item_reveal(request: HttpRequest, item_id: int) -> HttpResponse:
+    """The page reports a media reveal (click or `v`): counted for the reviewer's exposure."""
+    item = _reviewable_item(request, item_id)
+    if item.has_media:
+        media_reveal_record(item=item, reviewer=request.user)
+    return HttpResponse(status=204)
+
+
+@require_GET
+@reviewer_required
+def item_media(request: HttpRequest, item_id: int, kind: str) -> HttpResponse:
+    item = _reviewable_item(request, item_id)
+    stored = {"image": item.content_image, "video": item.content_video}.get(kind)
+    if not stored:
+        raise Http404
+    content_type = item.content_image_type if kind == "image" else item.content_video_type
+    response = ranged_file_response(request, stored, content_type=content_type)
+    # Hostile bytes: never sniffed as HTML, never run as a document.
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "sandbox; default-src 'none'"
+    response["Cache-Control"] = "private, max-age=3600"
+    return response

@@ -1,0 +1,160 @@
+"""The queue pages: the review queue and the seniors' escalated queue, and "next" (the top
+free item, or now and then a golden item, claimed and opened)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from labelers.models import Labeler
+from labelers.selectors import labeling_health, labeling_stalled
+from moderation.filters import STATUSES, QueueFilter
+from moderation.models import GoldenAnswer, Item, Source
+from moderation.permissions import (
+    can_review_escalated,
+    reviewer_required,
+    reviewer_source_ids,
+    senior_required,
+)
+from moderation.selectors.golden import (
+    golden_due,
+    golden_next,
+)
+from moderation.selectors.queue import queue_counts, queue_next, queue_page, queue_sla
+from moderation.selectors.reviewers import exposure
+from moderation.services.claims import item_claim
+from moderation.services.golden import (
+    golden_answer_serve,
+)
+
+
+@require_GET
+@reviewer_required
+def queue(request: HttpRequest) -> HttpResponse:
+    return _queue(request, QueueFilter.from_query(request.GET), title="Review queue")
+
+
+@require_GET
+@senior_required
+def escalated_queue(request: HttpRequest) -> HttpResponse:
+    """The seniors' own queue: escalated items, sorted and filtered like the main one."""
+    filters = QueueFilter.from_query(request.GET).with_status("escalated")
+    return _queue(request, filters, title="Escalated items", tabs=False)
+
+
+def _queue(request: HttpRequest, filters: QueueFilter, *, title: str, tabs=True) -> HttpResponse:
+    senior = can_review_escalated(request.user)
+    if filters.status == "escalated" and not senior:
+        raise PermissionDenied
+    statuses = [status for status in STATUSES if senior or status != "escalated"]
+    if not tabs:
+        statuses = [filters.status]
+    items, next_cursor = queue_page(
+        reviewer=request.user, filters=filters, after=request.GET.get("after")
+    )
+    counts = queue_counts(reviewer=request.user, filters=filters, statuses=statuses)
+    allowed = reviewer_source_ids(request.user)
+    sources = Source.objects.order_by("name")
+    labelers = Labeler.objects.order_by("name")
+    if allowed is not None:
+        sources = sources.filter(pk__in=allowed)
+        labelers = labelers.filter(sources__in=allowed).distinct()
+    return render(
+        request,
+        "moderation/queue.html",
+        {
+            "title": title,
+            "items": items,
+            "filters": filters,
+            "tabs": [
+                {
+                    "status": status,
+                    "label": STATUSES[status],
+                    "count": counts[status],
+                    "url": filters.with_status(status).querystring() or "?",
+                    "active": status == filters.status,
+                }
+                for status in statuses
+                if tabs
+            ],
+            "next_url": (
+                "?" + urlencode({**filters.params(), "after": next_cursor}) if next_cursor else None
+            ),
+            "querystring": filters.querystring(),
+            "sla": queue_sla(reviewer=request.user),
+            "sources": sources,
+            "labelers": labelers,
+            "media_choices": [
+                ("", "Any"),
+                ("image", "Has image"),
+                ("video", "Has video"),
+                ("text", "Text only"),
+            ],
+            "now": timezone.now(),
+            "health": labeling_health(),
+            "stalled": labeling_stalled(),
+        },
+    )
+
+
+@require_GET
+@reviewer_required
+def queue_next_view(request: HttpRequest) -> HttpResponse:
+    """Claim the top free item under the queue's filters and open it; the filters ride
+    along in the item's URL so that the next "next" keeps them."""
+    filters = QueueFilter.from_query(request.GET)
+    if filters.status == "escalated" and not can_review_escalated(request.user):
+        raise PermissionDenied
+    for attempt in range(5):  # another reviewer may claim our pick between read and claim
+        item, effective = _pick_next(request, filters)
+        if item is None:
+            messages.info(request, "The queue is empty.")
+            return redirect(reverse("queue") + filters.querystring())
+        # A golden item only stands in for real work: with an empty queue, an item appearing
+        # anyway would give it away.
+        if attempt == 0 and (golden := _serve_golden(request, effective)):
+            return redirect(reverse("item", args=[golden.golden.item_id]) + filters.querystring())
+        if item_claim(item=item, reviewer=request.user):
+            return redirect(reverse("item", args=[item.pk]) + filters.querystring())
+    return redirect(reverse("queue") + filters.querystring())
+
+
+def _pick_next(request: HttpRequest, filters: QueueFilter) -> tuple[Item | None, QueueFilter]:
+    """The next item for this reviewer, and the filters it was found under; over their
+    exposure budget, text-only items first."""
+    skipped = request.session.get("skipped", [])
+    if not filters.media and exposure(request.user).over_budget:
+        text_first = replace(filters, media="text")
+        item = queue_next(reviewer=request.user, filters=text_first, exclude_ids=skipped)
+        if item is not None:
+            return item, text_first
+    return queue_next(reviewer=request.user, filters=filters, exclude_ids=skipped), filters
+
+
+def _serve_golden(request: HttpRequest, filters: QueueFilter) -> GoldenAnswer | None:
+    """With the reviewer's golden share as probability, a golden item (under the same
+    filters) instead of the queue's next: served by an open answer, not by a claim, since
+    the item is decided and claims are for items waiting."""
+    if not golden_due(request.user):
+        return None
+    golden = golden_next(
+        reviewer=request.user, filters=filters, exclude_item_ids=request.session.get("skipped", [])
+    )
+    if golden is None:
+        return None
+    return golden_answer_serve(golden=golden, reviewer=request.user)
+
+
+@require_GET
+@senior_required
+def escalated_next(request: HttpRequest) -> HttpResponse:
+    filters = QueueFilter.from_query(request.GET).with_status("escalated")
+    return redirect(reverse("queue_next") + filters.querystring())
