@@ -15,6 +15,7 @@ RUN pip install --no-cache-dir --require-hashes --no-deps -r requirements/base.t
 
 COPY pyproject.toml manage.py openapi.yaml gunicorn.conf.py ./
 COPY config ./config
+COPY lib ./lib
 COPY moderation ./moderation
 COPY labelers ./labelers
 COPY templates ./templates

@@ -13,9 +13,10 @@ from django.conf import settings
 from django.db import connections
 
 from config.celery import app as celery_app
-from labelers import fetch, services, tasks
+from labelers import fetch, tasks
 from labelers.breaker import get_breaker
-from labelers.tasks import label_sweep
+from labelers.routing import routing_cache
+from labelers.tasks import label_sweep_task
 from moderation.selectors.queue import queue_figures_cache
 from moderation.selectors.sources import source_cache
 from moderation.tests.factories import SourceFactory
@@ -156,7 +157,7 @@ def _forget_process_caches():
 
     def clear():
         fetch._refusal_seen.clear()
-        services.routing_cache.clear()
+        routing_cache.clear()
         source_cache.clear()
         queue_figures_cache.clear()
 
@@ -209,7 +210,7 @@ def dispatch(django_capture_on_commit_callbacks):
 
     def run():
         with django_capture_on_commit_callbacks(execute=True):
-            return label_sweep()
+            return label_sweep_task()
 
     return run
 

@@ -6,7 +6,7 @@ What it does, every run from scratch:
 
 1. Drops and recreates the PostgreSQL database `bench_intake` (127.0.0.1:5432, user postgres,
    trust auth), flushes Redis db 15 (the broker), runs `manage.py migrate`.
-2. Creates a source with the product's own `labelers.services.source_setup` (through
+2. Creates a source with the product's own `labelers.criteria.source_setup` (through
    `manage.py shell -c`) and reads back its signing secret; creates `bench_baseline`.
 3. Starts ONE gunicorn (DJANGO_SETTINGS_MODULE=bench.settings, 2 x cores sync workers, no access
    log, DEBUG off, CONN_MAX_AGE=60) that serves both the product's `/webhooks/<slug>/` and the
@@ -269,7 +269,7 @@ def manage(env: dict, *args: str) -> str:
 
 CREATE_SOURCE = """
 import json
-from labelers.services import source_setup
+from labelers.criteria import source_setup
 source, secret, _token = source_setup(name="Bench", slug=%r)
 print("BENCH_SOURCE=" + json.dumps({"slug": source.slug, "secret": secret}))
 """

@@ -157,13 +157,13 @@ def queries_per_label(fake_url: str, source, version, n: int) -> None:
         labels = labels_bulk(
             items, version=version, model="cope-latest", enqueued_at=timezone.now()
         )
-    tasks.label_fetch(labels[0].pk)  # warm: client session, routing cache, refusal check
+    tasks.label_fetch_task(labels[0].pk)  # warm: client session, routing cache, refusal check
     kinds: Counter = Counter()
     ms: defaultdict = defaultdict(float)
     started = time.thread_time()
     with CaptureQueriesContext(connection) as ctx:
         for label in labels[1:]:
-            tasks.label_fetch(label.pk)
+            tasks.label_fetch_task(label.pk)
     thread_ms = (time.thread_time() - started) * 1000
     m = len(labels) - 1
     for q in ctx.captured_queries:
@@ -298,8 +298,8 @@ def main() -> None:
     from django.db import transaction
     from django.utils import timezone
 
+    from labelers.criteria import labeler_default, source_setup
     from labelers.models import Label
-    from labelers.services import labeler_default, source_setup
     from labelers.tasks import labels_enqueue
     from testkit.fake_api import FakeLabelAPI
     from testkit.processes import app_env, start_worker, stop

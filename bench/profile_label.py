@@ -131,7 +131,7 @@ def make_labels(n: int, prefix: str):
     from django.db import transaction
     from django.utils import timezone
 
-    from labelers.services import labeler_default, source_setup
+    from labelers.criteria import labeler_default, source_setup
     from testkit.seed import items_bulk, labels_bulk
 
     source = source_setup(name=f"Profile {prefix}", slug=f"profile-{prefix}")[0]
@@ -206,14 +206,14 @@ def main() -> None:
 
     # 1. In-process: the task body, no Celery.
     labels = make_labels(n + 1, "a")
-    tasks.label_fetch(labels[0].pk)  # warm
+    tasks.label_fetch_task(labels[0].pk)  # warm
     with connection.cursor() as cur:
         cur.execute("SELECT pg_backend_pid()")
         own_backend = cur.fetchone()[0]
     b0 = cpu.process_cpu(own_backend, children=False)
     t0, w0 = time.thread_time(), time.monotonic()
     for label in labels[1:]:
-        tasks.label_fetch(label.pk)
+        tasks.label_fetch_task(label.pk)
     inproc_ms = (time.thread_time() - t0) * 1000 / n
     inproc_wall = (time.monotonic() - w0) * 1000 / n
     inproc_pg = (cpu.process_cpu(own_backend, children=False) - b0) * 1000 / n
@@ -244,7 +244,7 @@ def main() -> None:
         )
         try:
             time.sleep(4)
-            tasks.label_fetch.apply_async((labels[0].pk,), queue=QUEUE)  # warm
+            tasks.label_fetch_task.apply_async((labels[0].pk,), queue=QUEUE)  # warm
             while not Label.objects.filter(pk=labels[0].pk, status=Label.Status.DONE).exists():
                 time.sleep(0.1)
             spies = [
@@ -261,9 +261,9 @@ def main() -> None:
             tracker.sample()
             c0, w0 = cpu.process_cpu(worker.pid), time.monotonic()
             ids = [label.pk for label in labels[1:]]
-            with tasks.label_fetch.app.producer_or_acquire() as producer:
+            with tasks.label_fetch_task.app.producer_or_acquire() as producer:
                 for label_id in ids:
-                    tasks.label_fetch.apply_async((label_id,), queue=QUEUE, producer=producer)
+                    tasks.label_fetch_task.apply_async((label_id,), queue=QUEUE, producer=producer)
             while Label.objects.filter(pk__in=ids, status=Label.Status.DONE).count() < n:
                 time.sleep(0.05)
             worker_ms = (cpu.process_cpu(worker.pid) - c0) * 1000 / n

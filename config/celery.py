@@ -12,10 +12,11 @@ from django.conf import settings
 from django.db import close_old_connections
 from prometheus_client import start_http_server
 
-from config import (
+from lib import (
     broker,  # noqa: F401 - registers the atomic filesystem transport
     logs,
 )
+from lib.broker import queue_depth
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 logger = logging.getLogger(__name__)
@@ -101,15 +102,8 @@ def wedged(*, running: int, idle_seconds: float, waiting: int, limit: float) -> 
 
 
 def _messages_waiting(queues) -> int:
-    total = 0
     with app.connection_for_read() as connection:
-        for name in queues:
-            try:
-                with connection.channel() as channel:
-                    total += channel.queue_declare(queue=name, passive=True).message_count
-            except connection.channel_errors:
-                pass  # Redis forgets a queue once it is empty: nothing waits there
-    return total
+        return sum(queue_depth(connection, name) for name in queues)
 
 
 def _watch(queues) -> None:

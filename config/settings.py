@@ -60,7 +60,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "config.security.ContentSecurityPolicyMiddleware",
+    "lib.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -326,14 +326,14 @@ CELERY_BEAT_SCHEDULE = {
 
 # Logs: JSON lines in production (one object per line, for the log shipper), readable lines in
 # development; either way each line carries the item, source and task it is about, and
-# secrets are redacted (config/logs.py). Celery's workers log through the same handlers.
+# secrets are redacted (lib/logs.py). Celery's workers log through the same handlers.
 LOG_FORMAT = env("LOG_FORMAT", default="json" if not DEBUG and not EMBEDDED else "plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {
-        "context": {"()": "config.logs.AddContext"},
-        "redact": {"()": "config.logs.RedactSecrets"},
+        "context": {"()": "lib.logs.AddContext"},
+        "redact": {"()": "lib.logs.RedactSecrets"},
     },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s %(context)s"},
@@ -356,12 +356,23 @@ LOGGING = {
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
-# --- Operations: health and readiness (config/health.py) -----------------------------------
+# --- Operations: health and readiness (lib/health.py) -----------------------------------
 # /healthz and /readyz are answered first, before the SSL redirect and the host check, so a
 # load balancer or the image's HEALTHCHECK can call them over plain http by IP.
-MIDDLEWARE.insert(0, "config.health.HealthMiddleware")
-MIDDLEWARE.insert(1, "config.logs.LogContextMiddleware")
+MIDDLEWARE.insert(0, "lib.health.HealthMiddleware")
+MIDDLEWARE.insert(1, "lib.logs.LogContextMiddleware")
 SECURE_REDIRECT_EXEMPT = [r"^healthz/?$", r"^readyz/?$"]
+# /readyz runs these (name: a function returning None when fine, else why not); the
+# dispatcher check is skipped with READYZ_CHECK_DISPATCHER off. `manage.py readyz --check`
+# takes the same names.
+HEALTH_CHECKS = {
+    "database": "lib.health.check_database",
+    "migrations": "lib.health.check_migrations",
+    "broker": "lib.health.check_broker",
+    "dispatcher": "labelers.health.check_dispatcher",
+}
+# What the database knows, exported by the web's /metrics (prometheus_client collectors).
+METRICS_COLLECTORS = ["labelers.health.DatabaseStateCollector"]
 READYZ_BROKER_TIMEOUT = env.float("READYZ_BROKER_TIMEOUT", default=2.0)
 # Ready also means beat's dispatch ran within LABEL_DISPATCH_STALL_SECONDS; turn this off
 # where a load balancer should keep serving pages while beat is down.
@@ -380,7 +391,7 @@ SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000 if _PROD
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=_PRODUCTION)
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=_PRODUCTION)
 
-# --- Operations: Prometheus metrics (config/metrics.py, /metrics in config/health.py) -------
+# --- Operations: Prometheus metrics (lib/metrics.py, /metrics in lib/health.py) -------
 # /metrics answers a scraper that shows this bearer token, or that calls directly (not
 # through the proxy) from one of these addresses or networks. Production allows nobody by
 # default: set a token, or the scraper's network (say 10.0.0.0/8).
@@ -421,7 +432,7 @@ AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 # The client's address: REMOTE_ADDR, or behind the TLS proxy (production) the last address
 # the proxy appended to X-Forwarded-For; a client cannot forge the proxy's own entry.
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=1 if _PRODUCTION else 0)
-AXES_CLIENT_IP_CALLABLE = "config.logins.client_ip"
+AXES_CLIENT_IP_CALLABLE = "lib.logins.client_ip"
 # Staff must also give a one-time password (TOTP app, or a static emergency token) to use
 # the admin when this is on. Give each staff user a device first (README: Production).
 OTP_REQUIRED_FOR_STAFF = env.bool("OTP_REQUIRED_FOR_STAFF", default=False)

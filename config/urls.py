@@ -5,7 +5,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from config.logins import admin_site_require_otp
+from lib.logins import admin_site_require_otp
 
 if settings.OTP_REQUIRED_FOR_STAFF:
     admin_site_require_otp()

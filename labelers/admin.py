@@ -5,7 +5,14 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
-from labelers import services, tasks
+from labelers import tasks
+from labelers.criteria import (
+    REVIEW_POLICY_FIELDS,
+    labeler_draft_save,
+    labeler_settings_changed,
+    labeler_version_publish,
+    model_warning,
+)
 from labelers.models import (
     ApiKeyRefusal,
     Label,
@@ -90,10 +97,10 @@ class LabelerAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
-        changed = {"active", *services.REVIEW_POLICY_FIELDS} & set(form.changed_data)
+        changed = {"active", *REVIEW_POLICY_FIELDS} & set(form.changed_data)
         if change and changed:
             # Items already in (or out of) the queue were judged under the old setting.
-            reevaluation = tasks.labeler_reevaluate(
+            reevaluation = labeler_settings_changed(
                 labeler=obj, changed=changed, created_by=request.user
             )
             messages.info(
@@ -118,7 +125,7 @@ class LabelerVersionAdmin(admin.ModelAdmin):
         return obj is None
 
     def save_model(self, request, obj, form, change):
-        version = services.labeler_draft_save(
+        version = labeler_draft_save(
             labeler=obj.labeler,
             criteria_text=obj.criteria_text,
             remote_labeler_id=obj.remote_labeler_id,
@@ -137,14 +144,14 @@ class LabelerVersionAdmin(admin.ModelAdmin):
                 page,
             ),
         )
-        if warning := services.model_warning(obj.model):
+        if warning := model_warning(obj.model):
             messages.warning(request, warning)
 
     @admin.action(description="Publish: make these drafts their labeler's current version")
     def publish(self, request, queryset):
         published = 0
         for version in queryset.filter(state=LabelerVersion.State.DRAFT):
-            services.labeler_version_publish(version=version)
+            labeler_version_publish(version=version)
             published += 1
         messages.info(
             request, f"Published {published} draft(s); nothing was relabeled (see Relabel runs)."

@@ -11,7 +11,7 @@ class LabelersConfig(AppConfig):
         from django.db.models.signals import m2m_changed, post_delete, post_save
 
         from labelers.models import Labeler, LabelerVersion
-        from labelers.services import routing_cache
+        from labelers.routing import routing_cache
         from moderation.models import Source
 
         # The dispatch caches each source's routing per process for a few seconds; a change

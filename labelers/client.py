@@ -18,7 +18,7 @@ import requests
 from django.conf import settings
 from requests.adapters import HTTPAdapter
 
-from config import metrics
+from lib import metrics
 
 MODELS = ("cope-latest", "cope-a-9b", "cope-b-12b", "cope-b-a4b", "cope-b-a4b-mm")
 DEPRECATED_MODELS = {"cope-b-12b": "deprecated since 2026-07-01; use cope-b-a4b-mm for media"}

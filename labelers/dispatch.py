@@ -16,7 +16,7 @@ from django.utils import timezone
 from labelers import liveness
 from labelers.fetch import api_key_refused
 from labelers.models import Label, Labeler, LabelerVersion, Reevaluation, RelabelRun
-from labelers.services import model_for, routing_cache, source_routing
+from labelers.routing import model_for, routing_cache, source_routing
 from labelers.verdict import item_refresh
 from moderation.models import RELABEL_ON_PUBLISH, Item
 from moderation.services.verdicts import items_lock_received, items_route_again, items_routed
@@ -53,8 +53,10 @@ def items_route(*, limit: int = 5000) -> int:
     return len(rows)
 
 
-def labels_due(*, broker_queued: int | None = None, limit: int = 10_000) -> list[int]:
-    """Route received items, then mark and return what is due, fresh work first: new labels
+def dispatch_sweep(*, broker_queued: int | None = None, limit: int = 10_000) -> list[int]:
+    """One sweep of beat's dispatch, and it writes: records its heartbeat, takes back the
+    labels of dead workers, routes received items, then marks enqueued and returns what is
+    due, fresh work first: new labels
     (never enqueued), retries whose time has come, work a dead worker left behind, work whose
     message the broker lost; then relabel (bulk) labels while the labels queue is short.
 

@@ -16,13 +16,13 @@ from django.db import transaction
 from django.db.models import F, OuterRef, Q, Subquery
 from django.utils import timezone
 
-from config import logs
 from labelers import client as api
 from labelers.breaker import get_breaker
 from labelers.liveness import WORKER_NAME
 from labelers.models import ApiKeyRefusal, Label
 from labelers.throttle import SlotAbandoned, get_throttle
 from labelers.verdict import Answer, item_refresh
+from lib import logs
 
 logger = logging.getLogger(__name__)
 

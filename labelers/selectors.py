@@ -14,7 +14,7 @@ from django.utils.timesince import timesince
 
 from labelers.breaker import breaker_status
 from labelers.models import DispatchHeartbeat, Label, Labeler, LabelerVersion, ShadowRun
-from labelers.services import source_routing
+from labelers.routing import source_routing
 from moderation.models import CallbackDelivery, Decision, Item
 
 

@@ -28,7 +28,7 @@ from labelers import fetch
 from labelers.breaker import get_breaker
 from labelers.models import Label, LabelerVersion, ShadowLabel, ShadowRun
 from labelers.quality import DecisionRow, cohen_kappa, decision_rows, effective_decisions, flags
-from labelers.services import model_for
+from labelers.routing import model_for
 from labelers.throttle import get_throttle
 from moderation.models import Decision, Item
 

@@ -1,5 +1,7 @@
 """Celery tasks, and the only code that sends Celery messages. Tasks take ids and call
-fetch/dispatch; what those return says what to send next."""
+fetch/dispatch; what those return says what to send next. Each task keeps its name on the
+wire (`name=`), so queued messages and beat's schedule still match; in code it has a
+`_task` suffix."""
 
 from __future__ import annotations
 
@@ -9,16 +11,22 @@ from collections.abc import Iterable
 from celery import shared_task
 from django.db import transaction
 
-from config import metrics
-from config.cache import TTLCache
 from labelers import dispatch, fetch, shadow
 from labelers.models import Reevaluation, RelabelRun, ShadowRun
+from lib import metrics
+from lib.broker import queue_depth
+from lib.cache import TTLCache
 
 logger = logging.getLogger(__name__)
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-def label_fetch(label_id: int) -> str:
+@shared_task(
+    name="labelers.tasks.label_fetch",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+)
+def label_fetch_task(label_id: int) -> str:
     outcome = fetch.label_fetch(label_id=label_id)
     metrics.LABELS.labels(outcome=outcome.result).inc()
     if outcome.result == "cached":
@@ -28,9 +36,9 @@ def label_fetch(label_id: int) -> str:
     return outcome.result
 
 
-@shared_task(ignore_result=True)
-def label_sweep() -> int:
-    ids = dispatch.labels_due(broker_queued=labels_queued())
+@shared_task(name="labelers.tasks.label_sweep", ignore_result=True)
+def label_sweep_task() -> int:
+    ids = dispatch.dispatch_sweep(broker_queued=labels_queued())
     labels_enqueue(ids)
     relabel_runs_enqueue(dispatch.relabel_runs_lost())
     shadow_runs_enqueue(shadow.shadow_runs_lost())
@@ -50,18 +58,8 @@ def labels_queued(queue: str = LABELS_QUEUE) -> int | None:
 
     def ask() -> int | None:
         try:
-            with label_fetch.app.connection_for_write() as connection:
-                try:
-                    with connection.channel() as channel:
-                        if connection.transport.driver_type == "redis":
-                            # Kombu 5.7's passive declare looks for the queue without the
-                            # REDIS_KEY_PREFIX (global_keyprefix) and answers "no queue";
-                            # the channel's own size (LLEN over the priority lists) applies
-                            # the prefix, and is 0 for a queue Redis forgot.
-                            return channel._size(queue)
-                        return channel.queue_declare(queue=queue, passive=True).message_count
-                except connection.channel_errors:
-                    return 0  # Redis forgets a queue once it is empty: nothing waits
+            with label_fetch_task.app.connection_for_write() as connection:
+                return queue_depth(connection, queue)
         except Exception:
             logger.warning("cannot count the broker's labels queue", exc_info=True)
             return None
@@ -76,9 +74,9 @@ def labels_enqueue(label_ids: Iterable[int], *, countdown: float | None = None) 
         return
 
     def send():
-        with label_fetch.app.producer_or_acquire() as producer:
+        with label_fetch_task.app.producer_or_acquire() as producer:
             for label_id in label_ids:
-                label_fetch.apply_async((label_id,), countdown=countdown, producer=producer)
+                label_fetch_task.apply_async((label_id,), countdown=countdown, producer=producer)
 
     transaction.on_commit(send)
 
@@ -86,7 +84,7 @@ def labels_enqueue(label_ids: Iterable[int], *, countdown: float | None = None) 
 def labels_resume_waiting_key() -> int:
     """An admin says the key is fixed: forget refusals and put waiting work back in line."""
     fetch.api_key_refusals_forget()
-    return label_sweep()
+    return label_sweep_task()
 
 
 # A relabel run over millions of items takes longer than a label's time limit; its claim
@@ -95,13 +93,14 @@ RELABEL_TIME_LIMIT = 6 * 3600
 
 
 @shared_task(
+    name="labelers.tasks.relabel_run",
     acks_late=True,
     reject_on_worker_lost=True,
     ignore_result=True,
     time_limit=RELABEL_TIME_LIMIT,
     soft_time_limit=RELABEL_TIME_LIMIT - 60,
 )
-def relabel_run(run_id: int) -> int:
+def relabel_run_task(run_id: int) -> int:
     """Add a run's labels in the background; the sweep sends them behind fresh work."""
     run = dispatch.relabel_run_execute(run_id=run_id)
     return run.created if run is not None else 0
@@ -110,7 +109,7 @@ def relabel_run(run_id: int) -> int:
 def relabel_runs_enqueue(run_ids: Iterable[int]) -> None:
     run_ids = list(run_ids)
     if run_ids:
-        transaction.on_commit(lambda: [relabel_run.apply_async((pk,)) for pk in run_ids])
+        transaction.on_commit(lambda: [relabel_run_task.apply_async((pk,)) for pk in run_ids])
 
 
 def relabel_start(**selection) -> RelabelRun:
@@ -138,8 +137,13 @@ def relabel_version_start(
     return runs
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-def items_reevaluate(reevaluation_id: int) -> int:
+@shared_task(
+    name="labelers.tasks.items_reevaluate",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+)
+def items_reevaluate_task(reevaluation_id: int) -> int:
     return dispatch.reevaluation_run(reevaluation_id=reevaluation_id)
 
 
@@ -148,18 +152,8 @@ def reevaluation_start(*, reason: str, labeler=None, source=None, created_by=Non
     reevaluation = dispatch.reevaluation_create(
         reason=reason, labeler=labeler, source=source, created_by=created_by
     )
-    transaction.on_commit(lambda: items_reevaluate.delay(reevaluation.pk))
+    transaction.on_commit(lambda: items_reevaluate_task.delay(reevaluation.pk))
     return reevaluation
-
-
-def labeler_reevaluate(*, labeler, changed: Iterable[str], created_by=None) -> Reevaluation:
-    """A labeler's threshold or active flag changed: items already in (or out of) the queue
-    were judged under the old setting, so re-evaluate the undecided ones in the background."""
-    return reevaluation_start(
-        reason=f"{labeler.slug}: {', '.join(sorted(changed))} changed",
-        labeler=labeler,
-        created_by=created_by,
-    )
 
 
 # A shadow run makes its calls one after another, so a large sample takes long; its claim
@@ -169,13 +163,14 @@ SHADOW_TIME_LIMIT = 6 * 3600
 
 
 @shared_task(
+    name="labelers.tasks.shadow_run",
     acks_late=True,
     reject_on_worker_lost=True,
     ignore_result=True,
     time_limit=SHADOW_TIME_LIMIT,
     soft_time_limit=SHADOW_TIME_LIMIT - 60,
 )
-def shadow_run(run_id: int) -> int:
+def shadow_run_task(run_id: int) -> int:
     """Answer a shadow run's sample in the background (never in a request)."""
     run = shadow.shadow_run_execute(run_id=run_id)
     return run.done if run is not None else 0
@@ -184,7 +179,7 @@ def shadow_run(run_id: int) -> int:
 def shadow_runs_enqueue(run_ids: Iterable[int]) -> None:
     run_ids = list(run_ids)
     if run_ids:
-        transaction.on_commit(lambda: [shadow_run.apply_async((pk,)) for pk in run_ids])
+        transaction.on_commit(lambda: [shadow_run_task.apply_async((pk,)) for pk in run_ids])
 
 
 def shadow_run_start(

@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 from labelers.client import violation_score
 from labelers.models import Label, LabelerVersion
-from labelers.services import Route, source_routing
+from labelers.routing import Route, source_routing
 from moderation.models import Item
 from moderation.services.verdicts import item_labels_changed
 

@@ -22,7 +22,16 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from labelers import quality, selectors, services, shadow, tasks
+from labelers import quality, selectors, shadow, tasks
+from labelers.criteria import (
+    REVIEW_POLICY_FIELDS,
+    labeler_create,
+    labeler_draft_save,
+    labeler_min_confidence_set,
+    labeler_review_policy_set,
+    labeler_version_publish,
+    model_warning,
+)
 from labelers.forms import (
     LabelerCreateForm,
     PolicyForm,
@@ -220,7 +229,7 @@ def labeler_new(request: HttpRequest) -> HttpResponse:
     form = LabelerCreateForm(request.POST or None, initial={"kind": Labeler.Kind.CRITERIA})
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        labeler = services.labeler_create(
+        labeler = labeler_create(
             name=data["name"],
             slug=data["slug"],
             kind=data["kind"],
@@ -242,7 +251,7 @@ def labeler_new(request: HttpRequest) -> HttpResponse:
 
 
 def _warn_model(request: HttpRequest, model: str) -> None:
-    if warning := services.model_warning(model):
+    if warning := model_warning(model):
         messages.warning(request, warning)
 
 
@@ -282,14 +291,14 @@ def labeler_detail(request: HttpRequest, labeler_id: int) -> HttpResponse:
             "draft_form": draft_form,
             "relabel_form": RelabelForm(),
             "policy_form": ReviewPolicyForm(
-                initial={name: getattr(labeler, name) for name in services.REVIEW_POLICY_FIELDS}
+                initial={name: getattr(labeler, name) for name in REVIEW_POLICY_FIELDS}
             ),
             "shadow_form": ShadowRunForm(labeler=labeler),
             "shadow_runs": selectors.labeler_shadow_runs(labeler),
             "diff": diff,
             "diff_a": older,
             "diff_b": newer,
-            "model_warning": services.model_warning(start.model) if start else "",
+            "model_warning": model_warning(start.model) if start else "",
             "sources": labeler.sources.order_by("name"),
         },
     )
@@ -323,15 +332,14 @@ def labeler_policy(request: HttpRequest, labeler_id: int) -> HttpResponse:
                     "changed": "confirm_count" in request.POST,
                 },
             )
-    changed = services.labeler_review_policy_set(labeler=labeler, **form.cleaned_data)
-    if changed:
-        reevaluation = tasks.labeler_reevaluate(
-            labeler=labeler, changed=changed, created_by=request.user
-        )
+    change = labeler_review_policy_set(
+        labeler=labeler, created_by=request.user, **form.cleaned_data
+    )
+    if change.reevaluation is not None:
         messages.success(
             request,
-            f"Saved ({', '.join(changed)}); undecided items are being re-evaluated in the "
-            f"background (re-evaluation {reevaluation.pk}).",
+            f"Saved ({', '.join(change.changed)}); undecided items are being re-evaluated in "
+            f"the background (re-evaluation {change.reevaluation.pk}).",
         )
     else:
         messages.info(request, "Nothing changed.")
@@ -355,7 +363,7 @@ def labeler_draft(request: HttpRequest, labeler_id: int) -> HttpResponse:
             messages.error(request, " ".join(error))
         return redirect("manage_labeler", labeler_id=labeler.pk)
     data = form.cleaned_data
-    draft = services.labeler_draft_save(
+    draft = labeler_draft_save(
         labeler=labeler,
         criteria_text=data["criteria_text"],
         remote_labeler_id=data["remote_labeler_id"],
@@ -376,7 +384,7 @@ def labeler_publish(request: HttpRequest, labeler_id: int) -> HttpResponse:
     labeler = get_object_or_404(Labeler, pk=labeler_id)
     draft = get_object_or_404(LabelerVersion, pk=_int(request.POST.get("version")), labeler=labeler)
     try:
-        version = services.labeler_version_publish(version=draft)
+        version = labeler_version_publish(version=draft)
     except ValueError as exc:
         messages.error(request, str(exc))
     else:
@@ -557,10 +565,10 @@ def labeler_threshold(request: HttpRequest, labeler_id: int) -> HttpResponse:
         messages.error(request, "A minimum confidence is between 0.5 and 1.0, or empty.")
         return redirect("manage_labeler_quality", labeler_id=labeler.pk)
     value = form.cleaned_data["min_confidence"]
-    if services.labeler_min_confidence_set(labeler=labeler, min_confidence=value):
-        reevaluation = tasks.labeler_reevaluate(
-            labeler=labeler, changed=["min_confidence"], created_by=request.user
-        )
+    reevaluation = labeler_min_confidence_set(
+        labeler=labeler, min_confidence=value, created_by=request.user
+    )
+    if reevaluation is not None:
         shown = "none" if value is None else f"{value:.3f}"
         messages.success(
             request,

@@ -1,5 +1,5 @@
 """App config: keeps the per-process source cache in step with saves, the roles in place
-after every migrate or flush, and sends each decision's callback once it commits."""
+after every migrate or flush."""
 
 from django.apps import AppConfig
 from django.apps import apps as global_apps
@@ -19,8 +19,6 @@ class ModerationConfig(AppConfig):
     def ready(self):
         from django.db.models.signals import post_delete, post_migrate, post_save
 
-        from moderation import tasks
-        from moderation.callbacks import deliveries
         from moderation.models import Source
         from moderation.selectors.sources import source_cache
 
@@ -29,9 +27,3 @@ class ModerationConfig(AppConfig):
         for signal in (post_save, post_delete):
             signal.connect(source_cache.clear, sender=Source, weak=False)
         post_migrate.connect(_roles_after_migrate, sender=self)
-        # Every decision's callback is sent once its transaction commits. Services create
-        # the delivery; the task module sends it (services cannot import tasks: tasks call
-        # services).
-        deliveries.delivery_created.connect(
-            tasks.callback_delivery_created, weak=False, dispatch_uid="callback-send"
-        )

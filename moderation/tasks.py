@@ -1,27 +1,48 @@
 """Celery tasks of moderation: beat's periodic work and decisions sent back to the products.
 With labelers/tasks.py, the only code that sends Celery messages; tasks take ids and call
-services and moderation/callbacks/deliveries.py."""
+services and moderation/callbacks/deliveries.py. Each task keeps its name on the wire
+(`name=`), so queued messages and beat's schedule still match; in code it has a `_task`
+suffix."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 from celery import shared_task
+from celery.contrib.django.task import DjangoTask
 from django.db import transaction
 
-from config import metrics
+from lib import metrics
 from moderation.callbacks import deliveries
 from moderation.services.queue import items_sla_refresh
 
 
-@shared_task(ignore_result=True)
-def queue_sla_refresh() -> int:
+class SentAfterCommitTask(DjangoTask):
+    """`delay_on_commit` that never fails the request whose transaction committed: a broker
+    that is down is logged, not raised (robust); the sweep sends the work once it is found
+    lost (CALLBACK_LOST_AFTER_SECONDS)."""
+
+    def delay_on_commit(self, *args, **kwargs) -> None:
+        transaction.on_commit(functools.partial(self.delay, *args, **kwargs), robust=True)
+
+
+@shared_task(name="moderation.tasks.queue_sla_refresh", ignore_result=True)
+def queue_sla_refresh_task() -> int:
     """Items cross their source's review SLA as time passes: re-mark them in the queue."""
     return items_sla_refresh()
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-def callback_deliver(delivery_id: int) -> str:
+@shared_task(
+    base=SentAfterCommitTask,
+    name="moderation.tasks.callback_deliver",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+)
+def callback_deliver_task(delivery_id: int) -> str:
+    """Send one decision's callback. Started by decision_create once the decision commits
+    (`delay_on_commit`), and by the sweep for retries and lost messages."""
     # Retries are not sent from here: the delivery's next_attempt_at is the record, and the
     # sweep sends it when due (a countdown of hours would outlive the broker's visibility
     # timeout and a worker's restart).
@@ -31,33 +52,27 @@ def callback_deliver(delivery_id: int) -> str:
     return result
 
 
-@shared_task(ignore_result=True)
-def callback_sweep() -> int:
+@shared_task(name="moderation.tasks.callback_sweep", ignore_result=True)
+def callback_sweep_task() -> int:
     ids = deliveries.deliveries_due()
     callbacks_enqueue(ids)
     return len(ids)
 
 
 def callbacks_enqueue(delivery_ids: Iterable[int]) -> None:
-    """Send the tasks once the deliveries they name are committed."""
+    """Send the tasks once the deliveries they name are committed, over one connection."""
     delivery_ids = list(delivery_ids)
     if not delivery_ids:
         return
 
     def send():
-        with callback_deliver.app.producer_or_acquire() as producer:
+        with callback_deliver_task.app.producer_or_acquire() as producer:
             for delivery_id in delivery_ids:
-                callback_deliver.apply_async((delivery_id,), producer=producer)
+                callback_deliver_task.apply_async((delivery_id,), producer=producer)
 
     # robust: a broker that is down must not fail the reviewer's request after the decision
     # committed; the sweep sends the delivery once CALLBACK_LOST_AFTER_SECONDS have passed.
     transaction.on_commit(send, robust=True)
-
-
-def callback_delivery_created(sender, *, delivery_id: int, **_) -> None:
-    """Receiver of deliveries.delivery_created (connected in apps.py): services make the
-    decision and its delivery, and cannot import this module (its tasks call services)."""
-    callbacks_enqueue([delivery_id])
 
 
 def callbacks_redeliver(*, delivery_ids: list[int]) -> list[int]:

@@ -16,8 +16,8 @@ from pathlib import Path
 import requests
 from django.db.models import Count
 
+from labelers.criteria import source_setup
 from labelers.models import Label
-from labelers.services import source_setup
 from moderation.models import Item
 from testkit.processes import (
     app_env,

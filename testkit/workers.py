@@ -42,7 +42,7 @@ def drain_with_threads(*, threads: int, timeout: float = 60.0, sweep_every: floa
     def sweeper() -> None:
         try:
             while not stop.is_set():
-                for label_id in dispatch.labels_due():
+                for label_id in dispatch.dispatch_sweep():
                     work.put(label_id)
                 time.sleep(sweep_every)
         except BaseException as exc:

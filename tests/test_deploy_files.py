@@ -18,7 +18,7 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 # Code the deployed processes run (tests, testkit and bench set their own variables).
-CODE = ("config", "moderation", "labelers")
+CODE = ("config", "lib", "moderation", "labelers")
 # Set by the program itself, not by an operator.
 NOT_SETTINGS = {"DJANGO_SETTINGS_MODULE"}
 ENV_METHODS = {"bool", "int", "float", "str", "list", "db", "db_url", "cache", "url", "json"}

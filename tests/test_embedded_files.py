@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from config import broker
-from config.cache import TTLCache
+from lib import broker
+from lib.cache import TTLCache
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,8 +7,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from config import health
 from labelers.models import DispatchHeartbeat
+from lib import health
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("config", "moderation", "labelers", "testkit", "tests")
+PACKAGES = ("config", "lib", "moderation", "labelers", "testkit", "tests")
 # Where Django needs imports at call time: AppConfig.ready (models are not loaded before).
 ALLOWED_LOCAL_IMPORTS = {("moderation/apps.py", "ready"), ("labelers/apps.py", "ready")}
 

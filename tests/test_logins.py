@@ -7,7 +7,7 @@ from django.contrib.admin import AdminSite
 from django.test import RequestFactory
 from django_otp.plugins.otp_static.models import StaticDevice
 
-from config.logins import admin_site_require_otp, client_ip
+from lib.logins import admin_site_require_otp, client_ip
 from moderation.tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db

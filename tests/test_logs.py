@@ -9,8 +9,8 @@ import logging
 import pytest
 
 from config import celery as celery_config
-from config import logs
-from labelers.tasks import label_fetch
+from labelers.tasks import label_fetch_task
+from lib import logs
 from moderation.models import Item
 from testkit.fake_api import REJECT_MARKER
 
@@ -69,11 +69,11 @@ def test_a_task_line_about_a_label_carries_item_source_and_task_id(
     label.save()
     # As a worker runs it: the receivers of Celery's signals around the task body (not the
     # signals themselves: the connection upkeep would close the test's database connection).
-    celery_config._bind_task_to_logs(task_id="task-123", task=label_fetch)
+    celery_config._bind_task_to_logs(task_id="task-123", task=label_fetch_task)
     try:
-        label_fetch.run(label.pk)
+        label_fetch_task.run(label.pk)
     finally:
-        celery_config._unbind_task_from_logs(task=label_fetch)
+        celery_config._unbind_task_from_logs(task=label_fetch_task)
     failed = [line for line in json_lines() if "failed for good" in line["message"]]
     assert failed, json_lines()
     assert failed[-1]["item_id"] == item.pk

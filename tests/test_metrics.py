@@ -8,7 +8,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from labelers.services import source_setup
+from labelers.criteria import source_setup
 from moderation.models import Item
 from testkit.processes import free_port, running_app, wait_for
 from testkit.signing import signed_headers

@@ -3,8 +3,10 @@ decision keeps: through the real pipeline (signed webhook, the fake API over HTT
 
 import pytest
 
-from labelers import quality, services
+from labelers import quality
+from labelers.criteria import labeler_review_policy_set
 from labelers.models import Reevaluation
+from labelers.routing import routing_cache
 from labelers.verdict import audit_draw, item_refresh
 from moderation.models import CallbackDelivery, Decision, DecisionReason, Item
 from moderation.selectors.decisions import decision_event
@@ -31,7 +33,7 @@ def band(source, *, auto_approve=None, audit_share=0.0, min_confidence=None):
     labeler.audit_share = audit_share
     labeler.min_confidence = min_confidence
     labeler.save()
-    services.routing_cache.clear()
+    routing_cache.clear()
     return labeler
 
 
@@ -73,14 +75,14 @@ def test_every_routed_labeler_must_agree_for_an_auto_approval(fake_api, post_web
     band(source, auto_approve=0.9)
     other = LabelerFactory(slug="other")  # no band: it cannot vouch for an item
     source.labelers.add(other)
-    services.routing_cache.clear()
+    routing_cache.clear()
     item = ingest(post_webhook, source, "lovely weather conf=0.95")
     item.refresh_from_db()
     assert item.labels.count() == 2
     assert item.status == Item.Status.LABELED and not item.decisions.exists()
     other.auto_approve_confidence = 0.9
     other.save()
-    services.routing_cache.clear()
+    routing_cache.clear()
     item_refresh(item_id=item.pk)
     item.refresh_from_db()
     assert item.status == Item.Status.DECIDED
@@ -136,7 +138,7 @@ def test_the_band_and_share_are_checked(db):
     for bad in ({"auto_approve_confidence": 0.4}, {"audit_share": 1.5}, {"min_confidence": 1.2}):
         values = {"min_confidence": None, "auto_approve_confidence": None, "audit_share": 0.0}
         with pytest.raises(ValueError):
-            services.labeler_review_policy_set(labeler=labeler, **{**values, **bad})
+            labeler_review_policy_set(labeler=labeler, **{**values, **bad})
 
 
 def test_the_audit_draw_is_fixed_per_item_revision_and_near_uniform():

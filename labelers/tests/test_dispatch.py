@@ -11,7 +11,8 @@ from kombu import Exchange, Queue
 
 from config.celery import app as celery_app
 from labelers import dispatch as dispatch_module
-from labelers import services, tasks
+from labelers import tasks
+from labelers.criteria import labeler_version_create
 from labelers.models import DispatchHeartbeat, Label
 from labelers.tasks import labels_queued as labels_queued_on_the_broker  # before conftest's stub
 from moderation.models import Item
@@ -39,7 +40,7 @@ def test_a_fresh_item_is_labeled_ahead_of_a_relabel_backlog(
     for n in range(20):
         post_webhook(source, {"external_id": f"old{n}", "content_text": f"old text {n}"})
     labeler = source.labelers.get()
-    v2 = services.labeler_version_create(labeler=labeler, criteria_text="[invert] new policy")
+    v2 = labeler_version_create(labeler=labeler, criteria_text="[invert] new policy")
     before = len(fake_api.calls)
     with django_capture_on_commit_callbacks(execute=True):
         tasks.relabel_start(labeler_version=v2, source=source)
@@ -61,9 +62,9 @@ def test_relabel_work_is_held_back_while_the_labels_queue_is_long(fake_api, sour
     )
     version = source.labelers.get().current_version
     bulk = Label.objects.create(item=item, labeler_version=version, content_hash="h", bulk=True)
-    assert dispatch_module.labels_due(broker_queued=100) == []
-    assert dispatch_module.labels_due(broker_queued=None) == []  # broker cannot say: wait
-    assert dispatch_module.labels_due(broker_queued=99) == [bulk.pk]
+    assert dispatch_module.dispatch_sweep(broker_queued=100) == []
+    assert dispatch_module.dispatch_sweep(broker_queued=None) == []  # broker cannot say: wait
+    assert dispatch_module.dispatch_sweep(broker_queued=99) == [bulk.pk]
 
 
 def _enqueued_label(source, *, seconds_ago: float, n: int = 0) -> Label:
@@ -89,15 +90,15 @@ def test_labels_whose_broker_message_was_lost_are_sent_again_oldest_first(source
     older = _enqueued_label(source, seconds_ago=25, n=2)
     recent = _enqueued_label(source, seconds_ago=5, n=3)
     # The broker holds one message: at least one of the two overdue labels lost its own.
-    assert dispatch_module.labels_due(broker_queued=1) == [oldest.pk]
+    assert dispatch_module.dispatch_sweep(broker_queued=1) == [oldest.pk]
     oldest.refresh_from_db()
     assert (timezone.now() - oldest.enqueued_at).total_seconds() < 5
     # An empty broker (restarted without its store): every overdue label goes again.
-    assert dispatch_module.labels_due(broker_queued=0) == [older.pk]
+    assert dispatch_module.dispatch_sweep(broker_queued=0) == [older.pk]
     # Enough messages waiting: nothing is lost, nothing is sent twice; recent ones wait.
     _enqueued_label(source, seconds_ago=30, n=4)
-    assert dispatch_module.labels_due(broker_queued=1) == []
-    assert recent.pk not in dispatch_module.labels_due(broker_queued=0)
+    assert dispatch_module.dispatch_sweep(broker_queued=1) == []
+    assert recent.pk not in dispatch_module.dispatch_sweep(broker_queued=0)
 
 
 def test_the_sweep_records_a_heartbeat(source, dispatch):

@@ -20,8 +20,8 @@ import requests
 from django.db.models import Max
 from django.utils import timezone
 
+from labelers.criteria import labeler_version_create, source_setup
 from labelers.models import Label
-from labelers.services import labeler_version_create, source_setup
 from moderation.models import Item
 from moderation.tests.factories import LabelerFactory, UserFactory
 from testkit.processes import (

@@ -10,8 +10,8 @@ import time
 import pytest
 import requests
 
+from labelers.criteria import labeler_default, labeler_version_create, source_setup
 from labelers.models import Label, LabelerVersion
-from labelers.services import labeler_default, labeler_version_create, source_setup
 from moderation.models import IN_QUEUE, Item
 from testkit.fake_api import REJECT_MARKER
 from testkit.processes import ROOT, running_app, wait_for

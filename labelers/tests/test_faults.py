@@ -11,8 +11,8 @@ from collections import Counter
 import pytest
 import requests
 
+from labelers.criteria import source_setup
 from labelers.models import Label
-from labelers.services import source_setup
 from moderation.models import Item
 from testkit.processes import (
     PrivateRedis,

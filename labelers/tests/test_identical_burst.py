@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from labelers.criteria import source_setup
 from labelers.models import Label
-from labelers.services import source_setup
 from testkit.processes import running_app, wait_for
 from testkit.signing import signed_headers
 

@@ -4,7 +4,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from labelers import dispatch, fetch, services, tasks
+from labelers import dispatch, fetch, tasks
+from labelers.criteria import labeler_version_create
 from labelers.models import ApiKeyRefusal, Label
 from moderation.intake import IntakePayload
 from moderation.models import Item
@@ -164,7 +165,7 @@ def test_the_sweep_takes_back_work_from_a_dead_worker(
     past = timezone.now() - timedelta(seconds=1)
     Label.objects.filter(pk=label.pk).update(status="running", lease_expires_at=past, attempts=1)
     with django_capture_on_commit_callbacks(execute=True):
-        assert tasks.label_sweep() == 1
+        assert tasks.label_sweep_task() == 1
     label.refresh_from_db()
     assert label.status == "done" and label.attempts == 2
 
@@ -183,7 +184,7 @@ def test_editing_criteria_makes_a_new_version_and_old_labels_keep_theirs(
 ):
     labeler = source.labelers.get()
     item = ingest(post_webhook, source, "hate")
-    v2 = services.labeler_version_create(labeler=labeler, criteria_text="Label spam")
+    v2 = labeler_version_create(labeler=labeler, criteria_text="Label spam")
     assert v2.number == 2
     assert item.labels.get().labeler_version.number == 1
     assert labeler.current_version == v2
@@ -192,9 +193,9 @@ def test_editing_criteria_makes_a_new_version_and_old_labels_keep_theirs(
 def test_a_version_needs_exactly_one_policy(db):
     labeler = LabelerFactory()
     with pytest.raises(ValueError):
-        services.labeler_version_create(labeler=labeler, criteria_text="x", remote_labeler_id="y")
+        labeler_version_create(labeler=labeler, criteria_text="x", remote_labeler_id="y")
     with pytest.raises(ValueError):
-        services.labeler_version_create(labeler=labeler)
+        labeler_version_create(labeler=labeler)
 
 
 def test_intake_stores_only_the_item_and_the_dispatch_routes_it(fake_api, source, client, db):
@@ -314,7 +315,7 @@ def test_a_twin_whose_lease_ran_out_is_not_waited_for(fake_api, source):
 
 def remote_labeler_source(version_id):
     labeler = LabelerFactory()
-    services.labeler_version_create(
+    labeler_version_create(
         labeler=labeler, remote_labeler_id="lab_abc", remote_version_id=version_id
     )
     return SourceFactory(labelers=[labeler])

@@ -51,7 +51,7 @@ def test_a_dead_workers_running_and_held_labels_are_sent_by_the_next_sweep(label
     run(other_running, "alive")
     held(untouched)
 
-    sent = dispatch.labels_due(broker_queued=10)
+    sent = dispatch.dispatch_sweep(broker_queued=10)
 
     assert sorted(sent) == sorted([running.pk, holding.pk])
     assert list(WorkerHeartbeat.objects.values_list("name", flat=True)) == ["alive"]
@@ -65,7 +65,7 @@ def test_a_live_worker_keeps_its_labels(labels):
     WorkerHeartbeat.objects.create(name="busy", seen_at=ago(3), holding=[holding.pk])
     run(running, "busy")
     held(holding)
-    assert dispatch.labels_due(broker_queued=10) == []
+    assert dispatch.dispatch_sweep(broker_queued=10) == []
     assert WorkerHeartbeat.objects.filter(name="busy").exists()
 
 
@@ -76,7 +76,7 @@ def test_no_worker_is_declared_dead_right_after_the_dispatch_restarts(labels):
     DispatchHeartbeat.objects.filter(pk=1).update(ran_at=ago(120), running_since=ago(180))
     WorkerHeartbeat.objects.create(name="was-cut-off", seen_at=ago(110))
     run(running, "was-cut-off")
-    assert dispatch.labels_due(broker_queued=10) == []
+    assert dispatch.dispatch_sweep(broker_queued=10) == []
     beat = DispatchHeartbeat.objects.get()
     assert (timezone.now() - beat.running_since).total_seconds() < 5
     assert WorkerHeartbeat.objects.filter(name="was-cut-off").exists()
@@ -85,9 +85,9 @@ def test_no_worker_is_declared_dead_right_after_the_dispatch_restarts(labels):
 def test_labels_of_a_worker_that_never_wrote_a_heartbeat_wait_for_their_lease(labels):
     running, *_ = labels
     run(running, "unknown-worker", lease_in=100)
-    assert dispatch.labels_due(broker_queued=10) == []
+    assert dispatch.dispatch_sweep(broker_queued=10) == []
     run(running, "unknown-worker", lease_in=-1)
-    assert dispatch.labels_due(broker_queued=10) == [running.pk]
+    assert dispatch.dispatch_sweep(broker_queued=10) == [running.pk]
 
 
 def test_a_claim_stamps_this_processs_worker_name(fake_api, post_webhook, source):

@@ -9,8 +9,9 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from labelers import services
+from labelers.criteria import labeler_draft_save, labeler_version_create
 from labelers.models import Label, Labeler, LabelerVersion, Reevaluation, RelabelRun
+from labelers.routing import source_routing
 from moderation.models import Item
 from moderation.services.decisions import decision_record
 from moderation.tests.factories import ItemFactory, LabelerFactory, UserFactory, reason_id
@@ -66,7 +67,7 @@ def test_every_manage_page_is_refused_to_reviewers_who_are_not_staff(client):
 
 def test_every_manage_page_renders_for_staff_without_inline_script_or_style(client, staff):
     labeler = LabelerFactory()
-    services.labeler_draft_save(labeler=labeler, criteria_text="draft text")
+    labeler_draft_save(labeler=labeler, criteria_text="draft text")
     for url in page_urls(labeler)[:-1]:
         response = client.get(url)
         assert response.status_code == 200, url
@@ -121,22 +122,18 @@ def test_staff_save_a_draft_and_publish_it_which_switches_routing(client, staff,
     )
     draft = labeler.draft_version
     assert draft is not None and draft.criteria_text == "Label spam"
-    assert (
-        services.source_routing(source.pk)[0].version_id == labeler.current_version.pk != draft.pk
-    )
+    assert source_routing(source.pk)[0].version_id == labeler.current_version.pk != draft.pk
     response = client.post(
         reverse("manage_labeler_publish", args=[labeler.pk]), {"version": draft.pk}, follow=True
     )
     assert "Nothing was relabeled" in response.content.decode()
-    assert services.source_routing(source.pk)[0].version_id == draft.pk
+    assert source_routing(source.pk)[0].version_id == draft.pk
     assert not RelabelRun.objects.exists()
 
 
 def test_the_diff_between_two_versions_is_line_by_line_and_escaped(client, staff):
     labeler = LabelerFactory(criteria="Label hate\nLabel threats")
-    services.labeler_version_create(
-        labeler=labeler, criteria_text="Label hate\n<script>alert(1)</script>"
-    )
+    labeler_version_create(labeler=labeler, criteria_text="Label hate\n<script>alert(1)</script>")
     html = client.get(
         reverse("manage_labeler", args=[labeler.pk]), {"a": 1, "b": 2}
     ).content.decode()
@@ -234,7 +231,7 @@ def test_a_threshold_outside_the_confidence_range_is_refused(client, staff):
 
 def test_the_export_streams_one_json_object_per_decided_item(client, staff, source):
     version = source.labelers.get().current_version
-    other = services.labeler_version_create(labeler=version.labeler, criteria_text="v2")
+    other = labeler_version_create(labeler=version.labeler, criteria_text="v2")
     reviewer = UserFactory()
     removed = labeled_item(source, version, "1", 0.9, content_text="bad words")
     Label.objects.create(
@@ -307,7 +304,7 @@ def test_the_export_streams_one_json_object_per_decided_item(client, staff, sour
 
 def test_drafts_show_on_the_labeler_page_but_not_as_current(client, staff):
     labeler = LabelerFactory()
-    services.labeler_draft_save(labeler=labeler, criteria_text="new")
+    labeler_draft_save(labeler=labeler, criteria_text="new")
     html = client.get(reverse("manage_labeler", args=[labeler.pk])).content.decode()
     assert "Publish v2" in html and "Current version: <strong>v1</strong>" in html
     assert LabelerVersion.objects.filter(labeler=labeler, state="draft").count() == 1

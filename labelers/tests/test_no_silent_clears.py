@@ -5,7 +5,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
-from labelers import services, tasks
+from labelers import tasks
+from labelers.criteria import labeler_version_create
 from labelers.models import Label, Labeler
 from moderation.filters import QueueFilter
 from moderation.models import Item
@@ -63,7 +64,7 @@ def test_a_later_successful_label_takes_a_failed_item_out_of_the_queue(
     fake_api.configure(script=[422])
     item = send(post_webhook, source, "a friendly note")
     labeler = source.labelers.get()
-    version = services.labeler_version_create(labeler=labeler, criteria_text="Label hate v2")
+    version = labeler_version_create(labeler=labeler, criteria_text="Label hate v2")
     with django_capture_on_commit_callbacks(execute=True):
         tasks.relabel_start(labeler_version=version, source=source)
     dispatch()
@@ -108,7 +109,7 @@ def test_a_newer_version_decides_once_it_has_answered(
     item.refresh_from_db()
     assert item.status == Item.Status.FLAGGED
     labeler = source.labelers.get()
-    v2 = services.labeler_version_create(labeler=labeler, criteria_text="[invert] new policy")
+    v2 = labeler_version_create(labeler=labeler, criteria_text="[invert] new policy")
     with django_capture_on_commit_callbacks(execute=True):
         tasks.relabel_start(labeler_version=v2, source=source)
     dispatch()
@@ -122,7 +123,7 @@ def test_publishing_a_version_without_relabeling_changes_no_verdict(
     fake_api, post_webhook, source, django_capture_on_commit_callbacks
 ):
     item = send(post_webhook, source, "I hate mondays")
-    services.labeler_version_create(labeler=source.labelers.get(), criteria_text="[invert] x")
+    labeler_version_create(labeler=source.labelers.get(), criteria_text="[invert] x")
     with django_capture_on_commit_callbacks(execute=True):
         tasks.reevaluation_start(reason="test", source=source)
     item.refresh_from_db()

@@ -5,8 +5,8 @@ import json
 import pytest
 import requests
 
+from labelers.criteria import source_setup
 from labelers.models import Label
-from labelers.services import source_setup
 from testkit.processes import run_in_threads, running_app, wait_for
 from testkit.signing import signed_headers
 

@@ -5,7 +5,8 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from labelers import dispatch as dispatch_module
-from labelers import services, tasks
+from labelers import tasks
+from labelers.criteria import labeler_version_create
 from labelers.models import Label, RelabelRun
 from moderation.models import Item
 from moderation.tests.factories import SourceFactory
@@ -20,7 +21,7 @@ def test_relabel_with_a_new_version_labels_every_item_once(
         post_webhook(source, {"external_id": f"e{n}", "content_text": f"text {n}"})
     assert len(fake_api.calls) == 5
     labeler = source.labelers.get()
-    v2 = services.labeler_version_create(labeler=labeler, criteria_text="[invert] new policy")
+    v2 = labeler_version_create(labeler=labeler, criteria_text="[invert] new policy")
     with django_capture_on_commit_callbacks(execute=True):
         run = tasks.relabel_start(labeler_version=v2, source=source)
     run.refresh_from_db()
@@ -57,7 +58,7 @@ def test_relabel_with_the_same_version_and_content_costs_nothing(
     assert len(fake_api.calls) == 1
 
     # A new version: a label for each item, both fetched, the identical content paid once.
-    v2 = services.labeler_version_create(labeler=labeler, criteria_text="[invert] new policy")
+    v2 = labeler_version_create(labeler=labeler, criteria_text="[invert] new policy")
     with django_capture_on_commit_callbacks(execute=True):
         run = tasks.relabel_start(labeler_version=v2, source=source)
     dispatch()  # relabel rows wait in the database; the sweep sends them
@@ -78,7 +79,7 @@ def test_relabel_with_the_same_version_and_content_costs_nothing(
 def test_the_command_takes_a_source_and_a_date(fake_api, post_webhook, source, capsys):
     post_webhook(source, {"external_id": "a", "content_text": "x"})
     labeler = source.labelers.get()
-    services.labeler_version_create(labeler=labeler, criteria_text="new")
+    labeler_version_create(labeler=labeler, criteria_text="new")
     call_command("relabel", labeler.slug, "--source", source.slug, "--since", "2020-01-01")
     run = RelabelRun.objects.get()
     assert (run.total, run.created) == (1, 1)
@@ -126,7 +127,7 @@ def test_the_admin_relabel_returns_at_once_and_a_task_does_the_work(
     admin_client, monkeypatch, django_capture_on_commit_callbacks
 ):
     sent = []
-    monkeypatch.setattr(tasks.relabel_run, "apply_async", lambda args, **kw: sent.append(args))
+    monkeypatch.setattr(tasks.relabel_run_task, "apply_async", lambda args, **kw: sent.append(args))
     _, _, items = two_sources_items()
     with django_capture_on_commit_callbacks(execute=True):
         admin_client.post(
@@ -141,10 +142,10 @@ def test_the_admin_relabel_returns_at_once_and_a_task_does_the_work(
     assert "Queued" in page
 
     for run in runs:
-        assert tasks.relabel_run(run.pk) == 2
+        assert tasks.relabel_run_task(run.pk) == 2
         run.refresh_from_db()
         assert (run.state, run.total, run.processed, run.created) == ("done", 2, 2, 2)
-    assert tasks.relabel_run(runs[0].pk) == 0  # a duplicated message does nothing
+    assert tasks.relabel_run_task(runs[0].pk) == 0  # a duplicated message does nothing
     assert Label.objects.filter(bulk=True, enqueued_at__isnull=True).count() == 4
 
 
@@ -152,7 +153,7 @@ def test_the_relabel_run_admin_add_queues_a_background_run(
     admin_client, monkeypatch, django_capture_on_commit_callbacks
 ):
     sent = []
-    monkeypatch.setattr(tasks.relabel_run, "apply_async", lambda args, **kw: sent.append(args))
+    monkeypatch.setattr(tasks.relabel_run_task, "apply_async", lambda args, **kw: sent.append(args))
     forum, _, _ = two_sources_items()
     version = forum.labelers.get().current_version
     with django_capture_on_commit_callbacks(execute=True):

@@ -9,7 +9,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from labelers import fetch, services, shadow, tasks
+from labelers import fetch, shadow, tasks
+from labelers.criteria import labeler_draft_save
 from labelers.models import Label, ShadowLabel, ShadowRun
 from moderation.models import Decision, Item
 from moderation.tests.factories import ItemFactory, SourceFactory, UserFactory
@@ -32,7 +33,7 @@ def labeler(source):
 
 @pytest.fixture
 def draft(labeler):
-    return services.labeler_draft_save(labeler=labeler, criteria_text=DRAFT)
+    return labeler_draft_save(labeler=labeler, criteria_text=DRAFT)
 
 
 def items(source, *texts, **fields):
@@ -139,7 +140,7 @@ def test_the_baseline_is_the_published_version_and_the_policy_is_copied(
 ):
     items(source, "x")
     run = run_now(draft, source)
-    services.labeler_draft_save(labeler=labeler, criteria_text="edited afterwards")
+    labeler_draft_save(labeler=labeler, criteria_text="edited afterwards")
     run.refresh_from_db()
     assert run.baseline == labeler.current_version
     assert (run.criteria_text, run.version_id) == (DRAFT, draft.pk)
@@ -175,7 +176,7 @@ def published_answer(source, labeler):
 
 def test_a_draft_with_the_published_policy_reuses_its_labels(fake_api, source, labeler, run_now):
     published = published_answer(source, labeler)
-    draft = services.labeler_draft_save(labeler=labeler, criteria_text=published.criteria_text)
+    draft = labeler_draft_save(labeler=labeler, criteria_text=published.criteria_text)
     run = run_now(draft, source)
     assert fake_api.calls == []
     answer = run.labels.get()
@@ -184,7 +185,7 @@ def test_a_draft_with_the_published_policy_reuses_its_labels(fake_api, source, l
 
 def test_a_label_of_another_model_is_not_reused(fake_api, source, labeler, run_now):
     published = published_answer(source, labeler)
-    draft = services.labeler_draft_save(
+    draft = labeler_draft_save(
         labeler=labeler, criteria_text=published.criteria_text, model="cope-b-a4b"
     )
     run_now(draft, source)
@@ -219,7 +220,7 @@ def test_a_redelivered_message_does_nothing_while_the_run_is_running(fake_api, s
     items(source, "a")
     run = shadow.shadow_run_create(version=draft, source=source, sample_size=5, decided_only=False)
     ShadowRun.objects.filter(pk=run.pk).update(state="running")
-    assert tasks.shadow_run(run.pk) == 0
+    assert tasks.shadow_run_task(run.pk) == 0
     assert fake_api.calls == [] and not run.labels.exists()
 
 

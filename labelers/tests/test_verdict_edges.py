@@ -6,7 +6,7 @@ from django.db import transaction
 
 from labelers import selectors
 from labelers.models import Label, LabelerVersion
-from labelers.services import routing_cache
+from labelers.routing import routing_cache
 from labelers.verdict import item_refresh
 from moderation.models import Item
 from moderation.services.decisions import decision_record

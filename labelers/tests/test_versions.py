@@ -5,8 +5,16 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import IntegrityError
 
-from labelers import dispatch, services
+from labelers import dispatch
+from labelers.criteria import (
+    labeler_create,
+    labeler_draft_save,
+    labeler_version_create,
+    labeler_version_publish,
+    model_warning,
+)
 from labelers.models import Label, LabelerVersion
+from labelers.routing import source_routing
 from labelers.verdict import item_refresh
 from moderation.models import Item
 from moderation.tests.factories import LabelerFactory, UserFactory
@@ -22,12 +30,10 @@ def ingest(post_webhook, source, text):
 
 def test_a_draft_is_never_routed_to(fake_api, post_webhook, source):
     labeler = source.labelers.get()
-    draft = services.labeler_draft_save(labeler=labeler, criteria_text="Label hate [invert]")
+    draft = labeler_draft_save(labeler=labeler, criteria_text="Label hate [invert]")
     assert draft.is_draft and draft.number == 2
     assert labeler.current_version.number == 1
-    assert [route.version_id for route in services.source_routing(source.pk)] == [
-        labeler.current_version.pk
-    ]
+    assert [route.version_id for route in source_routing(source.pk)] == [labeler.current_version.pk]
     item = ingest(post_webhook, source, "I hate you")
     assert list(item.labels.values_list("labeler_version__number", flat=True)) == [1]
     assert [call["criteria_text"] for call in fake_api.calls] == ["Label hateful content"]
@@ -35,8 +41,8 @@ def test_a_draft_is_never_routed_to(fake_api, post_webhook, source):
 
 def test_publishing_a_draft_switches_routing_for_new_items(fake_api, post_webhook, source):
     labeler = source.labelers.get()
-    draft = services.labeler_draft_save(labeler=labeler, criteria_text="Label hate [invert]")
-    services.labeler_version_publish(version=draft)
+    draft = labeler_draft_save(labeler=labeler, criteria_text="Label hate [invert]")
+    labeler_version_publish(version=draft)
     assert labeler.current_version == draft
     item = ingest(post_webhook, source, "I hate you")
     assert item.labels.get().labeler_version == draft
@@ -49,8 +55,8 @@ def test_old_labels_keep_their_version_and_nothing_is_relabeled_on_publish(
 ):
     labeler = source.labelers.get()
     item = ingest(post_webhook, source, "I hate you")
-    draft = services.labeler_draft_save(labeler=labeler, criteria_text="Label hate [invert]")
-    services.labeler_version_publish(version=draft)
+    draft = labeler_draft_save(labeler=labeler, criteria_text="Label hate [invert]")
+    labeler_version_publish(version=draft)
     ingest(post_webhook, source, "something else")  # a sweep runs after publishing
     label = item.labels.get()
     assert label.labeler_version.number == 1 and label.label == "1"
@@ -63,7 +69,7 @@ def test_old_labels_keep_their_version_and_nothing_is_relabeled_on_publish(
 def test_a_draft_answer_never_decides_the_verdict(fake_api, post_webhook, source):
     labeler = source.labelers.get()
     item = ingest(post_webhook, source, "lovely weather")
-    draft = services.labeler_draft_save(labeler=labeler, criteria_text="Label weather")
+    draft = labeler_draft_save(labeler=labeler, criteria_text="Label weather")
     # Should never happen (nothing labels with a draft); if it did, it must not count.
     Label.objects.create(
         item=item,
@@ -81,8 +87,8 @@ def test_a_draft_answer_never_decides_the_verdict(fake_api, post_webhook, source
 
 def test_saving_a_draft_again_edits_the_same_draft(db):
     labeler = LabelerFactory()
-    first = services.labeler_draft_save(labeler=labeler, criteria_text="one")
-    second = services.labeler_draft_save(labeler=labeler, criteria_text="two", model="cope-a-9b")
+    first = labeler_draft_save(labeler=labeler, criteria_text="one")
+    second = labeler_draft_save(labeler=labeler, criteria_text="two", model="cope-a-9b")
     assert first.pk == second.pk
     second.refresh_from_db()
     assert (second.criteria_text, second.model, second.number) == ("two", "cope-a-9b", 2)
@@ -90,7 +96,7 @@ def test_saving_a_draft_again_edits_the_same_draft(db):
 
 def test_a_labeler_has_at_most_one_draft(db):
     labeler = LabelerFactory()
-    services.labeler_draft_save(labeler=labeler, criteria_text="one")
+    labeler_draft_save(labeler=labeler, criteria_text="one")
     with pytest.raises(IntegrityError):
         LabelerVersion.objects.create(
             labeler=labeler, number=9, criteria_text="x", state=LabelerVersion.State.DRAFT
@@ -99,7 +105,7 @@ def test_a_labeler_has_at_most_one_draft(db):
 
 def test_a_draft_cannot_be_relabeled_with(db):
     labeler = LabelerFactory()
-    draft = services.labeler_draft_save(labeler=labeler, criteria_text="two")
+    draft = labeler_draft_save(labeler=labeler, criteria_text="two")
     with pytest.raises(ValueError):
         dispatch.relabel_run_create(labeler_version=draft)
 
@@ -107,30 +113,30 @@ def test_a_draft_cannot_be_relabeled_with(db):
 def test_publishing_a_published_version_is_refused(db):
     labeler = LabelerFactory()
     with pytest.raises(ValueError):
-        services.labeler_version_publish(version=labeler.current_version)
+        labeler_version_publish(version=labeler.current_version)
 
 
 def test_a_draft_overtaken_by_a_published_version_is_published_after_it(db):
     labeler = LabelerFactory()
-    draft = services.labeler_draft_save(labeler=labeler, criteria_text="draft")
-    services.labeler_version_create(labeler=labeler, criteria_text="published meanwhile")
-    published = services.labeler_version_publish(version=draft)
+    draft = labeler_draft_save(labeler=labeler, criteria_text="draft")
+    labeler_version_create(labeler=labeler, criteria_text="published meanwhile")
+    published = labeler_version_publish(version=draft)
     assert published.number == 4
     assert labeler.current_version == published
 
 
 def test_a_new_labeler_starts_with_a_published_first_version(db):
-    labeler = services.labeler_create(
+    labeler = labeler_create(
         name="Spam", slug="spam", kind="remote", remote_labeler_id="lab_1", model="cope-b-12b"
     )
     version = labeler.current_version
     assert (version.number, version.remote_version_id, version.state) == (1, "latest", "published")
-    assert "deprecated" in services.model_warning(version.model)
+    assert "deprecated" in model_warning(version.model)
 
 
 def test_the_relabel_command_refuses_a_draft(db):
     labeler = LabelerFactory()
-    services.labeler_draft_save(labeler=labeler, criteria_text="two")
+    labeler_draft_save(labeler=labeler, criteria_text="two")
     with pytest.raises(CommandError, match="draft"):
         call_command("relabel", labeler.slug, "--labeler-version", "2")
 

@@ -18,7 +18,6 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
-from django.dispatch import Signal
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
@@ -30,10 +29,6 @@ logger = logging.getLogger(__name__)
 
 EVENT_TYPE = "decision.created"
 
-# Sent with `delivery_id` when a delivery is created, inside the decision's transaction;
-# moderation.tasks sends its message once that commits (connected in apps.py, since tasks
-# call services and services cannot import tasks).
-delivery_created = Signal()
 USER_AGENT = "modqueue-callbacks/1"
 
 
@@ -70,15 +65,14 @@ def signed_headers(*, secret: str, webhook_id: str, body: bytes) -> dict[str, st
 
 def delivery_create(*, decision: Decision, source: Source) -> CallbackDelivery | None:
     """In the decision's transaction: the delivery to send once it commits, or None when the
-    source has no callback URL. It counts as enqueued now (delivery_created's receiver sends
-    its message on commit); if that message is lost, the sweep sends it again."""
+    source has no callback URL. It counts as enqueued now (decision_create starts its task on
+    commit); if that message is lost, the sweep sends it again."""
     if not source.callback_url:
         return None
     now = timezone.now()
     delivery = CallbackDelivery.objects.create(
         decision=decision, source=source, next_attempt_at=now, enqueued_at=now
     )
-    delivery_created.send(sender=CallbackDelivery, delivery_id=delivery.pk)
     return delivery
 
 

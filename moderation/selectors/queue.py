@@ -14,7 +14,7 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from config.cache import TTLCache
+from lib.cache import TTLCache
 from moderation.filters import STATUSES, QueueFilter
 from moderation.models import (
     IN_QUEUE,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from config.cache import TTLCache
+from lib.cache import TTLCache
 from moderation.models import (
     Source,
     hash_token,

@@ -19,6 +19,7 @@ from moderation.models import (
     Source,
 )
 from moderation.services.queue import queue_key_sync, queue_score_for
+from moderation.tasks import callback_deliver_task
 
 
 def decision_reason(action: str, reason_id: int | None) -> DecisionReason | None:
@@ -160,5 +161,7 @@ def decision_create(*, item: Item, **fields) -> Decision:
     """
     source = Source.objects.select_for_update().get(pk=item.source_id)
     decision = Decision.objects.create(item=item, **fields)
-    delivery_create(decision=decision, source=source)
+    delivery = delivery_create(decision=decision, source=source)
+    if delivery is not None:
+        callback_deliver_task.delay_on_commit(delivery.pk)
     return decision

@@ -90,7 +90,7 @@ def sweep(django_capture_on_commit_callbacks):
 
     def run():
         with django_capture_on_commit_callbacks(execute=True):
-            return tasks.callback_sweep()
+            return tasks.callback_sweep_task()
 
     return run
 

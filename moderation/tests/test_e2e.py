@@ -10,7 +10,7 @@ import pytest
 import requests
 from standardwebhooks.webhooks import Webhook
 
-from labelers.services import labeler_default, source_setup
+from labelers.criteria import labeler_default, source_setup
 from moderation.models import Item
 from moderation.tests.factories import UserFactory
 from testkit.processes import running_app, wait_for

@@ -4,7 +4,7 @@ import uuid
 import pytest
 from kombu import Connection
 
-import config.broker  # noqa: F401 - registers the atomic transport, as in every process
+import lib.broker  # noqa: F401 - registers the atomic transport, as in every process
 
 SENT = 400
 

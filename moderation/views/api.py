@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from config import logs, metrics
+from lib import logs, metrics
 from moderation.errors import IntakeError
 from moderation.intake import parse_body
 from moderation.models import Item, Source

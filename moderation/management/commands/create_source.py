@@ -2,8 +2,8 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
+from labelers.criteria import source_setup
 from labelers.models import Labeler
-from labelers.services import source_setup
 from moderation.models import Source
 
 

@@ -8,7 +8,7 @@ from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from labelers.services import labeler_default, source_setup
+from labelers.criteria import labeler_default, source_setup
 from moderation.models import Source
 
 

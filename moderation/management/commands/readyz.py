@@ -3,9 +3,10 @@ compose health check) and for operators. Exit status 0 when every check asked fo
 
 import json
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from config import health
+from lib import health
 
 
 class Command(BaseCommand):
@@ -15,7 +16,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--check",
             action="append",
-            choices=["database", "migrations", "broker", "dispatcher"],
+            choices=list(settings.HEALTH_CHECKS),
             help="only this check (repeatable); default: all that /readyz runs",
         )
 

@@ -13,7 +13,7 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand, CommandError
 from PIL import Image, ImageDraw
 
-from labelers.services import labeler_default
+from labelers.criteria import labeler_default
 from moderation.intake import parse_body
 from moderation.models import Source
 from moderation.services.items import item_ingest

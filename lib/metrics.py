@@ -3,7 +3,7 @@
 Counters and histograms live here, with no import of the apps, so that intake, the labeling
 client and the tasks can count without depending on each other. What the database knows
 (queue depth, oldest waiting item, open labels, dispatcher lag) is read at scrape time by
-config/health.py, which serves /metrics.
+lib/health.py, which serves /metrics.
 
 gunicorn runs several processes: gunicorn.conf.py sets PROMETHEUS_MULTIPROC_DIR before they
 start, so each writes its values to a file there and /metrics adds them all up. A Celery

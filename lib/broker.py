@@ -1,4 +1,5 @@
-"""Kombu's filesystem transport with atomic writes: the embedded default's broker.
+"""The broker: how many messages wait in a queue (`queue_depth`), and Kombu's filesystem
+transport with atomic writes, the embedded default's broker.
 
 Kombu's own `_put` creates the message file and then writes it, while `_get` in another
 process may move and read that file in between and find it empty (JSONDecodeError, and the
@@ -17,6 +18,23 @@ from kombu.utils.encoding import str_to_bytes
 from kombu.utils.json import dumps
 
 PARTIAL_FOLDER = ".partial"
+
+
+def queue_depth(connection, queue: str) -> int:
+    """How many messages wait in the broker's `queue` (not those a worker has taken): the
+    one read of a queue's depth, for the dispatch sweep (labelers.tasks.labels_queued) and
+    the worker's wedge watchdog (config/celery.py). Raises when the broker is unreachable."""
+    try:
+        with connection.channel() as channel:
+            if connection.transport.driver_type == "redis":
+                # Kombu 5.7's passive declare looks for the queue without the
+                # REDIS_KEY_PREFIX (global_keyprefix) and answers "no queue"; the channel's
+                # own size (LLEN over the priority lists) applies the prefix, and is 0 for a
+                # queue Redis forgot.
+                return channel._size(queue)
+            return channel.queue_declare(queue=queue, passive=True).message_count
+    except connection.channel_errors:
+        return 0  # Redis forgets a queue once it is empty: nothing waits there
 
 
 def _write_atomic(final: str, data: bytes) -> None:
@@ -56,4 +74,4 @@ class Transport(filesystem.Transport):
 
 
 # "filesystem://" in CELERY_BROKER_URL means this transport in every process of the project.
-TRANSPORT_ALIASES["filesystem"] = "config.broker:Transport"
+TRANSPORT_ALIASES["filesystem"] = "lib.broker:Transport"

@@ -15,19 +15,15 @@ import ipaddress
 import logging
 import time
 
+from celery import current_app as celery_app
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
-from django.db.models import Count, Min
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.utils import timezone
+from django.utils.module_loading import import_string
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
 
-from config import metrics
-from config.celery import app as celery_app
-from labelers.models import DispatchHeartbeat, Label
-from moderation.models import IN_QUEUE, Item
+from lib import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -65,29 +61,15 @@ def check_broker() -> str | None:
     return None
 
 
-def check_dispatcher() -> str | None:
-    """Beat's sweep ran recently: without it nothing is labeled, however healthy the web."""
-    ran_at = DispatchHeartbeat.objects.filter(pk=1).values_list("ran_at", flat=True).first()
-    if ran_at is None:
-        return "the dispatcher has never run"
-    age = (timezone.now() - ran_at).total_seconds()
-    if age > settings.LABEL_DISPATCH_STALL_SECONDS:
-        return f"the dispatcher last ran {age:.0f} s ago"
-    return None
-
-
-# Each is a check_<name> function above, returning None when fine, else why not.
-CHECKS = ("database", "migrations", "broker", "dispatcher")
-
-
 def readiness(only: list[str] | None = None) -> tuple[bool, dict[str, str]]:
     """Every check's result ("ok" or why not), or only those named; ready when all are "ok"."""
+    checks = settings.HEALTH_CHECKS
     names = only or [
-        name for name in CHECKS if name != "dispatcher" or settings.READYZ_CHECK_DISPATCHER
+        name for name in checks if name != "dispatcher" or settings.READYZ_CHECK_DISPATCHER
     ]
     results: dict[str, str] = {}
     for name in names:
-        check = globals()[f"check_{name}"]  # looked up at call time: tests replace checks
+        check = import_string(checks[name])  # looked up at call time: tests replace checks
         try:
             problem = check()
         except Exception as exc:
@@ -115,69 +97,19 @@ def readyz(request: HttpRequest) -> HttpResponse:
     return JsonResponse(body, status=200 if ready else 503)
 
 
-class DatabaseStateCollector:
-    """What the database knows, read at scrape time (a few grouped queries on indexed
-    columns): the review queue per source, items not yet routed, open labels, and how long
-    ago beat's dispatch ran. Shared by every process, so exported once, by the web."""
-
-    def collect(self):
-        now = timezone.now()
-        depth = GaugeMetricFamily(
-            "modqueue_review_queue_items",
-            "Undecided items waiting for a reviewer",
-            labels=["source"],
-        )
-        oldest = GaugeMetricFamily(
-            "modqueue_review_queue_oldest_seconds",
-            "Age of the oldest item waiting for a reviewer (since it was received)",
-            labels=["source"],
-        )
-        rows = (
-            Item.objects.filter(status__in=IN_QUEUE)
-            .values_list("source__slug")
-            .annotate(n=Count("id"), first=Min("received_at"))
-            .order_by()
-        )
-        for slug, count, first in rows:
-            depth.add_metric([slug], count)
-            oldest.add_metric([slug], (now - first).total_seconds())
-        yield depth
-        yield oldest
-        received = Item.objects.filter(status=Item.Status.RECEIVED).aggregate(
-            n=Count("id"), first=Min("received_at")
-        )
-        yield GaugeMetricFamily(
-            "modqueue_items_unrouted", "Items received, not yet given labels", value=received["n"]
-        )
-        yield GaugeMetricFamily(
-            "modqueue_items_unrouted_oldest_seconds",
-            "Age of the oldest item not yet given labels (0: none)",
-            value=(now - received["first"]).total_seconds() if received["first"] else 0,
-        )
-        open_labels = GaugeMetricFamily(
-            "modqueue_labels_open", "Labels not done, by status", labels=["status"]
-        )
-        finished = (Label.Status.DONE, Label.Status.SUPERSEDED)
-        counts = dict(
-            Label.objects.exclude(status__in=finished)
-            .values_list("status")
-            .annotate(n=Count("id"))
-            .order_by()
-        )
-        for status in Label.Status.values:
-            if status not in finished:
-                open_labels.add_metric([status], counts.get(status, 0))
-        yield open_labels
-        ran_at = DispatchHeartbeat.objects.filter(pk=1).values_list("ran_at", flat=True).first()
-        yield GaugeMetricFamily(
-            "modqueue_dispatcher_lag_seconds",
-            "Seconds since beat's dispatch last ran (-1: never)",
-            value=(now - ran_at).total_seconds() if ran_at else -1,
-        )
+# What the database knows (the apps' collectors, METRICS_COLLECTORS in settings), exported
+# once, by the web; built at first scrape, when the apps are loaded.
+_state_registry: CollectorRegistry | None = None
 
 
-_state_registry = CollectorRegistry(auto_describe=False)
-_state_registry.register(DatabaseStateCollector())
+def _state() -> CollectorRegistry:
+    global _state_registry
+    if _state_registry is None:
+        registry = CollectorRegistry(auto_describe=False)
+        for path in settings.METRICS_COLLECTORS:
+            registry.register(import_string(path)())
+        _state_registry = registry
+    return _state_registry
 
 
 def metrics_allowed(request: HttpRequest) -> bool:
@@ -204,7 +136,7 @@ def metrics_allowed(request: HttpRequest) -> bool:
 def metrics_view(request: HttpRequest) -> HttpResponse:
     if not metrics_allowed(request):
         return HttpResponse("forbidden\n", status=403, content_type="text/plain")
-    body = metrics.process_metrics() + generate_latest(_state_registry)
+    body = metrics.process_metrics() + generate_latest(_state())
     return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
 
 

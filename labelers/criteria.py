@@ -1,16 +1,19 @@
-"""Labelers and their versions, and which labelers each source routes to."""
+"""Labelers, their versions (drafts, publishing) and review policy (threshold, auto-approve
+band, audit share); a change of policy starts its own re-evaluation of undecided items."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import NamedTuple
 
 from django.db import transaction
 from django.utils import timezone
 
-from config.cache import TTLCache
 from labelers import client as api
-from labelers.models import Labeler, LabelerVersion
+from labelers.models import Labeler, LabelerVersion, Reevaluation
+from labelers.routing import routing_cache
+from labelers.tasks import reevaluation_start
 from moderation.models import Source
 from moderation.services.sources import source_create
 
@@ -181,19 +184,20 @@ def labeler_version_publish(*, version: LabelerVersion) -> LabelerVersion:
     return draft
 
 
-def labeler_min_confidence_set(*, labeler: Labeler, min_confidence: float | None) -> bool:
-    """Set the minimum confidence of a "1" that flags; True when it changed (the caller then
-    re-evaluates undecided items, as the admin's save does)."""
+def labeler_min_confidence_set(
+    *, labeler: Labeler, min_confidence: float | None, created_by=None
+) -> Reevaluation | None:
+    """Set the minimum confidence of a "1" that flags; when it changed, the re-evaluation of
+    undecided items it started (as the admin's save does), else None."""
     if min_confidence is not None and not 0.5 <= min_confidence <= 1.0:
         raise ValueError("a minimum confidence is between 0.5 and 1.0")
-    return bool(
-        labeler_review_policy_set(
-            labeler=labeler,
-            min_confidence=min_confidence,
-            auto_approve_confidence=labeler.auto_approve_confidence,
-            audit_share=labeler.audit_share,
-        )
-    )
+    return labeler_review_policy_set(
+        labeler=labeler,
+        min_confidence=min_confidence,
+        auto_approve_confidence=labeler.auto_approve_confidence,
+        audit_share=labeler.audit_share,
+        created_by=created_by,
+    ).reevaluation
 
 
 REVIEW_POLICY_FIELDS = ("min_confidence", "auto_approve_confidence", "audit_share")
@@ -205,10 +209,11 @@ def labeler_review_policy_set(
     min_confidence: float | None,
     auto_approve_confidence: float | None,
     audit_share: float,
-) -> list[str]:
+    created_by=None,
+) -> PolicyChange:
     """Set what a labeler's answers do: the minimum confidence of a "1" that flags, the
     auto-approve band of a "0", the audit share of unflagged items. Returns the fields that
-    changed (the caller then re-evaluates undecided items in the background)."""
+    changed and, when any did, the re-evaluation of undecided items it started."""
     for name, value in (
         ("minimum confidence", min_confidence),
         ("auto-approve band", auto_approve_confidence),
@@ -228,7 +233,30 @@ def labeler_review_policy_set(
     if changed:
         labeler.save(update_fields=changed)
         routing_cache.clear()
-    return changed
+    reevaluation = labeler_settings_changed(labeler=labeler, changed=changed, created_by=created_by)
+    return PolicyChange(changed, reevaluation)
+
+
+class PolicyChange(NamedTuple):
+    changed: list[str]
+    reevaluation: Reevaluation | None
+
+
+def labeler_settings_changed(
+    *, labeler: Labeler, changed: Iterable[str], created_by=None
+) -> Reevaluation | None:
+    """A labeler's threshold, auto-approve band, audit share or active flag changed (here, or
+    in the admin's form): items already in (or out of) the queue were judged under the old
+    setting, so the undecided ones are re-evaluated in the background. None if nothing
+    changed."""
+    changed = sorted(changed)
+    if not changed:
+        return None
+    return reevaluation_start(
+        reason=f"{labeler.slug}: {', '.join(changed)} changed",
+        labeler=labeler,
+        created_by=created_by,
+    )
 
 
 def source_setup(
@@ -238,54 +266,3 @@ def source_setup(
     source, its signing secret and its API token (shown once)."""
     chosen = labelers if labelers is not None else [labeler_default()]
     return source_create(name=name, slug=slug, labelers=chosen)
-
-
-def model_for(*, model: str, has_media: bool) -> str:
-    """The model to ask: the version's choice, else the multimodal one for media."""
-    if model:
-        return model
-    return api.MEDIA_MODEL if has_media else "cope-latest"
-
-
-class Route(NamedTuple):
-    """One active labeler a source routes to, with its current version."""
-
-    labeler_id: int
-    version_id: int
-    model: str
-    min_confidence: float | None
-    auto_approve_confidence: float | None = None
-    audit_share: float = 0.0
-
-
-# The dispatch and every finished label read routing; it changes rarely and saves clear it.
-routing_cache: TTLCache[tuple[Route, ...]] = TTLCache(seconds=2.0)
-
-
-def source_routing(source_id: int) -> tuple[Route, ...]:
-    """The current (highest published) version of each active labeler the source routes to;
-    drafts are never routed to."""
-
-    def load():
-        current: dict[int, Route] = {}
-        versions = (
-            LabelerVersion.objects.filter(
-                labeler__sources=source_id,
-                labeler__active=True,
-                state=LabelerVersion.State.PUBLISHED,
-            )
-            .order_by("labeler_id", "-number")
-            .values_list(
-                "labeler_id",
-                "id",
-                "model",
-                "labeler__min_confidence",
-                "labeler__auto_approve_confidence",
-                "labeler__audit_share",
-            )
-        )
-        for row in versions:
-            current.setdefault(row[0], Route(*row))
-        return tuple(current.values())
-
-    return routing_cache.get(source_id, load)
