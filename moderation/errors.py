@@ -19,6 +19,20 @@ class ClaimConflict(Exception):
     """Another reviewer holds a live claim on the item."""
 
 
+class StaleRevision(ClaimConflict):
+    """The item was edited (the product sent new content) after the page the person acted on
+    was rendered: what they decided about is no longer the item's content, so nothing is
+    recorded. Bait and switch (harmless text edited into harm while a reviewer has it open)
+    must never ride on an approval of the harmless text."""
+
+    def __init__(self, *, item_id: int, seen: int, current: int):
+        super().__init__(
+            f"item {item_id} was edited while you had it open: you saw revision {seen}, "
+            f"it is at revision {current} now"
+        )
+        self.item_id, self.seen, self.current = item_id, seen, current
+
+
 class NotAllowed(Exception):
     """The reviewer's role or source restriction does not allow this."""
 

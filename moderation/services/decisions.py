@@ -18,6 +18,7 @@ from moderation.models import (
     Item,
     Source,
 )
+from moderation.services.items import item_revision_check
 from moderation.services.queue import queue_key_sync, queue_score_for
 from moderation.tasks import callback_deliver_task
 
@@ -42,6 +43,7 @@ def decision_record(
     reason: str = "",
     note: str = "",
     decisions_seen: int | None = None,
+    revision: int | None = None,
     may_decide_escalated: bool = False,
 ) -> Decision:
     """Append a decision; the latest one is the item's current decision.
@@ -50,12 +52,15 @@ def decision_record(
     decided only by senior reviewers (`may_decide_escalated`): the senior's decision closes
     them. `decisions_seen`: how many decisions the reviewer's page showed; if someone decided
     in the meantime (their claim had expired), this decision would silently override theirs.
+    `revision`: the revision the reviewer's page showed; an edit since refuses the decision
+    (StaleRevision), so a decision only ever applies to content the reviewer saw.
     """
     if action not in Decision.Action.values or action == Decision.Action.UNDO:
         raise ValueError(f"unknown action {action!r}")
     chosen = decision_reason(action, reason_id)
     with transaction.atomic():
         locked = Item.objects.select_for_update().get(pk=item.pk)
+        item_revision_check(locked, revision=revision)
         if locked.status == Item.Status.ESCALATED and not may_decide_escalated:
             raise NotAllowed("escalated items are decided by senior reviewers")
         if decisions_seen is not None and locked.decisions.count() != decisions_seen:
@@ -116,8 +121,11 @@ def decision_undo(*, decision: Decision, reviewer) -> Decision:
         raise NotAllowed("too late to undo; decide the item again instead")
     with transaction.atomic():
         locked = Item.objects.select_for_update().get(pk=decision.item_id)
+        # An edit since the decision: the undo would put back in the queue content the
+        # reviewer never saw, as if they had looked at it.
+        item_revision_check(locked, revision=decision.revision)
         latest = locked.decisions.order_by("-created_at", "-id").first()
-        if latest is None or latest.pk != decision.pk or locked.revision != decision.revision:
+        if latest is None or latest.pk != decision.pk:
             raise ClaimConflict("the item changed since that decision; look at it again")
         undo = decision_create(
             item=locked,

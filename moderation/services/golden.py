@@ -13,12 +13,21 @@ from moderation.models import (
     Item,
 )
 from moderation.services.decisions import decision_reason
+from moderation.services.items import item_revision_check
 
 GOLDEN_ACTIONS = (Decision.Action.APPROVE, Decision.Action.REMOVE)
 
 
-def golden_item_mark(*, item: Item, expected_action: str, note: str = "", created_by) -> GoldenItem:
+def golden_item_mark(
+    *,
+    item: Item,
+    expected_action: str,
+    note: str = "",
+    created_by,
+    revision: int | None = None,
+) -> GoldenItem:
     """Make a decided item golden at its current revision, expecting `expected_action`.
+    `revision`: the revision the admin's page showed (an edit since refuses: StaleRevision).
 
     Marking it again (e.g. an admin corrects the expected action) updates it, reactivates it
     and rescores the answers given so far against the new expectation.
@@ -27,6 +36,7 @@ def golden_item_mark(*, item: Item, expected_action: str, note: str = "", create
         raise ValueError("the expected action of a golden item is approve or remove")
     with transaction.atomic():
         locked = Item.objects.select_for_update().get(pk=item.pk)
+        item_revision_check(locked, revision=revision)
         # Only a decided item has an answer to vouch for; one waiting in the queue (or
         # escalated) would be served twice over, as real work and as a test.
         if locked.status != Item.Status.DECIDED:
@@ -73,20 +83,25 @@ def golden_answer_record(
     action: str,
     reason_id: int | None = None,
     note: str = "",
+    revision: int | None = None,
 ) -> GoldenAnswer:
     """The reviewer's answer to a golden item served to them, scored against the expected
     action (an escalation never matches: the item had a clear answer). An answer skipped
     earlier may still be given, as a skipped ordinary item may still be decided.
 
     Never a Decision: the item, its history and its product are untouched. Reasons follow
-    the rules of a real decision so that the page behaves exactly like one.
+    the rules of a real decision so that the page behaves exactly like one, and so does
+    `revision` (the revision the page showed: an edit since refuses, StaleRevision).
     """
     if answer.reviewer_id != reviewer.pk:
         raise NotAllowed("this golden item was not served to you")
     if action not in (*GOLDEN_ACTIONS, Decision.Action.ESCALATE):
         raise ValueError(f"unknown action {action!r}")
     chosen = decision_reason(action, reason_id)
-    expected = GoldenItem.objects.values_list("expected_action", flat=True).get(pk=answer.golden_id)
+    expected, golden_item_id = GoldenItem.objects.values_list("expected_action", "item_id").get(
+        pk=answer.golden_id
+    )
+    item_revision_check(Item.objects.get(pk=golden_item_id), revision=revision)
     # Conditional UPDATE: a double submit answers once.
     answered = GoldenAnswer.objects.filter(pk=answer.pk, answered_at__isnull=True).update(
         answered_at=timezone.now(),

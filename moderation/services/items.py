@@ -11,6 +11,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from moderation.errors import StaleRevision
 from moderation.intake import IntakePayload
 from moderation.models import (
     Item,
@@ -175,3 +176,11 @@ def _item_revise(
             raise
         return other, False
     return locked, True
+
+
+def item_revision_check(item: Item, *, revision: int | None) -> None:
+    """Refuse (StaleRevision) an act on `item` (read under the caller's lock) whose page showed
+    another revision. None: the caller makes no claim about what was seen (internal callers
+    and tests; every page sends the revision it rendered)."""
+    if revision is not None and item.revision != revision:
+        raise StaleRevision(item_id=item.pk, seen=revision, current=item.revision)

@@ -196,7 +196,7 @@ def test_the_same_golden_item_is_never_served_twice_to_one_reviewer(client, revi
     real = ItemFactory()
     gold = golden()
     assert client.get("/queue/next/").url == f"/items/{gold.item_id}/"
-    client.post(f"/items/{gold.item_id}/", {"action": "approve"})
+    client.post(f"/items/{gold.item_id}/", {"revision": "1", "action": "approve"})
     assert client.get("/queue/next/").url == f"/items/{real.pk}/"
     assert GoldenAnswer.objects.count() == 1
     # Another reviewer still gets it.
@@ -262,7 +262,7 @@ def test_answering_records_correctness_and_goes_to_the_next_item(client, reviewe
     gold = served_to(client, reviewer)
     response = client.post(
         f"/items/{gold.item_id}/?source=",
-        {"action": "remove", "reason_remove": reason_id("remove"), "next": "1"},
+        {"revision": "1", "action": "remove", "reason_remove": reason_id("remove"), "next": "1"},
     )
     assert response.url == "/queue/next/"
     given = GoldenAnswer.objects.get()
@@ -278,7 +278,7 @@ def test_answering_leaves_the_item_its_decisions_and_its_callbacks_untouched(cli
     source.save()
     before = Item.objects.values().get(pk=gold.item_id)
     counts = (Decision.objects.count(), CallbackDelivery.objects.count())
-    client.post(f"/items/{gold.item_id}/", {"action": "approve", "next": "1"})
+    client.post(f"/items/{gold.item_id}/", {"revision": "1", "action": "approve", "next": "1"})
     assert GoldenAnswer.objects.get().correct is False
     assert Item.objects.values().get(pk=gold.item_id) == before
     assert (Decision.objects.count(), CallbackDelivery.objects.count()) == counts
@@ -288,7 +288,12 @@ def test_escalating_a_golden_item_is_recorded_as_a_wrong_answer(client, reviewer
     gold = served_to(client, reviewer)
     client.post(
         f"/items/{gold.item_id}/",
-        {"action": "escalate", "reason_escalate": reason_id("escalate"), "next": "1"},
+        {
+            "revision": "1",
+            "action": "escalate",
+            "reason_escalate": reason_id("escalate"),
+            "next": "1",
+        },
     )
     given = GoldenAnswer.objects.get()
     assert (given.action, given.correct) == ("escalate", False)
@@ -297,7 +302,9 @@ def test_escalating_a_golden_item_is_recorded_as_a_wrong_answer(client, reviewer
 
 def test_a_golden_answer_needs_a_reason_like_a_decision(client, reviewer):
     gold = served_to(client, reviewer)
-    response = client.post(f"/items/{gold.item_id}/", {"action": "remove", "next": "1"})
+    response = client.post(
+        f"/items/{gold.item_id}/", {"revision": "1", "action": "remove", "next": "1"}
+    )
     assert response.url == f"/items/{gold.item_id}/"
     assert GoldenAnswer.objects.get().answered_at is None
 
@@ -307,7 +314,9 @@ def test_a_served_golden_item_reopened_meanwhile_is_an_ordinary_item_again(clien
     Item.objects.filter(pk=gold.item_id).update(status=Item.Status.REREVIEW)
     page = client.get(f"/items/{gold.item_id}/").content.decode()
     assert "Sent for re-review (in queue)" in page and "decision-remove" in page
-    client.post(f"/items/{gold.item_id}/", {"action": "approve", "decisions_seen": "1"})
+    client.post(
+        f"/items/{gold.item_id}/", {"revision": "1", "action": "approve", "decisions_seen": "1"}
+    )
     assert GoldenAnswer.objects.get().answered_at is None  # a real decision, not an answer
     assert gold.item.decisions.count() == 2
 
@@ -331,7 +340,9 @@ def test_a_reviewer_cannot_answer_a_golden_item_that_was_not_served_to_them(clie
     with pytest.raises(NotAllowed):
         golden_answer_record(answer=theirs, reviewer=reviewer, action="approve")
     # Through the page, the post is no golden answer: their answer stays open, none is mine.
-    client.post(f"/items/{gold.item_id}/", {"action": "approve", "decisions_seen": "1"})
+    client.post(
+        f"/items/{gold.item_id}/", {"revision": "1", "action": "approve", "decisions_seen": "1"}
+    )
     theirs.refresh_from_db()
     assert theirs.answered_at is None
     assert not GoldenAnswer.objects.filter(reviewer=reviewer).exists()
@@ -339,9 +350,9 @@ def test_a_reviewer_cannot_answer_a_golden_item_that_was_not_served_to_them(clie
 
 def test_after_a_golden_answer_no_undo_is_offered(client, reviewer):
     earlier = ItemFactory(violation_score=0.3)
-    client.post(f"/items/{earlier.pk}/", {"action": "approve", "next": "1"})
+    client.post(f"/items/{earlier.pk}/", {"revision": "1", "action": "approve", "next": "1"})
     gold = served_to(client, reviewer)
-    client.post(f"/items/{gold.item_id}/", {"action": "approve", "next": "1"})
+    client.post(f"/items/{gold.item_id}/", {"revision": "1", "action": "approve", "next": "1"})
     page = client.get("/queue/next/", follow=True).content.decode()
     assert 'id="undo"' not in page
     real_decision = gold.item.decisions.get()
@@ -350,7 +361,7 @@ def test_after_a_golden_answer_no_undo_is_offered(client, reviewer):
 
 def test_the_reviewer_never_sees_golden_in_their_workspace(client, reviewer):
     gold = served_to(client, reviewer)
-    client.post(f"/items/{gold.item_id}/", {"action": "approve", "next": "1"})
+    client.post(f"/items/{gold.item_id}/", {"revision": "1", "action": "approve", "next": "1"})
     for url in ("/", "/me/decisions/", "/me/settings/", f"/items/{gold.item_id}/"):
         assert "golden" not in client.get(url).content.decode().lower(), url
 
@@ -417,7 +428,7 @@ def test_a_reviewer_back_on_a_skipped_golden_item_still_sees_it_waiting_and_may_
     client.post(f"/items/{gold.item_id}/skip/")
     page = client.get(f"/items/{gold.item_id}/").content.decode()  # the back button
     assert 'id="decide"' in page and "decision-remove" not in page
-    client.post(f"/items/{gold.item_id}/", {"action": "approve", "next": "1"})
+    client.post(f"/items/{gold.item_id}/", {"revision": "1", "action": "approve", "next": "1"})
     given = GoldenAnswer.objects.get()
     assert (given.action, given.correct) == ("approve", False)
     assert given.answered_at is not None
@@ -444,7 +455,7 @@ def test_a_golden_item_left_open_for_over_a_day_is_shown_as_it_is(client, review
     page = client.get(f"/items/{gold.item_id}/").content.decode()
     assert "decision-remove" in page and 'id="decide"' not in page
     # Nothing to answer any more, and it is never served again: it counts for nothing.
-    client.post(f"/items/{gold.item_id}/", {"action": "approve", "next": "1"})
+    client.post(f"/items/{gold.item_id}/", {"revision": "1", "action": "approve", "next": "1"})
     assert GoldenAnswer.objects.get().answered_at is None
     assert golden_next(reviewer=reviewer, filters=QueueFilter()) is None
 
@@ -456,7 +467,7 @@ def test_the_reviewers_note_is_kept_with_the_answer_and_shown_to_leads(client, r
     gold = served_to(client, reviewer)
     client.post(
         f"/items/{gold.item_id}/",
-        {"action": "approve", "note": "satire, <b>surely</b>", "next": "1"},
+        {"revision": "1", "action": "approve", "note": "satire, <b>surely</b>", "next": "1"},
     )
     assert GoldenAnswer.objects.get().note == "satire, <b>surely</b>"
     assert gold.item.decisions.get().note == ""  # the real decision is untouched

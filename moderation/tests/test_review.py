@@ -90,7 +90,9 @@ def test_deciding_records_the_decision_and_leaves_the_queue(
 ):
     item = flagged(post_webhook, source, "hate")
     harassment = reason_id("remove")
-    response = client.post(f"/items/{item.pk}/", {"action": "remove", "reason_remove": harassment})
+    response = client.post(
+        f"/items/{item.pk}/", {"revision": "1", "action": "remove", "reason_remove": harassment}
+    )
     assert response.status_code == 302
     item.refresh_from_db()
     assert item.status == "decided"
@@ -186,7 +188,12 @@ def test_a_decision_made_meanwhile_is_not_silently_overridden(
     decision_record(item=item, reviewer=UserFactory(), action="approve")
     response = client.post(
         f"/items/{item.pk}/",
-        {"action": "remove", "reason_remove": reason_id("remove"), "decisions_seen": "0"},
+        {
+            "revision": "1",
+            "action": "remove",
+            "reason_remove": reason_id("remove"),
+            "decisions_seen": "0",
+        },
         follow=True,
     )
     assert "decided by someone else" in response.content.decode()

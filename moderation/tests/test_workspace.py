@@ -62,7 +62,8 @@ def test_a_reviewer_cannot_open_the_escalated_queue_or_an_escalated_item(client,
     assert client.get("/escalated/next/").status_code == 403
     assert client.get(f"/items/{item.pk}/").status_code == 403
     response = client.post(
-        f"/items/{item.pk}/", {"action": "approve", "reason_approve": reason_id("approve")}
+        f"/items/{item.pk}/",
+        {"revision": "1", "action": "approve", "reason_approve": reason_id("approve")},
     )
     assert response.status_code == 403
     assert client.post(f"/items/{item.pk}/skip/").status_code == 403
@@ -81,7 +82,7 @@ def test_a_senior_sees_who_escalated_and_why_and_closes_it(client, senior):
     assert "Unsure: needs a senior" in page
     response = client.post(
         f"/items/{item.pk}/?status=escalated",
-        {"action": "remove", "reason_remove": reason_id("remove"), "next": "1"},
+        {"revision": "1", "action": "remove", "reason_remove": reason_id("remove"), "next": "1"},
     )
     assert response.status_code == 302
     assert response.url == "/queue/next/?status=escalated"
@@ -102,7 +103,10 @@ def test_a_reviewer_limited_to_some_sources_cannot_reach_another_source(client, 
     theirs = ItemFactory(source=other)
     assert client.get(f"/items/{theirs.pk}/").status_code == 404
     assert client.get(f"/items/{theirs.pk}/image/").status_code == 404
-    assert client.post(f"/items/{theirs.pk}/", {"action": "approve"}).status_code == 404
+    assert (
+        client.post(f"/items/{theirs.pk}/", {"revision": "1", "action": "approve"}).status_code
+        == 404
+    )
     assert client.post(f"/items/{theirs.pk}/reveal/").status_code == 404
     assert client.get(f"/items/{ItemFactory(source=mine).pk}/").status_code == 200
     assert not theirs.decisions.exists()
@@ -110,13 +114,16 @@ def test_a_reviewer_limited_to_some_sources_cannot_reach_another_source(client, 
 
 def test_a_reason_is_required_to_remove_or_escalate_but_not_to_approve(client, reviewer):
     item = ItemFactory()
-    response = client.post(f"/items/{item.pk}/", {"action": "remove"}, follow=True)
+    response = client.post(f"/items/{item.pk}/", {"revision": "1", "action": "remove"}, follow=True)
     assert "a reason is required to remove" in response.content.decode()
     assert not item.decisions.exists()
     # A reason of another action is refused too.
-    client.post(f"/items/{item.pk}/", {"action": "remove", "reason_remove": reason_id("approve")})
+    client.post(
+        f"/items/{item.pk}/",
+        {"revision": "1", "action": "remove", "reason_remove": reason_id("approve")},
+    )
     assert not item.decisions.exists()
-    client.post(f"/items/{item.pk}/", {"action": "approve"})
+    client.post(f"/items/{item.pk}/", {"revision": "1", "action": "approve"})
     assert item.decisions.get().action == "approve"
 
 
@@ -133,7 +140,8 @@ def test_an_inactive_reason_cannot_be_picked(reviewer):
 def test_undo_records_a_reversal_and_hands_the_item_back(client, reviewer):
     item = ItemFactory()
     client.post(
-        f"/items/{item.pk}/", {"action": "remove", "reason_remove": reason_id("remove"), "next": 1}
+        f"/items/{item.pk}/",
+        {"revision": "1", "action": "remove", "reason_remove": reason_id("remove"), "next": 1},
     )
     decision = item.decisions.get()
     page = client.get("/queue/next/", follow=True).content.decode()
@@ -305,7 +313,8 @@ def test_the_item_page_declares_each_shortcut_on_its_control(client, reviewer):
 def test_a_reviewer_can_undo_their_own_escalation(client, reviewer):
     item = ItemFactory()
     client.post(
-        f"/items/{item.pk}/", {"action": "escalate", "reason_escalate": reason_id("escalate")}
+        f"/items/{item.pk}/",
+        {"revision": "1", "action": "escalate", "reason_escalate": reason_id("escalate")},
     )
     escalation = item.decisions.get()
     response = client.post(f"/decisions/{escalation.pk}/undo/")

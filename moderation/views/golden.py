@@ -8,6 +8,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_POST
 
+from moderation.errors import StaleRevision
+from moderation.filters import int_or_none
 from moderation.forms import GoldenMarkForm
 from moderation.models import GoldenItem, Item
 from moderation.permissions import (
@@ -37,7 +39,19 @@ def item_golden(request: HttpRequest, item_id: int) -> HttpResponse:
         messages.error(request, "Not marked: choose approve or remove as the expected action.")
         return redirect("item", item.pk)
     try:
-        golden_item_mark(item=item, created_by=request.user, **form.cleaned_data)
+        golden_item_mark(
+            item=item,
+            created_by=request.user,
+            revision=int_or_none(request.POST.get("revision")),
+            **form.cleaned_data,
+        )
+    except StaleRevision as exc:
+        messages.error(
+            request,
+            f"Not marked: this post was edited since you opened the page (you saw revision "
+            f"{exc.seen}, it is at revision {exc.current}). Here is the new version.",
+        )
+        return redirect("item", item.pk)
     except ValueError as exc:
         messages.error(request, f"Not marked: {exc}.")
         return redirect("item", item.pk)

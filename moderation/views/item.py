@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from moderation.errors import AlreadyAnswered, ClaimConflict, NotAllowed
+from moderation.errors import AlreadyAnswered, ClaimConflict, NotAllowed, StaleRevision
 from moderation.filters import QueueFilter, int_or_none
 from moderation.forms import GoldenMarkForm
 from moderation.http import ranged_file_response
@@ -81,6 +81,13 @@ def item_detail(request: HttpRequest, item_id: int) -> HttpResponse:
         if golden_answer is not None:
             return _answer_golden(request, item, golden_answer)
         return _decide(request, item)
+    return _item_view(request, item, golden_answer=golden_answer)
+
+
+def _item_view(
+    request: HttpRequest, item: Item, *, golden_answer: GoldenAnswer | None
+) -> HttpResponse:
+    """The item page as a GET shows it (claiming the item when it waits for review)."""
     if golden_answer is not None:
         return _golden_page(request, item)
     claimed = item.status in REVIEWABLE and item_claim(item=item, reviewer=request.user)
@@ -166,6 +173,9 @@ def _answer_golden(request: HttpRequest, item: Item, answer: GoldenAnswer) -> Ht
     if action not in DECIDABLE:
         messages.error(request, "Choose approve, remove or escalate.")
         return redirect(reverse("item", args=[item.pk]) + back)
+    revision = int_or_none(request.POST.get("revision"))
+    if revision is None:
+        return _revision_missing(request, item)
     try:
         golden_answer_record(
             answer=answer,
@@ -173,7 +183,10 @@ def _answer_golden(request: HttpRequest, item: Item, answer: GoldenAnswer) -> Ht
             action=action,
             reason_id=int_or_none(request.POST.get(f"reason_{action}")),
             note=request.POST.get("note", ""),
+            revision=revision,
         )
+    except StaleRevision as exc:
+        return _edited_meanwhile(request, item, exc, action=action)
     except (ValueError, NotAllowed) as exc:
         messages.error(request, f"Not decided: {exc}.")
         return redirect(reverse("item", args=[item.pk]) + back)
@@ -191,6 +204,9 @@ def _decide(request: HttpRequest, item: Item) -> HttpResponse:
     if action not in DECIDABLE:
         messages.error(request, "Choose approve, remove or escalate.")
         return redirect(reverse("item", args=[item.pk]) + back)
+    revision = int_or_none(request.POST.get("revision"))
+    if revision is None:
+        return _revision_missing(request, item)
     try:
         decision = decision_record(
             item=item,
@@ -199,8 +215,11 @@ def _decide(request: HttpRequest, item: Item) -> HttpResponse:
             reason_id=int_or_none(request.POST.get(f"reason_{action}")),
             note=request.POST.get("note", ""),
             decisions_seen=int_or_none(request.POST.get("decisions_seen")),
+            revision=revision,
             may_decide_escalated=can_review_escalated(request.user),
         )
+    except StaleRevision as exc:
+        return _edited_meanwhile(request, item, exc, action=action)
     except (ValueError, NotAllowed) as exc:
         messages.error(request, f"Not decided: {exc}.")
         return redirect(reverse("item", args=[item.pk]) + back)
@@ -214,6 +233,52 @@ def _decide(request: HttpRequest, item: Item) -> HttpResponse:
     return redirect(reverse("queue") + back)
 
 
+# What the refusal calls the act the reviewer tried: "Your removal was not recorded".
+_ACT_NAMES = {
+    Decision.Action.APPROVE: "approval",
+    Decision.Action.REMOVE: "removal",
+    Decision.Action.ESCALATE: "escalation",
+    Decision.Action.UNDO: "undo",
+}
+
+
+def _edited_meanwhile(
+    request: HttpRequest,
+    item: Item,
+    exc: StaleRevision,
+    *,
+    action: str,
+    own_escalation: bool = False,
+) -> HttpResponse:
+    """The post was edited while the reviewer had it open: nothing was recorded. Say so
+    plainly and show the new revision at once (409: the request conflicts with the item's
+    state), as the item page shows it to anyone opening it now."""
+    messages.warning(
+        request,
+        f"This post was edited while you had it open: here is the new version (revision "
+        f"{exc.current}; you saw revision {exc.seen}, kept in the history below). Your "
+        f"{_ACT_NAMES.get(action, 'decision')} was not recorded and nothing was sent to the "
+        "product. Read it again before deciding.",
+        extra_tags="stale-revision",
+    )
+    fresh = _reviewable_item(request, item.pk, own_escalation=own_escalation)
+    golden_answer = golden_answer_open(reviewer=request.user, item=fresh)
+    response = _item_view(request, fresh, golden_answer=golden_answer)
+    response.status_code = 409
+    return response
+
+
+def _revision_missing(request: HttpRequest, item: Item) -> HttpResponse:
+    """A decision that does not say which revision it is about is refused: it could be about
+    any of them. (Every item page sends it; an old tab from before it did, does not.)"""
+    messages.error(
+        request,
+        "Not decided: the form did not say which version of the post you saw. Here it is as "
+        "it is now; decide again.",
+    )
+    return redirect(reverse("item", args=[item.pk]) + _back(request))
+
+
 @require_POST
 @reviewer_required
 def decision_undo_view(request: HttpRequest, decision_id: int) -> HttpResponse:
@@ -224,6 +289,14 @@ def decision_undo_view(request: HttpRequest, decision_id: int) -> HttpResponse:
     request.session.pop("undo", None)
     try:
         decision_undo(decision=decision, reviewer=request.user)
+    except StaleRevision as exc:
+        return _edited_meanwhile(
+            request,
+            item,
+            exc,
+            action=Decision.Action.UNDO,
+            own_escalation=decision.action == Decision.Action.ESCALATE,
+        )
     except (NotAllowed, ClaimConflict) as exc:
         messages.error(request, f"Not undone: {exc}.")
         return redirect(reverse("item", args=[item.pk]) + _back(request))
