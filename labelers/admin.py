@@ -1,13 +1,19 @@
 """Admin pages for labelers, versions, labels, key refusals and relabel runs."""
 
+import json
+
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
 from labelers import tasks
 from labelers.criteria import (
     REVIEW_POLICY_FIELDS,
+    StaleEdit,
+    draft_snapshot,
     labeler_draft_save,
     labeler_settings_changed,
     labeler_version_publish,
@@ -21,7 +27,7 @@ from labelers.models import (
     Reevaluation,
     RelabelRun,
 )
-from labelers.selectors import labeling_stalled
+from labelers.selectors import labeling_stalled, version_policy_lines
 
 
 class StallWarning:
@@ -149,13 +155,50 @@ class LabelerVersionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Publish: make these drafts their labeler's current version")
     def publish(self, request, queryset):
+        """First a page showing each draft's text (the list does not); then publish exactly
+        what that page showed: a draft edited in between is refused, not published unseen."""
+        drafts = list(queryset.filter(state=LabelerVersion.State.DRAFT).select_related("labeler"))
+        if "confirmed" not in request.POST:
+            return TemplateResponse(
+                request,
+                "labelers/admin_publish_confirm.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": "Publish these drafts?",
+                    "opts": self.model._meta,
+                    "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                    "drafts": [
+                        (
+                            draft,
+                            version_policy_lines(draft),
+                            json.dumps(draft_snapshot(draft)),
+                        )
+                        for draft in drafts
+                    ],
+                },
+            )
         published = 0
-        for version in queryset.filter(state=LabelerVersion.State.DRAFT):
-            labeler_version_publish(version=version)
+        for version in drafts:
+            try:
+                seen = json.loads(request.POST.get(f"seen_{version.pk}", ""))
+            except ValueError:
+                seen = None
+            try:
+                if not isinstance(seen, dict):
+                    raise StaleEdit("the draft", [])
+                labeler_version_publish(version=version, seen=seen)
+            except StaleEdit:
+                messages.error(
+                    request,
+                    f"{version.labeler.name} v{version.number} was not published: it was "
+                    "edited after the confirmation page was shown. Look at it again.",
+                )
+                continue
             published += 1
         messages.info(
             request, f"Published {published} draft(s); nothing was relabeled (see Relabel runs)."
         )
+        return None
 
 
 @admin.register(Label)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from django.db import transaction
 from django.utils import timezone
@@ -49,6 +49,47 @@ def _policy_fields(
         "remote_labeler_id": remote_labeler_id.strip(),
         "remote_version_id": (remote_version_id or "latest").strip() if remote_labeler_id else "",
         "model": model,
+    }
+
+
+class StaleEdit(Exception):
+    """What the admin's page showed changed before they acted on it (another admin saved
+    meanwhile): nothing is done. `changes`: (field, as the page showed it, as it is now)."""
+
+    def __init__(self, what: str, changes: list[tuple[str, Any, Any]]):
+        self.what, self.changes = what, changes
+        listed = "; ".join(f"{name}: {seen!r} → {now!r}" for name, seen, now in changes)
+        super().__init__(f"{what} changed since your page was shown ({listed})")
+
+
+def _stale_check(what: str, *, seen: dict[str, Any] | None, now: dict[str, Any]) -> None:
+    """Refuse (StaleEdit) when `seen`, a snapshot the page was rendered with, differs from
+    `now`. None: the caller makes no claim about what was seen (internal callers, tests)."""
+    if seen is None:
+        return
+    changes = [(name, seen.get(name), now[name]) for name in now if seen.get(name) != now[name]]
+    if changes:
+        raise StaleEdit(what, changes)
+
+
+DRAFT_FIELDS = ("number", "criteria_text", "remote_labeler_id", "remote_version_id", "model")
+
+
+def draft_snapshot(draft: LabelerVersion | None) -> dict[str, Any]:
+    """The draft as a page shows it, to send back with a save or a publish: publishing
+    publishes exactly this text, and a save never overwrites an edit it did not show."""
+    if draft is None:
+        return dict.fromkeys(DRAFT_FIELDS)
+    return {name: getattr(draft, name) for name in DRAFT_FIELDS}
+
+
+def review_policy_snapshot(labeler: Labeler) -> dict[str, Any]:
+    """What a labeler's answers do, as a page shows it (with the version whose quality the
+    advice is about): sent back with a change of any of it."""
+    current = labeler.current_version
+    return {
+        **{name: getattr(labeler, name) for name in REVIEW_POLICY_FIELDS},
+        "version": current.number if current else None,
     }
 
 
@@ -133,12 +174,16 @@ def labeler_draft_save(
     remote_version_id: str = "latest",
     model: str = "",
     created_by=None,
+    seen: dict[str, Any] | None = None,
 ) -> LabelerVersion:
     """Save the labeler's draft (create it, or edit the one there is). A draft is never
-    routed to: items keep being labeled with the published version until it is published."""
+    routed to: items keep being labeled with the published version until it is published.
+    `seen`: the draft_snapshot the admin's page showed; another admin's save since refuses
+    (StaleEdit) rather than overwrite it unseen."""
     _policy_check(criteria_text=criteria_text, remote_labeler_id=remote_labeler_id, model=model)
     locked = Labeler.objects.select_for_update().get(pk=labeler.pk)
     draft = locked.draft_version
+    _stale_check("the draft", seen=seen, now=draft_snapshot(draft))
     if draft is None:
         return labeler_version_create(
             labeler=locked,
@@ -163,15 +208,20 @@ def labeler_draft_save(
 
 
 @transaction.atomic
-def labeler_version_publish(*, version: LabelerVersion) -> LabelerVersion:
+def labeler_version_publish(
+    *, version: LabelerVersion, seen: dict[str, Any] | None = None
+) -> LabelerVersion:
     """Make a draft the labeler's current version: items routed from now on are labeled with
     it. Nothing already labeled is relabeled (an admin asks for that separately), and the
     verdict of labeled items does not change: a version with no answer yet leaves the older
-    version's answer standing."""
+    version's answer standing. `seen`: the draft_snapshot the admin's page showed; the
+    publish is refused (StaleEdit) if the draft was edited since, so it publishes exactly
+    the text the admin read."""
     locked = Labeler.objects.select_for_update().get(pk=version.labeler_id)
     draft = LabelerVersion.objects.select_for_update().get(pk=version.pk)
     if draft.state != LabelerVersion.State.DRAFT:
         raise ValueError(f"{draft} is already published")
+    _stale_check("the draft", seen=seen, now=draft_snapshot(draft))
     # A version published meanwhile (the admin's add page) may have overtaken the draft's
     # number; the current version is the highest published number, so move the draft past it.
     # A draft has no labels, so nothing points at its number.
@@ -185,19 +235,27 @@ def labeler_version_publish(*, version: LabelerVersion) -> LabelerVersion:
 
 
 def labeler_min_confidence_set(
-    *, labeler: Labeler, min_confidence: float | None, created_by=None
+    *,
+    labeler: Labeler,
+    min_confidence: float | None,
+    created_by=None,
+    seen: dict[str, Any] | None = None,
 ) -> Reevaluation | None:
     """Set the minimum confidence of a "1" that flags; when it changed, the re-evaluation of
-    undecided items it started (as the admin's save does), else None."""
+    undecided items it started (as the admin's save does), else None. `seen`: as for
+    labeler_review_policy_set (the advice applied was computed for what the page showed)."""
     if min_confidence is not None and not 0.5 <= min_confidence <= 1.0:
         raise ValueError("a minimum confidence is between 0.5 and 1.0")
-    return labeler_review_policy_set(
-        labeler=labeler,
-        min_confidence=min_confidence,
-        auto_approve_confidence=labeler.auto_approve_confidence,
-        audit_share=labeler.audit_share,
-        created_by=created_by,
-    ).reevaluation
+    with transaction.atomic():
+        locked = Labeler.objects.select_for_update().get(pk=labeler.pk)
+        return labeler_review_policy_set(
+            labeler=locked,
+            min_confidence=min_confidence,
+            auto_approve_confidence=locked.auto_approve_confidence,
+            audit_share=locked.audit_share,
+            created_by=created_by,
+            seen=seen,
+        ).reevaluation
 
 
 REVIEW_POLICY_FIELDS = ("min_confidence", "auto_approve_confidence", "audit_share")
@@ -210,10 +268,13 @@ def labeler_review_policy_set(
     auto_approve_confidence: float | None,
     audit_share: float,
     created_by=None,
+    seen: dict[str, Any] | None = None,
 ) -> PolicyChange:
     """Set what a labeler's answers do: the minimum confidence of a "1" that flags, the
     auto-approve band of a "0", the audit share of unflagged items. Returns the fields that
-    changed and, when any did, the re-evaluation of undecided items it started."""
+    changed and, when any did, the re-evaluation of undecided items it started. `seen`: the
+    review_policy_snapshot the admin's page showed; a change since (another admin's save, a
+    version published) refuses (StaleEdit) instead of overwriting it unseen."""
     for name, value in (
         ("minimum confidence", min_confidence),
         ("auto-approve band", auto_approve_confidence),
@@ -227,13 +288,20 @@ def labeler_review_policy_set(
         "auto_approve_confidence": auto_approve_confidence,
         "audit_share": audit_share,
     }
-    changed = [name for name, value in values.items() if getattr(labeler, name) != value]
-    for name in changed:
-        setattr(labeler, name, values[name])
-    if changed:
-        labeler.save(update_fields=changed)
-        routing_cache.clear()
-    reevaluation = labeler_settings_changed(labeler=labeler, changed=changed, created_by=created_by)
+    with transaction.atomic():
+        locked = Labeler.objects.select_for_update().get(pk=labeler.pk)
+        _stale_check("the review policy", seen=seen, now=review_policy_snapshot(locked))
+        changed = [name for name, value in values.items() if getattr(locked, name) != value]
+        for name in changed:
+            setattr(locked, name, values[name])
+        if changed:
+            locked.save(update_fields=changed)
+            routing_cache.clear()
+        reevaluation = labeler_settings_changed(
+            labeler=locked, changed=changed, created_by=created_by
+        )
+    for name in REVIEW_POLICY_FIELDS:  # the caller's object says what was saved
+        setattr(labeler, name, getattr(locked, name))
     return PolicyChange(changed, reevaluation)
 
 

@@ -24,13 +24,17 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from labelers import quality, selectors, shadow, tasks
 from labelers.criteria import (
+    DRAFT_FIELDS,
     REVIEW_POLICY_FIELDS,
+    StaleEdit,
+    draft_snapshot,
     labeler_create,
     labeler_draft_save,
     labeler_min_confidence_set,
     labeler_review_policy_set,
     labeler_version_publish,
     model_warning,
+    review_policy_snapshot,
 )
 from labelers.forms import (
     LabelerCreateForm,
@@ -258,11 +262,23 @@ def _warn_model(request: HttpRequest, model: str) -> None:
 @require_GET
 @staff_required
 def labeler_detail(request: HttpRequest, labeler_id: int) -> HttpResponse:
-    labeler = get_object_or_404(Labeler, pk=labeler_id)
+    return _labeler_page(request, get_object_or_404(Labeler, pk=labeler_id))
+
+
+def _labeler_page(
+    request: HttpRequest,
+    labeler: Labeler,
+    *,
+    draft_form: PolicyForm | None = None,
+    stale: dict | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    """The labeler's page; after a refused save or publish, with what changed (`stale`) and
+    the admin's own text kept in the draft form."""
     versions = list(selectors.labeler_versions(labeler))
     current, draft = labeler.current_version, labeler.draft_version
     start = draft or current
-    draft_form = PolicyForm(
+    draft_form = draft_form or PolicyForm(
         initial={
             "criteria_text": start.criteria_text if start else "",
             "remote_labeler_id": start.remote_labeler_id if start else "",
@@ -300,7 +316,68 @@ def labeler_detail(request: HttpRequest, labeler_id: int) -> HttpResponse:
             "diff_b": newer,
             "model_warning": model_warning(start.model) if start else "",
             "sources": labeler.sources.order_by("name"),
+            # What the page shows, sent back with each change: see _seen.
+            "draft_seen": json.dumps(draft_snapshot(draft)),
+            "policy_seen": json.dumps(review_policy_snapshot(labeler)),
+            "stale": stale,
         },
+        status=status,
+    )
+
+
+def _seen(request: HttpRequest) -> dict[str, Any] | None:
+    """The snapshot the admin's page was rendered with (a hidden field), or None if the form
+    sent none: a change is made only to what the admin saw."""
+    try:
+        seen = json.loads(request.POST.get("seen", ""))
+    except ValueError:
+        return None
+    return seen if isinstance(seen, dict) else None
+
+
+_NOT_SEEN = (
+    "Nothing was changed: the form did not say what your page showed. Here is the page as "
+    "it is now; look again and repeat."
+)
+
+
+def _draft_changed(
+    request: HttpRequest,
+    labeler: Labeler,
+    exc: StaleEdit,
+    seen: dict[str, Any],
+    *,
+    refused: str,
+    draft_form: PolicyForm | None = None,
+) -> HttpResponse:
+    """The draft was edited (or published) by someone else since the admin's page was
+    shown: say so, with the difference between what they saw and the draft now, and keep
+    their own text in the form."""
+    labeler.refresh_from_db()
+    draft = labeler.draft_version
+    saw = LabelerVersion(**{k: seen.get(k) or "" for k in DRAFT_FIELDS if k != "number"})
+    if draft is not None:
+        by = f" by {draft.created_by}" if draft.created_by else ""
+        message = (
+            f"{refused}: the draft was edited{by} since your page was shown. The difference "
+            f"between the draft you saw and draft v{draft.number} as it is now is below; read "
+            "it before you publish or save again."
+        )
+        diff = selectors.line_diff(
+            selectors.version_policy_lines(saw), selectors.version_policy_lines(draft)
+        )
+    else:
+        message = (
+            f"{refused}: the draft you saw was published or replaced since your page was "
+            "shown. Look at the versions below."
+        )
+        diff = None
+    return _labeler_page(
+        request,
+        labeler,
+        draft_form=draft_form,
+        stale={"message": message, "diff": diff},
+        status=409,
     )
 
 
@@ -330,11 +407,20 @@ def labeler_policy(request: HttpRequest, labeler_id: int) -> HttpResponse:
                     "values": form.cleaned_data,
                     "count": count,
                     "changed": "confirm_count" in request.POST,
+                    "seen": request.POST.get("seen", ""),
                 },
             )
-    change = labeler_review_policy_set(
-        labeler=labeler, created_by=request.user, **form.cleaned_data
-    )
+    seen = _seen(request)
+    if seen is None:
+        messages.error(request, _NOT_SEEN)
+        return redirect("manage_labeler", labeler_id=labeler.pk)
+    try:
+        change = labeler_review_policy_set(
+            labeler=labeler, created_by=request.user, seen=seen, **form.cleaned_data
+        )
+    except StaleEdit as exc:
+        messages.error(request, f"Not saved: {_changes_said(exc)}")
+        return _labeler_page(request, labeler, status=409)
     if change.reevaluation is not None:
         messages.success(
             request,
@@ -344,6 +430,33 @@ def labeler_policy(request: HttpRequest, labeler_id: int) -> HttpResponse:
     else:
         messages.info(request, "Nothing changed.")
     return redirect("manage_labeler", labeler_id=labeler.pk)
+
+
+_FIELD_NAMES = {
+    "min_confidence": "minimum confidence",
+    "auto_approve_confidence": "auto-approve band",
+    "audit_share": "audit share",
+    "version": "current version",
+}
+
+
+def _changes_said(exc: StaleEdit) -> str:
+    """ "the minimum confidence was 0.7 on your page and is 0.8 now; ..." """
+    said = "; ".join(
+        f"the {_FIELD_NAMES.get(name, name)} was {_shown(seen)} on your page and is "
+        f"{_shown(now)} now"
+        for name, seen, now in exc.changes
+    )
+    return (
+        f"{exc.what} was changed by someone else since your page was shown ({said}). "
+        "Here it is as it is now; look again before you change it."
+    )
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "none"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _int(value: str | None) -> int | None:
@@ -363,14 +476,24 @@ def labeler_draft(request: HttpRequest, labeler_id: int) -> HttpResponse:
             messages.error(request, " ".join(error))
         return redirect("manage_labeler", labeler_id=labeler.pk)
     data = form.cleaned_data
-    draft = labeler_draft_save(
-        labeler=labeler,
-        criteria_text=data["criteria_text"],
-        remote_labeler_id=data["remote_labeler_id"],
-        remote_version_id=data["remote_version_id"] or "latest",
-        model=data["model"],
-        created_by=request.user,
-    )
+    seen = _seen(request)
+    if seen is None:
+        messages.error(request, _NOT_SEEN)
+        return _labeler_page(request, labeler, draft_form=form, status=409)
+    try:
+        draft = labeler_draft_save(
+            labeler=labeler,
+            criteria_text=data["criteria_text"],
+            remote_labeler_id=data["remote_labeler_id"],
+            remote_version_id=data["remote_version_id"] or "latest",
+            model=data["model"],
+            created_by=request.user,
+            seen=seen,
+        )
+    except StaleEdit as exc:
+        return _draft_changed(
+            request, labeler, exc, seen, refused="Your draft was not saved", draft_form=form
+        )
     _warn_model(request, data["model"])
     messages.success(
         request, f"Draft v{draft.number} saved. Items keep being labeled with the published one."
@@ -383,8 +506,14 @@ def labeler_draft(request: HttpRequest, labeler_id: int) -> HttpResponse:
 def labeler_publish(request: HttpRequest, labeler_id: int) -> HttpResponse:
     labeler = get_object_or_404(Labeler, pk=labeler_id)
     draft = get_object_or_404(LabelerVersion, pk=_int(request.POST.get("version")), labeler=labeler)
+    seen = _seen(request)
+    if seen is None:
+        messages.error(request, _NOT_SEEN)
+        return redirect("manage_labeler", labeler_id=labeler.pk)
     try:
-        version = labeler_version_publish(version=draft)
+        version = labeler_version_publish(version=draft, seen=seen)
+    except StaleEdit as exc:
+        return _draft_changed(request, labeler, exc, seen, refused="Nothing was published")
     except ValueError as exc:
         messages.error(request, str(exc))
     else:
@@ -548,6 +677,7 @@ def labeler_quality(request: HttpRequest, labeler_id: int) -> HttpResponse:
             "labeler": labeler,
             "reports": reports,
             "advice_min_decided": quality.ADVICE_MIN_DECIDED,
+            "policy_seen": json.dumps(review_policy_snapshot(labeler)),
             "days": days,
             "windows": QUALITY_WINDOWS,
         },
@@ -565,9 +695,18 @@ def labeler_threshold(request: HttpRequest, labeler_id: int) -> HttpResponse:
         messages.error(request, "A minimum confidence is between 0.5 and 1.0, or empty.")
         return redirect("manage_labeler_quality", labeler_id=labeler.pk)
     value = form.cleaned_data["min_confidence"]
-    reevaluation = labeler_min_confidence_set(
-        labeler=labeler, min_confidence=value, created_by=request.user
-    )
+    seen = _seen(request)
+    if seen is None:
+        messages.error(request, _NOT_SEEN)
+        return redirect("manage_labeler_quality", labeler_id=labeler.pk)
+    try:
+        reevaluation = labeler_min_confidence_set(
+            labeler=labeler, min_confidence=value, created_by=request.user, seen=seen
+        )
+    except StaleEdit as exc:
+        # The advice was computed for what the page showed: look at the new one.
+        messages.error(request, f"The advice was not applied: {_changes_said(exc)}")
+        return redirect("manage_labeler_quality", labeler_id=labeler.pk)
     if reevaluation is not None:
         shown = "none" if value is None else f"{value:.3f}"
         messages.success(

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from axe_playwright_python.sync_playwright import Axe
 from django.conf import settings
 from django.db import connections
 from playwright.sync_api import Browser, sync_playwright
@@ -72,3 +73,16 @@ def keys(page, *pressed):
 def shot(page, name):
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOT_DIR / f"{name}.png"), full_page=True)
+
+
+def accessibility_problems(page) -> list[str]:
+    """axe-core's serious and critical violations on the page as it stands ("rule: target"
+    each): a page passes with none. axe runs through Playwright's evaluate, which the CSP
+    does not govern, so the page keeps its real policy."""
+    results = Axe().run(page).response
+    return [
+        f"{violation['id']} ({violation['impact']}): {node['target']}"
+        for violation in results["violations"]
+        if violation["impact"] in ("serious", "critical")
+        for node in violation["nodes"]
+    ]

@@ -1,9 +1,11 @@
 """A labeler's auto-approve band and audit share, and the labeler versions each verdict and
 decision keeps: through the real pipeline (signed webhook, the fake API over HTTP)."""
 
+import json
+
 import pytest
 
-from labelers import quality
+from labelers import criteria, quality
 from labelers.criteria import labeler_review_policy_set
 from labelers.models import Reevaluation
 from labelers.routing import routing_cache
@@ -122,6 +124,7 @@ def test_changing_the_band_on_the_labeler_page_reevaluates_undecided_items(
                 "auto_approve_confidence": "0.9",
                 "audit_share": "0",
                 "confirm_count": "1",  # the count the confirmation page showed
+                "seen": json.dumps(criteria.review_policy_snapshot(labeler)),
             },
         )
     assert response.status_code == 302
@@ -245,7 +248,12 @@ def test_widening_the_band_over_waiting_items_asks_with_a_count_first(
     ingest(post_webhook, source, "calm but unsure conf=0.6")
     labeler = source.labelers.get()
     client.force_login(UserFactory(is_staff=True))
-    values = {"min_confidence": "", "auto_approve_confidence": "0.9", "audit_share": "0"}
+    values = {
+        "min_confidence": "",
+        "auto_approve_confidence": "0.9",
+        "audit_share": "0",
+        "seen": json.dumps(criteria.review_policy_snapshot(labeler)),
+    }
     url = f"/manage/labelers/{labeler.pk}/policy/"
     response = client.post(url, values)
     assert response.status_code == 200

@@ -9,6 +9,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from labelers import criteria
 from labelers.criteria import labeler_draft_save, labeler_version_create
 from labelers.models import Label, Labeler, LabelerVersion, Reevaluation, RelabelRun
 from labelers.routing import source_routing
@@ -118,13 +119,20 @@ def test_staff_save_a_draft_and_publish_it_which_switches_routing(client, staff,
     labeler = source.labelers.get()
     client.post(
         reverse("manage_labeler_draft", args=[labeler.pk]),
-        {"criteria_text": "Label spam", "remote_version_id": "latest", "model": ""},
+        {
+            "criteria_text": "Label spam",
+            "remote_version_id": "latest",
+            "model": "",
+            "seen": json.dumps(criteria.draft_snapshot(None)),
+        },
     )
     draft = labeler.draft_version
     assert draft is not None and draft.criteria_text == "Label spam"
     assert source_routing(source.pk)[0].version_id == labeler.current_version.pk != draft.pk
     response = client.post(
-        reverse("manage_labeler_publish", args=[labeler.pk]), {"version": draft.pk}, follow=True
+        reverse("manage_labeler_publish", args=[labeler.pk]),
+        {"version": draft.pk, "seen": json.dumps(criteria.draft_snapshot(draft))},
+        follow=True,
     )
     assert "Nothing was relabeled" in response.content.decode()
     assert source_routing(source.pk)[0].version_id == draft.pk
@@ -214,7 +222,11 @@ def test_applying_the_advice_sets_the_minimum_confidence_and_re_evaluates(
     labeler = decided_set.labeler
     with django_capture_on_commit_callbacks(execute=True):
         client.post(
-            reverse("manage_labeler_threshold", args=[labeler.pk]), {"min_confidence": "0.9"}
+            reverse("manage_labeler_threshold", args=[labeler.pk]),
+            {
+                "min_confidence": "0.9",
+                "seen": json.dumps(criteria.review_policy_snapshot(labeler)),
+            },
         )
     labeler.refresh_from_db()
     assert labeler.min_confidence == 0.9

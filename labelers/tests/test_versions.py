@@ -1,11 +1,14 @@
 """Criteria versions: drafts are edited in place and never used; publishing switches routing
 and relabels nothing; old labels keep their version."""
 
+import html
+import re
+
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import IntegrityError
 
-from labelers import dispatch
+from labelers import criteria, dispatch
 from labelers.criteria import (
     labeler_create,
     labeler_draft_save,
@@ -152,8 +155,44 @@ def test_adding_a_version_in_the_admin_saves_a_draft_and_its_action_publishes_it
     assert response.status_code == 302
     draft = labeler.draft_version
     assert draft is not None and labeler.current_version.number == 1
-    client.post(
+    # The action first shows the text it would publish, and publishes what it showed.
+    shown = client.post(
         "/admin/labelers/labelerversion/",
         {"action": "publish", "_selected_action": [draft.pk]},
+    ).content.decode()
+    assert "Label spam" in shown and labeler.current_version.number == 1
+    seen = html.unescape(re.search(rf'name="seen_{draft.pk}" value="([^"]*)"', shown).group(1))
+    client.post(
+        "/admin/labelers/labelerversion/",
+        {
+            "action": "publish",
+            "_selected_action": [draft.pk],
+            "confirmed": "1",
+            f"seen_{draft.pk}": seen,
+        },
     )
     assert labeler.current_version == draft and labeler.draft_version is None
+
+
+def test_the_admins_publish_action_refuses_a_draft_edited_after_its_confirmation(client):
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    labeler = LabelerFactory()
+    draft = criteria.labeler_draft_save(labeler=labeler, criteria_text="Label hate")
+    shown = client.post(
+        "/admin/labelers/labelerversion/",
+        {"action": "publish", "_selected_action": [draft.pk]},
+    ).content.decode()
+    seen = html.unescape(re.search(rf'name="seen_{draft.pk}" value="([^"]*)"', shown).group(1))
+    criteria.labeler_draft_save(labeler=labeler, criteria_text="Label everything but hate")
+    response = client.post(
+        "/admin/labelers/labelerversion/",
+        {
+            "action": "publish",
+            "_selected_action": [draft.pk],
+            "confirmed": "1",
+            f"seen_{draft.pk}": seen,
+        },
+        follow=True,
+    )
+    assert "was not published: it was edited after the confirmation" in response.content.decode()
+    assert labeler.current_version.number == 1
