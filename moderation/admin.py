@@ -29,6 +29,7 @@ from moderation.models import (
 )
 from moderation.selectors.decisions import item_current_decision
 from moderation.selectors.queue import sources_sla
+from moderation.services.decisions import decision_reason_save
 from moderation.services.golden import GOLDEN_ACTIONS, golden_item_mark, golden_item_unmark
 from moderation.services.sources import source_rotate_secret, source_set_callback_secret
 from moderation.tasks import callbacks_redeliver
@@ -251,12 +252,20 @@ class DecisionAdmin(admin.ModelAdmin):
 
 @admin.register(DecisionReason)
 class DecisionReasonAdmin(admin.ModelAdmin):
-    """The reasons reviewers pick from; deactivate rather than delete, so that history keeps
-    its meaning (decisions also keep the name as it read)."""
+    """The reasons reviewers pick from, each with its digit (key). Archive (active off)
+    rather than delete: past decisions point at a reason, and no other reason's digit moves
+    (decisions also keep the name as it read)."""
 
-    list_display = ("name", "action", "order", "active")
-    list_editable = ("order", "active")
+    list_display = ("name", "action", "key", "active")
+    list_editable = ("key", "active")
     list_filter = ("action", "active")
+    fields = ("action", "name", "key", "active")
+
+    def save_model(self, request, obj, form, change):
+        decision_reason_save(reason=obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(ReviewerSettings)

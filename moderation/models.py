@@ -8,6 +8,7 @@ import secrets
 from datetime import datetime
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -363,8 +364,10 @@ class Decision(models.Model):
 
 
 class DecisionReason(models.Model):
-    """A reason reviewers pick for a decision; admins keep the list (digits 1-9 pick the
-    first nine of an action's active reasons, in order)."""
+    """A reason reviewers pick for a decision; admins keep the list. Each active reason of an
+    action has its own digit (`key`), which reviewers learn: it changes only when an admin
+    changes it, never because another reason was added or archived. Reasons are archived
+    (active off), never deleted: past decisions point at them."""
 
     name = models.CharField(max_length=200)
     action = models.CharField(
@@ -373,11 +376,25 @@ class DecisionReason(models.Model):
     )
     active = models.BooleanField(default=True)
     order = models.PositiveIntegerField(default=0)
+    key = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(9)],
+        help_text="The digit reviewers press for this reason (1-9), shown beside it. Reviewers "
+        "learn it: change it only on purpose. Empty: the next free digit of the action.",
+    )
 
     class Meta:
-        ordering = ["action", "order", "name"]
+        ordering = ["action", "key", "order", "name"]
         constraints = [
-            models.UniqueConstraint(fields=["action", "name"], name="decision_reason_unique")
+            models.UniqueConstraint(fields=["action", "name"], name="decision_reason_unique"),
+            models.UniqueConstraint(
+                fields=["action", "key"],
+                condition=models.Q(active=True),
+                name="decision_reason_key_unique",
+                violation_error_message="Another active reason of this action has that key: "
+                "give this one another, or archive that one first.",
+            ),
         ]
 
     def __str__(self) -> str:

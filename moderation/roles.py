@@ -31,8 +31,13 @@ def roles_and_reasons_ensure(apps) -> None:
     DecisionReason = apps.get_model("moderation", "DecisionReason")
     if DecisionReason.objects.exists():
         return
+    # Migration 0006 runs this with a model from before reasons had keys (0012 gives those
+    # theirs); after a flush the model has them, and each reason its digit.
+    keyed = any(field.name == "key" for field in DecisionReason._meta.fields)
     DecisionReason.objects.bulk_create(
-        DecisionReason(action=action, name=name, order=order)
+        DecisionReason(
+            action=action, name=name, order=order, **({"key": order + 1} if keyed else {})
+        )
         for action, names in STARTING_REASONS.items()
         for order, name in enumerate(names)
     )

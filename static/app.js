@@ -31,21 +31,47 @@
   }
 
   // Reasons by digit, then the action key decides. Remove and escalate need a reason.
+  // Each reason keeps its own digit (an admin's choice); a digit no reason has says so, and
+  // an action key after a digit its action has no reason for decides nothing.
   var decide = document.getElementById("decide");
   var pendingDigit = null;
+  function say(text, isError) {
+    var hint = document.getElementById("reason-hint");
+    if (!hint) return;
+    hint.textContent = text;
+    hint.classList.toggle("error", !!isError);
+  }
   function pickDigit(digit) {
-    pendingDigit = digit;
+    var matched = 0;
     document.querySelectorAll("#decide input[data-digit]").forEach(function (input) {
       input.checked = input.getAttribute("data-digit") === String(digit);
+      if (input.checked) matched += 1;
     });
-    var hint = document.getElementById("reason-hint");
-    if (hint) hint.textContent = "Reason " + digit + " picked: now press a, r or e.";
+    pendingDigit = matched ? digit : null;
+    if (matched) say("Reason " + digit + " picked: now press a, r or e.");
+    else say("No reason has the key " + digit + ": nothing picked.", true);
+  }
+  function clearDigit() {
+    pendingDigit = null;
+    document.querySelectorAll("#decide input[data-digit]").forEach(function (input) {
+      input.checked = false;
+    });
+    say("No reason picked. Press a reason's digit, then the action key.");
   }
   if (decide) {
     decide.addEventListener("submit", function (e) {
       var button = e.submitter;
-      if (!button || !button.hasAttribute("data-reason-required")) return;
+      if (!button) return;
       var group = button.closest("fieldset");
+      if (pendingDigit !== null && group && !group.querySelector("input[type=radio]:checked")) {
+        // "5 a" with no approve reason 5: not an approval without a reason by accident.
+        e.preventDefault();
+        say(button.textContent.replace(/\s*\(.*\)$/, "") + " has no reason with the key " +
+            pendingDigit + ": press one of its digits, or Esc and then " +
+            button.getAttribute("data-key") + " alone.", true);
+        return;
+      }
+      if (!button.hasAttribute("data-reason-required")) return;
       if (group && !group.querySelector("input[type=radio]:checked")) {
         e.preventDefault();
         var hint = document.getElementById("reason-hint");
@@ -107,6 +133,7 @@
       return;
     }
     if (decide && /^[1-9]$/.test(e.key)) { e.preventDefault(); pickDigit(e.key); return; }
+    if (decide && e.key === "Escape" && pendingDigit !== null) { clearDigit(); return; }
     if (rows.length && (e.key === "j" || e.key === "k")) {
       e.preventDefault();
       focusRow(current + (e.key === "j" ? 1 : -1));

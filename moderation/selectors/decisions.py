@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.db.models import F
+
 from moderation.models import (
     Decision,
     DecisionReason,
@@ -27,9 +29,11 @@ class ActionChoice:
 
 
 def decision_actions() -> list[ActionChoice]:
-    """The decision buttons with the active reasons of each (the first nine get digits)."""
+    """The decision buttons with the active reasons of each, by their digit (reason.key;
+    one without a digit, after them, is picked by pointer)."""
     reasons: dict[str, list[DecisionReason]] = {action: [] for action in DECIDABLE}
-    for reason in DecisionReason.objects.filter(active=True):
+    keyed_first = (F("key").asc(nulls_last=True), "order", "name")
+    for reason in DecisionReason.objects.filter(active=True).order_by(*keyed_first):
         if reason.action in reasons:
             reasons[reason.action].append(reason)
     labels = dict(Decision.Action.choices)
@@ -38,7 +42,7 @@ def decision_actions() -> list[ActionChoice]:
             value=action,
             label=labels[action],
             key=ACTION_KEYS[action],
-            reasons=reasons[action][:9],
+            reasons=reasons[action],
             reason_required=action != Decision.Action.APPROVE,
         )
         for action in DECIDABLE

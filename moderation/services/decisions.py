@@ -22,6 +22,27 @@ from moderation.services.items import item_revision_check
 from moderation.services.queue import queue_key_sync, queue_score_for
 from moderation.tasks import callback_deliver_task
 
+REASON_KEYS = range(1, 10)
+
+
+def decision_reason_save(*, reason: DecisionReason) -> DecisionReason:
+    """Save a reason an admin added or changed. An active reason without a key takes the
+    lowest digit no reason of its action has ever held, archived ones included: a reviewer
+    who learnt "1 r" for an archived reason must not remove with a new one by the same keys
+    (an admin may still give it that digit, on purpose). None when no digit is left: it is
+    picked by pointer. No other reason's key ever changes here."""
+    with transaction.atomic():
+        if reason.active and reason.key is None:
+            taken = set(
+                DecisionReason.objects.filter(action=reason.action)
+                .exclude(pk=reason.pk)
+                .select_for_update()
+                .values_list("key", flat=True)
+            )
+            reason.key = next((key for key in REASON_KEYS if key not in taken), None)
+        reason.save()
+    return reason
+
 
 def decision_reason(action: str, reason_id: int | None) -> DecisionReason | None:
     if reason_id is None:

@@ -5,7 +5,7 @@ revealed by key, the CSP, hostile text. Screenshots go to SCREENSHOT_DIR (CI pri
 from moderation.models import Decision, Item
 from moderation.tests.factories import ItemFactory, SourceFactory, UserFactory
 from moderation.tests.media import png_data_url
-from testkit.browser import BROWSER_TEST_MARKS, keys, open_page, shot
+from testkit.browser import BROWSER_TEST_MARKS, accessibility_problems, keys, open_page, shot
 
 pytestmark = BROWSER_TEST_MARKS
 
@@ -202,3 +202,22 @@ def test_filters_survive_next_decisions_and_skips(browser, live_server):
     keys(page, "q")
     page.wait_for_url(f"**/?*source={wanted.pk}*")
     assert page.locator("select[name=source]").input_value() == str(wanted.pk)
+
+
+def test_a_digit_that_picks_nothing_says_so_and_decides_nothing(browser, live_server):
+    """Approve has three reasons and remove seven: "8" picks nothing anywhere, and "5 a"
+    is not an approval without a reason."""
+    item = ItemFactory()
+    page = open_page(browser, live_server, UserFactory())
+    page.goto(f"{live_server.url}/items/{item.pk}/")
+    keys(page, "8")
+    assert page.locator("#reason-hint").inner_text() == "No reason has the key 8: nothing picked."
+    keys(page, "5", "a")
+    hint = page.locator("#reason-hint").inner_text()
+    assert hint.startswith("Approve has no reason with the key 5")
+    assert not Decision.objects.exists()
+    assert accessibility_problems(page) == []
+    keys(page, "Escape", "a")  # approve, explicitly without a reason
+    page.wait_for_url(f"{live_server.url}/")
+    assert Decision.objects.get().reason == ""
+    assert page.problems == []
