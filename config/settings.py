@@ -275,11 +275,15 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER", default=4)
-# On a lost broker connection, tasks running then cannot be acknowledged; left to run, they
-# keep their prefetch slots and the worker can stop fetching after it reconnects (seen with
-# Redis restarted mid-run: labels waited in the queue beside an idle worker). Cancelling
-# them is harmless here: each label's claim and the sweep redo the work once.
-CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# On a lost broker connection, tasks running then cannot be acknowledged. Celery can cancel
+# them (terminated under prefork) so that the broker redelivers them; here that threw away
+# answers already paid for (a label answered 200 a moment before Redis restarted was never
+# stored, and was paid again once its lease ran out). The database is the record instead:
+# each task claims its row with a conditional UPDATE, so the redelivered message of a task
+# that finished finds the row done and calls nothing. So running tasks finish and store what
+# they paid for. A worker that stops fetching after the reconnect (the reason this was once
+# on) is the wedge watchdog's job (config/celery.py), not a reason to discard paid work.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_TASK_TIME_LIMIT = int(LABEL_READ_TIMEOUT + LABEL_CONNECT_TIMEOUT) + 60
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 30
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
@@ -374,9 +378,10 @@ HEALTH_CHECKS = {
 # What the database knows, exported by the web's /metrics (prometheus_client collectors).
 METRICS_COLLECTORS = ["labelers.health.DatabaseStateCollector"]
 READYZ_BROKER_TIMEOUT = env.float("READYZ_BROKER_TIMEOUT", default=2.0)
-# Ready also means beat's dispatch ran within LABEL_DISPATCH_STALL_SECONDS; turn this off
-# where a load balancer should keep serving pages while beat is down.
-READYZ_CHECK_DISPATCHER = env.bool("READYZ_CHECK_DISPATCHER", default=True)
+# /readyz always reports whether beat's dispatch ran within LABEL_DISPATCH_STALL_SECONDS;
+# turned on, a stalled dispatcher also makes the web unready (off by default: one dead beat
+# must not take every web instance, and intake with it, out of a load balancer's rotation).
+READYZ_CHECK_DISPATCHER = env.bool("READYZ_CHECK_DISPATCHER", default=False)
 
 # --- Operations: HTTPS behind the TLS proxy (check --deploy is clean in production) ---------
 # Production (DATABASE_URL set, DEBUG off) sits behind a proxy that terminates TLS and sets

@@ -150,6 +150,40 @@ def label_fetch(*, label_id: int) -> Outcome:
         return Outcome("waiting_key" if waiting else "skipped")
     if not _claim(label_id):
         return Outcome("skipped")
+    try:
+        return _fetch_claimed(label_id)
+    except BaseException as exc:
+        # The worker gives up on this label (a time limit, a cancelled or killed task, a
+        # failure outside the call's own handling): give the claim back now, so the next sweep
+        # sends it in seconds instead of leaving it running until its lease runs out.
+        _release(label_id, exc)
+        raise
+
+
+def _release(label_id: int, exc: BaseException) -> None:
+    try:
+        Label.objects.filter(pk=label_id, status=Label.Status.RUNNING, worker=WORKER_NAME).update(
+            status=Label.Status.FAILED_TRANSIENT,
+            error=f"the worker gave up on it ({type(exc).__name__}); retrying",
+            lease_expires_at=None,
+            next_attempt_at=timezone.now(),
+            enqueued_at=None,
+        )
+    except Exception:  # the database is gone too: the lease returns the label in time
+        logger.warning("label %s: cannot release its claim", label_id, exc_info=True)
+
+
+def _breaker_record(breaker, *, ok: bool) -> float:
+    """Count a call's outcome in the breaker; bookkeeping that fails (Redis restarting) is
+    lost, never the answer or the label's retry."""
+    try:
+        return breaker.record(ok=ok)
+    except Exception:
+        logger.warning("cannot record a call's outcome in the breaker", exc_info=True)
+        return 0.0
+
+
+def _fetch_claimed(label_id: int) -> Outcome:
     # The label, its item and version, and two identical labels (same content, labeler
     # version and model), in one query: one already paid for (the cost guard), and one being
     # paid for right now by another worker (single flight: wait for its answer instead).
@@ -214,14 +248,14 @@ def label_fetch(*, label_id: int) -> Outcome:
         return Outcome("waiting_key")
     except api.PermanentLabelError as exc:
         if exc.status is not None:  # the API answered; the request or criteria are at fault
-            breaker.record(ok=True)
+            _breaker_record(breaker, ok=True)
         logger.warning("label %s failed for good: %s", label_id, exc)
         with transaction.atomic():
             if _store(label, status=Label.Status.FAILED, error=str(exc)):
                 item_refresh(item_id=label.item_id)
         return Outcome("failed")
     except api.TransientLabelError as exc:
-        return _schedule_retry(label, exc, breaker_wait=breaker.record(ok=False))
+        return _schedule_retry(label, exc, breaker_wait=_breaker_record(breaker, ok=False))
     except Exception as exc:
         # A bug or an outage of our own (database, storage): retry like a passing fault,
         # visibly, rather than leave the label running until its lease runs out. It says
@@ -230,7 +264,9 @@ def label_fetch(*, label_id: int) -> Outcome:
         error = api.TransientLabelError(f"unexpected {type(exc).__name__}")
         return _schedule_retry(label, error, breaker_wait=0.0)
 
-    breaker.record(ok=True)
+    # Paid for: from here on the answer is stored whatever the broker or the breaker's
+    # bookkeeping does (the throttle's slot release cannot fail either: throttle.slot).
+    _breaker_record(breaker, ok=True)
     _finish(label, result.label, result.confidence, result.compute_time, result.latency * 1000)
     return Outcome("done")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ import redis
 from django.conf import settings
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 SLOT_TTL_SECONDS = 300  # longer than any call (read timeout); a dead holder frees in time
 
@@ -185,7 +187,12 @@ class Throttle:
             yield
         finally:
             if acquired:
-                self.state.release(token)
+                try:
+                    self.state.release(token)
+                except Exception:
+                    # Redis restarting: the slot frees itself after SLOT_TTL_SECONDS. Raising
+                    # here would throw away the answer of the call this slot was for.
+                    logger.warning("cannot release a call slot; it expires", exc_info=True)
 
 
 _states: dict[str, RedisState | FileState] = {}

@@ -2,11 +2,15 @@ import json
 from datetime import timedelta
 
 import pytest
+import redis
 from django.utils import timezone
 
+from config.celery import app as celery_app
 from labelers import dispatch, fetch, tasks
+from labelers.breaker import Breaker
 from labelers.criteria import labeler_version_create
 from labelers.models import ApiKeyRefusal, Label
+from labelers.throttle import FileState, RedisState
 from moderation.intake import IntakePayload
 from moderation.models import Item
 from moderation.services.items import item_ingest
@@ -346,3 +350,88 @@ def test_a_remote_labeler_pinned_to_a_version_reuses_old_answers(fake_api, setti
     Label.objects.filter(pk=first.pk).update(labeled_at=timezone.now() - timedelta(days=30))
     assert fetch.label_fetch(label_id=second.pk).result == "cached"
     assert len(fake_api.calls) == 1
+
+
+def _broker_blinks(*args, **kwargs):
+    raise redis.ConnectionError("Error 111 connecting to the broker")
+
+
+def test_a_paid_answer_is_stored_when_the_breaker_bookkeeping_fails_after_it(
+    fake_api, source, monkeypatch
+):
+    """Redis restarting right after a call answered 200: the answer is paid for, so it is
+    stored; the breaker's count is what is lost."""
+    monkeypatch.setattr(Breaker, "record", _broker_blinks)
+    item, _ = item_ingest(
+        source=source, payload=IntakePayload(external_id="x", content_text="hate"), webhook_id="w"
+    )
+    dispatch.items_route()
+    label = item.labels.get()
+    assert fetch.label_fetch(label_id=label.pk).result == "done"
+    label.refresh_from_db()
+    assert label.status == "done" and label.label == "1"
+    assert len(fake_api.calls) == 1
+
+
+def test_a_paid_answer_is_stored_when_the_throttle_cannot_release_its_slot(
+    fake_api, source, monkeypatch, settings
+):
+    settings.LABEL_MAX_IN_FLIGHT = 2
+    monkeypatch.setattr(FileState, "release", _broker_blinks)
+    monkeypatch.setattr(RedisState, "release", _broker_blinks)
+    item, _ = item_ingest(
+        source=source, payload=IntakePayload(external_id="x", content_text="hate"), webhook_id="w"
+    )
+    dispatch.items_route()
+    label = item.labels.get()
+    assert fetch.label_fetch(label_id=label.pk).result == "done"
+    label.refresh_from_db()
+    assert label.status == "done"
+    assert len(fake_api.calls) == 1
+
+
+def test_a_failure_recorded_while_the_broker_is_down_is_retried_soon_not_left_running(
+    fake_api, source, monkeypatch
+):
+    fake_api.configure(script=[500])
+    monkeypatch.setattr(Breaker, "record", _broker_blinks)
+    item, _ = item_ingest(
+        source=source, payload=IntakePayload(external_id="x", content_text="hate"), webhook_id="w"
+    )
+    dispatch.items_route()
+    label = item.labels.get()
+    assert fetch.label_fetch(label_id=label.pk).result == "retry"
+    label.refresh_from_db()
+    assert label.status == "pending" and label.lease_expires_at is None
+
+
+def test_a_label_the_worker_gives_up_on_releases_its_claim_at_once(fake_api, source, monkeypatch):
+    """Whatever escapes after the claim (a time limit, a cancelled task, a bug in the
+    bookkeeping) gives the label back at once, due again in seconds, instead of leaving it
+    running until its lease runs out."""
+
+    class GivenUp(BaseException):  # as Celery's time limits and cancellations are raised
+        pass
+
+    def give_up(*args, **kwargs):
+        raise GivenUp
+
+    monkeypatch.setattr(fetch, "item_refresh", give_up)
+    item, _ = item_ingest(
+        source=source, payload=IntakePayload(external_id="x", content_text="hate"), webhook_id="w"
+    )
+    dispatch.items_route()
+    label = item.labels.get()
+    with pytest.raises(GivenUp):
+        fetch.label_fetch(label_id=label.pk)
+    label.refresh_from_db()
+    assert label.status == "failed_transient" and label.lease_expires_at is None
+    assert label.next_attempt_at <= timezone.now() + timedelta(seconds=5)
+    assert label.enqueued_at is None  # the next sweep sends it
+    assert label.pk in dispatch.labels_due()
+
+
+def test_a_worker_does_not_cancel_its_running_labels_on_a_broker_connection_loss():
+    """Cancelling discards answers already paid for (terminated under prefork); the claim in
+    the database makes the redelivered message harmless instead (see config/settings.py)."""
+    assert celery_app.conf.worker_cancel_long_running_tasks_on_connection_loss is False
