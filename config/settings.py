@@ -367,8 +367,8 @@ MIDDLEWARE.insert(0, "lib.health.HealthMiddleware")
 MIDDLEWARE.insert(1, "lib.logs.LogContextMiddleware")
 SECURE_REDIRECT_EXEMPT = [r"^healthz/?$", r"^readyz/?$"]
 # /readyz runs these (name: a function returning None when fine, else why not); the
-# dispatcher check is skipped with READYZ_CHECK_DISPATCHER off. `manage.py readyz --check`
-# takes the same names.
+# dispatcher's result is reported but fails readiness only with READYZ_CHECK_DISPATCHER on.
+# `manage.py readyz --check` takes the same names.
 HEALTH_CHECKS = {
     "database": "lib.health.check_database",
     "migrations": "lib.health.check_migrations",
