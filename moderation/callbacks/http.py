@@ -96,16 +96,54 @@ class Answer:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
+# IPv6 addresses that carry an IPv4 address a gateway or relay will reach on our behalf:
+# judged by that IPv4 address (2002:7f00:1::1 is 6to4 for 127.0.0.1, 64:ff9b::a9fe:a9fe is
+# NAT64 for 169.254.169.254). Python calls most of them global.
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+# Local-use NAT64 (RFC 8215) translates into a network of the operator's own choosing, with
+# an embedding that depends on its prefix length: never public, refused whatever it embeds.
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address leads to (mapped, 6to4, Teredo, NAT64)."""
+    if ip.ipv4_mapped is not None:
+        return [ip.ipv4_mapped]  # ::ffff:127.0.0.1 is 127.0.0.1
+    if ip.sixtofour is not None:
+        return [ip.sixtofour]
+    if ip.teredo is not None:
+        return list(ip.teredo)  # the relay server's address and the client's
+    if ip in _NAT64:
+        return [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)]
+    return []
+
+
+def _refusal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    for kind in ("loopback", "private", "link_local", "multicast", "reserved", "unspecified"):
+        if getattr(ip, f"is_{kind}"):
+            return f"a {kind.replace('_', '-')} address"
+    if not ip.is_global:  # shared (100.64/10), documentation ranges and the like
+        return "not a public address"
+    return None
+
+
 def address_refusal(address: str) -> str | None:
     """Why an address may not be called from production, or None if it is public."""
     ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
-    for kind in ("loopback", "private", "link_local", "multicast", "reserved", "unspecified"):
-        if getattr(ip, f"is_{kind}"):
-            return f"{address} is a {kind.replace('_', '-')} address"
-    if not ip.is_global:  # shared (100.64/10), documentation ranges and the like
-        return f"{address} is not a public address"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _NAT64_LOCAL:
+            return f"{address} is a local-use NAT64 address"
+        for embedded in _embedded_ipv4(ip):
+            if reason := _refusal(embedded):
+                return f"{address} leads to {embedded}, {reason}"
+        if ip.ipv4_mapped is not None:
+            return None  # judged by the IPv4 address alone, as a connection to it would be
+        if ip.sixtofour is not None or ip in _NAT64:
+            # The gateway reaches the public IPv4 address it embeds; Python's view of the
+            # prefix itself (reserved in some versions) is not the question.
+            return None
+    if reason := _refusal(ip):
+        return f"{address} is {reason}"
     return None
 
 

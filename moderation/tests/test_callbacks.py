@@ -476,13 +476,30 @@ def test_a_name_resolving_to_loopback_is_accepted_in_the_embedded_default(
         "fc00::1",
         "ff02::1",
         "::ffff:127.0.0.1",
+        "::ffff:169.254.169.254",
+        "2002:7f00:1::1",  # 6to4 embedding 127.0.0.1
+        "2002:a9fe:a9fe::",  # 6to4 embedding 169.254.169.254
+        "2002:0a01:0203::1",  # 6to4 embedding 10.1.2.3
+        "2001:0:4136:e378:8000:63bf:80ff:fffe",  # Teredo, client 127.0.0.1
+        "2001:0:a9fe:a9fe::1",  # Teredo, server 169.254.169.254
+        "64:ff9b::7f00:1",  # NAT64 embedding 127.0.0.1
+        "64:ff9b::a9fe:a9fe",  # NAT64 embedding 169.254.169.254
+        "64:ff9b:1::a9fe:a9fe",  # local-use NAT64
     ],
 )
 def test_private_loopback_link_local_multicast_and_reserved_addresses_are_refused(address):
     assert callback_http.address_refusal(address) is not None
 
 
-@pytest.mark.parametrize("address", ["93.184.216.34", "2606:4700::6810:84e5"])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "93.184.216.34",
+        "2606:4700::6810:84e5",
+        "2002:5db8:d822::1",  # 6to4 to a public address
+        "64:ff9b::5db8:d822",  # NAT64 to a public address (what DNS64 answers on IPv6-only hosts)
+    ],
+)
 def test_public_addresses_are_allowed(address):
     assert callback_http.address_refusal(address) is None
 
