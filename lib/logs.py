@@ -7,7 +7,8 @@ thread and each request has its own; the Celery signals and the middleware below
 
 Secrets never reach a handler: RedactSecrets replaces the API key, signing secrets
 (whsec_...), source tokens (mqt_...) and bearer credentials in the message and its
-arguments. Content (text, media) is never logged by the code in the first place.
+arguments, and in the traceback and stack text of the record. Content (text, media) is never
+logged by the code in the first place.
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ def redact(text: str) -> str:
     return text
 
 
+_TRACEBACKS = logging.Formatter()
+
+
 class RedactSecrets(logging.Filter):
     """Formats the message once, redacted, so no handler sees the secret in its arguments."""
 
@@ -74,6 +78,16 @@ class RedactSecrets(logging.Filter):
         redacted = redact(message)
         if redacted != message or record.args:
             record.msg, record.args = redacted, None
+        # A secret inside an exception's message reaches the handler as traceback text, which
+        # each formatter renders from exc_info itself (the JSON one ignores a cached exc_text):
+        # render it here once, redacted, and leave no exc_info to render again.
+        if record.exc_info:
+            record.exc_text = redact(_TRACEBACKS.formatException(record.exc_info))
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return True
 
 

@@ -93,3 +93,20 @@ def test_secrets_are_redacted_from_messages_and_arguments(settings, json_lines):
     for secret in ("supersecret", "c2VjcmV0c2VjcmV0", "abcdef123", "abc.def.ghi"):
         assert secret not in text
     assert text.count("[redacted]") == 4
+
+
+def test_secrets_are_redacted_from_tracebacks_and_stacks(settings, json_lines):
+    """A key inside an exception's message reaches the log through the traceback text of
+    exc_info (and a stack through stack_info), not through the message: both are redacted."""
+    settings.ZENTROPI_API_KEY = "zk_live_supersecret"
+    logger = logging.getLogger("moderation.test")
+    try:
+        raise RuntimeError("the API refused zk_live_supersecret with Bearer abc.def.ghi")
+    except RuntimeError:
+        logger.exception("call failed")
+    logger.warning("where zk_live_supersecret was seen", stack_info=True)
+    lines = json_lines()
+    text = json.dumps(lines)
+    assert "supersecret" not in text and "abc.def.ghi" not in text
+    assert "RuntimeError" in lines[0]["exc_info"] and "[redacted]" in lines[0]["exc_info"]
+    assert "[redacted]" in lines[1]["stack_info"]
