@@ -8,6 +8,7 @@ import time
 
 from celery import Celery
 from celery.signals import task_postrun, task_prerun, worker_ready
+from celery.worker import state as worker_state
 from django.conf import settings
 from django.db import close_old_connections
 from prometheus_client import start_http_server
@@ -74,26 +75,16 @@ def _close_old_connections(task=None, **_):
 # task running for WORKER_WEDGED_SECONDS while its queues hold messages shuts down (warm),
 # and its supervisor (compose's restart policy, systemd, dev.py run) starts it again.
 WORKER_WEDGED_SECONDS = float(os.environ.get("WORKER_WEDGED_SECONDS", "30"))
-_activity: dict[str, float] = {"running": 0, "last": time.monotonic()}
-_activity_lock = threading.Lock()
 
 
-@task_prerun.connect
-def _task_started(task=None, **_):
-    if task is not None and getattr(task.request, "is_eager", False):
-        return
-    with _activity_lock:
-        _activity["running"] += 1
-        _activity["last"] = time.monotonic()
+def _activity_seen() -> tuple[int, int]:
+    """(tasks running now, tasks started so far) as this worker's main process sees them.
 
-
-@task_postrun.connect
-def _task_ended(task=None, **_):
-    if task is not None and getattr(task.request, "is_eager", False):
-        return
-    with _activity_lock:
-        _activity["running"] = max(0, _activity["running"] - 1)
-        _activity["last"] = time.monotonic()
+    The watchdog runs in the main process, and judges from what Celery's consumer records
+    there for every pool (celery.worker.state: a request is accepted, then ready). Under the
+    default prefork pool task_prerun/task_postrun fire in the child processes, so counting
+    with those, the main process saw no task at all and shut a busy worker down."""
+    return len(worker_state.active_requests), worker_state.all_total_count[0]
 
 
 def wedged(*, running: int, idle_seconds: float, waiting: int, limit: float) -> bool:
@@ -107,11 +98,16 @@ def _messages_waiting(queues) -> int:
 
 
 def _watch(queues) -> None:
+    started = _activity_seen()[1]
+    last = time.monotonic()
     while True:
         time.sleep(max(1.0, WORKER_WEDGED_SECONDS / 4))
-        with _activity_lock:
-            running, idle = int(_activity["running"]), time.monotonic() - _activity["last"]
-        if running or idle <= WORKER_WEDGED_SECONDS:
+        running, seen = _activity_seen()
+        if running or seen != started:
+            started, last = seen, time.monotonic()
+            continue
+        idle = time.monotonic() - last
+        if idle <= WORKER_WEDGED_SECONDS:
             continue
         try:
             waiting = _messages_waiting(queues)

@@ -54,7 +54,14 @@ def app_env(*, data_dir: Path, api_url: str, api_key: str = "test-key", **extra)
     return env
 
 
-def start_worker(env: dict, *, concurrency: int = 4, beat: bool = True, log: Path | None = None):
+def start_worker(
+    env: dict,
+    *,
+    concurrency: int = 4,
+    beat: bool = True,
+    log: Path | None = None,
+    pool: str = "threads",
+):
     args = [
         sys.executable,
         "-m",
@@ -63,7 +70,7 @@ def start_worker(env: dict, *, concurrency: int = 4, beat: bool = True, log: Pat
         "config",
         "worker",
         "--pool",
-        "threads",
+        pool,
         "--concurrency",
         str(concurrency),
         "--loglevel",
