@@ -1,0 +1,45 @@
+"""Migration operations for the big tables (items, labels, decisions).
+
+A plain CREATE INDEX holds a lock that blocks writes to the table for the whole build: on a
+big PostgreSQL table, intake stops for minutes during a deploy. New indexes on those tables
+are built with AddIndexConcurrently, in a migration with `atomic = False` (PostgreSQL cannot
+build an index concurrently inside a transaction). Elsewhere (the SQLite default) it is a
+plain AddIndex: nothing else writes during a SQLite migration that matters.
+
+tests/test_migrations.py fails when a migration adds a plain index to those tables.
+"""
+
+from __future__ import annotations
+
+from django.db import NotSupportedError
+from django.db.migrations.operations import AddIndex
+
+
+def _concurrently(schema_editor) -> bool:
+    if schema_editor.connection.vendor != "postgresql":
+        return False
+    if schema_editor.connection.in_atomic_block:
+        raise NotSupportedError(
+            "AddIndexConcurrently needs a migration with atomic = False (PostgreSQL cannot "
+            "build an index concurrently inside a transaction)"
+        )
+    return True
+
+
+class AddIndexConcurrently(AddIndex):
+    """CREATE INDEX CONCURRENTLY on PostgreSQL, a plain AddIndex on other databases."""
+
+    def describe(self) -> str:
+        return f"Concurrently create index {self.index.name} on {self.model_name}"
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        model = to_state.apps.get_model(app_label, self.model_name)
+        if self.allow_migrate_model(schema_editor.connection.alias, model):
+            kwargs = {"concurrently": True} if _concurrently(schema_editor) else {}
+            schema_editor.add_index(model, self.index, **kwargs)
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+        model = from_state.apps.get_model(app_label, self.model_name)
+        if self.allow_migrate_model(schema_editor.connection.alias, model):
+            kwargs = {"concurrently": True} if _concurrently(schema_editor) else {}
+            schema_editor.remove_index(model, self.index, **kwargs)
