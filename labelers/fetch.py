@@ -351,6 +351,19 @@ def _pause(label: Label, wait: float) -> Outcome:
     return Outcome("paused")
 
 
+def _give_up(label: Label, exc: api.TransientLabelError, *, now) -> bool:
+    """A label that keeps failing while the API answers other calls fails for good after
+    LABEL_MAX_ATTEMPTS tries or LABEL_MAX_RETRY_HOURS, and goes to a person as "labeling
+    failed": an item the API always answers 5xx for is not retried forever, unseen. A 429
+    says the API is busy, not that this item is bad, and never ends the retries."""
+    if exc.status == 429:
+        return False
+    too_many = 0 < settings.LABEL_MAX_ATTEMPTS <= label.attempts
+    hours = settings.LABEL_MAX_RETRY_HOURS
+    too_long = hours > 0 and now - label.created_at >= timedelta(hours=hours)
+    return too_many or too_long
+
+
 def _schedule_retry(label: Label, exc: api.TransientLabelError, *, breaker_wait: float) -> Outcome:
     """Retry a passing fault with capped backoff for as long as the API answers most calls;
     once the breaker says the API as a whole is failing, wait for it instead (visibly)."""
@@ -366,6 +379,14 @@ def _schedule_retry(label: Label, exc: api.TransientLabelError, *, breaker_wait:
             enqueued_at=None,
         )
         return Outcome("failed_transient")
+    if _give_up(label, exc, now=now):
+        logger.warning("label %s failed for good after %d tries: %s", label.pk, attempts, exc)
+        with transaction.atomic():
+            if _store(
+                label, status=Label.Status.FAILED, error=f"{exc}; gave up after {attempts} tries"
+            ):
+                item_refresh(item_id=label.item_id)
+        return Outcome("failed")
     delay = backoff_seconds(attempts, exc.retry_after)
     when = now + timedelta(seconds=delay)
     if delay > MAX_COUNTDOWN_SECONDS:

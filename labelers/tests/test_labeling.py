@@ -435,3 +435,53 @@ def test_a_worker_does_not_cancel_its_running_labels_on_a_broker_connection_loss
     """Cancelling discards answers already paid for (terminated under prefork); the claim in
     the database makes the redelivered message harmless instead (see config/settings.py)."""
     assert celery_app.conf.worker_cancel_long_running_tasks_on_connection_loss is False
+
+
+def test_an_item_the_api_always_fails_for_fails_for_good_and_reaches_a_person(
+    fake_api, post_webhook, source, settings
+):
+    """No item leaves the flow unseen: one the API answers 5xx for, try after try, fails
+    for good after LABEL_MAX_ATTEMPTS and goes to review as "labeling failed", with why."""
+    settings.LABEL_MAX_ATTEMPTS = 4
+    fake_api.configure(fail_500=1.0)
+    item = ingest(post_webhook, source, "hello")  # the first try
+    label = item.labels.get()
+    results = []
+    for _ in range(3):
+        Label.objects.filter(pk=label.pk).update(next_attempt_at=timezone.now())
+        results.append(fetch.label_fetch(label_id=label.pk).result)
+    assert results == ["retry", "retry", "failed"]
+    label.refresh_from_db()
+    assert label.status == "failed" and label.attempts == 4
+    assert "500" in label.error and "gave up after 4 tries" in label.error
+    item.refresh_from_db()
+    assert item.status == Item.Status.FAILED
+    Label.objects.filter(pk=label.pk).update(next_attempt_at=timezone.now())
+    assert fetch.label_fetch(label_id=label.pk).result == "skipped"  # for good
+    assert len(fake_api.calls) == 4
+
+
+def test_an_item_failing_for_longer_than_the_limit_fails_for_good(
+    fake_api, post_webhook, source, settings
+):
+    settings.LABEL_MAX_RETRY_HOURS = 1
+    fake_api.configure(fail_500=1.0)
+    item = ingest(post_webhook, source, "hello")
+    label = item.labels.get()
+    Label.objects.filter(pk=label.pk).update(
+        next_attempt_at=timezone.now(), created_at=timezone.now() - timedelta(hours=2)
+    )
+    assert fetch.label_fetch(label_id=label.pk).result == "failed"
+    label.refresh_from_db()
+    assert "gave up after 2 tries" in label.error
+
+
+def test_throttling_alone_never_fails_an_item_for_good(fake_api, post_webhook, source, settings):
+    """A 429 says the API is busy, not that the item is bad."""
+    settings.LABEL_MAX_ATTEMPTS = 2
+    fake_api.configure(fail_429=1.0)
+    item = ingest(post_webhook, source, "hello")
+    label = item.labels.get()
+    for _ in range(3):
+        Label.objects.filter(pk=label.pk).update(next_attempt_at=timezone.now())
+        assert fetch.label_fetch(label_id=label.pk).result == "retry"
