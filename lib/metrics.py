@@ -49,7 +49,8 @@ CACHE_HITS = Counter(
 )
 CALLBACKS = Counter(
     "modqueue_callbacks_total",
-    "Decision callback attempts to products by outcome (delivered, retry, failed: gave up)",
+    "Decision callback attempts to products by outcome (delivered, retry, failed: gave up, "
+    "superseded: not sent, a newer decision of the item was delivered)",
     ["outcome"],
 )
 

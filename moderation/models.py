@@ -458,6 +458,8 @@ class CallbackDelivery(models.Model):
         SENDING = "sending", "Sending"
         DELIVERED = "delivered", "Delivered"
         FAILED = "failed", "Failed (gave up)"
+        # Not sent: a newer decision of the same item was acknowledged first.
+        SUPERSEDED = "superseded", "Superseded (a newer decision was delivered)"
 
     decision = models.OneToOneField(
         Decision, on_delete=models.PROTECT, related_name="callback_delivery"

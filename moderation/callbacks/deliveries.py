@@ -6,6 +6,10 @@ claims it with a conditional UPDATE (so two workers never send it at once), and 
 sends whatever is due (retries, messages lost with a broker, deliveries of a dead worker).
 After a 2xx a delivery is never sent again by itself. A crash between the receiver's 2xx and
 recording it sends it again later with the same webhook-id: receivers dedupe on it.
+
+Order: each event's `data.sequence` numbers the item's decisions (1, 2, 3...), and once a
+newer decision of an item is acknowledged, its older undelivered ones are marked superseded
+and not sent (checked just before sending, and when the newer one is acknowledged).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ USER_AGENT = "modqueue-callbacks/1"
 
 @dataclass(frozen=True)
 class Outcome:
-    result: str  # delivered, retry, failed, not-due
+    result: str  # delivered, retry, failed, superseded, not-due
     retry_in: float | None = None
 
 
@@ -120,6 +124,16 @@ def delivery_attempt(*, delivery_id: int) -> Outcome:
     delivery = CallbackDelivery.objects.select_related(
         "source", "decision__item", "decision__reviewer"
     ).get(pk=delivery_id)
+    if _superseded(delivery):
+        # The product acknowledged a newer decision of this item: sending this one now would
+        # arrive after it (at least once still holds for the newest decision of each item).
+        CallbackDelivery.objects.filter(
+            pk=delivery.pk, state=CallbackDelivery.State.SENDING, lease_expires_at=lease
+        ).update(
+            state=CallbackDelivery.State.SUPERSEDED, lease_expires_at=None, next_attempt_at=None
+        )
+        logger.info("callback %s: superseded by a newer decision delivered", delivery.webhook_id)
+        return Outcome("superseded")
     source = delivery.source
     url = source.callback_url
     if not url:
@@ -142,6 +156,14 @@ def delivery_attempt(*, delivery_id: int) -> Outcome:
         except callback_http.CallbackRefused as exc:
             answer = callback_http.Answer(None, 0, error=f"refused: {exc}")
     return _record(delivery, answer, url=url, started_at=now, lease=lease)
+
+
+def _superseded(delivery: CallbackDelivery) -> bool:
+    return CallbackDelivery.objects.filter(
+        decision__item_id=delivery.decision.item_id,
+        decision_id__gt=delivery.decision_id,
+        state=CallbackDelivery.State.DELIVERED,
+    ).exists()
 
 
 def _record(
@@ -178,6 +200,13 @@ def _record(
         CallbackDelivery.objects.filter(
             pk=delivery.pk, state=CallbackDelivery.State.SENDING, lease_expires_at=lease
         ).update(lease_expires_at=None, **fields)
+        if answer.ok:
+            # Older decisions of the item still waiting for a retry will not be sent now.
+            CallbackDelivery.objects.filter(
+                decision__item_id=delivery.decision.item_id,
+                decision_id__lt=delivery.decision_id,
+                state=CallbackDelivery.State.PENDING,
+            ).update(state=CallbackDelivery.State.SUPERSEDED, next_attempt_at=None)
     if outcome.result != "delivered":
         logger.info(
             "callback %s to source %s: %s (%s)",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import F
+from django.db.models import Count, F, OuterRef, Subquery
 
 from moderation.models import (
     Decision,
@@ -60,6 +60,28 @@ def decisions_by(
     return page[:size], (page[size - 1].pk if len(page) > size else None)
 
 
+def decision_sequences() -> Subquery:
+    """Annotation: a decision's number among its item's decisions (1, 2, 3...)."""
+    earlier = (
+        Decision.objects.filter(item_id=OuterRef("item_id"), pk__lte=OuterRef("pk"))
+        .order_by()
+        .values("item_id")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return Subquery(earlier)
+
+
+def decision_sequence(decision: Decision) -> int:
+    """The decision's number among its item's decisions, 1 for the first. An item's decisions
+    commit in id order (decision_record locks the source's row first) and are never deleted,
+    so the number never changes: products order an item's callbacks by it."""
+    sequence = getattr(decision, "item_sequence", None)
+    if sequence is None:
+        sequence = Decision.objects.filter(item_id=decision.item_id, pk__lte=decision.pk).count()
+    return sequence
+
+
 def decision_event(decision: Decision, *, include_reviewer: bool) -> dict:
     """A decision as products receive it, in a callback's `data` and in the decisions feed.
     The reviewer's identity only when an admin allowed it for the source."""
@@ -68,6 +90,9 @@ def decision_event(decision: Decision, *, include_reviewer: bool) -> dict:
         "decision_id": decision.pk,
         "item_id": item.pk,
         "external_id": item.external_id,
+        # Callbacks are sent at least once and can arrive out of order: the item's decision
+        # with the highest sequence is its current one.
+        "sequence": decision_sequence(decision),
         "revision": decision.revision,
         "action": decision.action,
         "reason": decision.reason,
@@ -96,6 +121,7 @@ def decisions_page(*, source: Source, since: int, size: int) -> tuple[list[dict]
     rows = list(
         Decision.objects.filter(item__source=source, pk__gt=since)
         .select_related("item", "reviewer")
+        .annotate(item_sequence=decision_sequences())
         .order_by("pk")[: size + 1]
     )
     page = rows[:size]

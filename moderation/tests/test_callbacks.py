@@ -116,6 +116,7 @@ def test_a_decision_reaches_the_receiver_signed_with_the_sources_secret(
         "decision_id": decision.pk,
         "item_id": item.pk,
         "external_id": "post-1",
+        "sequence": 1,
         "revision": 1,
         "action": "remove",
         "reason": decision.reason,
@@ -189,6 +190,61 @@ def test_an_undo_is_sent_as_a_decision_that_names_the_one_it_reverses(
     assert second["action"] == "undo" and second["undoes"] == removed.pk
     assert second["decision_id"] == undo.pk
     assert receiver.received[1].headers["webhook-id"] == f"dec_{undo.pk}"
+
+
+def test_each_decision_of_an_item_carries_the_items_sequence_number(
+    receiver, callback_source, decide, reviewer, django_capture_on_commit_callbacks, client
+):
+    """Callbacks can arrive out of order (a retried one after a later one): `sequence`
+    numbers an item's decisions 1, 2, 3... so a product keeps the highest it has seen."""
+    item, other = flagged_item(callback_source), flagged_item(callback_source, "post-2")
+    removed = decide(item)
+    decide(other, action="approve")
+    with django_capture_on_commit_callbacks(execute=True):
+        decision_undo(decision=removed, reviewer=reviewer)
+    decide(item, action="approve")
+    sent = [json.loads(r.body)["data"] for r in receiver.received]
+    assert [(d["external_id"], d["sequence"]) for d in sent] == [
+        ("post-1", 1),
+        ("post-2", 1),
+        ("post-1", 2),
+        ("post-1", 3),
+    ]
+
+
+def test_an_older_decision_is_not_sent_after_a_newer_one_was_acknowledged(
+    receiver, callback_source, decide, sweep
+):
+    receiver.answers = [500, 200]
+    item = flagged_item(callback_source)
+    older = decide(item, action="remove")  # 500: waits for its retry
+    newer = decide(item, action="approve")  # 200: acknowledged
+    delivery = CallbackDelivery.objects.get(decision=older)
+    make_due(delivery)
+    sweep()
+    delivery.refresh_from_db()
+    assert delivery.state == CallbackDelivery.State.SUPERSEDED
+    assert [r.headers["webhook-id"] for r in receiver.received] == [
+        f"dec_{older.pk}",
+        f"dec_{newer.pk}",
+    ]
+    assert sweep() == 0  # never sent again by itself
+
+
+def test_an_older_decision_still_waiting_is_sent_when_the_newer_one_is_not_acknowledged(
+    receiver, callback_source, decide, sweep
+):
+    """At least once: only a newer acknowledged decision makes an older one moot."""
+    receiver.answers = [500, 500, 200]
+    item = flagged_item(callback_source)
+    older = decide(item, action="remove")
+    decide(item, action="approve")
+    delivery = CallbackDelivery.objects.get(decision=older)
+    make_due(delivery)
+    sweep()
+    delivery.refresh_from_db()
+    assert delivery.state == CallbackDelivery.State.DELIVERED
+    assert json.loads(receiver.received[-1].body)["data"]["sequence"] == 1
 
 
 # --- retries -------------------------------------------------------------------------------

@@ -51,6 +51,24 @@ def test_the_feed_lists_the_sources_decisions_oldest_first(client, reviewer):
     assert page["next"] == str(mine[-1]) and page["has_more"] is False
 
 
+def test_the_feed_numbers_each_items_decisions_in_one_query(
+    client, reviewer, django_assert_max_num_queries
+):
+    source = SourceFactory()
+    decide(source, reviewer, 1)
+    item = Item.objects.get(external_id="post-1")
+    Item.objects.filter(pk=item.pk).update(status=Item.Status.FLAGGED)
+    decision_record(item=item, reviewer=reviewer, action="approve", reason_id=None)
+    decide(source, reviewer, 2)
+    with django_assert_max_num_queries(3):
+        events, _, _ = decisions_page(source=source, since=0, size=10)
+    assert [(e["external_id"], e["sequence"]) for e in events] == [
+        ("post-1", 1),
+        ("post-1", 2),
+        ("post-2", 1),
+    ]
+
+
 def test_the_feed_pages_by_cursor_and_never_repeats_or_skips(client, reviewer):
     source, other = SourceFactory(), SourceFactory()
     expected = [decide(source, reviewer, n) for n in range(5)]
