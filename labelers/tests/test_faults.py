@@ -1,11 +1,13 @@
 """Fault test with real processes: a burst of items, the API failing 30 % with 500 and 10 %
 with 429, the worker killed with -9 mid-way and replaced, and (on Redis) the broker restarted
-mid-way. Every item must end labeled exactly once per labeler version, with at most 1 % of
-paid calls duplicated."""
+mid-way. Every item must end labeled exactly once per labeler version; the only paid calls
+repeated are those in flight in the killed worker (at most 0.6 %), and the broker's restart
+delays labeling by at most 30 s (beyond what the labels left take at the rate before it)."""
 
 import json
 import os
 import shutil
+import time
 from collections import Counter
 
 import pytest
@@ -67,7 +69,9 @@ def test_nothing_is_lost_or_paid_twice_through_crashes_and_api_faults(
         LABEL_BACKOFF_BASE=0.05,
         LABEL_BACKOFF_CAP=0.5,
         LABEL_READ_TIMEOUT=3,
-        LABEL_LEASE_SECONDS=6,
+        # The production lease: the heartbeat (liveness) takes back a killed worker's labels,
+        # and a label left running on a live worker must show, not hide behind a short lease.
+        LABEL_LEASE_SECONDS=180,
         LABEL_STALE_PENDING_SECONDS=4,
         LABEL_SWEEP_INTERVAL=1,
         **(
@@ -80,6 +84,7 @@ def test_nothing_is_lost_or_paid_twice_through_crashes_and_api_faults(
     web = start_web(env, port=port, log=tmp_path / "web.log")
     first = start_worker(env, concurrency=4, log=tmp_path / "worker1.log")
     replacements = []
+    restarted_at = None
     try:
 
         def send(n):
@@ -98,14 +103,31 @@ def test_nothing_is_lost_or_paid_twice_through_crashes_and_api_faults(
         kill_group(first)
         replacements.append(start_worker(env, concurrency=4, log=tmp_path / "worker2.log"))
         if broker is not None:
+            # The rate before the restart (the replacement worker well started), to tell the
+            # restart's own cost from the time the remaining work takes anyway.
+            wait_for(lambda: done_count() >= ITEMS * 0.35, timeout=120, what="a third labeled")
+            before = (time.monotonic(), done_count())
             wait_for(lambda: done_count() >= ITEMS * 0.55, timeout=120, what="over half labeled")
             broker.restart()
+            restarted_at, done_at_restart = time.monotonic(), done_count()
+            rate = (done_at_restart - before[1]) / (restarted_at - before[0])
+
+        progress = []  # (seconds since the restart, labels done), printed below
 
         def supervised_progress():
             replace_exited(replacements, env, tmp_path)
-            return done_count() == ITEMS
+            done = done_count()
+            if restarted_at is not None:
+                progress.append((round(time.monotonic() - restarted_at), done))
+            return done == ITEMS
 
         wait_for(supervised_progress, timeout=240, interval=1, what="every item labeled")
+        after_restart = restart_cost = None
+        if restarted_at is not None:
+            after_restart = time.monotonic() - restarted_at
+            # What the labels left at the restart take at the rate before it; the rest is the
+            # restart's cost (answers thrown away, labels left running, lost messages).
+            restart_cost = after_restart - (ITEMS - done_at_restart) / rate
     finally:
         stop(web, first, *replacements)
 
@@ -118,11 +140,16 @@ def test_nothing_is_lost_or_paid_twice_through_crashes_and_api_faults(
     )
     assert set(paid) == {f"burst item {n} hate" for n in range(ITEMS)}
     duplicates = sum(n - 1 for n in paid.values())
-    assert duplicates <= ITEMS * 0.01, f"{duplicates} duplicate paid calls"
     faults = Counter(c["outcome"] for c in fake.calls)
     print(
         f"\nfault test: {ITEMS} items, {len(fake.calls)} calls {dict(faults)}, "
         f"{duplicates} duplicate paid calls, redis restarted: {broker is not None}, "
-        f"workers replaced after exiting: {len(replacements) - 1}"
+        f"all labeled {after_restart and round(after_restart, 1)} s after the restart "
+        f"({restart_cost and round(restart_cost, 1)} s more than the rate before it needs), "
+        f"workers replaced after exiting: {len(replacements) - 1}, "
+        f"done after the restart (s, labels): {progress[::5]}"
     )
+    assert duplicates <= ITEMS * 0.006, f"{duplicates} duplicate paid calls"
+    if restart_cost is not None:
+        assert restart_cost <= 30, f"the restart delayed labeling by {restart_cost:.0f} s"
     assert faults["500"] > 0 and faults["429"] > 0
