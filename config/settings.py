@@ -164,8 +164,8 @@ LABEL_BACKOFF_CAP = env.float("LABEL_BACKOFF_CAP", default=60.0)
 # A label failing try after try (5xx, timeouts) while the API answers other calls fails for
 # good after this many tries or hours, whichever comes first, and its item goes to review
 # as "labeling failed" (0 = no bound). 429s and a breaker pause never end the retries.
-LABEL_MAX_ATTEMPTS = env.int("LABEL_MAX_ATTEMPTS", default=20)
-LABEL_MAX_RETRY_HOURS = env.float("LABEL_MAX_RETRY_HOURS", default=24.0)
+LABEL_GIVE_UP_ATTEMPTS = env.int("LABEL_GIVE_UP_ATTEMPTS", default=20)
+LABEL_GIVE_UP_HOURS = env.float("LABEL_GIVE_UP_HOURS", default=24.0)
 # A running label whose lease passed is taken to belong to a dead worker and is re-enqueued.
 LABEL_LEASE_SECONDS = env.int("LABEL_LEASE_SECONDS", default=int(LABEL_READ_TIMEOUT) + 60)
 # Pending work older than this with no worker on it is enqueued again by the sweep.

@@ -353,13 +353,13 @@ def _pause(label: Label, wait: float) -> Outcome:
 
 def _give_up(label: Label, exc: api.TransientLabelError, *, now) -> bool:
     """A label that keeps failing while the API answers other calls fails for good after
-    LABEL_MAX_ATTEMPTS tries or LABEL_MAX_RETRY_HOURS, and goes to a person as "labeling
+    LABEL_GIVE_UP_ATTEMPTS tries or LABEL_GIVE_UP_HOURS, and goes to a person as "labeling
     failed": an item the API always answers 5xx for is not retried forever, unseen. A 429
     says the API is busy, not that this item is bad, and never ends the retries."""
     if exc.status == 429:
         return False
-    too_many = 0 < settings.LABEL_MAX_ATTEMPTS <= label.attempts
-    hours = settings.LABEL_MAX_RETRY_HOURS
+    too_many = 0 < settings.LABEL_GIVE_UP_ATTEMPTS <= label.attempts
+    hours = settings.LABEL_GIVE_UP_HOURS
     too_long = hours > 0 and now - label.created_at >= timedelta(hours=hours)
     return too_many or too_long
 

@@ -441,8 +441,8 @@ def test_an_item_the_api_always_fails_for_fails_for_good_and_reaches_a_person(
     fake_api, post_webhook, source, settings
 ):
     """No item leaves the flow unseen: one the API answers 5xx for, try after try, fails
-    for good after LABEL_MAX_ATTEMPTS and goes to review as "labeling failed", with why."""
-    settings.LABEL_MAX_ATTEMPTS = 4
+    for good after LABEL_GIVE_UP_ATTEMPTS and goes to review as "labeling failed", with why."""
+    settings.LABEL_GIVE_UP_ATTEMPTS = 4
     fake_api.configure(fail_500=1.0)
     item = ingest(post_webhook, source, "hello")  # the first try
     label = item.labels.get()
@@ -464,7 +464,7 @@ def test_an_item_the_api_always_fails_for_fails_for_good_and_reaches_a_person(
 def test_an_item_failing_for_longer_than_the_limit_fails_for_good(
     fake_api, post_webhook, source, settings
 ):
-    settings.LABEL_MAX_RETRY_HOURS = 1
+    settings.LABEL_GIVE_UP_HOURS = 1
     fake_api.configure(fail_500=1.0)
     item = ingest(post_webhook, source, "hello")
     label = item.labels.get()
@@ -478,7 +478,7 @@ def test_an_item_failing_for_longer_than_the_limit_fails_for_good(
 
 def test_throttling_alone_never_fails_an_item_for_good(fake_api, post_webhook, source, settings):
     """A 429 says the API is busy, not that the item is bad."""
-    settings.LABEL_MAX_ATTEMPTS = 2
+    settings.LABEL_GIVE_UP_ATTEMPTS = 2
     fake_api.configure(fail_429=1.0)
     item = ingest(post_webhook, source, "hello")
     label = item.labels.get()
