@@ -69,9 +69,10 @@ def test_nothing_is_lost_or_paid_twice_through_crashes_and_api_faults(
         LABEL_BACKOFF_BASE=0.05,
         LABEL_BACKOFF_CAP=0.5,
         LABEL_READ_TIMEOUT=3,
-        # The production lease: the heartbeat (liveness) takes back a killed worker's labels,
-        # and a label left running on a live worker must show, not hide behind a short lease.
-        LABEL_LEASE_SECONDS=180,
+        # On Redis, the production lease: a label left running on a live worker after the
+        # broker's restart must show, not hide behind a short lease (the heartbeat takes back
+        # a killed worker's labels). The embedded broker run keeps the short one it had.
+        LABEL_LEASE_SECONDS=180 if broker else 6,
         LABEL_STALE_PENDING_SECONDS=4,
         LABEL_SWEEP_INTERVAL=1,
         **(
