@@ -428,7 +428,7 @@ def test_a_label_the_worker_gives_up_on_releases_its_claim_at_once(fake_api, sou
     assert label.status == "failed_transient" and label.lease_expires_at is None
     assert label.next_attempt_at <= timezone.now() + timedelta(seconds=5)
     assert label.enqueued_at is None  # the next sweep sends it
-    assert label.pk in dispatch.labels_due()
+    assert label.pk in dispatch.dispatch_sweep()
 
 
 def test_a_worker_does_not_cancel_its_running_labels_on_a_broker_connection_loss():
