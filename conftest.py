@@ -4,6 +4,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 from contextlib import suppress
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from labelers.tasks import label_sweep_task
 from moderation.selectors.queue import queue_figures_cache
 from moderation.selectors.sources import source_cache
 from moderation.tests.factories import SourceFactory
-from testkit.browser import launched_browser
+from testkit.browser import SCREENSHOT_DIR, launched_browser
 from testkit.fake_api import FakeLabelAPI
 from testkit.signing import signed_headers
 
@@ -97,6 +98,63 @@ def _drop_leftover_postgres_db(alias: str, name: str) -> None:
             [name],
         )
         cursor.execute(f"DROP DATABASE {connection.ops.quote_name(name)}")
+
+
+# Running in parallel (pytest-xdist; `dev.py test` passes -n when no tests are named).
+# Each worker is a process of its own: its test database, Redis key prefix (both per process,
+# above and below) and DATA_DIR (set here, before it reads its settings) are its own, so
+# workers never share the breaker's and throttle's state file, the broker folder or media.
+# The tests that start processes or a browser share one worker (--dist loadgroup) and so
+# run one at a time, as in a serial run: side by side on 2 cores their timings would suffer.
+WORKER_FOLDERS = "test-workers"  # in DATA_DIR: <pid of the run>-<worker id>
+SERIAL_GROUP = "processes"
+_worker_folders: list[Path] = []
+
+
+def _remove_stale_worker_folders(base: Path) -> None:
+    """Folders of runs that were killed (no teardown): their process is gone."""
+    for folder in base.glob("*-gw*"):
+        pid = folder.name.split("-", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    """-n without --dist schedules by group (xdist's default, load, ignores the groups)."""
+    if getattr(config.option, "numprocesses", None) and config.option.dist == "no":
+        config.option.dist = "loadgroup"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_setupnodes(config, specs):
+    """Runs in the controlling process before the workers start: each worker's environment
+    gets a DATA_DIR of its own below this run's, and the shared screenshots folder."""
+    base = Path(settings.DATA_DIR) / WORKER_FOLDERS
+    _remove_stale_worker_folders(base)
+    for spec in specs:
+        folder = base / f"{os.getpid()}-{spec.id}"
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _worker_folders.append(folder)
+        spec.env["DATA_DIR"] = str(folder)
+        spec.env["SCREENSHOT_DIR"] = str(SCREENSHOT_DIR)
+
+
+def pytest_unconfigure(config):
+    for folder in _worker_folders:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _starts_processes_or_a_browser(item) -> bool:
+    fixtures = getattr(item, "fixturenames", ())
+    return item.get_closest_marker("e2e") is not None or "browser" in fixtures
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if _starts_processes_or_a_browser(item):
+            item.add_marker(pytest.mark.xdist_group(SERIAL_GROUP))
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,8 @@ python3 dev.py run    install into .venv, set up on first run, then run and supe
                       web + worker + beat (embedded default); options: --host, --port,
                       --web-workers, --concurrency, --demo (sample items labeled by a
                       local stand-in for the API, no key needed, in data/demo)
-python3 dev.py test   install into .venv (with test extras), then run the test suite
+python3 dev.py test   install into .venv (with test extras), then run the test suite (on
+                      every core when no tests are named; TEST_WORKERS=N to choose)
 python3 dev.py lint   ruff format --check, ruff check, mypy, makemigrations --check
 python3 dev.py lock   re-pin requirements/*.txt (with hashes) from pyproject.toml's ranges;
                       `lock --upgrade` takes the newest releases the ranges allow
@@ -79,6 +80,25 @@ def lock(rest: list[str]) -> int:
         if code := subprocess.call([*common, *args], cwd=ROOT):
             return code
     return 0
+
+
+def test_args(rest: list[str]) -> list[str]:
+    """pytest's arguments: the user's, plus one worker process per core (pytest-xdist, at most
+    4) when they name no tests and choose no workers: the whole suite, or a -k/-m selection of
+    it. Named tests (paths, path::test) run in this process, without the workers' start-up.
+    TEST_WORKERS sets the number (0: none)."""
+    chose_workers = "no:xdist" in rest or any(
+        arg in ("-n", "--numprocesses", "--tx") or arg.startswith(("-n", "--numprocesses="))
+        for arg in rest
+    )
+    named_tests = any(
+        not arg.startswith("-") and Path(arg.split("::", 1)[0]).exists() for arg in rest
+    )
+    if chose_workers or named_tests:
+        return rest
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    workers = os.environ.get("TEST_WORKERS") or str(min(cores or 1, 4))
+    return ["-n", workers, *rest] if workers.isdigit() and int(workers) > 1 else rest
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> int:
@@ -239,7 +259,7 @@ def main() -> int:
         return serve(rest)
     if command == "test":
         ensure_venv("test")
-        return run("-m", "pytest", *rest)
+        return run("-m", "pytest", *test_args(rest))
     if command == "lock":
         return lock(rest)
     if command == "lint":

@@ -1,0 +1,64 @@
+"""Running the suite on every core (pytest-xdist): dev.py adds workers only when no tests are
+named and none were chosen, and each worker keeps its files apart from the others'."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+import conftest
+import dev
+
+
+@pytest.fixture
+def cores(monkeypatch):
+    monkeypatch.delenv("TEST_WORKERS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+
+
+def test_the_whole_suite_runs_on_every_core(cores):
+    assert dev.test_args([]) == ["-n", "2"]
+    assert dev.test_args(["-q", "-p", "no:cacheprovider", "-k", "webhook"]) == [
+        "-n", "2", "-q", "-p", "no:cacheprovider", "-k", "webhook",
+    ]  # fmt: skip
+
+
+def test_named_tests_and_chosen_workers_are_left_as_given(cores):
+    for args in (
+        ["tests/test_layers.py"],
+        ["tests/test_layers.py::test_no_import_cycles", "-q"],
+        ["labelers/tests", "-x"],
+        ["-n", "3"],
+        ["-n3"],
+        ["--numprocesses=auto"],
+        ["-p", "no:xdist"],
+    ):
+        assert dev.test_args(args) == args
+
+
+def test_workers_are_capped_at_four_and_test_workers_chooses(cores, monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert dev.test_args([]) == ["-n", "4"]
+    monkeypatch.setenv("TEST_WORKERS", "1")
+    assert dev.test_args([]) == []
+    monkeypatch.setenv("TEST_WORKERS", "3")
+    assert dev.test_args([]) == ["-n", "3"]
+
+
+@pytest.mark.skipif(not os.environ.get("PYTEST_XDIST_WORKER"), reason="only in an xdist worker")
+def test_a_worker_has_a_data_folder_of_its_own():
+    worker = os.environ["PYTEST_XDIST_WORKER"]
+    folder = Path(settings.DATA_DIR)
+    assert folder.parent.name == conftest.WORKER_FOLDERS and folder.name.endswith(f"-{worker}")
+    # Everything kept below DATA_DIR follows it: the breaker's and throttle's state file, the
+    # broker's folders, media, the SQLite test database.
+    assert Path(settings.MEDIA_ROOT).parent == folder
+    assert Path(
+        settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("data_folder_in", folder)
+    ).is_relative_to(folder)
+    test_db = settings.DATABASES["default"].get("TEST", {}).get("NAME") or ""
+    if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+        assert Path(test_db).parent == folder
