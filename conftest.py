@@ -21,6 +21,7 @@ from labelers.tasks import label_sweep_task
 from moderation.selectors.queue import queue_figures_cache
 from moderation.selectors.sources import source_cache
 from moderation.tests.factories import SourceFactory
+from testkit import processes
 from testkit.browser import SCREENSHOT_DIR, launched_browser
 from testkit.fake_api import FakeLabelAPI
 from testkit.signing import signed_headers
@@ -145,9 +146,17 @@ def pytest_unconfigure(config):
         shutil.rmtree(folder, ignore_errors=True)
 
 
+_PROCESS_STARTERS = (processes.running_app, processes.start_web, processes.start_worker,
+                     processes.start_beat)  # fmt: skip
+
+
 def _starts_processes_or_a_browser(item) -> bool:
-    fixtures = getattr(item, "fixturenames", ())
-    return item.get_closest_marker("e2e") is not None or "browser" in fixtures
+    """e2e tests, browser tests, and the tests of a module that imports a process starter."""
+    if item.get_closest_marker("e2e") is not None or "browser" in getattr(item, "fixturenames", ()):
+        return True
+    module = getattr(item, "module", None)
+    names = vars(module).values() if module is not None else ()
+    return any(value is starter for value in names for starter in _PROCESS_STARTERS)
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups

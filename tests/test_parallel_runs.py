@@ -11,6 +11,8 @@ from django.conf import settings
 
 import conftest
 import dev
+import tests.test_metrics
+import tests.test_runner
 
 
 @pytest.fixture
@@ -62,3 +64,25 @@ def test_a_worker_has_a_data_folder_of_its_own():
     test_db = settings.DATABASES["default"].get("TEST", {}).get("NAME") or ""
     if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
         assert Path(test_db).parent == folder
+
+
+class Item:
+    """What the grouping reads of a collected test."""
+
+    def __init__(self, module, *, e2e=False, fixturenames=()):
+        self.module, self.e2e, self.fixturenames = module, e2e, fixturenames
+
+    def get_closest_marker(self, name):
+        return object() if name == "e2e" and self.e2e else None
+
+
+def test_tests_that_start_processes_or_a_browser_share_one_worker(request):
+    starts = conftest._starts_processes_or_a_browser
+    assert starts(Item(tests.test_runner, e2e=True))
+    assert starts(Item(tests.test_runner, fixturenames=("live_server", "browser")))
+    assert starts(Item(tests.test_metrics))  # it imports running_app
+    assert not starts(Item(tests.test_runner, fixturenames=("db", "live_server")))
+    assert not starts(request.node)
+    for item in request.session.items:
+        groups = [mark.args for mark in item.iter_markers("xdist_group")]
+        assert groups == ([(conftest.SERIAL_GROUP,)] if starts(item) else [])
