@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import connections
 
 from config.celery import app as celery_app
-from labelers import fetch, tasks
+from labelers import guarded, tasks
 from labelers.breaker import get_breaker
 from labelers.routing import routing_cache
 from labelers.tasks import label_sweep_task
@@ -223,7 +223,7 @@ def _forget_process_caches():
     into the next: the database is rolled back between tests, and ids are reused."""
 
     def clear():
-        fetch._refusal_seen.clear()
+        guarded._refusal_seen.clear()
         routing_cache.clear()
         source_cache.clear()
         queue_figures_cache.clear()

@@ -72,8 +72,9 @@ from django.urls import reverse  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from bench.pgdb import load, median, percentile, timed  # noqa: E402
-from labelers import quality, selectors  # noqa: E402
+from labelers import selectors  # noqa: E402
 from labelers.models import Label, Labeler, LabelerVersion  # noqa: E402
+from labelers.quality.loaders import labeler_report  # noqa: E402
 from moderation.models import AUDIT_QUEUE_SCORE, IN_QUEUE, Source, hash_token  # noqa: E402
 from moderation.services.queue import items_sla_refresh  # noqa: E402
 
@@ -475,9 +476,7 @@ def check_baselines(labeler: Labeler, params: dict, *, with_quality: bool) -> No
     if not with_quality:
         return
     since = params["quality"]["since"]
-    product = {
-        report.version.pk: report.quality for report in quality.labeler_report(labeler, since=since)
-    }
+    product = {report.version.pk: report.quality for report in labeler_report(labeler, since=since)}
     for sql in BASELINES["quality"].values():
         for version_id, *figures in fetch(sql, params["quality"]):
             q = product[version_id]

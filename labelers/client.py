@@ -74,6 +74,10 @@ class LabelError(Exception):
 
 
 class TransientLabelError(LabelError):
+    # Set by the guarded call (guarded.py): how long the breaker holds calls back after
+    # counting this failure (0: it is closed).
+    breaker_wait: float = 0.0
+
     def __init__(
         self, message: str, *, status: int | None = None, retry_after: float | None = None
     ):

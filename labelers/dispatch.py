@@ -14,7 +14,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from labelers import liveness
-from labelers.fetch import api_key_refused
+from labelers.guarded import api_key_refused
 from labelers.models import Label, Labeler, LabelerVersion, Reevaluation, RelabelRun
 from labelers.routing import model_for, routing_cache, source_routing
 from labelers.verdict import item_refresh

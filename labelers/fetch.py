@@ -4,10 +4,8 @@ answer, or decide when to try again. Sends no messages: the task acts on the out
 from __future__ import annotations
 
 import base64
-import hashlib
 import logging
 import random
-import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -17,10 +15,10 @@ from django.db.models import F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from labelers import client as api
-from labelers.breaker import get_breaker
+from labelers.guarded import BreakerOpen, api_key_refused, label_call, record_refusal
 from labelers.liveness import WORKER_NAME
-from labelers.models import ApiKeyRefusal, Label
-from labelers.throttle import SlotAbandoned, get_throttle
+from labelers.models import Label
+from labelers.throttle import SlotAbandoned
 from labelers.verdict import Answer, item_refresh
 from lib import logs
 
@@ -40,41 +38,6 @@ class Outcome:
 
     result: str
     retry_in: float | None = None
-
-
-def _key_fingerprint(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-# Per process: (fingerprint, refused, checked_at). The refusal table is read at most every
-# few seconds instead of once per label; a refusal seen here is recorded here at once.
-_refusal_seen: dict[str, tuple[bool, float]] = {}
-REFUSAL_CHECK_SECONDS = 5.0
-
-
-def api_key_refused() -> bool:
-    key = settings.ZENTROPI_API_KEY
-    if not key:
-        return True
-    fingerprint = _key_fingerprint(key)
-    seen = _refusal_seen.get(fingerprint)
-    if seen is not None and time.monotonic() - seen[1] < REFUSAL_CHECK_SECONDS:
-        return seen[0]
-    refused = ApiKeyRefusal.objects.filter(fingerprint=fingerprint).exists()
-    _refusal_seen[fingerprint] = (refused, time.monotonic())
-    return refused
-
-
-def api_key_refusals_forget() -> None:
-    """An admin says the key is fixed: forget every refusal, here and in the database."""
-    ApiKeyRefusal.objects.all().delete()
-    _refusal_seen.clear()
-
-
-def record_refusal(key: str) -> None:
-    fingerprint = _key_fingerprint(key)
-    ApiKeyRefusal.objects.get_or_create(fingerprint=fingerprint)
-    _refusal_seen[fingerprint] = (True, time.monotonic())
 
 
 def _build_request(label: Label) -> api.LabelRequest:
@@ -173,16 +136,6 @@ def _release(label_id: int, exc: BaseException) -> None:
         logger.warning("label %s: cannot release its claim", label_id, exc_info=True)
 
 
-def _breaker_record(breaker, *, ok: bool) -> float:
-    """Count a call's outcome in the breaker; bookkeeping that fails (Redis restarting) is
-    lost, never the answer or the label's retry."""
-    try:
-        return breaker.record(ok=ok)
-    except Exception:
-        logger.warning("cannot record a call's outcome in the breaker", exc_info=True)
-        return 0.0
-
-
 def _fetch_claimed(label_id: int) -> Outcome:
     # The label, its item and version, and two identical labels (same content, labeler
     # version and model), in one query: one already paid for (the cost guard), and one being
@@ -223,21 +176,18 @@ def _fetch_claimed(label_id: int) -> Outcome:
         return Outcome("cached")
     if label.in_flight_id:
         return _wait_for_identical(label, label.in_flight_id)
-    breaker = get_breaker()
     try:
         # After the cache and the single flight: those need no call, so they go on while
-        # the breaker holds calls back.
-        if (wait := breaker.wait_seconds()) > 0:
-            return _pause(label, wait)
-        try:
-            request = _build_request(label)
-        except OSError as exc:  # the stored media is missing or unreadable here
-            raise api.PermanentLabelError(f"cannot read the item's media: {exc}") from None
-        # Waiting for a slot can outlast the lease: renew it while waiting, and give the
-        # label up (no call) if the sweep has meanwhile handed it to another attempt.
-        keep_every = max(0.1, settings.LABEL_LEASE_SECONDS / 4)
-        with get_throttle().slot(keep=lambda: _renew_lease(label), keep_every=keep_every):
-            result = api.get_client().label(request)
+        # the breaker holds calls back. Waiting for a slot can outlast the lease: renew it
+        # while waiting, and give the label up (no call) if the sweep has meanwhile handed
+        # it to another attempt.
+        result = label_call(
+            lambda: _build_request(label),
+            keep=lambda: _renew_lease(label),
+            keep_every=max(0.1, settings.LABEL_LEASE_SECONDS / 4),
+        )
+    except BreakerOpen as exc:
+        return _pause(label, exc.wait)
     except SlotAbandoned:
         logger.info("label %s: lease lost while waiting for a call slot; not calling", label_id)
         return Outcome("skipped")
@@ -247,15 +197,13 @@ def _fetch_claimed(label_id: int) -> Outcome:
         _store(label, status=Label.Status.WAITING_KEY, error=str(exc))
         return Outcome("waiting_key")
     except api.PermanentLabelError as exc:
-        if exc.status is not None:  # the API answered; the request or criteria are at fault
-            _breaker_record(breaker, ok=True)
         logger.warning("label %s failed for good: %s", label_id, exc)
         with transaction.atomic():
             if _store(label, status=Label.Status.FAILED, error=str(exc)):
                 item_refresh(item_id=label.item_id)
         return Outcome("failed")
     except api.TransientLabelError as exc:
-        return _schedule_retry(label, exc, breaker_wait=_breaker_record(breaker, ok=False))
+        return _schedule_retry(label, exc, breaker_wait=exc.breaker_wait)
     except Exception as exc:
         # A bug or an outage of our own (database, storage): retry like a passing fault,
         # visibly, rather than leave the label running until its lease runs out. It says
@@ -264,9 +212,6 @@ def _fetch_claimed(label_id: int) -> Outcome:
         error = api.TransientLabelError(f"unexpected {type(exc).__name__}")
         return _schedule_retry(label, error, breaker_wait=0.0)
 
-    # Paid for: from here on the answer is stored whatever the broker or the breaker's
-    # bookkeeping does (the throttle's slot release cannot fail either: throttle.slot).
-    _breaker_record(breaker, ok=True)
     _finish(label, result.label, result.confidence, result.compute_time, result.latency * 1000)
     return Outcome("done")
 

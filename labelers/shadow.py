@@ -25,11 +25,11 @@ from django.utils import timezone
 
 from labelers import client as api
 from labelers import fetch
-from labelers.breaker import get_breaker
+from labelers.guarded import BreakerOpen, api_key_refused, label_call, record_refusal
 from labelers.models import Label, LabelerVersion, ShadowLabel, ShadowRun
-from labelers.quality import DecisionRow, cohen_kappa, decision_rows, effective_decisions, flags
+from labelers.quality.figures import DecisionRow, cohen_kappa, effective_decisions, flags
+from labelers.quality.loaders import decision_rows
 from labelers.routing import model_for
-from labelers.throttle import get_throttle
 from moderation.models import Decision, Item
 
 logger = logging.getLogger(__name__)
@@ -224,7 +224,7 @@ def _answer(run: ShadowRun, item: Item) -> None:
         except api.TransientLabelError as exc:
             answer.status, answer.error = ShadowLabel.Status.FAILED, f"transient: {exc}"
         except api.AuthenticationError as exc:
-            fetch.record_refusal(settings.ZENTROPI_API_KEY)
+            record_refusal(settings.ZENTROPI_API_KEY)
             raise ShadowStopped(
                 f"The labeling API refused the key ({exc}). Fix ZENTROPI_API_KEY, then resume "
                 "the run: the items answered so far are kept."
@@ -269,9 +269,9 @@ def _cached_answer(run: ShadowRun, item: Item, *, model: str, policy: str):
 
 
 def _call(run: ShadowRun, item: Item, *, model: str) -> api.LabelResult:
-    """Ask the API through the shared throttle and breaker; passing faults are retried here
-    with capped backoff, SHADOW_ATTEMPTS times in all."""
-    if fetch.api_key_refused():
+    """Ask the API through the guarded call labeling uses (guarded.py); passing faults are
+    retried here with capped backoff, SHADOW_ATTEMPTS times in all."""
+    if api_key_refused():
         raise ShadowStopped(
             "No usable API key: ZENTROPI_API_KEY is unset or was refused. Fix it, then resume "
             "the run: the items answered so far are kept."
@@ -286,25 +286,15 @@ def _call(run: ShadowRun, item: Item, *, model: str) -> api.LabelResult:
         )
     except OSError as exc:  # the stored media is missing or unreadable here
         raise api.PermanentLabelError(f"cannot read the item's media: {exc}") from None
-    breaker = get_breaker()
     for attempt in range(1, SHADOW_ATTEMPTS + 1):
-        if (wait := breaker.wait_seconds()) > 0:
-            raise ShadowPaused(f"the labeling API is failing: paused for {wait:.0f}s at least")
         try:
-            with get_throttle().slot():
-                result = api.get_client().label(request)
+            return label_call(lambda: request)
+        except BreakerOpen as exc:
+            raise ShadowPaused(str(exc)) from None
         except api.TransientLabelError as exc:
-            breaker.record(ok=False)
             if attempt == SHADOW_ATTEMPTS:
                 raise
             time.sleep(min(SHADOW_BACKOFF_CAP, fetch.backoff_seconds(attempt, exc.retry_after)))
-            continue
-        except api.PermanentLabelError as exc:
-            if exc.status is not None:  # the API answered: it is up
-                breaker.record(ok=True)
-            raise
-        breaker.record(ok=True)
-        return result
     raise AssertionError("unreachable")  # the loop returns or raises
 
 

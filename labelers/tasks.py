@@ -12,6 +12,7 @@ from celery import shared_task
 from django.db import transaction
 
 from labelers import dispatch, fetch, shadow
+from labelers.guarded import api_key_refusals_forget
 from labelers.models import Reevaluation, RelabelRun, ShadowRun
 from lib import metrics
 from lib.broker import queue_depth
@@ -83,7 +84,7 @@ def labels_enqueue(label_ids: Iterable[int], *, countdown: float | None = None) 
 
 def labels_resume_waiting_key() -> int:
     """An admin says the key is fixed: forget refusals and put waiting work back in line."""
-    fetch.api_key_refusals_forget()
+    api_key_refusals_forget()
     return label_sweep_task()
 
 

@@ -58,3 +58,16 @@ def senior_required(view):
         return view(request, *args, **kwargs)
 
     return wrapped
+
+
+def staff_required(view):
+    """Admins (staff): the /manage/ pages."""
+
+    @wraps(view)
+    @login_required
+    def wrapped(request, *args, **kwargs):
+        if not request.user.is_staff:
+            raise PermissionDenied("These pages are for admins.")
+        return view(request, *args, **kwargs)
+
+    return wrapped

@@ -170,3 +170,57 @@ def test_benchmarks_import_no_test_modules():
                 names = [node.module]
             for name in names:
                 assert ".tests" not in name and name != "conftest", f"{path.name}: {name}"
+
+
+# labelers reach moderation's writes through one door; pages and admin (the outer layer) and
+# tests may use any service. The one exception: a new source is created by moderation's own
+# service (sources.source_create), with the labelers it routes to (criteria.source_setup).
+DOOR = "moderation.services.verdicts"
+DOOR_EXCEPTIONS = {("labelers.criteria", "moderation.services.sources")}
+
+
+def test_labelers_write_to_moderation_only_through_the_verdict_door():
+    graph = import_graph()
+    through = {
+        (module, target)
+        for module, targets in graph.items()
+        if module.startswith("labelers.")
+        and not module.startswith(("labelers.tests", "labelers.views", "labelers.admin"))
+        for target in targets
+        if target.startswith("moderation.services.") and target != DOOR
+    }
+    assert through == DOOR_EXCEPTIONS
+    assert DOOR in graph["labelers.dispatch"] and DOOR in graph["labelers.verdict"]
+
+
+def test_config_and_lib_import_no_app():
+    graph = import_graph()
+    found = {
+        (module, target)
+        for module, targets in graph.items()
+        if module.split(".")[0] in ("config", "lib")
+        for target in targets
+        if target.split(".")[0] in ("moderation", "labelers")
+    }
+    assert found == set()
+
+
+def test_every_task_keeps_its_name_on_the_wire_and_a_task_suffix_in_code():
+    """Queued messages and beat's schedule name tasks by their wire name: `name=` says it,
+    whatever the function is called."""
+    tasks = []
+    for module in ("labelers.tasks", "moderation.tasks"):
+        tree = ast.parse(project_files()[module].read_text())
+        for node in tree.body:
+            if not isinstance(node, ast.FunctionDef):
+                continue
+            for decorator in node.decorator_list:
+                if isinstance(decorator, ast.Call) and getattr(decorator.func, "id", "") == (
+                    "shared_task"
+                ):
+                    names = [k.value.value for k in decorator.keywords if k.arg == "name"]
+                    tasks.append((node.name, names))
+    assert len(tasks) == 8
+    for function, names in tasks:
+        assert function.endswith("_task"), function
+        assert len(names) == 1 and names[0].rpartition(".")[2] == function.removesuffix("_task")

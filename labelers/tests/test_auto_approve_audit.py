@@ -5,9 +5,10 @@ import json
 
 import pytest
 
-from labelers import criteria, quality
+from labelers import criteria
 from labelers.criteria import labeler_review_policy_set
 from labelers.models import Reevaluation
+from labelers.quality.loaders import labeler_report
 from labelers.routing import routing_cache
 from labelers.verdict import audit_draw, item_refresh
 from moderation.models import CallbackDelivery, Decision, DecisionReason, Item
@@ -221,7 +222,7 @@ def test_quality_counts_people_only_and_estimates_recall_from_the_audit(
     band(source, audit_share=0.0, auto_approve=0.5)
     approved = ingest(post_webhook, source, "calm again conf=0.9")
     assert approved.decisions.get().automatic
-    (report,) = quality.labeler_report(labeler)
+    (report,) = labeler_report(labeler)
     assert report.quality.labeled == 6 and report.quality.decided == 5
     assert report.quality.precision == 1.0
     assert (report.quality.audit_decided, report.quality.audit_removed) == (3, 1)

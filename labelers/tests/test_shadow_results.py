@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from labelers.quality import DecisionRow
+from labelers.quality.figures import DecisionRow
 from labelers.shadow import Disagreement, ShadowRow, shadow_comparison
 
 T0 = datetime(2026, 11, 1, 12, tzinfo=UTC)

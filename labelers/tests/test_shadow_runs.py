@@ -9,7 +9,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from labelers import fetch, shadow, tasks
+from labelers import guarded, shadow, tasks
 from labelers.criteria import labeler_draft_save
 from labelers.models import Label, ShadowLabel, ShadowRun
 from moderation.models import Decision, Item
@@ -240,7 +240,7 @@ def test_a_failed_run_resumed_after_the_key_is_fixed_finishes(
     fake_api.configure(status401=True)
     run = run_now(draft, source)
     fake_api.reset()
-    fetch.api_key_refusals_forget()
+    guarded.api_key_refusals_forget()
     with django_capture_on_commit_callbacks(execute=True):
         assert tasks.shadow_run_resume(run=run)
     run.refresh_from_db()
@@ -352,7 +352,7 @@ def test_while_the_api_is_failing_a_run_waits_in_the_queue_without_calling(
     fake_api, source, draft, run_now, monkeypatch
 ):
     items(source, "a", "b")
-    monkeypatch.setattr(shadow, "get_breaker", OpenBreaker)
+    monkeypatch.setattr(guarded, "get_breaker", OpenBreaker)
     run = run_now(draft, source)
     assert run.state == "queued" and "failing" in run.error
     assert fake_api.calls == [] and not run.labels.exists()

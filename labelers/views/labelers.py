@@ -1,5 +1,5 @@
-"""Admins' pages (/manage/): the dashboard; for labelers: create, edit criteria as a draft,
-publish, compare versions, relabel after publishing, re-review, quality per version,
+"""The admins' labeler pages (/manage/labelers/): create, edit criteria as a draft, publish,
+compare versions, relabel after publishing, shadow runs, re-review, quality per version,
 threshold advice, the export.
 
 Staff only. Server-rendered; no inline script or style (the site's CSP forbids both)."""
@@ -9,20 +9,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import timedelta
-from functools import wraps
 from typing import Any
-from urllib.parse import urlencode
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from labelers import quality, selectors, shadow, tasks
+from labelers import selectors, shadow, tasks
 from labelers.criteria import (
     DRAFT_FIELDS,
     REVIEW_POLICY_FIELDS,
@@ -45,178 +41,13 @@ from labelers.forms import (
     ThresholdForm,
 )
 from labelers.models import Labeler, LabelerVersion, RelabelRun, ShadowRun
-from moderation.models import IN_QUEUE, Item, Source
-from moderation.selectors.queue import sources_sla
-from moderation.selectors.reviewers import team_exposure
+from labelers.quality.chart import daily_chart
+from labelers.quality.export import decided_export_rows
+from labelers.quality.figures import ADVICE_MIN_DECIDED
+from labelers.quality.loaders import labeler_report
+from moderation.filters import int_or_none
+from moderation.permissions import staff_required
 from moderation.services.rereview import items_send_for_rereview
-
-
-def staff_required(view):
-    @wraps(view)
-    @login_required
-    def wrapped(request, *args, **kwargs):
-        if not request.user.is_staff:
-            raise PermissionDenied("These pages are for admins.")
-        return view(request, *args, **kwargs)
-
-    return wrapped
-
-
-def _admin_list(model: str, **params: Any) -> str:
-    """An admin changelist ("app_model") with these filters: the list behind a figure."""
-    return f"{reverse(f'admin:{model}_changelist')}?{urlencode(params)}"
-
-
-def _dated(field: str, period: selectors.Period) -> dict[str, str]:
-    # The very values the admin's date filter links use, so its sidebar shows the choice.
-    return {f"{field}__gte": str(period.start), f"{field}__lt": str(period.end)}
-
-
-# What a decision counts as on the dashboard: not an undo.
-_DECISION_ACTIONS = "approve,remove,escalate"
-
-# The dashboard's activity figures: (key in dashboard_activity, label, the list behind it).
-_ACTIVITY = [
-    (
-        "received",
-        "Items received",
-        lambda p: _admin_list("moderation_item", **_dated("received_at", p)),
-    ),
-    (
-        "labeled",
-        "Labels given",
-        lambda p: _admin_list("labelers_label", status__exact="done", **_dated("labeled_at", p)),
-    ),
-    (
-        "flagged",
-        "Items flagged",
-        lambda p: _admin_list("moderation_item", **_dated("flagged_at", p)),
-    ),
-    (
-        "decided_by_people",
-        "Decisions by reviewers",
-        lambda p: _admin_list(
-            "moderation_decision",
-            reviewer__isnull="False",
-            action__in=_DECISION_ACTIONS,
-            **_dated("created_at", p),
-        ),
-    ),
-    (
-        "decided_automatically",
-        "Automatic decisions",
-        lambda p: _admin_list(
-            "moderation_decision",
-            reviewer__isnull="True",
-            action__in=_DECISION_ACTIONS,
-            **_dated("created_at", p),
-        ),
-    ),
-]
-
-# Label statuses (Label.Status) that are failures, by kind.
-_LABEL_FAILURES = [
-    ("waiting_key", "Waiting for the API key"),
-    ("failed", "Refused (needs a person)"),
-    ("failed_transient", "Transient (will retry)"),
-]
-
-
-@require_GET
-@staff_required
-def dashboard(request: HttpRequest) -> HttpResponse:
-    """One page for admins: activity today and over the past 7 days, the queue per source,
-    label and callback failures, reviewers' throughput and exposure; each figure links to
-    the list behind it. A fixed number of queries, each a count over an index range."""
-    periods = selectors.dashboard_periods()
-    activity = selectors.dashboard_activity(periods)
-    activity_rows = [
-        (label, [(activity[key][p.name], link(p)) for p in periods])
-        for key, label, link in _ACTIVITY
-    ]
-    special = selectors.waiting_by_source_and_status()
-    in_queue = ",".join(IN_QUEUE)
-    source_rows = [
-        {
-            "sla": sla,
-            "queue_url": f"{reverse('queue')}?source={sla.source.pk}",
-            "past_sla_url": _admin_list(
-                "moderation_item",
-                source__id__exact=sla.source.pk,
-                sla_breached__exact=1,
-                status__in=in_queue,
-            ),
-            "special": [
-                (
-                    special.get((sla.source.pk, status), 0),
-                    _admin_list(
-                        "moderation_item", source__id__exact=sla.source.pk, status__exact=status
-                    ),
-                )
-                for status in selectors.SPECIAL_QUEUE_STATUSES
-            ],
-        }
-        for sla in sources_sla(list(Source.objects.order_by("name")))
-    ]
-    health = selectors.labeling_health()
-    label_failures = [
-        (label, health.get(status, 0), _admin_list("labelers_label", status__exact=status))
-        for status, label in _LABEL_FAILURES
-    ]
-    callbacks = selectors.callbacks_by_state()
-    callback_rows = [
-        (
-            "Failed (given up)",
-            callbacks["failed"],
-            _admin_list("moderation_callbackdelivery", state__exact="failed"),
-        ),
-        (
-            "Still to send",
-            callbacks["pending"] + callbacks["sending"],
-            _admin_list("moderation_callbackdelivery", state__in="pending,sending"),
-        ),
-    ]
-    reveals = {row["reviewer"]: row["reveals"] for row in team_exposure() if row["reviewer"]}
-    reviewer_rows = [
-        {
-            "username": row["reviewer__username"],
-            "figures": [
-                (
-                    row[p.name],
-                    _admin_list(
-                        "moderation_decision",
-                        reviewer__id__exact=row["reviewer_id"],
-                        action__in=_DECISION_ACTIONS,
-                        **_dated("created_at", p),
-                    ),
-                )
-                for p in periods
-            ],
-            "reveals": reveals.pop(row["reviewer__username"], 0),
-        }
-        for row in selectors.reviewer_throughput(periods)
-    ]
-    # Reviewers who revealed media today but decided nothing in the period: exposure all
-    # the same.
-    reviewer_rows += [
-        {"username": name, "figures": [(0, "") for _ in periods], "reveals": n}
-        for name, n in sorted(reveals.items())
-    ]
-    return render(
-        request,
-        "labelers/dashboard.html",
-        {
-            "periods": periods,
-            "activity_rows": activity_rows,
-            "source_rows": source_rows,
-            "special_labels": [Item.Status(s).label for s in selectors.SPECIAL_QUEUE_STATUSES],
-            "received_waiting": health.get("received", 0),
-            "label_failures": label_failures,
-            "breaker": health["breaker"],
-            "callback_rows": callback_rows,
-            "reviewer_rows": reviewer_rows,
-        },
-    )
 
 
 @require_GET
@@ -288,8 +119,8 @@ def _labeler_page(
     )
     by_number = {version.number: version for version in versions}
     diff = None
-    older = by_number.get(_int(request.GET.get("a")))
-    newer = by_number.get(_int(request.GET.get("b")))
+    older = by_number.get(int_or_none(request.GET.get("a")))
+    newer = by_number.get(int_or_none(request.GET.get("b")))
     if older is None and len(versions) >= 2:
         newer, older = versions[0], versions[1]
     if older is not None and newer is not None:
@@ -398,7 +229,7 @@ def labeler_policy(request: HttpRequest, labeler_id: int) -> HttpResponse:
         # A wider band approves items already waiting, possibly many and old, and each
         # approval goes back to the product: say how many first, as re-review does.
         count = selectors.auto_approve_candidates(labeler=labeler, band=band)
-        if count and _int(request.POST.get("confirm_count")) != count:
+        if count and int_or_none(request.POST.get("confirm_count")) != count:
             return render(
                 request,
                 "labelers/labeler_policy_confirm.html",
@@ -459,13 +290,6 @@ def _shown(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _int(value: str | None) -> int | None:
-    try:
-        return int(value) if value else None
-    except ValueError:
-        return None
-
-
 @require_POST
 @staff_required
 def labeler_draft(request: HttpRequest, labeler_id: int) -> HttpResponse:
@@ -505,7 +329,9 @@ def labeler_draft(request: HttpRequest, labeler_id: int) -> HttpResponse:
 @staff_required
 def labeler_publish(request: HttpRequest, labeler_id: int) -> HttpResponse:
     labeler = get_object_or_404(Labeler, pk=labeler_id)
-    draft = get_object_or_404(LabelerVersion, pk=_int(request.POST.get("version")), labeler=labeler)
+    draft = get_object_or_404(
+        LabelerVersion, pk=int_or_none(request.POST.get("version")), labeler=labeler
+    )
     seen = _seen(request)
     if seen is None:
         messages.error(request, _NOT_SEEN)
@@ -551,7 +377,7 @@ def labeler_relabel(request: HttpRequest, labeler_id: int) -> HttpResponse:
 @staff_required
 def relabel_runs(request: HttpRequest) -> HttpResponse:
     """Progress of relabel runs (the page reloads itself only when asked: no script)."""
-    ids = [_int(part) for part in request.GET.get("ids", "").split(",")]
+    ids = [int_or_none(part) for part in request.GET.get("ids", "").split(",")]
     runs = RelabelRun.objects.select_related("labeler_version__labeler", "source")
     if wanted := [pk for pk in ids if pk is not None]:
         runs = runs.filter(pk__in=wanted)
@@ -634,7 +460,7 @@ def labeler_rereview(request: HttpRequest, labeler_id: int) -> HttpResponse:
     item_ids = selectors.decided_under_older_versions(labeler=labeler)
     changed = False
     if request.method == "POST":
-        changed = _int(request.POST.get("count")) != len(item_ids)
+        changed = int_or_none(request.POST.get("count")) != len(item_ids)
         if item_ids and not changed:
             moved = items_send_for_rereview(item_ids=item_ids, requested_by=request.user)
             messages.success(
@@ -663,12 +489,12 @@ QUALITY_WINDOWS = (7, 30, 90, 365)
 @staff_required
 def labeler_quality(request: HttpRequest, labeler_id: int) -> HttpResponse:
     labeler = get_object_or_404(Labeler, pk=labeler_id)
-    days = _int(request.GET.get("days"))
+    days = int_or_none(request.GET.get("days"))
     days = days if days in QUALITY_WINDOWS else (None if "days" in request.GET else 90)
     since = timezone.now() - timedelta(days=days) if days else None
     reports = [
-        (report, quality.daily_chart(report.quality.days))
-        for report in quality.labeler_report(labeler, since=since)
+        (report, daily_chart(report.quality.days))
+        for report in labeler_report(labeler, since=since)
     ]
     return render(
         request,
@@ -676,7 +502,7 @@ def labeler_quality(request: HttpRequest, labeler_id: int) -> HttpResponse:
         {
             "labeler": labeler,
             "reports": reports,
-            "advice_min_decided": quality.ADVICE_MIN_DECIDED,
+            "advice_min_decided": ADVICE_MIN_DECIDED,
             "policy_seen": json.dumps(review_policy_snapshot(labeler)),
             "days": days,
             "windows": QUALITY_WINDOWS,
@@ -725,7 +551,7 @@ def export_decisions(request: HttpRequest) -> StreamingHttpResponse:
     """Decided items as JSON Lines, streamed a batch of items at a time."""
 
     def lines() -> Iterator[str]:
-        for row in quality.decided_export_rows():
+        for row in decided_export_rows():
             yield json.dumps(row, ensure_ascii=False) + "\n"
 
     response = StreamingHttpResponse(lines(), content_type="application/x-ndjson")

@@ -5,12 +5,12 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from labelers.quality import (
+from labelers.quality.chart import daily_chart
+from labelers.quality.figures import (
     DayQuality,
     DecisionRow,
     LabelRow,
     cohen_kappa,
-    daily_chart,
     effective_decisions,
     percentile,
     threshold_advice,

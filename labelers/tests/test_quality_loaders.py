@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from labelers import quality
 from labelers.models import Label
+from labelers.quality.figures import threshold_advice, version_quality
+from labelers.quality.loaders import labeler_decisions, version_labels, version_rows
 from moderation.models import Decision, Item
 from moderation.tests.factories import ItemFactory, LabelerFactory, UserFactory
 
@@ -67,16 +68,14 @@ def constructed_version(seed: int):
 def test_grouped_rows_give_exactly_the_numbers_of_the_plain_reading(seed, min_confidence, days):
     labeler, version = constructed_version(seed)
     since = timezone.now() - timedelta(days=days) if days else None
-    decisions = quality.labeler_decisions(labeler, since=since)
-    plain = list(quality.version_labels(version.pk, since=since))
-    rows, latencies, ones = quality.version_rows(
-        version.pk, since=since, min_confidence=min_confidence
-    )
+    decisions = labeler_decisions(labeler, since=since)
+    plain = list(version_labels(version.pk, since=since))
+    rows, latencies, ones = version_rows(version.pk, since=since, min_confidence=min_confidence)
     assert len(rows) < len(plain)  # the undecided ones were grouped
-    expected = quality.version_quality(
+    expected = version_quality(
         version_id=version.pk, labels=plain, decisions=decisions, min_confidence=min_confidence
     )
-    got = quality.version_quality(
+    got = version_quality(
         version_id=version.pk,
         labels=rows,
         decisions=decisions,
@@ -84,10 +83,10 @@ def test_grouped_rows_give_exactly_the_numbers_of_the_plain_reading(seed, min_co
         latencies=latencies,
     )
     assert got == expected
-    advice = quality.threshold_advice(
+    advice = threshold_advice(
         labels=plain, decisions=decisions, current_min_confidence=min_confidence, min_decided=1
     )
-    assert advice == quality.threshold_advice(
+    assert advice == threshold_advice(
         labels=rows,
         decisions=decisions,
         current_min_confidence=min_confidence,
@@ -100,11 +99,11 @@ def test_a_day_is_the_utc_day_in_both_readings():
     labeler, version = constructed_version(99)
     late = datetime(2026, 11, 3, 23, 59, 59, tzinfo=UTC)
     Label.objects.filter(labeler_version=version).update(labeled_at=late)
-    rows, latencies, _ = quality.version_rows(version.pk, since=None, min_confidence=None)
-    got = quality.version_quality(
+    rows, latencies, _ = version_rows(version.pk, since=None, min_confidence=None)
+    got = version_quality(
         version_id=version.pk,
         labels=rows,
-        decisions=quality.labeler_decisions(labeler),
+        decisions=labeler_decisions(labeler),
         min_confidence=None,
         latencies=latencies,
     )
