@@ -16,6 +16,10 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 
 from prometheus_client import multiprocess  # noqa: E402 - after the variable, see above
 
+# A request line up to gunicorn's maximum (its default is 4094): a long search pasted into the
+# queue's URL reaches the app, which says what is wrong with it, instead of a bare 414.
+limit_request_line = 8190
+
 
 def on_starting(server):
     folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]

@@ -45,6 +45,8 @@ def _secret_key() -> str:
 SECRET_KEY = _secret_key()
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# A refused form gets a page in the site's frame that says what to do (reload and resend).
+CSRF_FAILURE_VIEW = "moderation.views.errors.csrf_failure"
 
 INSTALLED_APPS = [
     "django.contrib.admin",

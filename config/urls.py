@@ -17,3 +17,9 @@ urlpatterns = [
     path("manage/", include("labelers.urls")),
     path("admin/", admin.site.urls),
 ]
+
+# Error pages in the site's frame, saying why and where to go.
+handler400 = "moderation.views.errors.bad_request"
+handler403 = "moderation.views.errors.permission_denied"
+handler404 = "moderation.views.errors.page_not_found"
+handler500 = "moderation.views.errors.server_error"

@@ -17,6 +17,12 @@ STATUSES = {
 }
 
 
+# The longest search the queue takes: an external id is at most 255 characters, and a phrase
+# of text rarely more than a sentence. The form stops there; a longer one in a URL is refused
+# with a message (gunicorn.conf.py lets a URL this long and more reach the app).
+SEARCH_MAX_LENGTH = 255
+
+
 def int_or_none(value: str | None) -> int | None:
     """A query parameter as an int; None when missing or not a number."""
     try:
@@ -67,8 +73,37 @@ class QueueFilter:
             received_to=_date(query.get("received_to")),
             media=media if media in ("image", "video", "text") else "",
             status=status if status in STATUSES else "undecided",
-            q=query.get("q", "").strip()[:200],
+            q=query.get("q", "").strip()[:SEARCH_MAX_LENGTH],
         )
+
+    @staticmethod
+    def problems(query: QueryDict) -> list[str]:
+        """What from_query had to drop, said plainly for the page: a filter that is silently
+        ignored shows a queue the reviewer did not ask for."""
+        found = []
+        for name, label in (("score_min", "Score from"), ("score_max", "Score to")):
+            value = query.get(name, "")
+            if value and _score(value) is None:
+                found.append(f"{label} must be a number from 0 to 1; “{value[:20]}” is not.")
+        for name, label in (("received_from", "Received from"), ("received_to", "Received to")):
+            value = query.get(name, "")
+            if value and _date(value) is None:
+                found.append(f"{label} must be a date (YYYY-MM-DD); “{value[:20]}” is not.")
+        for name, label in (("source", "Source"), ("labeler", "Labeler")):
+            value = query.get(name, "")
+            if value and int_or_none(value) is None:
+                found.append(f"{label} “{value[:20]}” is not one of the list's choices.")
+        if query.get("media", "") not in ("", "image", "video", "text"):
+            found.append("Media must be image, video or text only.")
+        if query.get("status", "undecided") not in STATUSES:
+            found.append("That status is not one of the queue's tabs.")
+        length = len(query.get("q", "").strip())
+        if length > SEARCH_MAX_LENGTH:
+            found.append(
+                f"The search is {length:,} characters long; at most {SEARCH_MAX_LENGTH} are "
+                "searched (an external id, or a few words of the text)."
+            )
+        return found
 
     def with_status(self, status: str) -> QueueFilter:
         return replace(self, status=status)

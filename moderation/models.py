@@ -312,6 +312,12 @@ class ItemRevision(models.Model):
         return f"{self.item_id} r{self.number}"
 
 
+# The longest note a reviewer may leave with a decision, an escalation or a golden answer:
+# a few paragraphs. Longer text is refused (the form stops at it too) rather than cut, so
+# nothing the reviewer wrote is lost without them knowing.
+NOTE_MAX_LENGTH = 5_000
+
+
 class Decision(models.Model):
     """A reviewer's decision. Append-only: a changed mind is a new row; an audit record, so
     an item with decisions cannot be deleted."""

@@ -106,6 +106,23 @@ def golden_answer_open(*, reviewer, item: Item, now: datetime | None = None) -> 
     )
 
 
+def golden_answer_given(*, reviewer, item: Item) -> GoldenAnswer | None:
+    """This reviewer's answer to the golden item, while the item still stands as it did when
+    it was made golden: reopened, the item keeps its disguise (see views.item)."""
+    if item.status != Item.Status.DECIDED:
+        return None
+    return (
+        GoldenAnswer.objects.filter(
+            reviewer_id=reviewer.pk,
+            golden__item_id=item.pk,
+            golden__revision=item.revision,
+            answered_at__isnull=False,
+        )
+        .select_related("golden")
+        .first()
+    )
+
+
 def golden_shown_status(item: Item) -> str:
     """The queue status a golden item is shown with: where it stood before its first decision
     on this revision (flagged, failed, audit ...), so the page reads like any waiting item."""

@@ -256,6 +256,38 @@ def queue_next(*, reviewer, filters: QueueFilter, exclude_ids: Iterable[int] = (
     return found[0] if found else None
 
 
+class NothingNext(NamedTuple):
+    """Why "next" found nothing: of the items waiting under the filters, how many others
+    hold, how many this reviewer skipped; and how many wait with no filter at all."""
+
+    waiting: int
+    held_by_others: int
+    skipped: int
+    waiting_unfiltered: int
+
+
+def queue_nothing_next(
+    *, reviewer, filters: QueueFilter, exclude_ids: Iterable[int] = ()
+) -> NothingNext:
+    """For the message after an empty "next" (a few capped counts, only then)."""
+    if filters.status == "mine":
+        filters = filters.with_status("undecided")
+    free = free_for(reviewer, timezone.now())
+    exclude = list(exclude_ids)
+
+    def count(parts: list[QuerySet[Item]]) -> int:
+        return sum(part.order_by()[: QUEUE_COUNT_CAP + 1].count() for part in parts)
+
+    parts = queue_items(reviewer=reviewer, filters=filters)
+    unfiltered = QueueFilter(status=filters.status)
+    return NothingNext(
+        waiting=count(parts),
+        held_by_others=count([part.exclude(free) for part in parts]),
+        skipped=count([part.filter(free, pk__in=exclude) for part in parts]) if exclude else 0,
+        waiting_unfiltered=count(queue_items(reviewer=reviewer, filters=unfiltered)),
+    )
+
+
 def queue_counts(
     *, reviewer, filters: QueueFilter, statuses: Iterable[str] = tuple(STATUSES)
 ) -> dict[str, QueueCount]:
@@ -291,15 +323,21 @@ def _queue_counts(reviewer, filters, statuses, allowed) -> dict[str, QueueCount]
 # The SLA header's figures, written out rather than built by the ORM: four per source on
 # every page view, and compiling sixteen querysets cost more than running them. Only
 # constants go into the text; the values are parameters.
-_WAITING = (
-    f"FROM {connection.ops.quote_name(Item._meta.db_table)} WHERE source_id = %s "
-    f"AND status IN ({', '.join(['%s'] * len(IN_QUEUE))})"
-)
-_SLA_WAITING = f"SELECT COUNT(*) FROM (SELECT 1 {_WAITING} LIMIT %s) AS capped"  # noqa: S608
-_SLA_PAST = f"SELECT COUNT(*) FROM (SELECT 1 {_WAITING} AND sla_breached = %s LIMIT %s) AS c"  # noqa: S608
-_SLA_OLDEST = (
-    f"SELECT waiting_since {_WAITING} AND sla_breached = %s ORDER BY waiting_since LIMIT 1"  # noqa: S608
-)
+def _sla_sql(statuses: tuple[str, ...]) -> tuple[str, str, str]:
+    waiting = (
+        f"FROM {connection.ops.quote_name(Item._meta.db_table)} WHERE source_id = %s "
+        f"AND status IN ({', '.join(['%s'] * len(statuses))})"
+    )
+    return (
+        f"SELECT COUNT(*) FROM (SELECT 1 {waiting} LIMIT %s) AS capped",  # noqa: S608
+        f"SELECT COUNT(*) FROM (SELECT 1 {waiting} AND sla_breached = %s LIMIT %s) AS c",  # noqa: S608
+        f"SELECT waiting_since {waiting} AND sla_breached = %s ORDER BY waiting_since LIMIT 1",  # noqa: S608
+    )
+
+
+# The escalated queue's header counts escalated items, the review queue's its own.
+ESCALATED = (str(Item.Status.ESCALATED),)
+_SLA_SQL = {IN_QUEUE: _sla_sql(IN_QUEUE), ESCALATED: _sla_sql(ESCALATED)}
 
 
 class SourceSla(NamedTuple):
@@ -310,33 +348,36 @@ class SourceSla(NamedTuple):
     past_sla: QueueCount
 
 
-def queue_sla(*, reviewer) -> list[SourceSla]:
-    """Per source the reviewer may see: items waiting in the queue, the oldest one's arrival,
-    the source's SLA and how many waiting items are past it (marked by the SLA sweep). Each
-    figure is one range of the (source, sla_breached, waiting_since) index."""
+def queue_sla(*, reviewer, escalated: bool = False) -> list[SourceSla]:
+    """Per source the reviewer may see: items waiting in the queue (or, `escalated`, in the
+    seniors' queue), the oldest one's arrival, the source's SLA and how many waiting items
+    are past it (marked by the SLA sweep). Each figure is one range of the (source,
+    sla_breached, waiting_since) index."""
     allowed = reviewer_source_ids(reviewer)
+    statuses = ESCALATED if escalated else IN_QUEUE
 
     def load() -> list[SourceSla]:
         sources = Source.objects.order_by("name")
         if allowed is not None:
             sources = sources.filter(pk__in=allowed)
-        return sources_sla(list(sources))
+        return sources_sla(list(sources), statuses=statuses)
 
-    return queue_figures_cache.get(("sla", allowed), load)  # type: ignore[return-value]
+    return queue_figures_cache.get(("sla", allowed, statuses), load)  # type: ignore[return-value]
 
 
-def sources_sla(sources: list[Source]) -> list[SourceSla]:
+def sources_sla(sources: list[Source], *, statuses: tuple[str, ...] = IN_QUEUE) -> list[SourceSla]:
     """The SLA figures of these sources (the queue's header, the admin's list of sources), in
     one query."""
+    waiting_sql, past_sql, oldest_sql = _SLA_SQL[statuses]
     parts = []
     for source in sources:
-        waiting, cap = (source.pk, *IN_QUEUE), QUEUE_COUNT_CAP + 1
+        waiting, cap = (source.pk, *statuses), QUEUE_COUNT_CAP + 1
         parts += [
-            (_SLA_WAITING, (*waiting, cap)),
-            (_SLA_PAST, (*waiting, True, cap)),
+            (waiting_sql, (*waiting, cap)),
+            (past_sql, (*waiting, True, cap)),
             # The oldest is breached if any is; each look is the start of one index range.
-            (_SLA_OLDEST, (*waiting, True)),
-            (_SLA_OLDEST, (*waiting, False)),
+            (oldest_sql, (*waiting, True)),
+            (oldest_sql, (*waiting, False)),
         ]
     figures = _scalars(parts)
     rows = []

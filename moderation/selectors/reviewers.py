@@ -60,11 +60,15 @@ def exposure(user) -> Exposure:
 
 
 def team_exposure() -> list[dict]:
-    """Per reviewer, today: decisions made and media revealed (for leads and admins)."""
+    """Per reviewer, today: decisions made and media revealed (for leads and admins).
+
+    A decision is an approve, remove or escalate, as on the admins' dashboard: an undo is
+    not one, and the decision it reversed still counts (the reviewer made it)."""
     midnight = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
     decided = dict(
         # System decisions (auto-approvals) have no reviewer: not anyone's throughput.
         Decision.objects.filter(created_at__gte=midnight, reviewer__isnull=False)
+        .exclude(action=Decision.Action.UNDO)
         .values_list("reviewer__username")
         .annotate(n=Count("id"))
     )

@@ -13,6 +13,7 @@ from moderation.callbacks.deliveries import delivery_create
 from moderation.errors import ClaimConflict, NotAllowed
 from moderation.models import (
     FOLLOWS_LABELS,
+    NOTE_MAX_LENGTH,
     Decision,
     DecisionReason,
     Item,
@@ -55,6 +56,15 @@ def decision_reason(action: str, reason_id: int | None) -> DecisionReason | None
     return reason
 
 
+def note_check(note: str) -> None:
+    """A note longer than NOTE_MAX_LENGTH is refused, with its length and the limit."""
+    if len(note) > NOTE_MAX_LENGTH:
+        raise ValueError(
+            f"the note is {len(note):,} characters long; at most {NOTE_MAX_LENGTH:,} are "
+            "accepted, shorten it"
+        )
+
+
 def decision_record(
     *,
     item: Item,
@@ -79,12 +89,20 @@ def decision_record(
     if action not in Decision.Action.values or action == Decision.Action.UNDO:
         raise ValueError(f"unknown action {action!r}")
     chosen = decision_reason(action, reason_id)
+    note_check(note)
     with transaction.atomic():
         locked = Item.objects.select_for_update().get(pk=item.pk)
         item_revision_check(locked, revision=revision)
         if locked.status == Item.Status.ESCALATED and not may_decide_escalated:
             raise NotAllowed("escalated items are decided by senior reviewers")
         if decisions_seen is not None and locked.decisions.count() != decisions_seen:
+            latest = locked.decisions.order_by("-created_at", "-id").first()
+            if latest is not None and latest.reviewer_id == reviewer.pk:
+                # A stale tab of their own: nobody else was involved.
+                raise ClaimConflict(
+                    f"you already decided item {item.pk} ("
+                    f"{latest.get_action_display().lower()}) in another tab or window"
+                )
             raise ClaimConflict(f"item {item.pk} was decided by someone else meanwhile")
         if (
             locked.claimed_by_id not in (None, reviewer.pk)

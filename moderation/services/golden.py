@@ -12,7 +12,7 @@ from moderation.models import (
     GoldenItem,
     Item,
 )
-from moderation.services.decisions import decision_reason
+from moderation.services.decisions import decision_reason, note_check
 from moderation.services.items import item_revision_check
 
 GOLDEN_ACTIONS = (Decision.Action.APPROVE, Decision.Action.REMOVE)
@@ -98,6 +98,7 @@ def golden_answer_record(
     if action not in (*GOLDEN_ACTIONS, Decision.Action.ESCALATE):
         raise ValueError(f"unknown action {action!r}")
     chosen = decision_reason(action, reason_id)
+    note_check(note)
     expected, golden_item_id = GoldenItem.objects.values_list("expected_action", "item_id").get(
         pk=answer.golden_id
     )

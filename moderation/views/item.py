@@ -3,6 +3,7 @@ a reviewer does on it: decide, undo, release, skip, reveal media, load media."""
 
 from __future__ import annotations
 
+import json
 from copy import copy
 
 from django.contrib import messages
@@ -16,7 +17,7 @@ from moderation.errors import AlreadyAnswered, ClaimConflict, NotAllowed, StaleR
 from moderation.filters import QueueFilter, int_or_none
 from moderation.forms import GoldenMarkForm
 from moderation.http import ranged_file_response
-from moderation.models import REVIEWABLE, Decision, GoldenAnswer, Item
+from moderation.models import NOTE_MAX_LENGTH, REVIEWABLE, Decision, GoldenAnswer, Item
 from moderation.permissions import (
     can_review_escalated,
     reviewer_required,
@@ -28,6 +29,7 @@ from moderation.selectors.decisions import (
     item_current_decision,
 )
 from moderation.selectors.golden import (
+    golden_answer_given,
     golden_answer_open,
     golden_shown_status,
 )
@@ -54,6 +56,17 @@ def _reviewable_item(request: HttpRequest, item_id: int, *, own_escalation=False
         raise Http404  # not even whether it exists
     senior = own_escalation or can_review_escalated(request.user)
     if item.status == Item.Status.ESCALATED and not senior:
+        escalated_by = (
+            item.decisions.filter(action=Decision.Action.ESCALATE)
+            .order_by("-created_at", "-id")
+            .values_list("reviewer_id", flat=True)
+            .first()
+        )
+        if escalated_by == request.user.pk:
+            raise PermissionDenied(
+                "You escalated this item: it now waits for a senior reviewer, whose decision "
+                "closes it. It stays listed under My decisions."
+            )
         raise PermissionDenied("Escalated items are for senior reviewers.")
     return item
 
@@ -90,20 +103,33 @@ def _item_view(
     """The item page as a GET shows it (claiming the item when it waits for review)."""
     if golden_answer is not None:
         return _golden_page(request, item)
+    if (given := golden_answer_given(reviewer=request.user, item=item)) is not None:
+        return _golden_answered_page(request, item, given)
     claimed = item.status in REVIEWABLE and item_claim(item=item, reviewer=request.user)
     decisions = list(item.decisions.select_related("reviewer", "undoes"))
-    escalation = next(
-        (d for d in reversed(decisions) if d.action == Decision.Action.ESCALATE), None
-    )
     return _item_page(
         request,
         item,
         shown=item,
         decisions=decisions,
-        escalation=escalation if item.status == Item.Status.ESCALATED else None,
+        escalation=_escalations(decisions) if item.status == Item.Status.ESCALATED else None,
         claimed=claimed,
         golden=_golden_admin_context(request, item),
     )
+
+
+def _escalations(decisions: list[Decision]) -> list[Decision]:
+    """The escalations the item waits on, oldest first: every one since its last approve or
+    remove, leaving out undone ones. A senior may escalate again (for another senior): the
+    first reviewer's note stays in view."""
+    undone = {d.undoes_id for d in decisions if d.undoes_id}
+    chain: list[Decision] = []
+    for decision in reversed(decisions):
+        if decision.action in (Decision.Action.APPROVE, Decision.Action.REMOVE):
+            break
+        if decision.action == Decision.Action.ESCALATE and decision.pk not in undone:
+            chain.append(decision)
+    return chain[::-1]
 
 
 def _item_page(
@@ -133,8 +159,41 @@ def _item_page(
             "back": _back(request),
             "review_settings": review_settings,
             "golden": golden,
+            "history": _history(item, shown=shown, decisions=decisions),
+            # JSON, as the product sent it (escaped by the template), not Python's notation.
+            "metadata_json": (
+                json.dumps(item.metadata, indent=2, ensure_ascii=False, sort_keys=True)
+                if item.metadata
+                else ""
+            ),
+            "note_max_length": NOTE_MAX_LENGTH,
         },
     )
+
+
+def _history(item: Item, *, shown: Item, decisions) -> list[dict]:
+    """What happened to the item, oldest first: received, each edit by the product, flagged,
+    each decision. (`shown`: a golden item's disguise has no flagging time of its own.)"""
+    events: list[dict] = [{"at": item.received_at, "text": "received"}]
+    for revision in item.revisions.filter(number__gt=1):
+        events.append(
+            {
+                "at": revision.received_at,
+                "text": f"edited by the product: revision {revision.number}",
+            }
+        )
+    if item.revised_at:
+        events.append(
+            {
+                "at": item.revised_at,
+                "text": f"edited by the product: revision {item.revision} (shown above)",
+            }
+        )
+    if shown.flagged_at:
+        events.append({"at": shown.flagged_at, "text": "flagged"})
+    events += [{"at": d.created_at, "decision": d} for d in decisions]
+    # Stable: events at the same instant keep the order above (received before flagged).
+    return sorted(events, key=lambda event: event["at"])
 
 
 def _golden_admin_context(request: HttpRequest, item: Item) -> dict | None:
@@ -162,6 +221,36 @@ def _golden_page(request: HttpRequest, item: Item) -> HttpResponse:
     shown.claimed_by = None
     return _item_page(
         request, item, shown=shown, decisions=[], escalation=None, claimed=True, golden=None
+    )
+
+
+def _golden_answered_page(request: HttpRequest, item: Item, answer: GoldenAnswer) -> HttpResponse:
+    """A golden item this reviewer answered, opened again (any URL of it): shown as an item
+    they decided themselves, with their answer as its only decision; the real decisions,
+    by other reviewers, would give the golden item away."""
+    shown = copy(item)  # never saved
+    shown.status = (
+        Item.Status.ESCALATED if answer.action == Decision.Action.ESCALATE else Item.Status.DECIDED
+    )
+    shown.decided_at = answer.answered_at
+    shown.claimed_by = None
+    as_decided = Decision(
+        item=item,
+        revision=item.revision,
+        reviewer=request.user,
+        action=answer.action,
+        reason=answer.reason,
+        note=answer.note,
+        created_at=answer.answered_at,
+    )
+    return _item_page(
+        request,
+        item,
+        shown=shown,
+        decisions=[as_decided],
+        escalation=None,
+        claimed=False,
+        golden=None,
     )
 
 
@@ -226,6 +315,11 @@ def _decide(request: HttpRequest, item: Item) -> HttpResponse:
     except ClaimConflict as exc:
         messages.error(request, f"Not decided: {exc}. Look again before deciding.")
         return redirect(reverse("item", args=[item.pk]) + back)
+    if action == Decision.Action.ESCALATE and item.status == Item.Status.ESCALATED:
+        # A senior passing an escalated item on to another senior: their "next" must not
+        # hand it straight back to them.
+        skipped = request.session.get("skipped", [])
+        request.session["skipped"] = ([*skipped, item.pk])[-200:]
     # The next page offers to undo this for a few seconds.
     request.session["undo"] = {"decision": decision.pk, "at": decision.created_at.timestamp()}
     if request.POST.get("next"):
@@ -300,6 +394,11 @@ def decision_undo_view(request: HttpRequest, decision_id: int) -> HttpResponse:
     except (NotAllowed, ClaimConflict) as exc:
         messages.error(request, f"Not undone: {exc}.")
         return redirect(reverse("item", args=[item.pk]) + _back(request))
+    leaving = int_or_none(request.POST.get("leaving"))
+    if leaving is not None and leaving != item.pk:
+        # The item the reviewer had moved on to: back to the queue for others at once,
+        # rather than held for the rest of its lease while they look at the undone one.
+        item_release(item=Item(pk=leaving), reviewer=request.user)
     messages.success(request, f"Undone: item {item.pk} is back with you.")
     return redirect(reverse("item", args=[item.pk]) + _back(request))
 

@@ -16,7 +16,8 @@ from django.views.decorators.http import require_GET
 
 from labelers.models import Labeler
 from labelers.selectors import labeling_health, labeling_stalled
-from moderation.filters import STATUSES, QueueFilter
+from lib.text import plural
+from moderation.filters import SEARCH_MAX_LENGTH, STATUSES, QueueFilter
 from moderation.models import GoldenAnswer, Item, Source
 from moderation.permissions import (
     can_review_escalated,
@@ -28,7 +29,13 @@ from moderation.selectors.golden import (
     golden_due,
     golden_next,
 )
-from moderation.selectors.queue import queue_counts, queue_next, queue_page, queue_sla
+from moderation.selectors.queue import (
+    queue_counts,
+    queue_next,
+    queue_nothing_next,
+    queue_page,
+    queue_sla,
+)
 from moderation.selectors.reviewers import exposure
 from moderation.services.claims import item_claim
 from moderation.services.golden import (
@@ -51,6 +58,8 @@ def escalated_queue(request: HttpRequest) -> HttpResponse:
 
 
 def _queue(request: HttpRequest, filters: QueueFilter, *, title: str, tabs=True) -> HttpResponse:
+    # Malformed filters are named on the page (400), and the queue shows the others.
+    problems = QueueFilter.problems(request.GET)
     senior = can_review_escalated(request.user)
     if filters.status == "escalated" and not senior:
         raise PermissionDenied
@@ -89,7 +98,7 @@ def _queue(request: HttpRequest, filters: QueueFilter, *, title: str, tabs=True)
                 "?" + urlencode({**filters.params(), "after": next_cursor}) if next_cursor else None
             ),
             "querystring": filters.querystring(),
-            "sla": queue_sla(reviewer=request.user),
+            "sla": queue_sla(reviewer=request.user, escalated=filters.status == "escalated"),
             "sources": sources,
             "labelers": labelers,
             "media_choices": [
@@ -101,7 +110,10 @@ def _queue(request: HttpRequest, filters: QueueFilter, *, title: str, tabs=True)
             "now": timezone.now(),
             "health": labeling_health(),
             "stalled": labeling_stalled(),
+            "filter_problems": problems,
+            "search_max_length": SEARCH_MAX_LENGTH,
         },
+        status=400 if problems else 200,
     )
 
 
@@ -116,7 +128,7 @@ def queue_next_view(request: HttpRequest) -> HttpResponse:
     for attempt in range(5):  # another reviewer may claim our pick between read and claim
         item, effective = _pick_next(request, filters)
         if item is None:
-            messages.info(request, "The queue is empty.")
+            messages.info(request, _nothing_next_message(request, filters))
             return redirect(reverse("queue") + filters.querystring())
         # A golden item only stands in for real work: with an empty queue, an item appearing
         # anyway would give it away.
@@ -125,6 +137,37 @@ def queue_next_view(request: HttpRequest) -> HttpResponse:
         if item_claim(item=item, reviewer=request.user):
             return redirect(reverse("item", args=[item.pk]) + filters.querystring())
     return redirect(reverse("queue") + filters.querystring())
+
+
+def _nothing_next_message(request: HttpRequest, filters: QueueFilter) -> str:
+    """What is really the case when "next" finds nothing: items may wait all the same."""
+    why = queue_nothing_next(
+        reviewer=request.user, filters=filters, exclude_ids=request.session.get("skipped", [])
+    )
+    queue_name = "escalated queue" if filters.status == "escalated" else "queue"
+    if why.waiting == 0:
+        if why.waiting_unfiltered and filters != QueueFilter(status=filters.status):
+            return (
+                f"Nothing waits under these filters{' and search' if filters.q else ''}; "
+                f"{plural(why.waiting_unfiltered, 'item')} "
+                f"{'waits' if why.waiting_unfiltered == 1 else 'wait'} in the whole "
+                f"{queue_name}: clear the filters to see "
+                f"{'it' if why.waiting_unfiltered == 1 else 'them'}."
+            )
+        return f"The {queue_name} is empty: nothing is waiting for review."
+    parts = []
+    if why.held_by_others:
+        parts.append(
+            f"{plural(why.held_by_others, 'item')} "
+            f"{'is' if why.held_by_others == 1 else 'are'} being reviewed by someone else "
+            "right now (back in the queue if they let go or their claim runs out)"
+        )
+    if why.skipped:
+        parts.append(
+            f"{plural(why.skipped, 'item')} you skipped {'is' if why.skipped == 1 else 'are'} "
+            "not handed to you again this session (open it from the list to decide it)"
+        )
+    return f"Nothing free for you right now: {'; '.join(parts) or 'all are taken'}."
 
 
 def _pick_next(request: HttpRequest, filters: QueueFilter) -> tuple[Item | None, QueueFilter]:
