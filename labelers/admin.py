@@ -28,6 +28,8 @@ from labelers.models import (
     RelabelRun,
 )
 from labelers.selectors import labeling_stalled, version_policy_lines
+from lib.admin_display import RoundedFloatsMixin
+from lib.text import plural
 
 
 class StallWarning:
@@ -86,7 +88,7 @@ class LabelerAdminForm(forms.ModelForm):
 
 
 @admin.register(Labeler)
-class LabelerAdmin(admin.ModelAdmin):
+class LabelerAdmin(RoundedFloatsMixin, admin.ModelAdmin):
     form = LabelerAdminForm
     readonly_fields = ("auto_approve_confidence",)
     list_display = (
@@ -202,7 +204,7 @@ class LabelerVersionAdmin(admin.ModelAdmin):
 
 
 @admin.register(Label)
-class LabelAdmin(StallWarning, admin.ModelAdmin):
+class LabelAdmin(RoundedFloatsMixin, StallWarning, admin.ModelAdmin):
     list_display = (
         "item",
         "labeler_version",
@@ -223,7 +225,7 @@ class LabelAdmin(StallWarning, admin.ModelAdmin):
     @admin.action(description="The API key is fixed: resume all waiting labels")
     def resume_waiting(self, request, queryset):
         count = tasks.labels_resume_waiting_key()
-        messages.info(request, f"Re-enqueued {count} labels.")
+        messages.info(request, f"Re-enqueued {plural(count, 'label')}.")
 
 
 @admin.register(ApiKeyRefusal)

@@ -6,6 +6,7 @@ from django.db import models
 from django.db.models import Q
 
 from labelers.client import MODELS
+from lib.text import plural
 from moderation.models import Item
 
 
@@ -254,7 +255,7 @@ class RelabelRun(models.Model):
     )
 
     def __str__(self) -> str:
-        return f"relabel with {self.labeler_version} ({self.total} items)"
+        return f"relabel with {self.labeler_version} ({plural(self.total, 'item')})"
 
     def selection(self):
         items = Item.objects.all()

@@ -12,6 +12,8 @@ from django.utils.timesince import timesince
 from labelers.admin import StallWarning
 from labelers.selectors import source_routing_problem
 from labelers.tasks import reevaluation_start, relabel_items_start
+from lib.admin_display import RoundedFloatsMixin
+from lib.text import plural
 from moderation.callbacks.http import CallbackRefused, check_scheme
 from moderation.models import (
     CallbackAttempt,
@@ -178,7 +180,7 @@ class DecisionInline(admin.TabularInline):
 
 
 @admin.register(Item)
-class ItemAdmin(StallWarning, admin.ModelAdmin):
+class ItemAdmin(RoundedFloatsMixin, StallWarning, admin.ModelAdmin):
     list_display = ("id", "source", "external_id", "status", "violation_score", "received_at")
     # The dates and the SLA flag: the dashboard's figures link to these lists.
     list_filter = ("status", "source", "sla_breached", "received_at", "flagged_at")
@@ -198,10 +200,16 @@ class ItemAdmin(StallWarning, admin.ModelAdmin):
                 continue
             golden_item_mark(item=item, expected_action=current.action, created_by=request.user)
             marked += 1
-        messages.info(request, f"{marked} items are golden, expecting their current decision.")
+        messages.info(
+            request,
+            f"{plural(marked, 'item')} {'is' if marked == 1 else 'are'} golden, expecting "
+            "their current decision.",
+        )
         if skipped:
             messages.warning(
-                request, f"{skipped} were left alone: only decided items (approve or remove)."
+                request,
+                f"{plural(skipped, 'item was', 'items were')} left alone: only decided items "
+                "(approve or remove).",
             )
 
     @admin.action(description="Relabel with the current version of each routed labeler")

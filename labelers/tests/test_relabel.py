@@ -83,7 +83,7 @@ def test_the_command_takes_a_source_and_a_date(fake_api, post_webhook, source, c
     call_command("relabel", labeler.slug, "--source", source.slug, "--since", "2020-01-01")
     run = RelabelRun.objects.get()
     assert (run.total, run.created) == (1, 1)
-    assert "1 labels queued" in capsys.readouterr().out
+    assert "1 label queued" in capsys.readouterr().out
 
 
 def two_sources_items():

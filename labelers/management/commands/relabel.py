@@ -9,6 +9,7 @@ from tqdm import tqdm
 
 from labelers.dispatch import relabel_run_create, relabel_run_execute
 from labelers.models import Label, Labeler
+from lib.text import plural
 from moderation.models import Source
 
 
@@ -61,7 +62,8 @@ class Command(BaseCommand):
             done = relabel_run_execute(run_id=run.pk, progress=bar.update)
         run = done or run
         self.stdout.write(
-            f"Relabel run {run.pk}: {run.total} items selected, {run.created} labels queued "
+            f"Relabel run {run.pk}: {plural(run.total, 'item')} selected, "
+            f"{plural(run.created, 'label')} queued "
             f"with {chosen} (the rest were already labeled by it)."
         )
         if not wait:
