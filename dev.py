@@ -8,6 +8,8 @@ python3 dev.py run    install into .venv, set up on first run, then run and supe
 python3 dev.py test   install into .venv (with test extras), then run the test suite (on
                       every core when no tests are named; TEST_WORKERS=N to choose)
 python3 dev.py lint   ruff format --check, ruff check, mypy, makemigrations --check
+python3 dev.py manage [--demo] COMMAND ...
+                      manage.py in .venv, on run's database (--demo: the demo's)
 python3 dev.py lock   re-pin requirements/*.txt (with hashes) from pyproject.toml's ranges;
                       `lock --upgrade` takes the newest releases the ranges allow
 
@@ -111,14 +113,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def demo_data_environment() -> dict[str, str]:
+    """The demo's own database and files (data/demo), for `run --demo` and `manage --demo`."""
+    return {
+        **os.environ,
+        "DEMO_MODE": "true",
+        "DATA_DIR": os.environ.get("DATA_DIR", str(ROOT / "data" / "demo")),
+    }
+
+
 def demo_environment(python: str) -> tuple[dict[str, str], dict[str, list[str]]]:
     """`run --demo`: a database of its own (data/demo), the local labeling stand-in on a free
     port with a throwaway key, and every page marked as a demo."""
     port, key = free_port(), secrets.token_urlsafe(16)
     env = {
-        **os.environ,
-        "DEMO_MODE": "true",
-        "DATA_DIR": os.environ.get("DATA_DIR", str(ROOT / "data" / "demo")),
+        **demo_data_environment(),
         "ZENTROPI_API_URL": f"http://127.0.0.1:{port}",
         "ZENTROPI_API_KEY": key,
     }
@@ -252,6 +261,15 @@ def serve(rest: list[str]) -> int:
     return supervisor.run()
 
 
+def manage_command(rest: list[str]) -> tuple[list[str], dict[str, str] | None]:
+    """`manage [--demo] COMMAND ...`: manage.py with the .venv's Python, on the database
+    `run` uses (with --demo, the demo's in data/demo; a plain `python manage.py` there would
+    find no demo tables and leave a fresh database and secret key behind in data/)."""
+    demo = bool(rest) and rest[0] == "--demo"
+    args = rest[1:] if demo else rest
+    return ["manage.py", *args], demo_data_environment() if demo else None
+
+
 def main() -> int:
     command = sys.argv[1] if len(sys.argv) > 1 else "run"
     rest = sys.argv[2:]
@@ -262,6 +280,10 @@ def main() -> int:
         return run("-m", "pytest", *test_args(rest))
     if command == "lock":
         return lock(rest)
+    if command == "manage":
+        ensure_venv("")
+        args, env = manage_command(rest)
+        return run(*args, env=env)
     if command == "lint":
         ensure_venv("test")
         for args in (

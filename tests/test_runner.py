@@ -91,3 +91,14 @@ def test_the_demo_runs_the_labeling_stand_in_on_a_database_of_its_own(monkeypatc
     port = stand_in[stand_in.index("--port") + 1]
     assert env["ZENTROPI_API_URL"] == f"http://127.0.0.1:{port}"
     assert stand_in[stand_in.index("--key") + 1] == env["ZENTROPI_API_KEY"]
+
+
+def test_manage_with_demo_runs_on_the_demos_database_not_a_fresh_one_in_data(monkeypatch):
+    """README's unlock command for the demo (`dev.py manage --demo axes_reset`): a plain
+    `manage.py` would miss the demo's database and leave a new one in data/."""
+    monkeypatch.delenv("DATA_DIR", raising=False)
+    args, env = dev.manage_command(["--demo", "axes_reset"])
+    assert args == ["manage.py", "axes_reset"]
+    assert env is not None and env["DEMO_MODE"] == "true"
+    assert env["DATA_DIR"].endswith("data/demo")
+    assert dev.manage_command(["axes_reset"]) == (["manage.py", "axes_reset"], None)
