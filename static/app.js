@@ -30,6 +30,19 @@
     setTimeout(function () { undo.remove(); }, seconds * 1000);
   }
 
+  // A page that follows work in progress (a shadow run) reloads itself until the work is
+  // done, and the reader can stop it (a <meta> refresh cannot be stopped).
+  var autoRefresh = document.getElementById("auto-refresh");
+  if (autoRefresh) {
+    var refreshTimer = setTimeout(function () { location.reload(); },
+      1000 * Number(autoRefresh.getAttribute("data-refresh-seconds")));
+    var stopRefresh = document.getElementById("auto-refresh-stop");
+    if (stopRefresh) stopRefresh.addEventListener("click", function () {
+      clearTimeout(refreshTimer);
+      autoRefresh.textContent = "(refreshing stopped: reload the page to see progress)";
+    });
+  }
+
   // Reasons by digit, then the action key decides. Remove and escalate need a reason.
   // Each reason keeps its own digit (an admin's choice); a digit no reason has says so, and
   // an action key after a digit its action has no reason for decides nothing.
