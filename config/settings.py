@@ -431,12 +431,14 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
-# After AXES_FAILURE_LIMIT failed logins for one user name (from anywhere), or from one
-# address (for any names), further attempts are refused for AXES_COOLOFF_MINUTES; a
-# successful login does not reset an address's count. Unlock early: manage.py axes_reset.
+# After AXES_FAILURE_LIMIT failed logins for one user name from one address, that name is
+# refused from that address for AXES_COOLOFF_MINUTES. By name and address together: a
+# guesser's made-up names (or a colleague's typos) behind an office's one public address
+# never lock everyone else behind it out, and nobody can lock a user out from elsewhere.
+# Unlock early: the admin (Access attempts: delete the row), or manage.py axes_reset.
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.float("AXES_COOLOFF_MINUTES", default=15))
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = False
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 # The client's address: REMOTE_ADDR, or behind the TLS proxy (production) the last address
