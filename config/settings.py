@@ -337,6 +337,9 @@ CELERY_BEAT_SCHEDULE = {
 # development; either way each line carries the item, source and task it is about, and
 # secrets are redacted (lib/logs.py). Celery's workers log through the same handlers.
 LOG_FORMAT = env("LOG_FORMAT", default="json" if not DEBUG and not EMBEDDED else "plain")
+# The app's lines (webhooks, callbacks given up, dispatch) at INFO; Celery's own at WARNING.
+LOG_LEVEL = env("LOG_LEVEL", default="INFO").upper()
+CELERY_LOG_LEVEL = env("CELERY_LOG_LEVEL", default="WARNING").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -360,8 +363,13 @@ LOGGING = {
             "filters": ["redact", "context"],
         }
     },
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # Celery's own lines ("Task ... received/succeeded", beat's "Sending due task") come
+        # every second with the label sweep: quiet unless asked for.
+        "celery": {"level": CELERY_LOG_LEVEL},
+    },
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 

@@ -91,3 +91,12 @@ def test_the_demo_runs_the_labeling_stand_in_on_a_database_of_its_own(monkeypatc
     port = stand_in[stand_in.index("--port") + 1]
     assert env["ZENTROPI_API_URL"] == f"http://127.0.0.1:{port}"
     assert stand_in[stand_in.index("--key") + 1] == env["ZENTROPI_API_KEY"]
+
+
+def test_the_embedded_worker_logs_quietly_unless_celery_log_level_says_otherwise(monkeypatch):
+    monkeypatch.delenv("CELERY_LOG_LEVEL", raising=False)
+    worker = dev.app_commands("py", host="h", port=1, web_workers=2, concurrency=8)["worker"]
+    assert worker[worker.index("--loglevel") + 1] == "WARNING"
+    monkeypatch.setenv("CELERY_LOG_LEVEL", "INFO")
+    worker = dev.app_commands("py", host="h", port=1, web_workers=2, concurrency=8)["worker"]
+    assert worker[worker.index("--loglevel") + 1] == "INFO"
