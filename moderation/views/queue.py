@@ -28,7 +28,13 @@ from moderation.selectors.golden import (
     golden_due,
     golden_next,
 )
-from moderation.selectors.queue import queue_counts, queue_next, queue_page, queue_sla
+from moderation.selectors.queue import (
+    escalations_attach,
+    queue_counts,
+    queue_next,
+    queue_page,
+    queue_sla,
+)
 from moderation.selectors.reviewers import exposure
 from moderation.services.claims import item_claim
 from moderation.services.golden import (
@@ -61,6 +67,8 @@ def _queue(request: HttpRequest, filters: QueueFilter, *, title: str, tabs=True)
         reviewer=request.user, filters=filters, after=request.GET.get("after")
     )
     counts = queue_counts(reviewer=request.user, filters=filters, statuses=statuses)
+    if filters.status == "escalated":
+        escalations_attach(items)
     allowed = reviewer_source_ids(request.user)
     sources = Source.objects.order_by("name")
     labelers = Labeler.objects.order_by("name")
