@@ -147,7 +147,8 @@ def app_commands(
         "worker": [python, "-m", "celery", "-A", "config", "worker", "--beat",
                    "-Q", "labels,dispatch,callbacks",
                    "--pool", "threads", "--concurrency", str(concurrency),
-                   "--loglevel", "INFO"],
+                   # Celery's own lines come every second at INFO: quiet unless asked for.
+                   "--loglevel", os.environ.get("CELERY_LOG_LEVEL") or "WARNING"],
         "web": [python, "-m", "gunicorn", "config.wsgi", "--bind", f"{host}:{port}",
                 "--workers", str(web_workers), "--access-logfile", "-"],
     }  # fmt: skip

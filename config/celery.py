@@ -7,7 +7,7 @@ import threading
 import time
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun, worker_ready
+from celery.signals import after_setup_logger, task_postrun, task_prerun, worker_ready
 from celery.worker import state as worker_state
 from django.conf import settings
 from django.db import close_old_connections
@@ -32,6 +32,16 @@ app.autodiscover_tasks()
 
 
 _checked = threading.local()
+
+
+@after_setup_logger.connect
+def _keep_the_apps_log_level(logger=None, loglevel=None, **_):
+    """A worker's `--loglevel` sets the root logger's level; let it set Celery's own lines
+    only (the `celery` logger), and keep the app's at LOG_LEVEL as in the web process."""
+    if logger is not None:
+        logger.setLevel(settings.LOG_LEVEL)
+    if loglevel:
+        logging.getLogger("celery").setLevel(loglevel)
 
 
 @task_prerun.connect

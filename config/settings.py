@@ -339,6 +339,9 @@ CELERY_BEAT_SCHEDULE = {
 # development; either way each line carries the item, source and task it is about, and
 # secrets are redacted (lib/logs.py). Celery's workers log through the same handlers.
 LOG_FORMAT = env("LOG_FORMAT", default="json" if not DEBUG and not EMBEDDED else "plain")
+# The app's lines (webhooks, callbacks given up, dispatch) at INFO; Celery's own at WARNING.
+LOG_LEVEL = env("LOG_LEVEL", default="INFO").upper()
+CELERY_LOG_LEVEL = env("CELERY_LOG_LEVEL", default="WARNING").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -362,8 +365,13 @@ LOGGING = {
             "filters": ["redact", "context"],
         }
     },
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # Celery's own lines ("Task ... received/succeeded", beat's "Sending due task") come
+        # every second with the label sweep: quiet unless asked for.
+        "celery": {"level": CELERY_LOG_LEVEL},
+    },
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
@@ -433,12 +441,14 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
-# After AXES_FAILURE_LIMIT failed logins for one user name (from anywhere), or from one
-# address (for any names), further attempts are refused for AXES_COOLOFF_MINUTES; a
-# successful login does not reset an address's count. Unlock early: manage.py axes_reset.
+# After AXES_FAILURE_LIMIT failed logins for one user name from one address, that name is
+# refused from that address for AXES_COOLOFF_MINUTES. By name and address together: a
+# guesser's made-up names (or a colleague's typos) behind an office's one public address
+# never lock everyone else behind it out, and nobody can lock a user out from elsewhere.
+# Unlock early: the admin (Access attempts: delete the row), or manage.py axes_reset.
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.float("AXES_COOLOFF_MINUTES", default=15))
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = False
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 # The client's address: REMOTE_ADDR, or behind the TLS proxy (production) the last address

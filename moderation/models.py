@@ -368,6 +368,22 @@ class Decision(models.Model):
     def automatic(self) -> bool:
         return self.reviewer_id is None
 
+    @property
+    def for_products(self) -> bool:
+        """Whether products hear of this decision (callback, feed, item API). An escalation
+        is the team's internal hand-over to a senior, with internal reasons: the product only
+        learns that the item is still under review. Taking one back is as internal."""
+        if self.action == self.Action.ESCALATE:
+            return False
+        undone = self.undoes
+        return not (
+            self.action == self.Action.UNDO and undone and undone.action == self.Action.ESCALATE
+        )
+
+
+# The decisions products hear of, as a filter (Decision.for_products, for querysets).
+FOR_PRODUCTS = ~models.Q(action="escalate") & ~models.Q(action="undo", undoes__action="escalate")
+
 
 class DecisionReason(models.Model):
     """A reason reviewers pick for a decision; admins keep the list. Each active reason of an

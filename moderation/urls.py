@@ -18,6 +18,7 @@ urlpatterns = [
     path("decisions/<int:decision_id>/undo/", item.decision_undo_view, name="decision_undo"),
     path("me/decisions/", me.my_decisions, name="my_decisions"),
     path("me/settings/", me.my_settings, name="my_settings"),
+    path("me/password/", me.my_password, name="my_password"),
     path("team/", team.team, name="team"),
     path("team/<int:user_id>/golden-wrong/", team.team_golden_wrong, name="team_golden_wrong"),
     path("items/<int:item_id>/<str:kind>/", item.item_media, name="item_media"),

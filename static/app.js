@@ -13,7 +13,14 @@
     if (video && el.hasAttribute("data-autoplay")) video.play().catch(function () {});
     var url = el.getAttribute("data-reveal");
     if (url && csrf) {
-      fetch(url, { method: "POST", headers: { "X-CSRFToken": csrf }, credentials: "same-origin" });
+      fetch(url, { method: "POST", headers: { "X-CSRFToken": csrf }, credentials: "same-origin" })
+        .then(function (response) {
+          // The header's counter follows the reveal at once, not on the next page.
+          var count = response.headers.get("X-Reveals-Today");
+          var counter = document.getElementById("exposure-today");
+          if (count !== null && counter) counter.textContent = count + " seen today";
+        })
+        .catch(function () {});
     }
   }
   document.querySelectorAll("[data-reveal]").forEach(function (el) {
@@ -41,6 +48,31 @@
       clearTimeout(refreshTimer);
       autoRefresh.textContent = "(refreshing stopped: reload the page to see progress)";
     });
+  }
+
+  // The reviewer's hold on the item, counted down: a warning in its last minute (or its last
+  // fifth, if shorter), and a plain word once it ran out (another reviewer may take it).
+  var claim = document.getElementById("claim");
+  if (claim) {
+    var deadline = Date.now() + (parseInt(claim.getAttribute("data-seconds-left"), 10) || 0) * 1000;
+    var warnAt = Math.min(60, (parseInt(claim.getAttribute("data-seconds-left"), 10) || 0) / 5);
+    var left = claim.querySelector(".claim-left");
+    var tick = function () {
+      var seconds = Math.max(0, Math.round((deadline - Date.now()) / 1000));
+      left.textContent = Math.floor(seconds / 60) + ":" + String(seconds % 60).padStart(2, "0");
+      if (seconds <= warnAt && seconds > 0) {
+        claim.classList.add("warning");
+        claim.querySelector(".claim-warning").hidden = false;
+        claim.setAttribute("role", "alert");
+      }
+      if (seconds === 0) {
+        claim.querySelector(".claim-warning").hidden = true;
+        claim.querySelector(".claim-expired").hidden = false;
+        claim.classList.add("expired");
+        clearInterval(timer);
+      }
+    };
+    var timer = setInterval(tick, 1000);
   }
 
   // Reasons by digit, then the action key decides. Remove and escalate need a reason.
@@ -138,8 +170,18 @@
     var t = e.target;
     if (e.ctrlKey || e.metaKey || e.altKey) return;
     if (dialog && dialog.open) return;
-    if (t && (t.tagName === "INPUT" && t.type !== "radio" || t.tagName === "TEXTAREA" ||
-              t.tagName === "SELECT")) return;
+    var typing = t && (t.tagName === "INPUT" && t.type !== "radio" || t.tagName === "TEXTAREA" ||
+                       t.tagName === "SELECT");
+    // Esc leaves the note (or any field) and hands the keys back to the shortcuts; what was
+    // typed stays. Inside a field every key is text: digits never pick a reason there.
+    if (typing && e.key === "Escape") {
+      e.preventDefault();
+      t.blur();
+      var main = document.getElementById("main");
+      if (main) main.focus({ preventScroll: true });
+      return;
+    }
+    if (typing) return;
     if (e.key === "?") { e.preventDefault(); openHelp(); return; }
     if (e.key === "v") {
       document.querySelectorAll("[data-reveal].blurred").forEach(reveal);

@@ -1,10 +1,11 @@
-"""Failed logins are throttled per user and per address (django-axes); staff can be asked
+"""Failed logins are throttled per user name and address together (django-axes); staff can be asked
 for a one-time password in the admin (django-otp)."""
 
 import pytest
+from axes.models import AccessAttempt
 from django.contrib import admin
 from django.contrib.admin import AdminSite
-from django.test import RequestFactory
+from django.test import Client, RequestFactory
 from django_otp.plugins.otp_static.models import StaticDevice
 
 from lib.logins import admin_site_require_otp, client_ip
@@ -19,25 +20,54 @@ def attempt(client, username, password, address="192.0.2.10"):
     return client.post(LOGIN, {"username": username, "password": password}, REMOTE_ADDR=address)
 
 
-def test_a_user_is_locked_out_after_five_failures_from_any_addresses(client):
+def test_a_user_is_locked_out_at_an_address_after_five_failures_from_it(client):
     user = UserFactory()
-    for n in range(4):
-        assert attempt(client, user.username, "wrong", f"192.0.2.{n}").status_code == 200
-    assert attempt(client, user.username, "wrong", "192.0.2.4").status_code == 429  # the 5th
-    response = attempt(client, user.username, "pw-for-tests", "198.51.100.7")
+    for _ in range(4):
+        assert attempt(client, user.username, "wrong", "192.0.2.10").status_code == 200
+    assert attempt(client, user.username, "wrong", "192.0.2.10").status_code == 429  # the 5th
+    response = attempt(client, user.username, "pw-for-tests", "192.0.2.10")
     assert response.status_code == 429
     assert b"Too many failed logins" in response.content
     assert "_auth_user_id" not in client.session
 
 
-def test_an_address_is_locked_out_after_five_failures_for_any_names(client):
+def test_wrong_logins_under_made_up_names_do_not_lock_out_others_behind_the_address(client):
+    """An office behind one public address: someone's typos, or a guesser's made-up names,
+    must not lock every colleague out. The lock is per user name and address together."""
     for n in range(5):
         attempt(client, f"guess{n}", "wrong", "203.0.113.9")
+    for _ in range(5):
+        attempt(client, "made-up", "wrong", "203.0.113.9")
     user = UserFactory()
+    assert attempt(client, user.username, "pw-for-tests", "203.0.113.9").status_code == 302
+
+
+def test_a_locked_out_user_still_logs_in_from_another_address(client):
+    user = UserFactory()
+    for _ in range(5):
+        attempt(client, user.username, "wrong", "203.0.113.9")
     assert attempt(client, user.username, "pw-for-tests", "203.0.113.9").status_code == 429
-    # The same user from elsewhere is not locked.
-    response = attempt(client, user.username, "pw-for-tests", "198.51.100.8")
+    assert attempt(client, user.username, "pw-for-tests", "198.51.100.8").status_code == 302
+
+
+def test_an_admin_unlocks_a_locked_out_user_from_the_admin(client):
+    user = UserFactory()
+    for _ in range(5):
+        attempt(client, user.username, "wrong", "203.0.113.9")
+    assert attempt(client, user.username, "pw-for-tests", "203.0.113.9").status_code == 429
+
+    admin_client = Client()
+    admin_client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    listing = admin_client.get("/admin/axes/accessattempt/")
+    assert listing.status_code == 200 and user.username in listing.content.decode()
+    [locked] = AccessAttempt.objects.filter(username=user.username)
+    response = admin_client.post(
+        "/admin/axes/accessattempt/",
+        {"action": "delete_selected", "_selected_action": [locked.pk], "post": "yes"},
+    )
     assert response.status_code == 302
+
+    assert attempt(client, user.username, "pw-for-tests", "203.0.113.9").status_code == 302
 
 
 def test_a_few_failures_do_not_lock_anyone_out(client):

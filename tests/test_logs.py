@@ -5,6 +5,10 @@ import importlib
 import io
 import json
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -110,3 +114,44 @@ def test_secrets_are_redacted_from_tracebacks_and_stacks(settings, json_lines):
     assert "supersecret" not in text and "abc.def.ghi" not in text
     assert "RuntimeError" in lines[0]["exc_info"] and "[redacted]" in lines[0]["exc_info"]
     assert "[redacted]" in lines[1]["stack_info"]
+
+
+def _log_levels(**env) -> dict:
+    """The root's and Celery's levels as settings.py sets them from this environment."""
+    clean = {k: v for k, v in os.environ.items() if not k.endswith("LOG_LEVEL")}
+    code = (
+        "import django, json, logging; django.setup(); "
+        "print(json.dumps([logging.getLevelName(logging.getLogger().level), "
+        "logging.getLevelName(logging.getLogger('celery.beat').getEffectiveLevel())]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings", "SECRET_KEY": "x", **env},
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    root, celery = json.loads(out.stdout.strip().splitlines()[-1])
+    return {"app": root, "celery": celery}
+
+
+def test_celerys_own_lines_are_quiet_by_default_and_the_levels_come_from_the_environment():
+    assert _log_levels() == {"app": "INFO", "celery": "WARNING"}
+    assert _log_levels(LOG_LEVEL="warning", CELERY_LOG_LEVEL="info") == {
+        "app": "WARNING",
+        "celery": "INFO",
+    }
+
+
+def test_a_workers_loglevel_sets_celerys_lines_and_leaves_the_apps_at_log_level(settings):
+    root, celery = logging.getLogger(), logging.getLogger("celery")
+    saved = root.level, celery.level
+    try:
+        root.setLevel(logging.DEBUG)  # what `celery worker --loglevel DEBUG` does to the root
+        celery_config._keep_the_apps_log_level(logger=root, loglevel=logging.DEBUG)
+        assert root.level == logging.getLevelName(settings.LOG_LEVEL)
+        assert celery.level == logging.DEBUG
+    finally:
+        root.setLevel(saved[0])
+        celery.setLevel(saved[1])

@@ -102,3 +102,12 @@ def test_manage_with_demo_runs_on_the_demos_database_not_a_fresh_one_in_data(mon
     assert env is not None and env["DEMO_MODE"] == "true"
     assert env["DATA_DIR"].endswith("data/demo")
     assert dev.manage_command(["axes_reset"]) == (["manage.py", "axes_reset"], None)
+
+
+def test_the_embedded_worker_logs_quietly_unless_celery_log_level_says_otherwise(monkeypatch):
+    monkeypatch.delenv("CELERY_LOG_LEVEL", raising=False)
+    worker = dev.app_commands("py", host="h", port=1, web_workers=2, concurrency=8)["worker"]
+    assert worker[worker.index("--loglevel") + 1] == "WARNING"
+    monkeypatch.setenv("CELERY_LOG_LEVEL", "INFO")
+    worker = dev.app_commands("py", host="h", port=1, web_workers=2, concurrency=8)["worker"]
+    assert worker[worker.index("--loglevel") + 1] == "INFO"

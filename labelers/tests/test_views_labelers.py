@@ -150,6 +150,18 @@ def test_the_diff_between_two_versions_is_line_by_line_and_escaped(client, staff
     assert '<span class="diff-same"> Label hate</span>' in html
 
 
+def test_the_diff_marks_bidi_overrides_and_zero_width_characters(client, staff):
+    labeler = LabelerFactory(criteria="Label hate")
+    labeler_version_create(labeler=labeler, criteria_text="Label ha\u200bte\nDo not\u202e label")
+    html = client.get(
+        reverse("manage_labeler", args=[labeler.pk]), {"a": 1, "b": 2}
+    ).content.decode()
+    diff = re.sub(r"<[^>]+>", "", html.split('id="diff"')[1].split("</pre>")[0])
+    assert "ha⟨U+200B⟩te" in diff and "not⟨U+202E⟩ label" in diff
+    # Only the draft's textarea holds the text as it is (to edit it).
+    assert "\u202e" not in diff and "\u200b" not in diff
+
+
 def test_the_relabel_button_queues_runs_of_undecided_recent_items_and_links_to_progress(
     client, staff, source
 ):

@@ -70,8 +70,9 @@ def signed_headers(*, secret: str, webhook_id: str, body: bytes) -> dict[str, st
 def delivery_create(*, decision: Decision, source: Source) -> CallbackDelivery | None:
     """In the decision's transaction: the delivery to send once it commits, or None when the
     source has no callback URL. It counts as enqueued now (decision_create starts its task on
-    commit); if that message is lost, the sweep sends it again."""
-    if not source.callback_url:
+    commit); if that message is lost, the sweep sends it again. None too for a decision
+    products never hear of (an escalation: Decision.for_products)."""
+    if not source.callback_url or not decision.for_products:
         return None
     now = timezone.now()
     delivery = CallbackDelivery.objects.create(

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from django.db.models import Count, F, OuterRef, Subquery
 
 from moderation.models import (
+    FOR_PRODUCTS,
     Decision,
     DecisionReason,
     Item,
@@ -119,7 +120,8 @@ def decisions_page(*, source: Source, since: int, size: int) -> tuple[list[dict]
     it inserts, so a source's decision ids commit in order and a reader that has seen id N
     will never see a smaller one appear later (no skips), and `id > cursor` never repeats."""
     rows = list(
-        Decision.objects.filter(item__source=source, pk__gt=since)
+        # Escalations stay inside the team: only decisions products hear of.
+        Decision.objects.filter(FOR_PRODUCTS, item__source=source, pk__gt=since)
         .select_related("item", "reviewer")
         .annotate(item_sequence=decision_sequences())
         .order_by("pk")[: size + 1]

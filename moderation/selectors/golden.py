@@ -173,7 +173,8 @@ class GoldenAgreement:
 def golden_agreement(*, weeks: int = 8, now: datetime | None = None) -> list[GoldenAgreement]:
     """Per reviewer with answers or skips: golden items answered, how many matched the
     expected action, and the same per week (weeks start on Monday, UTC) for the last `weeks`
-    weeks, oldest first; and how many they skipped. Answers to items no longer golden
+    weeks, oldest first; and how many they skipped (or never answered within
+    GOLDEN_OPEN_FOR of being served). Answers to items no longer golden
     (unmarked) do not count."""
     now = now or timezone.now()
     this_week = (now - timedelta(days=now.weekday())).replace(
@@ -183,7 +184,11 @@ def golden_agreement(*, weeks: int = 8, now: datetime | None = None) -> list[Gol
     active = GoldenAnswer.objects.filter(golden__active=True)
     answers = active.filter(answered_at__isnull=False)
     correct = Count("id", filter=Q(correct=True))
-    skip = Q(answered_at__isnull=True, action=GoldenAnswer.SKIP)
+    # Skipped: by the reviewer (skip, release), or left unanswered past the time it could be
+    # answered (a tab closed on it): either way served and never answered.
+    skip = Q(answered_at__isnull=True) & (
+        Q(action=GoldenAnswer.SKIP) | Q(served_at__lte=now - GOLDEN_OPEN_FOR)
+    )
     totals = (
         active.filter(Q(answered_at__isnull=False) | skip)
         .values("reviewer_id", "reviewer__username")

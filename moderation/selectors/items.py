@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from moderation.models import (
+    REVIEWABLE,
     Item,
 )
 
@@ -11,7 +12,9 @@ def item_api_dict(item: Item) -> dict:
     """The item as the API shows it: its current revision's state and decision, and every
     revision's labels and decisions as history."""
     labels = item.labels.select_related("labeler_version__labeler").order_by("revision", "id")
-    decisions = list(item.decisions.all())
+    # Escalations are internal (Decision.for_products): while one waits for a senior the
+    # item is `under_review` with no decision, and its history never shows it.
+    decisions = [d for d in item.decisions.select_related("undoes") if d.for_products]
     undone = {d.undoes_id for d in decisions if d.undoes_id}
     current = [
         d
@@ -23,6 +26,8 @@ def item_api_dict(item: Item) -> dict:
         "external_id": item.external_id,
         "revision": item.revision,
         "status": item.status,
+        # Waiting for a person's decision (in the queue, or with a senior reviewer).
+        "under_review": item.status in REVIEWABLE,
         "received_at": item.received_at.isoformat(),
         "revised_at": item.revised_at.isoformat() if item.revised_at else None,
         "violation_score": item.violation_score,

@@ -241,6 +241,21 @@ def queue_page(
     return found[:size], following
 
 
+def escalations_attach(items: list[Item]) -> None:
+    """Each escalated item of a page carries the escalation that put it there (who, why,
+    when, their note) as `escalation`: the seniors' list shows it. One query per page."""
+    waiting = [item for item in items if item.status == Item.Status.ESCALATED]
+    latest: dict[int, Decision] = {}
+    for decision in (
+        Decision.objects.filter(item__in=waiting, action=Decision.Action.ESCALATE)
+        .select_related("reviewer")
+        .order_by("created_at", "id")
+    ):
+        latest[decision.item_id] = decision
+    for item in waiting:
+        item.escalation = latest.get(item.pk)
+
+
 def queue_next(*, reviewer, filters: QueueFilter, exclude_ids: Iterable[int] = ()) -> Item | None:
     """The top item of the (filtered) queue nobody else holds a live claim on; `exclude_ids`
     (e.g. the item just skipped) are passed over. "mine" has no next: it reviews the queue."""

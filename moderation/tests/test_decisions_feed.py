@@ -1,14 +1,15 @@
 """GET /api/decisions/: a product that missed callbacks catches up, page by page."""
 
+import json
 import threading
 import time
 
 import pytest
 from django.db import connection, transaction
 
-from moderation.models import Item
+from moderation.models import Decision, Item
 from moderation.selectors.decisions import decisions_page
-from moderation.services.decisions import decision_record
+from moderation.services.decisions import decision_record, decision_undo
 from moderation.tests.factories import SourceFactory, UserFactory, reason_id
 
 pytestmark = pytest.mark.django_db
@@ -174,3 +175,14 @@ def test_a_decision_that_commits_late_is_not_skipped_by_a_reader_in_between():
     assert ids["first"] < ids["second"]
     rest, _, _ = decisions_page(source=source, since=cursor, size=10)
     assert [d["decision_id"] for d in rest] == [ids["first"], ids["second"]]
+
+
+def test_the_feed_leaves_out_escalations_and_their_undos(client, reviewer):
+    source = SourceFactory()
+    escalation = Decision.objects.get(pk=decide(source, reviewer, 1, "escalate"))
+    undo = decision_undo(decision=escalation, reviewer=reviewer)
+    assert undo.action == "undo"
+    removed = decide(source, reviewer, 2)
+    page = feed(client, source)
+    assert [d["decision_id"] for d in page["decisions"]] == [removed]
+    assert "escalate" not in json.dumps(page)

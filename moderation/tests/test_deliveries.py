@@ -672,3 +672,36 @@ def test_callback_outcomes_are_counted_for_prometheus(
     decide(flagged_item(callback_source))
     assert len(receiver.received) == 1
     assert delivered() == before + 1
+
+
+# --- escalations stay inside the team ------------------------------------------------------
+
+
+def test_an_escalation_is_not_sent_to_the_product_nor_its_undo(
+    receiver, callback_source, decide, reviewer, django_capture_on_commit_callbacks
+):
+    item = flagged_item(callback_source)
+    escalation = decide(item, action="escalate")
+    with django_capture_on_commit_callbacks(execute=True):
+        decision_undo(decision=escalation, reviewer=reviewer)
+    assert receiver.received == []
+    assert not CallbackDelivery.objects.exists()
+
+
+def test_the_seniors_decision_on_an_escalated_item_is_sent_without_the_escalation(
+    receiver, callback_source, decide, django_capture_on_commit_callbacks
+):
+    item = flagged_item(callback_source)
+    decide(item, action="escalate")
+    senior = UserFactory(senior=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        removed = decision_record(
+            item=item,
+            reviewer=senior,
+            action="remove",
+            reason_id=reason_id("remove"),
+            may_decide_escalated=True,
+        )
+    [request] = receiver.received
+    data = json.loads(request.body)["data"]
+    assert (data["decision_id"], data["action"]) == (removed.pk, "remove")

@@ -409,6 +409,20 @@ def test_a_skipped_golden_answer_counts_neither_right_nor_wrong(client):
     assert not golden_wrong_answers(reviewer_id=ann.pk).exists()
 
 
+def test_a_golden_item_served_and_never_answered_counts_as_skipped_after_its_day():
+    """A tab closed on a golden item: no answer, no skip. Once its day is over (it can no
+    longer be answered) it counts as skipped; until then it is still open."""
+    ann = UserFactory(username="ann")
+    abandoned, still_open = golden("approve"), golden("remove")
+    served = golden_answer_serve(golden=abandoned, reviewer=ann)
+    GoldenAnswer.objects.filter(pk=served.pk).update(
+        served_at=served.served_at - GOLDEN_OPEN_FOR - timedelta(minutes=1)
+    )
+    golden_answer_serve(golden=still_open, reviewer=ann)
+    (row,) = golden_agreement()
+    assert (row.answered, row.correct, row.wrong, row.skipped) == (0, 0, 0, 1)
+
+
 def test_the_team_page_shows_a_reviewer_who_only_skipped_with_no_share(client):
     sam = UserFactory(username="sam")
     gold = golden()

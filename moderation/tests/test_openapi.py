@@ -156,8 +156,12 @@ def test_every_schema_is_a_valid_json_schema_and_every_ref_resolves():
 def test_the_documented_statuses_are_the_ones_in_the_code():
     item_statuses = [choice for choice, _ in Item.Status.choices]
     assert SPEC["components"]["schemas"]["ItemStatus"]["enum"] == item_statuses
+    # Every action but an escalation, which stays inside the team (Decision.for_products).
+    sent = [choice for choice, _ in Decision.Action.choices if choice != "escalate"]
     actions = SPEC["components"]["schemas"]["Decision"]["properties"]["action"]["enum"]
-    assert actions == [choice for choice, _ in Decision.Action.choices]
+    assert actions == sent
+    event_actions = SPEC["components"]["schemas"]["DecisionEvent"]["properties"]["action"]
+    assert event_actions["enum"] == sent
     label_statuses = SPEC["components"]["schemas"]["Label"]["properties"]["status"]["enum"]
     assert label_statuses == [choice for choice, _ in Label.Status.choices]
 
@@ -255,17 +259,40 @@ def test_a_decided_item_really_matches_the_item_schema(client, fake_api, post_we
     item_id = post_webhook(source, payload).json()["id"]
     reviewer = UserFactory()
     item = Item.objects.get(pk=item_id)
-    Decision.objects.create(item=item, reviewer=reviewer, action="escalate", reason="unsure")
+    Decision.objects.create(item=item, reviewer=reviewer, action="approve", reason="")
     Decision.objects.create(item=item, reviewer=reviewer, action="remove", reason="")
+    Item.objects.filter(pk=item_id).update(status="decided")
 
     response = _get(client, f"/api/items/{item_id}/", source._token)
     assert response.status_code == 200
     assert errors(response_validator(ITEM, "get", 200), response.json()) == []
     body = response.json()
     assert body["decision"]["action"] == "remove"
-    assert [d["action"] for d in body["decisions"]] == ["escalate", "remove"]
+    assert [d["action"] for d in body["decisions"]] == ["approve", "remove"]
+    assert body["under_review"] is False
     assert body["violation_score"] == pytest.approx(0.91)
     assert body["labels"][0]["label"] == "1"
+
+
+def test_an_escalated_item_is_under_review_with_no_decision_and_no_escalation_shown(
+    client, fake_api, post_webhook, source
+):
+    payload = {"external_id": "p-threat", "content_text": "I hate you conf=0.91"}
+    item_id = post_webhook(source, payload).json()["id"]
+    decision_record(
+        item=Item.objects.get(pk=item_id),
+        reviewer=UserFactory(),
+        action="escalate",
+        reason_id=reason_id("escalate"),
+        note="looks like a credible threat",
+    )
+
+    response = _get(client, f"/api/items/{item_id}/", source._token)
+    assert errors(response_validator(ITEM, "get", 200), response.json()) == []
+    body = response.json()
+    assert (body["status"], body["under_review"]) == ("escalated", True)
+    assert body["decision"] is None and body["decisions"] == []
+    assert "credible" not in response.content.decode().lower()
 
 
 def _signed(source, body: bytes) -> dict:

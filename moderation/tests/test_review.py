@@ -198,3 +198,18 @@ def test_a_decision_made_meanwhile_is_not_silently_overridden(
     )
     assert "decided by someone else" in response.content.decode()
     assert list(item.decisions.values_list("action", flat=True)) == ["approve"]
+
+
+def test_the_item_page_says_which_labeler_and_policy_flagged_it(
+    fake_api, post_webhook, source, client, reviewer
+):
+    item = flagged(post_webhook, source, "hate conf=0.93")
+    version = item.labels.get().labeler_version
+    version.criteria_text = "Flag <hate> against a group & threats."
+    version.save()
+    page = client.get(f"/items/{item.pk}/").content.decode()
+    why = page.split('id="why-flagged"')[1].split("</section>")[0]
+    assert f"{version.labeler.name}</strong> v{version.number}" in why
+    assert "label 1" in why and "confidence 0.930" in why
+    # The policy text on demand, escaped.
+    assert "<details" in why and "Flag &lt;hate&gt; against a group &amp; threats." in why

@@ -336,3 +336,61 @@ def test_over_the_exposure_budget_next_serves_text_only_items_first(client, revi
     decision_record(item=text_only, reviewer=reviewer, action="approve")
     # No text-only item left: the rest of the queue still comes.
     assert client.get("/queue/next/").url == f"/items/{with_image.pk}/"
+
+
+# --- claims, visible ----------------------------------------------------------------------
+
+
+def test_the_item_page_says_you_hold_the_item_and_until_when(client, reviewer, settings):
+    settings.REVIEW_LEASE_SECONDS = 300
+    item = ItemFactory()
+    page = client.get(f"/items/{item.pk}/").content.decode()
+    claim = page.split('id="claim"')[1].split("</p>")[0]
+    item.refresh_from_db()
+    assert item.claimed_by == reviewer
+    until = timezone.localtime(item.claim_expires_at).strftime("%H:%M")
+    assert "You hold this item" in claim and until in claim
+    assert 'data-seconds-left="300"' in claim or 'data-seconds-left="299"' in claim
+
+
+def test_an_item_held_by_someone_else_shows_who_until_when_and_no_decide_form(client, reviewer):
+    item = ItemFactory()
+    holder = UserFactory(username="hana")
+    assert item_claim(item=item, reviewer=holder)
+    item.refresh_from_db()
+    page = client.get(f"/items/{item.pk}/").content.decode()
+    held = page.split('id="claimed-by-other"')[1].split("</p>")[0]
+    assert "hana" in held and timezone.localtime(item.claim_expires_at).strftime("%H:%M") in held
+    assert 'id="decide"' not in page and 'name="action"' not in page
+
+
+def test_the_escalated_list_shows_who_escalated_why_and_when(client, senior):
+    item = ItemFactory()
+    escalator = UserFactory(username="esme")
+    decision_record(
+        item=item,
+        reviewer=escalator,
+        action="escalate",
+        reason_id=reason_id("escalate"),
+        note="Looks like a <real> address",
+    )
+    client.force_login(senior)
+    queue = client.get("/escalated/").content.decode()
+    row = queue.split(f'data-item="{item.pk}"')[1].split("</tr>")[0]
+    cell = row.split('class="escalation"')[1]
+    assert "esme" in cell and "Unsure: needs a senior" in cell
+    assert "Looks like a &lt;real&gt; address" in cell
+    assert "ago" in cell  # when
+
+
+def test_a_reveal_answers_with_todays_count_so_the_page_updates_it_at_once(
+    client, reviewer, fake_api, post_webhook, source
+):
+    response = post_webhook(
+        source, {"external_id": "pic", "content_text": "hate", "content_image": png_data_url()}
+    )
+    item_id = response.json()["id"]
+    page = client.get(f"/items/{item_id}/").content.decode()
+    assert 'id="exposure-today"' in page and ">0 seen today<" in page
+    revealed = client.post(f"/items/{item_id}/reveal/")
+    assert revealed["X-Reveals-Today"] == "1"

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 from copy import copy
+from datetime import timedelta
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from moderation.errors import AlreadyAnswered, ClaimConflict, NotAllowed, StaleRevision
@@ -33,7 +36,7 @@ from moderation.selectors.golden import (
     golden_answer_open,
     golden_shown_status,
 )
-from moderation.selectors.reviewers import reviewer_settings
+from moderation.selectors.reviewers import exposure, reviewer_settings
 from moderation.services.claims import item_claim, item_release
 from moderation.services.decisions import decision_record, decision_undo
 from moderation.services.golden import (
@@ -141,6 +144,7 @@ def _item_page(
         "-revision", "-violation_score"
     )
     review_settings = reviewer_settings(request.user)
+    lease = settings.REVIEW_LEASE_SECONDS
     if item.has_media and not review_settings.blur_media:
         # Media shown without a click is still media seen.
         media_reveal_record(item=item, reviewer=request.user)
@@ -150,10 +154,18 @@ def _item_page(
         {
             "item": shown,
             "labels": labels,
+            # Why it was flagged: the current revision's "1"s, with their policy.
+            "flagged_by": [
+                label for label in labels if label.revision == item.revision and label.label == "1"
+            ],
             "decisions": decisions,
             "escalation": escalation,
             "revisions": item.revisions.order_by("-number"),
             "claimed": claimed,
+            # The hold item_claim just took (or renewed): the page counts it down.
+            "claim_until": timezone.now() + timedelta(seconds=lease),
+            "claim_seconds": lease,
+            "claim_seconds_display": f"{lease // 60}:{lease % 60:02d}",
             "reviewable": REVIEWABLE,
             "actions": decision_actions(),
             "back": _back(request),
@@ -440,11 +452,14 @@ def item_skip(request: HttpRequest, item_id: int) -> HttpResponse:
 @require_POST
 @reviewer_required
 def item_reveal(request: HttpRequest, item_id: int) -> HttpResponse:
-    """The page reports a media reveal (click or `v`): counted for the reviewer's exposure."""
+    """The page reports a media reveal (click or `v`): counted for the reviewer's exposure.
+    The answer carries today's count, so the page's counter follows without a reload."""
     item = _reviewable_item(request, item_id)
     if item.has_media:
         media_reveal_record(item=item, reviewer=request.user)
-    return HttpResponse(status=204)
+    response = HttpResponse(status=204)
+    response["X-Reveals-Today"] = str(exposure(request.user).reveals_today)
+    return response
 
 
 @require_GET

@@ -1,10 +1,14 @@
-"""A reviewer's own pages: their decisions, their media settings and breaks."""
+"""A reviewer's own pages: their decisions, their media settings and breaks, their
+password."""
 
 from __future__ import annotations
 
 from django.contrib import messages
+from django.contrib.auth.views import PasswordChangeView
+from django.contrib.messages.views import SuccessMessageMixin
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse_lazy
 from django.views.decorators.http import require_GET, require_http_methods
 
 from moderation.filters import int_or_none
@@ -57,3 +61,15 @@ def my_settings(request: HttpRequest) -> HttpResponse:
         "moderation/settings.html",
         {"form": form, "exposure": exposure(request.user)},
     )
+
+
+class _PasswordChange(SuccessMessageMixin, PasswordChangeView):
+    """Django's password change (old password, new one twice, the validators; the session
+    stays logged in), in the site's frame, back to the settings page with a message."""
+
+    template_name = "moderation/password_change.html"
+    success_url = reverse_lazy("my_settings")
+    success_message = "Password changed."
+
+
+my_password = _PasswordChange.as_view()

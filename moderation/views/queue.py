@@ -30,6 +30,7 @@ from moderation.selectors.golden import (
     golden_next,
 )
 from moderation.selectors.queue import (
+    escalations_attach,
     queue_counts,
     queue_next,
     queue_nothing_next,
@@ -70,6 +71,8 @@ def _queue(request: HttpRequest, filters: QueueFilter, *, title: str, tabs=True)
         reviewer=request.user, filters=filters, after=request.GET.get("after")
     )
     counts = queue_counts(reviewer=request.user, filters=filters, statuses=statuses)
+    if filters.status == "escalated":
+        escalations_attach(items)
     allowed = reviewer_source_ids(request.user)
     sources = Source.objects.order_by("name")
     labelers = Labeler.objects.order_by("name")
