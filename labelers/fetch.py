@@ -296,6 +296,53 @@ def _pause(label: Label, wait: float) -> Outcome:
     return Outcome("paused")
 
 
+# How many labels the breaker's opening pauses at once, and in how many steps of its spread.
+PAUSE_SENT_LIMIT = 10_000
+PAUSE_SENT_STEPS = 5
+
+
+def _pause_sent(*, wait: float, now) -> int:
+    """The breaker holds calls back for `wait` seconds: pause at once the labels whose message
+    is already out and that would come due before then (retries sent a moment ago, the rest
+    of the sweep's batch), a few UPDATEs in all, spread as _pause spreads. Their messages then
+    find nothing to claim and cost a worker one UPDATE each, instead of a claim, a read and a
+    release: a backlog is not worked through one pause at a time while the cool-down runs
+    out (when it ran out first, a label queued before the breaker opened went out as the
+    probe). The sweep sends them again once they are due, as it does a label _pause gave
+    back. Not counted as attempts; labels a worker holds (running) are left to it."""
+    until = now + timedelta(seconds=wait)
+    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=until)
+    sent = Label.objects.filter(
+        due,
+        status__in=[Label.Status.PENDING, Label.Status.FAILED_TRANSIENT],
+        enqueued_at__isnull=False,
+    )
+    try:
+        with transaction.atomic():  # a failure here leaves a caller's transaction usable
+            ids = list(sent.order_by("id").values_list("id", flat=True)[:PAUSE_SENT_LIMIT])
+            paused = 0
+            spread = min(10.0, wait)
+            for step in range(PAUSE_SENT_STEPS):
+                when = until + timedelta(
+                    seconds=spread * (step + random.random()) / PAUSE_SENT_STEPS
+                )
+                paused += sent.filter(pk__in=ids[step::PAUSE_SENT_STEPS]).update(
+                    status=Label.Status.FAILED_TRANSIENT,
+                    error=f"the labeling API is failing: paused until {when:%H:%M:%S} UTC",
+                    next_attempt_at=when,
+                    enqueued_at=None,
+                    lease_expires_at=None,
+                )
+    except Exception:  # bookkeeping only: each message still pauses its own label
+        logger.warning("cannot pause the labels sent before the breaker opened", exc_info=True)
+        return 0
+    if paused:
+        logger.info(
+            "breaker open: %d labels already sent are paused until it lets calls by", paused
+        )
+    return paused
+
+
 def _give_up(label: Label, exc: api.TransientLabelError, *, now) -> bool:
     """A label that keeps failing while the API answers other calls fails for good after
     LABEL_GIVE_UP_ATTEMPTS tries or LABEL_GIVE_UP_HOURS, and goes to a person as "labeling
@@ -323,6 +370,7 @@ def _schedule_retry(label: Label, exc: api.TransientLabelError, *, breaker_wait:
             next_attempt_at=when,
             enqueued_at=None,
         )
+        _pause_sent(wait=breaker_wait, now=now)
         return Outcome("failed_transient")
     if _give_up(label, exc, now=now):
         logger.warning("label %s failed for good after %d tries: %s", label.pk, attempts, exc)
