@@ -225,7 +225,12 @@ def test_deciding_an_item_again_adds_a_decision_and_keeps_the_old_one(client, la
     client.force_login(reviewer)
     response = client.post(
         reverse("item", args=[item.pk]),
-        {"action": "remove", "reason_remove": reason_id("remove"), "decisions_seen": "1"},
+        {
+            "revision": str(item.revision),
+            "action": "remove",
+            "reason_remove": reason_id("remove"),
+            "decisions_seen": "1",
+        },
     )
     assert response.status_code == 302
     item.refresh_from_db()

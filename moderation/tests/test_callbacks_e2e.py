@@ -46,9 +46,15 @@ def test_a_decision_made_in_the_browser_reaches_the_receiver_signed_after_a_retr
             page = session.get(f"{app_url}/items/{item.pk}/", timeout=10)
             csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
             threat = re.search(r'name="reason_remove" value="(\d+)"', page.text).group(1)
+            seen = re.search(r'name="revision" value="(\d+)"', page.text).group(1)
             decided = session.post(
                 f"{app_url}/items/{item.pk}/",
-                data={"action": "remove", "reason_remove": threat, "csrfmiddlewaretoken": csrf},
+                data={
+                    "action": "remove",
+                    "reason_remove": threat,
+                    "revision": seen,
+                    "csrfmiddlewaretoken": csrf,
+                },
                 headers={"Referer": f"{app_url}/items/{item.pk}/"},
                 timeout=10,
             )

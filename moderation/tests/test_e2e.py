@@ -93,9 +93,15 @@ def test_a_webhook_ends_in_a_reviewers_decision(fake_api_server, tmp_path):
         item_page = session.get(f"{app_url}/items/{ids['worst']}/", timeout=10)
         csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', item_page.text).group(1)
         threat = re.search(r'name="reason_remove" value="(\d+)"', item_page.text).group(1)
+        seen = re.search(r'name="revision" value="(\d+)"', item_page.text).group(1)
         decided = session.post(
             f"{app_url}/items/{ids['worst']}/",
-            data={"action": "remove", "reason_remove": threat, "csrfmiddlewaretoken": csrf},
+            data={
+                "action": "remove",
+                "reason_remove": threat,
+                "revision": seen,
+                "csrfmiddlewaretoken": csrf,
+            },
             headers={"Referer": f"{app_url}/items/{ids['worst']}/"},
             timeout=10,
         )
