@@ -5,15 +5,19 @@ import json
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import IntegrityError
 from django.db.models import ProtectedError
 
 from labelers.dispatch import items_route
 from labelers.models import Label
 from moderation.filters import QueueFilter
+from moderation.intake import IntakePayload
 from moderation.models import Item, ItemRevision
 from moderation.selectors.queue import queue_page
+from moderation.services import items as items_service
 from moderation.services.claims import item_claim
 from moderation.services.decisions import decision_record
+from moderation.services.items import item_ingest
 from moderation.tests.factories import UserFactory, reason_id
 from testkit.signing import signed_headers
 
@@ -123,3 +127,65 @@ def test_the_item_page_shows_earlier_revisions_escaped(fake_api, post_webhook, s
     page = client.get(f"/items/{Item.objects.get().pk}/").content.decode()
     assert 'id="revision-1"' in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt; first" in page and "<script>alert" not in page
+
+
+# The new item's row, written as one INSERT (moderation/services/items.py).
+METADATA = {"author": "ünïcode ✓", "nested": {"list": [1, 2.5, None, True]}, "quote": "a'b\"c"}
+
+
+def _fields(item: Item) -> dict:
+    skip = {"id", "external_id", "webhook_id", "received_at", "waiting_since"}
+    values = {
+        f.attname: getattr(item, f.attname)
+        for f in Item._meta.concrete_fields
+        if f.attname not in skip
+    }
+    values["content_image"] = str(item.content_image)
+    values["content_video"] = str(item.content_video)
+    return values
+
+
+def test_the_insert_names_every_column_of_an_item():
+    columns = {f.column for f in Item._meta.concrete_fields if not f.primary_key}
+    written = set(items_service._INSERT_COLUMNS) | set(items_service._INSERT_CONSTANTS)
+    assert written == columns
+    assert not set(items_service._INSERT_COLUMNS) & set(items_service._INSERT_CONSTANTS)
+
+
+def test_an_ingested_item_is_stored_as_the_orm_would_store_it(source):
+    payload = IntakePayload(external_id="p1", content_text="héllo\nworld", metadata=METADATA)
+    item, created = item_ingest(source=source, payload=payload, webhook_id="msg_1")
+    assert created
+    by_orm = Item.objects.create(
+        source=source,
+        external_id="p2",
+        webhook_id="msg_2",
+        content_text=payload.content_text,
+        content_hash=payload.content_hash,
+        metadata=METADATA,
+        status=Item.Status.RECEIVED,
+    )
+    stored = Item.objects.get(pk=item.pk)
+    assert _fields(stored) == _fields(Item.objects.get(pk=by_orm.pk))
+    assert stored.metadata == METADATA
+    assert stored.received_at == stored.waiting_since == item.received_at
+    assert stored.revision == 1 and stored.verdict_versions == [] and not stored.sla_breached
+    # What the caller gets back is the stored row, ready to be used or saved again.
+    assert _fields(item) == _fields(stored) and item.pk == stored.pk
+    assert not item._state.adding
+    item.status = Item.Status.LABELING
+    item.save(update_fields=["status"])
+    assert Item.objects.get(pk=item.pk).status == Item.Status.LABELING
+    assert Item.objects.filter(metadata__nested__list__1=2.5, pk=item.pk).exists()
+
+
+def test_a_conflicting_insert_raises_as_create_does(source):
+    payload = IntakePayload(external_id="p1", content_text="hello")
+    item_ingest(source=source, payload=payload, webhook_id="msg_1")
+    with pytest.raises(IntegrityError):
+        items_service._item_insert(
+            source=source,
+            payload=IntakePayload(external_id="p1", content_text="other"),
+            webhook_id="msg_2",
+            media=items_service._store_payload_media(payload),
+        )
