@@ -13,6 +13,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from lib import logs, metrics
+from lib.machine import machine_endpoint
 from moderation.errors import IntakeError
 from moderation.intake import parse_body
 from moderation.models import Item, Source
@@ -47,6 +48,7 @@ def _read_body(request: HttpRequest) -> bytes:
     return body
 
 
+@machine_endpoint
 @csrf_exempt
 @require_POST
 def webhook(request: HttpRequest, slug: str) -> JsonResponse:
