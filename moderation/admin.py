@@ -31,6 +31,7 @@ from moderation.models import (
 )
 from moderation.selectors.decisions import item_current_decision
 from moderation.selectors.queue import sources_sla
+from moderation.services.authors import account_thresholds_problem
 from moderation.services.decisions import decision_reason_save
 from moderation.services.golden import GOLDEN_ACTIONS, golden_item_mark, golden_item_unmark
 from moderation.services.sources import source_rotate_secret, source_set_callback_secret
@@ -48,6 +49,24 @@ class SourceForm(forms.ModelForm):
         model = Source
         # SourceAdmin.exclude keeps the secrets out; the admin decides the fields shown.
         fields = "__all__"  # noqa: DJ007
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Left out of a form (an older one, a script posting the form): the value stays.
+        self.fields["strike_window_days"].required = False
+
+    def clean_strike_window_days(self):
+        days = self.cleaned_data.get("strike_window_days")
+        return self.instance.strike_window_days if days is None else days
+
+    def clean_account_thresholds(self):
+        value = self.cleaned_data.get("account_thresholds")
+        if value in (None, ""):
+            return []
+        problem = account_thresholds_problem(value)
+        if problem:
+            raise forms.ValidationError(problem)
+        return value
 
     def clean_callback_url(self):
         url = self.cleaned_data.get("callback_url", "")

@@ -26,5 +26,7 @@ urlpatterns = [
     path("api/items/", api.api_items, name="api_items"),
     path("api/items/<int:item_id>/", api.api_item, name="api_item"),
     path("api/decisions/", api.api_decisions, name="api_decisions"),
+    # An author id is the product's: any characters, slashes included.
+    path("api/authors/<path:author_id>/", api.api_author, name="api_author"),
     path("api/openapi.yaml", api.openapi_document, name="openapi"),
 ]

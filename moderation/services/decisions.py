@@ -19,6 +19,7 @@ from moderation.models import (
     Item,
     Source,
 )
+from moderation.services.authors import decision_strikes
 from moderation.services.items import item_revision_check
 from moderation.services.queue import queue_key_sync, queue_score_for
 from moderation.tasks import callback_deliver_task
@@ -211,4 +212,6 @@ def decision_create(*, item: Item, **fields) -> Decision:
     delivery = delivery_create(decision=decision, source=source)
     if delivery is not None:
         callback_deliver_task.delay_on_commit(delivery.pk)
+    # Strikes and account-action proposals commit with the decision that caused them.
+    decision_strikes(decision=decision, item=item, source=source)
     return decision

@@ -18,6 +18,7 @@ from moderation.models import (
     ItemRevision,
     Source,
 )
+from moderation.services.authors import author_for_intake, author_refresh
 
 EXTENSIONS = {
     "image/png": "png",
@@ -75,6 +76,7 @@ def item_ingest(*, source: Source, payload: IntakePayload, webhook_id: str) -> t
         if existing is not None and _is_repeat(existing, payload=payload, webhook_id=webhook_id):
             return existing, False
     media = _store_payload_media(payload)
+    author = author_for_intake(source=source, author=payload.author) if payload.author else None
     if existing is None:
         # One INSERT in autocommit: the item row alone is complete ("received"); beat's
         # dispatch routes it to labelers in batches, so intake does the least work it can.
@@ -89,9 +91,12 @@ def item_ingest(*, source: Source, payload: IntakePayload, webhook_id: str) -> t
                     content_text=payload.content_text,
                     content_hash=payload.content_hash,
                     metadata=payload.metadata,
+                    author=author,
                     status=Item.Status.RECEIVED,
                     **media,
                 )
+            if author is not None and payload.author is not None:
+                author_refresh(author=author, payload=payload.author)
             return item, True
         except IntegrityError:
             existing = _existing(source, external_id=payload.external_id, webhook_id=webhook_id)
@@ -99,7 +104,12 @@ def item_ingest(*, source: Source, payload: IntakePayload, webhook_id: str) -> t
                 raise
     if _is_repeat(existing, payload=payload, webhook_id=webhook_id):
         return existing, False
-    return _item_revise(existing, payload=payload, webhook_id=webhook_id, media=media)
+    revised, accepted = _item_revise(
+        existing, payload=payload, webhook_id=webhook_id, media=media, author=author
+    )
+    if accepted and author is not None and payload.author is not None:
+        author_refresh(author=author, payload=payload.author)
+    return revised, accepted
 
 
 def _store_payload_media(payload: IntakePayload) -> dict[str, str]:
@@ -131,7 +141,7 @@ _REVISED_FIELDS = (
 
 
 def _item_revise(
-    item: Item, *, payload: IntakePayload, webhook_id: str, media: dict[str, str]
+    item: Item, *, payload: IntakePayload, webhook_id: str, media: dict[str, str], author=None
 ) -> tuple[Item, bool]:
     """Keep the current content as a revision and take the edit as the item's content: it
     goes back to the dispatch to be labeled again, undecided, whatever was decided before."""
@@ -158,6 +168,9 @@ def _item_revise(
             }
             for name, value in new_content.items():
                 setattr(locked, name, value)
+            # An edit without `author` keeps the item's author.
+            if author is not None:
+                locked.author = author
             locked.revision += 1
             locked.revised_at = timezone.now()
             locked.waiting_since = locked.revised_at
