@@ -16,6 +16,8 @@ from lib.admin_display import RoundedFloatsMixin
 from lib.text import plural
 from moderation.callbacks.http import CallbackRefused, check_scheme
 from moderation.models import (
+    AccountAction,
+    Author,
     CallbackAttempt,
     CallbackDelivery,
     Decision,
@@ -283,10 +285,10 @@ class DecisionReasonAdmin(admin.ModelAdmin):
     rather than delete: past decisions point at a reason, and no other reason's digit moves
     (decisions also keep the name as it read)."""
 
-    list_display = ("name", "action", "key", "active")
-    list_editable = ("key", "active")
+    list_display = ("name", "action", "key", "active", "strike_weight")
+    list_editable = ("key", "active", "strike_weight")
     list_filter = ("action", "active")
-    fields = ("action", "name", "key", "active")
+    fields = ("action", "name", "key", "active", "strike_weight")
 
     def save_model(self, request, obj, form, change):
         decision_reason_save(reason=obj)
@@ -337,6 +339,7 @@ class CallbackDeliveryAdmin(admin.ModelAdmin):
     list_select_related = ("source",)
     readonly_fields = (
         "decision",
+        "account_action",
         "source",
         "state",
         "attempts",
@@ -444,6 +447,36 @@ class GoldenAnswerAdmin(admin.ModelAdmin):
     @admin.display(description="expected")
     def expected(self, obj):
         return obj.golden.expected_action
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Author)
+class AuthorAdmin(admin.ModelAdmin):
+    """Accounts as products named them; their page (timeline, strikes, actions) is linked."""
+
+    list_display = ("external_id", "name", "source", "first_seen_at", "page")
+    list_filter = ("source",)
+    list_select_related = ("source",)
+    search_fields = ("external_id", "name")
+    readonly_fields = ("source", "external_id", "first_seen_at", "updated_at")
+
+    @admin.display(description="author's page")
+    def page(self, obj):
+        return format_html('<a href="{}">timeline</a>', reverse("author", args=[obj.pk]))
+
+
+@admin.register(AccountAction)
+class AccountActionAdmin(admin.ModelAdmin):
+    """Confirmed account actions (sent to the products); seniors confirm them on Accounts."""
+
+    list_display = ("id", "author", "action", "until", "active_strikes", "created_by", "created_at")
+    list_filter = ("action", "source")
+    list_select_related = ("author", "created_by")
 
     def has_add_permission(self, request):
         return False

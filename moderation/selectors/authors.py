@@ -53,9 +53,13 @@ def author_counts(author: Author) -> dict[str, int]:
     return {name: counts[name] or 0 for name in ("items", "flagged", "removed")}
 
 
-def active_strike_count(author: Author, *, now: datetime | None = None) -> int:
+def active_strike_count(
+    author: Author, *, source: Source | None = None, now: datetime | None = None
+) -> int:
+    """`source`: the author's, when the caller has it at hand (saves a query)."""
     now = now or timezone.now()
-    since = now - timedelta(days=author.source.strike_window_days)
+    window = (source or author.source).strike_window_days
+    since = now - timedelta(days=window)
     total = Strike.objects.filter(
         author=author, withdrawn_at__isnull=True, created_at__gt=since
     ).aggregate(total=Sum("weight"))["total"]
@@ -77,6 +81,16 @@ def strike_counts(authors: list[Author], *, now: datetime | None = None) -> dict
         .annotate(total=Sum("weight"))
     )
     return {row["author_id"]: row["total"] for row in rows}
+
+
+def authors_strikes(items: list[Item]) -> None:
+    """Give each item of a page its `author_strikes` (None without an author): two
+    queries, whatever the page holds."""
+    author_ids = {item.author_id for item in items if item.author_id}
+    authors = list(Author.objects.filter(pk__in=author_ids).select_related("source"))
+    counts = strike_counts(authors)
+    for item in items:
+        item.author_strikes = counts.get(item.author_id, 0) if item.author_id else None
 
 
 def author_actions(author: Author, *, limit: int | None = None) -> list[AccountAction]:
@@ -123,15 +137,18 @@ PANEL_ACTIONS = 5
 def author_panel(item: Item) -> AuthorPanel | None:
     """The item page's author panel: four queries whatever the author's history (the
     author comes with the item)."""
-    author = item.author
-    if author is None:
+    if item.author is None:
         return None
+    return author_panel_for(item.author, source=item.source)
+
+
+def author_panel_for(author: Author, *, source: Source | None = None) -> AuthorPanel:
     now = timezone.now()
     counts = author_counts(author)
     return AuthorPanel(
         author=author,
         account_age=now - author.account_created_at if author.account_created_at else None,
-        active_strikes=active_strike_count(author, now=now),
+        active_strikes=active_strike_count(author, source=source, now=now),
         actions=author_actions(author, limit=PANEL_ACTIONS),
         proposals=AccountActionProposal.objects.filter(
             author=author, status=AccountActionProposal.Status.PROPOSED
