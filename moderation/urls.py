@@ -22,6 +22,7 @@ urlpatterns = [
     path("team/", team.team, name="team"),
     path("team/<int:user_id>/golden-wrong/", team.team_golden_wrong, name="team_golden_wrong"),
     path("items/<int:item_id>/<str:kind>/", item.item_media, name="item_media"),
+    path("authors/", authors.authors_list, name="authors"),
     path("authors/<int:author_id>/", authors.author_page, name="author"),
     path(
         "authors/<int:author_id>/remove-open/",

@@ -7,8 +7,9 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
+from django.db import connection
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
 from django.utils import timezone
 
@@ -30,17 +31,23 @@ from moderation.selectors.decisions import decision_event
 APPEAL_WINDOW = timedelta(days=180)
 
 
-def author_counts(author: Author) -> dict[str, int]:
-    """Items received, flagged (ever), and removed (their current decision), in one query."""
-    latest_action = Subquery(
+def _latest_action() -> Subquery:
+    """An item's current decision's action (its latest on its current revision, undos
+    aside: an undone item is not decided)."""
+    return Subquery(
         Decision.objects.filter(item=OuterRef("pk"), revision=OuterRef("revision"))
         .exclude(action=Decision.Action.UNDO)
         .order_by("-created_at", "-id")
         .values("action")[:1]
     )
+
+
+def author_counts(author: Author) -> dict[str, int]:
+    """Items received, flagged (ever), and removed (their current decision), exactly, in one
+    query (the API's figures; the item page's panel caps them)."""
     counts = (
         Item.objects.filter(author=author)
-        .annotate(latest_action=latest_action)
+        .annotate(latest_action=_latest_action())
         .aggregate(
             items=Count("id"),
             flagged=Count("id", filter=Q(flagged_at__isnull=False)),
@@ -119,13 +126,31 @@ def author_api_dict(author: Author) -> dict[str, Any]:
     }
 
 
+# The panel's counts stop here ("1,000+"): each is then an index range of at most this many
+# entries, so a prolific author's panel costs what a newcomer's does.
+PANEL_COUNT_CAP = 1_000
+
+
+class PanelCount(NamedTuple):
+    """A count that stops at PANEL_COUNT_CAP."""
+
+    n: int
+
+    @property
+    def capped(self) -> bool:
+        return self.n > PANEL_COUNT_CAP
+
+    def __str__(self) -> str:
+        return f"{PANEL_COUNT_CAP:,}+" if self.capped else f"{self.n:,}"
+
+
 @dataclass(frozen=True)
 class AuthorPanel:
     author: Author
     account_age: timedelta | None
-    items: int
-    flagged: int
-    removed: int
+    items: PanelCount
+    flagged: PanelCount
+    removed: PanelCount
     active_strikes: int
     actions: list[AccountAction]
     proposals: int
@@ -135,25 +160,70 @@ PANEL_ACTIONS = 5
 
 
 def author_panel(item: Item) -> AuthorPanel | None:
-    """The item page's author panel: four queries whatever the author's history (the
-    author comes with the item)."""
+    """The item page's author panel: two queries whatever the author's history (the author
+    comes with the item)."""
     if item.author is None:
         return None
     return author_panel_for(item.author, source=item.source)
 
 
+def _sql(rows: QuerySet) -> tuple[str, tuple]:
+    sql, params = rows.query.sql_with_params()
+    return sql, tuple(params)
+
+
+def _capped(rows: QuerySet) -> tuple[str, tuple]:
+    """COUNT(*) over a LIMITed subquery: at most PANEL_COUNT_CAP + 1 rows read."""
+    sql, params = _sql(rows.order_by().values("pk")[: PANEL_COUNT_CAP + 1])
+    return f"SELECT COUNT(*) FROM ({sql}) AS capped", params  # noqa: S608
+
+
 def author_panel_for(author: Author, *, source: Source | None = None) -> AuthorPanel:
+    """Every figure of the panel in one round trip (scalar subqueries), and the latest
+    actions in another."""
     now = timezone.now()
-    counts = author_counts(author)
+    window = (source or author.source).strike_window_days
+    items = Item.objects.filter(author=author)
+    parts = [
+        _capped(items),
+        _capped(items.filter(flagged_at__isnull=False)),
+        _capped(
+            items.filter(status=Item.Status.DECIDED)
+            .annotate(latest_action=_latest_action())
+            .filter(latest_action=Decision.Action.REMOVE)
+        ),
+        _sql(
+            Strike.objects.filter(
+                author=author,
+                withdrawn_at__isnull=True,
+                created_at__gt=now - timedelta(days=window),
+            )
+            .values("author_id")
+            .annotate(total=Sum("weight"))
+            .values("total")
+        ),
+        _sql(
+            AccountActionProposal.objects.filter(
+                author=author, status=AccountActionProposal.Status.PROPOSED
+            )
+            .values("author_id")
+            .annotate(total=Count("id"))
+            .values("total")
+        ),
+    ]
+    sql = "SELECT " + ", ".join(f"({part})" for part, _ in parts)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, tuple(p for _, params in parts for p in params))
+        n_items, n_flagged, n_removed, strikes, proposals = cursor.fetchone()
     return AuthorPanel(
         author=author,
         account_age=now - author.account_created_at if author.account_created_at else None,
-        active_strikes=active_strike_count(author, source=source, now=now),
+        items=PanelCount(n_items),
+        flagged=PanelCount(n_flagged),
+        removed=PanelCount(n_removed),
+        active_strikes=strikes or 0,
         actions=author_actions(author, limit=PANEL_ACTIONS),
-        proposals=AccountActionProposal.objects.filter(
-            author=author, status=AccountActionProposal.Status.PROPOSED
-        ).count(),
-        **counts,
+        proposals=proposals or 0,
     )
 
 
@@ -416,3 +486,56 @@ def events_page(
             events.append({"type": "account.action.created", "data": account_action_event(obj)})
             last_action = pk
     return events, (last_decision, last_action), len(merged) > size
+
+
+# --- Repeat offenders: authors by active strikes and open items, per source ----------------------
+
+OVERVIEW_SORTS = ("strikes", "open")
+
+
+@dataclass(frozen=True)
+class AuthorRow:
+    author: Author
+    active_strikes: int
+    open_items: int
+
+
+def authors_overview(
+    *, source_ids: frozenset[int] | None = None, sort: str = "strikes", limit: int = 100
+) -> list[AuthorRow]:
+    """The authors with the most active strikes (or open items), so a lead handles a repeat
+    offender's items together: two grouped queries per source, each read from an index."""
+    now = timezone.now()
+    sources = Source.objects.order_by("pk")
+    if source_ids is not None:
+        sources = sources.filter(pk__in=source_ids)
+    strikes: dict[int, int] = {}
+    open_items: dict[int, int] = {}
+    for source in sources:
+        since = now - timedelta(days=source.strike_window_days)
+        for row in (
+            Strike.objects.filter(
+                author__source=source, withdrawn_at__isnull=True, created_at__gt=since
+            )
+            .values("author_id")
+            .annotate(total=Sum("weight"))
+        ):
+            strikes[row["author_id"]] = row["total"]
+        for row in (
+            Item.objects.filter(source=source, author__isnull=False, status__in=REVIEWABLE)
+            .values("author_id")
+            .annotate(total=Count("id"))
+        ):
+            open_items[row["author_id"]] = row["total"]
+    ids = set(strikes) | set(open_items)
+    if sort == "open":
+        ranked = sorted(ids, key=lambda pk: (-open_items.get(pk, 0), -strikes.get(pk, 0), pk))
+    else:
+        ranked = sorted(ids, key=lambda pk: (-strikes.get(pk, 0), -open_items.get(pk, 0), pk))
+    ranked = ranked[:limit]
+    authors = Author.objects.select_related("source").in_bulk(ranked)
+    return [
+        AuthorRow(authors[pk], strikes.get(pk, 0), open_items.get(pk, 0))
+        for pk in ranked
+        if pk in authors
+    ]

@@ -241,3 +241,34 @@ def test_the_accounts_list_is_for_seniors(client, reviewer, author):
         client.post(f"/account-actions/{proposal.pk}/", {"decision": "confirm"}).status_code == 403
     )
     assert not AccountAction.objects.exists()
+
+
+# --- repeat offenders, for leads -------------------------------------------------------------
+
+
+def test_leads_see_authors_by_active_strikes_or_open_items(client, author, source):
+    quiet = Author.objects.create(source=source, external_id="quiet")
+    for _ in range(2):
+        remove(item_of(author))
+    for _ in range(3):
+        item_of(quiet)
+    client.force_login(UserFactory(is_staff=True))
+    by_strikes = client.get("/authors/").content.decode()
+    assert by_strikes.index(f'data-author="{author.pk}"') < by_strikes.index(
+        f'data-author="{quiet.pk}"'
+    )
+    by_open = client.get("/authors/?sort=open").content.decode()
+    assert by_open.index(f'data-author="{quiet.pk}"') < by_open.index(f'data-author="{author.pk}"')
+
+
+def test_the_authors_list_is_for_leads(client, reviewer):
+    assert client.get("/authors/").status_code == 403
+
+
+def test_the_panels_counts_stop_at_a_cap(client, reviewer, author, monkeypatch):
+    monkeypatch.setattr("moderation.selectors.authors.PANEL_COUNT_CAP", 3)
+    for _ in range(5):
+        item_of(author)
+    page = client.get(f"/items/{item_of(author).pk}/").content.decode()
+    assert 'id="author-items">3+<' in page and 'id="author-flagged">3+<' in page
+    assert 'id="author-removed">0<' in page

@@ -4,6 +4,7 @@ all their open items at once) and the seniors' "Accounts" list of proposed accou
 from __future__ import annotations
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -19,9 +20,11 @@ from moderation.permissions import (
     senior_required,
 )
 from moderation.selectors.authors import (
+    OVERVIEW_SORTS,
     author_open_items,
     author_panel_for,
     author_timeline,
+    authors_overview,
     proposals_open,
 )
 from moderation.selectors.decisions import decision_actions
@@ -146,3 +149,18 @@ def proposal_decide(request: HttpRequest, proposal_id: int) -> HttpResponse:
     except (ValueError, ProposalClosed) as exc:
         messages.error(request, f"Not done: {exc}.")
     return redirect(where)
+
+
+@require_GET
+@reviewer_required
+def authors_list(request: HttpRequest) -> HttpResponse:
+    """For leads: authors with the most active strikes and open items, sortable."""
+    if not request.user.is_staff:
+        raise PermissionDenied
+    sort = request.GET.get("sort", "strikes")
+    sort = sort if sort in OVERVIEW_SORTS else "strikes"
+    return render(
+        request,
+        "moderation/authors.html",
+        {"rows": authors_overview(sort=sort), "sort": sort},
+    )
