@@ -11,7 +11,8 @@
 3. With Django's test Client (DEBUG off, the product's settings and middleware, a logged-in
    senior), times R requests after 5 warm-up ones of: the author's first page, a deep page
    (the cursor of the entry 80 % down the author's items), and the item page of one of the
-   author's items; the item page of an item without author is the baseline.
+   author's items, each request interleaved with one of the item page of an item without
+   author (the baseline, under the same machine load).
 4. Intake: N signed webhooks through the real view, alternating rounds without and with an
    `author` (20 authors), in-process (no HTTP server): req/s of each.
 """
@@ -158,13 +159,18 @@ def main() -> int:
         first = timed(client, f"/authors/{author.pk}/", args.requests)
         deep = timed(client, f"/authors/{author.pk}/?after={deep_cursor(author)}", args.requests)
         item = Item.objects.filter(author=author, status="flagged").first()
-        panel = timed(client, f"/items/{item.pk}/", args.requests)
-        rows.append((size, first, deep, panel))
+        # Interleaved with the no-author item page, so that both see the same machine load.
+        panel, base = [], []
+        for _ in range(args.requests):
+            panel += timed(client, f"/items/{item.pk}/", 1)
+            base += timed(client, f"/items/{baseline_item.pk}/", 1)
+        rows.append((size, first, deep, panel, base))
         print(
             f"{size:>7,} items: author page p50 {statistics.median(first):6.1f} ms "
             f"(p99 {percentile(first, 0.99):6.1f}), deep page p50 {statistics.median(deep):6.1f} "
             f"ms, item page p50 {statistics.median(panel):6.1f} ms "
-            f"({statistics.median(panel) / statistics.median(base):.2f} x no author)",
+            f"({statistics.median(panel) / statistics.median(base):.2f} x the no-author item page "
+            f"interleaved with it, p50 {statistics.median(base):.1f} ms)",
             flush=True,
         )
     source = seeded["source"]
@@ -180,7 +186,7 @@ def main() -> int:
     )
     print("\n| author items | author page p50 | deep page p50 | item page p50 (x no author) |")
     print("|---|---|---|---|")
-    for size, first, deep, panel in rows:
+    for size, first, deep, panel, base in rows:
         print(
             f"| {size:,} | {statistics.median(first):.1f} ms | {statistics.median(deep):.1f} ms "
             f"| {statistics.median(panel):.1f} ms "
