@@ -179,6 +179,8 @@ def delivery_attempt(*, delivery_id: int) -> Outcome:
 
 
 def _superseded(delivery: CallbackDelivery) -> bool:
+    if delivery.decision is None:
+        return False  # an account action is an event of its own: nothing newer replaces it
     return CallbackDelivery.objects.filter(
         decision__item_id=delivery.decision.item_id,
         decision_id__gt=delivery.decision_id,
@@ -220,7 +222,7 @@ def _record(
         CallbackDelivery.objects.filter(
             pk=delivery.pk, state=CallbackDelivery.State.SENDING, lease_expires_at=lease
         ).update(lease_expires_at=None, **fields)
-        if answer.ok:
+        if answer.ok and delivery.decision is not None:
             # Older decisions of the item still waiting for a retry will not be sent now.
             CallbackDelivery.objects.filter(
                 decision__item_id=delivery.decision.item_id,

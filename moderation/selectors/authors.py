@@ -24,7 +24,7 @@ from moderation.models import (
     Source,
     Strike,
 )
-from moderation.selectors.decisions import decision_event
+from moderation.selectors.decisions import decision_event, decision_sequences
 
 # How long a product's user may appeal an account action (the appeals intake, issue 26,
 # will make this a per-source setting).
@@ -465,6 +465,7 @@ def events_page(
         # Escalations stay inside the team, as in decisions_page.
         Decision.objects.filter(FOR_PRODUCTS, item__source=source, pk__gt=since)
         .select_related("item__author", "reviewer")
+        .annotate(item_sequence=decision_sequences())
         .order_by("pk")[: size + 1]
     )
     actions = account_actions_after(source=source, since=since_action, size=size)
