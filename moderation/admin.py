@@ -16,6 +16,8 @@ from lib.admin_display import RoundedFloatsMixin
 from lib.text import plural
 from moderation.callbacks.http import CallbackRefused, check_scheme
 from moderation.models import (
+    AccountAction,
+    Author,
     CallbackAttempt,
     CallbackDelivery,
     Decision,
@@ -31,6 +33,7 @@ from moderation.models import (
 )
 from moderation.selectors.decisions import item_current_decision
 from moderation.selectors.queue import sources_sla
+from moderation.services.authors import account_thresholds_problem
 from moderation.services.decisions import decision_reason_save
 from moderation.services.golden import GOLDEN_ACTIONS, golden_item_mark, golden_item_unmark
 from moderation.services.sources import source_rotate_secret, source_set_callback_secret
@@ -48,6 +51,24 @@ class SourceForm(forms.ModelForm):
         model = Source
         # SourceAdmin.exclude keeps the secrets out; the admin decides the fields shown.
         fields = "__all__"  # noqa: DJ007
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Left out of a form (an older one, a script posting the form): the value stays.
+        self.fields["strike_window_days"].required = False
+
+    def clean_strike_window_days(self):
+        days = self.cleaned_data.get("strike_window_days")
+        return self.instance.strike_window_days if days is None else days
+
+    def clean_account_thresholds(self):
+        value = self.cleaned_data.get("account_thresholds")
+        if value in (None, ""):
+            return []
+        problem = account_thresholds_problem(value)
+        if problem:
+            raise forms.ValidationError(problem)
+        return value
 
     def clean_callback_url(self):
         url = self.cleaned_data.get("callback_url", "")
@@ -264,10 +285,10 @@ class DecisionReasonAdmin(admin.ModelAdmin):
     rather than delete: past decisions point at a reason, and no other reason's digit moves
     (decisions also keep the name as it read)."""
 
-    list_display = ("name", "action", "key", "active")
-    list_editable = ("key", "active")
+    list_display = ("name", "action", "key", "active", "strike_weight")
+    list_editable = ("key", "active", "strike_weight")
     list_filter = ("action", "active")
-    fields = ("action", "name", "key", "active")
+    fields = ("action", "name", "key", "active", "strike_weight")
 
     def save_model(self, request, obj, form, change):
         decision_reason_save(reason=obj)
@@ -318,6 +339,7 @@ class CallbackDeliveryAdmin(admin.ModelAdmin):
     list_select_related = ("source",)
     readonly_fields = (
         "decision",
+        "account_action",
         "source",
         "state",
         "attempts",
@@ -425,6 +447,36 @@ class GoldenAnswerAdmin(admin.ModelAdmin):
     @admin.display(description="expected")
     def expected(self, obj):
         return obj.golden.expected_action
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Author)
+class AuthorAdmin(admin.ModelAdmin):
+    """Accounts as products named them; their page (timeline, strikes, actions) is linked."""
+
+    list_display = ("external_id", "name", "source", "first_seen_at", "page")
+    list_filter = ("source",)
+    list_select_related = ("source",)
+    search_fields = ("external_id", "name")
+    readonly_fields = ("source", "external_id", "first_seen_at", "updated_at")
+
+    @admin.display(description="author's page")
+    def page(self, obj):
+        return format_html('<a href="{}">timeline</a>', reverse("author", args=[obj.pk]))
+
+
+@admin.register(AccountAction)
+class AccountActionAdmin(admin.ModelAdmin):
+    """Confirmed account actions (sent to the products); seniors confirm them on Accounts."""
+
+    list_display = ("id", "author", "action", "until", "active_strikes", "created_by", "created_at")
+    list_filter = ("action", "source")
+    list_select_related = ("author", "created_by")
 
     def has_add_permission(self, request):
         return False

@@ -49,6 +49,7 @@ def _date(value: str | None) -> date | None:
 @dataclass(frozen=True)
 class QueueFilter:
     source: int | None = None
+    author: int | None = None  # an Author's id: one account's items
     labeler: int | None = None
     score_min: float | None = None
     score_max: float | None = None
@@ -66,6 +67,7 @@ class QueueFilter:
         status = query.get("status", "undecided")
         return cls(
             source=int_or_none(query.get("source")),
+            author=int_or_none(query.get("author")),
             labeler=int_or_none(query.get("labeler")),
             score_min=_score(query.get("score_min")),
             score_max=_score(query.get("score_max")),

@@ -15,6 +15,7 @@ import re
 import struct
 import warnings
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
@@ -28,6 +29,16 @@ MAX_VIDEO_SECONDS = 60
 _DATA_URL = re.compile(r"^data:(?P<mime>[a-z0-9.+-]+/[a-z0-9.+-]+)(?:;[^,;]*)*;base64,", re.I)
 
 
+@dataclass(frozen=True)
+class AuthorPayload:
+    """The body's optional `author`: the account that posted the item."""
+
+    id: str
+    name: str = ""
+    url: str = ""
+    created_at: datetime | None = None
+
+
 @dataclass
 class IntakePayload:
     external_id: str
@@ -37,6 +48,7 @@ class IntakePayload:
     video: bytes = b""
     video_type: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    author: AuthorPayload | None = None
 
     @property
     def content_hash(self) -> str:
@@ -125,7 +137,63 @@ def parse_body(body: bytes) -> IntakePayload:
     if "\\u0000" in encoded:  # json.dumps escapes NUL even with ensure_ascii=False
         raise IntakeError(422, "metadata contains a NUL character", field="metadata")
     payload.metadata = metadata
+    if (author := data.get("author")) is not None:
+        payload.author = parse_author(author)
     return payload
+
+
+AUTHOR_MAX_NAME = 255
+AUTHOR_MAX_URL = 2000
+
+
+def _author_string(value: Any, name: str, *, max_chars: int, required: bool = False) -> str:
+    field_name = f"author.{name}"
+    if value is None and not required:
+        return ""
+    # A number is refused, not converted: 12 and "12" would be two authors in some products.
+    if not isinstance(value, str):
+        raise IntakeError(422, f"{field_name} must be a string", field=field_name)
+    if required and not value:
+        raise IntakeError(422, f"{field_name} must not be empty", field=field_name)
+    if len(value) > max_chars:
+        raise IntakeError(
+            422, f"{field_name} is longer than {max_chars} characters", field=field_name
+        )
+    _check_storable(value, field_name)
+    return value
+
+
+def parse_author(value: Any) -> AuthorPayload:
+    """`{"id": "...", "name": "...", "url": "...", "created_at": "ISO 8601"}`: `id` (1-255
+    characters) required, the rest optional; a broken field is a 422 naming it."""
+    if not isinstance(value, dict):
+        raise IntakeError(422, "author must be a JSON object", field="author")
+    if "id" not in value or value["id"] is None:
+        raise IntakeError(422, "author.id is required when author is present", field="author.id")
+    author_id = _author_string(value["id"], "id", max_chars=255, required=True)
+    name = _author_string(value.get("name"), "name", max_chars=AUTHOR_MAX_NAME)
+    url = _author_string(value.get("url"), "url", max_chars=AUTHOR_MAX_URL)
+    # Pages link to it: only a web address, never javascript: or data:.
+    if url and not re.match(r"^https?://[^\s]+$", url, re.I):
+        raise IntakeError(422, "author.url must be an http(s) URL", field="author.url")
+    created_at = None
+    if (raw := value.get("created_at")) is not None:
+        if not isinstance(raw, str) or len(raw) > 64:
+            raise IntakeError(
+                422, "author.created_at must be an ISO 8601 string", field="author.created_at"
+            )
+        try:
+            created_at = datetime.fromisoformat(raw)
+        except ValueError:
+            raise IntakeError(
+                422, "author.created_at is not an ISO 8601 date-time", field="author.created_at"
+            ) from None
+        # A date-time without an offset is taken as UTC.
+        if created_at.tzinfo is None:
+            created_at = created_at.replace(tzinfo=UTC)
+        if not 1970 <= created_at.year <= 9998:
+            raise IntakeError(422, "author.created_at is out of range", field="author.created_at")
+    return AuthorPayload(id=author_id, name=name, url=url, created_at=created_at)
 
 
 def _decode_data_url(value: Any, *, field_name: str, max_bytes: int) -> tuple[bytes, str]:

@@ -38,6 +38,16 @@ def shift_start(settings_row: ReviewerSettings | None) -> datetime:
     return max(started, midnight) if started else midnight
 
 
+def default_account_thresholds() -> list[dict]:
+    """A new source proposes a warning at 3 active strikes, a 7-day suspension at 5 and a ban
+    at 8 (the product contract's defaults; admins change them per source)."""
+    return [
+        {"strikes": 3, "action": "warn"},
+        {"strikes": 5, "action": "suspend", "days": 7},
+        {"strikes": 8, "action": "ban"},
+    ]
+
+
 class Source(models.Model):
     """An integrating product: signs webhooks with its secret, reads back with its token."""
 
@@ -66,6 +76,18 @@ class Source(models.Model):
         null=True, blank=True, help_text="e.g. 240 for 4 hours; empty for no SLA"
     )
     labelers = models.ManyToManyField("labelers.Labeler", blank=True, related_name="sources")
+    # Strikes of this source's authors count for this many days after the removal.
+    strike_window_days = models.PositiveIntegerField(
+        default=90, help_text="A removal's strikes count for this many days."
+    )
+    # Active strikes that propose an account action: [{"strikes": 3, "action": "warn"},
+    # {"strikes": 5, "action": "suspend", "days": 7}, ...] (see moderation/strikes.py).
+    account_thresholds = models.JSONField(
+        default=default_account_thresholds,
+        blank=True,
+        help_text='e.g. [{"strikes": 3, "action": "warn"}, {"strikes": 5, "action": "suspend", '
+        '"days": 7}, {"strikes": 8, "action": "ban"}]; empty: never propose an action.',
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -188,6 +210,16 @@ class Item(models.Model):
     # SHA-256 over all content fields: identical content is labeled once per labeler version.
     content_hash = models.CharField(max_length=64)
     metadata = models.JSONField(default=dict, blank=True)
+    # The account that posted it, when the product says (the body's optional `author`).
+    # No index of its own: item_author_idx (author, received_at, id) serves every lookup.
+    author = models.ForeignKey(
+        "Author",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="items",
+        db_index=False,
+    )
     received_at = models.DateTimeField(auto_now_add=True)
     # The same external_id sent again with other content is an edit: the item's content is the
     # current revision's, earlier ones are kept as ItemRevision rows.
@@ -271,6 +303,13 @@ class Item(models.Model):
                 fields=["flagged_at"],
                 condition=Q(flagged_at__isnull=False),
                 name="item_flagged_at_idx",
+            ),
+            # An author's items newest first (the author's page, keyset by time and id),
+            # and their counts (the item page's author panel).
+            models.Index(
+                fields=["author", "received_at", "id"],
+                condition=Q(author__isnull=False),
+                name="item_author_idx",
             ),
         ]
 
@@ -405,6 +444,10 @@ class DecisionReason(models.Model):
         help_text="The digit reviewers press for this reason (1-9), shown beside it. Reviewers "
         "learn it: change it only on purpose. Empty: the next free digit of the action.",
     )
+    # Strikes a removal for this reason counts against the author (0: none).
+    strike_weight = models.PositiveSmallIntegerField(
+        default=1, help_text="Strikes a removal for this reason counts (0: it does not count)."
+    )
 
     class Meta:
         ordering = ["action", "key", "order", "name"]
@@ -483,8 +526,17 @@ class CallbackDelivery(models.Model):
         # Not sent: a newer decision of the same item was acknowledged first.
         SUPERSEDED = "superseded", "Superseded (a newer decision was delivered)"
 
+    # What it sends: a decision (decision.created) or an account action
+    # (account.action.created); exactly one of the two.
     decision = models.OneToOneField(
-        Decision, on_delete=models.PROTECT, related_name="callback_delivery"
+        Decision, null=True, blank=True, on_delete=models.PROTECT, related_name="callback_delivery"
+    )
+    account_action = models.OneToOneField(
+        "AccountAction",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="callback_delivery",
     )
     source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="callbacks")
     state = models.CharField(max_length=20, choices=State.choices, default=State.PENDING)
@@ -502,6 +554,13 @@ class CallbackDelivery(models.Model):
     class Meta:
         verbose_name_plural = "callback deliveries"
         ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(decision__isnull=False, account_action__isnull=True)
+                | Q(decision__isnull=True, account_action__isnull=False),
+                name="callback_sends_one_event",
+            )
+        ]
         indexes = [
             # The sweep's scan for due deliveries; delivered and failed ones are not in it.
             models.Index(
@@ -519,11 +578,13 @@ class CallbackDelivery(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"dec_{self.decision_id} to {self.source_id}"
+        return f"{self.webhook_id} to {self.source_id}"
 
     @property
     def webhook_id(self) -> str:
         """The same for every attempt, so receivers can drop a repeat."""
+        if self.account_action_id is not None:
+            return f"acct_{self.account_action_id}"
         return f"dec_{self.decision_id}"
 
 
@@ -614,3 +675,130 @@ class GoldenAnswer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reviewer_id} on golden {self.golden_id}: {self.action or 'open'}"
+
+
+class Author(models.Model):
+    """An account on a source's product, as its items name it (`author.id`): one per
+    (source, author id); authors never cross sources."""
+
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="authors")
+    # The product's id of the account (the body's author.id).
+    external_id = models.CharField(max_length=255)
+    name = models.CharField(max_length=255, blank=True)
+    url = models.CharField(max_length=2000, blank=True)
+    # When the account was created on the product (author.created_at), if it said.
+    account_created_at = models.DateTimeField(null=True, blank=True)
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source", "external_id"], name="author_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source_id}/{self.external_id}"
+
+
+class Strike(models.Model):
+    """A removal counted against its author: `weight` strikes (its reason's weight), active
+    from created_at for the source's strike window, unless withdrawn (an undo, or a later
+    decision on the item that is not a removal)."""
+
+    author = models.ForeignKey(Author, on_delete=models.PROTECT, related_name="strikes")
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="+")
+    decision = models.OneToOneField(Decision, on_delete=models.PROTECT, related_name="strike")
+    weight = models.PositiveSmallIntegerField()
+    created_at = models.DateTimeField()
+    withdrawn_at = models.DateTimeField(null=True, blank=True)
+    # The decision that withdrew it (an undo, an approval on re-review).
+    withdrawn_by = models.ForeignKey(
+        Decision, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # An author's strikes by age: the active count is one range of it, the author's
+            # timeline reads it backwards.
+            models.Index(fields=["author", "created_at", "id"], name="strike_author_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.weight} strike(s) on {self.author_id} for decision {self.decision_id}"
+
+
+class AccountAction(models.Model):
+    """An action on an author's account a senior confirmed: stored, and sent to the product
+    as account.action.created. Created in the confirmation's transaction under the source's
+    row lock, so a source's action ids commit in order (the decisions feed reads by id)."""
+
+    class Action(models.TextChoices):
+        WARN = "warn", "Warn"
+        SUSPEND = "suspend", "Suspend"
+        BAN = "ban", "Ban"
+
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="+")
+    author = models.ForeignKey(Author, on_delete=models.PROTECT, related_name="actions")
+    action = models.CharField(max_length=20, choices=Action.choices)
+    # A suspension's end; None for a warning or a ban.
+    until = models.DateTimeField(null=True, blank=True)
+    # The author's active strikes when confirmed, and the removals behind them.
+    active_strikes = models.PositiveIntegerField()
+    decision_ids = models.JSONField(default=list)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        # The decisions feed reads a source's actions by id.
+        indexes = [models.Index(fields=["source", "id"], name="account_action_source_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.author_id}"
+
+
+class AccountActionProposal(models.Model):
+    """An account action proposed when an author's active strikes crossed one of the
+    source's thresholds (in the transaction of the removal that crossed it); a senior
+    confirms it (possibly changed: an AccountAction) or dismisses it, with a note."""
+
+    class Status(models.TextChoices):
+        PROPOSED = "proposed", "Proposed"
+        CONFIRMED = "confirmed", "Confirmed"
+        DISMISSED = "dismissed", "Dismissed"
+
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="+")
+    author = models.ForeignKey(Author, on_delete=models.PROTECT, related_name="proposals")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PROPOSED)
+    action = models.CharField(max_length=20, choices=AccountAction.Action.choices)
+    # A suspension's length in days (None: warn, ban).
+    days = models.PositiveIntegerField(null=True, blank=True)
+    # The threshold crossed, the active strikes then, and the removals behind them.
+    threshold = models.PositiveIntegerField()
+    active_strikes = models.PositiveIntegerField()
+    decision_ids = models.JSONField(default=list)
+    # The removal whose strikes crossed the threshold.
+    decision = models.ForeignKey(Decision, on_delete=models.PROTECT, related_name="+")
+    proposed_at = models.DateTimeField(auto_now_add=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    note = models.TextField(blank=True)
+    account_action = models.OneToOneField(
+        AccountAction, null=True, blank=True, on_delete=models.PROTECT, related_name="proposal"
+    )
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            # The seniors' "Accounts" list: proposals waiting.
+            models.Index(fields=["id"], condition=Q(status="proposed"), name="proposal_open_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.author_id} ({self.status})"

@@ -3,7 +3,7 @@ endpoints (webhook, item API, decisions feed, OpenAPI document)."""
 
 from django.urls import path
 
-from moderation.views import api, golden, item, me, queue, team
+from moderation.views import api, authors, golden, item, me, queue, team
 
 urlpatterns = [
     path("", queue.queue, name="queue"),
@@ -22,9 +22,20 @@ urlpatterns = [
     path("team/", team.team, name="team"),
     path("team/<int:user_id>/golden-wrong/", team.team_golden_wrong, name="team_golden_wrong"),
     path("items/<int:item_id>/<str:kind>/", item.item_media, name="item_media"),
+    path("authors/", authors.authors_list, name="authors"),
+    path("authors/<int:author_id>/", authors.author_page, name="author"),
+    path(
+        "authors/<int:author_id>/remove-open/",
+        authors.author_remove_open,
+        name="author_remove_open",
+    ),
+    path("account-actions/", authors.accounts, name="accounts"),
+    path("account-actions/<int:proposal_id>/", authors.proposal_decide, name="proposal_decide"),
     path("webhooks/<slug:slug>/", api.webhook, name="webhook"),
     path("api/items/", api.api_items, name="api_items"),
     path("api/items/<int:item_id>/", api.api_item, name="api_item"),
     path("api/decisions/", api.api_decisions, name="api_decisions"),
+    # An author id is the product's: any characters, slashes included.
+    path("api/authors/<path:author_id>/", api.api_author, name="api_author"),
     path("api/openapi.yaml", api.openapi_document, name="openapi"),
 ]

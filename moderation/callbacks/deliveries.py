@@ -26,12 +26,14 @@ from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
 from moderation.callbacks import http as callback_http
-from moderation.models import CallbackAttempt, CallbackDelivery, Decision, Source
+from moderation.models import AccountAction, CallbackAttempt, CallbackDelivery, Decision, Source
+from moderation.selectors.authors import account_action_event
 from moderation.selectors.decisions import decision_event
 
 logger = logging.getLogger(__name__)
 
 EVENT_TYPE = "decision.created"
+ACCOUNT_ACTION_EVENT_TYPE = "account.action.created"
 
 USER_AGENT = "modqueue-callbacks/1"
 
@@ -54,6 +56,13 @@ def callback_body(decision: Decision, source: Source) -> bytes:
     return json.dumps(event, separators=(",", ":")).encode()
 
 
+def account_action_body(account_action: AccountAction) -> bytes:
+    """An account action in the same {type, timestamp, data} shape (account.action.created)."""
+    data = account_action_event(account_action)
+    event = {"type": ACCOUNT_ACTION_EVENT_TYPE, "timestamp": data["created_at"], "data": data}
+    return json.dumps(event, separators=(",", ":")).encode()
+
+
 def signed_headers(*, secret: str, webhook_id: str, body: bytes) -> dict[str, str]:
     # The timestamp is the attempt's, not the decision's: receivers refuse old timestamps
     # (replays), and a retry a day later must still pass.
@@ -67,16 +76,22 @@ def signed_headers(*, secret: str, webhook_id: str, body: bytes) -> dict[str, st
     }
 
 
-def delivery_create(*, decision: Decision, source: Source) -> CallbackDelivery | None:
-    """In the decision's transaction: the delivery to send once it commits, or None when the
-    source has no callback URL. It counts as enqueued now (decision_create starts its task on
-    commit); if that message is lost, the sweep sends it again. None too for a decision
-    products never hear of (an escalation: Decision.for_products)."""
-    if not source.callback_url or not decision.for_products:
+def delivery_create(
+    *, decision: Decision | None = None, account_action: AccountAction | None = None, source: Source
+) -> CallbackDelivery | None:
+    """In the transaction of the decision (or account action): the delivery to send once it
+    commits, or None when the source has no callback URL. It counts as enqueued now (its
+    creator starts its task on commit); if that message is lost, the sweep sends it again.
+    None too for a decision products never hear of (an escalation: Decision.for_products)."""
+    if not source.callback_url or (decision is not None and not decision.for_products):
         return None
     now = timezone.now()
     delivery = CallbackDelivery.objects.create(
-        decision=decision, source=source, next_attempt_at=now, enqueued_at=now
+        decision=decision,
+        account_action=account_action,
+        source=source,
+        next_attempt_at=now,
+        enqueued_at=now,
     )
     return delivery
 
@@ -123,7 +138,7 @@ def delivery_attempt(*, delivery_id: int) -> Outcome:
     if not claimed:
         return Outcome("not-due")
     delivery = CallbackDelivery.objects.select_related(
-        "source", "decision__item", "decision__reviewer"
+        "source", "decision__item__author", "decision__reviewer", "account_action__author"
     ).get(pk=delivery_id)
     if _superseded(delivery):
         # The product acknowledged a newer decision of this item: sending this one now would
@@ -140,7 +155,11 @@ def delivery_attempt(*, delivery_id: int) -> Outcome:
     if not url:
         answer = callback_http.Answer(None, 0, error="the source has no callback URL any more")
     else:
-        body = callback_body(delivery.decision, source)
+        if delivery.account_action is not None:
+            body = account_action_body(delivery.account_action)
+        else:
+            assert delivery.decision is not None
+            body = callback_body(delivery.decision, source)
         headers = signed_headers(
             secret=signing_secret(source), webhook_id=delivery.webhook_id, body=body
         )
@@ -160,6 +179,8 @@ def delivery_attempt(*, delivery_id: int) -> Outcome:
 
 
 def _superseded(delivery: CallbackDelivery) -> bool:
+    if delivery.decision is None:
+        return False  # an account action is an event of its own: nothing newer replaces it
     return CallbackDelivery.objects.filter(
         decision__item_id=delivery.decision.item_id,
         decision_id__gt=delivery.decision_id,
@@ -201,7 +222,7 @@ def _record(
         CallbackDelivery.objects.filter(
             pk=delivery.pk, state=CallbackDelivery.State.SENDING, lease_expires_at=lease
         ).update(lease_expires_at=None, **fields)
-        if answer.ok:
+        if answer.ok and delivery.decision is not None:
             # Older decisions of the item still waiting for a retry will not be sent now.
             CallbackDelivery.objects.filter(
                 decision__item_id=delivery.decision.item_id,

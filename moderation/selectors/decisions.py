@@ -94,6 +94,7 @@ def decision_event(decision: Decision, *, include_reviewer: bool) -> dict:
         # Callbacks are sent at least once and can arrive out of order: the item's decision
         # with the highest sequence is its current one.
         "sequence": decision_sequence(decision),
+        **({"author_id": item.author.external_id} if item.author_id else {}),
         "revision": decision.revision,
         "action": decision.action,
         "reason": decision.reason,
@@ -122,7 +123,7 @@ def decisions_page(*, source: Source, since: int, size: int) -> tuple[list[dict]
     rows = list(
         # Escalations stay inside the team: only decisions products hear of.
         Decision.objects.filter(FOR_PRODUCTS, item__source=source, pk__gt=since)
-        .select_related("item", "reviewer")
+        .select_related("item__author", "reviewer")
         .annotate(item_sequence=decision_sequences())
         .order_by("pk")[: size + 1]
     )

@@ -93,6 +93,8 @@ def queue_filter_q(filters: QueueFilter, *, allowed: frozenset[int] | None, pref
         q &= Q(**{f"{prefix}source_id__in": sorted(allowed)})
     if filters.source:
         q &= Q(**{f"{prefix}source_id": filters.source})
+    if filters.author:
+        q &= Q(**{f"{prefix}author_id": filters.author})
     if filters.labeler:
         # The labels model belongs to labelers, which moderation does not import.
         label_model = Item._meta.get_field("labels").related_model

@@ -14,11 +14,14 @@ from moderation.errors import ClaimConflict, NotAllowed
 from moderation.models import (
     FOLLOWS_LABELS,
     NOTE_MAX_LENGTH,
+    REVIEWABLE,
+    Author,
     Decision,
     DecisionReason,
     Item,
     Source,
 )
+from moderation.services.authors import decision_strikes
 from moderation.services.items import item_revision_check
 from moderation.services.queue import queue_key_sync, queue_score_for
 from moderation.tasks import callback_deliver_task
@@ -211,4 +214,43 @@ def decision_create(*, item: Item, **fields) -> Decision:
     delivery = delivery_create(decision=decision, source=source)
     if delivery is not None:
         callback_deliver_task.delay_on_commit(delivery.pk)
+    # Strikes and account-action proposals commit with the decision that caused them.
+    decision_strikes(decision=decision, item=item, source=source)
     return decision
+
+
+class CountChanged(Exception):
+    """The number of open items is not the one the senior confirmed."""
+
+
+def author_open_items_decide(
+    *, author: Author, reviewer, action: str, reason_id: int | None, expected: int, note: str = ""
+) -> tuple[list[Decision], int]:
+    """A senior decides all of an author's open items at once: `expected` is the count they
+    confirmed; if it changed since (a new item, another decision), nothing is decided. Each
+    item gets a decision of its own (its own transaction, strikes and callback); an item
+    another reviewer holds a live claim on is left to them. Returns the decisions and how
+    many items were left."""
+    open_ids = list(
+        Item.objects.filter(author=author, status__in=REVIEWABLE)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+    if len(open_ids) != expected:
+        raise CountChanged(f"{len(open_ids)} items are open now, not {expected}")
+    decisions, left = [], 0
+    for item in Item.objects.filter(pk__in=open_ids).order_by("id"):
+        try:
+            decisions.append(
+                decision_record(
+                    item=item,
+                    reviewer=reviewer,
+                    action=action,
+                    reason_id=reason_id,
+                    note=note,
+                    may_decide_escalated=True,
+                )
+            )
+        except ClaimConflict:
+            left += 1
+    return decisions, left

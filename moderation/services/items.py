@@ -15,10 +15,12 @@ from django.utils import timezone
 from moderation.errors import StaleRevision
 from moderation.intake import IntakePayload
 from moderation.models import (
+    Author,
     Item,
     ItemRevision,
     Source,
 )
+from moderation.services.authors import author_for_intake, author_refresh
 
 EXTENSIONS = {
     "image/png": "png",
@@ -76,6 +78,7 @@ def item_ingest(*, source: Source, payload: IntakePayload, webhook_id: str) -> t
         if existing is not None and _is_repeat(existing, payload=payload, webhook_id=webhook_id):
             return existing, False
     media = _store_payload_media(payload)
+    author = author_for_intake(source=source, author=payload.author) if payload.author else None
     if existing is None:
         # One INSERT in autocommit: the item row alone is complete ("received"); beat's
         # dispatch routes it to labelers in batches, so intake does the least work it can.
@@ -84,8 +87,14 @@ def item_ingest(*, source: Source, payload: IntakePayload, webhook_id: str) -> t
         try:
             with guard:
                 item = _item_insert(
-                    source=source, payload=payload, webhook_id=webhook_id, media=media
+                    source=source,
+                    payload=payload,
+                    webhook_id=webhook_id,
+                    media=media,
+                    author=author,
                 )
+            if author is not None and payload.author is not None:
+                author_refresh(author=author, payload=payload.author)
             return item, True
         except IntegrityError:
             existing = _existing(source, external_id=payload.external_id, webhook_id=webhook_id)
@@ -93,7 +102,12 @@ def item_ingest(*, source: Source, payload: IntakePayload, webhook_id: str) -> t
                 raise
     if _is_repeat(existing, payload=payload, webhook_id=webhook_id):
         return existing, False
-    return _item_revise(existing, payload=payload, webhook_id=webhook_id, media=media)
+    revised, accepted = _item_revise(
+        existing, payload=payload, webhook_id=webhook_id, media=media, author=author
+    )
+    if accepted and author is not None and payload.author is not None:
+        author_refresh(author=author, payload=payload.author)
+    return revised, accepted
 
 
 # The new item's row as one INSERT written out: intake's hottest statement. The ORM's
@@ -112,6 +126,7 @@ _INSERT_COLUMNS = (
     "content_video_type",
     "content_hash",
     "metadata",
+    "author_id",
     "received_at",
     "waiting_since",
 )
@@ -138,7 +153,12 @@ _INSERT_SQL = "INSERT INTO {table} ({columns}) VALUES ({values})".format(  # noq
 
 
 def _item_insert(
-    *, source: Source, payload: IntakePayload, webhook_id: str, media: dict[str, str]
+    *,
+    source: Source,
+    payload: IntakePayload,
+    webhook_id: str,
+    media: dict[str, str],
+    author: Author | None,
 ) -> Item:
     """INSERT the new item (IntegrityError on a conflict, as create() raises) and return it
     as create() would have."""
@@ -150,6 +170,7 @@ def _item_insert(
         content_text=payload.content_text,
         content_hash=payload.content_hash,
         metadata=payload.metadata,
+        author=author,
         received_at=now,
         waiting_since=now,
         status=Item.Status.RECEIVED,
@@ -167,6 +188,7 @@ def _item_insert(
         media["content_video_type"],
         item.content_hash,
         json.dumps(payload.metadata),
+        author.pk if author is not None else None,
         at,
         at,
     ]
@@ -211,7 +233,7 @@ _REVISED_FIELDS = (
 
 
 def _item_revise(
-    item: Item, *, payload: IntakePayload, webhook_id: str, media: dict[str, str]
+    item: Item, *, payload: IntakePayload, webhook_id: str, media: dict[str, str], author=None
 ) -> tuple[Item, bool]:
     """Keep the current content as a revision and take the edit as the item's content: it
     goes back to the dispatch to be labeled again, undecided, whatever was decided before."""
@@ -238,6 +260,9 @@ def _item_revise(
             }
             for name, value in new_content.items():
                 setattr(locked, name, value)
+            # An edit without `author` keeps the item's author.
+            if author is not None:
+                locked.author = author
             locked.revision += 1
             locked.revised_at = timezone.now()
             locked.waiting_since = locked.revised_at

@@ -17,6 +17,7 @@ import string
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import pytest
 from django.conf import settings as django_settings
@@ -73,6 +74,10 @@ webhook_like = st.fixed_dictionaries(
         "content_image": st.sampled_from(MEDIA) | json_values,
         "content_video": st.sampled_from(MEDIA) | json_values,
         "metadata": st.dictionaries(any_text, json_values, max_size=4) | json_values,
+        "author": st.dictionaries(
+            st.sampled_from(["id", "name", "url", "created_at"]) | any_text, json_values
+        )
+        | json_values,
         "extra": json_values,
     },
 )
@@ -88,6 +93,11 @@ plausible = st.fixed_dictionaries(
         "content_image": st.sampled_from(MEDIA[:3]) | st.none(),
         "content_video": st.sampled_from(MEDIA[3:6]) | st.none(),
         "metadata": st.dictionaries(st.text(max_size=8), json_values, max_size=4) | st.none(),
+        "author": st.fixed_dictionaries(
+            {"id": st.text(min_size=1, max_size=12) | json_values},
+            optional={"name": any_text | json_values, "created_at": any_text | json_values},
+        )
+        | st.none(),
         "extra": json_values,
     },
 )
@@ -117,7 +127,19 @@ class Case:
 
 ACCEPTED = None
 UNKNOWN = "unknown"  # random input: only the invariants (and malformed JSON's 400) are known
-FIELDS = {"body", "external_id", "content_text", "content_image", "content_video", "metadata"}
+FIELDS = {
+    "body",
+    "external_id",
+    "content_text",
+    "content_image",
+    "content_video",
+    "metadata",
+    "author",
+    "author.id",
+    "author.name",
+    "author.url",
+    "author.created_at",
+}
 
 
 def _encode(payload: dict, raw_utf8: bool = False) -> bytes:
@@ -163,10 +185,31 @@ good_content = st.one_of(
         optional={"content_text": st.sampled_from(["", None]), "content_image": st.none()},
     ),
 )
+good_authors = st.fixed_dictionaries(
+    {"id": clean_text.filter(bool)},
+    optional={
+        "name": st.none() | clean_text,
+        "url": st.none()
+        | st.just("")
+        | st.text(alphabet=string.ascii_letters + string.digits + "-._~/?=&%", max_size=20).map(
+            lambda t: "https://x.example/" + t
+        ),
+        "created_at": st.none()
+        | st.datetimes(
+            min_value=datetime(1971, 1, 1), max_value=datetime(9000, 1, 1), timezones=st.none()
+        ).map(datetime.isoformat)
+        | st.datetimes(
+            min_value=datetime(1971, 1, 1),
+            max_value=datetime(9000, 1, 1),
+            timezones=st.just(UTC),
+        ).map(datetime.isoformat),
+    },
+)
 good_payloads = st.tuples(
     st.fixed_dictionaries(
         {"external_id": clean_text.filter(str.strip)},
         optional={
+            "author": st.none() | good_authors,
             "metadata": st.none() | st.dictionaries(clean_text, clean_json, max_size=4),
             "extra": clean_json,  # unknown top-level fields are ignored
         },
@@ -180,6 +223,17 @@ def _with(field: str, values, status: int, kind: str, *, either_encoding: bool =
     raw_utf8 = st.booleans() if either_encoding else st.just(False)
     return st.tuples(good_payloads, values, raw_utf8).map(
         lambda t: Case(f"{field}: {kind}", _encode({**t[0], field: t[1]}, t[2]), (status, field))
+    )
+
+
+def _with_author(name: str, values, status: int, kind: str):
+    """A valid payload whose author's `name` field is one of `values`: (status, author.name)."""
+    return st.tuples(good_payloads, good_authors, values).map(
+        lambda t: Case(
+            f"author.{name}: {kind}",
+            _encode({**t[0], "author": {**t[1], name: t[2]}}),
+            (status, f"author.{name}"),
+        )
     )
 
 
@@ -297,6 +351,25 @@ broken_cases = st.one_of(
     ),
     _with("metadata", st.deferred(_too_big_metadata), 413, "too large"),
     good_payloads.map(_big_number),
+    # author
+    _with(
+        "author", present_non_string.filter(lambda v: not isinstance(v, dict)), 422, "not an object"
+    ),
+    _with("author", st.sampled_from(["u-1", ""]), 422, "a string, not an object"),
+    _with_author("id", non_string, 422, "not a string (a number is not converted)"),
+    _with_author("id", st.just(""), 422, "empty"),
+    _with_author("id", long_id, 422, "over 255 characters"),
+    _with_author("id", with_nul, 422, "NUL"),
+    _with_author("name", present_non_string, 422, "not a string"),
+    _with_author("name", st.just("n" * 256), 422, "over 255 characters"),
+    _with_author(
+        "url", st.sampled_from(["javascript:alert(1)", "data:text/html,x", "x"]), 422, "not http(s)"
+    ),
+    _with_author("url", present_non_string, 422, "not a string"),
+    _with_author(
+        "created_at", st.sampled_from(["yesterday", "2024-13-01", "0001-01-01"]), 422, "not a date"
+    ),
+    _with_author("created_at", present_non_string, 422, "not a string"),
     # the body as a whole
     st.tuples(good_payloads, st.integers(min_value=0)).map(lambda t: _truncated(*t)),
     good_payloads.map(lambda p: Case("body: not UTF-8", b"\xff" + _encode(p), (400, "body"))),

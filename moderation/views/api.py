@@ -16,7 +16,8 @@ from lib import logs, metrics
 from lib.machine import machine_endpoint
 from moderation.errors import IntakeError
 from moderation.intake import parse_body
-from moderation.models import Item, Source
+from moderation.models import Author, Item, Source
+from moderation.selectors.authors import author_api_dict, events_page
 from moderation.selectors.decisions import DECISIONS_PAGE_MAX, DECISIONS_PAGE_SIZE, decisions_page
 from moderation.selectors.items import item_api_dict
 from moderation.selectors.sources import source_for_intake, source_for_token
@@ -130,10 +131,15 @@ def api_items(request: HttpRequest, source: Source) -> JsonResponse:
 @api_auth
 def api_decisions(request: HttpRequest, source: Source) -> JsonResponse:
     """The source's decisions after a cursor, oldest first: a product that missed callbacks
-    catches up from the last cursor it kept."""
+    catches up from the last cursor it kept. With `events=all`, every event type (decisions
+    and account actions) as {type, data}, under a cursor that keeps a place in each."""
+    all_events = request.GET.get("events") == "all"
     try:
-        since = int(request.GET.get("since") or 0)
-        if since < 0:
+        # "<decision id>" or, from an events=all answer, "<decision id>.<action id>".
+        since_decision, _, since_action = (request.GET.get("since") or "0").partition(".")
+        since = int(since_decision)
+        after_action = int(since_action or 0)
+        if since < 0 or after_action < 0:
             raise ValueError
     except ValueError:
         return _error(400, "since must be a cursor from an earlier answer (or 0)", "since")
@@ -143,8 +149,27 @@ def api_decisions(request: HttpRequest, source: Source) -> JsonResponse:
             raise ValueError
     except ValueError:
         return _error(400, f"limit must be an integer from 1 to {DECISIONS_PAGE_MAX}", "limit")
+    if all_events:
+        typed, (last_decision, last_action), more = events_page(
+            source=source, since=since, since_action=after_action, size=limit
+        )
+        return JsonResponse(
+            {"events": typed, "next": f"{last_decision}.{last_action}", "has_more": more}
+        )
     events, cursor, more = decisions_page(source=source, since=since, size=limit)
     return JsonResponse({"decisions": events, "next": str(cursor), "has_more": more})
+
+
+@require_GET
+@api_auth
+def api_author(request: HttpRequest, source: Source, author_id: str) -> JsonResponse:
+    """An author of this source by the product's id: counts, active strikes, actions."""
+    author = (
+        Author.objects.select_related("source").filter(source=source, external_id=author_id).first()
+    )
+    if author is None:
+        return _error(404, "no such author", "id")
+    return JsonResponse(author_api_dict(author))
 
 
 @cache

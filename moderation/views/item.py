@@ -26,6 +26,7 @@ from moderation.permissions import (
     reviewer_required,
     reviewer_source_ids,
 )
+from moderation.selectors.authors import author_panel
 from moderation.selectors.decisions import (
     DECIDABLE,
     decision_actions,
@@ -53,7 +54,9 @@ def _reviewable_item(request: HttpRequest, item_id: int, *, own_escalation=False
     """The item, if this reviewer may see it: their sources only, escalated items only for
     seniors (or, to undo it, for the reviewer who escalated). Checked on every view and POST
     that touches an item."""
-    item = get_object_or_404(Item.objects.select_related("source", "claimed_by"), pk=item_id)
+    item = get_object_or_404(
+        Item.objects.select_related("source", "claimed_by", "author"), pk=item_id
+    )
     allowed = reviewer_source_ids(request.user)
     if allowed is not None and item.source_id not in allowed:
         raise Http404  # not even whether it exists
@@ -179,6 +182,7 @@ def _item_page(
                 else ""
             ),
             "note_max_length": NOTE_MAX_LENGTH,
+            "author_panel": author_panel(item),
         },
     )
 

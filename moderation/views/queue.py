@@ -18,13 +18,14 @@ from labelers.models import Labeler
 from labelers.selectors import labeling_health, labeling_stalled
 from lib.text import plural
 from moderation.filters import SEARCH_MAX_LENGTH, STATUSES, QueueFilter
-from moderation.models import GoldenAnswer, Item, Source
+from moderation.models import Author, GoldenAnswer, Item, Source
 from moderation.permissions import (
     can_review_escalated,
     reviewer_required,
     reviewer_source_ids,
     senior_required,
 )
+from moderation.selectors.authors import authors_strikes
 from moderation.selectors.golden import (
     golden_due,
     golden_next,
@@ -73,6 +74,8 @@ def _queue(request: HttpRequest, filters: QueueFilter, *, title: str, tabs=True)
     counts = queue_counts(reviewer=request.user, filters=filters, statuses=statuses)
     if filters.status == "escalated":
         escalations_attach(items)
+    # The strike badge: the rows' authors and their active strikes, two queries a page.
+    authors_strikes(items)
     allowed = reviewer_source_ids(request.user)
     sources = Source.objects.order_by("name")
     labelers = Labeler.objects.order_by("name")
@@ -85,6 +88,9 @@ def _queue(request: HttpRequest, filters: QueueFilter, *, title: str, tabs=True)
         {
             "title": title,
             "items": items,
+            "author_filter": Author.objects.filter(pk=filters.author).first()
+            if filters.author
+            else None,
             "filters": filters,
             "tabs": [
                 {

@@ -1,0 +1,199 @@
+"""Authors benchmark: the author's page and the item page's author panel at 10, 10,000 and
+100,000 items of one author, and intake with `author` against without, all in one run.
+
+    .venv/bin/python bench/authors.py [--requests 50] [--intake 400]
+
+1. Drops and recreates the PostgreSQL database `bench_authors` (127.0.0.1:5432, user
+   postgres, trust auth; no other database is touched) and migrates it.
+2. Seeds, server-side in INSERT ... SELECT, one author per size with that many items (90 %
+   flagged, one in ten removed by a decision with a strike), and one item of no author.
+   VACUUM ANALYZE.
+3. With Django's test Client (DEBUG off, the product's settings and middleware, a logged-in
+   senior), times R requests after 5 warm-up ones of: the author's first page, a deep page
+   (the cursor of the entry 80 % down the author's items), and the item page of one of the
+   author's items, each request interleaved with one of the item page of an item without
+   author (the baseline, under the same machine load).
+4. Intake: N signed webhooks through the real view, alternating rounds without and with an
+   `author` (20 authors), in-process (no HTTP server): req/s of each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+ROOT = HERE.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench import pgdb  # noqa: E402
+
+DB_NAME = "bench_authors"
+pgdb.use_database(DB_NAME)
+
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.contrib.auth.models import Group  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.test import Client  # noqa: E402
+
+from bench.pgdb import load, percentile  # noqa: E402
+from moderation.models import Author, Item, Source, hash_token  # noqa: E402
+from testkit.signing import signed_headers  # noqa: E402
+
+SIZES = (10, 10_000, 100_000)
+WARMUP = 5
+
+SEED_ITEMS = """
+INSERT INTO moderation_item (
+    source_id, author_id, external_id, webhook_id, content_text, content_image,
+    content_image_type, content_video, content_video_type, content_hash, metadata,
+    received_at, waiting_since, revision, status, violation_score, queue_score, queue_key,
+    sla_breached, flagged_at, verdict_versions
+)
+SELECT %(source)s, %(author)s, %(prefix)s || n, %(prefix)s || 'wh-' || n, 'post ' || n,
+    '', '', '', '', md5(%(prefix)s || n), '{}'::jsonb,
+    now() - (n || ' seconds')::interval, now(), 1,
+    CASE WHEN n %% 10 = 0 THEN 'decided' WHEN n %% 10 = 1 THEN 'labeled' ELSE 'flagged' END,
+    0.9, CASE WHEN n %% 10 IN (0, 1) THEN NULL ELSE 0.9 END,
+    CASE WHEN n %% 10 IN (0, 1) THEN NULL ELSE -36.9 END, false,
+    CASE WHEN n %% 10 = 1 THEN NULL ELSE now() - (n || ' seconds')::interval END, '[]'::jsonb
+FROM generate_series(1, %(count)s) AS n
+"""
+SEED_DECISIONS = """
+INSERT INTO moderation_decision (item_id, revision, reviewer_id, action, reason, note,
+    created_at, status_before, labeler_versions)
+SELECT id, 1, %(reviewer)s, 'remove', 'Spam', '', received_at + interval '1 second',
+    'flagged', '[]'::jsonb
+FROM moderation_item WHERE author_id = %(author)s AND status = 'decided'
+"""
+SEED_STRIKES = """
+INSERT INTO moderation_strike (author_id, item_id, decision_id, weight, created_at)
+SELECT i.author_id, i.id, d.id, 1, d.created_at
+FROM moderation_decision d JOIN moderation_item i ON i.id = d.item_id
+WHERE i.author_id = %(author)s
+"""
+
+
+def seed() -> dict:
+    source = Source.objects.create(name="Bench", slug="bench", api_token_hash=hash_token("b"))
+    senior = get_user_model().objects.create_user("bench-senior", password="x")
+    senior.groups.add(Group.objects.get_or_create(name="senior")[0])
+    senior.groups.add(Group.objects.get_or_create(name="reviewer")[0])
+    authors = {}
+    with connection.cursor() as cursor:
+        for size in SIZES:
+            author = Author.objects.create(source=source, external_id=f"a-{size}")
+            params = {"source": source.pk, "author": author.pk, "count": size}
+            cursor.execute(SEED_ITEMS, {**params, "prefix": f"a{size}-"})
+            cursor.execute(SEED_DECISIONS, {"author": author.pk, "reviewer": senior.pk})
+            cursor.execute(SEED_STRIKES, {"author": author.pk})
+            authors[size] = author
+        cursor.execute(
+            SEED_ITEMS, {"source": source.pk, "author": None, "count": 10, "prefix": "x"}
+        )
+        cursor.execute("VACUUM ANALYZE")
+    return {"source": source, "senior": senior, "authors": authors}
+
+
+def deep_cursor(author: Author) -> str:
+    count = Item.objects.filter(author=author).count()
+    row = (
+        Item.objects.filter(author=author)
+        .order_by("-received_at", "-id")
+        .values_list("received_at", "id")[int(count * 0.8)]
+    )
+    return f"{row[0].isoformat()}~0~{row[1]}"
+
+
+def timed(client: Client, url: str, requests: int) -> list[float]:
+    timings = []
+    for n in range(WARMUP + requests):
+        started = time.perf_counter()
+        response = client.get(url)
+        elapsed = (time.perf_counter() - started) * 1000
+        assert response.status_code == 200, (url, response.status_code)
+        if n >= WARMUP:
+            timings.append(elapsed)
+    return timings
+
+
+def intake_rate(client: Client, source: Source, secret: str, count: int, with_author: bool):
+    bodies = []
+    for n in range(count):
+        payload = {"external_id": f"in-{uuid.uuid4().hex}", "content_text": f"hello {n}"}
+        if with_author:
+            payload["author"] = {"id": f"in-author-{n % 20}", "name": f"Author {n % 20}"}
+        body = json.dumps(payload).encode()
+        bodies.append((body, signed_headers(secret, body)))
+    started = time.perf_counter()
+    for body, headers in bodies:
+        response = client.post(
+            f"/webhooks/{source.slug}/", data=body, content_type="application/json", headers=headers
+        )
+        assert response.status_code == 202, response.content
+    return count / (time.perf_counter() - started)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=50)
+    parser.add_argument("--intake", type=int, default=400, help="webhooks per intake round")
+    args = parser.parse_args()
+    print(f"load {load()}", flush=True)
+    pgdb.recreate_database(DB_NAME)
+    seeded = seed()
+    client = Client(HTTP_X_FORWARDED_PROTO="https")
+    client.force_login(seeded["senior"])
+    # A flagged item like the author's: claimed and shown with its decision form.
+    baseline_item = Item.objects.filter(author__isnull=True, status="flagged").first()
+    rows = []
+    for size, author in seeded["authors"].items():
+        first = timed(client, f"/authors/{author.pk}/", args.requests)
+        deep = timed(client, f"/authors/{author.pk}/?after={deep_cursor(author)}", args.requests)
+        item = Item.objects.filter(author=author, status="flagged").first()
+        # Interleaved with the no-author item page, so that both see the same machine load.
+        panel, base = [], []
+        for _ in range(args.requests):
+            panel += timed(client, f"/items/{item.pk}/", 1)
+            base += timed(client, f"/items/{baseline_item.pk}/", 1)
+        rows.append((size, first, deep, panel, base))
+        print(
+            f"{size:>7,} items: author page p50 {statistics.median(first):6.1f} ms "
+            f"(p99 {percentile(first, 0.99):6.1f}), deep page p50 {statistics.median(deep):6.1f} "
+            f"ms, item page p50 {statistics.median(panel):6.1f} ms "
+            f"({statistics.median(panel) / statistics.median(base):.2f} x the no-author item page "
+            f"interleaved with it, p50 {statistics.median(base):.1f} ms)",
+            flush=True,
+        )
+    source = seeded["source"]
+    secret = source.webhook_secret
+    rates: dict[bool, list[float]] = {False: [], True: []}
+    for with_author in (False, True, False, True):
+        rates[with_author].append(intake_rate(client, source, secret, args.intake, with_author))
+    without, with_ = statistics.median(rates[False]), statistics.median(rates[True])
+    print(
+        f"intake: {without:.0f} req/s without author, {with_:.0f} req/s with "
+        f"({with_ / without:.2f} x; rounds {[round(r) for r in rates[False]]} / "
+        f"{[round(r) for r in rates[True]]})"
+    )
+    print("\n| author items | author page p50 | deep page p50 | item page p50 (x no author) |")
+    print("|---|---|---|---|")
+    for size, first, deep, panel, base in rows:
+        print(
+            f"| {size:,} | {statistics.median(first):.1f} ms | {statistics.median(deep):.1f} ms "
+            f"| {statistics.median(panel):.1f} ms "
+            f"({statistics.median(panel) / statistics.median(base):.2f} x) |"
+        )
+    pgdb.drop_database(DB_NAME)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

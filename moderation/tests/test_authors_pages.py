@@ -1,0 +1,274 @@
+"""The author beside every item (the item page's panel, the queue's strike badge and author
+filter), the author's page (timeline, deciding all open items) and the seniors' Accounts list."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from moderation.models import (
+    AccountAction,
+    AccountActionProposal,
+    Author,
+    CallbackDelivery,
+    Decision,
+    Item,
+    ReviewerSettings,
+)
+from moderation.selectors.authors import author_timeline
+from moderation.services.authors import proposal_confirm
+from moderation.services.decisions import decision_record
+from moderation.tests.factories import ItemFactory, SourceFactory, UserFactory, reason_id
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def reviewer(client):
+    user = UserFactory()
+    client.force_login(user)
+    return user
+
+
+@pytest.fixture
+def senior(client):
+    user = UserFactory(senior=True)
+    client.force_login(user)
+    return user
+
+
+@pytest.fixture
+def author(source):
+    return Author.objects.create(
+        source=source,
+        external_id="u-1",
+        name="<script>alert(1)</script>",
+        account_created_at=timezone.now() - timedelta(days=400),
+    )
+
+
+def item_of(author, **fields) -> Item:
+    return ItemFactory(source=author.source, author=author, flagged_at=timezone.now(), **fields)
+
+
+def remove(item, user=None):
+    return decision_record(
+        item=item, reviewer=user or UserFactory(), action="remove", reason_id=reason_id("remove")
+    )
+
+
+# --- the item page's author panel -------------------------------------------------------------
+
+
+def test_the_item_page_shows_the_author_panel_escaped(client, reviewer, author):
+    remove(item_of(author))
+    page = client.get(f"/items/{item_of(author).pk}/").content.decode()
+    assert 'id="author-panel"' in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert(1)" not in page
+    assert 'id="author-items">2<' in page and 'id="author-removed">1<' in page
+    assert 'id="author-active-strikes">1<' in page
+    assert f'href="/authors/{author.pk}/"' in page and 'data-key="p"' in page
+    assert "1\xa0year" in page  # the account's age
+
+
+def test_an_item_without_author_has_no_panel(client, reviewer, source):
+    page = client.get(f"/items/{ItemFactory(source=source).pk}/").content.decode()
+    assert 'id="author-panel"' not in page
+
+
+def item_page_queries(client, item) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(f"/items/{item.pk}/").status_code == 200
+    return len(queries)
+
+
+def test_the_author_panel_costs_the_same_queries_whatever_the_history(client, reviewer, source):
+    newcomer = Author.objects.create(source=source, external_id="new")
+    veteran = Author.objects.create(source=source, external_id="old")
+    senior = UserFactory(senior=True)
+    for _ in range(9):
+        remove(item_of(veteran))
+    for proposal in AccountActionProposal.objects.filter(author=veteran):
+        proposal_confirm(proposal=proposal, senior=senior)
+    assert AccountAction.objects.filter(author=veteran).count() == 3
+    first, second = item_of(newcomer), item_of(veteran)
+    item_page_queries(client, first)  # warm the per-process caches
+    assert item_page_queries(client, first) == item_page_queries(client, second)
+
+
+# --- the queue: strike badge and author filter ----------------------------------------------------
+
+
+def test_the_queue_row_shows_the_authors_strikes(client, reviewer, author, source):
+    remove(item_of(author))
+    remove(item_of(author))
+    waiting = item_of(author)
+    clean = ItemFactory(source=source)
+    page = client.get("/").content.decode()
+    row = page[page.index(f'data-item="{waiting.pk}"') :]
+    assert "2 strikes" in row[: row.index("</tr>")]
+    other = page[page.index(f'data-item="{clean.pk}"') :]
+    assert "strike" not in other[: other.index("</tr>")]
+
+
+def test_the_queue_filters_by_author(client, reviewer, author, source):
+    mine = item_of(author)
+    other = ItemFactory(source=source)
+    page = client.get(f"/?author={author.pk}").content.decode()
+    assert f'data-item="{mine.pk}"' in page and f'data-item="{other.pk}"' not in page
+    assert 'id="author-filter"' in page
+
+
+# --- the author's page ----------------------------------------------------------------
+
+
+def test_the_authors_page_is_a_timeline_newest_first(client, reviewer, author):
+    first = item_of(author)
+    remove(first)
+    second = item_of(author)
+    page = client.get(f"/authors/{author.pk}/").content.decode()
+    assert page.index(f'item <a href="/items/{second.pk}/"') < page.index("1 strike</strong>")
+    assert page.index("1 strike</strong>") < page.index(f'item <a href="/items/{first.pk}/"')
+
+
+def test_the_timeline_pages_by_keyset_without_gaps(author):
+    for n in range(7):
+        item = item_of(author)
+        if n % 2:
+            remove(item)
+    everything, following = author_timeline(author, size=100)
+    assert following is None and len(everything) == 11  # 7 items, 3 strikes, a proposal
+    seen, cursor = [], None
+    for _ in range(10):
+        page, cursor = author_timeline(author, after=cursor, size=3)
+        seen += [(e.kind, e.pk) for e in page]
+        if cursor is None:
+            break
+    assert seen == [(e.kind, e.pk) for e in everything]
+    keys = [e.key for e in everything]
+    assert keys == sorted(keys, reverse=True)
+
+
+def test_a_bad_timeline_cursor_shows_the_first_page(client, reviewer, author):
+    item_of(author)
+    assert client.get(f"/authors/{author.pk}/?after=nonsense").status_code == 200
+
+
+def test_another_sources_author_is_not_found_for_a_restricted_reviewer(client, reviewer, author):
+    settings_row = ReviewerSettings.objects.create(user=reviewer)
+    settings_row.sources.set([SourceFactory()])
+    assert client.get(f"/authors/{author.pk}/").status_code == 404
+
+
+def test_a_senior_removes_all_open_items_each_with_its_own_decision(
+    client, senior, author, settings
+):
+    author.source.callback_url = "https://products.example/hook"
+    author.source.save()
+    items = [item_of(author) for _ in range(3)]
+    decided = item_of(author, status=Item.Status.DECIDED)
+    page = client.get(f"/authors/{author.pk}/").content.decode()
+    assert "Remove all 3 open items" in page
+    response = client.post(
+        f"/authors/{author.pk}/remove-open/",
+        {"expected": 3, "reason": reason_id("remove"), "confirm": "on"},
+    )
+    assert response.status_code == 302
+    removals = Decision.objects.filter(item__in=items, action="remove")
+    assert removals.count() == 3
+    assert CallbackDelivery.objects.filter(decision__in=removals).count() == 3
+    assert not Decision.objects.filter(item=decided).exists()
+    assert Item.objects.filter(pk__in=[i.pk for i in items], status="decided").count() == 3
+
+
+def test_removing_all_needs_the_count_still_right(client, senior, author):
+    for _ in range(3):
+        item_of(author)
+    response = client.post(
+        f"/authors/{author.pk}/remove-open/", {"expected": 2, "reason": reason_id("remove")}
+    )
+    assert response.status_code == 302 and not Decision.objects.exists()
+
+
+def test_removing_all_is_for_seniors(client, reviewer, author):
+    item_of(author)
+    response = client.post(
+        f"/authors/{author.pk}/remove-open/", {"expected": 1, "reason": reason_id("remove")}
+    )
+    assert response.status_code == 403 and not Decision.objects.exists()
+
+
+# --- the seniors' Accounts list -------------------------------------------------------
+
+
+def crossed(author) -> AccountActionProposal:
+    for _ in range(3):
+        remove(item_of(author))
+    return AccountActionProposal.objects.get(author=author)
+
+
+def test_seniors_see_proposals_and_confirm_one_with_a_change(client, senior, author):
+    proposal = crossed(author)
+    page = client.get("/account-actions/").content.decode()
+    assert f'id="proposal-{proposal.pk}"' in page
+    client.post(
+        f"/account-actions/{proposal.pk}/",
+        {"decision": "confirm", "action": "suspend", "days": "3", "note": "repeat"},
+    )
+    action = AccountAction.objects.get()
+    assert (action.action, action.note, action.created_by) == ("suspend", "repeat", senior)
+    assert f'id="proposal-{proposal.pk}"' not in client.get("/account-actions/").content.decode()
+    assert (
+        "account action: <strong>Suspend</strong>"
+        in client.get(f"/authors/{author.pk}/").content.decode()
+    )
+
+
+def test_a_senior_dismisses_a_proposal_with_a_note(client, senior, author):
+    proposal = crossed(author)
+    client.post(f"/account-actions/{proposal.pk}/", {"decision": "dismiss", "note": "context"})
+    proposal.refresh_from_db()
+    assert (proposal.status, proposal.note) == ("dismissed", "context")
+    assert not AccountAction.objects.exists()
+
+
+def test_the_accounts_list_is_for_seniors(client, reviewer, author):
+    proposal = crossed(author)
+    assert client.get("/account-actions/").status_code == 403
+    assert (
+        client.post(f"/account-actions/{proposal.pk}/", {"decision": "confirm"}).status_code == 403
+    )
+    assert not AccountAction.objects.exists()
+
+
+# --- repeat offenders, for leads -------------------------------------------------------------
+
+
+def test_leads_see_authors_by_active_strikes_or_open_items(client, author, source):
+    quiet = Author.objects.create(source=source, external_id="quiet")
+    for _ in range(2):
+        remove(item_of(author))
+    for _ in range(3):
+        item_of(quiet)
+    client.force_login(UserFactory(is_staff=True))
+    by_strikes = client.get("/authors/").content.decode()
+    assert by_strikes.index(f'data-author="{author.pk}"') < by_strikes.index(
+        f'data-author="{quiet.pk}"'
+    )
+    by_open = client.get("/authors/?sort=open").content.decode()
+    assert by_open.index(f'data-author="{quiet.pk}"') < by_open.index(f'data-author="{author.pk}"')
+
+
+def test_the_authors_list_is_for_leads(client, reviewer):
+    assert client.get("/authors/").status_code == 403
+
+
+def test_the_panels_counts_stop_at_a_cap(client, reviewer, author, monkeypatch):
+    monkeypatch.setattr("moderation.selectors.authors.PANEL_COUNT_CAP", 3)
+    for _ in range(5):
+        item_of(author)
+    page = client.get(f"/items/{item_of(author).pk}/").content.decode()
+    assert 'id="author-items">3+<' in page and 'id="author-flagged">3+<' in page
+    assert 'id="author-removed">0<' in page
