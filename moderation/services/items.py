@@ -158,7 +158,7 @@ def _item_insert(
     payload: IntakePayload,
     webhook_id: str,
     media: dict[str, str],
-    author: Author | None,
+    author: Author | None = None,
 ) -> Item:
     """INSERT the new item (IntegrityError on a conflict, as create() raises) and return it
     as create() would have."""
