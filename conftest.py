@@ -105,10 +105,13 @@ def _drop_leftover_postgres_db(alias: str, name: str) -> None:
 # Each worker is a process of its own: its test database, Redis key prefix (both per process,
 # above and below) and DATA_DIR (set here, before it reads its settings) are its own, so
 # workers never share the breaker's and throttle's state file, the broker folder or media.
-# The tests that start processes or a browser share one worker (--dist loadgroup) and so
-# run one at a time, as in a serial run: side by side on 2 cores their timings would suffer.
+# The tests that start processes share one worker (--dist loadgroup) and so run one at a
+# time, as in a serial run: side by side on 2 cores their timings would suffer. The browser
+# tests share another: they mostly wait on the browser, and one at a time is enough for them.
+# The rest spread over the workers in between; dev.py starts one worker more than there are
+# lanes so that they never wait for a lane.
 WORKER_FOLDERS = "test-workers"  # in DATA_DIR: <pid of the run>-<worker id>
-SERIAL_GROUP = "processes"
+PROCESS_LANE, BROWSER_LANE = "processes", "browser"
 _worker_folders: list[Path] = []
 
 
@@ -150,20 +153,25 @@ _PROCESS_STARTERS = (processes.running_app, processes.start_web, processes.start
                      processes.start_beat)  # fmt: skip
 
 
-def _starts_processes_or_a_browser(item) -> bool:
-    """e2e tests, browser tests, and the tests of a module that imports a process starter."""
-    if item.get_closest_marker("e2e") is not None or "browser" in getattr(item, "fixturenames", ()):
-        return True
+def _lane(item) -> str | None:
+    """The processes lane: e2e tests and the tests of a module that imports a process starter
+    (with or without a browser); the browser lane: the other browser tests."""
     module = getattr(item, "module", None)
     names = vars(module).values() if module is not None else ()
-    return any(value is starter for value in names for starter in _PROCESS_STARTERS)
+    if item.get_closest_marker("e2e") is not None or any(
+        value is starter for value in names for starter in _PROCESS_STARTERS
+    ):
+        return PROCESS_LANE
+    if "browser" in getattr(item, "fixturenames", ()):
+        return BROWSER_LANE
+    return None
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if _starts_processes_or_a_browser(item):
-            item.add_marker(pytest.mark.xdist_group(SERIAL_GROUP))
+        if lane := _lane(item):
+            item.add_marker(pytest.mark.xdist_group(lane))
 
 
 @pytest.fixture(scope="session")

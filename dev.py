@@ -85,8 +85,8 @@ def lock(rest: list[str]) -> int:
 
 
 def test_args(rest: list[str]) -> list[str]:
-    """pytest's arguments: the user's, plus one worker process per core (pytest-xdist, at most
-    4) when they name no tests and choose no workers: the whole suite, or a -k/-m selection of
+    """pytest's arguments: the user's, plus one worker process per core (pytest-xdist, at
+    least 3, at most 4) when they name no tests and choose no workers: the whole suite, or a -k/-m selection of
     it. Named tests (paths, path::test) run in this process, without the workers' start-up.
     TEST_WORKERS sets the number (0: none)."""
     chose_workers = "no:xdist" in rest or any(
@@ -99,7 +99,9 @@ def test_args(rest: list[str]) -> list[str]:
     if chose_workers or named_tests:
         return rest
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    workers = os.environ.get("TEST_WORKERS") or str(min(cores or 1, 4))
+    # One per core, and at least three: the processes and browser lanes (conftest.py) mostly
+    # wait, and a third worker runs the other tests meanwhile.
+    workers = os.environ.get("TEST_WORKERS") or str(min(max(cores or 1, 3), 4))
     return ["-n", workers, *rest] if workers.isdigit() and int(workers) > 1 else rest
 
 

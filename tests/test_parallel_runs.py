@@ -21,10 +21,10 @@ def cores(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
 
 
-def test_the_whole_suite_runs_on_every_core(cores):
-    assert dev.test_args([]) == ["-n", "2"]
+def test_the_whole_suite_runs_on_every_core_and_beside_the_two_lanes(cores):
+    assert dev.test_args([]) == ["-n", "3"]  # 2 cores: the two lanes and one more
     assert dev.test_args(["-q", "-p", "no:cacheprovider", "-k", "webhook"]) == [
-        "-n", "2", "-q", "-p", "no:cacheprovider", "-k", "webhook",
+        "-n", "3", "-q", "-p", "no:cacheprovider", "-k", "webhook",
     ]  # fmt: skip
 
 
@@ -76,13 +76,17 @@ class Item:
         return object() if name == "e2e" and self.e2e else None
 
 
-def test_tests_that_start_processes_or_a_browser_share_one_worker(request):
-    starts = conftest._starts_processes_or_a_browser
-    assert starts(Item(tests.test_runner, e2e=True))
-    assert starts(Item(tests.test_runner, fixturenames=("live_server", "browser")))
-    assert starts(Item(tests.test_metrics))  # it imports running_app
-    assert not starts(Item(tests.test_runner, fixturenames=("db", "live_server")))
-    assert not starts(request.node)
+def test_tests_that_start_processes_share_one_lane_and_browser_tests_another(request):
+    lane = conftest._lane
+    assert lane(Item(tests.test_runner, e2e=True)) == conftest.PROCESS_LANE
+    assert lane(Item(tests.test_metrics)) == conftest.PROCESS_LANE  # it imports running_app
+    # A browser test that also starts processes waits its turn in the processes lane.
+    assert lane(Item(tests.test_metrics, fixturenames=("browser",))) == conftest.PROCESS_LANE
+    assert lane(Item(tests.test_runner, fixturenames=("live_server", "browser"))) == (
+        conftest.BROWSER_LANE
+    )
+    assert lane(Item(tests.test_runner, fixturenames=("db", "live_server"))) is None
+    assert lane(request.node) is None
     for item in request.session.items:
         groups = [mark.args for mark in item.iter_markers("xdist_group")]
-        assert groups == ([(conftest.SERIAL_GROUP,)] if starts(item) else [])
+        assert groups == ([(lane(item),)] if lane(item) else [])

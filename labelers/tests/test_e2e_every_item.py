@@ -1,6 +1,7 @@
 """Every item reaches a label or a person, through real processes (gunicorn, a Celery worker
 with beat, the fake API over HTTP): some items the API refuses (422), a source with no labeler,
-edits sent again, and fresh items arriving while a 2,000-label relabel backlog drains."""
+edits sent again, and fresh items arriving while a 400-label relabel backlog (test_dispatch_processes
+holds the larger priority test) drains."""
 
 import json
 import subprocess
@@ -20,7 +21,7 @@ from testkit.signing import signed_headers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-BACKLOG = 2000
+BACKLOG = 400
 
 
 def seed_backlog(source, version: LabelerVersion) -> None:
