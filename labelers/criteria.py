@@ -333,4 +333,4 @@ def source_setup(
     """Create a source routed to `labelers` (default: the default labeler); returns the
     source, its signing secret and its API token (shown once)."""
     chosen = labelers if labelers is not None else [labeler_default()]
-    return source_create(name=name, slug=slug, labelers=chosen)
+    return source_create(source=Source(name=name, slug=slug), labelers=chosen)

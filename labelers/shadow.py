@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cache
 
 from django.conf import settings
 from django.db.models import Exists, OuterRef
@@ -276,19 +277,20 @@ def _call(run: ShadowRun, item: Item, *, model: str) -> api.LabelResult:
             "No usable API key: ZENTROPI_API_KEY is unset or was refused. Fix it, then resume "
             "the run: the items answered so far are kept."
         )
-    try:
-        request = fetch.label_request(
+    # The item's media is read once, by the first call the breaker lets by; label_call turns
+    # missing or unreadable media into a PermanentLabelError, as for labeling.
+    request = cache(
+        lambda: fetch.label_request(
             item,
             criteria_text=run.criteria_text,
             labeler_id=run.remote_labeler_id,
             labeler_version_id=run.remote_version_id,
             model=model,
         )
-    except OSError as exc:  # the stored media is missing or unreadable here
-        raise api.PermanentLabelError(f"cannot read the item's media: {exc}") from None
+    )
     for attempt in range(1, SHADOW_ATTEMPTS + 1):
         try:
-            return label_call(lambda: request)
+            return label_call(request)
         except BreakerOpen as exc:
             raise ShadowPaused(str(exc)) from None
         except api.TransientLabelError as exc:

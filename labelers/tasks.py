@@ -108,9 +108,14 @@ def relabel_run_task(run_id: int) -> int:
 
 
 def relabel_runs_enqueue(run_ids: Iterable[int]) -> None:
+    _runs_enqueue(relabel_run_task, run_ids)
+
+
+def _runs_enqueue(task, run_ids: Iterable[int]) -> None:
+    """One message per run (relabel or shadow), sent once the runs are committed."""
     run_ids = list(run_ids)
     if run_ids:
-        transaction.on_commit(lambda: [relabel_run_task.apply_async((pk,)) for pk in run_ids])
+        transaction.on_commit(lambda: [task.apply_async((pk,)) for pk in run_ids])
 
 
 def relabel_start(**selection) -> RelabelRun:
@@ -178,9 +183,7 @@ def shadow_run_task(run_id: int) -> int:
 
 
 def shadow_runs_enqueue(run_ids: Iterable[int]) -> None:
-    run_ids = list(run_ids)
-    if run_ids:
-        transaction.on_commit(lambda: [shadow_run_task.apply_async((pk,)) for pk in run_ids])
+    _runs_enqueue(shadow_run_task, run_ids)
 
 
 def shadow_run_start(

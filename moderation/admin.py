@@ -27,16 +27,17 @@ from moderation.models import (
     Item,
     ReviewerSettings,
     Source,
-    hash_token,
-    new_api_token,
-    new_webhook_secret,
 )
 from moderation.selectors.decisions import item_current_decision
 from moderation.selectors.queue import sources_sla
 from moderation.services.authors import account_thresholds_problem
 from moderation.services.decisions import decision_reason_save
 from moderation.services.golden import GOLDEN_ACTIONS, golden_item_mark, golden_item_unmark
-from moderation.services.sources import source_rotate_secret, source_set_callback_secret
+from moderation.services.sources import (
+    source_create,
+    source_rotate_secret,
+    source_set_callback_secret,
+)
 from moderation.tasks import callbacks_redeliver
 
 
@@ -96,7 +97,7 @@ class SourceAdmin(admin.ModelAdmin):
     )
     prepopulated_fields = {"slug": ("name",)}
     filter_horizontal = ("labelers",)
-    # Secrets are set by services (create_source, rotation), never shown in the admin.
+    # Secrets are set by services (source_create, rotation), never shown in the admin.
     exclude = ("webhook_secret", "previous_webhook_secret", "api_token_hash", "callback_secret")
     readonly_fields = ("previous_secret_expires_at", "callback_signing")
     actions = ["rotate_secret", "new_callback_secret", "callbacks_with_intake_secret"]
@@ -179,13 +180,11 @@ class SourceAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         if change:
             return super().save_model(request, obj, form, change)
-        token = new_api_token()
-        obj.webhook_secret = new_webhook_secret()
-        obj.api_token_hash = hash_token(token)
-        super().save_model(request, obj, form, change)
+        # save_related sets the labelers again from the form: the same ones, nothing changes.
+        _, secret, token = source_create(source=obj, labelers=form.cleaned_data.get("labelers", []))
         messages.warning(
             request,
-            f"Copy these now, they are not shown again. Signing secret: {obj.webhook_secret} "
+            f"Copy these now, they are not shown again. Signing secret: {secret} "
             f"— API token: {token}",
         )
 

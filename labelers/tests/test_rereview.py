@@ -25,13 +25,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def staff(client):
-    user = UserFactory(is_staff=True)
-    client.force_login(user)
-    return user
-
-
-@pytest.fixture
 def labeler():
     """A labeler at v2: v1 is the older version decisions may have been made under."""
     labeler = LabelerFactory()

@@ -271,14 +271,21 @@ def test_an_item_that_keeps_failing_is_recorded_failed_with_its_kind(
     assert errors[refused.pk].startswith("refused: 422")
 
 
+def test_an_item_whose_stored_media_is_gone_is_recorded_failed_without_a_call(
+    fake_api, source, draft, run_now
+):
+    gone, kind = items(source, "a picture", "what a nice day")
+    Item.objects.filter(pk=gone.pk).update(
+        content_image="images/gone.png", content_image_type="image/png"
+    )
+    run = run_now(draft, source)
+    assert run.state == "done"
+    failed = run.labels.get(item=gone)
+    assert failed.status == "failed" and failed.error.startswith("refused: cannot read")
+    assert run.labels.get(item=kind).status == "done" and len(fake_api.calls) == 1
+
+
 # --- Pages ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def staff(client):
-    user = UserFactory(is_staff=True)
-    client.force_login(user)
-    return user
 
 
 def test_the_shadow_pages_are_refused_to_reviewers_who_are_not_staff(

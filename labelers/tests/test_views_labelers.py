@@ -20,13 +20,6 @@ from moderation.tests.factories import ItemFactory, LabelerFactory, UserFactory,
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def staff(client):
-    user = UserFactory(is_staff=True)
-    client.force_login(user)
-    return user
-
-
 def page_urls(labeler):
     return [
         reverse("manage_labelers"),

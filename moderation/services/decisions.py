@@ -125,24 +125,11 @@ def decision_record(
             labeler_versions=locked.verdict_versions,
         )
         escalated = action == Decision.Action.ESCALATE
-        locked.status = Item.Status.ESCALATED if escalated else Item.Status.DECIDED
-        locked.decided_at = decision.created_at
         # An escalated item waits in the seniors' queue, sorted like the main one.
-        locked.queue_score = queue_score_for(
-            status=locked.status, violation_score=locked.violation_score
-        )
-        locked.claimed_by = None
-        locked.claim_expires_at = None
-        queue_key_sync(locked)
-        locked.save(
-            update_fields=[
-                "status",
-                "decided_at",
-                "queue_score",
-                "queue_key",
-                "claimed_by",
-                "claim_expires_at",
-            ]
+        item_decision_apply(
+            locked,
+            status=Item.Status.ESCALATED if escalated else Item.Status.DECIDED,
+            decided_at=decision.created_at,
         )
     return decision
 
@@ -179,26 +166,47 @@ def decision_undo(*, decision: Decision, reviewer) -> Decision:
             undoes=decision,
             labeler_versions=locked.verdict_versions,
         )
-        locked.status = decision.status_before or Item.Status.FLAGGED
-        locked.queue_score = queue_score_for(
-            status=locked.status, violation_score=locked.violation_score
-        )
+        status = decision.status_before or Item.Status.FLAGGED
         # An undone senior decision puts the item back in the escalated queue.
-        locked.decided_at = None if locked.status in FOLLOWS_LABELS else locked.decided_at
-        locked.claimed_by = reviewer
-        locked.claim_expires_at = now + timedelta(seconds=settings.REVIEW_LEASE_SECONDS)
-        queue_key_sync(locked)
-        locked.save(
-            update_fields=[
-                "status",
-                "decided_at",
-                "queue_score",
-                "queue_key",
-                "claimed_by",
-                "claim_expires_at",
-            ]
+        item_decision_apply(
+            locked,
+            status=status,
+            decided_at=None if status in FOLLOWS_LABELS else locked.decided_at,
+            claimed_by=reviewer,
+            claim_expires_at=now + timedelta(seconds=settings.REVIEW_LEASE_SECONDS),
         )
     return undo
+
+
+def item_decision_apply(
+    locked: Item,
+    *,
+    status: str,
+    decided_at,
+    claimed_by=None,
+    claim_expires_at=None,
+    also: tuple[str, ...] = (),
+) -> None:
+    """Where a decision (a reviewer's, its undo, an automatic approval) leaves its locked
+    item: the status, when it was decided, who holds it, and the queue score and sort key
+    that follow the status, saved in one UPDATE with the fields in `also` the caller set."""
+    locked.status = status
+    locked.decided_at = decided_at
+    locked.queue_score = queue_score_for(status=status, violation_score=locked.violation_score)
+    locked.claimed_by = claimed_by
+    locked.claim_expires_at = claim_expires_at
+    queue_key_sync(locked)
+    locked.save(
+        update_fields=[
+            *also,
+            "status",
+            "decided_at",
+            "queue_score",
+            "queue_key",
+            "claimed_by",
+            "claim_expires_at",
+        ]
+    )
 
 
 def decision_create(*, item: Item, **fields) -> Decision:

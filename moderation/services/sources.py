@@ -15,20 +15,21 @@ from moderation.models import (
 )
 
 
-def source_create(*, name: str, slug: str, labelers) -> tuple[Source, str, str]:
-    """Create a source routed to `labelers`.
+def source_create(*, source: Source, labelers) -> tuple[Source, str, str]:
+    """Save a new source routed to `labelers`, with a signing secret and an API token of its
+    own. `source` is unsaved, with its name, slug and any settings filled in (the admin's form
+    fills them all; create_source only the name and slug).
 
     Returns the source, its signing secret and its API token; the token is not stored in
     clear, so this is the only time it can be shown.
     """
     token = new_api_token()
-    secret = new_webhook_secret()
+    source.webhook_secret = new_webhook_secret()
+    source.api_token_hash = hash_token(token)
     with transaction.atomic():
-        source = Source.objects.create(
-            name=name, slug=slug, webhook_secret=secret, api_token_hash=hash_token(token)
-        )
+        source.save()
         source.labelers.set(labelers)
-    return source, secret, token
+    return source, source.webhook_secret, token
 
 
 def source_rotate_secret(*, source: Source, grace: timedelta) -> str:

@@ -17,8 +17,8 @@ from moderation.models import (
     Decision,
     Item,
 )
-from moderation.services.decisions import decision_create
-from moderation.services.queue import queue_key_expression, queue_key_sync
+from moderation.services.decisions import decision_create, item_decision_apply
+from moderation.services.queue import queue_key_expression
 
 
 class ReceivedItem(NamedTuple):
@@ -183,21 +183,9 @@ def _item_auto_approve_locked(
     )
     locked.violation_score = violation_score
     locked.verdict_versions = list(versions)
-    locked.status = Item.Status.DECIDED
-    locked.decided_at = decision.created_at
-    locked.queue_score = None
-    locked.claimed_by = None
-    locked.claim_expires_at = None
-    queue_key_sync(locked)
-    locked.save(
-        update_fields=[
-            "violation_score",
-            "verdict_versions",
-            "status",
-            "decided_at",
-            "queue_score",
-            "queue_key",
-            "claimed_by",
-            "claim_expires_at",
-        ]
+    item_decision_apply(
+        locked,
+        status=Item.Status.DECIDED,
+        decided_at=decision.created_at,
+        also=("violation_score", "verdict_versions"),
     )

@@ -5,6 +5,7 @@ from django.contrib.auth.models import Group
 from labelers.models import Labeler, LabelerVersion
 from moderation.models import DecisionReason, Item, Source, hash_token, new_webhook_secret
 from moderation.models import queue_key as sort_key
+from moderation.services.decisions import decision_record
 
 
 def reason_id(action: str, index: int = 0) -> int:
@@ -81,3 +82,19 @@ class ItemFactory(factory.django.DjangoModelFactory):
     queue_score = factory.SelfAttribute("violation_score")
     # The queue's stored sort key, as the services keep it (not past any SLA).
     queue_key = factory.LazyAttribute(lambda o: sort_key(o.queue_score, breached=False))
+
+
+def decided_flagged_item(source, reviewer, n: int, action: str = "remove"):
+    """Item `post-<n>` of `source`, flagged, then decided by `reviewer` (with the action's
+    first reason): its Decision."""
+    item = Item.objects.create(
+        source=source,
+        external_id=f"post-{n}",
+        webhook_id=f"msg-{n}",
+        content_text="x",
+        content_hash=f"h{n}",
+        status=Item.Status.FLAGGED,
+        queue_score=0.9,
+    )
+    reason = reason_id(action) if action != "approve" else None
+    return decision_record(item=item, reviewer=reviewer, action=action, reason_id=reason)

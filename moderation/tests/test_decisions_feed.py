@@ -10,7 +10,7 @@ from django.db import connection, transaction
 from moderation.models import Decision, Item
 from moderation.selectors.decisions import decisions_page
 from moderation.services.decisions import decision_record, decision_undo
-from moderation.tests.factories import SourceFactory, UserFactory, reason_id
+from moderation.tests.factories import SourceFactory, UserFactory, decided_flagged_item
 
 pytestmark = pytest.mark.django_db
 
@@ -21,17 +21,7 @@ def reviewer():
 
 
 def decide(source, reviewer, n: int, action="remove") -> int:
-    item = Item.objects.create(
-        source=source,
-        external_id=f"post-{n}",
-        webhook_id=f"msg-{n}",
-        content_text="x",
-        content_hash=f"h{n}",
-        status=Item.Status.FLAGGED,
-        queue_score=0.9,
-    )
-    reason = reason_id(action) if action != "approve" else None
-    return decision_record(item=item, reviewer=reviewer, action=action, reason_id=reason).pk
+    return decided_flagged_item(source, reviewer, n, action).pk
 
 
 def feed(client, source, **params):

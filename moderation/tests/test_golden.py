@@ -44,13 +44,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def reviewer(client):
-    user = UserFactory()
-    client.force_login(user)
-    return user
-
-
-@pytest.fixture
 def admin_user(db):
     return UserFactory(is_staff=True, is_superuser=True, reviewer=False)
 

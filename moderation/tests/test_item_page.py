@@ -16,13 +16,6 @@ from moderation.tests.factories import ItemFactory, UserFactory, reason_id
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def reviewer(client):
-    user = UserFactory()
-    client.force_login(user)
-    return user
-
-
 def decide(client, item, action="approve", **extra):
     data = {"action": action, "revision": item.revision, "decisions_seen": 0, **extra}
     if action in ("remove", "escalate") and f"reason_{action}" not in data:

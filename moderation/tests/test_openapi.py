@@ -22,7 +22,7 @@ from labelers.models import Label
 from moderation.callbacks import deliveries
 from moderation.models import Decision, Item
 from moderation.services.decisions import decision_record
-from moderation.tests.factories import SourceFactory, UserFactory, reason_id
+from moderation.tests.factories import SourceFactory, UserFactory, decided_flagged_item, reason_id
 from testkit.signing import signed_headers
 
 pytestmark = pytest.mark.django_db
@@ -381,27 +381,12 @@ def test_another_sources_item_is_a_404_not_a_leak(client, fake_api, post_webhook
 DECISIONS = "/api/decisions/"
 
 
-def _decided_item(source, reviewer, n: int) -> Decision:
-    item = Item.objects.create(
-        source=source,
-        external_id=f"post-{n}",
-        webhook_id=f"msg-{n}",
-        content_text="x",
-        content_hash=f"h{n}",
-        status=Item.Status.FLAGGED,
-        queue_score=0.9,
-    )
-    return decision_record(
-        item=item, reviewer=reviewer, action="remove", reason_id=reason_id("remove")
-    )
-
-
 def test_the_decisions_feed_really_matches_its_schema(client, source):
     source.callback_include_reviewer = True
     source.save()
     reviewer = UserFactory()
     for n in range(3):
-        _decided_item(source, reviewer, n)
+        decided_flagged_item(source, reviewer, n)
     first = _get(client, f"{DECISIONS}?limit=2", source._token)
     assert errors(response_validator(DECISIONS, "get", 200), first.json()) == []
     assert first.json()["has_more"] is True
@@ -423,7 +408,7 @@ def test_the_decisions_feed_errors_are_real_and_match_the_error_schema(client, s
 
 def test_a_real_callback_body_matches_the_documented_webhook(source):
     reviewer = UserFactory()
-    decision = _decided_item(source, reviewer, 1)
+    decision = decided_flagged_item(source, reviewer, 1)
     body = json.loads(deliveries.callback_body(decision, source))
     pointer = "/webhooks/decision/post/requestBody/content/application~1json"
     validator = validator_at(pointer + "/schema")

@@ -17,13 +17,6 @@ from moderation.tests.factories import ItemFactory, SourceFactory, UserFactory, 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def reviewer(client):
-    user = UserFactory()
-    client.force_login(user)
-    return user
-
-
 def info(client, url) -> str:
     """The message a redirect left, as the next page shows it."""
     page = client.get(url, follow=True).content.decode()

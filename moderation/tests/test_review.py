@@ -17,13 +17,6 @@ pytestmark = pytest.mark.django_db
 ADMIN = get_user_model()(is_staff=True)
 
 
-@pytest.fixture
-def reviewer(client):
-    user = UserFactory()
-    client.force_login(user)
-    return user
-
-
 def flagged(post_webhook, source, text, external_id=None):
     response = post_webhook(source, {"external_id": external_id or text, "content_text": text})
     return Item.objects.get(pk=response.json()["id"])

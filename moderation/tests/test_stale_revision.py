@@ -20,13 +20,6 @@ EDITED = "This post was edited while you had it open: here is the new version"
 _webhook_ids = itertools.count()
 
 
-@pytest.fixture
-def reviewer(client):
-    user = UserFactory()
-    client.force_login(user)
-    return user
-
-
 def queued(**fields) -> Item:
     """A flagged item whose product takes decisions by callback: whatever is decided is sent."""
     item = ItemFactory(**fields)

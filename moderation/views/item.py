@@ -4,6 +4,8 @@ a reviewer does on it: decide, undo, release, skip, reveal media, load media."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from contextlib import suppress
 from copy import copy
 from datetime import timedelta
 
@@ -273,37 +275,35 @@ def _golden_answered_page(request: HttpRequest, item: Item, answer: GoldenAnswer
 def _answer_golden(request: HttpRequest, item: Item, answer: GoldenAnswer) -> HttpResponse:
     """Record the answer to a golden item and move on like after a decision. Nothing is
     offered to undo: the undo bar of an earlier decision is dropped with it."""
-    action = request.POST.get("action", "")
-    back = _back(request)
-    if action not in DECIDABLE:
-        messages.error(request, "Choose approve, remove or escalate.")
-        return redirect(reverse("item", args=[item.pk]) + back)
-    revision = int_or_none(request.POST.get("revision"))
-    if revision is None:
-        return _revision_missing(request, item)
-    try:
-        golden_answer_record(
-            answer=answer,
-            reviewer=request.user,
-            action=action,
-            reason_id=int_or_none(request.POST.get(f"reason_{action}")),
-            note=request.POST.get("note", ""),
-            revision=revision,
-        )
-    except StaleRevision as exc:
-        return _edited_meanwhile(request, item, exc, action=action)
-    except (ValueError, NotAllowed) as exc:
-        messages.error(request, f"Not decided: {exc}.")
-        return redirect(reverse("item", args=[item.pk]) + back)
-    except AlreadyAnswered:
-        pass  # a double submit: the first one counted, go on as it did
-    request.session.pop("undo", None)
-    if request.POST.get("next"):
-        return redirect(_next_url(request, item))
-    return redirect(reverse("queue") + back)
+
+    def record(**form) -> None:
+        # A double submit (AlreadyAnswered): the first one counted, go on as it did.
+        with suppress(AlreadyAnswered):
+            golden_answer_record(answer=answer, reviewer=request.user, **form)
+
+    return _decision_post(request, item, record)
 
 
 def _decide(request: HttpRequest, item: Item) -> HttpResponse:
+    def record(**form) -> Decision:
+        return decision_record(
+            item=item,
+            reviewer=request.user,
+            decisions_seen=int_or_none(request.POST.get("decisions_seen")),
+            may_decide_escalated=can_review_escalated(request.user),
+            **form,
+        )
+
+    return _decision_post(request, item, record)
+
+
+def _decision_post(
+    request: HttpRequest, item: Item, record: Callable[..., Decision | None]
+) -> HttpResponse:
+    """The decision form's post, for a real item and a golden one alike: the action and the
+    revision the page showed are checked, `record` records them (with the reason and note;
+    the decision, or None for a golden answer), a refusal goes back to the item page, and
+    the reviewer moves on to the next item or the queue."""
     action = request.POST.get("action", "")
     back = _back(request)
     if action not in DECIDABLE:
@@ -313,15 +313,11 @@ def _decide(request: HttpRequest, item: Item) -> HttpResponse:
     if revision is None:
         return _revision_missing(request, item)
     try:
-        decision = decision_record(
-            item=item,
-            reviewer=request.user,
+        decision = record(
             action=action,
             reason_id=int_or_none(request.POST.get(f"reason_{action}")),
             note=request.POST.get("note", ""),
-            decisions_seen=int_or_none(request.POST.get("decisions_seen")),
             revision=revision,
-            may_decide_escalated=can_review_escalated(request.user),
         )
     except StaleRevision as exc:
         return _edited_meanwhile(request, item, exc, action=action)
@@ -331,13 +327,16 @@ def _decide(request: HttpRequest, item: Item) -> HttpResponse:
     except ClaimConflict as exc:
         messages.error(request, f"Not decided: {exc}. Look again before deciding.")
         return redirect(reverse("item", args=[item.pk]) + back)
-    if action == Decision.Action.ESCALATE and item.status == Item.Status.ESCALATED:
-        # A senior passing an escalated item on to another senior: their "next" must not
-        # hand it straight back to them.
-        skipped = request.session.get("skipped", [])
-        request.session["skipped"] = ([*skipped, item.pk])[-200:]
-    # The next page offers to undo this for a few seconds.
-    request.session["undo"] = {"decision": decision.pk, "at": decision.created_at.timestamp()}
+    if decision is None:
+        request.session.pop("undo", None)
+    else:
+        if action == Decision.Action.ESCALATE and item.status == Item.Status.ESCALATED:
+            # A senior passing an escalated item on to another senior: their "next" must
+            # not hand it straight back to them.
+            skipped = request.session.get("skipped", [])
+            request.session["skipped"] = ([*skipped, item.pk])[-200:]
+        # The next page offers to undo this for a few seconds.
+        request.session["undo"] = {"decision": decision.pk, "at": decision.created_at.timestamp()}
     if request.POST.get("next"):
         return redirect(_next_url(request, item))
     return redirect(reverse("queue") + back)

@@ -161,11 +161,8 @@ def test_the_sweep_takes_back_work_from_a_dead_worker(
     fake_api, source, django_capture_on_commit_callbacks, settings
 ):
 
-    item, _ = item_ingest(
-        source=source, payload=IntakePayload(external_id="x", content_text="kill"), webhook_id="w1"
-    )
-    dispatch.items_route()  # the dispatch gives it its label; then a worker dies holding it
-    label = item.labels.get()
+    # Routed; then a worker dies holding its label.
+    label = routed_label(source, text="kill", webhook_id="w1")
     past = timezone.now() - timedelta(seconds=1)
     Label.objects.filter(pk=label.pk).update(status="running", lease_expires_at=past, attempts=1)
     with django_capture_on_commit_callbacks(execute=True):
@@ -259,6 +256,17 @@ def test_an_unexpected_error_is_retried_not_left_running(
     assert "unexpected RuntimeError" in label.error
 
 
+def routed_label(source, *, text="hate", external_id="x", webhook_id="w") -> Label:
+    """The one label of a new item the dispatch has routed (not yet fetched)."""
+    item, _ = item_ingest(
+        source=source,
+        payload=IntakePayload(external_id=external_id, content_text=text),
+        webhook_id=webhook_id,
+    )
+    dispatch.items_route()
+    return item.labels.get()
+
+
 def two_identical_labels(source, text="twin words"):
     for n in range(2):
         item_ingest(
@@ -325,30 +333,32 @@ def remote_labeler_source(version_id):
     return SourceFactory(labelers=[labeler])
 
 
+def second_of_two_identical_fetched(version_id, *, first_answered_ago: timedelta) -> str:
+    """Two identical labels of a remote labeler on `version_id`; the first answered
+    `first_answered_ago`: what fetching the second does."""
+    first, second = two_identical_labels(remote_labeler_source(version_id))
+    assert fetch.label_fetch(label_id=first.pk).result == "done"
+    Label.objects.filter(pk=first.pk).update(labeled_at=timezone.now() - first_answered_ago)
+    return fetch.label_fetch(label_id=second.pk).result
+
+
 def test_a_remote_labeler_on_latest_does_not_reuse_answers_older_than_the_limit(fake_api, settings):
     settings.LABEL_REMOTE_LATEST_CACHE_SECONDS = 3600
-    first, second = two_identical_labels(remote_labeler_source("latest"))
-    assert fetch.label_fetch(label_id=first.pk).result == "done"
-    Label.objects.filter(pk=first.pk).update(labeled_at=timezone.now() - timedelta(hours=2))
-    assert fetch.label_fetch(label_id=second.pk).result == "done"
+    fetched = second_of_two_identical_fetched("latest", first_answered_ago=timedelta(hours=2))
+    assert fetched == "done"
     assert len(fake_api.calls) == 2
 
 
 def test_a_remote_labeler_on_latest_reuses_a_fresh_answer(fake_api, settings):
     settings.LABEL_REMOTE_LATEST_CACHE_SECONDS = 3600
-    first, second = two_identical_labels(remote_labeler_source("latest"))
-    assert fetch.label_fetch(label_id=first.pk).result == "done"
-    Label.objects.filter(pk=first.pk).update(labeled_at=timezone.now() - timedelta(minutes=50))
-    assert fetch.label_fetch(label_id=second.pk).result == "cached"
+    fetched = second_of_two_identical_fetched("latest", first_answered_ago=timedelta(minutes=50))
+    assert fetched == "cached"
     assert len(fake_api.calls) == 1
 
 
 def test_a_remote_labeler_pinned_to_a_version_reuses_old_answers(fake_api, settings):
     settings.LABEL_REMOTE_LATEST_CACHE_SECONDS = 3600
-    first, second = two_identical_labels(remote_labeler_source("v7"))
-    assert fetch.label_fetch(label_id=first.pk).result == "done"
-    Label.objects.filter(pk=first.pk).update(labeled_at=timezone.now() - timedelta(days=30))
-    assert fetch.label_fetch(label_id=second.pk).result == "cached"
+    assert second_of_two_identical_fetched("v7", first_answered_ago=timedelta(days=30)) == "cached"
     assert len(fake_api.calls) == 1
 
 
@@ -362,11 +372,7 @@ def test_a_paid_answer_is_stored_when_the_breaker_bookkeeping_fails_after_it(
     """Redis restarting right after a call answered 200: the answer is paid for, so it is
     stored; the breaker's count is what is lost."""
     monkeypatch.setattr(Breaker, "record", _broker_blinks)
-    item, _ = item_ingest(
-        source=source, payload=IntakePayload(external_id="x", content_text="hate"), webhook_id="w"
-    )
-    dispatch.items_route()
-    label = item.labels.get()
+    label = routed_label(source)
     assert fetch.label_fetch(label_id=label.pk).result == "done"
     label.refresh_from_db()
     assert label.status == "done" and label.label == "1"
@@ -379,11 +385,7 @@ def test_a_paid_answer_is_stored_when_the_throttle_cannot_release_its_slot(
     settings.LABEL_MAX_IN_FLIGHT = 2
     monkeypatch.setattr(FileState, "release", _broker_blinks)
     monkeypatch.setattr(RedisState, "release", _broker_blinks)
-    item, _ = item_ingest(
-        source=source, payload=IntakePayload(external_id="x", content_text="hate"), webhook_id="w"
-    )
-    dispatch.items_route()
-    label = item.labels.get()
+    label = routed_label(source)
     assert fetch.label_fetch(label_id=label.pk).result == "done"
     label.refresh_from_db()
     assert label.status == "done"
@@ -395,11 +397,7 @@ def test_a_failure_recorded_while_the_broker_is_down_is_retried_soon_not_left_ru
 ):
     fake_api.configure(script=[500])
     monkeypatch.setattr(Breaker, "record", _broker_blinks)
-    item, _ = item_ingest(
-        source=source, payload=IntakePayload(external_id="x", content_text="hate"), webhook_id="w"
-    )
-    dispatch.items_route()
-    label = item.labels.get()
+    label = routed_label(source)
     assert fetch.label_fetch(label_id=label.pk).result == "retry"
     label.refresh_from_db()
     assert label.status == "pending" and label.lease_expires_at is None
@@ -417,11 +415,7 @@ def test_a_label_the_worker_gives_up_on_releases_its_claim_at_once(fake_api, sou
         raise GivenUp
 
     monkeypatch.setattr(fetch, "item_refresh", give_up)
-    item, _ = item_ingest(
-        source=source, payload=IntakePayload(external_id="x", content_text="hate"), webhook_id="w"
-    )
-    dispatch.items_route()
-    label = item.labels.get()
+    label = routed_label(source)
     with pytest.raises(GivenUp):
         fetch.label_fetch(label_id=label.pk)
     label.refresh_from_db()

@@ -1,0 +1,48 @@
+"""The sources admin: a source added here gets its credentials from the same service as
+create_source (moderation.services.sources.source_create)."""
+
+import re
+
+from django.contrib.messages import get_messages
+
+from moderation.models import Source
+from moderation.selectors.sources import source_for_token
+from moderation.tests.factories import LabelerFactory, UserFactory
+
+
+def test_an_admin_adds_a_source_with_its_settings_and_credentials_shown_once(client, db):
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    labeler = LabelerFactory()
+    response = client.post(
+        "/admin/moderation/source/add/",
+        {
+            "name": "Forum",
+            "slug": "forum",
+            "labelers": [labeler.pk],
+            "active": "on",
+            "review_sla_minutes": "240",
+            "callback_url": "https://products.example/hook",
+            "strike_window_days": "30",
+            "account_thresholds": "[]",
+        },
+    )
+    assert response.status_code == 302
+    source = Source.objects.get(slug="forum")
+    assert list(source.labelers.all()) == [labeler]
+    assert source.review_sla_minutes == 240 and source.strike_window_days == 30
+    assert source.callback_url == "https://products.example/hook"
+    [shown] = [str(m) for m in get_messages(response.wsgi_request) if "not shown again" in str(m)]
+    secret, token = re.search(r"Signing secret: (\S+) — API token: (\S+)", shown).groups()
+    assert secret == source.webhook_secret and secret.startswith("whsec_")
+    # The token is stored only as its hash; the one shown opens the item API.
+    assert token not in source.api_token_hash and source_for_token(token) == source
+
+
+def test_an_admin_adds_a_source_routed_to_no_labeler_when_none_is_chosen(client, db):
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    response = client.post(
+        "/admin/moderation/source/add/",
+        {"name": "Lonely", "slug": "lonely", "active": "on", "account_thresholds": "[]"},
+    )
+    assert response.status_code == 302
+    assert not Source.objects.get(slug="lonely").labelers.exists()
