@@ -4,6 +4,7 @@ Embedded default: nothing set -> SQLite file and Kombu's filesystem broker under
 Production: DATABASE_URL, CELERY_BROKER_URL, SECRET_KEY, ALLOWED_HOSTS set by the deployment.
 """
 
+import importlib.util
 import os
 import secrets
 from datetime import timedelta
@@ -473,6 +474,14 @@ OTP_TOTP_ISSUER = "Moderation queue"
 # so the bucket stays private and no public URL is made. Credentials: these variables, or
 # boto3's own chain when unset (AWS_* variables, an instance role).
 MEDIA_STORAGE = env("MEDIA_STORAGE", default="local")
+if MEDIA_STORAGE == "s3" and importlib.util.find_spec("boto3") is None:
+    # boto3 is not in the default install (~34 MB most deployments never use): say so at
+    # start rather than on the first image an item brings.
+    raise ImproperlyConfigured(
+        "MEDIA_STORAGE=s3 needs boto3, which comes with the s3 extra: "
+        "pip install --require-hashes --no-deps -r requirements/s3.txt (or pip install "
+        "'.[s3]'); the image: docker build --build-arg WITH_S3=true"
+    )
 if MEDIA_STORAGE == "s3":
     _media_storage = {
         "BACKEND": "storages.backends.s3.S3Storage",

@@ -175,17 +175,23 @@ def locked(path: Path) -> dict[str, str]:
     return {canonicalize_name(name): version for name, version in pins}
 
 
-def pyproject_requirements() -> tuple[list[Requirement], list[Requirement]]:
+def pyproject_requirements() -> tuple[list[Requirement], list[Requirement], list[Requirement]]:
     text = (ROOT / "pyproject.toml").read_text()
     project = tomllib.loads(text)["project"]
     base = [Requirement(r) for r in project["dependencies"]]
-    test = [Requirement(r) for r in project["optional-dependencies"]["test"]]
-    return base, test
+    extras = project["optional-dependencies"]
+    test = [Requirement(r) for r in extras["test"]]
+    s3 = [Requirement(r) for r in extras["s3"]]
+    return base, test, s3
 
 
 def test_the_lock_files_pin_every_dependency_within_pyprojects_ranges_with_hashes():
-    base, test = pyproject_requirements()
-    for lock, requirements in (("base.txt", base), ("dev.txt", base + test)):
+    base, test, s3 = pyproject_requirements()
+    for lock, requirements in (
+        ("base.txt", base),
+        ("s3.txt", base + s3),
+        ("dev.txt", base + test + s3),
+    ):
         path = ROOT / "requirements" / lock
         pins = locked(path)
         for requirement in requirements:
@@ -199,8 +205,18 @@ def test_the_lock_files_pin_every_dependency_within_pyprojects_ranges_with_hashe
             if re.match(r"^[A-Za-z0-9]", line) and "--hash=sha256:" not in following
         ]
         assert unhashed == [], lock
-    base_pins, dev_pins = (
-        locked(ROOT / "requirements" / "base.txt"),
-        locked(ROOT / "requirements" / "dev.txt"),
+    base_pins, s3_pins, dev_pins = (
+        locked(ROOT / "requirements" / name) for name in ("base.txt", "s3.txt", "dev.txt")
     )
     assert {n: v for n, v in dev_pins.items() if n in base_pins} == base_pins
+    assert {n: v for n, v in s3_pins.items() if n in base_pins} == base_pins
+    assert {n: v for n, v in dev_pins.items() if n in s3_pins} == s3_pins
+
+
+def test_boto3_is_installed_only_with_the_s3_extra():
+    """boto3 and botocore are ~34 MB that a deployment with local media never uses."""
+    base_pins = locked(ROOT / "requirements" / "base.txt")
+    assert not {"boto3", "botocore", "s3transfer"} & set(base_pins)
+    assert {"boto3", "botocore"} <= set(locked(ROOT / "requirements" / "s3.txt"))
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "ARG WITH_S3=false" in dockerfile and "requirements/s3.txt" in dockerfile
