@@ -62,6 +62,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Latency and status by view for /metrics (lib/metrics.py): first, so that it times
+    # everything after it, the webhook's short cut included.
+    "lib.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "lib.security.ContentSecurityPolicyMiddleware",
