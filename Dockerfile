@@ -25,8 +25,9 @@ COPY labelers ./labelers
 COPY templates ./templates
 COPY static ./static
 
-# Static files collected into the image (whitenoise serves them). The build-time settings
-# are throwaway: no secret, database or data folder of the build stays in the image.
+# Static files collected into the image (whitenoise serves them), under hashed names with
+# gzipped copies and a manifest (lib/staticfiles.py). The build-time settings are throwaway:
+# no secret, database or data folder of the build stays in the image.
 RUN SECRET_KEY=collectstatic-only DATABASE_URL=sqlite:////tmp/build/db.sqlite3 \
       DATA_DIR=/tmp/build python manage.py collectstatic --noinput \
     && rm -rf /tmp/build \

@@ -506,7 +506,8 @@ else:
     raise ImproperlyConfigured(f"MEDIA_STORAGE must be local or s3, not {MEDIA_STORAGE!r}")
 STORAGES = {
     "default": _media_storage,
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    # Hashed and gzipped names once collectstatic ran (the image), plain ones before it.
+    "staticfiles": {"BACKEND": "lib.staticfiles.CollectedStaticFilesStorage"},
 }
 
 # --- Operations: worker liveness (labelers/liveness.py) -------------------------------------
