@@ -14,6 +14,8 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Exchange, Queue
 
+from lib import sentry
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 
@@ -509,6 +511,19 @@ STORAGES = {
     # Hashed and gzipped names once collectstatic ran (the image), plain ones before it.
     "staticfiles": {"BACKEND": "lib.staticfiles.CollectedStaticFilesStorage"},
 }
+
+# --- Operations: error reports (lib/sentry.py) ---------------------------------------------
+# With a DSN, errors of the web and the workers go to Sentry (or a compatible service such as
+# GlitchTip) without request bodies, local variables, cookies or users, and with secrets
+# redacted as in the logs. Unset: the SDK is not started and nothing is sent.
+SENTRY_DSN = env("SENTRY_DSN", default="")
+sentry.init(
+    dsn=SENTRY_DSN,
+    environment=env("SENTRY_ENVIRONMENT", default=""),
+    release=env("SENTRY_RELEASE", default=""),
+    # Share of requests and tasks also sent as performance traces (0: errors only).
+    traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
+)
 
 # --- Operations: worker liveness (labelers/liveness.py) -------------------------------------
 # Each worker process writes a heartbeat this often (0: off) with the labels it holds; one
