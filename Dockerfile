@@ -9,9 +9,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     STATIC_ROOT=/app/static-collected
 WORKDIR /app
 
-# The lock first, alone: code changes do not reinstall the dependencies.
-COPY requirements/base.txt requirements/base.txt
-RUN pip install --no-cache-dir --require-hashes --no-deps -r requirements/base.txt
+# The lock first, alone: code changes do not reinstall the dependencies. boto3 (~34 MB) only
+# for MEDIA_STORAGE=s3: docker build --build-arg WITH_S3=true (requirements/s3.txt).
+ARG WITH_S3=false
+COPY requirements/base.txt requirements/s3.txt requirements/
+RUN pip install --no-cache-dir --require-hashes --no-deps -r requirements/base.txt \
+    && if [ "$WITH_S3" = true ]; then \
+      pip install --no-cache-dir --require-hashes --no-deps -r requirements/s3.txt; fi
 
 COPY pyproject.toml manage.py openapi.yaml gunicorn.conf.py ./
 COPY config ./config
@@ -21,8 +25,9 @@ COPY labelers ./labelers
 COPY templates ./templates
 COPY static ./static
 
-# Static files collected into the image (whitenoise serves them). The build-time settings
-# are throwaway: no secret, database or data folder of the build stays in the image.
+# Static files collected into the image (whitenoise serves them), under hashed names with
+# gzipped copies and a manifest (lib/staticfiles.py). The build-time settings are throwaway:
+# no secret, database or data folder of the build stays in the image.
 RUN SECRET_KEY=collectstatic-only DATABASE_URL=sqlite:////tmp/build/db.sqlite3 \
       DATA_DIR=/tmp/build python manage.py collectstatic --noinput \
     && rm -rf /tmp/build \

@@ -37,7 +37,8 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 PYTHON = VENV / "bin" / "python"
 # Pinned, hashed dependency sets compiled from pyproject.toml's ranges (`dev.py lock`): base
-# for the image, dev (base + the test extra) for development and CI.
+# for the image, dev (base + the test and s3 extras) for development and CI; s3.txt (base +
+# the s3 extra) is for an image built with WITH_S3=true.
 LOCKS = {"": ROOT / "requirements" / "base.txt", "test": ROOT / "requirements" / "dev.txt"}
 TOOLS_VENV = ROOT / ".venv-tools"
 
@@ -73,10 +74,13 @@ def lock(rest: list[str]) -> int:
         str(pip_compile), "-q", "--generate-hashes", "--allow-unsafe", "--strip-extras",
         "--no-emit-index-url", "--no-emit-find-links", *rest,
     ]  # fmt: skip
-    # dev.txt is compiled under base.txt's pins (dev.in: -c base.txt): one version each.
+    # s3.txt and dev.txt are compiled under base.txt's pins (their .in: -c base.txt): one
+    # version each. The tests exercise the S3 backend, so dev has the s3 extra too.
     for args in (
         ["-o", "requirements/base.txt", "pyproject.toml"],
-        ["--extra", "test", "-o", "requirements/dev.txt", "pyproject.toml",
+        ["--extra", "s3", "-o", "requirements/s3.txt", "pyproject.toml",
+         "requirements/s3.in"],
+        ["--extra", "test", "--extra", "s3", "-o", "requirements/dev.txt", "pyproject.toml",
          "requirements/dev.in"],
     ):  # fmt: skip
         if code := subprocess.call([*common, *args], cwd=ROOT):

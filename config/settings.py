@@ -4,6 +4,7 @@ Embedded default: nothing set -> SQLite file and Kombu's filesystem broker under
 Production: DATABASE_URL, CELERY_BROKER_URL, SECRET_KEY, ALLOWED_HOSTS set by the deployment.
 """
 
+import importlib.util
 import os
 import secrets
 from datetime import timedelta
@@ -12,6 +13,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Exchange, Queue
+
+from lib import sentry
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
@@ -61,6 +64,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Latency and status by view for /metrics (lib/metrics.py): first, so that it times
+    # everything after it, the webhook's short cut included.
+    "lib.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "lib.security.ContentSecurityPolicyMiddleware",
@@ -473,6 +479,14 @@ OTP_TOTP_ISSUER = "Moderation queue"
 # so the bucket stays private and no public URL is made. Credentials: these variables, or
 # boto3's own chain when unset (AWS_* variables, an instance role).
 MEDIA_STORAGE = env("MEDIA_STORAGE", default="local")
+if MEDIA_STORAGE == "s3" and importlib.util.find_spec("boto3") is None:
+    # boto3 is not in the default install (~34 MB most deployments never use): say so at
+    # start rather than on the first image an item brings.
+    raise ImproperlyConfigured(
+        "MEDIA_STORAGE=s3 needs boto3, which comes with the s3 extra: "
+        "pip install --require-hashes --no-deps -r requirements/s3.txt (or pip install "
+        "'.[s3]'); the image: docker build --build-arg WITH_S3=true"
+    )
 if MEDIA_STORAGE == "s3":
     _media_storage = {
         "BACKEND": "storages.backends.s3.S3Storage",
@@ -494,8 +508,22 @@ else:
     raise ImproperlyConfigured(f"MEDIA_STORAGE must be local or s3, not {MEDIA_STORAGE!r}")
 STORAGES = {
     "default": _media_storage,
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    # Hashed and gzipped names once collectstatic ran (the image), plain ones before it.
+    "staticfiles": {"BACKEND": "lib.staticfiles.CollectedStaticFilesStorage"},
 }
+
+# --- Operations: error reports (lib/sentry.py) ---------------------------------------------
+# With a DSN, errors of the web and the workers go to Sentry (or a compatible service such as
+# GlitchTip) without request bodies, local variables, cookies or users, and with secrets
+# redacted as in the logs. Unset: the SDK is not started and nothing is sent.
+SENTRY_DSN = env("SENTRY_DSN", default="")
+sentry.init(
+    dsn=SENTRY_DSN,
+    environment=env("SENTRY_ENVIRONMENT", default=""),
+    release=env("SENTRY_RELEASE", default=""),
+    # Share of requests and tasks also sent as performance traces (0: errors only).
+    traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
+)
 
 # --- Operations: worker liveness (labelers/liveness.py) -------------------------------------
 # Each worker process writes a heartbeat this often (0: off) with the labels it holds; one

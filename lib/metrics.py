@@ -13,6 +13,9 @@ worker (threads pool: one process) serves its own on WORKER_METRICS_PORT.
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import REGISTRY as PROCESS_REGISTRY
 from prometheus_client import (
@@ -53,6 +56,56 @@ CALLBACKS = Counter(
     "superseded: not sent, a newer decision of the item was delivered)",
     ["outcome"],
 )
+
+# Requests by view, never by path: one series per route however many items, authors or
+# made-up URLs are asked for (a path label would grow without bound).
+HTTP_REQUESTS = Counter(
+    "modqueue_http_requests_total",
+    "HTTP requests answered, by view (URL name; unmatched: no route), method and status",
+    ["view", "method", "status"],
+)
+HTTP_LATENCY = Histogram(
+    "modqueue_http_request_seconds",
+    "Time from the request reaching the app's middleware to its response, by view and method",
+    ["view", "method"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED = "unmatched"
+
+
+class RequestMetricsMiddleware:
+    """Counts each request and its latency under its view's name (resolver_match.view_name,
+    e.g. "webhook", "item", "admin:index"); a request no route matched (404s, redirects to
+    the slash) counts as "unmatched". Placed before the machine endpoints' short cut, so the
+    webhook is counted too; /healthz, /readyz and /metrics are answered before it and are
+    not. The cost is two clock reads and three value updates: ~7 µs a request with
+    gunicorn's multiprocess files (3 µs in one process), against ~1 ms of CPU for a signed
+    webhook."""
+
+    def __init__(self, get_response: Callable):
+        self.get_response = get_response
+        # The labelled children, looked up once per (view, method, status): labels() takes
+        # a lock and builds a key on every call, most of what this middleware would cost.
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def __call__(self, request):
+        started = time.perf_counter()
+        response = self.get_response(request)
+        elapsed = time.perf_counter() - started
+        match = getattr(request, "resolver_match", None)
+        view = match.view_name if match is not None else UNMATCHED
+        method = request.method if request.method in _METHODS else "other"
+        key = (view, method, response.status_code)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = (
+                HTTP_LATENCY.labels(view, method),
+                HTTP_REQUESTS.labels(view, method, str(response.status_code)),
+            )
+        series[0].observe(elapsed)
+        series[1].inc()
+        return response
 
 
 def api_result(status: int | None, error: str | None = None) -> str:

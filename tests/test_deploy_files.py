@@ -5,6 +5,8 @@ builds from the lock file as a non-root user, and the lock pins what pyproject.t
 from __future__ import annotations
 
 import ast
+import gzip
+import json
 import re
 import shutil
 import subprocess
@@ -166,8 +168,60 @@ def test_collectstatic_works_with_the_image_build_settings(tmp_path):
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "static" / "app.css").exists()
-    assert (tmp_path / "static" / "admin").is_dir()
+    static = tmp_path / "static"
+    assert (static / "app.css").exists()
+    assert (static / "admin").is_dir()
+    # Hashed names, gzipped beside them, and the manifest that maps plain names to them.
+    manifest = json.loads((static / "staticfiles.json").read_text())["paths"]
+    hashed_css = manifest["app.css"]
+    assert re.fullmatch(r"app\.[0-9a-f]{12}\.css", hashed_css), hashed_css
+    assert (static / hashed_css).read_bytes() == (static / "app.css").read_bytes()
+    assert (
+        gzip.decompress((static / f"{hashed_css}.gz").read_bytes())
+        == (static / hashed_css).read_bytes()
+    )
+    assert re.fullmatch(r"app\.[0-9a-f]{12}\.js", manifest["app.js"])
+
+    # The image's processes link pages to the hashed names; a process with no collected
+    # files (development, tests) links to the plain ones and still works.
+    base = (ROOT / "templates" / "base.html").read_text()
+    assert "{% static 'app.css' %}" in base and "{% static 'app.js' %}" in base
+    page = (
+        "import django; django.setup()\n"
+        "from django.template import engines\n"
+        "template = \"{% load static %}{% static 'app.css' %} {% static 'app.js' %}\"\n"
+        "links = engines['django'].from_string(template).render()\n"
+        "from django.test import Client\n"
+        "gzip = {'accept-encoding': 'gzip'}\n"
+        "served = Client().get(links.split()[0], secure=True, headers=gzip)\n"
+        "print(served.status_code, served.get('Content-Encoding'), served.get('Cache-Control'))\n"
+        "print(links)\n"
+    )
+
+    def links(static_root: Path) -> str:
+        run = subprocess.run(
+            [str(ROOT / ".venv" / "bin" / "python"), "-c", page],
+            cwd=ROOT,
+            env={
+                **env,
+                "STATIC_ROOT": str(static_root),
+                "DJANGO_SETTINGS_MODULE": "config.settings",
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert run.returncode == 0, run.stderr
+        return run.stdout.strip().splitlines()[-2:]
+
+    # WhiteNoise serves the hashed name gzipped and cached for good; the plain one from the
+    # app's folder (no collectstatic), cached briefly.
+    served, linked = links(static)
+    assert linked == f"/static/{hashed_css} /static/{manifest['app.js']}"
+    assert served.startswith("200 gzip ") and "immutable" in served, served
+    served, linked = links(tmp_path / "not-collected")
+    assert linked == "/static/app.css /static/app.js"
+    assert served.startswith("200 None ") and "immutable" not in served, served
 
 
 def locked(path: Path) -> dict[str, str]:
@@ -175,17 +229,23 @@ def locked(path: Path) -> dict[str, str]:
     return {canonicalize_name(name): version for name, version in pins}
 
 
-def pyproject_requirements() -> tuple[list[Requirement], list[Requirement]]:
+def pyproject_requirements() -> tuple[list[Requirement], list[Requirement], list[Requirement]]:
     text = (ROOT / "pyproject.toml").read_text()
     project = tomllib.loads(text)["project"]
     base = [Requirement(r) for r in project["dependencies"]]
-    test = [Requirement(r) for r in project["optional-dependencies"]["test"]]
-    return base, test
+    extras = project["optional-dependencies"]
+    test = [Requirement(r) for r in extras["test"]]
+    s3 = [Requirement(r) for r in extras["s3"]]
+    return base, test, s3
 
 
 def test_the_lock_files_pin_every_dependency_within_pyprojects_ranges_with_hashes():
-    base, test = pyproject_requirements()
-    for lock, requirements in (("base.txt", base), ("dev.txt", base + test)):
+    base, test, s3 = pyproject_requirements()
+    for lock, requirements in (
+        ("base.txt", base),
+        ("s3.txt", base + s3),
+        ("dev.txt", base + test + s3),
+    ):
         path = ROOT / "requirements" / lock
         pins = locked(path)
         for requirement in requirements:
@@ -199,8 +259,18 @@ def test_the_lock_files_pin_every_dependency_within_pyprojects_ranges_with_hashe
             if re.match(r"^[A-Za-z0-9]", line) and "--hash=sha256:" not in following
         ]
         assert unhashed == [], lock
-    base_pins, dev_pins = (
-        locked(ROOT / "requirements" / "base.txt"),
-        locked(ROOT / "requirements" / "dev.txt"),
+    base_pins, s3_pins, dev_pins = (
+        locked(ROOT / "requirements" / name) for name in ("base.txt", "s3.txt", "dev.txt")
     )
     assert {n: v for n, v in dev_pins.items() if n in base_pins} == base_pins
+    assert {n: v for n, v in s3_pins.items() if n in base_pins} == base_pins
+    assert {n: v for n, v in dev_pins.items() if n in s3_pins} == s3_pins
+
+
+def test_boto3_is_installed_only_with_the_s3_extra():
+    """boto3 and botocore are ~34 MB that a deployment with local media never uses."""
+    base_pins = locked(ROOT / "requirements" / "base.txt")
+    assert not {"boto3", "botocore", "s3transfer"} & set(base_pins)
+    assert {"boto3", "botocore"} <= set(locked(ROOT / "requirements" / "s3.txt"))
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "ARG WITH_S3=false" in dockerfile and "requirements/s3.txt" in dockerfile

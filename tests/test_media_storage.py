@@ -92,3 +92,27 @@ def test_an_unknown_media_storage_is_refused_at_start(tmp_path):
     )
     assert result.returncode != 0
     assert "MEDIA_STORAGE must be local or s3" in result.stderr
+
+
+def test_media_storage_s3_without_the_s3_extra_is_refused_at_start_saying_what_to_install(
+    tmp_path,
+):
+    # boto3 is absent from the default install; here it is hidden (dev has the s3 extra).
+    code = "import sys; sys.modules['boto3'] = None\nimport django; django.setup()\n"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={
+            "PATH": os.environ["PATH"],
+            "DATA_DIR": str(tmp_path),
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "MEDIA_STORAGE": "s3",
+            "MEDIA_S3_BUCKET": "modqueue-media",
+        },
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: MEDIA_STORAGE=s3 needs boto3" in result.stderr
+    assert "requirements/s3.txt" in result.stderr and "WITH_S3=true" in result.stderr

@@ -80,6 +80,40 @@ def test_metrics_count_intake_labels_api_calls_and_show_the_queue(
     assert 0 <= value(after, "modqueue_dispatcher_lag_seconds") < 60
 
 
+@pytest.mark.django_db
+def test_requests_are_counted_and_timed_by_view_name_never_by_path(
+    client, fake_api, post_webhook, source, settings
+):
+    settings.METRICS_ALLOWED_IPS = ["127.0.0.1"]
+    before = client.get("/metrics").content.decode()
+    assert client.get("/accounts/login/").status_code == 200
+    for item_id in (101, 202, 303):  # three items, one series: the route's name
+        assert client.get(f"/items/{item_id}/").status_code == 302  # to the login page
+    assert client.get("/no-such-page/").status_code == 404
+    assert client.get("/no-such-page-either/").status_code == 404
+    # The signed webhook takes the short cut past the other middleware, and is counted.
+    assert post_webhook(source, {"external_id": "v1", "content_text": "hi"}).status_code == 202
+    after = client.get("/metrics").content.decode()
+
+    def delta(name, **labels):
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    requests_total = "modqueue_http_requests_total"
+    assert delta(requests_total, view="login", method="GET", status="200") == 1
+    assert delta(requests_total, view="item", method="GET", status="302") == 3
+    assert delta(requests_total, view="unmatched", method="GET", status="404") == 2
+    assert delta(requests_total, view="webhook", method="POST", status="202") == 1
+    assert delta("modqueue_http_request_seconds_count", view="item", method="GET") == 3
+    assert delta("modqueue_http_request_seconds_count", view="webhook", method="POST") == 1
+    webhook_seconds = value(
+        after, "modqueue_http_request_seconds_sum", view="webhook", method="POST"
+    )
+    assert webhook_seconds > 0
+    # No label value anywhere is a path: ids and made-up URLs make no series of their own.
+    label_values = {v for _, labels in samples(after) for _, v in labels}
+    assert not any("/" in v for v in label_values), sorted(label_values)
+
+
 @pytest.mark.e2e
 @pytest.mark.django_db(transaction=True)
 def test_gunicorns_processes_are_summed_and_the_worker_serves_its_own(fake_api_server, tmp_path):
@@ -114,6 +148,9 @@ def test_gunicorns_processes_are_summed_and_the_worker_serves_its_own(fake_api_s
         for _ in range(4):
             text = requests.get(f"{app_url}/metrics", headers=auth, timeout=10).text
             assert value(text, "modqueue_intake_requests_total", status="202") == 8
+            http = value(text, "modqueue_http_requests_total", view="webhook", method="POST",
+                         status="202")  # fmt: skip
+            assert http == 8
         worker_text = wait_for(
             lambda: requests.get(f"http://127.0.0.1:{worker_port}/metrics", timeout=5).text,
             timeout=10,
