@@ -90,9 +90,9 @@ def lock(rest: list[str]) -> int:
 
 def test_args(rest: list[str]) -> list[str]:
     """pytest's arguments: the user's, plus one worker process per core (pytest-xdist, at
-    least 3, at most 4) when they name no tests and choose no workers: the whole suite, or a -k/-m selection of
-    it. Named tests (paths, path::test) run in this process, without the workers' start-up.
-    TEST_WORKERS sets the number (0: none)."""
+    least 3, at most 4) when they name no tests and choose no workers: the whole suite, or a
+    -k/-m selection of it. Named tests (paths, path::test) run in this process, without the
+    workers' start-up. TEST_WORKERS sets the number (0: none)."""
     chose_workers = "no:xdist" in rest or any(
         arg in ("-n", "--numprocesses", "--tx") or arg.startswith(("-n", "--numprocesses="))
         for arg in rest

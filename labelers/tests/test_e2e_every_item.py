@@ -1,7 +1,7 @@
 """Every item reaches a label or a person, through real processes (gunicorn, a Celery worker
 with beat, the fake API over HTTP): some items the API refuses (422), a source with no labeler,
-edits sent again, and fresh items arriving while a 400-label relabel backlog (test_dispatch_processes
-holds the larger priority test) drains."""
+edits sent again, and fresh items arriving while a 400-label relabel backlog drains (the
+larger priority test is in test_dispatch_processes)."""
 
 import json
 import subprocess
