@@ -560,7 +560,10 @@ def test_staff_mark_and_unmark_a_decided_item_from_its_page(client, admin_user):
     client.force_login(admin_user)
     page = client.get(f"/items/{item.pk}/").content.decode()
     assert 'id="golden-mark"' in page and '<option value="remove" selected>' in page
-    client.post(f"/items/{item.pk}/golden/", {"expected_action": "remove", "note": "clear threat"})
+    client.post(
+        f"/items/{item.pk}/golden/",
+        {"expected_action": "remove", "note": "clear threat", "revision": "1"},
+    )
     gold = GoldenItem.objects.get()
     assert (gold.item, gold.expected_action, gold.note, gold.created_by) == (
         item,
@@ -582,7 +585,7 @@ def test_the_golden_form_is_for_staff_on_decided_items_only(client, reviewer, ad
     client.force_login(admin_user)
     waiting = ItemFactory()
     assert 'id="golden-mark"' not in client.get(f"/items/{waiting.pk}/").content.decode()
-    client.post(f"/items/{waiting.pk}/golden/", {"expected_action": "approve"})
+    client.post(f"/items/{waiting.pk}/golden/", {"expected_action": "approve", "revision": "1"})
     assert not GoldenItem.objects.exists()
 
 
