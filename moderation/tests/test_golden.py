@@ -15,11 +15,13 @@ from moderation.filters import QueueFilter
 from moderation.models import (
     CallbackDelivery,
     Decision,
+    DecisionReason,
     GoldenAnswer,
     GoldenItem,
     Item,
     ReviewerSettings,
 )
+from moderation.selectors.decisions import decisions_by
 from moderation.selectors.golden import (
     GOLDEN_OPEN_FOR,
     golden_agreement,
@@ -364,6 +366,42 @@ def test_the_reviewer_never_sees_golden_in_their_workspace(client, reviewer):
     client.post(f"/items/{gold.item_id}/", {"revision": "1", "action": "approve", "next": "1"})
     for url in ("/", "/me/decisions/", "/me/settings/", f"/items/{gold.item_id}/"):
         assert "golden" not in client.get(url).content.decode().lower(), url
+
+
+def test_a_golden_answer_is_listed_among_the_reviewers_decisions_as_one_of_theirs(client, reviewer):
+    before, after = ItemFactory(), ItemFactory()
+    decision_record(item=before, reviewer=reviewer, action="approve")
+    gold = golden("remove")
+    answer(reviewer, gold, "remove")
+    decision_record(item=after, reviewer=reviewer, action="approve")
+    page = client.get("/me/decisions/").content.decode()
+    links = [f'href="/items/{pk}/"' for pk in (after.pk, gold.item_id, before.pk)]
+    assert all(link in page for link in links)
+    assert [page.index(link) for link in links] == sorted(page.index(link) for link in links)
+    row = page[page.index(links[1]) :].split("</tr>")[0]
+    reason = DecisionReason.objects.get(pk=reason_id("remove")).name
+    assert "Remove" in row and reason in row and "Decided" in row
+    assert "golden" not in page.lower()
+
+
+def test_my_decisions_pages_through_decisions_and_golden_answers_alike(reviewer):
+    at = datetime(2026, 3, 2, 9, tzinfo=UTC)
+    expected = []
+    for minute in range(3):
+        item = ItemFactory()
+        decision = decision_record(item=item, reviewer=reviewer, action="approve")
+        Decision.objects.filter(pk=decision.pk).update(created_at=at + timedelta(minutes=minute))
+        gold = golden("approve")
+        # An answer at the same instant as a decision comes after it.
+        answer(reviewer, gold, "approve", at=at + timedelta(minutes=minute))
+        expected[:0] = [item.pk, gold.item_id]  # newest first
+    seen, before = [], None
+    while True:
+        rows, before = decisions_by(reviewer=reviewer, before=before, size=2)
+        seen += [row.item_id for row in rows]
+        if before is None:
+            break
+    assert seen == expected
 
 
 # --- Skipping, releasing, leaving a golden item ---------------------------------------------
