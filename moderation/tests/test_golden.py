@@ -6,9 +6,6 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.contrib.admin.sites import site as admin_site
-from django.contrib.messages.storage.fallback import FallbackStorage
-from django.test import RequestFactory
 
 from moderation.errors import AlreadyAnswered, NotAllowed
 from moderation.filters import QueueFilter
@@ -32,7 +29,7 @@ from moderation.selectors.golden import (
     golden_shown_status,
     golden_wrong_answers,
 )
-from moderation.services.decisions import decision_record
+from moderation.services.decisions import decision_record, decision_undo
 from moderation.services.golden import (
     golden_answer_record,
     golden_answer_serve,
@@ -627,24 +624,60 @@ def test_the_golden_form_is_for_staff_on_decided_items_only(client, reviewer, ad
     assert not GoldenItem.objects.exists()
 
 
-def test_the_admin_action_marks_decided_items_expecting_their_current_decision(admin_user):
+def mark_golden_in_admin(client, items) -> str:
+    """The Items admin's "Mark as golden" on `items`: its confirmation page."""
+    return client.post(
+        "/admin/moderation/item/",
+        {"action": "mark_golden", "_selected_action": [item.pk for item in items]},
+    ).content.decode()
+
+
+def confirm(client, page: str):
+    """Send the confirmation page's form as it was shown."""
+    fields = re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page)
+    data: dict[str, list[str]] = {}
+    for name, value in fields:
+        data.setdefault(name, []).append(value)
+    return client.post("/admin/moderation/item/", data, follow=True)
+
+
+def test_the_admin_action_marks_decided_items_expecting_their_current_decision(client, admin_user):
+    client.force_login(admin_user)
     removed, approved, escalated, waiting = (
-        decided("remove"),
+        decided("remove", content_text="a clear threat"),
         decided("approve"),
         decided("escalate"),
         ItemFactory(),
     )
-    request = RequestFactory().post("/admin/moderation/item/")
-    request.user = admin_user
-    request.session = {}
-    request._messages = FallbackStorage(request)
-    model_admin = admin_site._registry[Item]
-    queryset = Item.objects.filter(pk__in=[removed.pk, approved.pk, escalated.pk, waiting.pk])
-    model_admin.mark_golden(request, queryset)
+    page = mark_golden_in_admin(client, [removed, approved, escalated, waiting])
+    # What is vouched for is shown first; nothing is marked yet.
+    assert "a clear threat" in page and "2 selected items are not shown" in page
+    assert not GoldenItem.objects.exists()
+    confirm(client, page)
     assert dict(GoldenItem.objects.values_list("item_id", "expected_action")) == {
         removed.pk: "remove",
         approved.pk: "approve",
     }
+
+
+def test_the_admin_action_leaves_an_item_edited_or_decided_again_after_its_confirmation(
+    client, admin_user
+):
+    client.force_login(admin_user)
+    kept, edited, redecided = decided("remove"), decided("remove"), decided("remove")
+    page = mark_golden_in_admin(client, [kept, edited, redecided])
+    # Meanwhile one is edited and decided again, another undone and approved.
+    Item.objects.filter(pk=edited.pk).update(revision=2, content_text="now harmless")
+    decision_record(item=edited, reviewer=UserFactory(), action="approve")
+    first = redecided.decisions.get()
+    decision_undo(decision=first, reviewer=first.reviewer)
+    decision_record(item=redecided, reviewer=first.reviewer, action="approve")
+    html = confirm(client, page).content.decode()
+    assert dict(GoldenItem.objects.values_list("item_id", "expected_action")) == {kept.pk: "remove"}
+    assert (
+        f"2 items were not marked: edited or decided again after the confirmation page was "
+        f"shown (items {edited.pk}, {redecided.pk})" in html
+    )
 
 
 def test_the_admin_lists_golden_items_and_answers(client, admin_user):
