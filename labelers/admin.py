@@ -16,6 +16,8 @@ from labelers.criteria import (
     draft_snapshot,
     labeler_draft_save,
     labeler_settings_changed,
+    labeler_snapshot,
+    labeler_stale_check,
     labeler_version_publish,
     model_warning,
 )
@@ -66,6 +68,14 @@ class LabelerAdminForm(forms.ModelForm):
     audit_share = forms.FloatField(
         required=False, help_text="0 to 1: share of unflagged items sent to review as an audit"
     )
+    # The labeler as this page showed it (labeler_snapshot): the save is refused if another
+    # admin changed it since, rather than overwrite their change unseen.
+    seen = forms.CharField(required=False, widget=forms.HiddenInput)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None:
+            self.fields["seen"].initial = json.dumps(labeler_snapshot(self.instance))
 
     class Meta:
         model = Labeler
@@ -75,6 +85,8 @@ class LabelerAdminForm(forms.ModelForm):
 
     def clean(self):
         data = super().clean()
+        if self.instance.pk is not None:
+            self._stale_check(data.get("seen") or "")
         for name in ("min_confidence",):
             value = data.get(name)
             if value is not None and not 0.5 <= value <= 1.0:
@@ -85,6 +97,22 @@ class LabelerAdminForm(forms.ModelForm):
         elif not 0.0 <= share <= 1.0:
             self.add_error("audit_share", "Between 0 and 1.")
         return data
+
+    def _stale_check(self, seen: str) -> None:
+        """Runs in the admin's save transaction (changeform_view is atomic), so the row stays
+        locked until this save commits."""
+        reload = "Nothing was saved. Reload the page to see it as it is now, then change it again."
+        try:
+            shown = json.loads(seen)
+        except ValueError:
+            shown = None
+        if not isinstance(shown, dict):
+            raise forms.ValidationError(f"The form did not say what it showed. {reload}")
+        try:
+            labeler_stale_check(labeler=self.instance, seen=shown)
+        except StaleEdit as exc:
+            said = exc.said(reload)
+            raise forms.ValidationError(said[0].upper() + said[1:]) from exc
 
 
 @admin.register(Labeler)

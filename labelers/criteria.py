@@ -61,6 +61,35 @@ class StaleEdit(Exception):
         listed = "; ".join(f"{name}: {seen!r} → {now!r}" for name, seen, now in changes)
         super().__init__(f"{what} changed since your page was shown ({listed})")
 
+    def said(
+        self, next_step: str = "Here it is as it is now; look again before you change it."
+    ) -> str:
+        """For the admin: "the draft was changed by someone else since your page was shown
+        (the minimum confidence was 0.7 on your page and is 0.8 now; ...)", and what to do."""
+        said = "; ".join(
+            f"the {_FIELD_NAMES.get(name, name)} was {_shown(seen)} on your page and is "
+            f"{_shown(now)} now"
+            for name, seen, now in self.changes
+        )
+        return (
+            f"{self.what} was changed by someone else since your page was shown ({said}). "
+            f"{next_step}"
+        )
+
+
+_FIELD_NAMES = {
+    "min_confidence": "minimum confidence",
+    "auto_approve_confidence": "auto-approve band",
+    "audit_share": "audit share",
+    "version": "current version",
+}
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "none"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
 
 def _stale_check(what: str, *, seen: dict[str, Any] | None, now: dict[str, Any]) -> None:
     """Refuse (StaleEdit) when `seen`, a snapshot the page was rendered with, differs from
@@ -72,6 +101,7 @@ def _stale_check(what: str, *, seen: dict[str, Any] | None, now: dict[str, Any])
         raise StaleEdit(what, changes)
 
 
+REVIEW_POLICY_FIELDS = ("min_confidence", "auto_approve_confidence", "audit_share")
 DRAFT_FIELDS = ("number", "criteria_text", "remote_labeler_id", "remote_version_id", "model")
 
 
@@ -91,6 +121,23 @@ def review_policy_snapshot(labeler: Labeler) -> dict[str, Any]:
         **{name: getattr(labeler, name) for name in REVIEW_POLICY_FIELDS},
         "version": current.number if current else None,
     }
+
+
+# What the admin's labeler form shows (the auto-approve band read-only).
+LABELER_FIELDS = ("name", "slug", "kind", "active", *REVIEW_POLICY_FIELDS)
+
+
+def labeler_snapshot(labeler: Labeler) -> dict[str, Any]:
+    """The labeler as the admin's change form shows it, sent back with its save."""
+    return {name: getattr(labeler, name) for name in LABELER_FIELDS}
+
+
+def labeler_stale_check(*, labeler: Labeler, seen: dict[str, Any] | None) -> None:
+    """Refuse (StaleEdit) a save of the admin's labeler form when the labeler changed since
+    the form was shown (another admin's save, a threshold set on its page), rather than
+    overwrite that change unseen. Locks the row: call it in the save's transaction."""
+    locked = Labeler.objects.select_for_update().get(pk=labeler.pk)
+    _stale_check("the labeler", seen=seen, now=labeler_snapshot(locked))
 
 
 def model_warning(model: str) -> str:
@@ -256,9 +303,6 @@ def labeler_min_confidence_set(
             created_by=created_by,
             seen=seen,
         ).reevaluation
-
-
-REVIEW_POLICY_FIELDS = ("min_confidence", "auto_approve_confidence", "audit_share")
 
 
 def labeler_review_policy_set(

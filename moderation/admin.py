@@ -5,6 +5,8 @@ from datetime import timedelta
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.timesince import timesince
@@ -15,6 +17,8 @@ from labelers.tasks import reevaluation_start, relabel_items_start
 from lib.admin_display import RoundedFloatsMixin
 from lib.text import plural
 from moderation.callbacks.http import CallbackRefused, check_scheme
+from moderation.errors import StaleRevision
+from moderation.filters import int_or_none
 from moderation.models import (
     AccountAction,
     Author,
@@ -199,6 +203,10 @@ class DecisionInline(admin.TabularInline):
         return False
 
 
+def _vouchable(current: Decision | None) -> bool:
+    return current is not None and current.action in GOLDEN_ACTIONS
+
+
 @admin.register(Item)
 class ItemAdmin(RoundedFloatsMixin, StallWarning, admin.ModelAdmin):
     list_display = ("id", "source", "external_id", "status", "violation_score", "received_at")
@@ -211,26 +219,68 @@ class ItemAdmin(RoundedFloatsMixin, StallWarning, admin.ModelAdmin):
 
     @admin.action(description="Mark as golden (expected: their current decision)")
     def mark_golden(self, request, queryset):
-        marked, skipped = 0, 0
-        for item in queryset:
-            current = item_current_decision(item)
-            # Escalations and undecided items have no answer to vouch for.
-            if current is None or current.action not in GOLDEN_ACTIONS:
-                skipped += 1
+        """First a page showing each item's text and current decision (the list shows
+        neither); then mark exactly what that page showed: an item edited or decided again in
+        between is left, and said so, rather than vouched for unseen."""
+        items = [(item, item_current_decision(item)) for item in queryset.select_related("source")]
+        # Escalations and undecided items have no answer to vouch for.
+        markable = [(item, current) for item, current in items if _vouchable(current)]
+        skipped = len(items) - len(markable)
+        if "confirmed" not in request.POST:
+            return TemplateResponse(
+                request,
+                "moderation/admin_golden_confirm.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": "Mark these items as golden?",
+                    "opts": self.model._meta,
+                    "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                    "items": markable,
+                    "skipped": skipped,
+                },
+            )
+        marked, changed = 0, []
+        for item, current in markable:
+            revision = int_or_none(request.POST.get(f"revision_{item.pk}"))
+            if revision is None or int_or_none(request.POST.get(f"decision_{item.pk}")) != (
+                current.pk
+            ):
+                changed.append(item.pk)
                 continue
-            golden_item_mark(item=item, expected_action=current.action, created_by=request.user)
+            try:
+                golden_item_mark(
+                    item=item,
+                    expected_action=current.action,
+                    created_by=request.user,
+                    revision=revision,
+                )
+            except StaleRevision:
+                changed.append(item.pk)
+                continue
+            except ValueError:  # reopened meanwhile: no longer decided
+                changed.append(item.pk)
+                continue
             marked += 1
         messages.info(
             request,
             f"{plural(marked, 'item')} {'is' if marked == 1 else 'are'} golden, expecting "
             "their current decision.",
         )
+        if changed:
+            messages.warning(
+                request,
+                f"{plural(len(changed), 'item was', 'items were')} not marked: edited or "
+                "decided again after the confirmation page was shown "
+                f"({'item' if len(changed) == 1 else 'items'} "
+                f"{', '.join(str(pk) for pk in sorted(changed))}). Look at them again.",
+            )
         if skipped:
             messages.warning(
                 request,
                 f"{plural(skipped, 'item was', 'items were')} left alone: only decided items "
                 "(approve or remove).",
             )
+        return None
 
     @admin.action(description="Relabel with the current version of each routed labeler")
     def relabel(self, request, queryset):

@@ -174,6 +174,59 @@ def test_adding_a_version_in_the_admin_saves_a_draft_and_its_action_publishes_it
     assert labeler.current_version == draft and labeler.draft_version is None
 
 
+def labeler_form(client, labeler, **changes):
+    """The admin's change form of `labeler` as its page shows it, with `changes` typed in."""
+    page = client.get(f"/admin/labelers/labeler/{labeler.pk}/change/").content.decode()
+    shown = re.search(r'name="seen" value="([^"]*)"', page)
+    return {
+        "name": labeler.name,
+        "slug": labeler.slug,
+        "kind": labeler.kind,
+        "active": "on",
+        "min_confidence": "",
+        "audit_share": "0",
+        "seen": html.unescape(shown.group(1)) if shown else "",
+        "versions-TOTAL_FORMS": "0",
+        "versions-INITIAL_FORMS": "0",
+        **changes,
+    }
+
+
+def test_the_admins_labeler_form_refuses_a_save_from_a_page_shown_before_another_change(client):
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    labeler = LabelerFactory()
+    stale = labeler_form(client, labeler, audit_share="0.5")
+    # Another admin raises the threshold on the labeler's page meanwhile.
+    criteria.labeler_review_policy_set(
+        labeler=labeler, min_confidence=0.9, auto_approve_confidence=None, audit_share=0.0
+    )
+    url = f"/admin/labelers/labeler/{labeler.pk}/change/"
+    response = client.post(url, stale)
+    page = html.unescape(response.content.decode())
+    assert response.status_code == 200
+    assert (
+        "The labeler was changed by someone else since your page was shown (the minimum "
+        "confidence was none on your page and is 0.9 now). Nothing was saved." in page
+    )
+    labeler.refresh_from_db()
+    assert (labeler.min_confidence, labeler.audit_share) == (0.9, 0.0)
+    # From a page showing the change, the save goes through.
+    fresh = labeler_form(client, labeler, min_confidence="0.9", audit_share="0.5")
+    assert client.post(url, fresh).status_code == 302
+    labeler.refresh_from_db()
+    assert (labeler.min_confidence, labeler.audit_share) == (0.9, 0.5)
+
+
+def test_the_admins_labeler_form_refuses_a_save_that_does_not_say_what_it_showed(client):
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    labeler = LabelerFactory()
+    form = {**labeler_form(client, labeler, audit_share="0.5"), "seen": ""}
+    response = client.post(f"/admin/labelers/labeler/{labeler.pk}/change/", form)
+    assert "The form did not say what it showed." in response.content.decode()
+    labeler.refresh_from_db()
+    assert labeler.audit_share == 0.0
+
+
 def test_the_admins_publish_action_refuses_a_draft_edited_after_its_confirmation(client):
     client.force_login(UserFactory(is_staff=True, is_superuser=True))
     labeler = LabelerFactory()

@@ -1,12 +1,14 @@
 """No item leaves the flow unseen: an item no labeler could judge reaches a person, and only
 the current version of each active labeler routed to an item's source decides it."""
 
+import json
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
 from labelers import tasks
-from labelers.criteria import labeler_version_create
+from labelers.criteria import labeler_snapshot, labeler_version_create
 from labelers.models import Label, Labeler
 from moderation.filters import QueueFilter
 from moderation.models import Item
@@ -147,6 +149,7 @@ def test_deactivating_a_labeler_re_evaluates_its_undecided_items(
                 "slug": strict.slug,
                 "kind": strict.kind,
                 "min_confidence": "",
+                "seen": json.dumps(labeler_snapshot(strict)),
                 "versions-TOTAL_FORMS": "0",
                 "versions-INITIAL_FORMS": "0",
             },
@@ -173,6 +176,7 @@ def test_raising_the_minimum_confidence_takes_weak_flags_out_of_the_queue(
                 "kind": labeler.kind,
                 "active": "on",
                 "min_confidence": "0.8",
+                "seen": json.dumps(labeler_snapshot(labeler)),
                 "versions-TOTAL_FORMS": "0",
                 "versions-INITIAL_FORMS": "0",
             },

@@ -250,7 +250,7 @@ def labeler_policy(request: HttpRequest, labeler_id: int) -> HttpResponse:
             labeler=labeler, created_by=request.user, seen=seen, **form.cleaned_data
         )
     except StaleEdit as exc:
-        messages.error(request, f"Not saved: {_changes_said(exc)}")
+        messages.error(request, f"Not saved: {exc.said()}")
         return _labeler_page(request, labeler, status=409)
     if change.reevaluation is not None:
         messages.success(
@@ -261,33 +261,6 @@ def labeler_policy(request: HttpRequest, labeler_id: int) -> HttpResponse:
     else:
         messages.info(request, "Nothing changed.")
     return redirect("manage_labeler", labeler_id=labeler.pk)
-
-
-_FIELD_NAMES = {
-    "min_confidence": "minimum confidence",
-    "auto_approve_confidence": "auto-approve band",
-    "audit_share": "audit share",
-    "version": "current version",
-}
-
-
-def _changes_said(exc: StaleEdit) -> str:
-    """ "the minimum confidence was 0.7 on your page and is 0.8 now; ..." """
-    said = "; ".join(
-        f"the {_FIELD_NAMES.get(name, name)} was {_shown(seen)} on your page and is "
-        f"{_shown(now)} now"
-        for name, seen, now in exc.changes
-    )
-    return (
-        f"{exc.what} was changed by someone else since your page was shown ({said}). "
-        "Here it is as it is now; look again before you change it."
-    )
-
-
-def _shown(value: Any) -> str:
-    if value is None:
-        return "none"
-    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 @require_POST
@@ -531,7 +504,7 @@ def labeler_threshold(request: HttpRequest, labeler_id: int) -> HttpResponse:
         )
     except StaleEdit as exc:
         # The advice was computed for what the page showed: look at the new one.
-        messages.error(request, f"The advice was not applied: {_changes_said(exc)}")
+        messages.error(request, f"The advice was not applied: {exc.said()}")
         return redirect("manage_labeler_quality", labeler_id=labeler.pk)
     if reevaluation is not None:
         shown = "none" if value is None else f"{value:.3f}"

@@ -3,17 +3,21 @@ own decisions, a decision as products receive it, the decisions feed."""
 
 from __future__ import annotations
 
+import re
+from copy import copy
 from dataclasses import dataclass
 
-from django.db.models import Count, F, OuterRef, Subquery
+from django.db.models import Count, F, OuterRef, Q, Subquery
 
 from moderation.models import (
     FOR_PRODUCTS,
     Decision,
     DecisionReason,
+    GoldenAnswer,
     Item,
     Source,
 )
+from moderation.selectors.golden import golden_answered_status
 
 # What a reviewer can decide, in the order of the page's buttons, with their keys.
 DECIDABLE = ("approve", "remove", "escalate")
@@ -51,14 +55,55 @@ def decision_actions() -> list[ActionChoice]:
 
 
 def decisions_by(
-    *, reviewer, before: int | None = None, size: int = 50
-) -> tuple[list[Decision], int | None]:
-    """The reviewer's own decisions, newest first, by keyset on id."""
-    decisions = Decision.objects.filter(reviewer=reviewer).select_related("item__source")
-    if before is not None:
-        decisions = decisions.filter(pk__lt=before)
-    page = list(decisions.order_by("-pk")[: size + 1])
-    return page[:size], (page[size - 1].pk if len(page) > size else None)
+    *, reviewer, before: str | None = None, size: int = 50
+) -> tuple[list[Decision], str | None]:
+    """The reviewer's own decisions, newest first, and their answers to golden items among
+    them: each answer as a decision of theirs (unsaved), as the item's page shows it to them
+    again. An answer missing from their list would tell them the item was golden.
+
+    Keyset on (time, kind, id), decisions before answers at the same instant; `before` and
+    the returned cursor name the last row shown: "d<decision id>" or "g<answer id>"."""
+    decisions = Decision.objects.filter(reviewer=reviewer)
+    answers = GoldenAnswer.objects.filter(reviewer=reviewer, answered_at__isnull=False)
+    cursor = re.fullmatch(r"([dg]?)(\d+)", before or "")
+    if cursor:
+        kind, pk = cursor.group(1) or "d", int(cursor.group(2))
+        if kind == "d":
+            at = decisions.filter(pk=pk).values_list("created_at", flat=True).first()
+            if at is not None:
+                decisions = decisions.filter(Q(created_at__lt=at) | Q(created_at=at, pk__lt=pk))
+                answers = answers.filter(answered_at__lte=at)
+        else:
+            at = answers.filter(pk=pk).values_list("answered_at", flat=True).first()
+            if at is not None:
+                decisions = decisions.filter(created_at__lt=at)
+                answers = answers.filter(Q(answered_at__lt=at) | Q(answered_at=at, pk__lt=pk))
+    rows = [
+        (decision.created_at, 1, decision.pk, decision)
+        for decision in decisions.select_related("item__source").order_by("-created_at", "-pk")[
+            : size + 1
+        ]
+    ]
+    for answer in answers.select_related("golden__item__source").order_by("-answered_at", "-pk")[
+        : size + 1
+    ]:
+        item = answer.golden.item
+        if item.status == Item.Status.DECIDED and item.revision == answer.golden.revision:
+            item = copy(item)  # never saved: as the item's page shows it to them
+            item.status = golden_answered_status(answer.action)
+        shown = Decision(
+            item=item,
+            reviewer=reviewer,
+            action=answer.action,
+            reason=answer.reason,
+            created_at=answer.answered_at,
+        )
+        rows.append((answer.answered_at, 0, answer.pk, shown))
+    rows.sort(key=lambda row: row[:3], reverse=True)
+    if len(rows) <= size:
+        return [row[3] for row in rows], None
+    last = rows[size - 1]
+    return [row[3] for row in rows[:size]], f"{'d' if last[1] else 'g'}{last[2]}"
 
 
 def decision_sequences() -> Subquery:

@@ -123,6 +123,12 @@ def golden_answer_given(*, reviewer, item: Item) -> GoldenAnswer | None:
     )
 
 
+def golden_answered_status(action: str) -> str:
+    """The status a golden item reads as to the reviewer who answered it, while it stands as
+    it did when made golden: as if their answer had been the item's decision."""
+    return str(Item.Status.ESCALATED if action == Decision.Action.ESCALATE else Item.Status.DECIDED)
+
+
 def golden_shown_status(item: Item) -> str:
     """The queue status a golden item is shown with: where it stood before its first decision
     on this revision (flagged, failed, audit ...), so the page reads like any waiting item."""

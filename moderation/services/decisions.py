@@ -4,13 +4,16 @@ auto-approval through decision_create), and its callback to the product is creat
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Count
 from django.utils import timezone
 
+from lib.text import plural
 from moderation.callbacks.deliveries import delivery_create
-from moderation.errors import ClaimConflict, NotAllowed
+from moderation.errors import ClaimConflict, NotAllowed, StaleRevision
 from moderation.models import (
     FOLLOWS_LABELS,
     NOTE_MAX_LENGTH,
@@ -228,37 +231,67 @@ def decision_create(*, item: Item, **fields) -> Decision:
 
 
 class CountChanged(Exception):
-    """The number of open items is not the one the senior confirmed."""
+    """The author's open items are not the ones the senior confirmed (one arrived, one was
+    decided meanwhile): nothing is decided."""
+
+
+class OpenItemsDecided(NamedTuple):
+    decisions: list[Decision]
+    # Items another reviewer holds, or decided meanwhile: left to them.
+    left: int
+    # Items edited since the senior's page was shown: not decided, they must be read again.
+    edited: list[int]
 
 
 def author_open_items_decide(
-    *, author: Author, reviewer, action: str, reason_id: int | None, expected: int, note: str = ""
-) -> tuple[list[Decision], int]:
-    """A senior decides all of an author's open items at once: `expected` is the count they
-    confirmed; if it changed since (a new item, another decision), nothing is decided. Each
-    item gets a decision of its own (its own transaction, strikes and callback); an item
-    another reviewer holds a live claim on is left to them. Returns the decisions and how
-    many items were left."""
-    open_ids = list(
-        Item.objects.filter(author=author, status__in=REVIEWABLE)
-        .order_by("id")
-        .values_list("id", flat=True)
-    )
-    if len(open_ids) != expected:
-        raise CountChanged(f"{len(open_ids)} items are open now, not {expected}")
-    decisions, left = [], 0
-    for item in Item.objects.filter(pk__in=open_ids).order_by("id"):
+    *,
+    author: Author,
+    reviewer,
+    action: str,
+    reason_id: int | None,
+    seen: dict[int, int],
+    note: str = "",
+) -> OpenItemsDecided:
+    """A senior decides all of an author's open items at once: `seen`, each open item the
+    page showed with its revision, is what they confirmed. If the open items are not those
+    any more (a new item arrived, one was decided), nothing is decided. Each item gets a
+    decision of its own (its own transaction, strikes and callback) about the revision the
+    senior saw: an item edited since is not decided (the edit may be what matters), nor one
+    another reviewer holds a live claim on or decides meanwhile."""
+    now = {
+        pk: (revision, decided)
+        for pk, revision, decided in Item.objects.filter(author=author, status__in=REVIEWABLE)
+        .annotate(decided=Count("decisions"))
+        .values_list("id", "revision", "decided")
+    }
+    if set(now) != set(seen):
+        arrived, gone = len(set(now) - set(seen)), len(set(seen) - set(now))
+        changes = [
+            f"{plural(arrived, 'item')} arrived" if arrived else "",
+            f"{plural(gone, 'item was', 'items were')} decided" if gone else "",
+        ]
+        raise CountChanged(
+            f"{plural(len(now), 'item is', 'items are')} open now, not {len(seen)} "
+            f"({' and '.join(change for change in changes if change)} since your page was shown)"
+        )
+    decisions, left, edited = [], 0, []
+    for pk in sorted(now):
+        revision, decided = now[pk]
         try:
             decisions.append(
                 decision_record(
-                    item=item,
+                    item=Item(pk=pk),
                     reviewer=reviewer,
                     action=action,
                     reason_id=reason_id,
                     note=note,
+                    decisions_seen=decided,
+                    revision=seen[pk],
                     may_decide_escalated=True,
                 )
             )
+        except StaleRevision:
+            edited.append(pk)
         except ClaimConflict:
             left += 1
-    return decisions, left
+    return OpenItemsDecided(decisions, left, edited)

@@ -1,6 +1,7 @@
 """The author beside every item (the item page's panel, the queue's strike badge and author
 filter), the author's page (timeline, deciding all open items) and the seniors' Accounts list."""
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -164,11 +165,8 @@ def test_a_senior_removes_all_open_items_each_with_its_own_decision(
     decided = item_of(author, status=Item.Status.DECIDED)
     page = client.get(f"/authors/{author.pk}/").content.decode()
     assert "Remove all 3 open items" in page
-    response = client.post(
-        f"/authors/{author.pk}/remove-open/",
-        {"expected": 3, "reason": reason_id("remove"), "confirm": "on"},
-    )
-    assert response.status_code == 302
+    assert f'name="seen" value="{",".join(f"{i.pk}:1" for i in items)}"' in page
+    assert "Removed 3 items." in remove_all(client, author, page).content.decode()
     removals = Decision.objects.filter(item__in=items, action="remove")
     assert removals.count() == 3
     assert CallbackDelivery.objects.filter(decision__in=removals).count() == 3
@@ -176,13 +174,55 @@ def test_a_senior_removes_all_open_items_each_with_its_own_decision(
     assert Item.objects.filter(pk__in=[i.pk for i in items], status="decided").count() == 3
 
 
-def test_removing_all_needs_the_count_still_right(client, senior, author):
-    for _ in range(3):
-        item_of(author)
-    response = client.post(
-        f"/authors/{author.pk}/remove-open/", {"expected": 2, "reason": reason_id("remove")}
+def remove_all(client, author, page: str):
+    """Post the author page's "remove all" form as it was rendered in `page`."""
+    seen = re.search(r'name="seen" value="([^"]*)"', page).group(1)
+    expected = re.search(r'name="expected" value="(\d+)"', page).group(1)
+    return client.post(
+        f"/authors/{author.pk}/remove-open/",
+        {"expected": expected, "seen": seen, "reason": reason_id("remove"), "confirm": "on"},
+        follow=True,
     )
-    assert response.status_code == 302 and not Decision.objects.exists()
+
+
+def test_removing_all_leaves_an_item_edited_since_the_page_was_shown(client, senior, author):
+    items = [item_of(author) for _ in range(3)]
+    page = client.get(f"/authors/{author.pk}/").content.decode()
+    # The product edits the second item (its new text may be harmless) while the page is open.
+    Item.objects.filter(pk=items[1].pk).update(revision=2, content_text="all fixed now")
+    response = remove_all(client, author, page)
+    html = response.content.decode()
+    assert "Removed 2 items." in html
+    assert f"Not removed: 1 item was edited since your page was shown (item {items[1].pk})" in html
+    removed = set(Decision.objects.filter(action="remove").values_list("item_id", flat=True))
+    assert removed == {items[0].pk, items[2].pk}
+    assert Item.objects.get(pk=items[1].pk).status == Item.Status.FLAGGED
+
+
+def test_removing_all_removes_nothing_when_the_open_items_changed_at_the_same_count(
+    client, senior, author
+):
+    first, second = item_of(author), item_of(author)
+    page = client.get(f"/authors/{author.pk}/").content.decode()
+    decision_record(item=first, reviewer=UserFactory(), action="approve")
+    arrived = item_of(author)  # still two open: the count alone would not notice
+    response = remove_all(client, author, page)
+    html = response.content.decode()
+    assert "Nothing removed: 2 items are open now, not 2 (1 item arrived and 1 item was " in html
+    assert not Decision.objects.filter(action="remove").exists()
+    assert {second.pk, arrived.pk} == set(
+        Item.objects.filter(status=Item.Status.FLAGGED).values_list("pk", flat=True)
+    )
+
+
+def test_removing_all_needs_the_count_still_right(client, senior, author):
+    for _ in range(2):
+        item_of(author)
+    page = client.get(f"/authors/{author.pk}/").content.decode()
+    item_of(author)
+    html = remove_all(client, author, page).content.decode()
+    assert "Nothing removed: 3 items are open now, not 2 (1 item arrived since" in html
+    assert not Decision.objects.exists()
 
 
 def test_removing_all_is_for_seniors(client, reviewer, author):

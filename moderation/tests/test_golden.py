@@ -6,20 +6,19 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.contrib.admin.sites import site as admin_site
-from django.contrib.messages.storage.fallback import FallbackStorage
-from django.test import RequestFactory
 
 from moderation.errors import AlreadyAnswered, NotAllowed
 from moderation.filters import QueueFilter
 from moderation.models import (
     CallbackDelivery,
     Decision,
+    DecisionReason,
     GoldenAnswer,
     GoldenItem,
     Item,
     ReviewerSettings,
 )
+from moderation.selectors.decisions import decisions_by
 from moderation.selectors.golden import (
     GOLDEN_OPEN_FOR,
     golden_agreement,
@@ -30,7 +29,7 @@ from moderation.selectors.golden import (
     golden_shown_status,
     golden_wrong_answers,
 )
-from moderation.services.decisions import decision_record
+from moderation.services.decisions import decision_record, decision_undo
 from moderation.services.golden import (
     golden_answer_record,
     golden_answer_serve,
@@ -359,6 +358,42 @@ def test_the_reviewer_never_sees_golden_in_their_workspace(client, reviewer):
         assert "golden" not in client.get(url).content.decode().lower(), url
 
 
+def test_a_golden_answer_is_listed_among_the_reviewers_decisions_as_one_of_theirs(client, reviewer):
+    before, after = ItemFactory(), ItemFactory()
+    decision_record(item=before, reviewer=reviewer, action="approve")
+    gold = golden("remove")
+    answer(reviewer, gold, "remove")
+    decision_record(item=after, reviewer=reviewer, action="approve")
+    page = client.get("/me/decisions/").content.decode()
+    links = [f'href="/items/{pk}/"' for pk in (after.pk, gold.item_id, before.pk)]
+    assert all(link in page for link in links)
+    assert [page.index(link) for link in links] == sorted(page.index(link) for link in links)
+    row = page[page.index(links[1]) :].split("</tr>")[0]
+    reason = DecisionReason.objects.get(pk=reason_id("remove")).name
+    assert "Remove" in row and reason in row and "Decided" in row
+    assert "golden" not in page.lower()
+
+
+def test_my_decisions_pages_through_decisions_and_golden_answers_alike(reviewer):
+    at = datetime(2026, 3, 2, 9, tzinfo=UTC)
+    expected = []
+    for minute in range(3):
+        item = ItemFactory()
+        decision = decision_record(item=item, reviewer=reviewer, action="approve")
+        Decision.objects.filter(pk=decision.pk).update(created_at=at + timedelta(minutes=minute))
+        gold = golden("approve")
+        # An answer at the same instant as a decision comes after it.
+        answer(reviewer, gold, "approve", at=at + timedelta(minutes=minute))
+        expected[:0] = [item.pk, gold.item_id]  # newest first
+    seen, before = [], None
+    while True:
+        rows, before = decisions_by(reviewer=reviewer, before=before, size=2)
+        seen += [row.item_id for row in rows]
+        if before is None:
+            break
+    assert seen == expected
+
+
 # --- Skipping, releasing, leaving a golden item ---------------------------------------------
 
 
@@ -553,7 +588,10 @@ def test_staff_mark_and_unmark_a_decided_item_from_its_page(client, admin_user):
     client.force_login(admin_user)
     page = client.get(f"/items/{item.pk}/").content.decode()
     assert 'id="golden-mark"' in page and '<option value="remove" selected>' in page
-    client.post(f"/items/{item.pk}/golden/", {"expected_action": "remove", "note": "clear threat"})
+    client.post(
+        f"/items/{item.pk}/golden/",
+        {"expected_action": "remove", "note": "clear threat", "revision": "1"},
+    )
     gold = GoldenItem.objects.get()
     assert (gold.item, gold.expected_action, gold.note, gold.created_by) == (
         item,
@@ -575,28 +613,64 @@ def test_the_golden_form_is_for_staff_on_decided_items_only(client, reviewer, ad
     client.force_login(admin_user)
     waiting = ItemFactory()
     assert 'id="golden-mark"' not in client.get(f"/items/{waiting.pk}/").content.decode()
-    client.post(f"/items/{waiting.pk}/golden/", {"expected_action": "approve"})
+    client.post(f"/items/{waiting.pk}/golden/", {"expected_action": "approve", "revision": "1"})
     assert not GoldenItem.objects.exists()
 
 
-def test_the_admin_action_marks_decided_items_expecting_their_current_decision(admin_user):
+def mark_golden_in_admin(client, items) -> str:
+    """The Items admin's "Mark as golden" on `items`: its confirmation page."""
+    return client.post(
+        "/admin/moderation/item/",
+        {"action": "mark_golden", "_selected_action": [item.pk for item in items]},
+    ).content.decode()
+
+
+def confirm(client, page: str):
+    """Send the confirmation page's form as it was shown."""
+    fields = re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page)
+    data: dict[str, list[str]] = {}
+    for name, value in fields:
+        data.setdefault(name, []).append(value)
+    return client.post("/admin/moderation/item/", data, follow=True)
+
+
+def test_the_admin_action_marks_decided_items_expecting_their_current_decision(client, admin_user):
+    client.force_login(admin_user)
     removed, approved, escalated, waiting = (
-        decided("remove"),
+        decided("remove", content_text="a clear threat"),
         decided("approve"),
         decided("escalate"),
         ItemFactory(),
     )
-    request = RequestFactory().post("/admin/moderation/item/")
-    request.user = admin_user
-    request.session = {}
-    request._messages = FallbackStorage(request)
-    model_admin = admin_site._registry[Item]
-    queryset = Item.objects.filter(pk__in=[removed.pk, approved.pk, escalated.pk, waiting.pk])
-    model_admin.mark_golden(request, queryset)
+    page = mark_golden_in_admin(client, [removed, approved, escalated, waiting])
+    # What is vouched for is shown first; nothing is marked yet.
+    assert "a clear threat" in page and "2 selected items are not shown" in page
+    assert not GoldenItem.objects.exists()
+    confirm(client, page)
     assert dict(GoldenItem.objects.values_list("item_id", "expected_action")) == {
         removed.pk: "remove",
         approved.pk: "approve",
     }
+
+
+def test_the_admin_action_leaves_an_item_edited_or_decided_again_after_its_confirmation(
+    client, admin_user
+):
+    client.force_login(admin_user)
+    kept, edited, redecided = decided("remove"), decided("remove"), decided("remove")
+    page = mark_golden_in_admin(client, [kept, edited, redecided])
+    # Meanwhile one is edited and decided again, another undone and approved.
+    Item.objects.filter(pk=edited.pk).update(revision=2, content_text="now harmless")
+    decision_record(item=edited, reviewer=UserFactory(), action="approve")
+    first = redecided.decisions.get()
+    decision_undo(decision=first, reviewer=first.reviewer)
+    decision_record(item=redecided, reviewer=first.reviewer, action="approve")
+    html = confirm(client, page).content.decode()
+    assert dict(GoldenItem.objects.values_list("item_id", "expected_action")) == {kept.pk: "remove"}
+    assert (
+        f"2 items were not marked: edited or decided again after the confirmation page was "
+        f"shown (items {edited.pk}, {redecided.pk})" in html
+    )
 
 
 def test_the_admin_lists_golden_items_and_answers(client, admin_user):

@@ -246,3 +246,15 @@ def test_golden_marking_on_a_stale_page_is_refused(client):
     )
     assert "this post was edited since you opened the page" in response.content.decode()
     assert not GoldenItem.objects.exists()
+
+
+def test_golden_marking_that_does_not_say_its_revision_is_refused(client):
+    admin = UserFactory(is_staff=True)
+    client.force_login(admin)
+    item = queued()
+    decision_record(item=item, reviewer=admin, action="approve")
+    response = client.post(f"/items/{item.pk}/golden/", {"expected_action": "approve"}, follow=True)
+    assert "Not marked: the form did not say which version of the post you saw" in (
+        response.content.decode()
+    )
+    assert not GoldenItem.objects.exists()

@@ -10,6 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from lib.text import plural
 from moderation.errors import NotAllowed
 from moderation.filters import int_or_none
 from moderation.models import AccountAction, AccountActionProposal, Author
@@ -48,6 +49,8 @@ def author_page(request: HttpRequest, author_id: int) -> HttpResponse:
     author = _visible_author(request, author_id)
     entries, following = author_timeline(author, after=request.GET.get("after"))
     senior = can_review_escalated(request.user)
+    # What "remove all" acts on: exactly these items, at these revisions.
+    open_items = list(author_open_items(author).values_list("id", "revision")) if senior else []
     remove = next(a for a in decision_actions() if a.value == "remove")
     return render(
         request,
@@ -59,7 +62,8 @@ def author_page(request: HttpRequest, author_id: int) -> HttpResponse:
             "next_url": f"?after={following}" if following else None,
             "first_page": not request.GET.get("after"),
             "senior": senior,
-            "open_count": author_open_items(author).count() if senior else 0,
+            "open_count": len(open_items),
+            "open_seen": ",".join(f"{pk}:{revision}" for pk, revision in open_items),
             "remove_reasons": remove.reasons,
             "proposals": list(
                 AccountActionProposal.objects.filter(
@@ -71,24 +75,37 @@ def author_page(request: HttpRequest, author_id: int) -> HttpResponse:
     )
 
 
+def _open_seen(value: str) -> dict[int, int] | None:
+    """The open items the author's page showed, "id:revision,...", or None if malformed."""
+    seen = {}
+    for pair in value.split(","):
+        pk, _, revision = pair.partition(":")
+        if int_or_none(pk) is None or int_or_none(revision) is None:
+            return None
+        seen[int(pk)] = int(revision)
+    return seen
+
+
 @require_POST
 @senior_required
 def author_remove_open(request: HttpRequest, author_id: int) -> HttpResponse:
-    """Remove all the author's open items: the count the senior saw must still be right."""
+    """Remove all the author's open items: exactly those the senior saw, at the revisions
+    they saw (the count they confirmed must still be right)."""
     author = _visible_author(request, author_id)
     page = reverse("author", args=[author.pk])
     expected = int_or_none(request.POST.get("expected"))
+    seen = _open_seen(request.POST.get("seen", ""))
     reason_id = int_or_none(request.POST.get("reason"))
-    if expected is None or expected < 1:
+    if expected is None or expected < 1 or seen is None or len(seen) != expected:
         messages.error(request, "Nothing removed: confirm how many open items to remove.")
         return redirect(page)
     try:
-        decisions, left = author_open_items_decide(
+        done = author_open_items_decide(
             author=author,
             reviewer=request.user,
             action="remove",
             reason_id=reason_id,
-            expected=expected,
+            seen=seen,
             note=request.POST.get("note", ""),
         )
     except CountChanged as exc:
@@ -97,10 +114,21 @@ def author_remove_open(request: HttpRequest, author_id: int) -> HttpResponse:
     except (ValueError, NotAllowed) as exc:
         messages.error(request, f"Nothing removed: {exc}.")
         return redirect(page)
-    text = f"Removed {len(decisions)} item{'s' if len(decisions) != 1 else ''}."
-    if left:
-        text += f" {left} left: another reviewer is on them."
+    text = f"Removed {plural(len(done.decisions), 'item')}."
+    if done.left:
+        text += (
+            f" {plural(done.left, 'item was', 'items were')} left: another reviewer is on "
+            "them, or decided them meanwhile."
+        )
     messages.success(request, text)
+    if done.edited:
+        messages.warning(
+            request,
+            f"Not removed: {plural(len(done.edited), 'item was', 'items were')} edited since "
+            f"your page was shown ({'item' if len(done.edited) == 1 else 'items'} "
+            + ", ".join(str(pk) for pk in done.edited)
+            + "). Open each and read the new version before deciding.",
+        )
     return redirect(page)
 
 

@@ -38,13 +38,18 @@ def item_golden(request: HttpRequest, item_id: int) -> HttpResponse:
     if not form.is_valid():
         messages.error(request, "Not marked: choose approve or remove as the expected action.")
         return redirect("item", item.pk)
-    try:
-        golden_item_mark(
-            item=item,
-            created_by=request.user,
-            revision=int_or_none(request.POST.get("revision")),
-            **form.cleaned_data,
+    revision = int_or_none(request.POST.get("revision"))
+    if revision is None:
+        # As a decision: a mark that does not say which revision it vouches for could be
+        # about any of them.
+        messages.error(
+            request,
+            "Not marked: the form did not say which version of the post you saw. Here it is "
+            "as it is now; mark it again.",
         )
+        return redirect("item", item.pk)
+    try:
+        golden_item_mark(item=item, created_by=request.user, revision=revision, **form.cleaned_data)
     except StaleRevision as exc:
         messages.error(
             request,

@@ -37,6 +37,7 @@ from moderation.selectors.decisions import (
 from moderation.selectors.golden import (
     golden_answer_given,
     golden_answer_open,
+    golden_answered_status,
     golden_shown_status,
 )
 from moderation.selectors.reviewers import exposure, reviewer_settings
@@ -247,9 +248,7 @@ def _golden_answered_page(request: HttpRequest, item: Item, answer: GoldenAnswer
     they decided themselves, with their answer as its only decision; the real decisions,
     by other reviewers, would give the golden item away."""
     shown = copy(item)  # never saved
-    shown.status = (
-        Item.Status.ESCALATED if answer.action == Decision.Action.ESCALATE else Item.Status.DECIDED
-    )
+    shown.status = golden_answered_status(answer.action)
     shown.decided_at = answer.answered_at
     shown.claimed_by = None
     as_decided = Decision(

@@ -11,7 +11,6 @@ from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
 from django.views.decorators.http import require_GET, require_http_methods
 
-from moderation.filters import int_or_none
 from moderation.forms import ReviewerSettingsForm
 from moderation.permissions import (
     reviewer_required,
@@ -29,8 +28,7 @@ from moderation.services.reviewers import (
 @require_GET
 @reviewer_required
 def my_decisions(request: HttpRequest) -> HttpResponse:
-    before = int_or_none(request.GET.get("before"))
-    decisions, following = decisions_by(reviewer=request.user, before=before)
+    decisions, following = decisions_by(reviewer=request.user, before=request.GET.get("before"))
     return render(
         request,
         "moderation/my_decisions.html",
