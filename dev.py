@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import hashlib
 import os
 import secrets
@@ -46,6 +47,14 @@ TOOLS_VENV = ROOT / ".venv-tools"
 def ensure_venv(extras: str) -> None:
     if sys.version_info < (3, 11):  # noqa: UP036 - this file runs before the venv exists
         sys.exit("Python 3.11 or newer is needed.")
+    # Two commands started side by side (CI's two test passes, a test run beside `run`) would
+    # install into one .venv at once and break each other's install: one at a time.
+    with open(ROOT / ".venv.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        _ensure_venv(extras)
+
+
+def _ensure_venv(extras: str) -> None:
     if not PYTHON.exists():
         print("Creating .venv ...", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)

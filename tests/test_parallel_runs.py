@@ -3,6 +3,7 @@ named and none were chosen, and each worker keeps its files apart from the other
 
 from __future__ import annotations
 
+import fcntl
 import os
 from pathlib import Path
 
@@ -90,3 +91,22 @@ def test_tests_that_start_processes_share_one_lane_and_browser_tests_another(req
     for item in request.session.items:
         groups = [mark.args for mark in item.iter_markers("xdist_group")]
         assert groups == ([(lane(item),)] if lane(item) else [])
+
+
+def test_installs_started_side_by_side_take_turns(monkeypatch):
+    """CI starts its two test passes at once: both check .venv, and two pip installs into it
+    at once broke one of them (a missing .pth file)."""
+    seen = []
+
+    def install(extras):
+        with open(dev.ROOT / ".venv.lock") as other:
+            try:
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                seen.append("held")
+            else:
+                seen.append("free")
+
+    monkeypatch.setattr(dev, "_ensure_venv", install)
+    dev.ensure_venv("test")
+    assert seen == ["held"]
