@@ -122,6 +122,12 @@ RELABEL_ON_PUBLISH = (
     "escalated",
 )
 
+# "Remove all open items" on an author's page acts on at most this many at a time, the oldest
+# first: each is a decision with its own transaction, strikes and callback inside the senior's
+# request, and the page carries what the senior confirms (id and revision of each). An author
+# with more open items is removed in rounds of this size, the page saying how many remain.
+REMOVE_ALL_BATCH = 200
+
 # Where an audit sample sorts in the queue: it has no violation score worth sorting by (no
 # labeler flagged it), and at its own low score it would wait behind every near-miss forever;
 # here it is reviewed within the day, among likely violations, at the share admins chose.

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from moderation.models import (
     FOR_PRODUCTS,
+    REMOVE_ALL_BATCH,
     REVIEWABLE,
     AccountAction,
     AccountActionProposal,
@@ -347,6 +348,24 @@ def _attach_decisions(page: list[TimelineEntry]) -> None:
 def author_open_items(author: Author) -> QuerySet[Item]:
     """The author's items waiting for a person (the queue's statuses and escalated ones)."""
     return Item.objects.filter(author=author, status__in=REVIEWABLE).order_by("id")
+
+
+class OpenBatch(NamedTuple):
+    """What "remove all" acts on: (id, revision) of the oldest REMOVE_ALL_BATCH open items;
+    when there are more, how many in all (counted up to PANEL_COUNT_CAP), else None."""
+
+    items: list[tuple[int, int]]
+    total: PanelCount | None
+
+
+def author_open_batch(author: Author) -> OpenBatch:
+    items = list(author_open_items(author).values_list("id", "revision")[:REMOVE_ALL_BATCH])
+    if len(items) < REMOVE_ALL_BATCH:
+        return OpenBatch(items, None)
+    sql, params = _capped(author_open_items(author))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return OpenBatch(items, PanelCount(cursor.fetchone()[0]))
 
 
 # --- Proposals: the seniors' "Accounts" list ---------------------------------------------------

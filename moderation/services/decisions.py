@@ -17,6 +17,7 @@ from moderation.errors import ClaimConflict, NotAllowed, StaleRevision
 from moderation.models import (
     FOLLOWS_LABELS,
     NOTE_MAX_LENGTH,
+    REMOVE_ALL_BATCH,
     REVIEWABLE,
     Author,
     Decision,
@@ -258,9 +259,14 @@ def author_open_items_decide(
     decision of its own (its own transaction, strikes and callback) about the revision the
     senior saw: an item edited since is not decided (the edit may be what matters), nor one
     another reviewer holds a live claim on or decides meanwhile."""
+    batch = list(  # the selector's author_open_batch: the oldest open items, by id
+        Item.objects.filter(author=author, status__in=REVIEWABLE)
+        .order_by("id")
+        .values_list("id", flat=True)[:REMOVE_ALL_BATCH]
+    )
     now = {
         pk: (revision, decided)
-        for pk, revision, decided in Item.objects.filter(author=author, status__in=REVIEWABLE)
+        for pk, revision, decided in Item.objects.filter(pk__in=batch)
         .annotate(decided=Count("decisions"))
         .values_list("id", "revision", "decided")
     }

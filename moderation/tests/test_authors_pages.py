@@ -9,6 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from moderation import models
 from moderation.models import (
     AccountAction,
     AccountActionProposal,
@@ -18,7 +19,9 @@ from moderation.models import (
     Item,
     ReviewerSettings,
 )
+from moderation.selectors import authors as selectors_authors
 from moderation.selectors.authors import author_timeline
+from moderation.services import decisions as services_decisions
 from moderation.services.authors import proposal_confirm
 from moderation.services.decisions import decision_record
 from moderation.tests.factories import ItemFactory, SourceFactory, UserFactory, reason_id
@@ -223,6 +226,25 @@ def test_removing_all_needs_the_count_still_right(client, senior, author):
     html = remove_all(client, author, page).content.decode()
     assert "Nothing removed: 3 items are open now, not 2 (1 item arrived since" in html
     assert not Decision.objects.exists()
+
+
+def test_an_author_with_more_open_items_than_a_batch_is_removed_a_batch_at_a_time(
+    client, senior, author, monkeypatch
+):
+    # An author with 80,000 open items once made the page carry 80,000 id:revision pairs
+    # (669 kB) and the removal 80,000 decisions in one request.
+    for module in (models, selectors_authors, services_decisions):
+        monkeypatch.setattr(module, "REMOVE_ALL_BATCH", 3)
+    items = [item_of(author) for _ in range(5)]
+    page = client.get(f"/authors/{author.pk}/").content.decode()
+    assert "5 items are open: this removes the oldest 3" in page
+    assert f'name="seen" value="{",".join(f"{i.pk}:1" for i in items[:3])}"' in page
+    assert "Removed 3 items." in remove_all(client, author, page).content.decode()
+    assert set(Decision.objects.values_list("item_id", flat=True)) == {i.pk for i in items[:3]}
+    page = client.get(f"/authors/{author.pk}/").content.decode()
+    assert "Remove all 2 open items" in page
+    assert "Removed 2 items." in remove_all(client, author, page).content.decode()
+    assert Item.objects.filter(status=Item.Status.DECIDED).count() == 5
 
 
 def test_removing_all_is_for_seniors(client, reviewer, author):

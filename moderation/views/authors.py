@@ -22,7 +22,8 @@ from moderation.permissions import (
 )
 from moderation.selectors.authors import (
     OVERVIEW_SORTS,
-    author_open_items,
+    OpenBatch,
+    author_open_batch,
     author_panel_for,
     author_timeline,
     authors_overview,
@@ -49,8 +50,8 @@ def author_page(request: HttpRequest, author_id: int) -> HttpResponse:
     author = _visible_author(request, author_id)
     entries, following = author_timeline(author, after=request.GET.get("after"))
     senior = can_review_escalated(request.user)
-    # What "remove all" acts on: exactly these items, at these revisions.
-    open_items = list(author_open_items(author).values_list("id", "revision")) if senior else []
+    # What "remove all" acts on: exactly these items (the oldest batch), at these revisions.
+    open_items, open_total = author_open_batch(author) if senior else OpenBatch([], None)
     remove = next(a for a in decision_actions() if a.value == "remove")
     return render(
         request,
@@ -63,6 +64,7 @@ def author_page(request: HttpRequest, author_id: int) -> HttpResponse:
             "first_page": not request.GET.get("after"),
             "senior": senior,
             "open_count": len(open_items),
+            "open_total": open_total,  # more than one batch: how many in all
             "open_seen": ",".join(f"{pk}:{revision}" for pk, revision in open_items),
             "remove_reasons": remove.reasons,
             "proposals": list(
