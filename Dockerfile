@@ -22,6 +22,7 @@ COPY config ./config
 COPY lib ./lib
 COPY moderation ./moderation
 COPY labelers ./labelers
+COPY audit ./audit
 COPY templates ./templates
 COPY static ./static
 

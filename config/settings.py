@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "moderation",
     "labelers",
+    "audit",
 ]
 
 MIDDLEWARE = [
@@ -79,6 +80,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # The client address for the audit rows the request's actions write.
+    "audit.middleware.AuditRequestMiddleware",
 ]
 # Where MachineEndpointMiddleware looks for views marked @machine_endpoint.
 MACHINE_ENDPOINT_PATHS = ["/webhooks/"]

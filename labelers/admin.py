@@ -9,6 +9,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
+from audit.services import audit_record
 from labelers import tasks
 from labelers.criteria import (
     REVIEW_POLICY_FIELDS,
@@ -135,6 +136,13 @@ class LabelerAdmin(RoundedFloatsMixin, admin.ModelAdmin):
         super().save_model(request, obj, form, change)
         changed = {"active", *REVIEW_POLICY_FIELDS} & set(form.changed_data)
         if change and changed:
+            audit_record(
+                action="labeler.settings",
+                actor=request.user,
+                obj=obj,
+                before={name: form.initial.get(name) for name in sorted(changed)},
+                after={name: form.cleaned_data.get(name) for name in sorted(changed)},
+            )
             # Items already in (or out of) the queue were judged under the old setting.
             reevaluation = labeler_settings_changed(
                 labeler=obj, changed=changed, created_by=request.user
@@ -216,7 +224,7 @@ class LabelerVersionAdmin(admin.ModelAdmin):
             try:
                 if not isinstance(seen, dict):
                     raise StaleEdit("the draft", [])
-                labeler_version_publish(version=version, seen=seen)
+                labeler_version_publish(version=version, seen=seen, published_by=request.user)
             except StaleEdit:
                 messages.error(
                     request,

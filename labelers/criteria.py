@@ -3,6 +3,7 @@ band, audit share); a change of policy starts its own re-evaluation of undecided
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterable
 from typing import Any, NamedTuple
@@ -10,6 +11,7 @@ from typing import Any, NamedTuple
 from django.db import transaction
 from django.utils import timezone
 
+from audit.services import audit_record
 from labelers import client as api
 from labelers.models import Labeler, LabelerVersion, Reevaluation
 from labelers.routing import routing_cache
@@ -132,6 +134,16 @@ def labeler_snapshot(labeler: Labeler) -> dict[str, Any]:
     return {name: getattr(labeler, name) for name in LABELER_FIELDS}
 
 
+def version_audit_values(version: LabelerVersion | None) -> dict[str, Any] | None:
+    """A version as the audit log keeps it: its criteria as a digest, not the text (the
+    version itself keeps the text; the log stays small and free of policy wording)."""
+    if version is None:
+        return None
+    values = {name: getattr(version, name) for name in DRAFT_FIELDS if name != "criteria_text"}
+    digest = hashlib.sha256(version.criteria_text.encode()).hexdigest()
+    return {**values, "version_id": version.pk, "state": version.state, "criteria_sha256": digest}
+
+
 def labeler_stale_check(*, labeler: Labeler, seen: dict[str, Any] | None) -> None:
     """Refuse (StaleEdit) a save of the admin's labeler form when the labeler changed since
     the form was shown (another admin's save, a threshold set on its page), rather than
@@ -166,7 +178,7 @@ def labeler_version_create(
     locked = Labeler.objects.select_for_update().get(pk=labeler.pk)
     last = locked.versions.order_by("-number").values_list("number", flat=True).first() or 0
     published = state == LabelerVersion.State.PUBLISHED
-    return LabelerVersion.objects.create(
+    version = LabelerVersion.objects.create(
         labeler=locked,
         number=last + 1,
         state=state,
@@ -179,6 +191,14 @@ def labeler_version_create(
             model=model,
         ),
     )
+    if published:  # a draft is recorded by labeler_draft_save
+        audit_record(
+            action="criteria.publish",
+            actor=created_by,
+            obj=locked,
+            after=version_audit_values(version),
+        )
+    return version
 
 
 @transaction.atomic
@@ -231,8 +251,9 @@ def labeler_draft_save(
     locked = Labeler.objects.select_for_update().get(pk=labeler.pk)
     draft = locked.draft_version
     _stale_check("the draft", seen=seen, now=draft_snapshot(draft))
+    before = version_audit_values(draft)
     if draft is None:
-        return labeler_version_create(
+        draft = labeler_version_create(
             labeler=locked,
             criteria_text=criteria_text,
             remote_labeler_id=remote_labeler_id,
@@ -241,22 +262,30 @@ def labeler_draft_save(
             created_by=created_by,
             state=LabelerVersion.State.DRAFT,
         )
-    fields = _policy_fields(
-        criteria_text=criteria_text,
-        remote_labeler_id=remote_labeler_id,
-        remote_version_id=remote_version_id,
-        model=model,
+    else:
+        fields = _policy_fields(
+            criteria_text=criteria_text,
+            remote_labeler_id=remote_labeler_id,
+            remote_version_id=remote_version_id,
+            model=model,
+        )
+        for name, value in fields.items():
+            setattr(draft, name, value)
+        draft.created_by = created_by or draft.created_by
+        draft.save(update_fields=[*fields, "created_by"])
+    audit_record(
+        action="criteria.draft_save",
+        actor=created_by,
+        obj=locked,
+        before=before,
+        after=version_audit_values(draft),
     )
-    for name, value in fields.items():
-        setattr(draft, name, value)
-    draft.created_by = created_by or draft.created_by
-    draft.save(update_fields=[*fields, "created_by"])
     return draft
 
 
 @transaction.atomic
 def labeler_version_publish(
-    *, version: LabelerVersion, seen: dict[str, Any] | None = None
+    *, version: LabelerVersion, seen: dict[str, Any] | None = None, published_by=None
 ) -> LabelerVersion:
     """Make a draft the labeler's current version: items routed from now on are labeled with
     it. Nothing already labeled is relabeled (an admin asks for that separately), and the
@@ -278,6 +307,12 @@ def labeler_version_publish(
     draft.state = LabelerVersion.State.PUBLISHED
     draft.published_at = timezone.now()
     draft.save(update_fields=["number", "state", "published_at"])
+    audit_record(
+        action="criteria.publish",
+        actor=published_by,
+        obj=locked,
+        after=version_audit_values(draft),
+    )
     return draft
 
 
@@ -336,6 +371,7 @@ def labeler_review_policy_set(
         locked = Labeler.objects.select_for_update().get(pk=labeler.pk)
         _stale_check("the review policy", seen=seen, now=review_policy_snapshot(locked))
         changed = [name for name, value in values.items() if getattr(locked, name) != value]
+        before = {name: getattr(locked, name) for name in changed}
         for name in changed:
             setattr(locked, name, values[name])
         if changed:
@@ -344,6 +380,14 @@ def labeler_review_policy_set(
         reevaluation = labeler_settings_changed(
             labeler=locked, changed=changed, created_by=created_by
         )
+        if changed:  # threshold, auto-approve band, audit share: one row, what changed
+            audit_record(
+                action="labeler.review_policy",
+                actor=created_by,
+                obj=locked,
+                before=before,
+                after={name: values[name] for name in changed},
+            )
     for name in REVIEW_POLICY_FIELDS:  # the caller's object says what was saved
         setattr(labeler, name, getattr(locked, name))
     return PolicyChange(changed, reevaluation)

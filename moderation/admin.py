@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
+from audit.services import audit_record
 from labelers.admin import StallWarning
 from labelers.selectors import source_routing_problem
 from labelers.tasks import reevaluation_start, relabel_items_start
@@ -158,7 +159,15 @@ class SourceAdmin(admin.ModelAdmin):
         before = set(form.instance.labelers.values_list("pk", flat=True)) if change else set()
         super().save_related(request, form, formsets, change)
         source = form.instance
-        if change and set(source.labelers.values_list("pk", flat=True)) != before:
+        after = set(source.labelers.values_list("pk", flat=True))
+        if change and after != before:
+            audit_record(
+                action="source.routing",
+                actor=request.user,
+                obj=source,
+                before={"labeler_ids": sorted(before)},
+                after={"labeler_ids": sorted(after)},
+            )
             reevaluation = reevaluation_start(
                 reason=f"{source.slug}: routing changed", source=source, created_by=request.user
             )
@@ -174,6 +183,7 @@ class SourceAdmin(admin.ModelAdmin):
     def rotate_secret(self, request, queryset):
         for source in queryset:
             secret = source_rotate_secret(source=source, grace=timedelta(hours=24))
+            audit_record(action="source.rotate_secret", actor=request.user, obj=source)
             messages.warning(
                 request,
                 f"{source.slug}: new signing secret {secret} — copy it now, it is not shown "
@@ -459,7 +469,7 @@ class GoldenItemAdmin(admin.ModelAdmin):
     @admin.action(description="Unmark (stop serving; their answers stop counting)")
     def unmark(self, request, queryset):
         for golden in queryset:
-            golden_item_unmark(golden=golden)
+            golden_item_unmark(golden=golden, by=request.user)
         messages.info(request, f"{queryset.count()} golden items unmarked.")
 
     def has_add_permission(self, request):

@@ -9,9 +9,13 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("config", "lib", "moderation", "labelers", "testkit", "tests")
+PACKAGES = ("config", "lib", "moderation", "labelers", "audit", "testkit", "tests")
 # Where Django needs imports at call time: AppConfig.ready (models are not loaded before).
-ALLOWED_LOCAL_IMPORTS = {("moderation/apps.py", "ready"), ("labelers/apps.py", "ready")}
+ALLOWED_LOCAL_IMPORTS = {
+    ("moderation/apps.py", "ready"),
+    ("labelers/apps.py", "ready"),
+    ("audit/apps.py", "ready"),
+}
 
 
 def project_files() -> dict[str, Path]:
@@ -199,6 +203,20 @@ def test_config_and_lib_import_no_app():
         (module, target)
         for module, targets in graph.items()
         if module.split(".")[0] in ("config", "lib")
+        for target in targets
+        if target.split(".")[0] in ("moderation", "labelers")
+    }
+    assert found == set()
+
+
+def test_the_audit_log_imports_no_app():
+    """Every app records into the audit log (audit_record); the log knows none of them."""
+    graph = import_graph()
+    assert "audit.services" in graph["moderation.services.decisions"]
+    found = {
+        (module, target)
+        for module, targets in graph.items()
+        if module.startswith("audit.") and not module.startswith("audit.tests")
         for target in targets
         if target.split(".")[0] in ("moderation", "labelers")
     }

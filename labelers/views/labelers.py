@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from audit.services import audit_record
 from labelers import selectors, shadow, tasks
 from labelers.criteria import (
     DRAFT_FIELDS,
@@ -310,7 +311,7 @@ def labeler_publish(request: HttpRequest, labeler_id: int) -> HttpResponse:
         messages.error(request, _NOT_SEEN)
         return redirect("manage_labeler", labeler_id=labeler.pk)
     try:
-        version = labeler_version_publish(version=draft, seen=seen)
+        version = labeler_version_publish(version=draft, seen=seen, published_by=request.user)
     except StaleEdit as exc:
         return _draft_changed(request, labeler, exc, seen, refused="Nothing was published")
     except ValueError as exc:
@@ -522,6 +523,7 @@ def labeler_threshold(request: HttpRequest, labeler_id: int) -> HttpResponse:
 @staff_required
 def export_decisions(request: HttpRequest) -> StreamingHttpResponse:
     """Decided items as JSON Lines, streamed a batch of items at a time."""
+    audit_record(action="export.decisions", actor=request.user)
 
     def lines() -> Iterator[str]:
         for row in decided_export_rows():

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from audit.services import audit_record
 from moderation.callbacks.deliveries import delivery_create
 from moderation.intake import AuthorPayload
 from moderation.models import (
@@ -256,9 +257,17 @@ def proposal_confirm(
         delivery = delivery_create(account_action=account_action, source=source)
         if delivery is not None:
             callback_deliver_task.delay_on_commit(delivery.pk)
+        audit_record(
+            action="account_action.confirm",
+            actor=senior,
+            obj=locked,
+            before={"action": locked.action, "days": locked.days},
+            after={"action": action, "days": days, "account_action_id": account_action.pk},
+        )
     return account_action
 
 
+@transaction.atomic
 def proposal_dismiss(*, proposal: AccountActionProposal, senior, note: str = "") -> None:
     """No action on the account; the proposal stays in the author's history with the note."""
     closed = AccountActionProposal.objects.filter(
@@ -271,3 +280,4 @@ def proposal_dismiss(*, proposal: AccountActionProposal, senior, note: str = "")
     )
     if not closed:
         raise ProposalClosed("that proposal was confirmed or dismissed already")
+    audit_record(action="account_action.dismiss", actor=senior, obj=proposal)

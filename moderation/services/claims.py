@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
+from audit.services import audit_record
 from moderation.models import (
     REVIEWABLE,
     Item,
@@ -14,25 +16,31 @@ from moderation.models import (
 )
 
 
+@transaction.atomic
 def item_claim(*, item: Item, reviewer) -> bool:
     """Take (or renew) the item's review lease; False if another reviewer holds it."""
     now = timezone.now()
+    expires = now + timedelta(seconds=settings.REVIEW_LEASE_SECONDS)
     claimed = (
         # Only while it waits for a person: an item decided a moment ago is not taken again.
         Item.objects.filter(pk=item.pk, status__in=REVIEWABLE)
         .filter(free_for(reviewer, now))
         .update(
             claimed_by=reviewer,
-            claim_expires_at=now + timedelta(seconds=settings.REVIEW_LEASE_SECONDS),
+            claim_expires_at=expires,
         )
     )
+    if claimed:  # a renewal (the reviewer's page again) is recorded too: who had it open
+        audit_record(action="item.claim", actor=reviewer, obj=item, after={"until": expires})
     return bool(claimed)
 
 
+@transaction.atomic
 def item_release(*, item: Item, reviewer) -> bool:
     """Give up the reviewer's claim so others can take the item at once."""
-    return bool(
-        Item.objects.filter(pk=item.pk, claimed_by=reviewer).update(
-            claimed_by=None, claim_expires_at=None
-        )
+    released = Item.objects.filter(pk=item.pk, claimed_by=reviewer).update(
+        claimed_by=None, claim_expires_at=None
     )
+    if released:
+        audit_record(action="item.release", actor=reviewer, obj=item)
+    return bool(released)

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
+from audit.services import audit_record
 from lib.text import plural
 from moderation.callbacks.deliveries import delivery_create
 from moderation.errors import ClaimConflict, NotAllowed, StaleRevision
@@ -135,6 +136,18 @@ def decision_record(
             status=Item.Status.ESCALATED if escalated else Item.Status.DECIDED,
             decided_at=decision.created_at,
         )
+        audit_record(
+            action=f"decision.{action}",
+            actor=reviewer,
+            obj=locked,
+            before={"status": decision.status_before},
+            after={
+                "status": locked.status,
+                "decision_id": decision.pk,
+                "revision": decision.revision,
+                "reason_id": chosen.pk if chosen else None,
+            },
+        )
     return decision
 
 
@@ -178,6 +191,13 @@ def decision_undo(*, decision: Decision, reviewer) -> Decision:
             decided_at=None if status in FOLLOWS_LABELS else locked.decided_at,
             claimed_by=reviewer,
             claim_expires_at=now + timedelta(seconds=settings.REVIEW_LEASE_SECONDS),
+        )
+        audit_record(
+            action="decision.undo",
+            actor=reviewer,
+            obj=locked,
+            before={"status": undo.status_before, "decision_id": decision.pk},
+            after={"status": locked.status, "decision_id": undo.pk},
         )
     return undo
 
@@ -300,4 +320,17 @@ def author_open_items_decide(
             edited.append(pk)
         except ClaimConflict:
             left += 1
+    # Each decision has its own row (decision_record); this one says it was one request.
+    audit_record(
+        action="author.decide_open_items",
+        actor=reviewer,
+        obj=author,
+        after={
+            "action": action,
+            "reason_id": reason_id,
+            "decided": len(decisions),
+            "left": left,
+            "edited": len(edited),
+        },
+    )
     return OpenItemsDecided(decisions, left, edited)

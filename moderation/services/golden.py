@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from audit.services import audit_record
 from moderation.errors import AlreadyAnswered, NotAllowed
 from moderation.models import (
     Decision,
@@ -43,6 +44,7 @@ def golden_item_mark(
             raise ValueError(
                 f"only decided items can be golden (item {item.pk} is {locked.status})"
             )
+        before = GoldenItem.objects.filter(item=locked).values("expected_action", "active").first()
         golden, _ = GoldenItem.objects.update_or_create(
             item=locked,
             defaults={
@@ -56,13 +58,23 @@ def golden_item_mark(
         answered = golden.answers.filter(answered_at__isnull=False)
         answered.filter(action=expected_action).update(correct=True)
         answered.exclude(action=expected_action).update(correct=False)
+        audit_record(
+            action="golden.mark",
+            actor=created_by,
+            obj=locked,
+            before=before,
+            after={"expected_action": expected_action, "revision": locked.revision},
+        )
     return golden
 
 
-def golden_item_unmark(*, golden: GoldenItem) -> None:
+@transaction.atomic
+def golden_item_unmark(*, golden: GoldenItem, by=None) -> None:
     """Stop serving the item and stop counting its answers (kept, should it be marked again).
-    An answer already open stays answerable: its reviewer may be looking at it right now."""
-    GoldenItem.objects.filter(pk=golden.pk).update(active=False)
+    An answer already open stays answerable: its reviewer may be looking at it right now.
+    `by`: the admin, for the audit log."""
+    if GoldenItem.objects.filter(pk=golden.pk, active=True).update(active=False):
+        audit_record(action="golden.unmark", actor=by, object_type="item", object_id=golden.item_id)
 
 
 def golden_answer_serve(*, golden: GoldenItem, reviewer) -> GoldenAnswer | None:
@@ -103,16 +115,24 @@ def golden_answer_record(
         pk=answer.golden_id
     )
     item_revision_check(Item.objects.get(pk=golden_item_id), revision=revision)
-    # Conditional UPDATE: a double submit answers once.
-    answered = GoldenAnswer.objects.filter(pk=answer.pk, answered_at__isnull=True).update(
-        answered_at=timezone.now(),
-        action=action,
-        reason=chosen.name if chosen else "",
-        note=note,
-        correct=action == expected,
-    )
-    if not answered:
-        raise AlreadyAnswered(f"golden answer {answer.pk} was given already")
+    with transaction.atomic():
+        # Conditional UPDATE: a double submit answers once.
+        answered = GoldenAnswer.objects.filter(pk=answer.pk, answered_at__isnull=True).update(
+            answered_at=timezone.now(),
+            action=action,
+            reason=chosen.name if chosen else "",
+            note=note,
+            correct=action == expected,
+        )
+        if not answered:
+            raise AlreadyAnswered(f"golden answer {answer.pk} was given already")
+        audit_record(
+            action="golden.answer",
+            actor=reviewer,
+            object_type="item",
+            object_id=golden_item_id,
+            after={"action": action, "correct": action == expected, "answer_id": answer.pk},
+        )
     answer.refresh_from_db()
     return answer
 

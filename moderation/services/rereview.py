@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from django.db import transaction
 from django.utils import timezone
 
+from audit.services import audit_record
 from moderation.models import (
     Item,
 )
@@ -60,6 +61,11 @@ def items_send_for_rereview(*, item_ids: Iterable[int], requested_by) -> int:
                     "claimed_by",
                     "claim_expires_at",
                 ],
+            )
+            audit_record(
+                action="items.rereview",
+                actor=requested_by,
+                after={"items": len(batch), "moved": [item.pk for item in items][:50]},
             )
     if moved:
         logger.info("%s sent %d decided items for re-review", requested_by, moved)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from django.db import transaction
 from django.utils import timezone
 
+from audit.services import audit_record
 from moderation.models import (
     Item,
     MediaReveal,
@@ -12,6 +14,7 @@ from moderation.models import (
 )
 
 
+@transaction.atomic
 def media_reveal_record(*, item: Item, reviewer) -> None:
     """Count a media reveal for the reviewer's exposure (once per item and shift)."""
     settings_row = ReviewerSettings.objects.filter(user_id=reviewer.pk).first()
@@ -20,6 +23,7 @@ def media_reveal_record(*, item: Item, reviewer) -> None:
         reviewer=reviewer, item=item, revealed_at__gte=since
     ).exists():
         MediaReveal.objects.create(reviewer=reviewer, item=item)
+    audit_record(action="media.reveal", actor=reviewer, obj=item)
 
 
 def reviewer_break_taken(*, reviewer) -> None:

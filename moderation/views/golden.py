@@ -31,7 +31,7 @@ def item_golden(request: HttpRequest, item_id: int) -> HttpResponse:
     item = get_object_or_404(Item, pk=item_id)
     if "unmark" in request.POST:
         golden = get_object_or_404(GoldenItem, item=item)
-        golden_item_unmark(golden=golden)
+        golden_item_unmark(golden=golden, by=request.user)
         messages.success(request, f"Item {item.pk} is no longer golden.")
         return redirect("item", item.pk)
     form = GoldenMarkForm(request.POST)
