@@ -61,10 +61,15 @@ class SourceForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         # Left out of a form (an older one, a script posting the form): the value stays.
         self.fields["strike_window_days"].required = False
+        self.fields["appeal_window_days"].required = False
 
     def clean_strike_window_days(self):
         days = self.cleaned_data.get("strike_window_days")
         return self.instance.strike_window_days if days is None else days
+
+    def clean_appeal_window_days(self):
+        days = self.cleaned_data.get("appeal_window_days")
+        return self.instance.appeal_window_days if days is None else days
 
     def clean_account_thresholds(self):
         value = self.cleaned_data.get("account_thresholds")
@@ -337,7 +342,7 @@ class DecisionReasonAdmin(admin.ModelAdmin):
     list_display = ("name", "action", "key", "active", "strike_weight")
     list_editable = ("key", "active", "strike_weight")
     list_filter = ("action", "active")
-    fields = ("action", "name", "key", "active", "strike_weight")
+    fields = ("action", "name", "key", "active", "strike_weight", "policy_text")
 
     def save_model(self, request, obj, form, change):
         decision_reason_save(reason=obj)

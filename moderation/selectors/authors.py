@@ -25,10 +25,12 @@ from moderation.models import (
     Strike,
 )
 from moderation.selectors.decisions import decision_event, decision_sequences
-
-# How long a product's user may appeal an account action (the appeals intake, issue 26,
-# will make this a per-source setting).
-APPEAL_WINDOW = timedelta(days=180)
+from moderation.selectors.statements import (
+    appeal_until,
+    decision_facts,
+    removal_statements,
+    statement_of_reasons,
+)
 
 
 def _latest_action() -> Subquery:
@@ -374,60 +376,45 @@ def account_action_event(action: AccountAction) -> dict[str, Any]:
         "active_strikes": action.active_strikes,
         "decision_ids": list(action.decision_ids),
         "created_at": action.created_at.isoformat(),
-        "statement_of_reasons": statement_of_reasons(action),
+        "statement_of_reasons": account_statement_of_reasons(action),
     }
 
 
-def statement_of_reasons(action: AccountAction) -> dict[str, Any]:
-    """What the product shows its user (as the EU's DSA asks): the reason and the policy
-    behind it, the facts relied on (the removals, each with its reason and what flagged the
-    item), whether detection and decision were automatic, and how to appeal until when."""
+def account_statement_of_reasons(action: AccountAction) -> dict[str, Any]:
+    """What the product shows its user (as the EU's DSA asks), in the shape every statement
+    has (moderation/selectors/statements.py): the reason and the policy behind it, the facts
+    relied on (the removals, each with its reason, strikes and what flagged the item),
+    whether detection and decision were automatic, and how to appeal until when."""
     source = action.source
     decisions = list(
         Decision.objects.filter(pk__in=action.decision_ids)
         .select_related("item", "reason_choice")
         .order_by("id")
     )
-    flagged_by: dict[int, list[dict]] = {}
-    labels = (
-        Item.objects.filter(pk__in=[d.item_id for d in decisions], labels__label="1")
-        .order_by("pk", "labels__id")
-        .values_list("pk", "labels__labeler_version__labeler__slug", "labels__confidence")
-    )
-    for item_id, labeler, confidence in labels:
-        flagged_by.setdefault(item_id, []).append({"labeler": labeler, "confidence": confidence})
+    facts = decision_facts(decisions)
     weights = dict(
         Strike.objects.filter(decision_id__in=action.decision_ids).values_list(
             "decision_id", "weight"
         )
     )
     length = f" until {action.until:%Y-%m-%d %H:%M} UTC" if action.until else ""
-    return {
-        "reason": f"{action.get_action_display()}: {action.active_strikes} active strikes",
-        "policy": (
+    return statement_of_reasons(
+        reason=f"{action.get_action_display()}: {action.active_strikes} active strikes",
+        policy=(
             f"Each removal counts strikes by its reason for {source.strike_window_days} days; "
             f"{_threshold_text(source)}."
         ),
-        "action": f"{action.get_action_display()}{length}",
-        "facts": [
-            {
-                "decision_id": decision.pk,
-                "external_id": decision.item.external_id,
-                "reason": decision.reason,
-                "strikes": weights.get(decision.pk, 0),
-                "decided_at": decision.created_at.isoformat(),
-                "flagged_by": flagged_by.get(decision.item_id, []),
-            }
-            for decision in decisions
-        ],
+        action=f"{action.get_action_display()}{length}",
+        facts=[{**facts[d.pk], "strikes": weights.get(d.pk, 0)} for d in decisions],
         # The strike count proposed it; a person confirmed it.
-        "automated_detection": True,
-        "automated_decision": False,
-        "appeal": {
-            "until": (action.created_at + APPEAL_WINDOW).isoformat(),
-            "how": "appeal with the account_action_id (POST /webhooks/<source>/appeals/)",
-        },
-    }
+        automated_detection=True,
+        automated_decision=False,
+        appeal_until=appeal_until(source, action.created_at),
+        appeal_how=(
+            f"appeal with the account_action_id (POST /webhooks/{source.slug}/appeals/), "
+            f"within {source.appeal_window_days} days of the action"
+        ),
+    )
 
 
 def _threshold_text(source: Source) -> str:
@@ -464,10 +451,11 @@ def events_page(
     decisions = list(
         # Escalations stay inside the team, as in decisions_page.
         Decision.objects.filter(FOR_PRODUCTS, item__source=source, pk__gt=since)
-        .select_related("item__author", "reviewer")
+        .select_related("item__author", "reviewer", "reason_choice")
         .annotate(item_sequence=decision_sequences())
         .order_by("pk")[: size + 1]
     )
+    statements = removal_statements(decisions[:size], source=source)
     actions = account_actions_after(source=source, since=since_action, size=size)
     entries = heapq.merge(
         [(d.created_at, 0, d.pk, d) for d in decisions],
@@ -480,7 +468,9 @@ def events_page(
     last_decision, last_action = since, since_action
     for _, kind, pk, obj in page:
         if kind == 0:
-            data = decision_event(obj, include_reviewer=source.callback_include_reviewer)
+            data = decision_event(
+                obj, include_reviewer=source.callback_include_reviewer, statements=statements
+            )
             events.append({"type": "decision.created", "data": data})
             last_decision = pk
         else:
