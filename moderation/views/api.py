@@ -21,6 +21,7 @@ from moderation.selectors.authors import author_api_dict, events_page
 from moderation.selectors.decisions import DECISIONS_PAGE_MAX, DECISIONS_PAGE_SIZE, decisions_page
 from moderation.selectors.items import item_api_dict
 from moderation.selectors.sources import source_for_intake, source_for_token
+from moderation.services.appeals import appeal_receive, parse_appeal_body
 from moderation.services.items import item_ingest
 from moderation.services.sources import source_valid_secrets
 from moderation.webhooks import verify
@@ -170,6 +171,35 @@ def api_author(request: HttpRequest, source: Source, author_id: str) -> JsonResp
     if author is None:
         return _error(404, "no such author", "id")
     return JsonResponse(author_api_dict(author))
+
+
+@machine_endpoint
+@csrf_exempt
+@require_POST
+def appeals_webhook(request: HttpRequest, slug: str) -> JsonResponse:
+    """An appeal of an item's removal or of an account action: signed, checked and refused
+    exactly as the item webhook is (a 4xx naming the field, nothing half-stored)."""
+    source = source_for_intake(slug)
+    if source is None:
+        return _error(404, "unknown source", "slug")
+    logs.bind(source_id=source.pk, source=slug)
+    try:
+        body = _read_body(request)
+        webhook_id, _ = verify(
+            headers=request.headers,
+            body=body,
+            secrets=source_valid_secrets(source=source),
+            tolerance=settings.WEBHOOK_TOLERANCE_SECONDS,
+        )
+        if not source.active:
+            raise IntakeError(403, "this source is deactivated", field="slug")
+        payload = parse_appeal_body(body)
+        appeal, created = appeal_receive(source=source, payload=payload, webhook_id=webhook_id)
+    except IntakeError as exc:
+        logger.info("appeal refused: %s %s", exc.status, exc.as_json().get("field"))
+        return JsonResponse(exc.as_json(), status=exc.status)
+    logger.info("appeal %s %s", appeal.pk, "stored" if created else "repeated")
+    return JsonResponse({"id": appeal.pk, "status": appeal.status}, status=202 if created else 200)
 
 
 @cache
