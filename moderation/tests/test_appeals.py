@@ -108,7 +108,7 @@ def queue_ids(user):
     return [row.appeal.pk for row in rows]
 
 
-# --- the queue and who gets an appeal ------------------------------------------------------------
+# --- the queue and who gets an appeal --------------------------------------------------------
 
 
 def test_the_queue_lists_pending_appeals_oldest_first(source, remover, senior):
@@ -162,7 +162,7 @@ def test_a_past_sla_appeal_is_marked_in_the_queue(client, remover, senior):
     assert page.count("past SLA") == 1
 
 
-# --- the appeal page -------------------------------------------------------------------------------
+# --- the appeal page --------------------------------------------------------------------------
 
 
 def test_the_page_shows_the_statement_escaped_and_the_removals_reason_and_note(
@@ -182,7 +182,7 @@ def test_the_page_shows_the_statement_escaped_and_the_removals_reason_and_note(
     assert 'id="history"' in page and "Remove by" in page
 
 
-# --- outcomes --------------------------------------------------------------------------------------
+# --- outcomes ---------------------------------------------------------------------------------
 
 
 def test_upholding_keeps_the_removal_and_its_strike(source, author, remover, senior):
@@ -270,7 +270,7 @@ def test_the_page_posts_an_outcome_with_the_revision_it_showed(client, source, r
     assert Appeal.objects.get().status == "overturned"
 
 
-# --- back to the product ---------------------------------------------------------------------------
+# --- back to the product ----------------------------------------------------------------------
 
 
 def test_the_product_receives_appeal_decided_signed_with_the_new_decision(
