@@ -33,6 +33,9 @@ from moderation.tasks import callback_deliver_task
 # (naming the limit) rather than cut.
 STATEMENT_MAX_CHARS = 10_000
 
+# The largest id the databases store (a bigger number would overflow the lookup: a 500).
+MAX_ID = 2**63 - 1
+
 OUTCOMES = (Appeal.Status.UPHELD, Appeal.Status.OVERTURNED)
 
 
@@ -77,7 +80,11 @@ def parse_appeal_body(body: bytes) -> AppealPayload:
             field="account_action_id",
         )
     if action_id is not None:
-        if not isinstance(action_id, int) or isinstance(action_id, bool) or action_id < 1:
+        if (
+            not isinstance(action_id, int)
+            or isinstance(action_id, bool)
+            or not 1 <= action_id <= MAX_ID
+        ):
             raise IntakeError(
                 422, "account_action_id must be a positive integer", field="account_action_id"
             )

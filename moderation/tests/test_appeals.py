@@ -3,12 +3,14 @@ appealed decision or confirmed the action), the appeal page, and the outcome: up
 overturned (the item restored and its strikes withdrawn; an account action lifted), sent
 to the product as appeal.decided."""
 
+import json
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
+from moderation.callbacks import deliveries
 from moderation.errors import ClaimConflict, NotAllowed, StaleRevision
 from moderation.models import (
     AccountAction,
@@ -24,6 +26,7 @@ from moderation.selectors.appeals import appeals_queue
 from moderation.services.appeals import AppealClosed, appeal_decide
 from moderation.services.decisions import decision_record
 from moderation.tests.factories import SourceFactory, UserFactory, reason_id
+from moderation.tests.test_openapi import errors, validator_at
 from testkit.receiver import Receiver
 
 pytestmark = pytest.mark.django_db
@@ -320,3 +323,14 @@ def test_an_account_action_appeal_upheld_names_the_action_and_no_decision(
     assert (data["outcome"], data["decision_id"]) == ("upheld", None)
     assert data["account_action_id"] == appeal.account_action_id
     assert data["author_id"] == "u-9"
+
+
+def test_a_real_appeal_decided_body_matches_the_documented_webhook(source, remover, senior):
+    appeal = appeal_decide(
+        appeal=appeal_of(removed(source, remover)), senior=senior, outcome="overturned"
+    )
+    action = appeal_decide(appeal=action_appeal(source, remover), senior=senior, outcome="upheld")
+    pointer = "/webhooks/appealDecided/post/requestBody/content/application~1json"
+    validator = validator_at(pointer + "/schema")
+    for decided in (appeal, action):
+        assert errors(validator, json.loads(deliveries.appeal_body(decided))) == []

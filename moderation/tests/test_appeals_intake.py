@@ -188,3 +188,9 @@ def test_malformed_json_is_400(post_appeal, source):
     response = post_appeal(source, None, raw=b'{"appeal_id": ')
     assert response.status_code == 400
     assert response.json()["field"] == "body"
+
+
+def test_an_account_action_id_beyond_the_databases_integers_is_422(post_appeal, source):
+    response = post_appeal(source, {"appeal_id": "a-1", "account_action_id": 10**30})
+    assert response.status_code == 422
+    assert response.json()["field"] == "account_action_id"
