@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from moderation.models import Appeal
@@ -78,3 +78,28 @@ def appeal_event(appeal: Appeal) -> dict[str, Any]:
         event["account_action_id"] = action.pk
         event["author_id"] = action.author.external_id
     return event
+
+
+def overturns_by_reviewer() -> list[dict[str, Any]]:
+    """Per reviewer whose removals were appealed: appeals decided, and how many a senior
+    overturned (for leads on the team page)."""
+    rows = (
+        Appeal.objects.filter(
+            status__in=[Appeal.Status.UPHELD, Appeal.Status.OVERTURNED],
+            decision__reviewer__isnull=False,
+        )
+        .values("decision__reviewer__username")
+        .annotate(
+            decided=Count("id"),
+            overturned=Count("id", filter=Q(status=Appeal.Status.OVERTURNED)),
+        )
+        .order_by("decision__reviewer__username")
+    )
+    return [
+        {
+            "reviewer": row["decision__reviewer__username"],
+            "decided": row["decided"],
+            "overturned": row["overturned"],
+        }
+        for row in rows
+    ]

@@ -10,6 +10,8 @@ import pytest
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
+from labelers.models import Label
+from labelers.quality.loaders import Overturns, version_overturns
 from moderation.callbacks import deliveries
 from moderation.errors import ClaimConflict, NotAllowed, StaleRevision
 from moderation.models import (
@@ -25,7 +27,7 @@ from moderation.models import (
 from moderation.selectors.appeals import appeals_queue
 from moderation.services.appeals import AppealClosed, appeal_decide
 from moderation.services.decisions import decision_record
-from moderation.tests.factories import SourceFactory, UserFactory, reason_id
+from moderation.tests.factories import LabelerFactory, SourceFactory, UserFactory, reason_id
 from moderation.tests.test_openapi import errors, validator_at
 from testkit.receiver import Receiver
 
@@ -334,3 +336,51 @@ def test_a_real_appeal_decided_body_matches_the_documented_webhook(source, remov
     validator = validator_at(pointer + "/schema")
     for decided in (appeal, action):
         assert errors(validator, json.loads(deliveries.appeal_body(decided))) == []
+
+
+# --- overturn rates -------------------------------------------------------------------------
+
+
+def flagged_removed(source, remover, version, n) -> Decision:
+    removal = removed(source, remover, external_id=f"flagged-{version.pk}-{n}")
+    Label.objects.create(
+        item=removal.item,
+        labeler_version=version,
+        content_hash=removal.item.content_hash,
+        status=Label.Status.DONE,
+        label="1",
+        confidence=0.9,
+    )
+    return removal
+
+
+def test_the_overturn_rate_counts_decided_appeals_of_removals_the_version_flagged(
+    client, source, remover, senior
+):
+    version = LabelerFactory().versions.get()
+    other = LabelerFactory().versions.get()
+    for n, outcome in enumerate(["overturned", "overturned", "upheld", None]):
+        appeal = appeal_of(flagged_removed(source, remover, version, n), f"v-{n}")
+        if outcome:
+            appeal_decide(appeal=appeal, senior=senior, outcome=outcome)
+    appeal_decide(
+        appeal=appeal_of(flagged_removed(source, remover, other, 9), "o-9"),
+        senior=senior,
+        outcome="overturned",
+    )
+    assert version_overturns(version.pk) == Overturns(decided=3, overturned=2)
+    assert version_overturns(other.pk) == Overturns(decided=1, overturned=1)
+    client.force_login(UserFactory(is_staff=True))
+    html = client.get(f"/manage/labelers/{version.labeler_id}/quality/").content.decode()
+    assert '67 % <span class="meta">(2/3 appeals)</span>' in html
+
+
+def test_the_team_page_shows_each_reviewers_overturn_rate(client, source, remover, senior):
+    for n, outcome in enumerate(["overturned", "upheld", "upheld", "upheld"]):
+        appeal = appeal_of(removed(source, remover, external_id=f"r-{n}"), f"r-{n}")
+        appeal_decide(appeal=appeal, senior=senior, outcome=outcome)
+    appeal_of(removed(source, remover, external_id="pending"), "pending")
+    client.force_login(UserFactory(is_staff=True))
+    html = client.get("/team/").content.decode()
+    assert f'<tr data-reviewer="{remover.username}"><td>{remover.username}</td>' in html
+    assert "25 % (1/4)" in html
