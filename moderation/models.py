@@ -874,6 +874,11 @@ class Appeal(models.Model):
     result_decision = models.OneToOneField(
         Decision, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
+    # The outcome's place in the source's decisions feed (appeal.decided events): 1, 2, 3...
+    # per source, given under the source's row lock as the outcome is recorded, so they
+    # commit in order and the feed (keyset on it) never skips one. Appeals are decided in
+    # any order, so their ids would not do.
+    feed_position = models.PositiveBigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["received_at", "id"]
@@ -889,7 +894,13 @@ class Appeal(models.Model):
             # The appeals queue: pending appeals, oldest first.
             models.Index(
                 fields=["received_at", "id"], condition=Q(status="pending"), name="appeal_open_idx"
-            )
+            ),
+            # The decisions feed's appeal.decided events of a source.
+            models.Index(
+                fields=["source", "feed_position"],
+                condition=Q(feed_position__isnull=False),
+                name="appeal_feed_idx",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -103,3 +103,13 @@ def overturns_by_reviewer() -> list[dict[str, Any]]:
         }
         for row in rows
     ]
+
+
+def appeals_decided_after(*, source, since: int, size: int) -> list[Appeal]:
+    """The source's decided appeals after a cursor (a feed position), in feed order: at most
+    size + 1, so the feed knows whether more wait."""
+    return list(
+        Appeal.objects.filter(source=source, feed_position__gt=since)
+        .select_related("item__author", "account_action__author")
+        .order_by("feed_position")[: size + 1]
+    )

@@ -24,6 +24,7 @@ from moderation.models import (
     Source,
     Strike,
 )
+from moderation.selectors.appeals import appeal_event, appeals_decided_after
 from moderation.selectors.decisions import decision_event, decision_sequences
 from moderation.selectors.statements import (
     appeal_until,
@@ -440,14 +441,16 @@ def account_actions_after(*, source: Source, since: int, size: int) -> list[Acco
 
 
 def events_page(
-    *, source: Source, since: int, since_action: int, size: int
-) -> tuple[list[dict], tuple[int, int], bool]:
-    """The decisions feed with every event type (`?events=all`): decision.created and
-    account.action.created after the cursor, oldest first, as {type, data}; the next cursor
-    (last decision id, last action id) and whether more wait.
+    *, source: Source, since: int, since_action: int, size: int, since_appeal: int = 0
+) -> tuple[list[dict], tuple[int, int, int], bool]:
+    """The decisions feed with every event type (`?events=all`): decision.created,
+    account.action.created and appeal.decided after the cursor, oldest first, as {type,
+    data}; the next cursor (last decision id, last action id, last appeal feed position) and
+    whether more wait.
 
-    Each kind is its own keyset (ids commit in order per source, see decisions_page), and a
-    page takes a prefix of each, so no event is skipped or repeated."""
+    Each kind is its own keyset (ids and appeal feed positions commit in order per source,
+    see decisions_page), and a page takes a prefix of each, so no event is skipped or
+    repeated."""
     decisions = list(
         # Escalations stay inside the team, as in decisions_page.
         Decision.objects.filter(FOR_PRODUCTS, item__source=source, pk__gt=since)
@@ -457,15 +460,17 @@ def events_page(
     )
     statements = removal_statements(decisions[:size], source=source)
     actions = account_actions_after(source=source, since=since_action, size=size)
+    appeals = appeals_decided_after(source=source, since=since_appeal, size=size)
     entries = heapq.merge(
         [(d.created_at, 0, d.pk, d) for d in decisions],
         [(a.created_at, 1, a.pk, a) for a in actions],
+        [(a.decided_at, 2, a.feed_position, a) for a in appeals],
         key=lambda entry: entry[:3],
     )
     merged = list(entries)
     page = merged[:size]
     events = []
-    last_decision, last_action = since, since_action
+    last_decision, last_action, last_appeal = since, since_action, since_appeal
     for _, kind, pk, obj in page:
         if kind == 0:
             data = decision_event(
@@ -473,10 +478,13 @@ def events_page(
             )
             events.append({"type": "decision.created", "data": data})
             last_decision = pk
-        else:
+        elif kind == 1:
             events.append({"type": "account.action.created", "data": account_action_event(obj)})
             last_action = pk
-    return events, (last_decision, last_action), len(merged) > size
+        else:
+            events.append({"type": "appeal.decided", "data": appeal_event(obj)})
+            last_appeal = pk
+    return events, (last_decision, last_action, last_appeal), len(merged) > size
 
 
 # --- Repeat offenders: authors by active strikes and open items, per source ----------------------

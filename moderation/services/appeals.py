@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from moderation.callbacks.deliveries import delivery_create
@@ -222,13 +223,26 @@ def appeal_decide(
             AccountAction.objects.filter(pk=locked.account_action_id, lifted_at=None).update(
                 lifted_at=now
             )
+        # The source's row lock to the commit (an overturn's approval took it already): the
+        # source's outcomes take their feed positions, and commit, in order.
+        source = Source.objects.select_for_update().get(pk=locked.source_id)
+        last = Appeal.objects.filter(source=source).aggregate(last=Max("feed_position"))["last"]
         locked.status = outcome
         locked.decided_by = senior
-        locked.decided_at = result.created_at if result else now
+        locked.decided_at = result.created_at if result else timezone.now()
         locked.note = note
         locked.result_decision = result
-        locked.save(update_fields=["status", "decided_by", "decided_at", "note", "result_decision"])
-        source = Source.objects.get(pk=locked.source_id)
+        locked.feed_position = (last or 0) + 1
+        locked.save(
+            update_fields=[
+                "status",
+                "decided_by",
+                "decided_at",
+                "note",
+                "result_decision",
+                "feed_position",
+            ]
+        )
         delivery = delivery_create(appeal=locked, source=source)
         if delivery is not None:
             callback_deliver_task.delay_on_commit(delivery.pk)

@@ -28,7 +28,7 @@ from moderation.selectors.appeals import appeals_queue
 from moderation.services.appeals import AppealClosed, appeal_decide
 from moderation.services.decisions import decision_record
 from moderation.tests.factories import LabelerFactory, SourceFactory, UserFactory, reason_id
-from moderation.tests.test_openapi import errors, validator_at
+from moderation.tests.test_openapi import errors, response_validator, validator_at
 from testkit.receiver import Receiver
 
 pytestmark = pytest.mark.django_db
@@ -384,3 +384,53 @@ def test_the_team_page_shows_each_reviewers_overturn_rate(client, source, remove
     html = client.get("/team/").content.decode()
     assert f'<tr data-reviewer="{remover.username}"><td>{remover.username}</td>' in html
     assert "25 % (1/4)" in html
+
+
+# --- the decisions feed ----------------------------------------------------------------------
+
+
+def feed(client, source, **params):
+    response = client.get(
+        "/api/decisions/", params, headers={"Authorization": f"Bearer {source._token}"}
+    )
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def test_the_all_events_feed_lists_appeal_outcomes_in_the_order_they_were_decided(
+    client, source, remover, senior
+):
+    older = appeal_of(removed(source, remover, "p1"), "a-1")
+    newer = appeal_of(removed(source, remover, "p2"), "a-2")
+    # Decided in the other order than received: the feed follows the outcomes.
+    appeal_decide(appeal=newer, senior=senior, outcome="upheld")
+    overturned = appeal_decide(appeal=older, senior=senior, outcome="overturned")
+    page = feed(client, source, events="all")
+    assert [(e["type"], e["data"].get("appeal_id")) for e in page["events"]] == [
+        ("decision.created", None),
+        ("decision.created", None),
+        ("appeal.decided", "a-2"),
+        ("decision.created", None),
+        ("appeal.decided", "a-1"),
+    ]
+    assert page["events"][4]["data"]["decision_id"] == overturned.result_decision_id
+    assert page["next"] == f"{overturned.result_decision_id}.0.2"
+    assert errors(response_validator("/api/decisions/", "get", 200), page) == []
+
+
+def test_the_all_events_feed_pages_appeals_without_skips_or_repeats(
+    client, source, remover, senior
+):
+    for n in range(3):
+        appeal = appeal_of(removed(source, remover, f"p{n}"), f"a-{n}")
+        appeal_decide(appeal=appeal, senior=senior, outcome="overturned")
+    seen, cursor = [], "0"
+    for _ in range(20):
+        page = feed(client, source, events="all", since=cursor, limit=2)
+        seen += [(e["type"], json.dumps(e["data"], sort_keys=True)) for e in page["events"]]
+        cursor = page["next"]
+        if not page["has_more"]:
+            break
+    assert len(seen) == len(set(seen)) == 9  # 3 removals, 3 approvals, 3 outcomes
+    # An old cursor (decision.action) still works: appeal outcomes come from the start.
+    assert len(feed(client, source, events="all", since="0.0")["events"]) == 9

@@ -136,11 +136,13 @@ def api_decisions(request: HttpRequest, source: Source) -> JsonResponse:
     and account actions) as {type, data}, under a cursor that keeps a place in each."""
     all_events = request.GET.get("events") == "all"
     try:
-        # "<decision id>" or, from an events=all answer, "<decision id>.<action id>".
-        since_decision, _, since_action = (request.GET.get("since") or "0").partition(".")
-        since = int(since_decision)
-        after_action = int(since_action or 0)
-        if since < 0 or after_action < 0:
+        # "<decision id>" or, from an events=all answer, "<decision id>.<action id>" or
+        # "<decision id>.<action id>.<appeal feed position>".
+        parts = (request.GET.get("since") or "0").split(".")
+        if len(parts) > 3:
+            raise ValueError
+        since, after_action, after_appeal = (int(part) for part in [*parts, "0", "0"][:3])
+        if since < 0 or after_action < 0 or after_appeal < 0:
             raise ValueError
     except ValueError:
         return _error(400, "since must be a cursor from an earlier answer (or 0)", "since")
@@ -151,12 +153,17 @@ def api_decisions(request: HttpRequest, source: Source) -> JsonResponse:
     except ValueError:
         return _error(400, f"limit must be an integer from 1 to {DECISIONS_PAGE_MAX}", "limit")
     if all_events:
-        typed, (last_decision, last_action), more = events_page(
-            source=source, since=since, since_action=after_action, size=limit
+        typed, (last_decision, last_action, last_appeal), more = events_page(
+            source=source,
+            since=since,
+            since_action=after_action,
+            since_appeal=after_appeal,
+            size=limit,
         )
-        return JsonResponse(
-            {"events": typed, "next": f"{last_decision}.{last_action}", "has_more": more}
-        )
+        # A third part only once the source has appeal outcomes: cursors products kept from
+        # before appeals existed keep their shape.
+        cursor = f"{last_decision}.{last_action}" + (f".{last_appeal}" if last_appeal else "")
+        return JsonResponse({"events": typed, "next": cursor, "has_more": more})
     events, cursor, more = decisions_page(source=source, since=since, size=limit)
     return JsonResponse({"decisions": events, "next": str(cursor), "has_more": more})
 
