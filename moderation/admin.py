@@ -21,6 +21,7 @@ from moderation.errors import StaleRevision
 from moderation.filters import int_or_none
 from moderation.models import (
     AccountAction,
+    Appeal,
     Author,
     CallbackAttempt,
     CallbackDelivery,
@@ -394,6 +395,7 @@ class CallbackDeliveryAdmin(admin.ModelAdmin):
     readonly_fields = (
         "decision",
         "account_action",
+        "appeal",
         "source",
         "state",
         "attempts",
@@ -421,6 +423,26 @@ class CallbackDeliveryAdmin(admin.ModelAdmin):
             messages.warning(request, f"{skipped} being sent right now were left alone.")
 
     def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Appeal)
+class AppealAdmin(admin.ModelAdmin):
+    """Appeals, for the record: they arrive by webhook and seniors decide them on their page
+    (/appeals/), so nothing here writes."""
+
+    list_display = ("appeal_id", "source", "status", "received_at", "decided_by", "decided_at")
+    list_filter = ("status", "source")
+    list_select_related = ("source", "decided_by")
+    search_fields = ("appeal_id",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
         return False
 
     def has_delete_permission(self, request, obj=None):

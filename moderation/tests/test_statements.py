@@ -135,3 +135,12 @@ def test_an_account_action_states_in_the_same_shape_with_the_sources_window(sour
     until = action.created_at + timedelta(days=30)
     assert statement["appeal"]["until"] == until.isoformat()
     assert "account_action_id" in statement["appeal"]["how"]
+
+
+def test_admins_write_each_reasons_policy_text_and_each_sources_appeal_window(client, source):
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    reason = DecisionReason.objects.get(pk=reason_id("remove"))
+    page = client.get(f"/admin/moderation/decisionreason/{reason.pk}/change/").content.decode()
+    assert 'name="policy_text"' in page
+    page = client.get(f"/admin/moderation/source/{source.pk}/change/").content.decode()
+    assert 'name="appeal_window_days"' in page and 'name="appeal_sla_minutes"' in page
