@@ -114,6 +114,8 @@ def _action_dict(action: AccountAction) -> dict[str, Any]:
         "action": action.action,
         "until": action.until.isoformat() if action.until else None,
         "created_at": action.created_at.isoformat(),
+        # Set when an appeal overturned it: the action no longer stands.
+        "lifted_at": action.lifted_at.isoformat() if action.lifted_at else None,
     }
 
 

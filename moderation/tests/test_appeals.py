@@ -434,3 +434,14 @@ def test_the_all_events_feed_pages_appeals_without_skips_or_repeats(
     assert len(seen) == len(set(seen)) == 9  # 3 removals, 3 approvals, 3 outcomes
     # An old cursor (decision.action) still works: appeal outcomes come from the start.
     assert len(feed(client, source, events="all", since="0.0")["events"]) == 9
+
+
+def test_the_author_api_says_when_an_action_was_lifted(client, source, senior):
+    appeal = action_appeal(source, UserFactory(senior=True))
+    appeal_decide(appeal=appeal, senior=senior, outcome="overturned")
+    answer = client.get(
+        "/api/authors/u-9/", headers={"Authorization": f"Bearer {source._token}"}
+    ).json()
+    [action] = answer["actions"]
+    assert action["lifted_at"] == AccountAction.objects.get().lifted_at.isoformat()
+    assert errors(response_validator("/api/authors/{author_id}/", "get", 200), answer) == []
