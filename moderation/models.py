@@ -861,6 +861,16 @@ class Appeal(models.Model):
     account_action = models.OneToOneField(
         AccountAction, null=True, blank=True, on_delete=models.PROTECT, related_name="appeal"
     )
+    # The item's author (if it has one) or the action's: the appeal shows on their timeline.
+    # No index of its own: appeal_author_idx (author, received_at, id) serves it.
+    author = models.ForeignKey(
+        "Author",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="appeals",
+        db_index=False,
+    )
     # What the user wrote (shown escaped).
     statement = models.TextField(blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
@@ -894,6 +904,12 @@ class Appeal(models.Model):
             # The appeals queue: pending appeals, oldest first.
             models.Index(
                 fields=["received_at", "id"], condition=Q(status="pending"), name="appeal_open_idx"
+            ),
+            # An author's appeals newest first (the author's timeline, keyset by time and id).
+            models.Index(
+                fields=["author", "received_at", "id"],
+                condition=Q(author__isnull=False),
+                name="appeal_author_idx",
             ),
             # The decisions feed's appeal.decided events of a source.
             models.Index(

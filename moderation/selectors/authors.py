@@ -18,6 +18,7 @@ from moderation.models import (
     REVIEWABLE,
     AccountAction,
     AccountActionProposal,
+    Appeal,
     Author,
     Decision,
     Item,
@@ -239,7 +240,7 @@ TIMELINE_PAGE = 50
 
 @dataclass(frozen=True)
 class TimelineEntry:
-    kind: str  # item, strike, action, proposal
+    kind: str  # item, strike, action, proposal, appeal
     at: datetime
     pk: int
     obj: Any
@@ -250,12 +251,13 @@ class TimelineEntry:
 
 
 # Within one instant, entries sort by kind (a removal's strike after its item's receipt...).
-_RANK = {"item": 0, "strike": 1, "proposal": 2, "action": 3}
+_RANK = {"item": 0, "strike": 1, "proposal": 2, "action": 3, "appeal": 4}
 _STREAMS: dict[str, tuple[type, str]] = {
     "item": (Item, "received_at"),
     "strike": (Strike, "created_at"),
     "proposal": (AccountActionProposal, "proposed_at"),
     "action": (AccountAction, "created_at"),
+    "appeal": (Appeal, "received_at"),
 }
 
 
@@ -296,7 +298,7 @@ def author_timeline(
 ) -> tuple[list[TimelineEntry], str | None]:
     """One page of the author's timeline, newest first, and the cursor of the next page.
 
-    Each stream (items, strikes, proposals, actions) reads at most size + 1 rows from its
+    Each stream (items, strikes, proposals, actions, appeals) reads at most size + 1 rows from its
     own index, past the cursor: an author with 100,000 items opens as fast as one with ten,
     at any depth."""
     cursor = _parse_cursor(after)
@@ -321,6 +323,8 @@ def author_timeline(
             rows = rows.select_related("decided_by")
         elif kind == "action":
             rows = rows.select_related("created_by")
+        elif kind == "appeal":
+            rows = rows.select_related("decided_by", "account_action")
         rows = rows.order_by(f"-{time_field}", "-id")[: size + 1]
         streams.append([TimelineEntry(kind, getattr(row, time_field), row.pk, row) for row in rows])
     merged = list(

@@ -134,7 +134,8 @@ def appeal_receive(
             raise IntakeError(
                 409, "nothing to appeal: the item's current decision is not a removal", field=field
             )
-        decided_at, fields = current.created_at, {"decision": current, "item": item}
+        decided_at = current.created_at
+        fields = {"decision": current, "item": item, "author_id": item.author_id}
         appealed = Appeal.objects.filter(decision=current).first()
         what = "removal"
     else:
@@ -144,7 +145,8 @@ def appeal_receive(
             raise IntakeError(404, "no account action with this account_action_id", field=field)
         if action.lifted_at is not None:
             raise IntakeError(409, "nothing to appeal: the action was lifted", field=field)
-        decided_at, fields = action.created_at, {"account_action": action}
+        decided_at = action.created_at
+        fields = {"account_action": action, "author_id": action.author_id}
         appealed = Appeal.objects.filter(account_action=action).first()
         what = "action"
     if appealed is not None:

@@ -25,7 +25,7 @@ from moderation.models import (
     Strike,
 )
 from moderation.selectors.appeals import appeals_queue
-from moderation.services.appeals import AppealClosed, appeal_decide
+from moderation.services.appeals import AppealClosed, AppealPayload, appeal_decide, appeal_receive
 from moderation.services.decisions import decision_record
 from moderation.tests.factories import LabelerFactory, SourceFactory, UserFactory, reason_id
 from moderation.tests.test_openapi import errors, response_validator, validator_at
@@ -445,3 +445,15 @@ def test_the_author_api_says_when_an_action_was_lifted(client, source, senior):
     [action] = answer["actions"]
     assert action["lifted_at"] == AccountAction.objects.get().lifted_at.isoformat()
     assert errors(response_validator("/api/authors/{author_id}/", "get", 200), answer) == []
+
+
+def test_an_appeal_shows_on_its_authors_timeline(client, source, author, remover, senior):
+    removed(source, remover, author=author)
+    payload = AppealPayload("a-tl", "<i>mine</i>", external_id="post-1")
+    appeal, _ = appeal_receive(source=source, payload=payload, webhook_id="m")
+    assert appeal.author == author
+    appeal_decide(appeal=appeal, senior=senior, outcome="upheld")
+    client.force_login(senior)
+    page = client.get(f"/authors/{author.pk}/").content.decode()
+    assert 'data-kind="appeal"' in page and "<code>a-tl</code>" in page
+    assert "&lt;i&gt;mine&lt;/i&gt;" in page and "upheld" in page
