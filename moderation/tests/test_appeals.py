@@ -457,3 +457,22 @@ def test_an_appeal_shows_on_its_authors_timeline(client, source, author, remover
     page = client.get(f"/authors/{author.pk}/").content.decode()
     assert 'data-kind="appeal"' in page and "<code>a-tl</code>" in page
     assert "&lt;i&gt;mine&lt;/i&gt;" in page and "upheld" in page
+
+
+def test_the_page_of_an_account_action_appeal_shows_the_action_and_its_removals(
+    client, source, author, remover, senior
+):
+    removal = removed(source, remover, author=author, note="threat")
+    appeal = action_appeal(source, UserFactory(senior=True))
+    AccountAction.objects.filter(pk=appeal.account_action_id).update(decision_ids=[removal.pk])
+    client.force_login(senior)
+    response = client.get(f"/appeals/{appeal.pk}/")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "Suspend until" in page and 'id="action-decisions"' in page
+    assert "post-1" in page and "threat" in page
+    assert 'name="revision"' not in page
+    assert 'id="nav-appeals"' in page
+    done = client.post(f"/appeals/{appeal.pk}/", {"outcome": "overturned"})
+    assert done.status_code == 302
+    assert AccountAction.objects.get().lifted_at is not None
