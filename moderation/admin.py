@@ -22,6 +22,7 @@ from moderation.errors import StaleRevision
 from moderation.filters import int_or_none
 from moderation.models import (
     AccountAction,
+    Appeal,
     Author,
     CallbackAttempt,
     CallbackDelivery,
@@ -62,10 +63,15 @@ class SourceForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         # Left out of a form (an older one, a script posting the form): the value stays.
         self.fields["strike_window_days"].required = False
+        self.fields["appeal_window_days"].required = False
 
     def clean_strike_window_days(self):
         days = self.cleaned_data.get("strike_window_days")
         return self.instance.strike_window_days if days is None else days
+
+    def clean_appeal_window_days(self):
+        days = self.cleaned_data.get("appeal_window_days")
+        return self.instance.appeal_window_days if days is None else days
 
     def clean_account_thresholds(self):
         value = self.cleaned_data.get("account_thresholds")
@@ -347,7 +353,7 @@ class DecisionReasonAdmin(admin.ModelAdmin):
     list_display = ("name", "action", "key", "active", "strike_weight")
     list_editable = ("key", "active", "strike_weight")
     list_filter = ("action", "active")
-    fields = ("action", "name", "key", "active", "strike_weight")
+    fields = ("action", "name", "key", "active", "strike_weight", "policy_text")
 
     def save_model(self, request, obj, form, change):
         decision_reason_save(reason=obj)
@@ -399,6 +405,7 @@ class CallbackDeliveryAdmin(admin.ModelAdmin):
     readonly_fields = (
         "decision",
         "account_action",
+        "appeal",
         "source",
         "state",
         "attempts",
@@ -426,6 +433,26 @@ class CallbackDeliveryAdmin(admin.ModelAdmin):
             messages.warning(request, f"{skipped} being sent right now were left alone.")
 
     def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Appeal)
+class AppealAdmin(admin.ModelAdmin):
+    """Appeals, for the record: they arrive by webhook and seniors decide them on their page
+    (/appeals/), so nothing here writes."""
+
+    list_display = ("appeal_id", "source", "status", "received_at", "decided_by", "decided_at")
+    list_filter = ("status", "source")
+    list_select_related = ("source", "decided_by")
+    search_fields = ("appeal_id",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
         return False
 
     def has_delete_permission(self, request, obj=None):

@@ -74,6 +74,10 @@ def _check_storable(value: str, field_name: str) -> None:
         raise IntakeError(422, f"{field_name} contains a NUL character", field=field_name)
 
 
+# The same check for the other intakes (appeals) that store a product's text.
+check_storable = _check_storable
+
+
 def parse_body(body: bytes) -> IntakePayload:
     try:
         data = json.loads(body, parse_constant=_reject_constant)

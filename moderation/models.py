@@ -88,6 +88,16 @@ class Source(models.Model):
         help_text='e.g. [{"strikes": 3, "action": "warn"}, {"strikes": 5, "action": "suspend", '
         '"days": 7}, {"strikes": 8, "action": "ban"}]; empty: never propose an action.',
     )
+    # A removal or an account action may be appealed for this many days (the statement of
+    # reasons tells the product's user until when).
+    appeal_window_days = models.PositiveIntegerField(
+        default=180, help_text="A removal or account action may be appealed for this many days."
+    )
+    # How long an appeal of this source may wait for a senior; past it, the appeals queue
+    # marks it. Empty: no SLA.
+    appeal_sla_minutes = models.PositiveIntegerField(
+        null=True, blank=True, help_text="e.g. 2880 for 2 days; empty for no SLA"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -454,6 +464,13 @@ class DecisionReason(models.Model):
     strike_weight = models.PositiveSmallIntegerField(
         default=1, help_text="Strikes a removal for this reason counts (0: it does not count)."
     )
+    # The policy behind the reason, in words the product's user reads: sent with every
+    # removal for it, in the statement of reasons.
+    policy_text = models.TextField(
+        blank=True,
+        help_text="The policy this reason stands for, as the product's users read it in the "
+        "statement of reasons sent with each removal.",
+    )
 
     class Meta:
         ordering = ["action", "key", "order", "name"]
@@ -544,6 +561,14 @@ class CallbackDelivery(models.Model):
         on_delete=models.PROTECT,
         related_name="callback_delivery",
     )
+    # ... or an appeal's outcome (appeal.decided).
+    appeal = models.OneToOneField(
+        "Appeal",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="callback_delivery",
+    )
     source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="callbacks")
     state = models.CharField(max_length=20, choices=State.choices, default=State.PENDING)
     # Attempts since the delivery was created or last redelivered: the retry schedule's step.
@@ -562,8 +587,11 @@ class CallbackDelivery(models.Model):
         ordering = ["-id"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(decision__isnull=False, account_action__isnull=True)
-                | Q(decision__isnull=True, account_action__isnull=False),
+                condition=Q(
+                    decision__isnull=False, account_action__isnull=True, appeal__isnull=True
+                )
+                | Q(decision__isnull=True, account_action__isnull=False, appeal__isnull=True)
+                | Q(decision__isnull=True, account_action__isnull=True, appeal__isnull=False),
                 name="callback_sends_one_event",
             )
         ]
@@ -591,6 +619,8 @@ class CallbackDelivery(models.Model):
         """The same for every attempt, so receivers can drop a repeat."""
         if self.account_action_id is not None:
             return f"acct_{self.account_action_id}"
+        if self.appeal_id is not None:
+            return f"appeal_{self.appeal_id}"
         return f"dec_{self.decision_id}"
 
 
@@ -757,6 +787,8 @@ class AccountAction(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     note = models.TextField(blank=True)
+    # Lifted when an appeal of it was overturned: it no longer stands.
+    lifted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]
@@ -808,3 +840,90 @@ class AccountActionProposal(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.author_id} ({self.status})"
+
+
+class Appeal(models.Model):
+    """A product's user asks for a second look at a removal of their item (`decision`) or at
+    an account action: exactly one of the two. It waits for a senior who did not make the
+    appealed decision (nor confirm the action); the outcome goes back to the product as
+    appeal.decided. One appeal per removal or action: the product's `appeal_id` names it."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        UPHELD = "upheld", "Upheld"
+        OVERTURNED = "overturned", "Overturned"
+
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="appeals")
+    # The product's id of the appeal: the same id again is the same appeal.
+    appeal_id = models.CharField(max_length=255)
+    webhook_id = models.CharField(max_length=255)
+    # The removal appealed (and its item), or the account action appealed.
+    decision = models.OneToOneField(
+        Decision, null=True, blank=True, on_delete=models.PROTECT, related_name="appeal"
+    )
+    item = models.ForeignKey(
+        Item, null=True, blank=True, on_delete=models.PROTECT, related_name="appeals"
+    )
+    account_action = models.OneToOneField(
+        AccountAction, null=True, blank=True, on_delete=models.PROTECT, related_name="appeal"
+    )
+    # The item's author (if it has one) or the action's: the appeal shows on their timeline.
+    # No index of its own: appeal_author_idx (author, received_at, id) serves it.
+    author = models.ForeignKey(
+        "Author",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="appeals",
+        db_index=False,
+    )
+    # What the user wrote (shown escaped).
+    statement = models.TextField(blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    received_at = models.DateTimeField(auto_now_add=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    note = models.TextField(blank=True)
+    # The approval an overturned removal's appeal recorded.
+    result_decision = models.OneToOneField(
+        Decision, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    # The outcome's place in the source's decisions feed (appeal.decided events): 1, 2, 3...
+    # per source, given under the source's row lock as the outcome is recorded, so they
+    # commit in order and the feed (keyset on it) never skips one. Appeals are decided in
+    # any order, so their ids would not do.
+    feed_position = models.PositiveBigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["received_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["source", "appeal_id"], name="appeal_id_unique"),
+            models.CheckConstraint(
+                condition=Q(decision__isnull=False, account_action__isnull=True)
+                | Q(decision__isnull=True, account_action__isnull=False),
+                name="appeal_of_one_thing",
+            ),
+        ]
+        indexes = [
+            # The appeals queue: pending appeals, oldest first.
+            models.Index(
+                fields=["received_at", "id"], condition=Q(status="pending"), name="appeal_open_idx"
+            ),
+            # An author's appeals newest first (the author's timeline, keyset by time and id).
+            models.Index(
+                fields=["author", "received_at", "id"],
+                condition=Q(author__isnull=False),
+                name="appeal_author_idx",
+            ),
+            # The decisions feed's appeal.decided events of a source.
+            models.Index(
+                fields=["source", "feed_position"],
+                condition=Q(feed_position__isnull=False),
+                name="appeal_feed_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"appeal {self.appeal_id} ({self.status})"

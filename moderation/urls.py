@@ -3,7 +3,7 @@ endpoints (webhook, item API, decisions feed, OpenAPI document)."""
 
 from django.urls import path
 
-from moderation.views import api, authors, golden, item, me, queue, team
+from moderation.views import api, appeals, authors, golden, item, me, queue, team
 
 urlpatterns = [
     path("", queue.queue, name="queue"),
@@ -31,7 +31,10 @@ urlpatterns = [
     ),
     path("account-actions/", authors.accounts, name="accounts"),
     path("account-actions/<int:proposal_id>/", authors.proposal_decide, name="proposal_decide"),
+    path("appeals/", appeals.appeals_list, name="appeals"),
+    path("appeals/<int:appeal_id>/", appeals.appeal_detail, name="appeal"),
     path("webhooks/<slug:slug>/", api.webhook, name="webhook"),
+    path("webhooks/<slug:slug>/appeals/", api.appeals_webhook, name="webhook_appeals"),
     path("api/items/", api.api_items, name="api_items"),
     path("api/items/<int:item_id>/", api.api_item, name="api_item"),
     path("api/decisions/", api.api_decisions, name="api_decisions"),

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Case, Count, Exists, OuterRef, Q, Sum, Value, When
+from django.db.models import Case, Count, Exists, F, OuterRef, Q, Sum, Value, When
 from django.db.models.functions import Coalesce, TruncDay
 
 from labelers.models import Label, Labeler, LabelerVersion
@@ -20,7 +20,7 @@ from labelers.quality.figures import (
     threshold_advice,
     version_quality,
 )
-from moderation.models import Decision
+from moderation.models import Appeal, Decision
 
 
 def labeler_decisions(
@@ -169,11 +169,43 @@ def version_rows(
     return rows, latencies, ones
 
 
+@dataclass(frozen=True)
+class Overturns:
+    """Decided appeals of removals of items the version flagged, and how many overturned."""
+
+    decided: int
+    overturned: int
+
+    @property
+    def rate(self) -> float | None:
+        return self.overturned / self.decided if self.decided else None
+
+
+def version_overturns(version_id: int, *, since: datetime | None = None) -> Overturns:
+    """Appeals decided (since `since`) of removals of items this version flagged: a "1" on
+    the revision removed. An overturn says the removal, and the flag behind it, was wrong."""
+    appeals = Appeal.objects.filter(
+        status__in=[Appeal.Status.UPHELD, Appeal.Status.OVERTURNED],
+        decision__isnull=False,
+        item__labels__labeler_version_id=version_id,
+        item__labels__label="1",
+        item__labels__revision=F("decision__revision"),
+    )
+    if since is not None:
+        appeals = appeals.filter(decided_at__gte=since)
+    counts = appeals.aggregate(
+        decided=Count("id", distinct=True),
+        overturned=Count("id", distinct=True, filter=Q(status=Appeal.Status.OVERTURNED)),
+    )
+    return Overturns(counts["decided"] or 0, counts["overturned"] or 0)
+
+
 @dataclass
 class VersionReport:
     version: LabelerVersion
     quality: VersionQuality
     advice: ThresholdAdvice | None
+    overturns: Overturns = Overturns(0, 0)
 
 
 def labeler_report(labeler: Labeler, *, since: datetime | None = None) -> list[VersionReport]:
@@ -204,6 +236,7 @@ def labeler_report(labeler: Labeler, *, since: datetime | None = None) -> list[V
                     current_min_confidence=labeler.min_confidence,
                     one_confidences=ones,
                 ),
+                overturns=version_overturns(version.pk, since=since),
             )
         )
     return reports

@@ -26,7 +26,15 @@ from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
 from moderation.callbacks import http as callback_http
-from moderation.models import AccountAction, CallbackAttempt, CallbackDelivery, Decision, Source
+from moderation.models import (
+    AccountAction,
+    Appeal,
+    CallbackAttempt,
+    CallbackDelivery,
+    Decision,
+    Source,
+)
+from moderation.selectors.appeals import appeal_event
 from moderation.selectors.authors import account_action_event
 from moderation.selectors.decisions import decision_event
 
@@ -34,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 EVENT_TYPE = "decision.created"
 ACCOUNT_ACTION_EVENT_TYPE = "account.action.created"
+APPEAL_EVENT_TYPE = "appeal.decided"
 
 USER_AGENT = "modqueue-callbacks/1"
 
@@ -63,6 +72,13 @@ def account_action_body(account_action: AccountAction) -> bytes:
     return json.dumps(event, separators=(",", ":")).encode()
 
 
+def appeal_body(appeal: Appeal) -> bytes:
+    """An appeal's outcome in the same {type, timestamp, data} shape (appeal.decided)."""
+    data = appeal_event(appeal)
+    event = {"type": APPEAL_EVENT_TYPE, "timestamp": data["decided_at"], "data": data}
+    return json.dumps(event, separators=(",", ":")).encode()
+
+
 def signed_headers(*, secret: str, webhook_id: str, body: bytes) -> dict[str, str]:
     # The timestamp is the attempt's, not the decision's: receivers refuse old timestamps
     # (replays), and a retry a day later must still pass.
@@ -77,7 +93,11 @@ def signed_headers(*, secret: str, webhook_id: str, body: bytes) -> dict[str, st
 
 
 def delivery_create(
-    *, decision: Decision | None = None, account_action: AccountAction | None = None, source: Source
+    *,
+    decision: Decision | None = None,
+    account_action: AccountAction | None = None,
+    appeal: Appeal | None = None,
+    source: Source,
 ) -> CallbackDelivery | None:
     """In the transaction of the decision (or account action): the delivery to send once it
     commits, or None when the source has no callback URL. It counts as enqueued now (its
@@ -89,6 +109,7 @@ def delivery_create(
     delivery = CallbackDelivery.objects.create(
         decision=decision,
         account_action=account_action,
+        appeal=appeal,
         source=source,
         next_attempt_at=now,
         enqueued_at=now,
@@ -138,7 +159,12 @@ def delivery_attempt(*, delivery_id: int) -> Outcome:
     if not claimed:
         return Outcome("not-due")
     delivery = CallbackDelivery.objects.select_related(
-        "source", "decision__item__author", "decision__reviewer", "account_action__author"
+        "source",
+        "decision__item__author",
+        "decision__reviewer",
+        "account_action__author",
+        "appeal__item__author",
+        "appeal__account_action__author",
     ).get(pk=delivery_id)
     if _superseded(delivery):
         # The product acknowledged a newer decision of this item: sending this one now would
@@ -157,6 +183,8 @@ def delivery_attempt(*, delivery_id: int) -> Outcome:
     else:
         if delivery.account_action is not None:
             body = account_action_body(delivery.account_action)
+        elif delivery.appeal is not None:
+            body = appeal_body(delivery.appeal)
         else:
             assert delivery.decision is not None
             body = callback_body(delivery.decision, source)

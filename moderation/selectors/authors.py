@@ -19,17 +19,21 @@ from moderation.models import (
     REVIEWABLE,
     AccountAction,
     AccountActionProposal,
+    Appeal,
     Author,
     Decision,
     Item,
     Source,
     Strike,
 )
+from moderation.selectors.appeals import appeal_event, appeals_decided_after
 from moderation.selectors.decisions import decision_event, decision_sequences
-
-# How long a product's user may appeal an account action (the appeals intake, issue 26,
-# will make this a per-source setting).
-APPEAL_WINDOW = timedelta(days=180)
+from moderation.selectors.statements import (
+    appeal_until,
+    decision_facts,
+    removal_statements,
+    statement_of_reasons,
+)
 
 
 def _latest_action() -> Subquery:
@@ -112,6 +116,8 @@ def _action_dict(action: AccountAction) -> dict[str, Any]:
         "action": action.action,
         "until": action.until.isoformat() if action.until else None,
         "created_at": action.created_at.isoformat(),
+        # Set when an appeal overturned it: the action no longer stands.
+        "lifted_at": action.lifted_at.isoformat() if action.lifted_at else None,
     }
 
 
@@ -235,7 +241,7 @@ TIMELINE_PAGE = 50
 
 @dataclass(frozen=True)
 class TimelineEntry:
-    kind: str  # item, strike, action, proposal
+    kind: str  # item, strike, action, proposal, appeal
     at: datetime
     pk: int
     obj: Any
@@ -246,12 +252,13 @@ class TimelineEntry:
 
 
 # Within one instant, entries sort by kind (a removal's strike after its item's receipt...).
-_RANK = {"item": 0, "strike": 1, "proposal": 2, "action": 3}
+_RANK = {"item": 0, "strike": 1, "proposal": 2, "action": 3, "appeal": 4}
 _STREAMS: dict[str, tuple[type, str]] = {
     "item": (Item, "received_at"),
     "strike": (Strike, "created_at"),
     "proposal": (AccountActionProposal, "proposed_at"),
     "action": (AccountAction, "created_at"),
+    "appeal": (Appeal, "received_at"),
 }
 
 
@@ -292,7 +299,7 @@ def author_timeline(
 ) -> tuple[list[TimelineEntry], str | None]:
     """One page of the author's timeline, newest first, and the cursor of the next page.
 
-    Each stream (items, strikes, proposals, actions) reads at most size + 1 rows from its
+    Each stream (items, strikes, proposals, actions, appeals) reads at most size + 1 rows from its
     own index, past the cursor: an author with 100,000 items opens as fast as one with ten,
     at any depth."""
     cursor = _parse_cursor(after)
@@ -317,6 +324,8 @@ def author_timeline(
             rows = rows.select_related("decided_by")
         elif kind == "action":
             rows = rows.select_related("created_by")
+        elif kind == "appeal":
+            rows = rows.select_related("decided_by", "account_action")
         rows = rows.order_by(f"-{time_field}", "-id")[: size + 1]
         streams.append([TimelineEntry(kind, getattr(row, time_field), row.pk, row) for row in rows])
     merged = list(
@@ -393,60 +402,45 @@ def account_action_event(action: AccountAction) -> dict[str, Any]:
         "active_strikes": action.active_strikes,
         "decision_ids": list(action.decision_ids),
         "created_at": action.created_at.isoformat(),
-        "statement_of_reasons": statement_of_reasons(action),
+        "statement_of_reasons": account_statement_of_reasons(action),
     }
 
 
-def statement_of_reasons(action: AccountAction) -> dict[str, Any]:
-    """What the product shows its user (as the EU's DSA asks): the reason and the policy
-    behind it, the facts relied on (the removals, each with its reason and what flagged the
-    item), whether detection and decision were automatic, and how to appeal until when."""
+def account_statement_of_reasons(action: AccountAction) -> dict[str, Any]:
+    """What the product shows its user (as the EU's DSA asks), in the shape every statement
+    has (moderation/selectors/statements.py): the reason and the policy behind it, the facts
+    relied on (the removals, each with its reason, strikes and what flagged the item),
+    whether detection and decision were automatic, and how to appeal until when."""
     source = action.source
     decisions = list(
         Decision.objects.filter(pk__in=action.decision_ids)
         .select_related("item", "reason_choice")
         .order_by("id")
     )
-    flagged_by: dict[int, list[dict]] = {}
-    labels = (
-        Item.objects.filter(pk__in=[d.item_id for d in decisions], labels__label="1")
-        .order_by("pk", "labels__id")
-        .values_list("pk", "labels__labeler_version__labeler__slug", "labels__confidence")
-    )
-    for item_id, labeler, confidence in labels:
-        flagged_by.setdefault(item_id, []).append({"labeler": labeler, "confidence": confidence})
+    facts = decision_facts(decisions)
     weights = dict(
         Strike.objects.filter(decision_id__in=action.decision_ids).values_list(
             "decision_id", "weight"
         )
     )
     length = f" until {action.until:%Y-%m-%d %H:%M} UTC" if action.until else ""
-    return {
-        "reason": f"{action.get_action_display()}: {action.active_strikes} active strikes",
-        "policy": (
+    return statement_of_reasons(
+        reason=f"{action.get_action_display()}: {action.active_strikes} active strikes",
+        policy=(
             f"Each removal counts strikes by its reason for {source.strike_window_days} days; "
             f"{_threshold_text(source)}."
         ),
-        "action": f"{action.get_action_display()}{length}",
-        "facts": [
-            {
-                "decision_id": decision.pk,
-                "external_id": decision.item.external_id,
-                "reason": decision.reason,
-                "strikes": weights.get(decision.pk, 0),
-                "decided_at": decision.created_at.isoformat(),
-                "flagged_by": flagged_by.get(decision.item_id, []),
-            }
-            for decision in decisions
-        ],
+        action=f"{action.get_action_display()}{length}",
+        facts=[{**facts[d.pk], "strikes": weights.get(d.pk, 0)} for d in decisions],
         # The strike count proposed it; a person confirmed it.
-        "automated_detection": True,
-        "automated_decision": False,
-        "appeal": {
-            "until": (action.created_at + APPEAL_WINDOW).isoformat(),
-            "how": "appeal with the account_action_id (POST /webhooks/<source>/appeals/)",
-        },
-    }
+        automated_detection=True,
+        automated_decision=False,
+        appeal_until=appeal_until(source, action.created_at),
+        appeal_how=(
+            f"appeal with the account_action_id (POST /webhooks/{source.slug}/appeals/), "
+            f"within {source.appeal_window_days} days of the action"
+        ),
+    )
 
 
 def _threshold_text(source: Source) -> str:
@@ -472,40 +466,50 @@ def account_actions_after(*, source: Source, since: int, size: int) -> list[Acco
 
 
 def events_page(
-    *, source: Source, since: int, since_action: int, size: int
-) -> tuple[list[dict], tuple[int, int], bool]:
-    """The decisions feed with every event type (`?events=all`): decision.created and
-    account.action.created after the cursor, oldest first, as {type, data}; the next cursor
-    (last decision id, last action id) and whether more wait.
+    *, source: Source, since: int, since_action: int, size: int, since_appeal: int = 0
+) -> tuple[list[dict], tuple[int, int, int], bool]:
+    """The decisions feed with every event type (`?events=all`): decision.created,
+    account.action.created and appeal.decided after the cursor, oldest first, as {type,
+    data}; the next cursor (last decision id, last action id, last appeal feed position) and
+    whether more wait.
 
-    Each kind is its own keyset (ids commit in order per source, see decisions_page), and a
-    page takes a prefix of each, so no event is skipped or repeated."""
+    Each kind is its own keyset (ids and appeal feed positions commit in order per source,
+    see decisions_page), and a page takes a prefix of each, so no event is skipped or
+    repeated."""
     decisions = list(
         # Escalations stay inside the team, as in decisions_page.
         Decision.objects.filter(FOR_PRODUCTS, item__source=source, pk__gt=since)
-        .select_related("item__author", "reviewer")
+        .select_related("item__author", "reviewer", "reason_choice")
         .annotate(item_sequence=decision_sequences())
         .order_by("pk")[: size + 1]
     )
+    statements = removal_statements(decisions[:size], source=source)
     actions = account_actions_after(source=source, since=since_action, size=size)
+    appeals = appeals_decided_after(source=source, since=since_appeal, size=size)
     entries = heapq.merge(
         [(d.created_at, 0, d.pk, d) for d in decisions],
         [(a.created_at, 1, a.pk, a) for a in actions],
+        [(a.decided_at, 2, a.feed_position, a) for a in appeals],
         key=lambda entry: entry[:3],
     )
     merged = list(entries)
     page = merged[:size]
     events = []
-    last_decision, last_action = since, since_action
+    last_decision, last_action, last_appeal = since, since_action, since_appeal
     for _, kind, pk, obj in page:
         if kind == 0:
-            data = decision_event(obj, include_reviewer=source.callback_include_reviewer)
+            data = decision_event(
+                obj, include_reviewer=source.callback_include_reviewer, statements=statements
+            )
             events.append({"type": "decision.created", "data": data})
             last_decision = pk
-        else:
+        elif kind == 1:
             events.append({"type": "account.action.created", "data": account_action_event(obj)})
             last_action = pk
-    return events, (last_decision, last_action), len(merged) > size
+        else:
+            events.append({"type": "appeal.decided", "data": appeal_event(obj)})
+            last_appeal = pk
+    return events, (last_decision, last_action, last_appeal), len(merged) > size
 
 
 # --- Repeat offenders: authors by active strikes and open items, per source ----------------------

@@ -18,6 +18,7 @@ from moderation.models import (
     Source,
 )
 from moderation.selectors.golden import golden_answered_status
+from moderation.selectors.statements import removal_statements
 
 # What a reviewer can decide, in the order of the page's buttons, with their keys.
 DECIDABLE = ("approve", "remove", "escalate")
@@ -128,9 +129,12 @@ def decision_sequence(decision: Decision) -> int:
     return sequence
 
 
-def decision_event(decision: Decision, *, include_reviewer: bool) -> dict:
+def decision_event(
+    decision: Decision, *, include_reviewer: bool, statements: dict[int, dict] | None = None
+) -> dict:
     """A decision as products receive it, in a callback's `data` and in the decisions feed.
-    The reviewer's identity only when an admin allowed it for the source."""
+    The reviewer's identity only when an admin allowed it for the source. A removal carries
+    its statement of reasons (`statements`: those of a page, built at once; else its own)."""
     item = decision.item
     event = {
         "decision_id": decision.pk,
@@ -153,6 +157,10 @@ def decision_event(decision: Decision, *, include_reviewer: bool) -> dict:
         reviewer = decision.reviewer
         # None for a decision no person made (an automatic one).
         event["reviewer"] = reviewer and {"id": reviewer.pk, "username": reviewer.get_username()}
+    if decision.action == Decision.Action.REMOVE:
+        if statements is None:
+            statements = removal_statements([decision], source=item.source)
+        event["statement_of_reasons"] = statements[decision.pk]
     return event
 
 
@@ -168,13 +176,16 @@ def decisions_page(*, source: Source, since: int, size: int) -> tuple[list[dict]
     rows = list(
         # Escalations stay inside the team: only decisions products hear of.
         Decision.objects.filter(FOR_PRODUCTS, item__source=source, pk__gt=since)
-        .select_related("item__author", "reviewer")
+        .select_related("item__author", "reviewer", "reason_choice")
         .annotate(item_sequence=decision_sequences())
         .order_by("pk")[: size + 1]
     )
     page = rows[:size]
+    statements = removal_statements(page, source=source)
     events = [
-        decision_event(decision, include_reviewer=source.callback_include_reviewer)
+        decision_event(
+            decision, include_reviewer=source.callback_include_reviewer, statements=statements
+        )
         for decision in page
     ]
     cursor = page[-1].pk if page else since

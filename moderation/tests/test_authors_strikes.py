@@ -280,6 +280,7 @@ def test_the_author_api_lists_confirmed_actions(client, author, reviewer, senior
             "action": "warn",
             "until": None,
             "created_at": action.created_at.isoformat(),
+            "lifted_at": None,
         }
     ]
 

@@ -112,6 +112,9 @@ def test_a_decision_reaches_the_receiver_signed_with_the_sources_secret(
     [request] = receiver.received
     payload = Webhook(callback_source._secret).verify(request.body.decode(), request.headers)
     assert payload["type"] == "decision.created"
+    # A removal carries its statement of reasons (test_statements.py tests its content).
+    statement = payload["data"].pop("statement_of_reasons")
+    assert statement["reason"] == decision.reason
     assert payload["data"] == {
         "decision_id": decision.pk,
         "item_id": item.pk,

@@ -25,7 +25,9 @@ from hypothesis import HealthCheck, event, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from moderation.models import Item, ItemRevision
+from moderation.models import AccountAction, Appeal, Author, Item, ItemRevision
+from moderation.services.decisions import decision_record
+from moderation.tests.factories import UserFactory, reason_id
 from moderation.tests.media import data_url, mp4_bytes, png_bytes
 from testkit.signing import sign_by_hand, signed_headers
 
@@ -602,3 +604,94 @@ def test_a_timestamp_beyond_float_range_is_a_400_or_401(client, source, timestam
     )
     assert response.status_code in {400, 401}
     _assert_json_error(response)
+
+
+# --- the appeals intake ---------------------------------------------------------------------
+
+appeal_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "appeal_id": st.sampled_from(["a-1", "a-2"]) | external_ids,
+        "external_id": st.sampled_from(["removed-1", "unknown"]) | external_ids,
+        "account_action_id": st.sampled_from(["ACTION", 10**30, -1, 0, True]) | json_values,
+        "statement": any_text | json_values,
+    },
+)
+
+
+def _appealable(source) -> int:
+    """An item of the source whose current decision is a removal, and an account action of
+    the source (the action's id): made once per test, kept across its examples."""
+    action = AccountAction.objects.filter(source=source).first()
+    if action is not None:
+        return action.pk
+    item = Item.objects.create(
+        source=source,
+        external_id="removed-1",
+        webhook_id="msg-removed-1",
+        content_text="x",
+        content_hash="h",
+        status=Item.Status.FLAGGED,
+        queue_score=0.9,
+    )
+    decision_record(
+        item=item, reviewer=UserFactory(), action="remove", reason_id=reason_id("remove")
+    )
+    author = Author.objects.create(source=source, external_id="u-1")
+    action = AccountAction.objects.create(
+        source=source, author=author, action="warn", active_strikes=3, decision_ids=[]
+    )
+    return action.pk
+
+
+@FUZZ
+@given(
+    payload=appeal_like,
+    raw=st.binary(max_size=64) | st.just(b"[" * 5000),
+    use_raw=st.sampled_from([False, False, False, True]),
+    mode=st.sampled_from(SIGNING),
+    arbitrary=arbitrary_headers,
+)
+def test_the_appeals_webhook_never_fails_and_stores_only_valid_signed_appeals(
+    client, source, payload, raw, use_raw, mode, arbitrary
+):
+    action_id = _appealable(source)
+    if payload.get("account_action_id") == "ACTION":
+        payload = {**payload, "account_action_id": action_id}
+    body = raw if use_raw else _encode(payload)
+    headers = _headers(mode, source, body, arbitrary)
+    before = Appeal.objects.count()
+    client.raise_request_exception = False
+    response = client.post(
+        f"/webhooks/{source.slug}/appeals/",
+        data=body,
+        content_type="application/json",
+        headers=headers,
+    )
+    status = response.status_code
+    event(f"appeal {mode} -> {status}")
+    assert status in {200, 202, 400, 401, 404, 409, 413, 422}, (status, response.content)
+    assert Appeal.objects.count() - before == (1 if status == 202 else 0)
+    if status >= 400:
+        _assert_json_error(response)
+    else:
+        answer = response.json()
+        assert set(answer) == {"id", "status"}
+        assert Appeal.objects.filter(pk=answer["id"], source=source).exists()
+    if mode != "valid":
+        assert status in {400, 401}, (status, response.content)
+
+
+@pytest.mark.parametrize("name", sorted(KNOWN_BAD_BODIES))
+def test_known_bad_bodies_are_refused_by_the_appeals_webhook_too(client, source, name):
+    client.raise_request_exception = False
+    body = KNOWN_BAD_BODIES[name]
+    response = client.post(
+        f"/webhooks/{source.slug}/appeals/",
+        data=body,
+        content_type="application/json",
+        headers=_sign(source._secret, body),
+    )
+    assert 400 <= response.status_code < 500
+    _assert_json_error(response)
+    assert not Appeal.objects.exists()

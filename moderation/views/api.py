@@ -21,6 +21,7 @@ from moderation.selectors.authors import author_api_dict, events_page
 from moderation.selectors.decisions import DECISIONS_PAGE_MAX, DECISIONS_PAGE_SIZE, decisions_page
 from moderation.selectors.items import item_api_dict
 from moderation.selectors.sources import source_for_intake, source_for_token
+from moderation.services.appeals import appeal_receive, parse_appeal_body
 from moderation.services.items import item_ingest
 from moderation.services.sources import source_valid_secrets
 from moderation.webhooks import verify
@@ -135,11 +136,13 @@ def api_decisions(request: HttpRequest, source: Source) -> JsonResponse:
     and account actions) as {type, data}, under a cursor that keeps a place in each."""
     all_events = request.GET.get("events") == "all"
     try:
-        # "<decision id>" or, from an events=all answer, "<decision id>.<action id>".
-        since_decision, _, since_action = (request.GET.get("since") or "0").partition(".")
-        since = int(since_decision)
-        after_action = int(since_action or 0)
-        if since < 0 or after_action < 0:
+        # "<decision id>" or, from an events=all answer, "<decision id>.<action id>" or
+        # "<decision id>.<action id>.<appeal feed position>".
+        parts = (request.GET.get("since") or "0").split(".")
+        if len(parts) > 3:
+            raise ValueError
+        since, after_action, after_appeal = (int(part) for part in [*parts, "0", "0"][:3])
+        if since < 0 or after_action < 0 or after_appeal < 0:
             raise ValueError
     except ValueError:
         return _error(400, "since must be a cursor from an earlier answer (or 0)", "since")
@@ -150,12 +153,17 @@ def api_decisions(request: HttpRequest, source: Source) -> JsonResponse:
     except ValueError:
         return _error(400, f"limit must be an integer from 1 to {DECISIONS_PAGE_MAX}", "limit")
     if all_events:
-        typed, (last_decision, last_action), more = events_page(
-            source=source, since=since, since_action=after_action, size=limit
+        typed, (last_decision, last_action, last_appeal), more = events_page(
+            source=source,
+            since=since,
+            since_action=after_action,
+            since_appeal=after_appeal,
+            size=limit,
         )
-        return JsonResponse(
-            {"events": typed, "next": f"{last_decision}.{last_action}", "has_more": more}
-        )
+        # A third part only once the source has appeal outcomes: cursors products kept from
+        # before appeals existed keep their shape.
+        cursor = f"{last_decision}.{last_action}" + (f".{last_appeal}" if last_appeal else "")
+        return JsonResponse({"events": typed, "next": cursor, "has_more": more})
     events, cursor, more = decisions_page(source=source, since=since, size=limit)
     return JsonResponse({"decisions": events, "next": str(cursor), "has_more": more})
 
@@ -170,6 +178,35 @@ def api_author(request: HttpRequest, source: Source, author_id: str) -> JsonResp
     if author is None:
         return _error(404, "no such author", "id")
     return JsonResponse(author_api_dict(author))
+
+
+@machine_endpoint
+@csrf_exempt
+@require_POST
+def appeals_webhook(request: HttpRequest, slug: str) -> JsonResponse:
+    """An appeal of an item's removal or of an account action: signed, checked and refused
+    exactly as the item webhook is (a 4xx naming the field, nothing half-stored)."""
+    source = source_for_intake(slug)
+    if source is None:
+        return _error(404, "unknown source", "slug")
+    logs.bind(source_id=source.pk, source=slug)
+    try:
+        body = _read_body(request)
+        webhook_id, _ = verify(
+            headers=request.headers,
+            body=body,
+            secrets=source_valid_secrets(source=source),
+            tolerance=settings.WEBHOOK_TOLERANCE_SECONDS,
+        )
+        if not source.active:
+            raise IntakeError(403, "this source is deactivated", field="slug")
+        payload = parse_appeal_body(body)
+        appeal, created = appeal_receive(source=source, payload=payload, webhook_id=webhook_id)
+    except IntakeError as exc:
+        logger.info("appeal refused: %s %s", exc.status, exc.as_json().get("field"))
+        return JsonResponse(exc.as_json(), status=exc.status)
+    logger.info("appeal %s %s", appeal.pk, "stored" if created else "repeated")
+    return JsonResponse({"id": appeal.pk, "status": appeal.status}, status=202 if created else 200)
 
 
 @cache

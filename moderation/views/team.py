@@ -12,6 +12,7 @@ from django.views.decorators.http import require_GET
 from moderation.permissions import (
     reviewer_required,
 )
+from moderation.selectors.appeals import overturns_by_reviewer
 from moderation.selectors.golden import (
     GoldenAgreement,
     golden_agreement,
@@ -33,6 +34,7 @@ def team(request: HttpRequest) -> HttpResponse:
         {
             "rows": team_exposure(),
             "golden": [_with_bars(row) for row in golden_agreement()],
+            "overturns": overturns_by_reviewer(),
         },
     )
 
