@@ -18,7 +18,8 @@ from labelers.criteria import (
 )
 from labelers.models import Labeler
 from moderation.errors import StaleRevision
-from moderation.models import AccountActionProposal, Author, Item
+from moderation.models import AccountActionProposal, Appeal, Author, Item
+from moderation.services.appeals import appeal_decide
 from moderation.services.authors import proposal_confirm, proposal_dismiss
 from moderation.services.claims import item_claim, item_release
 from moderation.services.decisions import (
@@ -269,3 +270,18 @@ def test_the_chain_verifies_after_a_working_day(client, item, reviewer):
     decision_record(item=item, reviewer=reviewer, action="remove", reason_id=reason_id("remove"))
     checked, broken = chain_verify()
     assert broken is None and checked == AuditEntry.objects.count()
+
+
+def test_an_appeals_outcome_is_recorded_with_the_decision_it_made(item, reviewer):
+    removal = decision_record(
+        item=item, reviewer=reviewer, action="remove", reason_id=reason_id("remove")
+    )
+    appeal = Appeal.objects.create(
+        source=item.source, appeal_id="a-1", webhook_id="w-a-1", decision=removal, item=item
+    )
+    senior = UserFactory(senior=True)
+    decided = appeal_decide(appeal=appeal, senior=senior, outcome="overturned", revision=1)
+    row = only("appeal.overturned")
+    assert row.actor_id == senior.pk and row.object_id == str(appeal.pk)
+    assert row.after == {"status": "overturned", "decision_id": decided.result_decision_id}
+    no_content_anywhere()

@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from audit.services import audit_record
 from moderation.callbacks.deliveries import delivery_create
 from moderation.errors import ClaimConflict, IntakeError, NotAllowed
 from moderation.intake import check_storable
@@ -248,6 +249,13 @@ def appeal_decide(
         delivery = delivery_create(appeal=locked, source=source)
         if delivery is not None:
             callback_deliver_task.delay_on_commit(delivery.pk)
+        audit_record(
+            action=f"appeal.{outcome}",
+            actor=senior,
+            obj=locked,
+            before={"status": Appeal.Status.PENDING},
+            after={"status": outcome, "decision_id": result.pk if result else None},
+        )
     return locked
 
 
