@@ -32,6 +32,7 @@ urlpatterns = [
     path("account-actions/", authors.accounts, name="accounts"),
     path("account-actions/<int:proposal_id>/", authors.proposal_decide, name="proposal_decide"),
     path("webhooks/<slug:slug>/", api.webhook, name="webhook"),
+    path("webhooks/<slug:slug>/reports/", api.report_webhook, name="report_webhook"),
     path("api/items/", api.api_items, name="api_items"),
     path("api/items/<int:item_id>/", api.api_item, name="api_item"),
     path("api/decisions/", api.api_decisions, name="api_decisions"),

@@ -1,0 +1,148 @@
+"""Reports (a second intake): users' reports of items, the reporters' trust learned from
+how their earlier reports were decided, the report score that puts a reported item in the
+queue, and the reports a decision answers.
+
+The formulas (reporter trust, report score) are in moderation/selectors/reports.py.
+"""
+
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from moderation.errors import IntakeError
+from moderation.intake import ReportPayload
+from moderation.models import Decision, Item, Report, Source
+from moderation.selectors.reports import item_report_score, open_reporters
+from moderation.services.items import item_ingest
+from moderation.services.queue import queue_key_sync, queue_score_for
+
+
+def _latest_decision(item: Item) -> Decision | None:
+    return item.decisions.order_by("-created_at", "-id").first()
+
+
+def _item_reports_changed(locked: Item, *, source: Source) -> None:
+    """A new report on the locked item: its report score, and whether it enters the queue.
+
+    Undecided and labeled (or still labeling): it enters the queue as "reported", whatever
+    its labels said. Already in the queue or escalated: it keeps its place, at the higher
+    score. Received: the dispatch labels it first, and the verdict puts it in the queue
+    (moderation/services/verdicts.py). Removed: the removal answers the report; it never
+    comes back. Approved by a person: it comes back only when `source.report_return_reporters`
+    distinct reporters reported it since (an approval answered every earlier report).
+    """
+    now = timezone.now()
+    if locked.status == Item.Status.DECIDED:
+        latest = _latest_decision(locked)
+        if latest is not None and latest.action == Decision.Action.REMOVE:
+            Report.objects.filter(item_id=locked.pk, decision__isnull=True).update(decision=latest)
+            return
+        reporters = open_reporters(locked)
+        # An approval the system made (an auto-approve band) is the labels' word, not a
+        # person's: a report sends the item to a person at once.
+        by_person = latest is not None and latest.reviewer_id is not None
+        if by_person and len(reporters) < source.report_return_reporters:
+            locked.report_score = item_report_score(locked)
+            locked.save(update_fields=["report_score"])
+            return
+        locked.status = Item.Status.REPORTED
+        locked.waiting_since, locked.sla_breached = now, False
+        locked.claimed_by, locked.claim_expires_at = None, None
+    elif locked.status in (Item.Status.LABELING, Item.Status.LABELED):
+        locked.status = Item.Status.REPORTED
+        locked.waiting_since, locked.sla_breached = now, False
+    locked.report_score = item_report_score(locked)
+    locked.queue_score = queue_score_for(
+        status=locked.status,
+        violation_score=locked.violation_score,
+        report_score=locked.report_score,
+    )
+    queue_key_sync(locked)
+    locked.save(
+        update_fields=[
+            "status",
+            "report_score",
+            "queue_score",
+            "queue_key",
+            "waiting_since",
+            "sla_breached",
+            "claimed_by",
+            "claim_expires_at",
+        ]
+    )
+
+
+def report_ingest(
+    *, source: Source, payload: ReportPayload, webhook_id: str
+) -> tuple[Report, bool]:
+    """Store a report (and the item it carries, if not yet received), or return the one
+    already stored under its report_id: the flag says whether it is new. One transaction:
+    a refused report stores nothing, not even its item."""
+    existing = Report.objects.filter(source=source, report_id=payload.report_id).first()
+    if existing is not None:
+        return existing, False
+    with transaction.atomic():
+        item = Item.objects.filter(source=source, external_id=payload.external_id).first()
+        if item is None:
+            if payload.item is None:
+                raise IntakeError(
+                    404,
+                    f"no item with external_id {payload.external_id!r}: send the item first, "
+                    "or its content fields with the report",
+                    field="external_id",
+                )
+            item, _ = item_ingest(source=source, payload=payload.item, webhook_id=webhook_id)
+            if item.external_id != payload.external_id:
+                raise IntakeError(
+                    409, "webhook-id was already used for another item", field="webhook-id"
+                )
+        locked = Item.objects.select_for_update().get(pk=item.pk)
+        try:
+            with transaction.atomic():
+                report = Report.objects.create(
+                    source=source,
+                    report_id=payload.report_id,
+                    webhook_id=webhook_id,
+                    item=locked,
+                    reason=payload.reason,
+                    reporter_id=payload.reporter_id,
+                    comment=payload.comment,
+                )
+        except IntegrityError:
+            # The same report, raced by its own retry: answer with the stored one.
+            report = Report.objects.filter(source=source, report_id=payload.report_id).first()
+            if report is None:
+                raise
+            return report, False
+        _item_reports_changed(locked, source=source)
+    report.item = locked
+    return report, True
+
+
+def reports_answer(*, item: Item, decision_fields: dict) -> list[int]:
+    """For a decision about to be made on the locked item: the open reports an approval or
+    a removal answers (their report ids go into the decision's fields); the rows to mark
+    with reports_answered once the decision exists."""
+    if decision_fields.get("action") not in (Decision.Action.APPROVE, Decision.Action.REMOVE):
+        return []
+    rows = list(
+        Report.objects.filter(item_id=item.pk, decision__isnull=True)
+        .order_by("created_at", "id")
+        .values_list("pk", "report_id")
+    )
+    decision_fields["report_ids"] = [report_id for _, report_id in rows]
+    return [pk for pk, _ in rows]
+
+
+def reports_answered(*, item: Item, decision: Decision, report_pks: list[int]) -> None:
+    """The decision answers those reports (the locked item has none open now); an undo
+    opens again the reports the undone decision answered."""
+    if report_pks:
+        Report.objects.filter(pk__in=report_pks).update(decision=decision)
+        item.report_score = None
+        return
+    if decision.action != Decision.Action.UNDO or decision.undoes_id is None:
+        return
+    if Report.objects.filter(decision_id=decision.undoes_id).update(decision=None):
+        item.report_score = item_report_score(item)
