@@ -26,6 +26,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from django.db import connection
 from django.db.models import Count, Q
 
 from moderation.models import Decision, Item, Report
@@ -88,13 +89,31 @@ def open_reporters(item: Item) -> list[str]:
     )
 
 
+# The item's distinct open reporters, each with their record (decided and removed items of
+# their reports in the source), in one statement: intake runs it for every report. Anonymous
+# reports ("") share one row and no record. Portable SQL (PostgreSQL and SQLite).
+_OPEN_REPORTERS_SQL = f"""
+SELECT o.reporter_id,
+       COUNT(DISTINCT h.item_id),
+       COUNT(DISTINCT CASE WHEN d.action = %s THEN h.item_id END)
+FROM (SELECT DISTINCT reporter_id FROM {Report._meta.db_table}
+      WHERE item_id = %s AND decision_id IS NULL) o
+LEFT JOIN {Report._meta.db_table} h
+  ON h.source_id = %s AND h.reporter_id = o.reporter_id AND o.reporter_id <> ''
+  AND h.decision_id IS NOT NULL
+LEFT JOIN {Decision._meta.db_table} d ON d.id = h.decision_id
+GROUP BY o.reporter_id
+"""  # noqa: S608
+
+
 def item_report_score(item: Item) -> float | None:
     """The report score of the item's open reports (None when it has none)."""
-    reporters = open_reporters(item)
-    if not reporters:
-        return None
-    trust = reporters_trust(source_id=item.source_id, reporter_ids=reporters)
-    return report_score(trust.values())
+    with connection.cursor() as cursor:
+        cursor.execute(_OPEN_REPORTERS_SQL, [Decision.Action.REMOVE.value, item.pk, item.source_id])
+        rows = cursor.fetchall()
+    return report_score(
+        reporter_trust(removed=removed, decided=decided) for _, decided, removed in rows
+    )
 
 
 @dataclass(frozen=True)

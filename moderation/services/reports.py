@@ -7,7 +7,7 @@ The formulas (reporter trust, report score) are in moderation/selectors/reports.
 
 from __future__ import annotations
 
-from django.db import IntegrityError, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from moderation.errors import IntakeError
@@ -78,13 +78,25 @@ def report_ingest(
 ) -> tuple[Report, bool]:
     """Store a report (and the item it carries, if not yet received), or return the one
     already stored under its report_id: the flag says whether it is new. One transaction:
-    a refused report stores nothing, not even its item."""
-    existing = Report.objects.filter(source=source, report_id=payload.report_id).first()
-    if existing is not None:
-        return existing, False
+    a refused report stores nothing, not even its item.
+
+    The hot path is four statements: the item locked, the report inserted (a conflict on
+    (source, report_id) answers with the stored one, so a repeat racing itself stores one),
+    the item's open reporters with their records, the item's new place."""
     with transaction.atomic():
-        item = Item.objects.filter(source=source, external_id=payload.external_id).first()
+        # Unique per source: no ORDER BY to build or run.
+        item = next(
+            iter(
+                Item.objects.select_for_update()
+                .filter(source=source, external_id=payload.external_id)
+                .order_by()[:1]
+            ),
+            None,
+        )
         if item is None:
+            stored = _stored(source, payload.report_id)
+            if stored is not None:
+                return stored, False
             if payload.item is None:
                 raise IntakeError(
                     404,
@@ -92,32 +104,84 @@ def report_ingest(
                     "or its content fields with the report",
                     field="external_id",
                 )
-            item, _ = item_ingest(source=source, payload=payload.item, webhook_id=webhook_id)
-            if item.external_id != payload.external_id:
+            created, _ = item_ingest(source=source, payload=payload.item, webhook_id=webhook_id)
+            if created.external_id != payload.external_id:
                 raise IntakeError(
                     409, "webhook-id was already used for another item", field="webhook-id"
                 )
-        locked = Item.objects.select_for_update().get(pk=item.pk)
-        try:
-            with transaction.atomic():
-                report = Report.objects.create(
-                    source=source,
-                    report_id=payload.report_id,
-                    webhook_id=webhook_id,
-                    item=locked,
-                    reason=payload.reason,
-                    reporter_id=payload.reporter_id,
-                    comment=payload.comment,
-                )
-        except IntegrityError:
-            # The same report, raced by its own retry: answer with the stored one.
-            report = Report.objects.filter(source=source, report_id=payload.report_id).first()
-            if report is None:
-                raise
-            return report, False
-        _item_reports_changed(locked, source=source)
-    report.item = locked
+            item = Item.objects.select_for_update().get(pk=created.pk)
+        report = Report(
+            source=source,
+            report_id=payload.report_id,
+            webhook_id=webhook_id,
+            item=item,
+            reason=payload.reason,
+            reporter_id=payload.reporter_id,
+            comment=payload.comment,
+            created_at=timezone.now(),
+        )
+        if not _report_insert(report):
+            stored = _stored(source, payload.report_id)
+            if stored is None:
+                raise IntakeError(409, "report_id conflicts; send it again", field="report_id")
+            return stored, False
+        _item_reports_changed(item, source=source)
     return report, True
+
+
+def _stored(source: Source, report_id: str) -> Report | None:
+    return Report.objects.select_related("item").filter(source=source, report_id=report_id).first()
+
+
+_REPORT_COLUMNS = (
+    "source_id",
+    "report_id",
+    "webhook_id",
+    "item_id",
+    "reason",
+    "reporter_id",
+    "comment",
+    "created_at",
+)
+# Built once from the model, never from input: every value is a parameter. A conflict on
+# (source, report_id) inserts nothing and raises nothing, so no savepoint is needed.
+_REPORT_INSERT_SQL = (  # noqa: S608
+    "INSERT INTO {table} ({columns}, decision_id) VALUES ({values}, NULL) "
+    "ON CONFLICT (source_id, report_id) DO NOTHING"
+).format(
+    table=Report._meta.db_table,
+    columns=", ".join(_REPORT_COLUMNS),
+    values=", ".join(["%s"] * len(_REPORT_COLUMNS)),
+)
+
+
+def _report_insert(report: Report) -> bool:
+    """INSERT the report; False when its report_id is stored already."""
+    params = [
+        report.source_id,
+        report.report_id,
+        report.webhook_id,
+        report.item_id,
+        report.reason,
+        report.reporter_id,
+        report.comment,
+        connection.ops.adapt_datetimefield_value(report.created_at),
+    ]
+    with connection.cursor() as cursor:
+        if connection.features.can_return_columns_from_insert:
+            cursor.execute(_REPORT_INSERT_SQL + " RETURNING id", params)
+            row = cursor.fetchone()
+            if row is None:
+                return False
+            (report.pk,) = row
+        else:  # SQLite before 3.35
+            cursor.execute(_REPORT_INSERT_SQL, params)
+            if cursor.rowcount != 1:
+                return False
+            report.pk = cursor.lastrowid
+    report._state.adding = False
+    report._state.db = connection.alias
+    return True
 
 
 def reports_answer(*, item: Item, decision_fields: dict) -> list[int]:
