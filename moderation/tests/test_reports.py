@@ -18,6 +18,7 @@ from moderation.selectors.reports import (
 from moderation.services.decisions import decision_record, decision_undo
 from moderation.services.verdicts import item_labels_changed
 from moderation.tests.factories import ItemFactory, SourceFactory, UserFactory, reason_id
+from moderation.tests.test_openapi import errors, response_validator, validator_at
 from testkit.receiver import Receiver
 from testkit.signing import signed_headers
 
@@ -463,3 +464,26 @@ def test_the_item_page_shows_reports_with_trust_and_escaped_comments(
     assert "alice" in page and "25%" in page and "anonymous" in page
     assert "<script>alert(1)</script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+# --- the documented contract --------------------------------------------------------------
+
+REPORTS_PATH = "/webhooks/{slug}/reports/"
+
+
+def test_real_answers_match_the_documented_schemas(post_report, source):
+    labeled_item(source)
+    body = report(1, comment="see this")
+    assert not errors(validator_at(f"{REQUEST_POINTER}/schema"), body)
+    answers = {
+        202: post_report(source, body),
+        200: post_report(source, body),
+        404: post_report(source, report(2, external_id="nope")),
+        422: post_report(source, report(3, reason="")),
+    }
+    for status, response in answers.items():
+        assert response.status_code == status
+        assert errors(response_validator(REPORTS_PATH, "post", status), response.json()) == []
+
+
+REQUEST_POINTER = "/paths/~1webhooks~1{slug}~1reports~1/post/requestBody/content/application~1json"
