@@ -1,6 +1,7 @@
 """Intake benchmark: signed webhook (the product) against a bare Django insert (baseline).
 
     .venv/bin/python bench/intake.py [--count N] [--concurrency C] [--rounds R] [--small]
+                                     [--reports]
 
 What it does, every run from scratch:
 
@@ -18,7 +19,11 @@ What it does, every run from scratch:
    aborted after 120 s). Before the first run, 100 untimed requests to each target bring every
    worker to a warm state. Runs go baseline, product, baseline[, product, baseline ...] so that
    drift between runs is visible.
-5. Prints a table and checks the targets: product >= 0.5 x baseline req/s, product p99 < 100 ms.
+   With --reports, each round also runs signed reports (`/webhooks/<slug>/reports/`), each a
+   distinct reporter's report of one of SEED_ITEMS labeled items stored beforehand (so reports
+   move items into the queue, as in production), right after the item run.
+5. Prints a table and checks the targets: product >= 0.5 x baseline req/s, product p99 < 100 ms;
+   with --reports, report req/s >= 0.8 x item (product) req/s.
 6. Stops gunicorn, drops the database, flushes Redis db 15.
 
 Exit status: 0 when every run completed without errors, 1 otherwise; with --strict, 2 when the
@@ -60,7 +65,12 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PATHS = {
     "baseline": "/baseline/",
     "product": f"/webhooks/{SOURCE_SLUG}/",
+    "reports": f"/webhooks/{SOURCE_SLUG}/reports/",
 }
+# Items stored before the report runs, each labeled and out of the queue; reports cycle over
+# them (a few reports per item per run, each from a new reporter).
+SEED_ITEMS = 1000
+REPORT_TARGET_RATIO = 0.8
 PRIME_REQUESTS = 100  # per target, once, before the first timed run
 TARGET_RATIO = 0.5
 TARGET_P99_MS = 100.0
@@ -87,13 +97,24 @@ def _build_requests(conf: dict, n: int, phase: str) -> list[tuple[str, bytes, di
     path = PATHS[conf["target"]]
     out = []
     for i in range(n):
-        body = json.dumps(
-            {
-                "external_id": f"{run}-{i}",
-                "content_text": TEXT.format(n=i),
-                "metadata": {"author": f"u{i % 97}"},
-            }
-        )
+        if conf["target"] == "reports":
+            body = json.dumps(
+                {
+                    "report_id": f"{run}-{i}",
+                    "external_id": f"seed-{i % SEED_ITEMS}",
+                    "reason": "spam",
+                    "reporter": {"id": f"{run}-u{i}"},
+                    "comment": "this is spam",
+                }
+            )
+        else:
+            body = json.dumps(
+                {
+                    "external_id": f"{run}-{i}",
+                    "content_text": TEXT.format(n=i),
+                    "metadata": {"author": f"u{i % 97}"},
+                }
+            )
         headers = {"Content-Type": "application/json"}
         if conf["target"] != "baseline":
             msg_id = f"msg_{uuid.uuid4().hex}"
@@ -275,6 +296,23 @@ print("BENCH_SOURCE=" + json.dumps({"slug": source.slug, "secret": secret}))
 """
 
 
+SEED = """
+from moderation.models import Item, Source
+source = Source.objects.get(slug=%r)
+Item.objects.bulk_create(
+    Item(source=source, external_id=f"seed-{i}", webhook_id=f"seed-{i}",
+         content_text=f"seeded item {i}", content_hash=f"{i:064x}",
+         status=Item.Status.LABELED, violation_score=0.05)
+    for i in range(%d)
+)
+"""
+
+
+def seed_items(env: dict) -> None:
+    """Labeled items out of the queue, for the report runs to report."""
+    manage(env, "shell", "-c", SEED % (SOURCE_SLUG, SEED_ITEMS))
+
+
 def create_source(env: dict) -> str:
     out = manage(env, "shell", "-c", CREATE_SOURCE % SOURCE_SLUG)
     for line in out.splitlines():
@@ -421,6 +459,9 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=120.0, help="abort a run after (s)")
     parser.add_argument("--small", action="store_true", help="CI size: 200 requests, 20 warm-up")
     parser.add_argument("--strict", action="store_true", help="exit 2 when a target is missed")
+    parser.add_argument(
+        "--reports", action="store_true", help="also run signed reports after each item run"
+    )
     args = parser.parse_args()
     if args.small:
         args.count, args.warmup = min(args.count, 200), min(args.warmup, 20)
@@ -450,12 +491,14 @@ def main() -> int:
             "CREATE TABLE bench_baseline (id bigserial PRIMARY KEY, external_id text, body jsonb)"
         )
         secret = create_source(env)
+        if args.reports:
+            seed_items(env)
         port = free_port()
         web = start_gunicorn(env, port=port, workers=args.workers, log=log)
 
         # Prime both paths on every worker (imports, DB and broker connections) before timing:
         # otherwise whichever target runs first pays for the workers' cold start.
-        for target in ("baseline", "product"):
+        for target in ("baseline", "product", *(["reports"] if args.reports else [])):
             primed = run_load(
                 {
                     "target": target,
@@ -475,7 +518,7 @@ def main() -> int:
 
         plan = ["baseline"]
         for _ in range(args.rounds):
-            plan += ["product", "baseline"]
+            plan += ["product", *(["reports"] if args.reports else []), "baseline"]
         seen: dict[str, int] = {}
         for target in plan:
             seen[target] = seen.get(target, 0) + 1
@@ -528,6 +571,21 @@ def main() -> int:
         )
         print(f"product/baseline req/s: {prod_rps:.1f} / {base_rps:.1f} = {ratio:.2f}")
         print(f"product p99: {prod_p99s} ms (worst {worst_p99:.1f})")
+        reports = [r for r in rows if r["target"] == "reports"]
+        report_ok = True
+        if reports:
+            report_rps = sum(r["rps"] for r in reports) / len(reports)
+            report_ratio = report_rps / prod_rps
+            report_ok = report_ratio >= REPORT_TARGET_RATIO
+            (stored_reports, reported) = pg_bench(
+                "SELECT (SELECT count(*) FROM moderation_report), "
+                "(SELECT count(*) FROM moderation_item WHERE status = 'reported')"
+            )[0]
+            print(
+                f"reports/items req/s: {report_rps:.1f} / {prod_rps:.1f} = {report_ratio:.2f} "
+                f"(report p99 worst {max(r['p99'] for r in reports):.1f} ms; stored "
+                f"{stored_reports} reports, {reported} items now reported)"
+            )
         sent = {
             t: PRIME_REQUESTS + sum(args.warmup + r["requests"] for r in rows if r["target"] == t)
             for t in PATHS
@@ -541,11 +599,17 @@ def main() -> int:
         print("targets: signed intake >= 0.5 x baseline req/s, p99 < 100 ms")
         print(f"  req/s ratio {ratio:.2f} >= {TARGET_RATIO}: {'PASS' if ratio_ok else 'FAIL'}")
         print(f"  p99 {worst_p99:.1f} ms < {TARGET_P99_MS:.0f} ms: {'PASS' if p99_ok else 'FAIL'}")
+        if reports:
+            print(
+                f"  reports req/s ratio {report_ratio:.2f} >= {REPORT_TARGET_RATIO}: "
+                f"{'PASS' if report_ok else 'FAIL'}"
+            )
         print(f"  errors: {'none' if clean else 'SOME (see table)'}")
-        print(f"overall: {'PASS' if ratio_ok and p99_ok and clean else 'FAIL'}")
+        passed = ratio_ok and p99_ok and report_ok
+        print(f"overall: {'PASS' if passed and clean else 'FAIL'}")
         if not clean:
             return 1
-        return 2 if args.strict and not (ratio_ok and p99_ok) else 0
+        return 2 if args.strict and not passed else 0
     finally:
         stop(web)
         cleanup(data_dir)

@@ -294,6 +294,8 @@ _IN_FLOW = (
     Item.Status.FAILED,
     Item.Status.UNROUTED,
     Item.Status.AUDIT,
+    # Reported and not flagged: a lower threshold may flag it (its place can only rise).
+    Item.Status.REPORTED,
 )
 
 

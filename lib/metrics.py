@@ -31,6 +31,11 @@ INTAKE_REQUESTS = Counter(
     "Webhook requests by HTTP status answered",
     ["status"],
 )
+REPORT_REQUESTS = Counter(
+    "modqueue_report_requests_total",
+    "Report webhook requests by HTTP status answered",
+    ["status"],
+)
 LABELS = Counter(
     "modqueue_labels_total",
     "Label task outcomes (done, cached, failed, retry, paused, waiting_key, skipped, ...)",

@@ -64,6 +64,7 @@ class SourceForm(forms.ModelForm):
         # Left out of a form (an older one, a script posting the form): the value stays.
         self.fields["strike_window_days"].required = False
         self.fields["appeal_window_days"].required = False
+        self.fields["report_return_reporters"].required = False
 
     def clean_strike_window_days(self):
         days = self.cleaned_data.get("strike_window_days")
@@ -72,6 +73,10 @@ class SourceForm(forms.ModelForm):
     def clean_appeal_window_days(self):
         days = self.cleaned_data.get("appeal_window_days")
         return self.instance.appeal_window_days if days is None else days
+
+    def clean_report_return_reporters(self):
+        reporters = self.cleaned_data.get("report_return_reporters")
+        return self.instance.report_return_reporters if reporters is None else reporters
 
     def clean_account_thresholds(self):
         value = self.cleaned_data.get("account_thresholds")

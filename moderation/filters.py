@@ -9,6 +9,8 @@ from urllib.parse import urlencode
 
 from django.http import QueryDict
 
+from moderation.models import REPORT_REASON_MAX
+
 STATUSES = {
     "undecided": "Undecided",
     "failed": "Labeling failed",
@@ -58,6 +60,8 @@ class QueueFilter:
     media: str = ""  # "", "image", "video", "text" (no media)
     status: str = "undecided"
     q: str = ""  # search over external_id and text
+    reported: bool = False  # only items with open reports
+    report_reason: str = ""  # only items reported for this reason
 
     @classmethod
     def from_query(cls, query: QueryDict) -> QueueFilter:
@@ -76,6 +80,8 @@ class QueueFilter:
             media=media if media in ("image", "video", "text") else "",
             status=status if status in STATUSES else "undecided",
             q=query.get("q", "").strip()[:SEARCH_MAX_LENGTH],
+            reported=query.get("reported", "") in ("1", "on", "true", "True"),
+            report_reason=query.get("report_reason", "").strip()[:REPORT_REASON_MAX],
         )
 
     @staticmethod
@@ -114,7 +120,7 @@ class QueueFilter:
         """The non-default values, as query parameters."""
         defaults = QueueFilter()
         return {
-            f.name: str(value)
+            f.name: "1" if value is True else str(value)
             for f in fields(self)
             if (value := getattr(self, f.name)) != getattr(defaults, f.name) and value is not None
         }

@@ -22,6 +22,7 @@ from django.conf import settings
 from PIL import Image
 
 from moderation.errors import IntakeError
+from moderation.models import REPORT_COMMENT_MAX, REPORT_REASON_MAX
 
 IMAGE_TYPES = {"image/png": "PNG", "image/jpeg": "JPEG", "image/gif": "GIF", "image/webp": "WEBP"}
 VIDEO_TYPES = ("video/mp4", "video/quicktime", "video/webm")
@@ -78,7 +79,7 @@ def _check_storable(value: str, field_name: str) -> None:
 check_storable = _check_storable
 
 
-def parse_body(body: bytes) -> IntakePayload:
+def _load_object(body: bytes) -> dict[str, Any]:
     try:
         data = json.loads(body, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -87,14 +88,25 @@ def parse_body(body: bytes) -> IntakePayload:
         raise IntakeError(400, "body is nested too deeply", field="body") from None
     if not isinstance(data, dict):
         raise IntakeError(422, "body must be a JSON object", field="body")
+    return data
 
+
+def _external_id(data: dict[str, Any]) -> str:
     external_id = data.get("external_id")
     if not isinstance(external_id, str) or not external_id.strip():
         raise IntakeError(422, "external_id is required and must be a string", field="external_id")
     if len(external_id) > 255:
         raise IntakeError(422, "external_id is longer than 255 characters", field="external_id")
     _check_storable(external_id, "external_id")
-    payload = IntakePayload(external_id=external_id)
+    return external_id
+
+
+def parse_body(body: bytes) -> IntakePayload:
+    return _parse_item(_load_object(body))
+
+
+def _parse_item(data: dict[str, Any]) -> IntakePayload:
+    payload = IntakePayload(external_id=_external_id(data))
 
     text = data.get("content_text")
     if text is not None:
@@ -144,6 +156,75 @@ def parse_body(body: bytes) -> IntakePayload:
     if (author := data.get("author")) is not None:
         payload.author = parse_author(author)
     return payload
+
+
+CONTENT_FIELDS = ("content_text", "content_image", "content_video")
+
+
+@dataclass(frozen=True)
+class ReportPayload:
+    """A user's report (POST /webhooks/<slug>/reports/); `item`: the item's content, when the
+    report carries it (to create an item not yet received)."""
+
+    report_id: str
+    external_id: str
+    reason: str
+    reporter_id: str = ""  # "": anonymous
+    comment: str = ""
+    item: IntakePayload | None = None
+
+
+def _report_string(data: dict[str, Any], name: str, *, max_chars: int, required: bool) -> str:
+    value = data.get(name)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str):
+        qualifier = "is required and " if required else ""
+        raise IntakeError(422, f"{name} {qualifier}must be a string", field=name)
+    if required and not value.strip():
+        raise IntakeError(422, f"{name} must not be empty", field=name)
+    if len(value) > max_chars:
+        # A long comment is content a product sent in bulk (413, as content_text); the
+        # identifiers and the reason are malformed (422).
+        status = 413 if name == "comment" else 422
+        raise IntakeError(status, f"{name} is longer than {max_chars} characters", field=name)
+    _check_storable(value, name)
+    return value
+
+
+def parse_report_body(body: bytes) -> ReportPayload:
+    """`{"report_id", "external_id", "reason", "reporter": {"id"}, "comment"}` and, for an item
+    not yet received, its content fields and `author` as the item webhook takes them."""
+    data = _load_object(body)
+    report_id = _report_string(data, "report_id", max_chars=255, required=True)
+    external_id = _external_id(data)
+    reason = _report_string(data, "reason", max_chars=REPORT_REASON_MAX, required=True)
+    reporter_id = ""
+    if (reporter := data.get("reporter")) is not None:
+        if not isinstance(reporter, dict):
+            raise IntakeError(422, "reporter must be a JSON object", field="reporter")
+        if reporter.get("id") is None:
+            raise IntakeError(
+                422, "reporter.id is required when reporter is present", field="reporter.id"
+            )
+        # A number is refused, not converted, as author.id.
+        reporter_id = _report_string(
+            {"reporter.id": reporter["id"]}, "reporter.id", max_chars=255, required=True
+        )
+    comment = _report_string(data, "comment", max_chars=REPORT_COMMENT_MAX, required=False)
+    item = None
+    if any(data.get(name) is not None for name in CONTENT_FIELDS):
+        item = _parse_item(data)
+    elif data.get("author") is not None:
+        parse_author(data["author"])  # a broken author is refused even without content
+    return ReportPayload(
+        report_id=report_id,
+        external_id=external_id,
+        reason=reason,
+        reporter_id=reporter_id,
+        comment=comment,
+        item=item,
+    )
 
 
 AUTHOR_MAX_NAME = 255

@@ -98,6 +98,13 @@ class Source(models.Model):
     appeal_sla_minutes = models.PositiveIntegerField(
         null=True, blank=True, help_text="e.g. 2880 for 2 days; empty for no SLA"
     )
+    # An approved item goes back to review when this many new distinct reporters report it
+    # after the approval (a removed one never does).
+    report_return_reporters = models.PositiveIntegerField(
+        default=3,
+        validators=[MinValueValidator(1)],
+        help_text="New distinct reporters that send an approved item back to review.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -110,7 +117,8 @@ class Source(models.Model):
 # Statuses of items waiting in the review queue (Item.Status values): flagged by a labeler,
 # judged by none (failed, unrouted), an unflagged item drawn as an audit sample, or a decided
 # item an admin sent back for another look.
-IN_QUEUE = ("flagged", "failed", "unrouted", "audit", "rereview")
+# A reported item (users reported it, whatever its labels said) waits here too.
+IN_QUEUE = ("flagged", "failed", "unrouted", "audit", "rereview", "reported")
 # Items a person may still claim and decide: the queue, and escalated items (seniors only).
 REVIEWABLE = (*IN_QUEUE, "escalated")
 # The queue's "labeling failed" status: no machine judged these.
@@ -118,7 +126,16 @@ QUEUE_FAILED = ("failed", "unrouted")
 # Items whose status still follows their labels (a verdict moves them): not decided by anyone
 # yet. An audit sample follows its labels like any undecided item (a later "1" flags it); an
 # escalated item does not (a person judged it already).
-FOLLOWS_LABELS = ("received", "labeling", "labeled", "flagged", "failed", "unrouted", "audit")
+FOLLOWS_LABELS = (
+    "received",
+    "labeling",
+    "labeled",
+    "flagged",
+    "failed",
+    "unrouted",
+    "audit",
+    "reported",
+)
 # Items a relabel after publishing a new labeler version may pick: undecided, in the queue or
 # not (a "0" of the old version may be a "1" of the new one), escalated ones too; never
 # decided ones (their review is done) nor audit samples.
@@ -130,6 +147,7 @@ RELABEL_ON_PUBLISH = (
     "failed",
     "unrouted",
     "escalated",
+    "reported",
 )
 
 # "Remove all open items" on an author's page acts on at most this many at a time, the oldest
@@ -212,6 +230,8 @@ class Item(models.Model):
         AUDIT = "audit", "Audit sample (in queue)"
         # Decided, sent back to the queue by an admin (e.g. after the criteria changed).
         REREVIEW = "rereview", "Sent for re-review (in queue)"
+        # Undecided, not flagged, but users reported it (moderation/services/reports.py).
+        REPORTED = "reported", "Reported (in queue)"
         ESCALATED = "escalated", "Escalated"
         DECIDED = "decided", "Decided"
 
@@ -258,6 +278,9 @@ class Item(models.Model):
     queue_key = models.FloatField(null=True, blank=True)
     # Past its source's review SLA while waiting (set by the SLA sweep, cleared by an edit).
     sla_breached = models.BooleanField(default=False)
+    # The score of its open reports (see moderation/services/reports.py), None without any:
+    # a reported item waits in the queue at the higher of this and its violation score.
+    report_score = models.FloatField(null=True, blank=True)
     flagged_at = models.DateTimeField(null=True, blank=True)
     # The labeler versions whose answers make up the current verdict (ids, as the labelers
     # app handed them over); each decision keeps a copy, so quality and re-review know which
@@ -288,12 +311,12 @@ class Item(models.Model):
             models.Index(
                 fields=["queue_key", "id"],
                 condition=Q(status__in=IN_QUEUE),
-                name="item_queue_key_idx",
+                name="item_queue_idx",
             ),
             models.Index(
                 fields=["source", "queue_key", "id"],
                 condition=Q(status__in=IN_QUEUE),
-                name="item_queue_key_source_idx",
+                name="item_queue_source_idx",
             ),
             # "Labeling failed" (failed + unrouted): a few among many, so an index of their own.
             models.Index(
@@ -310,7 +333,7 @@ class Item(models.Model):
             models.Index(
                 fields=["source", "sla_breached", "waiting_since"],
                 condition=Q(status__in=IN_QUEUE),
-                name="item_waiting_idx",
+                name="item_waiting_sla_idx",
             ),
             # The admins' dashboard: items received and flagged today and this week, each
             # count one range of an index (flagged_at is empty for most items).
@@ -406,6 +429,9 @@ class Decision(models.Model):
     )
     # The labeler versions in force for the item when it was decided (Item.verdict_versions).
     labeler_versions = models.JSONField(default=list, blank=True)
+    # The products' report ids this decision answers (its item's open reports when it was
+    # made), kept as sent: the callback and the feed carry them as `report_ids`.
+    report_ids = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["created_at", "id"]
@@ -927,3 +953,48 @@ class Appeal(models.Model):
 
     def __str__(self) -> str:
         return f"appeal {self.appeal_id} ({self.status})"
+
+
+REPORT_REASON_MAX = 100
+REPORT_COMMENT_MAX = 5_000
+
+
+class Report(models.Model):
+    """A user's report of an item, as a product sent it (POST /webhooks/<slug>/reports/):
+    one per (source, report_id). Open until a decision answers it (`decision`); an undo of
+    that decision opens it again."""
+
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="+")
+    report_id = models.CharField(max_length=255)
+    webhook_id = models.CharField(max_length=255)
+    # No index of its own: report_item_reason_idx (item, reason) serves every lookup.
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="reports", db_index=False)
+    reason = models.CharField(max_length=REPORT_REASON_MAX)
+    # The product's id of the reporting account; "" when the report is anonymous.
+    reporter_id = models.CharField(max_length=255, blank=True)
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # The decision that answered it (an approval or a removal); None while open.
+    decision = models.ForeignKey(
+        Decision, null=True, blank=True, on_delete=models.PROTECT, related_name="reports"
+    )
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["source", "report_id"], name="report_id_unique")
+        ]
+        indexes = [
+            # An item's reports, open ones first read by the score; and by reason (the
+            # queue's reason filter).
+            models.Index(fields=["item", "reason"], name="report_item_reason_idx"),
+            # A reporter's record: their decided reports, for their trust.
+            models.Index(
+                fields=["source", "reporter_id"],
+                condition=~Q(reporter_id=""),
+                name="report_reporter_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"report {self.report_id} on {self.item_id}"

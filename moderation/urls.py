@@ -35,6 +35,7 @@ urlpatterns = [
     path("appeals/<int:appeal_id>/", appeals.appeal_detail, name="appeal"),
     path("webhooks/<slug:slug>/", api.webhook, name="webhook"),
     path("webhooks/<slug:slug>/appeals/", api.appeals_webhook, name="webhook_appeals"),
+    path("webhooks/<slug:slug>/reports/", api.report_webhook, name="report_webhook"),
     path("api/items/", api.api_items, name="api_items"),
     path("api/items/<int:item_id>/", api.api_item, name="api_item"),
     path("api/decisions/", api.api_decisions, name="api_decisions"),

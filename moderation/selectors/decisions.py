@@ -152,6 +152,8 @@ def decision_event(
         "undoes": decision.undoes_id,
         # Made by the system (a labeler's auto-approve band), not by a person.
         "automatic": decision.reviewer_id is None,
+        # The products' ids of the reports this decision answers (possibly none).
+        "report_ids": list(decision.report_ids or []),
     }
     if include_reviewer:
         reviewer = decision.reviewer

@@ -21,6 +21,7 @@ from moderation.models import (
     QUEUE_FAILED,
     Decision,
     Item,
+    Report,
     Source,
     free_for,
     queue_key_ranges,
@@ -115,6 +116,12 @@ def queue_filter_q(filters: QueueFilter, *, allowed: frozenset[int] | None, pref
         q &= ~Q(**{f"{prefix}content_video": ""})
     elif filters.media == "text":
         q &= Q(**{f"{prefix}content_image": "", f"{prefix}content_video": ""})
+    if filters.reported:
+        q &= Q(**{f"{prefix}report_score__isnull": False})
+    if filters.report_reason:
+        q &= Exists(
+            Report.objects.filter(item_id=OuterRef(f"{prefix}pk"), reason=filters.report_reason)
+        )
     if filters.q:
         # Prefix on external_id, contains on the text: both served by trigram indexes on
         # PostgreSQL (migration 0007).

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from moderation.models import Decision, Item, Source
+from moderation.models import Decision, Item, Report, Source
 
 
 def appeal_until(source: Source, decided_at: datetime) -> datetime:
@@ -71,9 +71,27 @@ def flagged_by(decisions: Iterable[Decision]) -> dict[int, list[dict[str, Any]]]
 
 
 def reports_relied_on(decisions: Iterable[Decision]) -> dict[int, list[dict[str, Any]]]:
-    """Per decision, the users' reports it answers, as facts relied on. The reports intake
-    fills this in; until then no decision relies on a report."""
-    return {decision.pk: [] for decision in decisions}
+    """Per decision, the users' reports it answers (its `report_ids`, as sent), as facts
+    relied on: each report's id, reason and when it came; never the reporter or comment.
+    One query for all the decisions."""
+    decisions = list(decisions)
+    wanted = {(d.item_id, rid) for d in decisions for rid in d.report_ids or ()}
+    found: dict[tuple[int, str], dict[str, Any]] = {}
+    if wanted:
+        rows = Report.objects.filter(
+            item_id__in={item_id for item_id, _ in wanted},
+            report_id__in={rid for _, rid in wanted},
+        ).values_list("item_id", "report_id", "reason", "created_at")
+        for item_id, report_id, reason, created_at in rows:
+            found[(item_id, report_id)] = {
+                "report_id": report_id,
+                "reason": reason,
+                "reported_at": created_at.isoformat(),
+            }
+    return {
+        d.pk: [found[(d.item_id, rid)] for rid in d.report_ids or () if (d.item_id, rid) in found]
+        for d in decisions
+    }
 
 
 def decision_facts(decisions: Iterable[Decision]) -> dict[int, dict[str, Any]]:
@@ -110,6 +128,7 @@ def removal_statements(decisions: Iterable[Decision], *, source: Source) -> dict
             policy=policy,
             action="Removal of the content",
             facts=[fact],
+            # Flagged by a labeler; reported by users only is a human detection.
             automated_detection=bool(fact["flagged_by"]),
             automated_decision=decision.reviewer_id is None,
             appeal_until=appeal_until(source, decision.created_at),

@@ -29,6 +29,7 @@ from moderation.models import (
 from moderation.services.authors import decision_strikes
 from moderation.services.items import item_revision_check
 from moderation.services.queue import queue_key_sync, queue_score_for
+from moderation.services.reports import reports_answer, reports_answered
 from moderation.tasks import callback_deliver_task
 
 REASON_KEYS = range(1, 10)
@@ -216,7 +217,9 @@ def item_decision_apply(
     that follow the status, saved in one UPDATE with the fields in `also` the caller set."""
     locked.status = status
     locked.decided_at = decided_at
-    locked.queue_score = queue_score_for(status=status, violation_score=locked.violation_score)
+    locked.queue_score = queue_score_for(
+        status=status, violation_score=locked.violation_score, report_score=locked.report_score
+    )
     locked.claimed_by = claimed_by
     locked.claim_expires_at = claim_expires_at
     queue_key_sync(locked)
@@ -227,6 +230,7 @@ def item_decision_apply(
             "decided_at",
             "queue_score",
             "queue_key",
+            "report_score",
             "claimed_by",
             "claim_expires_at",
         ]
@@ -235,14 +239,19 @@ def item_decision_apply(
 
 def decision_create(*, item: Item, **fields) -> Decision:
     """Every decision, whoever makes it (a reviewer, or an automatic one), is made here, in
-    the caller's transaction: it goes back to the product by callback once committed.
+    the caller's transaction: it goes back to the product by callback once committed. An
+    approval or a removal answers the item's open reports (their ids go with it); an undo
+    opens again those of the decision it reverses.
 
     The source's row lock is held from the insert to the commit, so a source's decision ids
     commit in increasing order: the decisions feed (keyset by id) then never skips one that
     committed late behind a higher id.
     """
     source = Source.objects.select_for_update().get(pk=item.source_id)
+    answered = reports_answer(item=item, decision_fields=fields)
     decision = Decision.objects.create(item=item, **fields)
+    # Before the caller applies the decision to the item: its report score follows.
+    reports_answered(item=item, decision=decision, report_pks=answered)
     delivery = delivery_create(decision=decision, source=source)
     if delivery is not None:
         callback_deliver_task.delay_on_commit(delivery.pk)

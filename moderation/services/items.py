@@ -138,6 +138,7 @@ _INSERT_CONSTANTS = {
     "queue_score": "NULL",
     "queue_key": "NULL",
     "sla_breached": "false",
+    "report_score": "NULL",
     "flagged_at": "NULL",
     "verdict_versions": "'[]'",
     "decided_at": "NULL",

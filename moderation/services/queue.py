@@ -11,22 +11,35 @@ from django.utils import timezone
 from moderation.models import (
     AUDIT_QUEUE_SCORE,
     IN_QUEUE,
+    REVIEWABLE,
     Item,
     Source,
     queue_key,
 )
 
 
-def queue_score_for(*, status: str, violation_score: float | None) -> float | None:
+def queue_score_for(
+    *, status: str, violation_score: float | None, report_score: float | None = None
+) -> float | None:
     """The review queue's sort score of an item in `status`: its violation score while
     flagged or escalated; 1.0 when no labeler could judge it, so it sits with the most likely
-    violations; none outside the queue."""
+    violations; none outside the queue. An item with open reports waits at the higher of
+    that and its report score (a reported item that no labeler flagged: its report score)."""
+    score = _status_score(status=status, violation_score=violation_score)
+    if report_score is None or status not in REVIEWABLE:
+        return score
+    return max(score or 0.0, report_score)
+
+
+def _status_score(*, status: str, violation_score: float | None) -> float | None:
     if status in (Item.Status.FAILED, Item.Status.UNROUTED):
         return 1.0
     if status == Item.Status.AUDIT:
         return AUDIT_QUEUE_SCORE
     if status in (Item.Status.FLAGGED, Item.Status.ESCALATED, Item.Status.REREVIEW):
         return violation_score if violation_score is not None else 1.0
+    if status == Item.Status.REPORTED:
+        return violation_score
     return None
 
 

@@ -38,12 +38,14 @@ def items_send_for_rereview(*, item_ids: Iterable[int], requested_by) -> int:
             items = list(
                 Item.objects.select_for_update()
                 .filter(pk__in=batch, status=Item.Status.DECIDED)
-                .only("id", "violation_score")
+                .only("id", "violation_score", "report_score")
             )
             for item in items:
                 item.status = Item.Status.REREVIEW
                 item.queue_score = queue_score_for(
-                    status=item.status, violation_score=item.violation_score
+                    status=item.status,
+                    violation_score=item.violation_score,
+                    report_score=item.report_score,
                 )
                 # The wait (and the source's SLA clock) starts now.
                 item.waiting_since, item.sla_breached = now, False

@@ -18,7 +18,7 @@ from moderation.models import (
     Item,
 )
 from moderation.services.decisions import decision_create, item_decision_apply
-from moderation.services.queue import queue_key_expression
+from moderation.services.queue import queue_key_expression, queue_key_sync, queue_score_for
 
 
 class ReceivedItem(NamedTuple):
@@ -128,10 +128,68 @@ def item_labels_changed(
             default=F("flagged_at"),
         )
     # One UPDATE, whatever the item's state: the status moves only while it is undecided.
-    items = Item.objects.filter(pk=item_id)
+    # A reported item (few) is taken under its lock instead: its place is computed.
+    items = Item.objects.filter(pk=item_id, report_score__isnull=True)
     if revision is not None:
         items = items.filter(revision=revision)
-    items.update(**fields)
+    if not items.update(**fields):
+        _reported_item_labels_changed(
+            item_id=item_id,
+            status=status,
+            violation_score=violation_score,
+            revision=revision,
+            versions=versions,
+        )
+
+
+def _reported_item_labels_changed(
+    *,
+    item_id: int,
+    status: str,
+    violation_score: float | None,
+    revision: int | None,
+    versions: list[int] | None,
+) -> None:
+    """The verdict on an item with open reports: it is in the queue whatever its labels said
+    (not flagged: "reported"), at the higher of its violation and report scores; never
+    approved automatically."""
+    with transaction.atomic():
+        locked = (
+            Item.objects.select_for_update().filter(pk=item_id, report_score__isnull=False).first()
+        )
+        if locked is None or (revision is not None and locked.revision != revision):
+            return  # gone, not reported, or edited since
+        _reported_verdict_apply(
+            locked, status=status, violation_score=violation_score, versions=versions
+        )
+
+
+def _reported_verdict_apply(
+    locked: Item, *, status: str, violation_score: float | None, versions: list[int] | None
+) -> None:
+    locked.violation_score = violation_score
+    if versions is not None:
+        locked.verdict_versions = list(versions)
+    if locked.status in FOLLOWS_LABELS:
+        if status in (Item.Status.LABELING, Item.Status.LABELED):
+            status = Item.Status.REPORTED
+        if status == Item.Status.FLAGGED and locked.flagged_at is None:
+            locked.flagged_at = timezone.now()
+        locked.status = status
+        locked.queue_score = queue_score_for(
+            status=status, violation_score=violation_score, report_score=locked.report_score
+        )
+        queue_key_sync(locked)
+    locked.save(
+        update_fields=[
+            "violation_score",
+            "verdict_versions",
+            "status",
+            "flagged_at",
+            "queue_score",
+            "queue_key",
+        ]
+    )
 
 
 def _item_auto_approve(
@@ -165,9 +223,17 @@ def _item_auto_approve_locked(
         # A reviewer holds it (an audit sample, or a flagged item a threshold change just
         # cleared): their decision, not the system's, settles it.
         return
-    if locked.status not in FOLLOWS_LABELS:
+    if locked.status not in FOLLOWS_LABELS or locked.report_score is not None:
         # Decided meanwhile (by a person, or by an earlier verdict): the score and versions
-        # follow the labels, the decision stands.
+        # follow the labels, the decision stands. Reported: users asked for a person.
+        if locked.report_score is not None:
+            _reported_verdict_apply(
+                locked,
+                status=Item.Status.LABELED,
+                violation_score=violation_score,
+                versions=versions,
+            )
+            return
         locked.violation_score = violation_score
         locked.verdict_versions = list(versions)
         locked.save(update_fields=["violation_score", "verdict_versions"])

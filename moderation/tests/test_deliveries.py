@@ -126,6 +126,7 @@ def test_a_decision_reaches_the_receiver_signed_with_the_sources_secret(
         "decided_at": decision.created_at.isoformat(),
         "undoes": None,
         "automatic": False,
+        "report_ids": [],
     }
     assert decision.reason == "Hate or harassment"
     assert request.headers["webhook-id"] == f"dec_{decision.pk}"

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from labelers.models import Label
-from moderation.models import AccountAction, Author, DecisionReason, Item
+from moderation.models import AccountAction, Author, DecisionReason, Item, Report
 from moderation.selectors.authors import account_action_event
 from moderation.selectors.decisions import decision_event, decisions_page
 from moderation.services.decisions import decision_record
@@ -144,3 +144,26 @@ def test_admins_write_each_reasons_policy_text_and_each_sources_appeal_window(cl
     assert 'name="policy_text"' in page
     page = client.get(f"/admin/moderation/source/{source.pk}/change/").content.decode()
     assert 'name="appeal_window_days"' in page and 'name="appeal_sla_minutes"' in page
+
+
+def test_a_removal_answering_reports_relies_on_them_and_names_no_reporter(source, reviewer):
+    item = flagged(source)
+    for n, reason in enumerate(["harassment", "spam"]):
+        Report.objects.create(
+            source=source,
+            report_id=f"r-{n}",
+            webhook_id=f"w-{n}",
+            item=item,
+            reason=reason,
+            reporter_id=f"reporter-{n}",
+            comment="look at this",
+        )
+    removal = remove(item, reviewer)
+    assert removal.report_ids == ["r-0", "r-1"]
+    statement = decision_event(removal)["data"]["statement_of_reasons"]
+    (fact,) = statement["facts"]
+    assert [(r["report_id"], r["reason"]) for r in fact["reports"]] == [
+        ("r-0", "harassment"),
+        ("r-1", "spam"),
+    ]
+    assert "reporter-0" not in str(statement) and "look at this" not in str(statement)

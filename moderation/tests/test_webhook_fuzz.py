@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, event, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from moderation.models import AccountAction, Appeal, Author, Item, ItemRevision
+from moderation.models import AccountAction, Appeal, Author, Item, ItemRevision, Report
 from moderation.services.decisions import decision_record
 from moderation.tests.factories import UserFactory, reason_id
 from moderation.tests.media import data_url, mp4_bytes, png_bytes
@@ -695,3 +695,133 @@ def test_known_bad_bodies_are_refused_by_the_appeals_webhook_too(client, source,
     assert 400 <= response.status_code < 500
     _assert_json_error(response)
     assert not Appeal.objects.exists()
+
+
+# --- the report webhook (POST /webhooks/<slug>/reports/) ---------------------------------------
+
+REPORT_FIELDS = FIELDS | {"report_id", "reason", "reporter", "reporter.id", "comment"}
+KNOWN_ITEM = "known-item"
+good_reports = st.fixed_dictionaries(
+    {
+        "report_id": clean_text.filter(str.strip),
+        "external_id": st.just(KNOWN_ITEM),
+        "reason": st.text(
+            st.characters(codec="utf-8", exclude_characters="\x00"), max_size=100
+        ).filter(str.strip),
+    },
+    optional={
+        "reporter": st.none() | st.fixed_dictionaries({"id": clean_text.filter(bool)}),
+        "comment": st.none() | clean_text,
+        "extra": clean_json,
+    },
+)
+# A report of an unknown item that carries the item: the item is created with it.
+good_reports_with_items = st.tuples(good_reports, good_payloads).map(
+    lambda t: {**t[1], **t[0], "external_id": t[1]["external_id"]}
+)
+
+
+def _report_with(field: str, values, status: int, kind: str):
+    return st.tuples(good_reports, values).map(
+        lambda t: Case(f"{field}: {kind}", _encode({**t[0], field: t[1]}), (status, field))
+    )
+
+
+report_cases = st.one_of(
+    good_reports.map(lambda r: Case("report: valid", _encode(r), ACCEPTED)),
+    good_reports_with_items.map(lambda r: Case("report: valid with item", _encode(r), ACCEPTED)),
+    good_reports.map(
+        lambda r: Case(
+            "report: unknown item, no content",
+            _encode({**r, "external_id": "unknown-item"}),
+            (404, "external_id"),
+        )
+    ),
+    _report_with("report_id", non_string, 422, "not a string"),
+    _report_with("report_id", blank, 422, "blank"),
+    _report_with("report_id", long_id, 422, "over 255 characters"),
+    _report_with("report_id", with_nul, 422, "NUL"),
+    _report_with("reason", non_string, 422, "not a string"),
+    _report_with("reason", st.text(alphabet="ab", min_size=101, max_size=120), 422, "too long"),
+    _report_with("reason", with_surrogate, 422, "lone surrogate"),
+    _report_with("external_id", non_string, 422, "not a string"),
+    _report_with(
+        "reporter",
+        present_non_string.filter(lambda v: not isinstance(v, dict)),
+        422,
+        "not an object",
+    ),
+    _report_with("comment", present_non_string, 422, "not a string"),
+    _report_with("comment", with_nul, 422, "NUL"),
+    st.tuples(good_reports, non_string).map(
+        lambda t: Case(
+            "reporter.id: not a string",
+            _encode({**t[0], "reporter": {"id": t[1]}}),
+            (422, "reporter.id"),
+        )
+    ),
+    st.tuples(good_reports_with_items, present_non_string).map(
+        lambda t: Case(
+            "report: item's content_text not a string",
+            _encode({**t[0], "content_text": t[1]}),
+            (422, "content_text"),
+        )
+    ),
+    st.tuples(good_reports, random_bodies).map(lambda t: Case("random", t[1], _coarse(t[1]))),
+    st.tuples(good_reports, st.dictionaries(any_text, json_values, max_size=6)).map(
+        lambda t: Case("random object", _encode({**t[0], **t[1]}, True), UNKNOWN)
+    ),
+)
+
+
+def report_rows() -> tuple[int, int]:
+    return Report.objects.count(), Item.objects.count()
+
+
+@FUZZ
+@given(case=report_cases, mode=st.sampled_from(SIGNING), arbitrary=arbitrary_headers)
+def test_the_report_webhook_never_fails_and_stores_only_valid_signed_reports(
+    client, source, case, mode, arbitrary
+):
+    Item.objects.get_or_create(
+        source=source,
+        external_id=KNOWN_ITEM,
+        defaults={"webhook_id": "msg_known", "content_text": "x", "content_hash": "k" * 64},
+    )
+    # Each example on its own: a report_id stored by an earlier one would answer 200.
+    Report.objects.all().delete()
+    body = case.body
+    headers = _headers(mode, source, body, arbitrary)
+    before = report_rows()
+    response = client.post(
+        f"/webhooks/{source.slug}/reports/",
+        data=body,
+        content_type="application/json",
+        headers=headers,
+    )
+    status = response.status_code
+    reports, items = (a - b for a, b in zip(report_rows(), before, strict=True))
+    event(f"report {mode} -> {status}")
+    assert status < 500
+    assert status in {200, 202, 400, 401, 404, 409, 413, 415, 422}, status
+    assert reports == (1 if status == 202 else 0)
+    assert items in ((0, 1) if status == 202 else (0,))
+    if status >= 400:
+        _assert_json_error(response)
+        assert response.json()["field"] in REPORT_FIELDS | {
+            "webhook-id",
+            "webhook-timestamp",
+            "webhook-signature",
+        }
+    else:
+        answer = response.json()
+        assert set(answer) == {"id", "item", "status"}
+        assert Report.objects.filter(pk=answer["id"], item_id=answer["item"]).exists()
+    if mode != "valid":
+        assert status in {400, 401}, (status, response.content)
+        return
+    event(f"report: {case.kind}")
+    if case.expected is ACCEPTED:
+        assert status in {200, 202}, (case, response.content)
+    elif case.expected != UNKNOWN:
+        assert (status, response.json()["field"]) == case.expected, (case, response.content)

@@ -1,4 +1,4 @@
-"""Machine endpoints: the signed webhook (intake), the item API for products (bearer
+"""Machine endpoints: the signed webhooks (items, reports), the item API for products (bearer
 token), and the OpenAPI document that describes them."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 from lib import logs, metrics
 from lib.machine import machine_endpoint
 from moderation.errors import IntakeError
-from moderation.intake import parse_body
+from moderation.intake import parse_body, parse_report_body
 from moderation.models import Author, Item, Source
 from moderation.selectors.authors import author_api_dict, events_page
 from moderation.selectors.decisions import DECISIONS_PAGE_MAX, DECISIONS_PAGE_SIZE, decisions_page
@@ -23,6 +23,7 @@ from moderation.selectors.items import item_api_dict
 from moderation.selectors.sources import source_for_intake, source_for_token
 from moderation.services.appeals import appeal_receive, parse_appeal_body
 from moderation.services.items import item_ingest
+from moderation.services.reports import report_ingest
 from moderation.services.sources import source_valid_secrets
 from moderation.webhooks import verify
 
@@ -59,21 +60,28 @@ def webhook(request: HttpRequest, slug: str) -> JsonResponse:
     return response
 
 
+def _verified_body(request: HttpRequest, source: Source) -> tuple[bytes, str]:
+    """The body of a signed request to one of the source's webhooks, and its webhook-id:
+    size limits, signature and replay window checked, the source active (IntakeError)."""
+    body = _read_body(request)
+    webhook_id, _ = verify(
+        headers=request.headers,
+        body=body,
+        secrets=source_valid_secrets(source=source),
+        tolerance=settings.WEBHOOK_TOLERANCE_SECONDS,
+    )
+    if not source.active:
+        raise IntakeError(403, "this source is deactivated", field="slug")
+    return body, webhook_id
+
+
 def _webhook(request: HttpRequest, slug: str) -> JsonResponse:
     source = source_for_intake(slug)
     if source is None:
         return _error(404, "unknown source", "slug")
     logs.bind(source_id=source.pk, source=slug)
     try:
-        body = _read_body(request)
-        webhook_id, _ = verify(
-            headers=request.headers,
-            body=body,
-            secrets=source_valid_secrets(source=source),
-            tolerance=settings.WEBHOOK_TOLERANCE_SECONDS,
-        )
-        if not source.active:
-            raise IntakeError(403, "this source is deactivated", field="slug")
+        body, webhook_id = _verified_body(request, source)
         payload = parse_body(body)
         item, created = item_ingest(source=source, payload=payload, webhook_id=webhook_id)
     except IntakeError as exc:
@@ -83,6 +91,37 @@ def _webhook(request: HttpRequest, slug: str) -> JsonResponse:
     logger.info("webhook %s item", "stored" if created else "repeated")
     return JsonResponse(
         {"id": item.pk, "revision": item.revision, "status": item.status},
+        status=202 if created else 200,
+    )
+
+
+@machine_endpoint
+@csrf_exempt
+@require_POST
+def report_webhook(request: HttpRequest, slug: str) -> JsonResponse:
+    """A user's report of an item, signed as the item webhook is (moderation/services/
+    reports.py): 202 for a new report, 200 for its report_id again."""
+    response = _report_webhook(request, slug)
+    metrics.REPORT_REQUESTS.labels(status=str(response.status_code)).inc()
+    return response
+
+
+def _report_webhook(request: HttpRequest, slug: str) -> JsonResponse:
+    source = source_for_intake(slug)
+    if source is None:
+        return _error(404, "unknown source", "slug")
+    logs.bind(source_id=source.pk, source=slug)
+    try:
+        body, webhook_id = _verified_body(request, source)
+        payload = parse_report_body(body)
+        report, created = report_ingest(source=source, payload=payload, webhook_id=webhook_id)
+    except IntakeError as exc:
+        logger.info("report refused: %s %s", exc.status, exc.as_json().get("field"))
+        return JsonResponse(exc.as_json(), status=exc.status)
+    logs.bind(item_id=report.item_id, report_id=report.pk)
+    logger.info("report %s", "stored" if created else "repeated")
+    return JsonResponse(
+        {"id": report.pk, "item": report.item_id, "status": report.item.status},
         status=202 if created else 200,
     )
 

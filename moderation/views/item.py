@@ -40,6 +40,7 @@ from moderation.selectors.golden import (
     golden_answered_status,
     golden_shown_status,
 )
+from moderation.selectors.reports import item_reports_panel
 from moderation.selectors.reviewers import exposure, reviewer_settings
 from moderation.services.claims import item_claim, item_release
 from moderation.services.decisions import decision_record, decision_undo
@@ -186,6 +187,7 @@ def _item_page(
             ),
             "note_max_length": NOTE_MAX_LENGTH,
             "author_panel": author_panel(item),
+            "reports_panel": item_reports_panel(item),
         },
     )
 

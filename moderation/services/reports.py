@@ -1,0 +1,240 @@
+"""Reports (a second intake): users' reports of items, the reporters' trust learned from
+how their earlier reports were decided, the report score that puts a reported item in the
+queue, and the reports a decision answers.
+
+The formulas (reporter trust, report score) are in moderation/selectors/reports.py.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from moderation.errors import IntakeError
+from moderation.intake import ReportPayload
+from moderation.models import Decision, Item, Report, Source
+from moderation.selectors.reports import item_report_score, open_reporters
+from moderation.services.items import item_ingest
+from moderation.services.queue import queue_key_sync, queue_score_for
+
+
+def _latest_decision(item: Item) -> Decision | None:
+    return item.decisions.order_by("-created_at", "-id").first()
+
+
+def _item_reports_changed(locked: Item, *, source: Source) -> None:
+    """A new report on the locked item: its report score, and whether it enters the queue.
+
+    Undecided and labeled (or still labeling): it enters the queue as "reported", whatever
+    its labels said. Already in the queue or escalated: it keeps its place, at the higher
+    score. Received: the dispatch labels it first, and the verdict puts it in the queue
+    (moderation/services/verdicts.py). Removed: the removal answers the report; it never
+    comes back. Approved by a person: it comes back only when `source.report_return_reporters`
+    distinct reporters reported it since (an approval answered every earlier report).
+    """
+    now = timezone.now()
+    entering = False
+    if locked.status == Item.Status.DECIDED:
+        latest = _latest_decision(locked)
+        if latest is not None and latest.action == Decision.Action.REMOVE:
+            Report.objects.filter(item_id=locked.pk, decision__isnull=True).update(decision=latest)
+            return
+        reporters = open_reporters(locked)
+        # An approval the system made (an auto-approve band) is the labels' word, not a
+        # person's: a report sends the item to a person at once.
+        by_person = latest is not None and latest.reviewer_id is not None
+        if by_person and len(reporters) < source.report_return_reporters:
+            locked.report_score = item_report_score(locked)
+            _item_update(locked, ["report_score"])
+            return
+        entering = True
+    elif locked.status in (Item.Status.LABELING, Item.Status.LABELED):
+        entering = True
+    fields = ["status", "report_score", "queue_score", "queue_key"]
+    if entering:
+        locked.status = Item.Status.REPORTED
+        locked.waiting_since, locked.sla_breached = now, False
+        locked.claimed_by_id, locked.claim_expires_at = None, None
+        fields += ["waiting_since", "sla_breached", "claimed_by_id", "claim_expires_at"]
+    locked.report_score = item_report_score(locked)
+    locked.queue_score = queue_score_for(
+        status=locked.status,
+        violation_score=locked.violation_score,
+        report_score=locked.report_score,
+    )
+    queue_key_sync(locked)
+    _item_update(locked, fields)
+
+
+# Intake's read of the reported item, locked until the report commits: only the columns a
+# report changes or reads (the ORM's full-row SELECT cost more than the rest of a report).
+_ITEM_COLUMNS = ("id", "status", "violation_score", "report_score", "sla_breached")
+
+
+def _item_lock(source: Source, external_id: str) -> Item | None:
+    sql = "SELECT {columns} FROM {table} WHERE source_id = %s AND external_id = %s".format(  # noqa: S608
+        columns=", ".join(_ITEM_COLUMNS), table=Item._meta.db_table
+    )
+    if connection.features.has_select_for_update:
+        sql += " FOR UPDATE"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [source.pk, external_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    item = Item(
+        source=source, external_id=external_id, **dict(zip(_ITEM_COLUMNS, row, strict=True))
+    )
+    item.sla_breached = bool(item.sla_breached)  # SQLite answers 0/1
+    item._state.adding = False
+    item._state.db = connection.alias
+    return item
+
+
+def _item_update(item: Item, fields: list[str]) -> None:
+    """One UPDATE of `fields` of the item (names from this module, values as parameters)."""
+    quote = connection.ops.quote_name
+    values = []
+    for name in fields:
+        value = getattr(item, name)
+        if isinstance(value, datetime):
+            value = connection.ops.adapt_datetimefield_value(value)
+        values.append(value)
+    assignments = ", ".join(f"{quote(name)} = %s" for name in fields)
+    sql = f"UPDATE {quote(Item._meta.db_table)} SET {assignments} WHERE id = %s"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*values, item.pk])
+
+
+def report_ingest(
+    *, source: Source, payload: ReportPayload, webhook_id: str
+) -> tuple[Report, bool]:
+    """Store a report (and the item it carries, if not yet received), or return the one
+    already stored under its report_id: the flag says whether it is new. One transaction:
+    a refused report stores nothing, not even its item.
+
+    The hot path is four statements: the item locked, the report inserted (a conflict on
+    (source, report_id) answers with the stored one, so a repeat racing itself stores one),
+    the item's open reporters with their records, the item's new place."""
+    with transaction.atomic():
+        item = _item_lock(source, payload.external_id)
+        if item is None:
+            stored = _stored(source, payload.report_id)
+            if stored is not None:
+                return stored, False
+            if payload.item is None:
+                raise IntakeError(
+                    404,
+                    f"no item with external_id {payload.external_id!r}: send the item first, "
+                    "or its content fields with the report",
+                    field="external_id",
+                )
+            created, _ = item_ingest(source=source, payload=payload.item, webhook_id=webhook_id)
+            if created.external_id != payload.external_id:
+                raise IntakeError(
+                    409, "webhook-id was already used for another item", field="webhook-id"
+                )
+            item = _item_lock(source, payload.external_id)
+            assert item is not None  # created in this transaction
+        report = Report(
+            source=source,
+            report_id=payload.report_id,
+            webhook_id=webhook_id,
+            item=item,
+            reason=payload.reason,
+            reporter_id=payload.reporter_id,
+            comment=payload.comment,
+            created_at=timezone.now(),
+        )
+        if not _report_insert(report):
+            stored = _stored(source, payload.report_id)
+            if stored is None:
+                raise IntakeError(409, "report_id conflicts; send it again", field="report_id")
+            return stored, False
+        _item_reports_changed(item, source=source)
+    return report, True
+
+
+def _stored(source: Source, report_id: str) -> Report | None:
+    return Report.objects.select_related("item").filter(source=source, report_id=report_id).first()
+
+
+_REPORT_COLUMNS = (
+    "source_id",
+    "report_id",
+    "webhook_id",
+    "item_id",
+    "reason",
+    "reporter_id",
+    "comment",
+    "created_at",
+)
+# Built once from the model, never from input: every value is a parameter. A conflict on
+# (source, report_id) inserts nothing and raises nothing, so no savepoint is needed.
+_REPORT_INSERT_SQL = (  # noqa: S608
+    "INSERT INTO {table} ({columns}, decision_id) VALUES ({values}, NULL) "
+    "ON CONFLICT (source_id, report_id) DO NOTHING"
+).format(
+    table=Report._meta.db_table,
+    columns=", ".join(_REPORT_COLUMNS),
+    values=", ".join(["%s"] * len(_REPORT_COLUMNS)),
+)
+
+
+def _report_insert(report: Report) -> bool:
+    """INSERT the report; False when its report_id is stored already."""
+    params = [
+        report.source_id,
+        report.report_id,
+        report.webhook_id,
+        report.item_id,
+        report.reason,
+        report.reporter_id,
+        report.comment,
+        connection.ops.adapt_datetimefield_value(report.created_at),
+    ]
+    with connection.cursor() as cursor:
+        if connection.features.can_return_columns_from_insert:
+            cursor.execute(_REPORT_INSERT_SQL + " RETURNING id", params)
+            row = cursor.fetchone()
+            if row is None:
+                return False
+            (report.pk,) = row
+        else:  # SQLite before 3.35
+            cursor.execute(_REPORT_INSERT_SQL, params)
+            if cursor.rowcount != 1:
+                return False
+            report.pk = cursor.lastrowid
+    report._state.adding = False
+    report._state.db = connection.alias
+    return True
+
+
+def reports_answer(*, item: Item, decision_fields: dict) -> list[int]:
+    """For a decision about to be made on the locked item: the open reports an approval or
+    a removal answers (their report ids go into the decision's fields); the rows to mark
+    with reports_answered once the decision exists."""
+    if decision_fields.get("action") not in (Decision.Action.APPROVE, Decision.Action.REMOVE):
+        return []
+    rows = list(
+        Report.objects.filter(item_id=item.pk, decision__isnull=True)
+        .order_by("created_at", "id")
+        .values_list("pk", "report_id")
+    )
+    decision_fields["report_ids"] = [report_id for _, report_id in rows]
+    return [pk for pk, _ in rows]
+
+
+def reports_answered(*, item: Item, decision: Decision, report_pks: list[int]) -> None:
+    """The decision answers those reports (the locked item has none open now); an undo
+    opens again the reports the undone decision answered."""
+    if report_pks:
+        Report.objects.filter(pk__in=report_pks).update(decision=decision)
+        item.report_score = None
+        return
+    if decision.action != Decision.Action.UNDO or decision.undoes_id is None:
+        return
+    if Report.objects.filter(decision_id=decision.undoes_id).update(decision=None):
+        item.report_score = item_report_score(item)
