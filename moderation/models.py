@@ -998,3 +998,121 @@ class Report(models.Model):
 
     def __str__(self) -> str:
         return f"report {self.report_id} on {self.item_id}"
+
+
+class Bank(models.Model):
+    """A named list of known content's hashes and what a match does (issue 28). Precedence
+    when an item matches several banks: allow over remove over review (ACTION_PRECEDENCE)."""
+
+    class Action(models.TextChoices):
+        REMOVE = "remove", "Remove (decided by the system, no paid label call)"
+        REVIEW = "review", "Review (to the queue, marked with the bank)"
+        ALLOW = "allow", "Allow (known good: never flagged)"
+
+    name = models.CharField(max_length=100, unique=True)
+    action = models.CharField(max_length=10, choices=Action.choices)
+    # Media of items this bank matched is never shown to reviewers, only the match.
+    restricted = models.BooleanField(default=False)
+    description = models.TextField(blank=True)
+    pdq_max_distance = models.PositiveSmallIntegerField(
+        default=31, validators=[MaxValueValidator(31)]
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    # Bumped by every change of the bank's hashes or settings: each process's PDQ index
+    # compares the sum over banks with the one it was built at and reloads when it moved.
+    version = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+# First wins: a known-good match is never flagged, a removal beats a review.
+ACTION_PRECEDENCE = (Bank.Action.ALLOW, Bank.Action.REMOVE, Bank.Action.REVIEW)
+
+
+class HashType(models.TextChoices):
+    MD5 = "md5", "MD5 (media bytes)"
+    PDQ = "pdq", "PDQ (image, perceptual)"
+    TEXT_SHA256 = "text_sha256", "SHA-256 of normalised text"
+
+
+class BankHash(models.Model):
+    bank = models.ForeignKey(Bank, on_delete=models.CASCADE, related_name="hashes")
+    type = models.CharField(max_length=12, choices=HashType.choices)
+    # Lowercase hex: 32 (md5) or 64 (pdq, text_sha256) characters.
+    hash = models.CharField(max_length=64)
+    note = models.CharField(max_length=500, blank=True)
+    added_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The item it was banked from ("bank this"), when it was.
+    item = models.ForeignKey(
+        Item, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["bank", "type", "hash"], name="bank_hash_unique")
+        ]
+        # Exact lookups (md5, text) by value across banks.
+        indexes = [models.Index(fields=["type", "hash"], name="bank_hash_lookup_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.bank_id} {self.type}:{self.hash}"
+
+
+class ItemHash(models.Model):
+    """An item revision's hashes, computed once in the dispatch before it is labeled."""
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="hashes")
+    revision = models.PositiveIntegerField()
+    type = models.CharField(max_length=12, choices=HashType.choices)
+    hash = models.CharField(max_length=64)
+    # PDQ's quality (0-100) from the reference code; below 50 the hash says little.
+    quality = models.PositiveSmallIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["item", "revision", "type"], name="item_hash_unique")
+        ]
+        indexes = [
+            # Retroactive matching of a new exact hash; and recent items' PDQ hashes by time.
+            models.Index(fields=["type", "hash"], name="item_hash_lookup_idx"),
+            models.Index(fields=["type", "created_at"], name="item_hash_recent_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.item_id} r{self.revision} {self.type}:{self.hash}"
+
+
+class BankMatch(models.Model):
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="bank_matches")
+    revision = models.PositiveIntegerField()
+    bank = models.ForeignKey(Bank, on_delete=models.CASCADE, related_name="matches")
+    type = models.CharField(max_length=12, choices=HashType.choices)
+    bank_hash = models.ForeignKey(BankHash, null=True, on_delete=models.SET_NULL, related_name="+")
+    # Hamming distance for PDQ; 0 for exact hashes.
+    distance = models.PositiveSmallIntegerField(default=0)
+    # Whether the match decided what happened to the item (the first bank by precedence),
+    # and whether it was found after intake (a hash added later).
+    acted = models.BooleanField(default=False)
+    retroactive = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["item", "distance", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["item", "revision", "bank", "type"], name="bank_match_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["bank", "created_at"], name="bank_match_recent_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.item_id} ~ {self.bank_id} ({self.type} d={self.distance})"
