@@ -329,6 +329,7 @@ CELERY_TASK_ROUTES = {
     "labelers.tasks.relabel_run": {"queue": "dispatch"},
     "labelers.tasks.shadow_run": {"queue": "dispatch"},
     "labelers.tasks.items_reevaluate": {"queue": "dispatch"},
+    "labelers.tasks.bank_retro_match": {"queue": "dispatch"},
     "moderation.tasks.queue_sla_refresh": {"queue": "dispatch"},
     # Callbacks wait on products' servers (up to the timeouts): never in front of labels.
     "moderation.tasks.callback_deliver": {"queue": "callbacks"},
@@ -543,3 +544,7 @@ sentry.init(
 # or Redis's visibility timeout.
 WORKER_HEARTBEAT_SECONDS = env.float("WORKER_HEARTBEAT_SECONDS", default=2.0)
 WORKER_DEAD_AFTER_SECONDS = env.float("WORKER_DEAD_AFTER_SECONDS", default=15.0)
+
+# Hash banks (issue 28): a newly banked hash is matched against the items hashed this many
+# days back (the retroactive match).
+BANK_RETRO_DAYS = env.int("BANK_RETRO_DAYS", default=30)

@@ -19,7 +19,12 @@ from labelers.models import Label, Labeler, LabelerVersion, Reevaluation, Relabe
 from labelers.routing import model_for, routing_cache, source_routing
 from labelers.verdict import item_refresh
 from moderation.models import RELABEL_ON_PUBLISH, Item
-from moderation.services.verdicts import items_lock_received, items_route_again, items_routed
+from moderation.services.verdicts import (
+    items_bank_settle,
+    items_lock_received,
+    items_route_again,
+    items_routed,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +39,13 @@ def items_route(*, limit: int = 5000) -> int:
         rows = items_lock_received(limit=limit)
         if not rows:
             return 0
+        # Hash banks first: an item a bank settles (removed, queued, allowed) is never
+        # routed, so no label is paid for it.
+        settled = items_bank_settle(item_ids=[row.id for row in rows])
         labels, routed, unrouted = [], [], []
         for row in rows:
+            if row.id in settled:
+                continue
             routing = source_routing(row.source_id)
             (routed if routing else unrouted).append(row.id)
             for route in routing:

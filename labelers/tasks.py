@@ -9,6 +9,7 @@ import logging
 from collections.abc import Iterable
 
 from celery import shared_task
+from django.conf import settings
 from django.db import transaction
 
 from labelers import dispatch, fetch, shadow
@@ -17,6 +18,7 @@ from labelers.models import Reevaluation, RelabelRun, ShadowRun
 from lib import metrics
 from lib.broker import queue_depth
 from lib.cache import TTLCache
+from moderation.services.verdicts import bank_hashes_retro_match
 
 logger = logging.getLogger(__name__)
 
@@ -207,3 +209,25 @@ def shadow_run_resume(*, run: ShadowRun) -> bool:
     if resumed:
         shadow_runs_enqueue([run.pk])
     return resumed
+
+
+# Here rather than in moderation/tasks.py: acting on a match makes decisions, and
+# moderation's decisions service imports moderation.tasks (its callbacks), so a task there
+# could not import it without a cycle.
+@shared_task(
+    name="labelers.tasks.bank_retro_match",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+)
+def bank_retro_match_task(bank_hash_ids: list[int]) -> int:
+    """Match newly banked hashes against recent items (idempotent: a match is recorded and
+    acted on once)."""
+    return bank_hashes_retro_match(bank_hash_ids=bank_hash_ids, days=settings.BANK_RETRO_DAYS)
+
+
+def bank_retro_start(bank_hash_ids: list[int]) -> None:
+    """Send the retroactive match of new hashes once they are committed."""
+    if bank_hash_ids:
+        ids = list(bank_hash_ids)
+        transaction.on_commit(lambda: bank_retro_match_task.delay(ids))

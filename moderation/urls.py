@@ -3,7 +3,7 @@ endpoints (webhook, item API, decisions feed, OpenAPI document)."""
 
 from django.urls import path
 
-from moderation.views import api, appeals, authors, golden, item, me, queue, team
+from moderation.views import api, appeals, authors, banks, golden, item, me, queue, team
 
 urlpatterns = [
     path("", queue.queue, name="queue"),
@@ -21,6 +21,7 @@ urlpatterns = [
     path("me/password/", me.my_password, name="my_password"),
     path("team/", team.team, name="team"),
     path("team/<int:user_id>/golden-wrong/", team.team_golden_wrong, name="team_golden_wrong"),
+    path("items/<int:item_id>/bank/", banks.item_bank, name="item_bank"),
     path("items/<int:item_id>/<str:kind>/", item.item_media, name="item_media"),
     path("authors/", authors.authors_list, name="authors"),
     path("authors/<int:author_id>/", authors.author_page, name="author"),

@@ -17,6 +17,7 @@ from moderation.models import (
     Decision,
     Item,
 )
+from moderation.services.banks import bank_hashes_match_recent, items_bank_match
 from moderation.services.decisions import decision_create, item_decision_apply
 from moderation.services.queue import queue_key_expression, queue_key_sync, queue_score_for
 
@@ -44,6 +45,17 @@ def items_lock_received(*, limit: int) -> list[ReceivedItem]:
         ReceivedItem(item_id, source_id, revision, content_hash, bool(image or video))
         for item_id, source_id, revision, content_hash, image, video in rows
     ]
+
+
+def items_bank_settle(*, item_ids: list[int]) -> set[int]:
+    """The received items (locked by the caller) that a hash bank settles before labeling:
+    hashed once, matched, acted on (moderation.services.banks). Their ids: route none."""
+    return items_bank_match(item_ids=item_ids)
+
+
+def bank_hashes_retro_match(*, bank_hash_ids: list[int], days: int) -> int:
+    """Newly banked hashes matched against the items of the last `days` (the task's door)."""
+    return bank_hashes_match_recent(bank_hash_ids=bank_hash_ids, days=days)
 
 
 def items_routed(*, routed: list[int], unrouted: list[int]) -> None:

@@ -29,6 +29,7 @@ from moderation.permissions import (
     reviewer_source_ids,
 )
 from moderation.selectors.authors import author_panel
+from moderation.selectors.banks import item_media_restricted
 from moderation.selectors.decisions import (
     DECIDABLE,
     decision_actions,
@@ -52,6 +53,7 @@ from moderation.services.golden import (
 from moderation.services.reviewers import (
     media_reveal_record,
 )
+from moderation.views.banks import bank_panel
 
 
 def _reviewable_item(request: HttpRequest, item_id: int, *, own_escalation=False) -> Item:
@@ -152,7 +154,8 @@ def _item_page(
     )
     review_settings = reviewer_settings(request.user)
     lease = settings.REVIEW_LEASE_SECONDS
-    if item.has_media and not review_settings.blur_media:
+    banks = bank_panel(request, item)
+    if item.has_media and not review_settings.blur_media and not banks["media_restricted"]:
         # Media shown without a click is still media seen.
         media_reveal_record(item=item, reviewer=request.user)
     return render(
@@ -188,6 +191,7 @@ def _item_page(
             "note_max_length": NOTE_MAX_LENGTH,
             "author_panel": author_panel(item),
             "reports_panel": item_reports_panel(item),
+            **banks,
         },
     )
 
@@ -459,7 +463,7 @@ def item_reveal(request: HttpRequest, item_id: int) -> HttpResponse:
     """The page reports a media reveal (click or `v`): counted for the reviewer's exposure.
     The answer carries today's count, so the page's counter follows without a reload."""
     item = _reviewable_item(request, item_id)
-    if item.has_media:
+    if item.has_media and not item_media_restricted(item):
         media_reveal_record(item=item, reviewer=request.user)
     response = HttpResponse(status=204)
     response["X-Reveals-Today"] = str(exposure(request.user).reveals_today)
@@ -471,7 +475,7 @@ def item_reveal(request: HttpRequest, item_id: int) -> HttpResponse:
 def item_media(request: HttpRequest, item_id: int, kind: str) -> HttpResponse:
     item = _reviewable_item(request, item_id)
     stored = {"image": item.content_image, "video": item.content_video}.get(kind)
-    if not stored:
+    if not stored or item_media_restricted(item):  # a restricted bank's match: never shown
         raise Http404
     content_type = item.content_image_type if kind == "image" else item.content_video_type
     response = ranged_file_response(request, stored, content_type=content_type)

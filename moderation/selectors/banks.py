@@ -1,0 +1,56 @@
+"""Reads about hash banks: an item's matches, whether its media may be shown, the banks a
+reviewer picks from ("bank this"), and the banks' counts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db.models import Count, F, Max, Q
+from django.utils import timezone
+
+from moderation.models import Bank, BankMatch, Decision, Item
+
+
+def item_bank_matches(item: Item) -> list[BankMatch]:
+    return list(
+        BankMatch.objects.filter(item=item).select_related("bank").order_by("-revision", "distance")
+    )
+
+
+def item_media_restricted(item: Item) -> bool:
+    """A restricted bank matched the item (any revision): its media is never shown to a
+    reviewer, only the match."""
+    return BankMatch.objects.filter(item=item, bank__restricted=True).exists()
+
+
+def item_removed(item: Item) -> bool:
+    """Decided, and its standing decision is a removal: what "bank this" is offered on."""
+    if item.status != Item.Status.DECIDED:
+        return False
+    last = (
+        item.decisions.filter(action__in=[Decision.Action.APPROVE, Decision.Action.REMOVE])
+        .exclude(undone_by__isnull=False)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    return last is not None and last.action == Decision.Action.REMOVE
+
+
+def banks_to_pick(*, user, limit: int = 9) -> list[Bank]:
+    """A short list of banks for "bank this": those this user banked into last, first."""
+    return list(
+        Bank.objects.annotate(last_used=Max("hashes__added_at", filter=Q(hashes__added_by=user)))
+        .order_by(F("last_used").desc(nulls_last=True), "name")
+        .exclude(action=Bank.Action.ALLOW)[:limit]
+    )
+
+
+def banks_overview() -> list[Bank]:
+    """Each bank with its hash count and its matches this week (the admin's list)."""
+    week = timezone.now() - timedelta(days=7)
+    return list(
+        Bank.objects.annotate(
+            hash_count=Count("hashes", distinct=True),
+            matches_week=Count("matches", filter=Q(matches__created_at__gte=week), distinct=True),
+        ).order_by("name")
+    )

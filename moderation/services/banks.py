@@ -1,0 +1,386 @@
+"""Hash banks (issue 28): an item's hashes computed once, matched against the banks before
+any label is paid for, and the first bank by precedence (allow > remove > review) decides;
+banks filled by "bank this" and CSV import, with new hashes matched against recent items.
+
+Hashing and matching run in the dispatch step (labelers.dispatch.items_route, through the
+verdicts door), not in the intake request: intake is one INSERT and stays so (PDQ costs a
+few ms of CPU per image: decode, downscale, DCT), the dispatch reads received items in
+batches anyway, and it is the last step before labels are created, so a match still
+prevents the paid call.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import numpy as np
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import Count, F, Max, Sum
+from django.utils import timezone
+
+from moderation import hashing
+from moderation.models import (
+    ACTION_PRECEDENCE,
+    FOLLOWS_LABELS,
+    Bank,
+    BankHash,
+    BankMatch,
+    Decision,
+    HashType,
+    Item,
+    ItemHash,
+)
+from moderation.pdq_index import PdqIndex, _as_u64, hex_to_words, popcount_distances
+from moderation.services.decisions import decision_create, item_decision_apply
+from moderation.services.queue import queue_key_sync
+
+logger = logging.getLogger(__name__)
+
+
+# -- the item's hashes ---------------------------------------------------------------------
+
+
+def _read(name: str) -> bytes:
+    with default_storage.open(name, "rb") as handle:
+        return handle.read()
+
+
+def item_hashes_compute(item: Item) -> list[ItemHash]:
+    """The current revision's hashes, stored once (a second call reads them back)."""
+    stored = list(ItemHash.objects.filter(item=item, revision=item.revision))
+    if stored:
+        return stored
+    rows = []
+    if item.content_text.strip():
+        rows.append(
+            ItemHash(type=HashType.TEXT_SHA256, hash=hashing.text_sha256(item.content_text))
+        )
+    if item.content_image:
+        raw = _read(item.content_image.name)
+        rows.append(ItemHash(type=HashType.MD5, hash=hashing.md5(raw)))
+        try:
+            value, quality = hashing.pdq(raw)
+            rows.append(ItemHash(type=HashType.PDQ, hash=value, quality=quality))
+        except ValueError:
+            logger.warning("item %s: image not decodable, no PDQ hash", item.pk)
+    elif item.content_video:
+        rows.append(ItemHash(type=HashType.MD5, hash=hashing.md5(_read(item.content_video.name))))
+    for row in rows:
+        row.item, row.revision = item, item.revision
+    ItemHash.objects.bulk_create(rows, ignore_conflicts=True)
+    return rows
+
+
+# -- the PDQ index, one per process --------------------------------------------------------
+
+
+@dataclass
+class _IndexState:
+    version: tuple | None = None
+    index: PdqIndex = field(default_factory=lambda: PdqIndex([]))
+
+
+_pdq = _IndexState()
+
+
+def banks_version() -> tuple:
+    """What moves whenever any bank's hashes change: every change bumps its bank's version
+    and updated_at (bank_touch); a deleted bank changes the count and the sum."""
+    totals = Bank.objects.aggregate(
+        count=Count("id"), total=Sum("version"), last=Max("updated_at"), top=Max("id")
+    )
+    return (totals["count"], totals["total"], totals["last"], totals["top"])
+
+
+def pdq_index() -> PdqIndex:
+    """This process's index of every bank's PDQ hashes, reloaded when a bank changed (one
+    small aggregate per call: the banks table has a row per bank). Web and worker processes
+    each hold their own; the database is the record."""
+    version = banks_version()
+    if version != _pdq.version:
+        rows = list(BankHash.objects.filter(type=HashType.PDQ).values_list("hash", "id", "bank_id"))
+        _pdq.index = PdqIndex([r[0] for r in rows], [(r[1], r[2]) for r in rows])
+        _pdq.version = version
+    return _pdq.index
+
+
+def bank_touch(bank_id: int) -> None:
+    Bank.objects.filter(pk=bank_id).update(version=F("version") + 1, updated_at=timezone.now())
+
+
+# -- matching --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Match:
+    bank_id: int
+    type: str
+    bank_hash_id: int
+    distance: int
+
+
+def hashes_match(hashes: list[tuple[str, str]]) -> list[Match]:
+    """Every bank match of (type, hash) pairs: exact for md5 and text, by Hamming distance
+    within each bank's pdq_max_distance for PDQ. One match per bank and type (the closest)."""
+    best: dict[tuple[int, str], Match] = {}
+
+    def keep(match: Match) -> None:
+        key = (match.bank_id, match.type)
+        if key not in best or match.distance < best[key].distance:
+            best[key] = match
+
+    exact = [(kind, value) for kind, value in hashes if kind != HashType.PDQ]
+    for kind, value in exact:
+        for hash_id, bank_id in BankHash.objects.filter(type=kind, hash=value).values_list(
+            "id", "bank_id"
+        ):
+            keep(Match(bank_id, kind, hash_id, 0))
+    pdqs = [value for kind, value in hashes if kind == HashType.PDQ]
+    if pdqs:
+        index = pdq_index()
+        limits = dict(Bank.objects.values_list("id", "pdq_max_distance"))
+        for value in pdqs:
+            for (hash_id, bank_id), distance in index.lookup(value, max_distance=31):
+                if distance <= limits.get(bank_id, -1):
+                    keep(Match(bank_id, HashType.PDQ, hash_id, distance))
+    return list(best.values())
+
+
+def _winner(matches: list[Match], banks: dict[int, Bank]) -> Bank | None:
+    ranked = sorted(
+        {m.bank_id for m in matches},
+        key=lambda bank_id: (ACTION_PRECEDENCE.index(banks[bank_id].action), banks[bank_id].name),
+    )
+    return banks[ranked[0]] if ranked else None
+
+
+def bank_reason(bank: Bank) -> str:
+    return f"Hash bank match: {bank.name}"[:200]
+
+
+def _act(locked: Item, bank: Bank) -> None:
+    """What the winning bank does to the undecided item (locked by the caller)."""
+    if bank.action == Bank.Action.REMOVE:
+        decision = decision_create(
+            item=locked,
+            revision=locked.revision,
+            reviewer=None,
+            action=Decision.Action.REMOVE,
+            reason=bank_reason(bank),
+            status_before=locked.status,
+        )
+        item_decision_apply(locked, status=Item.Status.DECIDED, decided_at=decision.created_at)
+    elif bank.action == Bank.Action.REVIEW:
+        # To the queue with the highest score: a person looks at it without a label call.
+        locked.status = Item.Status.FLAGGED
+        locked.queue_score = 1.0
+        locked.flagged_at = locked.flagged_at or timezone.now()
+        queue_key_sync(locked)
+        locked.save(update_fields=["status", "queue_score", "queue_key", "flagged_at"])
+    else:
+        # Known good: cleared without labels, never flagged.
+        locked.status = Item.Status.LABELED
+        locked.queue_score = None
+        queue_key_sync(locked)
+        locked.save(update_fields=["status", "queue_score", "queue_key"])
+
+
+def _record(item: Item, matches: list[Match], winner: Bank | None, *, retroactive=False) -> None:
+    BankMatch.objects.bulk_create(
+        [
+            BankMatch(
+                item=item,
+                revision=item.revision,
+                bank_id=m.bank_id,
+                type=m.type,
+                bank_hash_id=m.bank_hash_id,
+                distance=m.distance,
+                acted=winner is not None and m.bank_id == winner.pk,
+                retroactive=retroactive,
+            )
+            for m in matches
+        ],
+        ignore_conflicts=True,
+    )
+
+
+def items_bank_match(*, item_ids: list[int]) -> set[int]:
+    """Hash received items (locked by the caller, the dispatch) and act on their bank
+    matches; returns the ids a bank settled, which must not be routed to labelers."""
+    if not item_ids:
+        return set()
+    settled = set()
+    # Every item is hashed, banks or not: a hash banked later is matched against it.
+    banks = Bank.objects.in_bulk()
+    for item in Item.objects.filter(pk__in=item_ids, status=Item.Status.RECEIVED):
+        hashes = item_hashes_compute(item)
+        if not banks:
+            continue
+        matches = hashes_match([(h.type, h.hash) for h in hashes])
+        winner = _winner(matches, banks)
+        if winner is None:
+            continue
+        _record(item, matches, winner)
+        _act(item, winner)
+        settled.add(item.pk)
+    return settled
+
+
+# -- filling banks ---------------------------------------------------------------------------
+
+
+def bank_item_add(*, bank: Bank, item: Item, revision: int, user=None) -> list[BankHash]:
+    """ "Bank this": the item revision's hashes into `bank` (those already there are kept)."""
+    with transaction.atomic():
+        shown = Item.objects.get(pk=item.pk)
+        if shown.revision != revision:
+            hashes = list(ItemHash.objects.filter(item=item, revision=revision))
+        else:
+            hashes = item_hashes_compute(shown)
+        rows = [
+            BankHash(bank=bank, type=h.type, hash=h.hash, added_by=user, item=item) for h in hashes
+        ]
+        created = [
+            row
+            for row in rows
+            if not BankHash.objects.filter(bank=bank, type=row.type, hash=row.hash).exists()
+        ]
+        BankHash.objects.bulk_create(created, ignore_conflicts=True)
+        bank_touch(bank.pk)
+    return list(BankHash.objects.filter(bank=bank, item=item, type__in=[h.type for h in created]))
+
+
+class ImportError_(ValueError):
+    """A malformed file: `errors` lists each bad line as "line N: why"."""
+
+    def __init__(self, errors: list[str]):
+        super().__init__("; ".join(errors[:20]))
+        self.errors = errors
+
+
+def bank_csv_parse(text: str) -> list[tuple[str, str, str]]:
+    """(type, hash, note) rows of a `type,hash,note` CSV (header optional); raises
+    ImportError_ naming every malformed line."""
+    rows, errors = [], []
+    for number, record in enumerate(csv.reader(io.StringIO(text)), start=1):
+        if not record or not "".join(record).strip():
+            continue
+        if number == 1 and [c.strip().lower() for c in record[:2]] == ["type", "hash"]:
+            continue
+        if len(record) < 2 or len(record) > 3:
+            errors.append(f"line {number}: expected type,hash,note")
+            continue
+        kind, value = record[0].strip(), record[1].strip()
+        note = record[2].strip() if len(record) == 3 else ""
+        if kind not in HashType.values:
+            errors.append(f"line {number}: unknown type {kind!r} (md5, pdq or text_sha256)")
+        elif not hashing.hash_valid(kind, value):
+            errors.append(
+                f"line {number}: {kind} hash must be {hashing.HEX_LENGTHS[kind]} lowercase hex"
+            )
+        else:
+            rows.append((kind, value, note[:500]))
+    if errors:
+        raise ImportError_(errors)
+    return rows
+
+
+def bank_import(*, name: str, text: str, action: str | None = None, user=None) -> tuple[Bank, int]:
+    """Import a CSV into the bank `name` (created with `action` if new): all rows or none.
+    Returns the bank and how many hashes were new (importing the same file again adds 0)."""
+    rows = bank_csv_parse(text)
+    with transaction.atomic():
+        bank = Bank.objects.filter(name=name).first()
+        if bank is None:
+            if action not in Bank.Action.values:
+                raise ValueError("a new bank needs --action remove, review or allow")
+            bank = Bank.objects.create(name=name, action=action)
+        elif action and action != bank.action:
+            raise ValueError(f"bank {name} exists with action {bank.action}, not {action}")
+        before = bank.hashes.count()
+        BankHash.objects.bulk_create(
+            [BankHash(bank=bank, type=k, hash=v, note=n, added_by=user) for k, v, n in rows],
+            ignore_conflicts=True,
+            batch_size=5000,
+        )
+        added = bank.hashes.count() - before
+        if added:
+            bank_touch(bank.pk)
+    return bank, added
+
+
+def bank_export(*, bank: Bank) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["type", "hash", "note"])
+    for row in bank.hashes.order_by("id").values_list("type", "hash", "note").iterator():
+        writer.writerow(row)
+    return out.getvalue()
+
+
+# -- retroactive matching ----------------------------------------------------------------------
+
+
+def bank_hashes_match_recent(*, bank_hash_ids: list[int], days: int = 30) -> int:
+    """Match new bank hashes against the items hashed in the last `days`: an undecided item
+    matched is acted on as at intake (unless a bank of higher precedence already settled
+    it); a decided one gets a retroactive match listed on the bank's page for review.
+    Idempotent: a match already recorded is not acted on twice. Returns matches recorded."""
+    new = list(BankHash.objects.filter(pk__in=bank_hash_ids).select_related("bank"))
+    if not new:
+        return 0
+    since = timezone.now() - timedelta(days=days)
+    recent = ItemHash.objects.filter(created_at__gte=since)
+    found: dict[tuple[int, int], list[Match]] = {}
+    for bank_hash in new:
+        if bank_hash.type != HashType.PDQ:
+            for item_id, revision in recent.filter(
+                type=bank_hash.type, hash=bank_hash.hash
+            ).values_list("item_id", "revision"):
+                found.setdefault((item_id, revision), []).append(
+                    Match(bank_hash.bank_id, bank_hash.type, bank_hash.pk, 0)
+                )
+    pdqs = [h for h in new if h.type == HashType.PDQ]
+    if pdqs:
+        rows = list(recent.filter(type=HashType.PDQ).values_list("item_id", "revision", "hash"))
+        if rows:
+            u64 = _as_u64(hex_to_words([r[2] for r in rows]))
+            for bank_hash in pdqs:
+                query = _as_u64(hex_to_words([bank_hash.hash]))[0]
+                distances = popcount_distances(u64, query)
+                for position in np.flatnonzero(distances <= bank_hash.bank.pdq_max_distance):
+                    item_id, revision, _ = rows[int(position)]
+                    found.setdefault((item_id, revision), []).append(
+                        Match(
+                            bank_hash.bank_id, HashType.PDQ, bank_hash.pk, int(distances[position])
+                        )
+                    )
+    banks = Bank.objects.in_bulk()
+    recorded = 0
+    for (item_id, revision), matches in sorted(found.items()):
+        with transaction.atomic():
+            locked = Item.objects.select_for_update().filter(pk=item_id).first()
+            if locked is None or locked.revision != revision:
+                continue
+            known = set(
+                BankMatch.objects.filter(item=locked, revision=revision).values_list(
+                    "bank_id", "type"
+                )
+            )
+            fresh = [m for m in matches if (m.bank_id, m.type) not in known]
+            if not fresh:
+                continue
+            acted_before = BankMatch.objects.filter(item=locked, revision=revision, acted=True)
+            winner = None
+            if locked.status in FOLLOWS_LABELS and not acted_before.exists():
+                winner = _winner(fresh, banks)
+            _record(locked, fresh, winner, retroactive=True)
+            if winner is not None:
+                _act(locked, winner)
+            recorded += len(fresh)
+    return recorded

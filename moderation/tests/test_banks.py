@@ -1,0 +1,305 @@
+"""Hash banks (issue 28): items matched at the dispatch before any paid label call; the first
+bank by precedence (allow > remove > review) decides; CSV import/export; retroactive matches."""
+
+import io
+import random
+
+import numpy as np
+import pytest
+from django.core.management import CommandError, call_command
+from PIL import Image, ImageDraw
+
+from moderation import hashing
+from moderation.models import (
+    Bank,
+    BankHash,
+    BankMatch,
+    CallbackDelivery,
+    Decision,
+    Item,
+    MediaReveal,
+)
+from moderation.pdq_index import PdqIndex, _as_u64, brute_force, hex_to_words
+from moderation.services import banks
+from moderation.services.decisions import decision_record
+from moderation.tests.factories import SourceFactory, UserFactory, reason_id
+from moderation.tests.media import data_url
+
+pytestmark = pytest.mark.django_db
+
+
+def picture(seed: int, size=(400, 300)) -> Image.Image:
+    """A synthetic photo-like picture: coloured discs on a plain ground, one layout per seed."""
+    rng = random.Random(seed)
+    image = Image.new("RGB", size, (rng.randrange(256),) * 3)
+    draw = ImageDraw.Draw(image)
+    for _ in range(12):
+        x, y, r = rng.randrange(size[0]), rng.randrange(size[1]), rng.randrange(20, 120)
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=tuple(rng.randrange(256) for _ in "rgb"))
+    return image
+
+
+def encoded(image: Image.Image, fmt="PNG", **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def bank(name, action, *hashes, **fields) -> Bank:
+    made = Bank.objects.create(name=name, action=action, **fields)
+    BankHash.objects.bulk_create([BankHash(bank=made, type=t, hash=h) for t, h in hashes])
+    banks.bank_touch(made.pk)
+    return made
+
+
+def send(post_webhook, source, external_id, **content):
+    response = post_webhook(source, {"external_id": external_id, **content})
+    assert response.status_code in (200, 201, 202), response.content
+    return Item.objects.get(source=source, external_id=external_id)
+
+
+def test_text_normalisation_ignores_case_spacing_and_compatibility_forms():
+    same = hashing.text_sha256("Buy  CHEAP\tpills\n now ")
+    assert same == hashing.text_sha256("buy cheap pills now")
+    assert same == hashing.text_sha256("ｂｕｙ cheap pills now")  # fullwidth, NFKC
+    assert same != hashing.text_sha256("buy cheap pills later")
+
+
+def test_an_exact_md5_match_removes_the_item_without_a_label_call(fake_api, post_webhook):
+    source = SourceFactory(callback_url="https://product.example/callback")
+    raw = encoded(picture(1))
+    spam = bank("Known spam images", "remove", ("md5", hashing.md5(raw)))
+
+    item = send(post_webhook, source, "p1", content_image=data_url(raw, "image/png"))
+
+    assert item.status == Item.Status.DECIDED
+    decision = Decision.objects.get(item=item)
+    assert decision.automatic and decision.action == "remove"
+    assert "Known spam images" in decision.reason
+    assert fake_api.calls == []  # no paid call, and no label row either
+    assert not item.labels.exists()
+    match = BankMatch.objects.get(item=item)
+    assert (match.bank, match.type, match.distance, match.acted) == (spam, "md5", 0, True)
+    # Sent back to the product like any other decision.
+    assert CallbackDelivery.objects.filter(decision=decision).exists()
+
+
+def test_the_same_picture_re_encoded_as_jpeg_and_resized_matches_by_pdq(fake_api, post_webhook):
+    source = SourceFactory()
+    original = picture(7)
+    pdq, _ = hashing.pdq(encoded(original))
+    review = bank("Reported memes", "review", ("pdq", pdq))
+    resized = encoded(original.resize((200, 150)), "JPEG", quality=70)
+    assert hashing.md5(resized) != hashing.md5(encoded(original))
+
+    item = send(post_webhook, source, "p2", content_image=data_url(resized, "image/jpeg"))
+
+    match = BankMatch.objects.get(item=item)
+    assert match.bank == review and match.type == "pdq"
+    assert 0 < match.distance <= 31
+    # To the queue at the top, marked with the bank, without a label call.
+    assert item.status == Item.Status.FLAGGED and item.queue_score == 1.0
+    assert fake_api.calls == []
+
+
+def test_a_different_picture_does_not_match_and_is_labeled_as_usual(fake_api, post_webhook):
+    source = SourceFactory()
+    pdq, _ = hashing.pdq(encoded(picture(7)))
+    bank("Reported memes", "remove", ("pdq", pdq))
+
+    item = send(
+        post_webhook, source, "p3", content_image=data_url(encoded(picture(8)), "image/png")
+    )
+
+    assert not BankMatch.objects.filter(item=item).exists()
+    assert item.status != Item.Status.DECIDED
+    assert len(fake_api.calls) == 1
+    assert item.hashes.filter(type="pdq").exists() and item.hashes.filter(type="md5").exists()
+
+
+def test_precedence_allow_over_remove_over_review(fake_api, post_webhook):
+    source = SourceFactory()
+    text = "Free crypto, click here"
+    digest = hashing.text_sha256(text)
+    review = bank("B review", "review", ("text_sha256", digest))
+    remove = bank("C remove", "remove", ("text_sha256", digest))
+
+    removed = send(post_webhook, source, "t1", content_text=text)
+    assert removed.status == Item.Status.DECIDED
+    assert set(
+        BankMatch.objects.filter(item=removed, acted=True).values_list("bank", flat=True)
+    ) == {remove.pk}
+    assert BankMatch.objects.filter(item=removed, bank=review, acted=False).exists()
+
+    allow = bank("A allow", "allow", ("text_sha256", digest))
+    allowed = send(post_webhook, source, "t2", content_text=text.upper())
+    assert allowed.status == Item.Status.LABELED
+    assert not allowed.decisions.exists()
+    acted = BankMatch.objects.get(item=allowed, acted=True)
+    assert acted.bank == allow
+    assert BankMatch.objects.filter(item=allowed).count() == 3
+    assert fake_api.calls == []
+
+
+def test_an_allow_match_is_never_flagged_even_when_a_labeler_would_flag_it(fake_api, post_webhook):
+    source = SourceFactory()
+    text = "I will kill this bug today"  # the fake API flags "kill"
+    flagged = send(post_webhook, source, "k0", content_text=text + " again")
+    assert flagged.status == Item.Status.FLAGGED
+    bank("Known good", "allow", ("text_sha256", hashing.text_sha256(text)))
+    calls = len(fake_api.calls)
+
+    item = send(post_webhook, source, "k1", content_text=text)
+
+    assert item.status == Item.Status.LABELED and item.flagged_at is None
+    assert len(fake_api.calls) == calls
+
+
+def test_hashes_are_computed_once_per_revision(fake_api, post_webhook):
+    source = SourceFactory()
+    item = send(post_webhook, source, "e2", content_text="other words")  # no bank yet
+    assert list(item.hashes.values_list("revision", "type")) == [(1, "text_sha256")]
+    post_webhook(source, {"external_id": "e2", "content_text": "edited words"})
+    item.refresh_from_db()
+    assert sorted(item.hashes.values_list("revision", flat=True)) == [1, 2]
+
+
+def test_csv_import_is_idempotent_and_round_trips(tmp_path, capsys):
+    rows = [
+        "type,hash,note",
+        f"md5,{'a' * 32},first",
+        f"pdq,{'0f' * 32},",
+        f"text_sha256,{hashing.text_sha256('spam')},pasted spam",
+    ]
+    path = tmp_path / "bank.csv"
+    path.write_text("\n".join(rows) + "\n")
+
+    call_command("bank_import", "Imported", str(path), "--action", "remove")
+    call_command("bank_import", "Imported", str(path), "--action", "remove")
+
+    imported = Bank.objects.get(name="Imported")
+    assert imported.action == "remove" and imported.hashes.count() == 3
+    capsys.readouterr()
+    call_command("bank_export", "Imported")
+    assert capsys.readouterr().out.splitlines() == rows
+
+
+def test_a_malformed_csv_names_each_bad_line_and_stores_nothing(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text(
+        "\n".join(
+            [
+                f"md5,{'a' * 32},fine",
+                f"sha1,{'a' * 40},unknown type",
+                f"md5,{'A' * 32},upper case",
+                "pdq,abc",
+                f"text_sha256,{'b' * 64},fine",
+            ]
+        )
+    )
+    with pytest.raises(CommandError) as raised:
+        call_command("bank_import", "Bad", str(path), "--action", "review")
+    message = str(raised.value)
+    assert "line 2" in message and "line 3" in message and "line 4" in message
+    assert "line 1" not in message and "line 5" not in message
+    assert not Bank.objects.filter(name="Bad").exists()
+    assert not BankHash.objects.exists()
+
+
+def test_banking_an_item_matches_recent_items_retroactively(
+    fake_api, post_webhook, django_capture_on_commit_callbacks
+):
+    source = SourceFactory()
+    first = send(post_webhook, source, "r1", content_text="the same scam text")
+    again = send(post_webhook, source, "r2", content_text="The same  scam text")
+    decided = send(post_webhook, source, "r3", content_text="the same scam text!")
+    assert first.status != Item.Status.DECIDED
+    scam = Bank.objects.create(name="Scams", action="remove")
+
+    added = banks.bank_item_add(bank=scam, item=first, revision=first.revision)
+    assert [h.type for h in added] == ["text_sha256"]
+    recorded = banks.bank_hashes_match_recent(bank_hash_ids=[h.pk for h in added])
+
+    assert recorded == 2  # first and again; "…text!" is other text
+    for item in (first, again):
+        item.refresh_from_db()
+        assert item.status == Item.Status.DECIDED
+        assert BankMatch.objects.get(item=item, bank=scam).retroactive
+    decided.refresh_from_db()
+    assert decided.status != Item.Status.DECIDED
+    # Idempotent: a second run records and decides nothing more.
+    assert banks.bank_hashes_match_recent(bank_hash_ids=[h.pk for h in added]) == 0
+    assert Decision.objects.filter(item=first).count() == 1
+
+
+def test_the_pdq_index_finds_exactly_what_a_brute_force_scan_finds():
+    rng = np.random.default_rng(3)
+    stored = rng.integers(0, 256, size=(5000, 32), dtype=np.uint8)
+    queries = []
+    for row in rng.choice(len(stored), 40, replace=False):
+        near = stored[row].copy()
+        bits = np.unpackbits(near)
+        flip = rng.choice(256, int(rng.integers(0, 40)), replace=False)
+        bits[flip] ^= 1
+        queries.append(np.packbits(bits).tobytes().hex())
+    queries += [rng.integers(0, 256, 32, dtype=np.uint8).tobytes().hex() for _ in range(10)]
+    hexes = [row.tobytes().hex() for row in stored]
+    index = PdqIndex(hexes)
+    u64 = _as_u64(hex_to_words(hexes))
+    found = 0
+    for query in queries:
+        for limit in (31, 20):
+            expected = set(brute_force(u64, query, max_distance=limit).tolist())
+            got = {position for position, _ in index.lookup(query, max_distance=limit)}
+            assert got == expected
+            found += len(expected)
+    assert found > 0
+
+
+def test_the_item_page_shows_each_match_and_a_restricted_banks_media_never_reaches_a_reviewer(
+    fake_api, post_webhook, client
+):
+    source = SourceFactory()
+    raw = encoded(picture(11))
+    bank("Known abuse", "review", ("md5", hashing.md5(raw)), restricted=True)
+    item = send(post_webhook, source, "x1", content_image=data_url(raw, "image/png"))
+    assert item.status == Item.Status.FLAGGED
+    client.force_login(UserFactory(reviewer=True))
+
+    html = client.get(f"/items/{item.pk}/").content.decode()
+
+    assert 'id="bank-matches"' in html and "Known abuse" in html
+    assert 'id="media-restricted"' in html
+    assert f"/items/{item.pk}/image/" not in html
+    assert client.get(f"/items/{item.pk}/image/").status_code == 404
+    assert not MediaReveal.objects.filter(item=item).exists()
+
+
+def test_bank_this_on_a_removed_item_adds_its_hashes_and_matches_the_repeat(
+    fake_api, post_webhook, client, django_capture_on_commit_callbacks
+):
+    source = SourceFactory()
+    original = picture(21)
+    first = send(post_webhook, source, "b1", content_image=data_url(encoded(original), "image/png"))
+    reviewer = UserFactory(reviewer=True)
+    decision_record(
+        item=first, reviewer=reviewer, action="remove", reason_id=reason_id("remove"), revision=1
+    )
+    first.refresh_from_db()
+    assert first.status == Item.Status.DECIDED
+    spam = Bank.objects.create(name="Spam images", action="remove")
+    client.force_login(reviewer)
+    page = client.get(f"/items/{first.pk}/").content.decode()
+    assert 'id="bank-this"' in page and "Spam images" in page
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"/items/{first.pk}/bank/", {"bank": spam.pk, "revision": 1})
+
+    assert response.status_code == 302
+    assert set(spam.hashes.values_list("type", flat=True)) == {"md5", "pdq"}
+    calls = len(fake_api.calls)
+    again = encoded(original.resize((300, 225)), "JPEG", quality=80)
+    repeat = send(post_webhook, source, "b2", content_image=data_url(again, "image/jpeg"))
+    assert repeat.status == Item.Status.DECIDED
+    assert repeat.decisions.get().automatic
+    assert len(fake_api.calls) == calls
