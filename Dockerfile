@@ -12,10 +12,14 @@ WORKDIR /app
 # The lock first, alone: code changes do not reinstall the dependencies. boto3 (~34 MB) only
 # for MEDIA_STORAGE=s3: docker build --build-arg WITH_S3=true (requirements/s3.txt).
 ARG WITH_S3=false
+# pdqhash (PDQ for the hash banks) is published as source only: a C++ compiler builds it,
+# and leaves the image with the build.
 COPY requirements/base.txt requirements/s3.txt requirements/
-RUN pip install --no-cache-dir --require-hashes --no-deps -r requirements/base.txt \
+RUN apt-get update && apt-get install -y --no-install-recommends g++ \
+    && pip install --no-cache-dir --require-hashes --no-deps -r requirements/base.txt \
     && if [ "$WITH_S3" = true ]; then \
-      pip install --no-cache-dir --require-hashes --no-deps -r requirements/s3.txt; fi
+      pip install --no-cache-dir --require-hashes --no-deps -r requirements/s3.txt; fi \
+    && apt-get purge -y g++ && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*
 
 COPY pyproject.toml manage.py openapi.yaml gunicorn.conf.py ./
 COPY config ./config

@@ -17,6 +17,7 @@ from labelers.selectors import source_routing_problem
 from labelers.tasks import reevaluation_start, relabel_items_start
 from lib.admin_display import RoundedFloatsMixin
 from lib.text import plural
+from moderation import admin_banks  # noqa: F401  (registers the hash banks' pages)
 from moderation.callbacks.http import CallbackRefused, check_scheme
 from moderation.errors import StaleRevision
 from moderation.filters import int_or_none

@@ -9,9 +9,9 @@ recall is 100 % for any threshold up to 31 (bench/banks.py checks it against a b
 scan). A bucket holds N / 65,536 hashes on average, so 1 M hashes give ~4,000 candidates per
 lookup instead of 1 M.
 
-Each table is a sorted (CSR) layout: `order[t]` holds hash positions sorted by word t, and
-`starts[t][w]` where word value w begins, so a bucket is a slice and the 272 probes of a
-lookup are a few numpy operations.
+Each table is a sorted (CSR) layout: hash positions sorted by word t, and where each word
+value's bucket begins, so a bucket is a slice and the 272 probes of a lookup are a few numpy
+operations (no Python loop per probe or per candidate).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 WORDS = 16
-_FLIPS = np.array([0] + [1 << b for b in range(16)], dtype=np.uint32)  # the word, 16 neighbours
+_FLIPS = np.array([0] + [1 << b for b in range(16)], dtype=np.int64)  # the word, 16 neighbours
 
 
 def hex_to_words(hexes: list[str]) -> np.ndarray:
@@ -43,39 +43,40 @@ def popcount_distances(u64: np.ndarray, query_u64: np.ndarray) -> np.ndarray:
 class PdqIndex:
     def __init__(self, hexes: list[str], payload: list | None = None):
         """`payload[i]`: what a lookup returns for hashes[i] (a bank hash id, say)."""
+        n = len(hexes)
         self.words = hex_to_words(hexes)
         self.u64 = _as_u64(self.words)
-        self.payload = payload if payload is not None else list(range(len(hexes)))
-        self.order = np.empty((WORDS, len(hexes)), dtype=np.int32)
-        self.starts = np.empty((WORDS, 65537), dtype=np.int64)
+        self.payload = payload if payload is not None else list(range(n))
+        # The 16 tables laid end to end, so that a lookup's probes and picks are one fancy
+        # index each: table t's sorted positions at order[t*n:(t+1)*n], its bucket bounds at
+        # starts[t*65537 + w] (already offset by t*n).
+        self.order = np.empty(WORDS * n, dtype=np.int32)
+        self.starts = np.empty(WORDS * 65537, dtype=np.int64)
         for t in range(WORDS):
             column = self.words[:, t]
-            self.order[t] = np.argsort(column, kind="stable")
-            counts = np.bincount(column, minlength=65536)
-            self.starts[t, 0] = 0
-            np.cumsum(counts, out=self.starts[t, 1:])
+            self.order[t * n : (t + 1) * n] = np.argsort(column, kind="stable")
+            bounds = self.starts[t * 65537 : (t + 1) * 65537]
+            bounds[0] = 0
+            np.cumsum(np.bincount(column, minlength=65536), out=bounds[1:])
+            bounds += t * n
+        self._table_base = (np.arange(WORDS, dtype=np.int64) * 65537)[:, None]
 
     def __len__(self) -> int:
         return len(self.payload)
 
     def candidates(self, query_words: np.ndarray) -> np.ndarray:
-        """Positions of every hash sharing a word within one bit of the query's (deduplicated)."""
-        probes = (query_words.astype(np.uint32)[:, None] ^ _FLIPS[None, :]).astype(np.int64)
-        rows = np.arange(WORDS)[:, None]
-        lo = self.starts[rows, probes].ravel()
-        hi = self.starts[rows, probes + 1].ravel()
-        sizes = hi - lo
-        keep = sizes > 0
-        lo, sizes = lo[keep], sizes[keep]
-        tables = np.repeat(np.arange(WORDS), _FLIPS.size)[keep]
+        """Positions of the hashes sharing a word within one bit of the query's (a hash
+        found in several tables is listed once per table)."""
+        probes = (query_words.astype(np.int64)[:, None] ^ _FLIPS[None, :]) + self._table_base
+        probes = probes.ravel()
+        lo = self.starts[probes]
+        sizes = self.starts[probes + 1] - lo
         total = int(sizes.sum())
         if total == 0:
             return np.zeros(0, dtype=np.int32)
-        # Flattened ranges: for each probe, lo .. lo + size in its table's order.
-        offsets = np.repeat(np.cumsum(sizes) - sizes, sizes)
-        within = np.arange(total) - offsets
-        picks = np.repeat(lo, sizes) + within
-        return np.unique(self.order[np.repeat(tables, sizes), picks])
+        # The probes' ranges flattened: lo_k .. lo_k + size_k for each probe k, in one index.
+        shift = np.repeat(lo - (np.cumsum(sizes) - sizes), sizes)
+        return self.order[shift + np.arange(total)]
 
     def lookup(self, query_hex: str, *, max_distance: int = 31) -> list[tuple[object, int]]:
         """(payload, distance) of every stored hash within `max_distance` (at most 31)."""
@@ -89,9 +90,12 @@ class PdqIndex:
             return []
         distances = popcount_distances(self.u64[found], _as_u64(query)[0])
         close = distances <= max_distance
+        if not close.any():
+            return []
+        positions, first = np.unique(found[close], return_index=True)
         return [
             (self.payload[int(i)], int(d))
-            for i, d in zip(found[close], distances[close], strict=True)
+            for i, d in zip(positions, distances[close][first], strict=True)
         ]
 
 

@@ -42,9 +42,6 @@ from moderation.services.queue import queue_key_sync
 logger = logging.getLogger(__name__)
 
 
-# -- the item's hashes ---------------------------------------------------------------------
-
-
 def _read(name: str) -> bytes:
     with default_storage.open(name, "rb") as handle:
         return handle.read()
@@ -74,9 +71,6 @@ def item_hashes_compute(item: Item) -> list[ItemHash]:
         row.item, row.revision = item, item.revision
     ItemHash.objects.bulk_create(rows, ignore_conflicts=True)
     return rows
-
-
-# -- the PDQ index, one per process --------------------------------------------------------
 
 
 @dataclass
@@ -111,9 +105,6 @@ def pdq_index() -> PdqIndex:
 
 def bank_touch(bank_id: int) -> None:
     Bank.objects.filter(pk=bank_id).update(version=F("version") + 1, updated_at=timezone.now())
-
-
-# -- matching --------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -231,9 +222,6 @@ def items_bank_match(*, item_ids: list[int]) -> set[int]:
     return settled
 
 
-# -- filling banks ---------------------------------------------------------------------------
-
-
 def bank_item_add(*, bank: Bank, item: Item, revision: int, user=None) -> list[BankHash]:
     """ "Bank this": the item revision's hashes into `bank` (those already there are kept)."""
     with transaction.atomic():
@@ -290,9 +278,12 @@ def bank_csv_parse(text: str) -> list[tuple[str, str, str]]:
     return rows
 
 
-def bank_import(*, name: str, text: str, action: str | None = None, user=None) -> tuple[Bank, int]:
+def bank_import(
+    *, name: str, text: str, action: str | None = None, user=None
+) -> tuple[Bank, list[int]]:
     """Import a CSV into the bank `name` (created with `action` if new): all rows or none.
-    Returns the bank and how many hashes were new (importing the same file again adds 0)."""
+    Returns the bank and the ids of the hashes that were new (the same file again: none),
+    for the retroactive match."""
     rows = bank_csv_parse(text)
     with transaction.atomic():
         bank = Bank.objects.filter(name=name).first()
@@ -302,13 +293,13 @@ def bank_import(*, name: str, text: str, action: str | None = None, user=None) -
             bank = Bank.objects.create(name=name, action=action)
         elif action and action != bank.action:
             raise ValueError(f"bank {name} exists with action {bank.action}, not {action}")
-        before = bank.hashes.count()
+        last = bank.hashes.aggregate(last=Max("id"))["last"] or 0
         BankHash.objects.bulk_create(
             [BankHash(bank=bank, type=k, hash=v, note=n, added_by=user) for k, v, n in rows],
             ignore_conflicts=True,
             batch_size=5000,
         )
-        added = bank.hashes.count() - before
+        added = list(bank.hashes.filter(id__gt=last).values_list("id", flat=True))
         if added:
             bank_touch(bank.pk)
     return bank, added
@@ -323,7 +314,28 @@ def bank_export(*, bank: Bank) -> str:
     return out.getvalue()
 
 
-# -- retroactive matching ----------------------------------------------------------------------
+# Below this many new PDQ hashes, each is scanned against the recent items' hashes (one numpy
+# pass each); above it (an imported list), the new hashes are indexed and each recent item
+# looked up in that index instead.
+_SCAN_AT_MOST = 64
+
+
+def _pdq_pairs(new: list[BankHash], recent: list[str]):
+    """(bank hash, position in `recent`, distance) of every pair within the bank's limit."""
+    if not recent:
+        return
+    if len(new) <= _SCAN_AT_MOST:
+        u64 = _as_u64(hex_to_words(recent))
+        for bank_hash in new:
+            distances = popcount_distances(u64, _as_u64(hex_to_words([bank_hash.hash]))[0])
+            for position in np.flatnonzero(distances <= bank_hash.bank.pdq_max_distance):
+                yield bank_hash, int(position), int(distances[position])
+        return
+    index = PdqIndex([h.hash for h in new], new)
+    for position, value in enumerate(recent):
+        for bank_hash, distance in index.lookup(value, max_distance=31):
+            if distance <= bank_hash.bank.pdq_max_distance:
+                yield bank_hash, position, distance
 
 
 def bank_hashes_match_recent(*, bank_hash_ids: list[int], days: int = 30) -> int:
@@ -348,18 +360,11 @@ def bank_hashes_match_recent(*, bank_hash_ids: list[int], days: int = 30) -> int
     pdqs = [h for h in new if h.type == HashType.PDQ]
     if pdqs:
         rows = list(recent.filter(type=HashType.PDQ).values_list("item_id", "revision", "hash"))
-        if rows:
-            u64 = _as_u64(hex_to_words([r[2] for r in rows]))
-            for bank_hash in pdqs:
-                query = _as_u64(hex_to_words([bank_hash.hash]))[0]
-                distances = popcount_distances(u64, query)
-                for position in np.flatnonzero(distances <= bank_hash.bank.pdq_max_distance):
-                    item_id, revision, _ = rows[int(position)]
-                    found.setdefault((item_id, revision), []).append(
-                        Match(
-                            bank_hash.bank_id, HashType.PDQ, bank_hash.pk, int(distances[position])
-                        )
-                    )
+        for bank_hash, position, distance in _pdq_pairs(pdqs, [r[2] for r in rows]):
+            item_id, revision, _ = rows[position]
+            found.setdefault((item_id, revision), []).append(
+                Match(bank_hash.bank_id, HashType.PDQ, bank_hash.pk, distance)
+            )
     banks = Bank.objects.in_bulk()
     recorded = 0
     for (item_id, revision), matches in sorted(found.items()):

@@ -6,6 +6,7 @@ import random
 
 import numpy as np
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 from PIL import Image, ImageDraw
 
@@ -303,3 +304,62 @@ def test_bank_this_on_a_removed_item_adds_its_hashes_and_matches_the_repeat(
     assert repeat.status == Item.Status.DECIDED
     assert repeat.decisions.get().automatic
     assert len(fake_api.calls) == calls
+
+
+def test_an_imported_list_is_matched_against_recent_items_in_the_background(
+    fake_api, post_webhook, tmp_path, django_capture_on_commit_callbacks
+):
+    """A list of more than _SCAN_AT_MOST PDQ hashes takes the indexed path of the retroactive
+    match; the import command sends the task once the hashes are committed."""
+    source = SourceFactory()
+    original = picture(31)
+    item = send(post_webhook, source, "i1", content_image=data_url(encoded(original), "image/png"))
+    other = send(
+        post_webhook, source, "i2", content_image=data_url(encoded(picture(32)), "image/png")
+    )
+    assert item.status != Item.Status.DECIDED
+    pdq, _ = hashing.pdq(encoded(original.resize((320, 240)), "JPEG", quality=75))
+    rng = np.random.default_rng(5)
+    rows = [f"pdq,{rng.integers(0, 256, 32, dtype=np.uint8).tobytes().hex()}," for _ in range(80)]
+    rows.append(f"pdq,{pdq},the one")
+    path = tmp_path / "list.csv"
+    path.write_text("\n".join(rows) + "\n")
+    assert len(rows) > banks._SCAN_AT_MOST
+
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("bank_import", "Shared list", str(path), "--action", "remove")
+
+    item.refresh_from_db()
+    other.refresh_from_db()
+    assert item.status == Item.Status.DECIDED and item.decisions.get().automatic
+    match = BankMatch.objects.get(item=item)
+    assert match.retroactive and match.acted and match.type == "pdq"
+    assert other.status != Item.Status.DECIDED
+
+
+def test_the_admin_imports_a_csv_reports_bad_lines_and_exports_it(client):
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    good = f"type,hash,note\nmd5,{'c' * 32},from the admin\n"
+    bad = f"md5,{'c' * 32},\nmd5,not-hex,\n"
+
+    page = client.post(
+        "/admin/moderation/bank/import/",
+        {"name": "Admin bank", "action": "review", "file": _upload("bad.csv", bad)},
+    )
+    assert page.status_code == 200
+    assert "line 2" in page.content.decode() and not Bank.objects.exists()
+
+    done = client.post(
+        "/admin/moderation/bank/import/",
+        {"name": "Admin bank", "action": "review", "file": _upload("good.csv", good)},
+    )
+    made = Bank.objects.get(name="Admin bank")
+    assert done.status_code == 302 and made.hashes.count() == 1
+    listing = client.get("/admin/moderation/bank/").content.decode()
+    assert "Admin bank" in listing and "Import CSV" in listing
+    exported = client.get(f"/admin/moderation/bank/{made.pk}/export/")
+    assert exported.content.decode() == good
+
+
+def _upload(name: str, text: str):
+    return SimpleUploadedFile(name, text.encode(), content_type="text/csv")

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from labelers.tasks import bank_retro_start
 from moderation.models import Bank
 from moderation.services.banks import ImportError_, bank_import
 
@@ -19,8 +20,13 @@ class Command(BaseCommand):
         parser.add_argument("name")
         parser.add_argument("file")
         parser.add_argument("--action", choices=Bank.Action.values)
+        parser.add_argument(
+            "--no-retroactive",
+            action="store_true",
+            help="do not match recent items against the new hashes",
+        )
 
-    def handle(self, *args, name, file, action=None, **options):
+    def handle(self, *args, name, file, action=None, no_retroactive=False, **options):
         try:
             text = Path(file).read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as exc:
@@ -34,4 +40,6 @@ class Command(BaseCommand):
             ) from exc
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
-        self.stdout.write(f"{bank.name} ({bank.action}): {added} new hash(es)")
+        if added and not no_retroactive:
+            bank_retro_start(added)  # recent items matched against the new hashes
+        self.stdout.write(f"{bank.name} ({bank.action}): {len(added)} new hash(es)")
