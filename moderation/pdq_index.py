@@ -42,11 +42,13 @@ def popcount_distances(u64: np.ndarray, query_u64: np.ndarray) -> np.ndarray:
 
 class PdqIndex:
     def __init__(self, hexes: list[str], payload: list | None = None):
-        """`payload[i]`: what a lookup returns for hashes[i] (a bank hash id, say)."""
+        """`payload[i]`: what a lookup returns for hashes[i] (a bank hash id, say); None:
+        the position i itself (no Python object per hash: 1 M of them would cost ~100 MB)."""
         n = len(hexes)
         self.words = hex_to_words(hexes)
         self.u64 = _as_u64(self.words)
-        self.payload = payload if payload is not None else list(range(n))
+        self.size = n
+        self.payload = payload
         # The 16 tables laid end to end, so that a lookup's probes and picks are one fancy
         # index each: table t's sorted positions at order[t*n:(t+1)*n], its bucket bounds at
         # starts[t*65537 + w] (already offset by t*n).
@@ -62,7 +64,7 @@ class PdqIndex:
         self._table_base = (np.arange(WORDS, dtype=np.int64) * 65537)[:, None]
 
     def __len__(self) -> int:
-        return len(self.payload)
+        return self.size
 
     def candidates(self, query_words: np.ndarray) -> np.ndarray:
         """Positions of the hashes sharing a word within one bit of the query's (a hash
@@ -93,8 +95,9 @@ class PdqIndex:
         if not close.any():
             return []
         positions, first = np.unique(found[close], return_index=True)
+        payload = self.payload
         return [
-            (self.payload[int(i)], int(d))
+            (payload[int(i)] if payload is not None else int(i), int(d))
             for i, d in zip(positions, distances[close][first], strict=True)
         ]
 

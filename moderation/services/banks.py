@@ -77,6 +77,9 @@ def item_hashes_compute(item: Item) -> list[ItemHash]:
 class _IndexState:
     version: tuple | None = None
     index: PdqIndex = field(default_factory=lambda: PdqIndex([]))
+    # By index position: the bank hash's id and its bank's (arrays, not a tuple per hash).
+    hash_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    bank_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 _pdq = _IndexState()
@@ -91,16 +94,25 @@ def banks_version() -> tuple:
     return (totals["count"], totals["total"], totals["last"], totals["top"])
 
 
-def pdq_index() -> PdqIndex:
+def pdq_index() -> _IndexState:
     """This process's index of every bank's PDQ hashes, reloaded when a bank changed (one
     small aggregate per call: the banks table has a row per bank). Web and worker processes
     each hold their own; the database is the record."""
     version = banks_version()
     if version != _pdq.version:
-        rows = list(BankHash.objects.filter(type=HashType.PDQ).values_list("hash", "id", "bank_id"))
-        _pdq.index = PdqIndex([r[0] for r in rows], [(r[1], r[2]) for r in rows])
+        rows = BankHash.objects.filter(type=HashType.PDQ).order_by("id")
+        hexes, hash_ids, bank_ids = [], [], []
+        for value, hash_id, bank_id in rows.values_list("hash", "id", "bank_id").iterator(
+            chunk_size=20_000
+        ):
+            hexes.append(value)
+            hash_ids.append(hash_id)
+            bank_ids.append(bank_id)
+        _pdq.index = PdqIndex(hexes)
+        _pdq.hash_ids = np.array(hash_ids, dtype=np.int64)
+        _pdq.bank_ids = np.array(bank_ids, dtype=np.int64)
         _pdq.version = version
-    return _pdq.index
+    return _pdq
 
 
 def bank_touch(bank_id: int) -> None:
@@ -133,12 +145,13 @@ def hashes_match(hashes: list[tuple[str, str]]) -> list[Match]:
             keep(Match(bank_id, kind, hash_id, 0))
     pdqs = [value for kind, value in hashes if kind == HashType.PDQ]
     if pdqs:
-        index = pdq_index()
+        state = pdq_index()
         limits = dict(Bank.objects.values_list("id", "pdq_max_distance"))
         for value in pdqs:
-            for (hash_id, bank_id), distance in index.lookup(value, max_distance=31):
+            for position, distance in state.index.lookup(value, max_distance=31):
+                bank_id = int(state.bank_ids[position])
                 if distance <= limits.get(bank_id, -1):
-                    keep(Match(bank_id, HashType.PDQ, hash_id, distance))
+                    keep(Match(bank_id, HashType.PDQ, int(state.hash_ids[position]), distance))
     return list(best.values())
 
 
