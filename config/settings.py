@@ -548,3 +548,6 @@ WORKER_DEAD_AFTER_SECONDS = env.float("WORKER_DEAD_AFTER_SECONDS", default=15.0)
 # Hash banks (issue 28): a newly banked hash is matched against the items hashed this many
 # days back (the retroactive match).
 BANK_RETRO_DAYS = env.int("BANK_RETRO_DAYS", default=30)
+# Seconds of image hashing one dispatch sweep may spend before it leaves the rest of its
+# received items for the next sweep (PDQ of a large PNG is ~40 ms of CPU).
+BANK_HASH_BUDGET_SECONDS = env.float("BANK_HASH_BUDGET_SECONDS", default=2.0)

@@ -14,10 +14,12 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 import numpy as np
+from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Count, F, Max, Sum
@@ -213,15 +215,24 @@ def _record(item: Item, matches: list[Match], winner: Bank | None, *, retroactiv
     )
 
 
-def items_bank_match(*, item_ids: list[int]) -> set[int]:
+def items_bank_match(*, item_ids: list[int], budget_seconds: float | None = None) -> set[int]:
     """Hash received items (locked by the caller, the dispatch) and act on their bank
-    matches; returns the ids a bank settled, which must not be routed to labelers."""
+    matches; returns the ids not to route to labelers now: those a bank settled, and those
+    left unhashed once `budget_seconds` of hashing is spent (they stay received and come
+    first in the next sweep: a burst of large images never stalls routing for minutes; at
+    least one item is hashed per call, so the backlog always moves)."""
     if not item_ids:
         return set()
-    settled = set()
+    budget = settings.BANK_HASH_BUDGET_SECONDS if budget_seconds is None else budget_seconds
+    started = time.monotonic()
+    held = set()
     # Every item is hashed, banks or not: a hash banked later is matched against it.
     banks = Bank.objects.in_bulk()
-    for item in Item.objects.filter(pk__in=item_ids, status=Item.Status.RECEIVED):
+    items = Item.objects.filter(pk__in=item_ids, status=Item.Status.RECEIVED).order_by("id")
+    for n, item in enumerate(items):
+        if n and time.monotonic() - started > budget:
+            held.add(item.pk)
+            continue
         hashes = item_hashes_compute(item)
         if not banks:
             continue
@@ -231,8 +242,8 @@ def items_bank_match(*, item_ids: list[int]) -> set[int]:
             continue
         _record(item, matches, winner)
         _act(item, winner)
-        settled.add(item.pk)
-    return settled
+        held.add(item.pk)
+    return held
 
 
 def bank_item_add(*, bank: Bank, item: Item, revision: int, user=None) -> list[BankHash]:

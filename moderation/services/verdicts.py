@@ -48,8 +48,9 @@ def items_lock_received(*, limit: int) -> list[ReceivedItem]:
 
 
 def items_bank_settle(*, item_ids: list[int]) -> set[int]:
-    """The received items (locked by the caller) that a hash bank settles before labeling:
-    hashed once, matched, acted on (moderation.services.banks). Their ids: route none."""
+    """The received items (locked by the caller) not to route now: those a hash bank settled
+    before labeling (hashed once, matched, acted on: moderation.services.banks), and those
+    left for the next sweep once its hashing budget is spent."""
     return items_bank_match(item_ids=item_ids)
 
 

@@ -2,6 +2,7 @@
 bank by precedence (allow > remove > review) decides; CSV import/export; retroactive matches."""
 
 import io
+import json
 import random
 
 import numpy as np
@@ -11,6 +12,7 @@ from django.core.management import CommandError, call_command
 from PIL import Image, ImageDraw
 
 from moderation import hashing
+from moderation.callbacks.deliveries import callback_body
 from moderation.models import (
     Bank,
     BankHash,
@@ -18,6 +20,7 @@ from moderation.models import (
     CallbackDelivery,
     Decision,
     Item,
+    ItemHash,
     MediaReveal,
 )
 from moderation.pdq_index import PdqIndex, _as_u64, brute_force, hex_to_words
@@ -25,6 +28,7 @@ from moderation.services import banks
 from moderation.services.decisions import decision_record
 from moderation.tests.factories import SourceFactory, UserFactory, reason_id
 from moderation.tests.media import data_url
+from testkit.signing import signed_headers
 
 pytestmark = pytest.mark.django_db
 
@@ -82,7 +86,10 @@ def test_an_exact_md5_match_removes_the_item_without_a_label_call(fake_api, post
     match = BankMatch.objects.get(item=item)
     assert (match.bank, match.type, match.distance, match.acted) == (spam, "md5", 0, True)
     # Sent back to the product like any other decision.
-    assert CallbackDelivery.objects.filter(decision=decision).exists()
+    delivery = CallbackDelivery.objects.get(decision=decision)
+    sent = json.loads(callback_body(decision, delivery.source))["data"]
+    assert sent["automatic"] is True and sent["action"] == "remove"
+    assert "Known spam images" in sent["reason"]
 
 
 def test_the_same_picture_re_encoded_as_jpeg_and_resized_matches_by_pdq(fake_api, post_webhook):
@@ -363,3 +370,29 @@ def test_the_admin_imports_a_csv_reports_bad_lines_and_exports_it(client):
 
 def _upload(name: str, text: str):
     return SimpleUploadedFile(name, text.encode(), content_type="text/csv")
+
+
+def test_items_past_the_hashing_budget_wait_received_for_the_next_sweep(
+    fake_api, client, dispatch, settings
+):
+    """With no budget each sweep hashes one item and leaves the rest received, unrouted;
+    later sweeps take them in order, and every item is hashed and labeled once."""
+    settings.BANK_HASH_BUDGET_SECONDS = 0
+    source = SourceFactory()
+    for n in range(3):
+        body = json.dumps({"external_id": f"q{n}", "content_text": f"words {n}"}).encode()
+        client.post(
+            f"/webhooks/{source.slug}/",
+            data=body,
+            content_type="application/json",
+            headers=signed_headers(source._secret, body),
+        )
+    dispatch()
+    statuses = dict(Item.objects.values_list("external_id", "status"))
+    assert statuses["q0"] != Item.Status.RECEIVED
+    assert statuses["q1"] == statuses["q2"] == Item.Status.RECEIVED
+    for _ in range(3):
+        dispatch()
+    assert not Item.objects.filter(status=Item.Status.RECEIVED).exists()
+    assert ItemHash.objects.count() == 3
+    assert len(fake_api.calls) == 3
