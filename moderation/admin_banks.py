@@ -19,7 +19,7 @@ from django.utils.html import format_html
 from labelers.tasks import bank_retro_start
 from lib.text import plural
 from moderation.models import Bank, BankHash, BankMatch
-from moderation.services.banks import ImportError_, bank_export, bank_import, bank_touch
+from moderation.services.banks import BankFileInvalid, bank_export, bank_import, bank_touch
 
 
 class BankImportForm(forms.Form):
@@ -96,7 +96,7 @@ class BankAdmin(admin.ModelAdmin):
                     action=form.cleaned_data["action"] or None,
                     user=request.user,
                 )
-            except ImportError_ as exc:
+            except BankFileInvalid as exc:
                 errors = exc.errors
             except (UnicodeDecodeError, ValueError) as exc:
                 errors = [str(exc)]

@@ -31,7 +31,7 @@ def hex_to_words(hexes: list[str]) -> np.ndarray:
     return raw.reshape(-1, WORDS).astype(np.uint16)
 
 
-def _as_u64(words: np.ndarray) -> np.ndarray:
+def as_u64(words: np.ndarray) -> np.ndarray:
     """(N, 4) uint64 view of (N, 16) uint16 words, for XOR + popcount."""
     return np.ascontiguousarray(words).view(np.uint64).reshape(-1, 4)
 
@@ -46,7 +46,7 @@ class PdqIndex:
         the position i itself (no Python object per hash: 1 M of them would cost ~100 MB)."""
         n = len(hexes)
         self.words = hex_to_words(hexes)
-        self.u64 = _as_u64(self.words)
+        self.u64 = as_u64(self.words)
         self.size = n
         self.payload = payload
         # The 16 tables laid end to end, so that a lookup's probes and picks are one fancy
@@ -90,7 +90,7 @@ class PdqIndex:
         found = self.candidates(query[0])
         if found.size == 0:
             return []
-        distances = popcount_distances(self.u64[found], _as_u64(query)[0])
+        distances = popcount_distances(self.u64[found], as_u64(query)[0])
         close = distances <= max_distance
         if not close.any():
             return []
@@ -104,5 +104,5 @@ class PdqIndex:
 
 def brute_force(u64: np.ndarray, query_hex: str, *, max_distance: int = 31) -> np.ndarray:
     """Positions within `max_distance` by scanning every hash: the check for the index."""
-    distances = popcount_distances(u64, _as_u64(hex_to_words([query_hex]))[0])
+    distances = popcount_distances(u64, as_u64(hex_to_words([query_hex]))[0])
     return np.flatnonzero(distances <= max_distance)

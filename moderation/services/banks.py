@@ -37,7 +37,7 @@ from moderation.models import (
     Item,
     ItemHash,
 )
-from moderation.pdq_index import PdqIndex, _as_u64, hex_to_words, popcount_distances
+from moderation.pdq_index import PdqIndex, as_u64, hex_to_words, popcount_distances
 from moderation.services.decisions import decision_create, item_decision_apply
 from moderation.services.queue import queue_key_sync
 
@@ -267,7 +267,7 @@ def bank_item_add(*, bank: Bank, item: Item, revision: int, user=None) -> list[B
     return list(BankHash.objects.filter(bank=bank, item=item, type__in=[h.type for h in created]))
 
 
-class ImportError_(ValueError):
+class BankFileInvalid(ValueError):  # noqa: N818 (reads as what it says)
     """A malformed file: `errors` lists each bad line as "line N: why"."""
 
     def __init__(self, errors: list[str]):
@@ -277,7 +277,7 @@ class ImportError_(ValueError):
 
 def bank_csv_parse(text: str) -> list[tuple[str, str, str]]:
     """(type, hash, note) rows of a `type,hash,note` CSV (header optional); raises
-    ImportError_ naming every malformed line."""
+    BankFileInvalid naming every malformed line."""
     rows, errors = [], []
     for number, record in enumerate(csv.reader(io.StringIO(text)), start=1):
         if not record or not "".join(record).strip():
@@ -298,7 +298,7 @@ def bank_csv_parse(text: str) -> list[tuple[str, str, str]]:
         else:
             rows.append((kind, value, note[:500]))
     if errors:
-        raise ImportError_(errors)
+        raise BankFileInvalid(errors)
     return rows
 
 
@@ -349,9 +349,9 @@ def _pdq_pairs(new: list[BankHash], recent: list[str]):
     if not recent:
         return
     if len(new) <= _SCAN_AT_MOST:
-        u64 = _as_u64(hex_to_words(recent))
+        u64 = as_u64(hex_to_words(recent))
         for bank_hash in new:
-            distances = popcount_distances(u64, _as_u64(hex_to_words([bank_hash.hash]))[0])
+            distances = popcount_distances(u64, as_u64(hex_to_words([bank_hash.hash]))[0])
             for position in np.flatnonzero(distances <= bank_hash.bank.pdq_max_distance):
                 yield bank_hash, int(position), int(distances[position])
         return
@@ -405,8 +405,14 @@ def bank_hashes_match_recent(*, bank_hash_ids: list[int], days: int = 30) -> int
             if not fresh:
                 continue
             acted_before = BankMatch.objects.filter(item=locked, revision=revision, acted=True)
+            held = (
+                locked.claimed_by_id is not None
+                and locked.claim_expires_at is not None
+                and locked.claim_expires_at > timezone.now()
+            )
             winner = None
-            if locked.status in FOLLOWS_LABELS and not acted_before.exists():
+            # A reviewer holding the item decides it: the match is listed, not acted on.
+            if locked.status in FOLLOWS_LABELS and not held and not acted_before.exists():
                 winner = _winner(fresh, banks)
             _record(locked, fresh, winner, retroactive=True)
             if winner is not None:

@@ -23,8 +23,9 @@ from moderation.models import (
     ItemHash,
     MediaReveal,
 )
-from moderation.pdq_index import PdqIndex, _as_u64, brute_force, hex_to_words
+from moderation.pdq_index import PdqIndex, as_u64, brute_force, hex_to_words
 from moderation.services import banks
+from moderation.services.claims import item_claim
 from moderation.services.decisions import decision_record
 from moderation.tests.factories import SourceFactory, UserFactory, reason_id
 from moderation.tests.media import data_url
@@ -253,7 +254,7 @@ def test_the_pdq_index_finds_exactly_what_a_brute_force_scan_finds():
     queries += [rng.integers(0, 256, 32, dtype=np.uint8).tobytes().hex() for _ in range(10)]
     hexes = [row.tobytes().hex() for row in stored]
     index = PdqIndex(hexes)
-    u64 = _as_u64(hex_to_words(hexes))
+    u64 = as_u64(hex_to_words(hexes))
     found = 0
     for query in queries:
         for limit in (31, 20):
@@ -396,3 +397,19 @@ def test_items_past_the_hashing_budget_wait_received_for_the_next_sweep(
     assert not Item.objects.filter(status=Item.Status.RECEIVED).exists()
     assert ItemHash.objects.count() == 3
     assert len(fake_api.calls) == 3
+
+
+def test_a_retroactive_match_leaves_an_item_a_reviewer_holds_to_them(fake_api, post_webhook):
+    source = SourceFactory()
+    item = send(post_webhook, source, "h1", content_text="I will kill the lights")  # flagged
+    assert item.status == Item.Status.FLAGGED
+    reviewer = UserFactory(reviewer=True)
+    item_claim(item=item, reviewer=reviewer)
+    scam = bank("Lights", "remove", ("text_sha256", hashing.text_sha256(item.content_text)))
+
+    banks.bank_hashes_match_recent(bank_hash_ids=list(scam.hashes.values_list("id", flat=True)))
+
+    item.refresh_from_db()
+    assert item.status == Item.Status.FLAGGED and not item.decisions.exists()
+    match = BankMatch.objects.get(item=item)
+    assert match.retroactive and not match.acted

@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from labelers.tasks import bank_retro_start
 from moderation.models import Bank
-from moderation.services.banks import ImportError_, bank_import
+from moderation.services.banks import BankFileInvalid, bank_import
 
 
 class Command(BaseCommand):
@@ -33,7 +33,7 @@ class Command(BaseCommand):
             raise CommandError(f"cannot read {file}: {exc}") from exc
         try:
             bank, added = bank_import(name=name, text=text, action=action)
-        except ImportError_ as exc:
+        except BankFileInvalid as exc:
             raise CommandError(
                 f"{file}: nothing imported, {len(exc.errors)} malformed line(s):\n"
                 + "\n".join(exc.errors)
