@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from moderation.models import Decision, Item, Report, Source
+from moderation.models import BankMatch, Decision, Item, Report, Source
 
 
 def appeal_until(source: Source, decided_at: datetime) -> datetime:
@@ -94,12 +94,32 @@ def reports_relied_on(decisions: Iterable[Decision]) -> dict[int, list[dict[str,
     }
 
 
+def banks_matched(decisions: Iterable[Decision]) -> dict[int, list[dict[str, Any]]]:
+    """Per decision, the hash bank matches of the revision it decided (issue 28): bank,
+    hash type and distance; one query for any number of decisions."""
+    decisions = list(decisions)
+    found: dict[int, list[dict[str, Any]]] = {d.pk: [] for d in decisions}
+    by_revision: dict[tuple[int, int], list[int]] = {}
+    for decision in decisions:
+        by_revision.setdefault((decision.item_id, decision.revision), []).append(decision.pk)
+    rows = (
+        BankMatch.objects.filter(item__in={item for item, _ in by_revision})
+        .order_by("item", "distance", "id")
+        .values_list("item_id", "revision", "bank__name", "type", "distance")
+    )
+    for item_id, revision, bank, kind, distance in rows:
+        for pk in by_revision.get((item_id, revision), []):
+            found[pk].append({"bank": bank, "hash_type": kind, "distance": distance})
+    return found
+
+
 def decision_facts(decisions: Iterable[Decision]) -> dict[int, dict[str, Any]]:
     """Per decision, the facts a statement relies on: what flagged the item (labelers and
     their confidence) and the reports it answers."""
     decisions = list(decisions)
     labels = flagged_by(decisions)
     reports = reports_relied_on(decisions)
+    matched = banks_matched(decisions)
     return {
         d.pk: {
             "decision_id": d.pk,
@@ -108,6 +128,7 @@ def decision_facts(decisions: Iterable[Decision]) -> dict[int, dict[str, Any]]:
             "decided_at": d.created_at.isoformat(),
             "flagged_by": labels[d.pk],
             "reports": reports[d.pk],
+            "bank_matches": matched[d.pk],
         }
         for d in decisions
     }
@@ -128,8 +149,9 @@ def removal_statements(decisions: Iterable[Decision], *, source: Source) -> dict
             policy=policy,
             action="Removal of the content",
             facts=[fact],
-            # Flagged by a labeler; reported by users only is a human detection.
-            automated_detection=bool(fact["flagged_by"]),
+            # Flagged by a labeler or matched by a hash bank; reported by users only is a
+            # human detection.
+            automated_detection=bool(fact["flagged_by"] or fact["bank_matches"]),
             automated_decision=decision.reviewer_id is None,
             appeal_until=appeal_until(source, decision.created_at),
             appeal_how=(

@@ -91,6 +91,11 @@ def test_an_exact_md5_match_removes_the_item_without_a_label_call(fake_api, post
     sent = json.loads(callback_body(decision, delivery.source))["data"]
     assert sent["automatic"] is True and sent["action"] == "remove"
     assert "Known spam images" in sent["reason"]
+    statement = sent["statement_of_reasons"]
+    assert statement["automated_decision"] and statement["automated_detection"]
+    assert statement["facts"][0]["bank_matches"] == [
+        {"bank": "Known spam images", "hash_type": "md5", "distance": 0}
+    ]
 
 
 def test_the_same_picture_re_encoded_as_jpeg_and_resized_matches_by_pdq(fake_api, post_webhook):
