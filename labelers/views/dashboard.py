@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET
 from labelers import selectors
 from moderation.models import IN_QUEUE, Item, Source
 from moderation.permissions import staff_required
+from moderation.selectors.banks import banks_savings
 from moderation.selectors.queue import sources_sla
 from moderation.selectors.reviewers import team_exposure
 
@@ -173,6 +174,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "label_failures": label_failures,
             "breaker": health["breaker"],
             "callback_rows": callback_rows,
+            "bank_rows": banks_savings(),
             "reviewer_rows": reviewer_rows,
         },
     )

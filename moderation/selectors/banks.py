@@ -54,3 +54,20 @@ def banks_overview() -> list[Bank]:
             matches_week=Count("matches", filter=Q(matches__created_at__gte=week), distinct=True),
         ).order_by("name")
     )
+
+
+def banks_savings(*, days: int = 7) -> list[dict]:
+    """Per bank, the items it settled at intake in the last `days` and the paid label calls
+    that avoided: one per active labeler routed to the item's source (what the dispatch would
+    have created). Retroactive matches avoided nothing: those items were labeled already.
+    One query (the join repeats a match once per labeler, which is what is counted)."""
+    since = timezone.now() - timedelta(days=days)
+    active = Q(item__source__labelers__active=True)
+    return list(
+        BankMatch.objects.filter(acted=True, retroactive=False, created_at__gte=since)
+        .values("bank__name", "bank__action")
+        .annotate(
+            matches=Count("id", distinct=True), calls=Count("item__source__labelers", filter=active)
+        )
+        .order_by("-matches", "bank__name")
+    )

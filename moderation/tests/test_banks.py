@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
+from django.urls import reverse
 from PIL import Image, ImageDraw
 
 from moderation import hashing
@@ -418,3 +419,20 @@ def test_a_retroactive_match_leaves_an_item_a_reviewer_holds_to_them(fake_api, p
     assert item.status == Item.Status.FLAGGED and not item.decisions.exists()
     match = BankMatch.objects.get(item=item)
     assert match.retroactive and not match.acted
+
+
+def test_the_dashboard_shows_matches_per_bank_and_the_label_calls_they_avoided(
+    fake_api, post_webhook, client
+):
+    source = SourceFactory()  # routed to one labeler
+    text = "Known copypasta"
+    bank("Copypasta", "remove", ("text_sha256", hashing.text_sha256(text)))
+    for n in range(3):
+        send(post_webhook, source, f"c{n}", content_text=f"{text}  " + " " * n)
+    assert fake_api.calls == []
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+
+    html = client.get(reverse("manage_dashboard")).content.decode()
+
+    row = html[html.index('id="banks"') :]
+    assert '<th scope="row">Copypasta</th><td>remove</td><td>3</td><td>3</td>' in row
