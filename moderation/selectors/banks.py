@@ -71,3 +71,16 @@ def banks_savings(*, days: int = 7) -> list[dict]:
         )
         .order_by("-matches", "bank__name")
     )
+
+
+def items_banks(items: list[Item]) -> None:
+    """Give each item of a queue page its `banks_matched` (names of the banks its current
+    revision matched; empty for most): one query, whatever the page holds."""
+    found: dict[tuple[int, int], list[str]] = {}
+    rows = BankMatch.objects.filter(item__in=[item.pk for item in items]).values_list(
+        "item_id", "revision", "bank__name"
+    )
+    for item_id, revision, name in rows.order_by("item", "distance", "id"):
+        found.setdefault((item_id, revision), []).append(name)
+    for item in items:
+        item.banks_matched = found.get((item.pk, item.revision), [])

@@ -99,7 +99,9 @@ def test_an_exact_md5_match_removes_the_item_without_a_label_call(fake_api, post
     ]
 
 
-def test_the_same_picture_re_encoded_as_jpeg_and_resized_matches_by_pdq(fake_api, post_webhook):
+def test_the_same_picture_re_encoded_as_jpeg_and_resized_matches_by_pdq(
+    fake_api, post_webhook, client
+):
     source = SourceFactory()
     original = picture(7)
     pdq, _ = hashing.pdq(encoded(original))
@@ -115,6 +117,8 @@ def test_the_same_picture_re_encoded_as_jpeg_and_resized_matches_by_pdq(fake_api
     # To the queue at the top, marked with the bank, without a label call.
     assert item.status == Item.Status.FLAGGED and item.queue_score == 1.0
     assert fake_api.calls == []
+    client.force_login(UserFactory(reviewer=True))
+    assert "bank: Reported memes" in client.get(reverse("queue")).content.decode()
 
 
 def test_a_different_picture_does_not_match_and_is_labeled_as_usual(fake_api, post_webhook):

@@ -26,6 +26,7 @@ from moderation.permissions import (
     senior_required,
 )
 from moderation.selectors.authors import authors_strikes
+from moderation.selectors.banks import items_banks
 from moderation.selectors.golden import (
     golden_due,
     golden_next,
@@ -76,6 +77,7 @@ def _queue(request: HttpRequest, filters: QueueFilter, *, title: str, tabs=True)
         escalations_attach(items)
     # The strike badge: the rows' authors and their active strikes, two queries a page.
     authors_strikes(items)
+    items_banks(items)  # the hash banks a row matched: a tag with the bank's name
     allowed = reviewer_source_ids(request.user)
     sources = Source.objects.order_by("name")
     labelers = Labeler.objects.order_by("name")
