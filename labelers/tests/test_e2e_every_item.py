@@ -52,7 +52,11 @@ def test_every_item_ends_labeled_or_before_a_reviewer(fake_api_server, tmp_path)
     v1 = labeler_default().versions.get()
     seed_backlog(forum, v1)
 
-    with running_app(data_dir=tmp_path, api_url=fake.url, concurrency=4) as (url, env):
+    # The relabel keeps at most 40 messages queued ahead of fresh work (the default 200 is
+    # half this test's backlog): fresh items then wait seconds, the backlog ~25 s.
+    with running_app(
+        data_dir=tmp_path, api_url=fake.url, concurrency=4, LABEL_BULK_QUEUE_TARGET=40
+    ) as (url, env):
 
         def send(source, secret, external_id, text, expect=202):
             body = json.dumps({"external_id": external_id, "content_text": text}).encode()
@@ -87,6 +91,10 @@ def test_every_item_ends_labeled_or_before_a_reviewer(fake_api_server, tmp_path)
         for key in edited:
             send(forum, forum_secret, key, f"{key} edited: now I hate you")
 
+        # Slower answers from here on: the backlog drains over ~25 s (4 at a time), long
+        # enough that fresh items labeled in seconds show they did not wait behind it, even
+        # on a busy machine (at 0.1 s, 400 labels drained before a slow run's fresh items).
+        fake.configure(latency=0.25)
         # Version 2 of the policy, and a relabel of the whole backlog, as an admin would.
         v2 = labeler_version_create(labeler=v1.labeler, criteria_text="[invert] Label calm")
         relabel = subprocess.run(
