@@ -157,25 +157,25 @@ FROM bench_seed
 UNDONE_SQL = """
 INSERT INTO moderation_decision (
     item_id, revision, reviewer_id, action, reason, note, created_at, status_before,
-    labeler_versions
+    labeler_versions, report_ids
 )
 SELECT n, 1, (%(reviewers)s::int[])[1 + n %% %(nreviewers)s], 'approve', 'bench undone', '',
-       decided_at - interval '10 minutes', 'flagged', jsonb_build_array(%(v1)s::int)
+       decided_at - interval '10 minutes', 'flagged', jsonb_build_array(%(v1)s::int), '[]'::jsonb
 FROM bench_seed WHERE kind = 'flag' AND status = 'decided' AND n %% 500 = 0
 ORDER BY decided_at;
 INSERT INTO moderation_decision (
     item_id, revision, reviewer_id, action, reason, note, created_at, status_before,
-    labeler_versions, undoes_id
+    labeler_versions, undoes_id, report_ids
 )
 SELECT item_id, 1, reviewer_id, 'undo', '', '', created_at + interval '1 minute', 'decided',
-       labeler_versions, id
+       labeler_versions, id, '[]'::jsonb
 FROM moderation_decision WHERE reason = 'bench undone' ORDER BY id
 """
 
 DECISIONS_SQL = """
 INSERT INTO moderation_decision (
     item_id, revision, reviewer_id, action, reason, note, created_at, status_before,
-    labeler_versions
+    labeler_versions, report_ids
 )
 SELECT n, 1,
        CASE WHEN kind = 'auto' THEN NULL
@@ -188,7 +188,7 @@ SELECT n, 1,
             ELSE '' END,
        '', decided_at,
        CASE kind WHEN 'auto' THEN 'labeling' WHEN 'audit' THEN 'audit' ELSE 'flagged' END,
-       jsonb_build_array(%(v1)s::int)
+       jsonb_build_array(%(v1)s::int), '[]'::jsonb
 FROM bench_seed WHERE status = 'decided'
 ORDER BY decided_at
 """

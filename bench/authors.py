@@ -68,9 +68,9 @@ FROM generate_series(1, %(count)s) AS n
 """
 SEED_DECISIONS = """
 INSERT INTO moderation_decision (item_id, revision, reviewer_id, action, reason, note,
-    created_at, status_before, labeler_versions)
+    created_at, status_before, labeler_versions, report_ids)
 SELECT id, 1, %(reviewer)s, 'remove', 'Spam', '', received_at + interval '1 second',
-    'flagged', '[]'::jsonb
+    'flagged', '[]'::jsonb, '[]'::jsonb
 FROM moderation_item WHERE author_id = %(author)s AND status = 'decided'
 """
 SEED_STRIKES = """
