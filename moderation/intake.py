@@ -79,7 +79,8 @@ def _check_storable(value: str, field_name: str) -> None:
 check_storable = _check_storable
 
 
-def _load_object(body: bytes) -> dict[str, Any]:
+def load_object(body: bytes) -> dict[str, Any]:
+    """A webhook's body as a JSON object (IntakeError naming `body` otherwise)."""
     try:
         data = json.loads(body, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -91,18 +92,23 @@ def _load_object(body: bytes) -> dict[str, Any]:
     return data
 
 
+def id_string(value: Any, field: str) -> str:
+    """A product's id of something (external_id, appeal_id): a non-blank string of at most
+    255 characters the databases can store."""
+    if not isinstance(value, str) or not value.strip():
+        raise IntakeError(422, f"{field} is required and must be a string", field=field)
+    if len(value) > 255:
+        raise IntakeError(422, f"{field} is longer than 255 characters", field=field)
+    _check_storable(value, field)
+    return value
+
+
 def _external_id(data: dict[str, Any]) -> str:
-    external_id = data.get("external_id")
-    if not isinstance(external_id, str) or not external_id.strip():
-        raise IntakeError(422, "external_id is required and must be a string", field="external_id")
-    if len(external_id) > 255:
-        raise IntakeError(422, "external_id is longer than 255 characters", field="external_id")
-    _check_storable(external_id, "external_id")
-    return external_id
+    return id_string(data.get("external_id"), "external_id")
 
 
 def parse_body(body: bytes) -> IntakePayload:
-    return _parse_item(_load_object(body))
+    return _parse_item(load_object(body))
 
 
 def _parse_item(data: dict[str, Any]) -> IntakePayload:
@@ -195,7 +201,7 @@ def _report_string(data: dict[str, Any], name: str, *, max_chars: int, required:
 def parse_report_body(body: bytes) -> ReportPayload:
     """`{"report_id", "external_id", "reason", "reporter": {"id"}, "comment"}` and, for an item
     not yet received, its content fields and `author` as the item webhook takes them."""
-    data = _load_object(body)
+    data = load_object(body)
     report_id = _report_string(data, "report_id", max_chars=255, required=True)
     external_id = _external_id(data)
     reason = _report_string(data, "reason", max_chars=REPORT_REASON_MAX, required=True)

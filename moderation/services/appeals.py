@@ -6,7 +6,6 @@ withdrawn); an overturned account action is lifted."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
@@ -16,7 +15,7 @@ from django.utils import timezone
 from audit.services import audit_record
 from moderation.callbacks.deliveries import delivery_create
 from moderation.errors import ClaimConflict, IntakeError, NotAllowed
-from moderation.intake import check_storable
+from moderation.intake import check_storable, id_string, load_object
 from moderation.models import (
     AccountAction,
     AccountActionProposal,
@@ -55,15 +54,8 @@ class AppealPayload:
 
 def parse_appeal_body(body: bytes) -> AppealPayload:
     """The appeal's body, checked before anything is stored: IntakeError names the field."""
-    try:
-        data = json.loads(body, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise IntakeError(400, f"body is not valid JSON: {exc}", field="body") from None
-    except RecursionError:
-        raise IntakeError(400, "body is nested too deeply", field="body") from None
-    if not isinstance(data, dict):
-        raise IntakeError(422, "body must be a JSON object", field="body")
-    appeal_id = _id_string(data.get("appeal_id"), "appeal_id")
+    data = load_object(body)
+    appeal_id = id_string(data.get("appeal_id"), "appeal_id")
     statement = data.get("statement", "")
     if statement is None:
         statement = ""
@@ -97,20 +89,7 @@ def parse_appeal_body(body: bytes) -> AppealPayload:
             "external_id (an item's removal) or account_action_id is required",
             field="external_id",
         )
-    return AppealPayload(appeal_id, statement, external_id=_id_string(external_id, "external_id"))
-
-
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _id_string(value, field: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise IntakeError(422, f"{field} is required and must be a string", field=field)
-    if len(value) > 255:
-        raise IntakeError(422, f"{field} is longer than 255 characters", field=field)
-    check_storable(value, field)
-    return value
+    return AppealPayload(appeal_id, statement, external_id=id_string(external_id, "external_id"))
 
 
 def appeal_receive(

@@ -4,6 +4,7 @@ token), and the OpenAPI document that describes them."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import cache, wraps
 from pathlib import Path
 
@@ -75,24 +76,39 @@ def _verified_body(request: HttpRequest, source: Source) -> tuple[bytes, str]:
     return body, webhook_id
 
 
-def _webhook(request: HttpRequest, slug: str) -> JsonResponse:
+def _signed_intake(
+    request: HttpRequest,
+    slug: str,
+    kind: str,
+    receive: Callable[[Source, bytes, str], JsonResponse],
+) -> JsonResponse:
+    """The path every signed webhook (items, reports, appeals) shares: its source, the body
+    checked (_verified_body), then `receive(source, body, webhook_id)`; an IntakeError from
+    any step is its 4xx, logged as "<kind> refused"."""
     source = source_for_intake(slug)
     if source is None:
         return _error(404, "unknown source", "slug")
     logs.bind(source_id=source.pk, source=slug)
     try:
         body, webhook_id = _verified_body(request, source)
+        return receive(source, body, webhook_id)
+    except IntakeError as exc:
+        logger.info("%s refused: %s %s", kind, exc.status, exc.as_json().get("field"))
+        return JsonResponse(exc.as_json(), status=exc.status)
+
+
+def _webhook(request: HttpRequest, slug: str) -> JsonResponse:
+    def receive(source: Source, body: bytes, webhook_id: str) -> JsonResponse:
         payload = parse_body(body)
         item, created = item_ingest(source=source, payload=payload, webhook_id=webhook_id)
-    except IntakeError as exc:
-        logger.info("webhook refused: %s %s", exc.status, exc.as_json().get("field"))
-        return JsonResponse(exc.as_json(), status=exc.status)
-    logs.bind(item_id=item.pk, revision=item.revision)
-    logger.info("webhook %s item", "stored" if created else "repeated")
-    return JsonResponse(
-        {"id": item.pk, "revision": item.revision, "status": item.status},
-        status=202 if created else 200,
-    )
+        logs.bind(item_id=item.pk, revision=item.revision)
+        logger.info("webhook %s item", "stored" if created else "repeated")
+        return JsonResponse(
+            {"id": item.pk, "revision": item.revision, "status": item.status},
+            status=202 if created else 200,
+        )
+
+    return _signed_intake(request, slug, "webhook", receive)
 
 
 @machine_endpoint
@@ -107,23 +123,17 @@ def report_webhook(request: HttpRequest, slug: str) -> JsonResponse:
 
 
 def _report_webhook(request: HttpRequest, slug: str) -> JsonResponse:
-    source = source_for_intake(slug)
-    if source is None:
-        return _error(404, "unknown source", "slug")
-    logs.bind(source_id=source.pk, source=slug)
-    try:
-        body, webhook_id = _verified_body(request, source)
+    def receive(source: Source, body: bytes, webhook_id: str) -> JsonResponse:
         payload = parse_report_body(body)
         report, created = report_ingest(source=source, payload=payload, webhook_id=webhook_id)
-    except IntakeError as exc:
-        logger.info("report refused: %s %s", exc.status, exc.as_json().get("field"))
-        return JsonResponse(exc.as_json(), status=exc.status)
-    logs.bind(item_id=report.item_id, report_id=report.pk)
-    logger.info("report %s", "stored" if created else "repeated")
-    return JsonResponse(
-        {"id": report.pk, "item": report.item_id, "status": report.item.status},
-        status=202 if created else 200,
-    )
+        logs.bind(item_id=report.item_id, report_id=report.pk)
+        logger.info("report %s", "stored" if created else "repeated")
+        return JsonResponse(
+            {"id": report.pk, "item": report.item_id, "status": report.item.status},
+            status=202 if created else 200,
+        )
+
+    return _signed_intake(request, slug, "report", receive)
 
 
 def _api_source(request: HttpRequest) -> Source | None:
@@ -225,27 +235,16 @@ def api_author(request: HttpRequest, source: Source, author_id: str) -> JsonResp
 def appeals_webhook(request: HttpRequest, slug: str) -> JsonResponse:
     """An appeal of an item's removal or of an account action: signed, checked and refused
     exactly as the item webhook is (a 4xx naming the field, nothing half-stored)."""
-    source = source_for_intake(slug)
-    if source is None:
-        return _error(404, "unknown source", "slug")
-    logs.bind(source_id=source.pk, source=slug)
-    try:
-        body = _read_body(request)
-        webhook_id, _ = verify(
-            headers=request.headers,
-            body=body,
-            secrets=source_valid_secrets(source=source),
-            tolerance=settings.WEBHOOK_TOLERANCE_SECONDS,
-        )
-        if not source.active:
-            raise IntakeError(403, "this source is deactivated", field="slug")
+
+    def receive(source: Source, body: bytes, webhook_id: str) -> JsonResponse:
         payload = parse_appeal_body(body)
         appeal, created = appeal_receive(source=source, payload=payload, webhook_id=webhook_id)
-    except IntakeError as exc:
-        logger.info("appeal refused: %s %s", exc.status, exc.as_json().get("field"))
-        return JsonResponse(exc.as_json(), status=exc.status)
-    logger.info("appeal %s %s", appeal.pk, "stored" if created else "repeated")
-    return JsonResponse({"id": appeal.pk, "status": appeal.status}, status=202 if created else 200)
+        logger.info("appeal %s %s", appeal.pk, "stored" if created else "repeated")
+        return JsonResponse(
+            {"id": appeal.pk, "status": appeal.status}, status=202 if created else 200
+        )
+
+    return _signed_intake(request, slug, "appeal", receive)
 
 
 @cache
