@@ -177,7 +177,10 @@ class Throttle:
                     keep_alive()
                 acquired = True
             if self.per_second > 0:
-                wait_until = time.monotonic() + self.state.reserve(1.0 / self.per_second)
+                wait = self.state.reserve(1.0 / self.per_second)
+                # The clock read after the reservation: read before it, the wait (counted
+                # from the state's own clock, a round trip later) ended early by that trip.
+                wait_until = time.monotonic() + wait
                 while (left := wait_until - time.monotonic()) > 0:
                     time.sleep(min(left, keep_every))
                     keep_alive()
