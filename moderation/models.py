@@ -287,6 +287,11 @@ class Item(models.Model):
     # criteria a reviewer was looking at.
     verdict_versions = models.JSONField(default=list, blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)
+    # The action of the decision the item stands on (a Decision.Action: approve or remove),
+    # set with status "decided" in the one place a decision leaves its item
+    # (item_decision_apply); meaningless in any other status. The author panel counts an
+    # author's removed items with it from one index range instead of a decision per item.
+    decided_action = models.CharField(max_length=16, blank=True, default="", db_default="")
     # A reviewer's claim, so two reviewers never decide the same item by accident.
     claimed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -349,6 +354,18 @@ class Item(models.Model):
                 fields=["author", "received_at", "id"],
                 condition=Q(author__isnull=False),
                 name="item_author_idx",
+            ),
+            # The author panel's flagged and removed counts: each a range of its own index,
+            # however many items the author has (entries only for flagged / removed items).
+            models.Index(
+                fields=["author"],
+                condition=Q(author__isnull=False, flagged_at__isnull=False),
+                name="item_author_flagged_idx",
+            ),
+            models.Index(
+                fields=["author"],
+                condition=Q(author__isnull=False, status="decided", decided_action="remove"),
+                name="item_author_removed_idx",
             ),
         ]
 

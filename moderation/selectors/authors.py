@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from django.db import connection
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 
 from moderation.models import (
@@ -36,33 +36,19 @@ from moderation.selectors.statements import (
 )
 
 
-def _latest_action() -> Subquery:
-    """An item's current decision's action (its latest on its current revision, undos
-    aside: an undone item is not decided)."""
-    return Subquery(
-        Decision.objects.filter(item=OuterRef("pk"), revision=OuterRef("revision"))
-        .exclude(action=Decision.Action.UNDO)
-        .order_by("-created_at", "-id")
-        .values("action")[:1]
-    )
-
-
 def author_counts(author: Author) -> dict[str, int]:
-    """Items received, flagged (ever), and removed (their current decision), exactly, in one
-    query (the API's figures; the item page's panel caps them)."""
-    counts = (
-        Item.objects.filter(author=author)
-        .annotate(latest_action=_latest_action())
-        .aggregate(
-            items=Count("id"),
-            flagged=Count("id", filter=Q(flagged_at__isnull=False)),
-            removed=Count(
-                "id",
-                filter=Q(status=Item.Status.DECIDED, latest_action=Decision.Action.REMOVE),
-            ),
-        )
+    """Items received, flagged (ever), and removed (the decision they stand on), exactly,
+    in one query (the API's figures; the item page's panel caps them)."""
+    counts = Item.objects.filter(author=author).aggregate(
+        items=Count("id"),
+        flagged=Count("id", filter=Q(flagged_at__isnull=False)),
+        removed=Count("id", filter=_REMOVED),
     )
     return {name: counts[name] or 0 for name in ("items", "flagged", "removed")}
+
+
+# An item removed as things stand: the filter of item_author_removed_idx.
+_REMOVED = Q(status=Item.Status.DECIDED, decided_action=Decision.Action.REMOVE)
 
 
 def active_strike_count(
@@ -186,19 +172,16 @@ def _capped(rows: QuerySet) -> tuple[str, tuple]:
 
 
 def author_panel_for(author: Author, *, source: Source | None = None) -> AuthorPanel:
-    """Every figure of the panel in one round trip (scalar subqueries), and the latest
-    actions in another."""
+    """Every figure of the panel in one round trip (scalar subqueries, each count a range of
+    a partial index of at most PANEL_COUNT_CAP + 1 entries), and the latest actions in
+    another."""
     now = timezone.now()
     window = (source or author.source).strike_window_days
     items = Item.objects.filter(author=author)
     parts = [
         _capped(items),
         _capped(items.filter(flagged_at__isnull=False)),
-        _capped(
-            items.filter(status=Item.Status.DECIDED)
-            .annotate(latest_action=_latest_action())
-            .filter(latest_action=Decision.Action.REMOVE)
-        ),
+        _capped(items.filter(_REMOVED)),
         _sql(
             Strike.objects.filter(
                 author=author,

@@ -261,7 +261,12 @@ def _item_appeal_decide(
         status_before=item.status,
         labeler_versions=item.verdict_versions,
     )
-    item_decision_apply(item, status=Item.Status.DECIDED, decided_at=approval.created_at)
+    item_decision_apply(
+        item,
+        status=Item.Status.DECIDED,
+        decided_at=approval.created_at,
+        decided_action=approval.action,
+    )
     # A proposal the overturned removal made stood on a strike that no longer counts.
     AccountActionProposal.objects.filter(
         decision_id=appeal.decision_id, status=AccountActionProposal.Status.PROPOSED

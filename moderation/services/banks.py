@@ -180,7 +180,12 @@ def _act(locked: Item, bank: Bank) -> None:
             reason=bank_reason(bank),
             status_before=locked.status,
         )
-        item_decision_apply(locked, status=Item.Status.DECIDED, decided_at=decision.created_at)
+        item_decision_apply(
+            locked,
+            status=Item.Status.DECIDED,
+            decided_at=decision.created_at,
+            decided_action=decision.action,
+        )
     elif bank.action == Bank.Action.REVIEW:
         # To the queue with the highest score: a person looks at it without a label call.
         locked.status = Item.Status.FLAGGED

@@ -136,6 +136,7 @@ def decision_record(
             locked,
             status=Item.Status.ESCALATED if escalated else Item.Status.DECIDED,
             decided_at=decision.created_at,
+            decided_action=action,
         )
         audit_record(
             action=f"decision.{action}",
@@ -185,11 +186,15 @@ def decision_undo(*, decision: Decision, reviewer) -> Decision:
             labeler_versions=locked.verdict_versions,
         )
         status = decision.status_before or Item.Status.FLAGGED
-        # An undone senior decision puts the item back in the escalated queue.
+        # An undone senior decision puts the item back in the escalated queue; an undone
+        # decision on a decided item (an appeal's approval) leaves it on the one before.
         item_decision_apply(
             locked,
             status=status,
             decided_at=None if status in FOLLOWS_LABELS else locked.decided_at,
+            decided_action=_standing_action(locked, undone=decision)
+            if status == Item.Status.DECIDED
+            else "",
             claimed_by=reviewer,
             claim_expires_at=now + timedelta(seconds=settings.REVIEW_LEASE_SECONDS),
         )
@@ -203,20 +208,47 @@ def decision_undo(*, decision: Decision, reviewer) -> Decision:
     return undo
 
 
+def _standing_action(locked: Item, *, undone: Decision) -> str:
+    """The action a decided item stands on once `undone` is reversed: its latest approval
+    or removal of the current revision before it that no undo reversed."""
+    standing = (
+        locked.decisions.filter(
+            revision=locked.revision,
+            action__in=(Decision.Action.APPROVE, Decision.Action.REMOVE),
+            undone_by__isnull=True,
+        )
+        .exclude(pk=undone.pk)
+        .order_by("-created_at", "-id")
+        .values_list("action", flat=True)
+        .first()
+    )
+    return standing or ""
+
+
 def item_decision_apply(
     locked: Item,
     *,
     status: str,
     decided_at,
+    decided_action: str = "",
     claimed_by=None,
     claim_expires_at=None,
     also: tuple[str, ...] = (),
 ) -> None:
     """Where a decision (a reviewer's, its undo, an automatic approval) leaves its locked
-    item: the status, when it was decided, who holds it, and the queue score and sort key
-    that follow the status, saved in one UPDATE with the fields in `also` the caller set."""
+    item: the status, when it was decided and by what action (`decided_action`, needed
+    with status "decided"), who holds it, and the queue score and sort key that follow the
+    status, saved in one UPDATE with the fields in `also` the caller set."""
+    if status == Item.Status.DECIDED and decided_action not in (
+        Decision.Action.APPROVE,
+        Decision.Action.REMOVE,
+    ):
+        raise ValueError(
+            f"a decided item stands on an approval or a removal, not {decided_action!r}"
+        )
     locked.status = status
     locked.decided_at = decided_at
+    locked.decided_action = decided_action if status == Item.Status.DECIDED else ""
     locked.queue_score = queue_score_for(
         status=status, violation_score=locked.violation_score, report_score=locked.report_score
     )
@@ -228,6 +260,7 @@ def item_decision_apply(
             *also,
             "status",
             "decided_at",
+            "decided_action",
             "queue_score",
             "queue_key",
             "report_score",

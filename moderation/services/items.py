@@ -142,6 +142,7 @@ _INSERT_CONSTANTS = {
     "flagged_at": "NULL",
     "verdict_versions": "'[]'",
     "decided_at": "NULL",
+    "decided_action": "''",
     "claimed_by_id": "NULL",
     "claim_expires_at": "NULL",
 }

@@ -266,5 +266,6 @@ def _item_auto_approve_locked(
         locked,
         status=Item.Status.DECIDED,
         decided_at=decision.created_at,
+        decided_action=decision.action,
         also=("violation_score", "verdict_versions"),
     )

@@ -25,8 +25,9 @@ from moderation.models import (
     Strike,
 )
 from moderation.selectors.appeals import appeals_queue
+from moderation.selectors.authors import author_counts
 from moderation.services.appeals import AppealClosed, AppealPayload, appeal_decide, appeal_receive
-from moderation.services.decisions import decision_record
+from moderation.services.decisions import decision_record, decision_undo
 from moderation.tests.factories import LabelerFactory, SourceFactory, UserFactory, reason_id
 from moderation.tests.test_openapi import errors, response_validator, validator_at
 from testkit.receiver import Receiver
@@ -213,6 +214,16 @@ def test_overturning_a_removal_restores_the_item_and_withdraws_its_strike(
     assert item.decisions.order_by("-id").first() == approval
     strike = Strike.objects.get(decision=removal)
     assert strike.withdrawn_at is not None and strike.withdrawn_by == approval
+    assert item.decided_action == "approve"
+
+
+def test_undoing_an_overturn_leaves_the_item_removed_again(source, author, remover, senior):
+    removal = removed(source, remover, author=author)
+    appeal = appeal_decide(appeal=appeal_of(removal), senior=senior, outcome="overturned")
+    decision_undo(decision=appeal.result_decision, reviewer=senior)
+    item = Item.objects.get(pk=removal.item_id)
+    assert (item.status, item.decided_action) == (Item.Status.DECIDED, "remove")
+    assert author_counts(author)["removed"] == 1
 
 
 def test_overturning_dismisses_the_proposal_the_removal_made(author, remover, senior):

@@ -1,10 +1,12 @@
 """The author beside every item (the item page's panel, the queue's strike badge and author
 filter), the author's page (timeline, deciding all open items) and the seniors' Accounts list."""
 
+import importlib
 import re
 from datetime import timedelta
 
 import pytest
+from django.apps import apps
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -318,6 +320,38 @@ def test_leads_see_authors_by_active_strikes_or_open_items(client, author, sourc
 
 def test_the_authors_list_is_for_leads(client, reviewer):
     assert client.get("/authors/").status_code == 403
+
+
+def test_the_removed_count_follows_the_decision_each_item_stands_on(author):
+    """The panel and the API count an item as removed by the action it stands on: a
+    removal counts, its undo does not, an approval after it does not, an edit does not."""
+    kept, undone, edited = item_of(author), item_of(author), item_of(author)
+    reviewer = UserFactory()
+    remove(kept, reviewer)
+    services_decisions.decision_undo(decision=remove(undone, reviewer), reviewer=reviewer)
+    remove(edited, reviewer)
+    Item.objects.filter(pk=edited.pk).update(revision=2, status=Item.Status.FLAGGED)
+    approved = item_of(author)
+    decision_record(item=approved, reviewer=reviewer, action="approve")
+    assert selectors_authors.author_counts(author)["removed"] == 1
+    assert selectors_authors.author_panel_for(author).removed.n == 1
+    assert Item.objects.get(pk=kept.pk).decided_action == "remove"
+    assert Item.objects.get(pk=undone.pk).decided_action == ""
+    assert Item.objects.get(pk=approved.pk).decided_action == "approve"
+
+
+def test_the_migration_fills_in_the_action_decided_items_stand_on(author):
+    fill = importlib.import_module("moderation.migrations.0019_item_decided_action")
+    removed, approved, waiting = item_of(author), item_of(author), item_of(author)
+    remove(removed)
+    decision_record(item=approved, reviewer=UserFactory(), action="approve")
+    Item.objects.update(decided_action="")
+    fill.fill_decided_action(apps, None)
+    assert dict(Item.objects.values_list("pk", "decided_action")) == {
+        removed.pk: "remove",
+        approved.pk: "approve",
+        waiting.pk: "",
+    }
 
 
 def test_the_panels_counts_stop_at_a_cap(client, reviewer, author, monkeypatch):
