@@ -55,7 +55,7 @@ INSERT INTO moderation_item (
     source_id, author_id, external_id, webhook_id, content_text, content_image,
     content_image_type, content_video, content_video_type, content_hash, metadata,
     received_at, waiting_since, revision, status, violation_score, queue_score, queue_key,
-    sla_breached, flagged_at, verdict_versions
+    sla_breached, flagged_at, verdict_versions, decided_action
 )
 SELECT %(source)s, %(author)s, %(prefix)s || n, %(prefix)s || 'wh-' || n, 'post ' || n,
     '', '', '', '', md5(%(prefix)s || n), '{}'::jsonb,
@@ -63,7 +63,8 @@ SELECT %(source)s, %(author)s, %(prefix)s || n, %(prefix)s || 'wh-' || n, 'post 
     CASE WHEN n %% 10 = 0 THEN 'decided' WHEN n %% 10 = 1 THEN 'labeled' ELSE 'flagged' END,
     0.9, CASE WHEN n %% 10 IN (0, 1) THEN NULL ELSE 0.9 END,
     CASE WHEN n %% 10 IN (0, 1) THEN NULL ELSE -36.9 END, false,
-    CASE WHEN n %% 10 = 1 THEN NULL ELSE now() - (n || ' seconds')::interval END, '[]'::jsonb
+    CASE WHEN n %% 10 = 1 THEN NULL ELSE now() - (n || ' seconds')::interval END, '[]'::jsonb,
+    CASE WHEN n %% 10 = 0 THEN 'remove' ELSE '' END
 FROM generate_series(1, %(count)s) AS n
 """
 SEED_DECISIONS = """
