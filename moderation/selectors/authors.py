@@ -366,13 +366,25 @@ def author_open_batch(author: Author) -> OpenBatch:
 # --- Proposals: the seniors' "Accounts" list ---------------------------------------------------
 
 
-def proposals_open(*, source_ids: frozenset[int] | None = None) -> QuerySet[AccountActionProposal]:
+def proposals_open(
+    *, source_ids: frozenset[int] | None = None, author: Author | None = None
+) -> list[AccountActionProposal]:
+    """Proposals waiting for a senior, oldest first, each with `strikes_now`: the author's
+    active strikes as they stand (strikes lapse and are withdrawn while a proposal waits;
+    one below its threshold is marked, and confirming it needs saying so)."""
     rows = AccountActionProposal.objects.filter(
         status=AccountActionProposal.Status.PROPOSED
-    ).select_related("author", "source")
+    ).select_related("author__source", "source")
     if source_ids is not None:
         rows = rows.filter(source_id__in=source_ids)
-    return rows.order_by("id")
+    if author is not None:
+        rows = rows.filter(author=author)
+    proposals = list(rows.order_by("id"))
+    counts = strike_counts(list({p.author_id: p.author for p in proposals}.values()))
+    for proposal in proposals:
+        proposal.strikes_now = counts.get(proposal.author_id, 0)
+        proposal.lapsed = proposal.strikes_now < proposal.threshold
+    return proposals
 
 
 # --- account.action.created ---------------------------------------------------------------------

@@ -29,6 +29,11 @@ class ProposalClosed(Exception):
     """The proposal was confirmed or dismissed already (a double submit, another senior)."""
 
 
+class ProposalLapsed(Exception):
+    """The author's active strikes fell below the proposal's threshold while it waited
+    (strikes expired or were withdrawn): confirming it needs saying so."""
+
+
 # --- Authors from intake ---------------------------------------------------------------------
 
 
@@ -243,9 +248,13 @@ def proposal_confirm(
     action: str | None = None,
     days: int | None = None,
     note: str = "",
+    lapsed_ok: bool = False,
 ) -> AccountAction:
     """Confirm a proposal, as proposed or changed (another action, another length): the
-    action is stored and goes back to the product (account.action.created) once committed."""
+    action is stored and goes back to the product (account.action.created) once committed.
+
+    The strikes are counted again first: if they fell below the threshold that proposed it
+    since, it is confirmed only with `lapsed_ok` (the senior said so on seeing it)."""
     action = action or proposal.action
     if action not in AccountAction.Action.values:
         raise ValueError(f"unknown account action {action!r}")
@@ -262,6 +271,12 @@ def proposal_confirm(
         source = Source.objects.select_for_update().get(pk=locked.source_id)
         now = timezone.now()
         strikes, decision_ids = active_strikes(author_id=locked.author_id, source=source, now=now)
+        if strikes < locked.threshold and not lapsed_ok:
+            raise ProposalLapsed(
+                f"the author has {strikes} active strike(s) now, below the {locked.threshold}"
+                ' that proposed it (strikes lapsed or were withdrawn since); tick "confirm'
+                ' anyway" or dismiss it'
+            )
         account_action = AccountAction.objects.create(
             source=source,
             author_id=locked.author_id,

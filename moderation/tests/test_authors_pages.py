@@ -20,6 +20,7 @@ from moderation.models import (
     Decision,
     Item,
     ReviewerSettings,
+    Strike,
 )
 from moderation.selectors import authors as selectors_authors
 from moderation.selectors.authors import author_timeline
@@ -281,6 +282,22 @@ def test_seniors_see_proposals_and_confirm_one_with_a_change(client, senior, aut
         "account action: <strong>Suspend</strong>"
         in client.get(f"/authors/{author.pk}/").content.decode()
     )
+
+
+def test_a_proposal_whose_strikes_lapsed_is_marked_and_confirmed_only_on_purpose(
+    client, senior, author
+):
+    proposal = crossed(author)
+    # The strikes behind it run out while it waits.
+    Strike.objects.filter(author=author).update(created_at=timezone.now() - timedelta(days=365))
+    page = client.get("/account-actions/").content.decode()
+    assert f'id="proposal-{proposal.pk}-lapsed"' in page and "Active strikes now 0" in page
+    assert 'name="lapsed_ok"' in page
+    response = client.post(f"/account-actions/{proposal.pk}/", {"decision": "confirm"}, follow=True)
+    assert "below the 3 that proposed it" in response.content.decode()
+    assert not AccountAction.objects.exists()
+    client.post(f"/account-actions/{proposal.pk}/", {"decision": "confirm", "lapsed_ok": "1"})
+    assert AccountAction.objects.get().action == proposal.action
 
 
 def test_a_senior_dismisses_a_proposal_with_a_note(client, senior, author):

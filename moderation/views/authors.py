@@ -30,7 +30,12 @@ from moderation.selectors.authors import (
     proposals_open,
 )
 from moderation.selectors.decisions import decision_actions
-from moderation.services.authors import ProposalClosed, proposal_confirm, proposal_dismiss
+from moderation.services.authors import (
+    ProposalClosed,
+    ProposalLapsed,
+    proposal_confirm,
+    proposal_dismiss,
+)
 from moderation.services.decisions import CountChanged, author_open_items_decide
 
 
@@ -67,11 +72,7 @@ def author_page(request: HttpRequest, author_id: int) -> HttpResponse:
             "open_total": open_total,  # more than one batch: how many in all
             "open_seen": ",".join(f"{pk}:{revision}" for pk, revision in open_items),
             "remove_reasons": remove.reasons,
-            "proposals": list(
-                AccountActionProposal.objects.filter(
-                    author=author, status=AccountActionProposal.Status.PROPOSED
-                ).order_by("id")
-            ),
+            "proposals": proposals_open(author=author),
             "action_choices": AccountAction.Action.choices,
         },
     )
@@ -170,13 +171,14 @@ def proposal_decide(request: HttpRequest, proposal_id: int) -> HttpResponse:
                 action=request.POST.get("action") or None,
                 days=int_or_none(request.POST.get("days")),
                 note=note,
+                lapsed_ok=request.POST.get("lapsed_ok") == "1",
             )
             messages.success(
                 request,
                 f"Confirmed: {action.get_action_display().lower()} "
                 f"{proposal.author.external_id}; the product is told.",
             )
-    except (ValueError, ProposalClosed) as exc:
+    except (ValueError, ProposalClosed, ProposalLapsed) as exc:
         messages.error(request, f"Not done: {exc}.")
     return redirect(where)
 
