@@ -32,6 +32,7 @@ from moderation.models import (
     GoldenAnswer,
     GoldenItem,
     Item,
+    Report,
     ReviewerSettings,
     Source,
 )
@@ -454,6 +455,32 @@ class AppealAdmin(admin.ModelAdmin):
     list_filter = ("status", "source")
     list_select_related = ("source", "decided_by")
     search_fields = ("appeal_id",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Report)
+class ReportAdmin(admin.ModelAdmin):
+    """Users' reports, for the record: they arrive by webhook and are answered by the
+    decisions on their items, so nothing here writes. The comment is the reporter's words:
+    on the report's page only (escaped), never in the list."""
+
+    list_display = ("report_id", "source", "item", "reason", "reporter_id", "created_at", "open")
+    list_filter = ("source", "reason", ("decision", admin.EmptyFieldListFilter), "created_at")
+    list_select_related = ("source", "item__source")
+    search_fields = ("report_id", "reporter_id", "item__external_id")
+    show_full_result_count = False
+
+    @admin.display(boolean=True, description="open")
+    def open(self, report: Report) -> bool:
+        return report.decision_id is None
 
     def has_add_permission(self, request):
         return False

@@ -10,7 +10,7 @@ from typing import Any
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from moderation.models import Appeal
+from moderation.models import Appeal, Item
 
 APPEALS_PAGE_SIZE = 50
 
@@ -55,6 +55,11 @@ def appeals_queue(
         due = appeal.received_at + timedelta(minutes=sla) if sla else None
         page.append(AppealRow(appeal, due, due is not None and due < now))
     return page, (rows[size - 1].pk if len(rows) > size else None)
+
+
+def item_pending_appeal(item: Item) -> Appeal | None:
+    """The appeal waiting on the item's removal, if any (the item page marks it)."""
+    return Appeal.objects.filter(item=item, status=Appeal.Status.PENDING).order_by("-id").first()
 
 
 def appeal_event(appeal: Appeal) -> dict[str, Any]:

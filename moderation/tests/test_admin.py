@@ -1,13 +1,14 @@
-"""The sources admin: a source added here gets its credentials from the same service as
+"""The admin: a source added here gets its credentials from the same service as
 create_source (moderation.services.sources.source_create)."""
 
 import re
 
+from django.contrib.auth import get_user_model
 from django.contrib.messages import get_messages
 
-from moderation.models import Source
+from moderation.models import Report, Source
 from moderation.selectors.sources import source_for_token
-from moderation.tests.factories import LabelerFactory, UserFactory
+from moderation.tests.factories import ItemFactory, LabelerFactory, SourceFactory, UserFactory
 
 
 def test_an_admin_adds_a_source_with_its_settings_and_credentials_shown_once(client, db):
@@ -46,3 +47,28 @@ def test_an_admin_adds_a_source_routed_to_no_labeler_when_none_is_chosen(client,
     )
     assert response.status_code == 302
     assert not Source.objects.get(slug="lonely").labelers.exists()
+
+
+def test_reports_are_listed_read_only_without_their_comments(client, db):
+    admin_user = get_user_model().objects.create_superuser("boss", password="x")
+    client.force_login(admin_user)
+    source = SourceFactory()
+    item = ItemFactory(source=source)
+    Report.objects.create(
+        source=source,
+        report_id="r-1",
+        webhook_id="w-1",
+        item=item,
+        reason="spam",
+        reporter_id="u-9",
+        comment="<b>secret words</b>",
+    )
+    listing = client.get("/admin/moderation/report/")
+    assert listing.status_code == 200
+    page = listing.content.decode()
+    assert "r-1" in page and "u-9" in page and "secret words" not in page
+    report = Report.objects.get()
+    detail = client.get(f"/admin/moderation/report/{report.pk}/change/").content.decode()
+    assert "&lt;b&gt;secret words&lt;/b&gt;" in detail and "<b>secret words" not in detail
+    assert client.get("/admin/moderation/report/add/").status_code == 403
+    assert client.post(f"/admin/moderation/report/{report.pk}/delete/").status_code == 403

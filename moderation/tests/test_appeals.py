@@ -188,6 +188,21 @@ def test_the_page_shows_the_statement_escaped_and_the_removals_reason_and_note(
     assert 'id="history"' in page and "Remove by" in page
 
 
+def test_the_item_page_marks_a_pending_appeal_and_links_seniors_to_it(
+    client, source, remover, senior
+):
+    removal = removed(source, remover)
+    appeal = appeal_of(removal)
+    client.force_login(remover)
+    page = client.get(f"/items/{removal.item_id}/").content.decode()
+    assert 'id="pending-appeal"' in page and f'href="/appeals/{appeal.pk}/"' not in page
+    client.force_login(senior)
+    page = client.get(f"/items/{removal.item_id}/").content.decode()
+    assert 'id="pending-appeal"' in page and f'href="/appeals/{appeal.pk}/"' in page
+    appeal_decide(appeal=appeal, senior=senior, outcome="upheld")
+    assert 'id="pending-appeal"' not in client.get(f"/items/{removal.item_id}/").content.decode()
+
+
 # --- outcomes ---------------------------------------------------------------------------------
 
 

@@ -28,6 +28,7 @@ from moderation.permissions import (
     reviewer_required,
     reviewer_source_ids,
 )
+from moderation.selectors.appeals import item_pending_appeal
 from moderation.selectors.authors import author_panel
 from moderation.selectors.banks import item_media_restricted
 from moderation.selectors.decisions import (
@@ -43,6 +44,7 @@ from moderation.selectors.golden import (
 )
 from moderation.selectors.reports import item_reports_panel
 from moderation.selectors.reviewers import exposure, reviewer_settings
+from moderation.services.appeals import appeal_decider_problem
 from moderation.services.claims import item_claim, item_release
 from moderation.services.decisions import decision_record, decision_undo
 from moderation.services.golden import (
@@ -155,6 +157,7 @@ def _item_page(
     review_settings = reviewer_settings(request.user)
     lease = settings.REVIEW_LEASE_SECONDS
     banks = bank_panel(request, item)
+    appeal = item_pending_appeal(item)
     if item.has_media and not review_settings.blur_media and not banks["media_restricted"]:
         # Media shown without a click is still media seen.
         media_reveal_record(item=item, reviewer=request.user)
@@ -191,6 +194,11 @@ def _item_page(
             "note_max_length": NOTE_MAX_LENGTH,
             "author_panel": author_panel(item),
             "reports_panel": item_reports_panel(item),
+            "pending_appeal": appeal,
+            # A senior who may decide it gets the link (never the one who made the removal).
+            "appeal_decider": appeal is not None
+            and can_review_escalated(request.user)
+            and appeal_decider_problem(appeal, request.user) is None,
             **banks,
         },
     )
