@@ -2,17 +2,20 @@
 again, back in the queue if flagged; true repeats store nothing."""
 
 import json
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError
+from django.db import IntegrityError, connection
 from django.db.models import ProtectedError
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from labelers.dispatch import items_route
 from labelers.models import Label
 from moderation.filters import QueueFilter
-from moderation.intake import IntakePayload
-from moderation.models import Item, ItemRevision
+from moderation.intake import AuthorPayload, IntakePayload
+from moderation.models import Author, Item, ItemRevision
 from moderation.selectors.queue import queue_page
 from moderation.services import items as items_service
 from moderation.services.claims import item_claim
@@ -177,6 +180,60 @@ def test_an_ingested_item_is_stored_as_the_orm_would_store_it(source):
     item.save(update_fields=["status"])
     assert Item.objects.get(pk=item.pk).status == Item.Status.LABELING
     assert Item.objects.filter(metadata__nested__list__1=2.5, pk=item.pk).exists()
+
+
+def test_an_item_of_a_known_author_is_stored_as_the_first_one_was(source):
+    """On PostgreSQL the second item of an author is one statement (lookup and insert
+    together); it stores what the two-statement path stores, wherever it runs."""
+    created_at = timezone.now() - timedelta(days=3)
+    author = AuthorPayload(id="u-1", name="Ann", url="https://x/u-1", created_at=created_at)
+    first, _ = item_ingest(
+        source=source,
+        payload=IntakePayload(external_id="p1", content_text="a", author=author),
+        webhook_id="msg_1",
+    )
+    with CaptureQueriesContext(connection) as queries:
+        second, created = item_ingest(
+            source=source,
+            payload=IntakePayload(external_id="p2", content_text="b", author=author),
+            webhook_id="msg_2",
+        )
+    assert created and second.author_id == first.author_id
+    # (The test's transaction adds a savepoint around the insert: not counted.)
+    statements = [q["sql"] for q in queries if "SAVEPOINT" not in q["sql"]]
+    assert len(statements) == (1 if connection.vendor == "postgresql" else 2), statements
+    assert second.author.account_created_at == created_at and second.author.name == "Ann"
+    stored = Item.objects.get(pk=second.pk)
+    first_stored = _fields(Item.objects.get(pk=first.pk))
+    assert _fields(stored) == first_stored | {
+        "content_text": "b",
+        "content_hash": stored.content_hash,
+    }
+    assert _fields(second) == _fields(stored) and not second._state.adding
+
+
+def test_a_known_authors_new_name_is_taken_and_a_conflict_raises(source):
+    author = AuthorPayload(id="u-1", name="Ann")
+    item_ingest(
+        source=source,
+        payload=IntakePayload(external_id="p1", content_text="a", author=author),
+        webhook_id="msg_1",
+    )
+    renamed = AuthorPayload(id="u-1", name="Anne")
+    item, _ = item_ingest(
+        source=source,
+        payload=IntakePayload(external_id="p2", content_text="b", author=renamed),
+        webhook_id="msg_2",
+    )
+    assert Author.objects.get().name == "Anne" == item.author.name
+    if connection.vendor == "postgresql":
+        with pytest.raises(IntegrityError):
+            items_service._item_insert_known_author(
+                source=source,
+                payload=IntakePayload(external_id="p2", content_text="c", author=renamed),
+                webhook_id="msg_3",
+                media=items_service._store_payload_media(IntakePayload(external_id="p2")),
+            )
 
 
 def test_a_conflicting_insert_raises_as_create_does(source):
