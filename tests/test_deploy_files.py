@@ -274,3 +274,12 @@ def test_boto3_is_installed_only_with_the_s3_extra():
     assert {"boto3", "botocore"} <= set(locked(ROOT / "requirements" / "s3.txt"))
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "ARG WITH_S3=false" in dockerfile and "requirements/s3.txt" in dockerfile
+
+
+def test_compose_builds_the_image_with_s3_only_when_asked():
+    """boto3 is in the image only with WITH_S3=true (the Dockerfile's build argument)."""
+    build = compose()["x-app"]["build"]
+    assert build["context"] == "."
+    assert build["args"]["WITH_S3"] == "${WITH_S3:-false}"
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "ARG WITH_S3=false" in dockerfile and "requirements/s3.txt" in dockerfile
