@@ -80,6 +80,15 @@ def test_a_claim_and_a_release_are_recorded(item, reviewer):
     assert len(rows("item.release")) == 1
 
 
+def test_a_renewed_claim_is_not_recorded_again_until_it_lapsed(item, reviewer):
+    assert item_claim(item=item, reviewer=reviewer)
+    assert item_claim(item=item, reviewer=reviewer)  # the page again: a renewal
+    assert len(rows("item.claim")) == 1
+    Item.objects.filter(pk=item.pk).update(claim_expires_at=timezone.now())
+    assert item_claim(item=item, reviewer=reviewer)  # lapsed, taken again
+    assert len(rows("item.claim")) == 2
+
+
 def test_opening_an_item_page_records_the_claim_with_the_address(client, item, reviewer):
     client.force_login(reviewer)
     client.get(f"/items/{item.pk}/", REMOTE_ADDR="192.0.2.7")

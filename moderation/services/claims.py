@@ -18,19 +18,23 @@ from moderation.models import (
 
 @transaction.atomic
 def item_claim(*, item: Item, reviewer) -> bool:
-    """Take (or renew) the item's review lease; False if another reviewer holds it."""
+    """Take (or renew) the item's review lease; False if another reviewer holds it.
+
+    Taking it is in the audit log; renewing a lease the reviewer still holds (their page
+    again, a reload) is not: the row that took it already says who had it open, and a
+    renewal per page view buried the log's other actions."""
     now = timezone.now()
     expires = now + timedelta(seconds=settings.REVIEW_LEASE_SECONDS)
-    claimed = (
-        # Only while it waits for a person: an item decided a moment ago is not taken again.
-        Item.objects.filter(pk=item.pk, status__in=REVIEWABLE)
-        .filter(free_for(reviewer, now))
-        .update(
-            claimed_by=reviewer,
-            claim_expires_at=expires,
-        )
+    # Only while it waits for a person: an item decided a moment ago is not taken again.
+    waiting = Item.objects.filter(pk=item.pk, status__in=REVIEWABLE)
+    if waiting.filter(claimed_by=reviewer, claim_expires_at__gt=now).update(
+        claim_expires_at=expires
+    ):
+        return True
+    claimed = waiting.filter(free_for(reviewer, now)).update(
+        claimed_by=reviewer, claim_expires_at=expires
     )
-    if claimed:  # a renewal (the reviewer's page again) is recorded too: who had it open
+    if claimed:
         audit_record(action="item.claim", actor=reviewer, obj=item, after={"until": expires})
     return bool(claimed)
 
