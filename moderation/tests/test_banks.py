@@ -12,6 +12,7 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 from PIL import Image, ImageDraw
 
+from labelers.dispatch import reevaluation_create, reevaluation_run
 from moderation import hashing
 from moderation.callbacks.deliveries import callback_body
 from moderation.models import (
@@ -440,3 +441,20 @@ def test_the_dashboard_shows_matches_per_bank_and_the_label_calls_they_avoided(
 
     row = html[html.index('id="banks"') :]
     assert '<th scope="row">Copypasta</th><td>remove</td><td>3</td><td>3</td>' in row
+
+
+def test_a_review_match_stays_in_the_queue_when_its_sources_items_are_reevaluated(
+    fake_api, post_webhook
+):
+    """A review bank's item has no labels: recomputing verdicts from labels (a threshold
+    or routing change re-evaluates the source's undecided items) must leave it queued."""
+    source = SourceFactory()
+    text = "Known scam text"
+    bank("Review", "review", ("text_sha256", hashing.text_sha256(text)))
+    item = send(post_webhook, source, "r1", content_text=text)
+    assert item.status == Item.Status.FLAGGED
+    reevaluation = reevaluation_create(reason="threshold changed", source=source)
+    assert reevaluation_run(reevaluation_id=reevaluation.pk) == 1  # the item was recomputed
+    item.refresh_from_db()
+    assert (item.status, item.queue_score) == (Item.Status.FLAGGED, 1.0)
+    assert fake_api.calls == []
