@@ -210,6 +210,13 @@ LABEL_BULK_QUEUE_TARGET = env.int("LABEL_BULK_QUEUE_TARGET", default=200)
 # The queue page and the admin say labeling is stalled when the dispatch has not run for this
 # long, or a received item has waited this long to be routed (seconds).
 LABEL_DISPATCH_STALL_SECONDS = env.float("LABEL_DISPATCH_STALL_SECONDS", default=30.0)
+# Labels sent to the workers together, in one message (labelers.tasks.label_fetch_batch):
+# the message, its receipt and its ack cost a worker about as much CPU as the label itself.
+# One task works its batch one label after another, so the last batches of a burst finish up
+# to this many calls after the rest; a batch stops taking labels after LABEL_BATCH_SECONDS and
+# sends what is left in a new message. 1 sends one message per label.
+LABEL_BATCH_SIZE = env.int("LABEL_BATCH_SIZE", default=4)
+LABEL_BATCH_SECONDS = env.float("LABEL_BATCH_SECONDS", default=30.0)
 # Global throughput caps shared by all workers (0 = no cap).
 LABEL_MAX_IN_FLIGHT = env.int("LABEL_MAX_IN_FLIGHT", default=0)
 LABEL_MAX_CALLS_PER_SECOND = env.float("LABEL_MAX_CALLS_PER_SECOND", default=0)
