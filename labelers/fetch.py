@@ -334,7 +334,7 @@ def _store(target: Label, **fields) -> int:
         columns.append(f"{quote(field.column)} = %s")  # type: ignore[union-attr]
         params.append(field.get_db_prep_save(value, connection))  # type: ignore[union-attr]
     sql = (
-        f"UPDATE {quote(Label._meta.db_table)} SET {', '.join(columns)}"
+        f"UPDATE {quote(Label._meta.db_table)} SET {', '.join(columns)}"  # noqa: S608 (field names)
         " WHERE id = %s AND status = %s AND attempts = %s"
     )
     with connection.cursor() as cursor:
