@@ -90,7 +90,10 @@ def backoff_seconds(attempt: int, retry_after: float | None = None) -> float:
 # labeler version and model): one already paid for (the cost guard), and one being paid for
 # right now by another worker (single flight: wait for its answer instead); a labeler pinned to
 # "latest" on the API side can change there without a new version here, so its answers are
-# reused only while they are recent (labeled_at >= the limit). Scalar subqueries
+# reused only while they are recent (labeled_at >= the limit). The running twin is looked up
+# by content hash only ("+ 0" and "|| ''" keep the planner off the version and status
+# indexes): before statistics catch up with a burst of new labels, PostgreSQL took those for
+# selective and read every running label of the version, once per claim. Scalar subqueries
 # rather than UPDATE ... FROM: SQLite's RETURNING cannot name a FROM table. Written out: the
 # ORM has no UPDATE ... RETURNING, and this runs once per label.
 _CLAIM_SQL = """
@@ -121,8 +124,8 @@ RETURNING id, item_id, revision, labeler_version_id, attempts, model, content_ha
      LIMIT 1),
     (SELECT other.id FROM {label} other
      WHERE other.content_hash = {label}.content_hash
-       AND other.labeler_version_id = {label}.labeler_version_id
-       AND other.model = {label}.model AND other.id <> {label}.id AND other.status = %s
+       AND other.labeler_version_id + 0 = {label}.labeler_version_id
+       AND other.model = {label}.model AND other.id <> {label}.id AND other.status || '' = %s
        AND other.lease_expires_at > %s
      LIMIT 1)
 """
