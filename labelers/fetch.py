@@ -93,7 +93,13 @@ def backoff_seconds(attempt: int, retry_after: float | None = None) -> float:
 # reused only while they are recent (labeled_at >= the limit). The running twin is looked up
 # by content hash only ("+ 0" and "|| ''" keep the planner off the version and status
 # indexes): before statistics catch up with a burst of new labels, PostgreSQL took those for
-# selective and read every running label of the version, once per claim. Scalar subqueries
+# selective and read every running label of the version, once per claim. The statement sees
+# the database as it was when it started: a twin claimed at the same instant by another
+# worker is not in it, and on PostgreSQL both would pay. So it also says whether any twin is
+# still open (pending, running, to retry); only then (bursts of identical content, rare
+# otherwise) are the twins read again after the claim (_twins_now), when any twin claimed
+# before this claim committed shows: of two racing claims, at least one sees the other.
+# Scalar subqueries
 # rather than UPDATE ... FROM: SQLite's RETURNING cannot name a FROM table. Written out: the
 # ORM has no UPDATE ... RETURNING, and this runs once per label.
 _CLAIM_SQL = """
@@ -127,6 +133,12 @@ RETURNING id, item_id, revision, labeler_version_id, attempts, model, content_ha
        AND other.labeler_version_id + 0 = {label}.labeler_version_id
        AND other.model = {label}.model AND other.id <> {label}.id AND other.status || '' = %s
        AND other.lease_expires_at > %s
+     LIMIT 1),
+    (SELECT other.id FROM {label} other
+     WHERE other.content_hash = {label}.content_hash
+       AND other.labeler_version_id + 0 = {label}.labeler_version_id
+       AND other.model = {label}.model AND other.id <> {label}.id
+       AND other.status || '' IN (%s, %s, %s)
      LIMIT 1)
 """
 
@@ -155,6 +167,7 @@ def _claim(label_id: int) -> Label | None:
         S.RUNNING, at(lease), WORKER_NAME, label_id,
         S.PENDING, S.FAILED_TRANSIENT, at(now), S.RUNNING, at(now),
         S.DONE, at(recent), S.RUNNING, at(now),
+        S.PENDING, S.RUNNING, S.FAILED_TRANSIENT,
     ]  # fmt: skip
     with connection.cursor() as cursor:
         cursor.execute(_claim_sql(), params)
@@ -193,7 +206,29 @@ def _claim(label_id: int) -> Label | None:
         remote_version_id=remote_version_id,
     )
     label.cached_id, label.in_flight_id = row[18], row[19]  # type: ignore[attr-defined]
+    if label.cached_id is None and label.in_flight_id is None and row[20] is not None:
+        label.cached_id, label.in_flight_id = _twins_now(label)  # type: ignore[attr-defined]
     return label
+
+
+def _twins_now(label: Label) -> tuple[int | None, int | None]:
+    """(paid for, being paid for): the label's identical labels read again after its claim
+    committed (see _CLAIM_SQL), as the claim statement reads them."""
+    now = timezone.now()
+    identical = Label.objects.filter(
+        content_hash=label.content_hash, labeler_version_id=label.labeler_version_id,
+        model=label.model,
+    ).exclude(pk=label.pk)  # fmt: skip
+    version = label.labeler_version
+    paid_for = identical.filter(status=Label.Status.DONE)
+    if version.remote_labeler_id and version.remote_version_id in ("latest", ""):
+        recent = now - timedelta(seconds=settings.LABEL_REMOTE_LATEST_CACHE_SECONDS)
+        paid_for = paid_for.filter(labeled_at__gte=recent)
+    in_flight = identical.filter(status=Label.Status.RUNNING, lease_expires_at__gt=now)
+    return (
+        paid_for.values_list("pk", flat=True).first(),
+        in_flight.values_list("pk", flat=True).first(),
+    )
 
 
 def label_fetch(*, label_id: int) -> Outcome:

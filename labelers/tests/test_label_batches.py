@@ -1,6 +1,8 @@
 """The label path's CPU (issue 24): a label is claimed and loaded in one statement, labels
 go to the workers a few to a message, and a verdict that changes nothing writes nothing."""
 
+from datetime import timedelta
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -16,15 +18,15 @@ from moderation.services.verdicts import _item_verdict_update, item_labels_chang
 pytestmark = pytest.mark.django_db
 
 
-def pending_labels(source, n, text="batch item {n}"):
+def pending_labels(source, n, text="batch item {n}", prefix="b"):
     for i in range(n):
         item_ingest(
             source=source,
-            payload=IntakePayload(external_id=f"b{i}", content_text=text.format(n=i)),
-            webhook_id=f"b{i}",
+            payload=IntakePayload(external_id=f"{prefix}{i}", content_text=text.format(n=i)),
+            webhook_id=f"{prefix}{i}",
         )
     dispatch.items_route()
-    labels = list(Label.objects.order_by("id"))
+    labels = list(Label.objects.filter(item__external_id__startswith=prefix).order_by("id"))
     Label.objects.update(enqueued_at=timezone.now())
     return labels
 
@@ -168,3 +170,28 @@ def test_a_decided_item_keeps_its_status_and_takes_its_new_score(source):
     assert item.status == "decided" and item.violation_score == 0.7
     assert item.queue_score is None and item.flagged_at is None
     assert verdict(item, 0.7) == 0
+
+
+def test_a_claim_with_an_identical_label_still_open_reads_the_twins_again_after_it(
+    fake_api, source, monkeypatch
+):
+    # The claim's statement cannot see a twin claimed at the same instant (PostgreSQL:
+    # both would pay): while a twin is open, the twins are read again once the claim holds.
+    first, second = pending_labels(source, 2, text="same words")
+    (alone,) = pending_labels(source, 1, text="unique words", prefix="u")
+    seen = []
+    real = fetch._twins_now
+    monkeypatch.setattr(fetch, "_twins_now", lambda label: seen.append(label.pk) or real(label))
+    assert fetch._claim(alone.pk).in_flight_id is None
+    assert seen == []  # unique content: one statement, nothing read again
+    claimed = fetch._claim(second.pk)
+    assert seen == [second.pk] and claimed.in_flight_id is None  # the twin is pending
+    # The twin claimed after this claim's snapshot: the second look finds it.
+    Label.objects.filter(pk=second.pk).update(status="pending", attempts=0)
+    Label.objects.filter(pk=first.pk).update(
+        status="running", lease_expires_at=timezone.now() + timedelta(seconds=60)
+    )
+    assert real(Label.objects.select_related("labeler_version").get(pk=second.pk)) == (
+        None,
+        first.pk,
+    )
