@@ -203,9 +203,10 @@ LABEL_REMOTE_LATEST_CACHE_SECONDS = env.int("LABEL_REMOTE_LATEST_CACHE_SECONDS",
 # fewer messages than there are such labels, lost its message (a broker restarted empty, a
 # worker killed with prefetched messages): the sweep sends it again, oldest first.
 LABEL_LOST_AFTER_SECONDS = env.float("LABEL_LOST_AFTER_SECONDS", default=20.0)
-# Relabel (bulk) labels are sent only while the labels queue holds fewer messages than this,
-# so fresh items never wait behind a backlog; keep it above what the workers finish in two
-# sweep intervals, or relabels run slower than the workers could.
+# Relabel (bulk) labels are sent only while the labels queue holds fewer labels than this
+# (counted as messages x LABEL_BATCH_SIZE), so fresh items never wait behind a backlog; keep
+# it above what the workers finish in two sweep intervals, or relabels run slower than the
+# workers could.
 LABEL_BULK_QUEUE_TARGET = env.int("LABEL_BULK_QUEUE_TARGET", default=200)
 # The queue page and the admin say labeling is stalled when the dispatch has not run for this
 # long, or a received item has waited this long to be routed (seconds).
