@@ -311,7 +311,12 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
-CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER", default=4)
+# Messages a worker reserves per thread. Four labels a thread either way: a message carries
+# LABEL_BATCH_SIZE of them, and labels reserved by a worker are labels a fresh item waits
+# behind (test_a_fresh_item_is_labeled_ahead_of_a_relabel_backlog).
+CELERY_WORKER_PREFETCH_MULTIPLIER = env.int(
+    "CELERY_WORKER_PREFETCH_MULTIPLIER", default=max(1, 4 // max(1, LABEL_BATCH_SIZE))
+)
 # On a lost broker connection, tasks running then cannot be acknowledged. Celery can cancel
 # them (terminated under prefork) so that the broker redelivers them; here that threw away
 # answers already paid for (a label answered 200 a moment before Redis restarted was never
