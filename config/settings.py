@@ -203,13 +203,21 @@ LABEL_REMOTE_LATEST_CACHE_SECONDS = env.int("LABEL_REMOTE_LATEST_CACHE_SECONDS",
 # fewer messages than there are such labels, lost its message (a broker restarted empty, a
 # worker killed with prefetched messages): the sweep sends it again, oldest first.
 LABEL_LOST_AFTER_SECONDS = env.float("LABEL_LOST_AFTER_SECONDS", default=20.0)
-# Relabel (bulk) labels are sent only while the labels queue holds fewer messages than this,
-# so fresh items never wait behind a backlog; keep it above what the workers finish in two
-# sweep intervals, or relabels run slower than the workers could.
+# Relabel (bulk) labels are sent only while the labels queue holds fewer labels than this
+# (counted as messages x LABEL_BATCH_SIZE), so fresh items never wait behind a backlog; keep
+# it above what the workers finish in two sweep intervals, or relabels run slower than the
+# workers could.
 LABEL_BULK_QUEUE_TARGET = env.int("LABEL_BULK_QUEUE_TARGET", default=200)
 # The queue page and the admin say labeling is stalled when the dispatch has not run for this
 # long, or a received item has waited this long to be routed (seconds).
 LABEL_DISPATCH_STALL_SECONDS = env.float("LABEL_DISPATCH_STALL_SECONDS", default=30.0)
+# Labels sent to the workers together, in one message (labelers.tasks.label_fetch_batch):
+# the message, its receipt and its ack cost a worker about as much CPU as the label itself.
+# One task works its batch one label after another, so the last batches of a burst finish up
+# to this many calls after the rest; a batch stops taking labels after LABEL_BATCH_SECONDS and
+# sends what is left in a new message. 1 sends one message per label.
+LABEL_BATCH_SIZE = env.int("LABEL_BATCH_SIZE", default=4)
+LABEL_BATCH_SECONDS = env.float("LABEL_BATCH_SECONDS", default=30.0)
 # Global throughput caps shared by all workers (0 = no cap).
 LABEL_MAX_IN_FLIGHT = env.int("LABEL_MAX_IN_FLIGHT", default=0)
 LABEL_MAX_CALLS_PER_SECOND = env.float("LABEL_MAX_CALLS_PER_SECOND", default=0)
@@ -303,7 +311,12 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
-CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER", default=4)
+# Messages a worker reserves per thread. Four labels a thread either way: a message carries
+# LABEL_BATCH_SIZE of them, and labels reserved by a worker are labels a fresh item waits
+# behind (test_a_fresh_item_is_labeled_ahead_of_a_relabel_backlog).
+CELERY_WORKER_PREFETCH_MULTIPLIER = env.int(
+    "CELERY_WORKER_PREFETCH_MULTIPLIER", default=max(1, 4 // max(1, LABEL_BATCH_SIZE))
+)
 # On a lost broker connection, tasks running then cannot be acknowledged. Celery can cancel
 # them (terminated under prefork) so that the broker redelivers them; here that threw away
 # answers already paid for (a label answered 200 a moment before Redis restarted was never

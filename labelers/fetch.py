@@ -4,23 +4,25 @@ answer, or decide when to try again. Sends no messages: the task acts on the out
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import random
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F, OuterRef, Q, Subquery
+from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from labelers import client as api
 from labelers.guarded import BreakerOpen, api_key_refused, label_call, record_refusal
 from labelers.liveness import WORKER_NAME
-from labelers.models import Label
+from labelers.models import Label, LabelerVersion
 from labelers.throttle import SlotAbandoned
 from labelers.verdict import Answer, item_refresh
 from lib import logs
+from moderation.models import Item
 
 logger = logging.getLogger(__name__)
 
@@ -82,20 +84,150 @@ def backoff_seconds(attempt: int, retry_after: float | None = None) -> float:
     return max(delay, retry_after or 0.0)
 
 
-def _claim(label_id: int) -> bool:
-    """Claim with a conditional UPDATE so a redelivered message never makes a second call."""
-    now = timezone.now()
-    ready = Q(status__in=[Label.Status.PENDING, Label.Status.FAILED_TRANSIENT]) & (
-        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+# A label's claim and everything its call needs, in one statement: the claim (a conditional
+# UPDATE, so a redelivered message never makes a second call), and in its RETURNING the
+# item's content and revision, the version's policy, and two identical labels (same content,
+# labeler version and model): one already paid for (the cost guard), and one being paid for
+# right now by another worker (single flight: wait for its answer instead); a labeler pinned to
+# "latest" on the API side can change there without a new version here, so its answers are
+# reused only while they are recent (labeled_at >= the limit). The running twin is looked up
+# by content hash only ("+ 0" and "|| ''" keep the planner off the version and status
+# indexes): before statistics catch up with a burst of new labels, PostgreSQL took those for
+# selective and read every running label of the version, once per claim. The statement sees
+# the database as it was when it started: a twin claimed at the same instant by another
+# worker is not in it, and on PostgreSQL both would pay. So it also says whether any twin is
+# still open (pending, running, to retry); only then (bursts of identical content, rare
+# otherwise) are the twins read again after the claim (_twins_now), when any twin claimed
+# before this claim committed shows: of two racing claims, at least one sees the other.
+# Scalar subqueries
+# rather than UPDATE ... FROM: SQLite's RETURNING cannot name a FROM table. Written out: the
+# ORM has no UPDATE ... RETURNING, and this runs once per label.
+_CLAIM_SQL = """
+UPDATE {label} SET status = %s, lease_expires_at = %s, attempts = attempts + 1, worker = %s
+WHERE id = %s AND (
+    (status IN (%s, %s) AND (next_attempt_at IS NULL OR next_attempt_at <= %s))
+    OR (status = %s AND lease_expires_at < %s)
+)
+RETURNING id, item_id, revision, labeler_version_id, attempts, model, content_hash,
+    (SELECT revision FROM {item} WHERE id = {label}.item_id),
+    (SELECT source_id FROM {item} WHERE id = {label}.item_id),
+    (SELECT content_text FROM {item} WHERE id = {label}.item_id),
+    (SELECT content_image FROM {item} WHERE id = {label}.item_id),
+    (SELECT content_image_type FROM {item} WHERE id = {label}.item_id),
+    (SELECT content_video FROM {item} WHERE id = {label}.item_id),
+    (SELECT content_video_type FROM {item} WHERE id = {label}.item_id),
+    (SELECT labeler_id FROM {version} WHERE id = {label}.labeler_version_id),
+    (SELECT criteria_text FROM {version} WHERE id = {label}.labeler_version_id),
+    (SELECT remote_labeler_id FROM {version} WHERE id = {label}.labeler_version_id),
+    (SELECT remote_version_id FROM {version} WHERE id = {label}.labeler_version_id),
+    (SELECT other.id FROM {label} other
+     WHERE other.content_hash = {label}.content_hash
+       AND other.labeler_version_id = {label}.labeler_version_id
+       AND other.model = {label}.model AND other.id <> {label}.id AND other.status = %s
+       AND (other.labeled_at >= %s OR NOT EXISTS (
+           SELECT 1 FROM {version} latest WHERE latest.id = {label}.labeler_version_id
+           AND latest.remote_labeler_id <> '' AND latest.remote_version_id IN ('latest', '')))
+     LIMIT 1),
+    (SELECT other.id FROM {label} other
+     WHERE other.content_hash = {label}.content_hash
+       AND other.labeler_version_id + 0 = {label}.labeler_version_id
+       AND other.model = {label}.model AND other.id <> {label}.id AND other.status || '' = %s
+       AND other.lease_expires_at > %s
+     LIMIT 1),
+    (SELECT other.id FROM {label} other
+     WHERE other.content_hash = {label}.content_hash
+       AND other.labeler_version_id + 0 = {label}.labeler_version_id
+       AND other.model = {label}.model AND other.id <> {label}.id
+       AND other.status || '' IN (%s, %s, %s)
+     LIMIT 1)
+"""
+
+
+@functools.cache
+def _claim_sql() -> str:
+    # The tables' own names, quoted; built once per process.
+    quote = connection.ops.quote_name
+    return _CLAIM_SQL.format(
+        label=quote(Label._meta.db_table),
+        item=quote(Item._meta.db_table),
+        version=quote(LabelerVersion._meta.db_table),
     )
-    abandoned = Q(status=Label.Status.RUNNING, lease_expires_at__lt=now)
-    return bool(
-        Label.objects.filter(ready | abandoned, pk=label_id).update(
-            status=Label.Status.RUNNING,
-            lease_expires_at=now + timedelta(seconds=settings.LABEL_LEASE_SECONDS),
-            attempts=F("attempts") + 1,
-            worker=WORKER_NAME,
-        )
+
+
+def _claim(label_id: int) -> Label | None:
+    """Claim the label and load it with its item and version (one statement), or None if
+    it is not there to claim (taken, done, or not due yet). The Label carries `cached_id`
+    and `in_flight_id` (its identical labels, or None)."""
+    now = timezone.now()
+    lease = now + timedelta(seconds=settings.LABEL_LEASE_SECONDS)
+    recent = now - timedelta(seconds=settings.LABEL_REMOTE_LATEST_CACHE_SECONDS)
+    at = connection.ops.adapt_datetimefield_value
+    S = Label.Status
+    params = [
+        S.RUNNING, at(lease), WORKER_NAME, label_id,
+        S.PENDING, S.FAILED_TRANSIENT, at(now), S.RUNNING, at(now),
+        S.DONE, at(recent), S.RUNNING, at(now),
+        S.PENDING, S.RUNNING, S.FAILED_TRANSIENT,
+    ]  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(_claim_sql(), params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    (pk, item_id, revision, version_id, attempts, model, content_hash) = row[:7]
+    item_revision, source_id, text, image, image_type, video, video_type = row[7:14]
+    labeler_id, criteria_text, remote_labeler_id, remote_version_id = row[14:18]
+    label = Label(
+        id=pk,
+        item_id=item_id,
+        revision=revision,
+        labeler_version_id=version_id,
+        status=Label.Status.RUNNING,
+        attempts=attempts,
+        model=model,
+        content_hash=content_hash,
+        worker=WORKER_NAME,
+    )
+    label.item = Item(
+        id=item_id,
+        revision=item_revision,
+        source_id=source_id,
+        content_text=text,
+        content_image=image,
+        content_image_type=image_type,
+        content_video=video,
+        content_video_type=video_type,
+    )
+    label.labeler_version = LabelerVersion(
+        id=version_id,
+        labeler_id=labeler_id,
+        criteria_text=criteria_text,
+        remote_labeler_id=remote_labeler_id,
+        remote_version_id=remote_version_id,
+    )
+    label.cached_id, label.in_flight_id = row[18], row[19]  # type: ignore[attr-defined]
+    if label.cached_id is None and label.in_flight_id is None and row[20] is not None:
+        label.cached_id, label.in_flight_id = _twins_now(label)  # type: ignore[attr-defined]
+    return label
+
+
+def _twins_now(label: Label) -> tuple[int | None, int | None]:
+    """(paid for, being paid for): the label's identical labels read again after its claim
+    committed (see _CLAIM_SQL), as the claim statement reads them."""
+    now = timezone.now()
+    identical = Label.objects.filter(
+        content_hash=label.content_hash, labeler_version_id=label.labeler_version_id,
+        model=label.model,
+    ).exclude(pk=label.pk)  # fmt: skip
+    version = label.labeler_version
+    paid_for = identical.filter(status=Label.Status.DONE)
+    if version.remote_labeler_id and version.remote_version_id in ("latest", ""):
+        recent = now - timedelta(seconds=settings.LABEL_REMOTE_LATEST_CACHE_SECONDS)
+        paid_for = paid_for.filter(labeled_at__gte=recent)
+    in_flight = identical.filter(status=Label.Status.RUNNING, lease_expires_at__gt=now)
+    return (
+        paid_for.values_list("pk", flat=True).first(),
+        in_flight.values_list("pk", flat=True).first(),
     )
 
 
@@ -111,10 +243,11 @@ def label_fetch(*, label_id: int) -> Outcome:
             lease_expires_at=None,
         )
         return Outcome("waiting_key" if waiting else "skipped")
-    if not _claim(label_id):
+    label = _claim(label_id)
+    if label is None:
         return Outcome("skipped")
     try:
-        return _fetch_claimed(label_id)
+        return _fetch_claimed(label)
     except BaseException as exc:
         # The worker gives up on this label (a time limit, a cancelled or killed task, a
         # failure outside the call's own handling): give the claim back now, so the next sweep
@@ -136,46 +269,20 @@ def _release(label_id: int, exc: BaseException) -> None:
         logger.warning("label %s: cannot release its claim", label_id, exc_info=True)
 
 
-def _fetch_claimed(label_id: int) -> Outcome:
-    # The label, its item and version, and two identical labels (same content, labeler
-    # version and model), in one query: one already paid for (the cost guard), and one being
-    # paid for right now by another worker (single flight: wait for its answer instead).
-    now = timezone.now()
-    identical = Label.objects.filter(
-        content_hash=OuterRef("content_hash"),
-        labeler_version_id=OuterRef("labeler_version_id"),
-        model=OuterRef("model"),
-    ).exclude(pk=OuterRef("pk"))
-    # A labeler pinned to "latest" on the API side can change there without a new version
-    # here: its answers are reused only while they are recent.
-    changes_remotely = ~Q(labeler_version__remote_labeler_id="") & Q(
-        labeler_version__remote_version_id__in=["latest", ""]
-    )
-    recent = now - timedelta(seconds=settings.LABEL_REMOTE_LATEST_CACHE_SECONDS)
-    paid_for = identical.filter(status=Label.Status.DONE).filter(
-        ~changes_remotely | Q(labeled_at__gte=recent)
-    )
-    in_flight = identical.filter(status=Label.Status.RUNNING, lease_expires_at__gt=now)
-    label = (
-        Label.objects.select_related("item", "labeler_version__labeler")
-        .annotate(
-            cached_id=Subquery(paid_for.values("pk")[:1]),
-            in_flight_id=Subquery(in_flight.values("pk")[:1]),
-        )
-        .get(pk=label_id)
-    )
+def _fetch_claimed(label: Label) -> Outcome:
+    label_id = label.pk
     logs.bind(label_id=label_id, item_id=label.item_id, source_id=label.item.source_id)
     if label.revision != label.item.revision:
         # The product edited the item since this label was made: its content is gone from the
         # item, and the new revision has labels of its own. Nothing to pay for.
         _store(label, status=Label.Status.SUPERSEDED, error="the item was edited")
         return Outcome("superseded")
-    cached = Label.objects.get(pk=label.cached_id) if label.cached_id else None
-    if cached is not None:
+    if label.cached_id:  # type: ignore[attr-defined]
+        cached = Label.objects.get(pk=label.cached_id)  # type: ignore[attr-defined]
         _finish(label, cached.label, cached.confidence, cached.compute_time, 0.0, cache_hit=True)
         return Outcome("cached")
-    if label.in_flight_id:
-        return _wait_for_identical(label, label.in_flight_id)
+    if label.in_flight_id:  # type: ignore[attr-defined]
+        return _wait_for_identical(label, label.in_flight_id)  # type: ignore[attr-defined]
     try:
         # After the cache and the single flight: those need no call, so they go on while
         # the breaker holds calls back. Waiting for a slot can outlast the lease: renew it
@@ -252,8 +359,25 @@ def _mine(target: Label):
 
 
 def _store(target: Label, **fields) -> int:
+    """Write what came of this attempt into its row, only while the attempt holds it
+    (_mine's condition); returns 1, or 0 if another attempt has taken the row. Every outcome
+    of a claimed label is stored here. Written out rather than _mine().update(): compiling
+    the ORM's UPDATE cost about as much CPU as the round trip, once per label. The values
+    are plain (no expressions), prepared by their fields as the ORM would."""
     fields.setdefault("lease_expires_at", None)
-    return _mine(target).update(**fields)
+    quote = connection.ops.quote_name
+    columns, params = [], []
+    for name, value in fields.items():
+        field = Label._meta.get_field(name)
+        columns.append(f"{quote(field.column)} = %s")  # type: ignore[union-attr]
+        params.append(field.get_db_prep_save(value, connection))  # type: ignore[union-attr]
+    sql = (
+        f"UPDATE {quote(Label._meta.db_table)} SET {', '.join(columns)}"  # noqa: S608 (field names)
+        " WHERE id = %s AND status = %s AND attempts = %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, target.pk, Label.Status.RUNNING, target.attempts])
+        return cursor.rowcount
 
 
 def _renew_lease(target: Label) -> bool:
@@ -352,8 +476,11 @@ def _give_up(label: Label, exc: api.TransientLabelError, *, now) -> bool:
         return False
     too_many = 0 < settings.LABEL_GIVE_UP_ATTEMPTS <= label.attempts
     hours = settings.LABEL_GIVE_UP_HOURS
-    too_long = hours > 0 and now - label.created_at >= timedelta(hours=hours)
-    return too_many or too_long
+    if too_many or hours <= 0:
+        return too_many
+    # Read here, on a failure, rather than with every claim.
+    created_at = Label.objects.filter(pk=label.pk).values_list("created_at", flat=True).get()
+    return now - created_at >= timedelta(hours=hours)
 
 
 def _schedule_retry(label: Label, exc: api.TransientLabelError, *, breaker_wait: float) -> Outcome:

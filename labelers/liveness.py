@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 # predecessor's work is still recognised as abandoned.
 WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 LABEL_TASK = "labelers.tasks.label_fetch"
+LABEL_BATCH_TASK = "labelers.tasks.label_fetch_batch"
 
 
 def labels_held() -> list[int]:
@@ -51,6 +52,8 @@ def labels_held() -> list[int]:
     for request in list(worker_state.reserved_requests):
         if request.name == LABEL_TASK and request.args:
             held.append(int(request.args[0]))
+        elif request.name == LABEL_BATCH_TASK and request.args:
+            held.extend(int(label_id) for label_id in request.args[0])
     return sorted(set(held))
 
 

@@ -6,6 +6,7 @@ wire (`name=`), so queued messages and beat's schedule still match; in code it h
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 
 from celery import shared_task
@@ -30,6 +31,10 @@ logger = logging.getLogger(__name__)
     ignore_result=True,
 )
 def label_fetch_task(label_id: int) -> str:
+    return _label_fetch(label_id)
+
+
+def _label_fetch(label_id: int) -> str:
     outcome = fetch.label_fetch(label_id=label_id)
     metrics.LABELS.labels(outcome=outcome.result).inc()
     if outcome.result == "cached":
@@ -39,9 +44,45 @@ def label_fetch_task(label_id: int) -> str:
     return outcome.result
 
 
+@shared_task(
+    name="labelers.tasks.label_fetch_batch",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    # One label's limits, plus the time after which the batch takes no new label.
+    time_limit=settings.CELERY_TASK_TIME_LIMIT + int(settings.LABEL_BATCH_SECONDS),
+    soft_time_limit=settings.CELERY_TASK_SOFT_TIME_LIMIT + int(settings.LABEL_BATCH_SECONDS),
+)
+def label_fetch_batch_task(label_ids: list[int]) -> int:
+    """Label a few labels one after another: one message for the batch. Each label is
+    claimed on its own as its turn comes (a label another worker took meanwhile is skipped),
+    so a batch holds no claim it is not working on."""
+    started = time.monotonic()
+    for position, label_id in enumerate(label_ids):
+        rest = label_ids[position:]
+        if position and time.monotonic() - started > settings.LABEL_BATCH_SECONDS:
+            # Slow calls or throttle waits: the rest goes back in line rather than hold
+            # this task past its time limit.
+            labels_enqueue(rest)
+            return position
+        try:
+            _label_fetch(label_id)
+        except BaseException:
+            # Given up (a time limit, a crash in the task): label_fetch released this
+            # label's claim; the rest were never claimed, and their message is acked with
+            # this failure. Marked un-enqueued, the next sweep sends them at once.
+            dispatch.labels_unsent(label_ids=rest[1:])
+            raise
+    return len(label_ids)
+
+
 @shared_task(name="labelers.tasks.label_sweep", ignore_result=True)
 def label_sweep_task() -> int:
-    ids = dispatch.dispatch_sweep(broker_queued=labels_queued())
+    messages = labels_queued()
+    # At most this many labels wait in the broker (batches may be partial): the dispatch
+    # counts a lost message only once the overdue labels outnumber that, never too soon.
+    queued = None if messages is None else messages * max(1, settings.LABEL_BATCH_SIZE)
+    ids = dispatch.dispatch_sweep(broker_queued=queued)
     labels_enqueue(ids)
     relabel_runs_enqueue(dispatch.relabel_runs_lost())
     shadow_runs_enqueue(shadow.shadow_runs_lost())
@@ -57,7 +98,7 @@ _queued_cache: TTLCache[int | None] = TTLCache(seconds=1.0)
 def labels_queued(queue: str = LABELS_QUEUE) -> int | None:
     """How many label messages wait in the broker (not those a worker has taken), or None
     when the broker cannot say: the dispatch then sends no bulk work and leaves lost
-    messages to the stale timeout."""
+    messages to the stale timeout. A message may carry up to LABEL_BATCH_SIZE labels."""
 
     def ask() -> int | None:
         try:
@@ -71,15 +112,22 @@ def labels_queued(queue: str = LABELS_QUEUE) -> int | None:
 
 
 def labels_enqueue(label_ids: Iterable[int], *, countdown: float | None = None) -> None:
-    """Send the tasks once the rows they name are committed, over one broker connection."""
+    """Send the tasks once the rows they name are committed, over one broker connection:
+    LABEL_BATCH_SIZE labels to a message."""
     label_ids = list(label_ids)
     if not label_ids:
         return
+    size = max(1, settings.LABEL_BATCH_SIZE)
+    batches = [label_ids[start : start + size] for start in range(0, len(label_ids), size)]
 
     def send():
         with label_fetch_task.app.producer_or_acquire() as producer:
-            for label_id in label_ids:
-                label_fetch_task.apply_async((label_id,), countdown=countdown, producer=producer)
+            for batch in batches:
+                if len(batch) == 1:
+                    task, args = label_fetch_task, (batch[0],)
+                else:
+                    task, args = label_fetch_batch_task, (batch,)
+                task.apply_async(args, countdown=countdown, producer=producer)
 
     transaction.on_commit(send)
 

@@ -105,14 +105,15 @@ def test_the_heartbeat_lists_the_label_tasks_this_worker_holds():
     requests = [
         FakeRequest("labelers.tasks.label_fetch", (7,)),
         FakeRequest("labelers.tasks.label_fetch", (3,)),
+        FakeRequest("labelers.tasks.label_fetch_batch", ([9, 4],)),
         FakeRequest("labelers.tasks.label_sweep", ()),
     ]
     for request in requests:
         worker_state.reserved_requests.add(request)
     try:
-        assert liveness.labels_held() == [3, 7]
+        assert liveness.labels_held() == [3, 4, 7, 9]
         liveness.worker_heartbeat(name="me", holding=liveness.labels_held())
-        assert WorkerHeartbeat.objects.get(name="me").holding == [3, 7]
+        assert WorkerHeartbeat.objects.get(name="me").holding == [3, 4, 7, 9]
     finally:
         for request in requests:
             worker_state.reserved_requests.discard(request)
