@@ -331,6 +331,7 @@ CELERY_TASK_ROUTES = {
     "labelers.tasks.items_reevaluate": {"queue": "dispatch"},
     "labelers.tasks.bank_retro_match": {"queue": "dispatch"},
     "moderation.tasks.queue_sla_refresh": {"queue": "dispatch"},
+    "labelers.tasks.quality_rollups": {"queue": "dispatch"},
     # Callbacks wait on products' servers (up to the timeouts): never in front of labels.
     "moderation.tasks.callback_deliver": {"queue": "callbacks"},
     "moderation.tasks.callback_sweep": {"queue": "dispatch"},
@@ -350,6 +351,13 @@ CELERY_BEAT_SCHEDULE = {
         "task": "moderation.tasks.queue_sla_refresh",
         "schedule": 60.0,
         "options": {"expires": 55.0},
+    },
+    # The quality page's daily counts: yesterday once it is over, and the days of items
+    # decided or flagged since (the page counts those live meanwhile, so it is never stale).
+    "quality-rollups": {
+        "task": "labelers.tasks.quality_rollups",
+        "schedule": 300.0,
+        "options": {"expires": 290.0},
     },
     "sweep-callbacks": {
         "task": "moderation.tasks.callback_sweep",

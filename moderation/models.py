@@ -1133,3 +1133,17 @@ class BankMatch(models.Model):
 
     def __str__(self) -> str:
         return f"{self.item_id} ~ {self.bank_id} ({self.type} d={self.distance})"
+
+
+class ChangedItem(models.Model):
+    """An item whose decisions or flag changed: the labelers' daily figures of the days its
+    labels were given must be worked out again (labelers/quality/rollups.py reads these,
+    recomputes those days and deletes the rows it handled). One small insert where a
+    decision is made, an item flagged or edited; a plain id, no foreign key, so that the
+    insert takes no lock on the item and outlives nothing it points at."""
+
+    item_id = models.BigIntegerField()
+    changed_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"item {self.item_id} changed at {self.changed_at}"

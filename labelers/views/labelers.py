@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 from django.contrib import messages
@@ -465,7 +465,11 @@ def labeler_quality(request: HttpRequest, labeler_id: int) -> HttpResponse:
     labeler = get_object_or_404(Labeler, pk=labeler_id)
     days = int_or_none(request.GET.get("days"))
     days = days if days in QUALITY_WINDOWS else (None if "days" in request.GET else 90)
-    since = timezone.now() - timedelta(days=days) if days else None
+    # Whole UTC days (today and the days before it): closed days are read from their daily
+    # counts, and only today is counted from its labels (a window starting mid-day would
+    # count its first day live too).
+    midnight = timezone.now().astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    since = midnight - timedelta(days=days - 1) if days else None
     reports = [
         (report, daily_chart(report.quality.days))
         for report in labeler_report(labeler, since=since)

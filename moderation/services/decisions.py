@@ -27,6 +27,7 @@ from moderation.models import (
     Source,
 )
 from moderation.services.authors import decision_strikes
+from moderation.services.figures import item_figures_changed
 from moderation.services.items import item_revision_check
 from moderation.services.queue import queue_key_sync, queue_score_for
 from moderation.services.reports import reports_answer, reports_answered
@@ -283,6 +284,9 @@ def decision_create(*, item: Item, **fields) -> Decision:
     source = Source.objects.select_for_update().get(pk=item.source_id)
     answered = reports_answer(item=item, decision_fields=fields)
     decision = Decision.objects.create(item=item, **fields)
+    # Its item's effective decision may change (undo, re-review, appeal): the days its
+    # labels were counted on are recounted.
+    item_figures_changed(item_id=item.pk)
     # Before the caller applies the decision to the item: its report score follows.
     reports_answered(item=item, decision=decision, report_pks=answered)
     delivery = delivery_create(decision=decision, source=source)

@@ -26,6 +26,7 @@ from moderation.services.authors import (
     author_from_row,
     author_refresh,
 )
+from moderation.services.figures import item_figures_changed
 
 EXTENSIONS = {
     "image/png": "png",
@@ -353,6 +354,8 @@ def _item_revise(
             locked.claimed_by = None
             locked.claim_expires_at = None
             locked.save()
+            # Its flag is cleared: the labels of the older revision counted it.
+            item_figures_changed(item_id=locked.pk)
     except IntegrityError:
         # The edit's webhook-id belongs to another item of this source: a repeat of that one.
         other = Item.objects.filter(source_id=item.source_id, webhook_id=webhook_id).first()

@@ -19,6 +19,7 @@ from moderation.models import (
 )
 from moderation.services.banks import bank_hashes_match_recent, items_bank_match
 from moderation.services.decisions import decision_create, item_decision_apply
+from moderation.services.figures import item_figures_changed
 from moderation.services.queue import queue_key_expression, queue_key_sync, queue_score_for
 
 
@@ -145,6 +146,10 @@ def item_labels_changed(
     items = Item.objects.filter(pk=item_id, report_score__isnull=True)
     if revision is not None:
         items = items.filter(revision=revision)
+    if status == Item.Status.FLAGGED:
+        # The item may become flagged now: its other labels, counted on earlier days as
+        # "no labeler flagged it", are recounted (the estimated recall reads that).
+        item_figures_changed(item_id=item_id)
     if not items.update(**fields):
         _reported_item_labels_changed(
             item_id=item_id,
@@ -188,6 +193,7 @@ def _reported_verdict_apply(
             status = Item.Status.REPORTED
         if status == Item.Status.FLAGGED and locked.flagged_at is None:
             locked.flagged_at = timezone.now()
+            item_figures_changed(item_id=locked.pk)
         locked.status = status
         locked.queue_score = queue_score_for(
             status=status, violation_score=violation_score, report_score=locked.report_score
