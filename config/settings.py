@@ -332,6 +332,7 @@ CELERY_TASK_ROUTES = {
     "labelers.tasks.bank_retro_match": {"queue": "dispatch"},
     "moderation.tasks.queue_sla_refresh": {"queue": "dispatch"},
     "labelers.tasks.quality_rollups": {"queue": "dispatch"},
+    "moderation.tasks.decided_rollups": {"queue": "dispatch"},
     # Callbacks wait on products' servers (up to the timeouts): never in front of labels.
     "moderation.tasks.callback_deliver": {"queue": "callbacks"},
     "moderation.tasks.callback_sweep": {"queue": "dispatch"},
@@ -356,6 +357,12 @@ CELERY_BEAT_SCHEDULE = {
     # decided or flagged since (the page counts those live meanwhile, so it is never stale).
     "quality-rollups": {
         "task": "labelers.tasks.quality_rollups",
+        "schedule": 300.0,
+        "options": {"expires": 290.0},
+    },
+    # The re-review count's daily counts of decided items, kept the same way.
+    "decided-rollups": {
+        "task": "moderation.tasks.decided_rollups",
         "schedule": 300.0,
         "options": {"expires": 290.0},
     },

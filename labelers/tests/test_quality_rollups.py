@@ -6,6 +6,7 @@ the minimum confidence."""
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
 from labelers.models import Label, QualityRollup
@@ -13,7 +14,7 @@ from labelers.quality.loaders import labeler_report, labeler_report_raw
 from labelers.quality.rollups import quality_rollups_refresh
 from labelers.tests.test_quality_loaders import constructed_version
 from moderation.models import Appeal, ChangedItem, Decision, Item
-from moderation.services.decisions import decision_create
+from moderation.services.decisions import decision_create, item_decision_apply
 from moderation.services.figures import item_figures_changed
 from moderation.tests.factories import UserFactory
 
@@ -54,6 +55,14 @@ def decided_items(version, *, action: str, older_than_today: bool = True) -> lis
     return items
 
 
+def decide(item: Item, **fields) -> None:
+    """A decision as every service makes one: created, then applied to its locked item."""
+    with transaction.atomic():
+        locked = Item.objects.select_for_update().get(pk=item.pk)
+        decision = decision_create(item=locked, **fields)
+        item_decision_apply(locked, status=Item.Status.DECIDED, decided_at=decision.created_at)
+
+
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("min_confidence", [None, 0.8])
 def test_figures_from_daily_counts_equal_the_raw_reading(seed, min_confidence):
@@ -77,8 +86,8 @@ def test_days_changed_after_they_were_counted_are_counted_again():
     approved = decided_items(version, action="approve")
     # Undo a removal; re-review an approval into a removal; overturn a removal on appeal.
     first = Decision.objects.filter(item=removed[0], action="remove").latest("id")
-    decision_create(item=removed[0], reviewer=reviewer, action="undo", undoes=first)
-    decision_create(item=approved[0], reviewer=reviewer, action="remove", status_before="rereview")
+    decide(removed[0], reviewer=reviewer, action="undo", undoes=first)
+    decide(approved[0], reviewer=reviewer, action="remove", status_before="rereview")
     overturned = Decision.objects.filter(item=removed[1], action="remove").latest("id")
     Appeal.objects.create(
         source=removed[1].source,
@@ -89,8 +98,8 @@ def test_days_changed_after_they_were_counted_are_counted_again():
         status=Appeal.Status.OVERTURNED,
         decided_at=timezone.now(),
     )
-    decision_create(item=removed[1], reviewer=reviewer, action="approve", status_before="appeal")
-    # Every decision says which item changed.
+    decide(removed[1], reviewer=reviewer, action="approve", status_before="appeal")
+    # Every decision applied says which item changed.
     assert set(ChangedItem.objects.values_list("item_id", flat=True)) == {
         removed[0].pk,
         approved[0].pk,

@@ -431,10 +431,13 @@ def labeler_rereview(request: HttpRequest, labeler_id: int) -> HttpResponse:
     A page of its own because the count reads every decided item of the routed sources: too
     heavy for each view of the labeler's page."""
     labeler = get_object_or_404(Labeler, pk=labeler_id)
-    item_ids = selectors.decided_under_older_versions(labeler=labeler)
+    count = selectors.decided_under_older_versions_count(labeler=labeler)
     changed = False
     if request.method == "POST":
-        changed = int_or_none(request.POST.get("count")) != len(item_ids)
+        # Sending reads the items themselves (every decided item of the routed sources).
+        item_ids = selectors.decided_under_older_versions(labeler=labeler)
+        count = len(item_ids)
+        changed = int_or_none(request.POST.get("count")) != count
         if item_ids and not changed:
             moved = items_send_for_rereview(item_ids=item_ids, requested_by=request.user)
             messages.success(
@@ -449,7 +452,7 @@ def labeler_rereview(request: HttpRequest, labeler_id: int) -> HttpResponse:
         {
             "labeler": labeler,
             "current": labeler.current_version,
-            "count": len(item_ids),
+            "count": count,
             "changed": changed,
         },
     )

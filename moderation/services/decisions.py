@@ -247,6 +247,12 @@ def item_decision_apply(
         raise ValueError(
             f"a decided item stands on an approval or a removal, not {decided_action!r}"
         )
+    # The item's effective decision changes (a decision, an undo, a re-review, an appeal):
+    # the days counted with it are recounted (its labels', the day it counted as decided).
+    item_figures_changed(
+        item_id=locked.pk,
+        decided_at=locked.decided_at if locked.status == Item.Status.DECIDED else None,
+    )
     locked.status = status
     locked.decided_at = decided_at
     locked.decided_action = decided_action if status == Item.Status.DECIDED else ""
@@ -284,9 +290,6 @@ def decision_create(*, item: Item, **fields) -> Decision:
     source = Source.objects.select_for_update().get(pk=item.source_id)
     answered = reports_answer(item=item, decision_fields=fields)
     decision = Decision.objects.create(item=item, **fields)
-    # Its item's effective decision may change (undo, re-review, appeal): the days its
-    # labels were counted on are recounted.
-    item_figures_changed(item_id=item.pk)
     # Before the caller applies the decision to the item: its report score follows.
     reports_answered(item=item, decision=decision, report_pks=answered)
     delivery = delivery_create(decision=decision, source=source)
