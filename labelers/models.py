@@ -402,8 +402,13 @@ class QualityRollup(models.Model):
     version = models.ForeignKey(LabelerVersion, on_delete=models.CASCADE, related_name="+")
     day = models.DateField()
     min_confidence = models.FloatField(null=True, blank=True)
-    # See rollups.DayCounts: plain counts and [value, count] histograms.
+    # figures.DayCounts, in three parts: the day's small counts (cells, calls, cache hits);
+    # its histograms ([value, count]: latencies, confidences of "1"s); and the histograms of
+    # every day up to this one (running), so that a window's histograms are two rows'
+    # difference instead of the sum of one row per day.
     counts = models.JSONField(default=dict)
+    histograms = models.JSONField(default=dict)
+    running = models.JSONField(default=dict)
     computed_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -36,6 +36,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 
 from labelers.models import Label
 from moderation.models import Decision
@@ -500,16 +501,40 @@ class DayCounts:
         self.ones.update(other.ones)
         self.decided_ones.update(other.decided_ones)
 
-    def as_json(self) -> dict:
+    def subtract_histograms(self, other: DayCounts) -> None:
+        """Take `other`'s histograms out of these (a day's out of a running total)."""
+        pairs: list[tuple[Counter[Any], Counter[Any]]] = [
+            (self.latencies, other.latencies),
+            (self.ones, other.ones),
+            (self.decided_ones, other.decided_ones),
+        ]
+        for mine, theirs in pairs:
+            for key, n in theirs.items():
+                left = mine[key] - n
+                if left:
+                    mine[key] = left
+                else:
+                    del mine[key]
+
+    def figures_json(self) -> dict:
+        """The small part: a few dozen numbers whatever the volume."""
         return {
             "cells": [[*key, n] for key, n in self.cells.items()],
             "calls": self.calls,
             "cache_hits": self.cache_hits,
             "failures": dict(self.failures),
+        }
+
+    def histograms_json(self) -> dict:
+        """The histograms: one entry per distinct latency (ms) and confidence of a "1"."""
+        return {
             "latencies": sorted(self.latencies.items()),
             "ones": sorted(self.ones.items()),
             "decided_ones": [[c, removed, n] for (c, removed), n in self.decided_ones.items()],
         }
+
+    def as_json(self) -> dict:
+        return {**self.figures_json(), **self.histograms_json()}
 
     @classmethod
     def from_json(cls, data: dict) -> DayCounts:
@@ -525,16 +550,13 @@ class DayCounts:
 
 
 def quality_from_counts(
-    *, version_id: int, days: dict[date, DayCounts], rest: DayCounts
+    *, version_id: int, days: dict[date, DayCounts], total: DayCounts
 ) -> VersionQuality:
-    """version_quality from counts: `days` the done labels by the day they were answered,
-    `rest` the labels not done (failures, calls, cache hits). The same arithmetic on the
-    same integers, so the same numbers (rollups are tested against version_quality)."""
+    """version_quality from counts: `days` the done labels' cells by the day they were
+    answered (the chart), `total` every label of the window (done or not) counted together.
+    The same arithmetic on the same integers, so the same numbers (rollups are tested
+    against version_quality)."""
     quality = VersionQuality(version_id=version_id)
-    total = DayCounts()
-    total.add(rest)
-    for counts in days.values():
-        total.add(counts)
     quality.calls, quality.cache_hits = total.calls, total.cache_hits
     agree = flag_yes = removed_yes = 0
     missed = {True: [0, 0, 0], False: [0, 0, 0], None: [0, 0, 0]}

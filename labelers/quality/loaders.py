@@ -22,7 +22,7 @@ from labelers.quality.figures import (
     threshold_advice,
     version_quality,
 )
-from labelers.quality.rollups import merged, version_counts
+from labelers.quality.rollups import version_counts
 from moderation.models import Appeal, Decision
 
 
@@ -221,16 +221,14 @@ def labeler_report(
     reports = []
     versions = labeler.versions.filter(state=LabelerVersion.State.PUBLISHED).order_by("-number")
     for version in versions:
-        days, rest = version_counts(
+        days, total = version_counts(
             version.pk, min_confidence=labeler.min_confidence, since=since, now=now
         )
         reports.append(
             VersionReport(
                 version=version,
-                quality=quality_from_counts(version_id=version.pk, days=days, rest=rest),
-                advice=advice_from_counts(
-                    merged(days, rest), current_min_confidence=labeler.min_confidence
-                ),
+                quality=quality_from_counts(version_id=version.pk, days=days, total=total),
+                advice=advice_from_counts(total, current_min_confidence=labeler.min_confidence),
                 overturns=version_overturns(version.pk, since=since),
             )
         )

@@ -181,10 +181,14 @@ def version_counts(
     since: datetime | None,
     now: datetime | None = None,
 ) -> tuple[dict[date, DayCounts], DayCounts]:
-    """The version's labels answered since `since` (None: ever) counted by day, and those
-    not done: the closed days from their rollups, except days with a changed item not yet
-    recounted, days not rolled up yet and the window's partial first day, which are
-    counted live, as is today."""
+    """The version's labels answered since `since` (None: ever): the done ones' cells by
+    day (the chart), and every label of the window counted together.
+
+    Closed days come from their rollups: each day's small counts, and the histograms of the
+    whole run of counted days as the difference of two running totals. Counted live: the
+    window's partial first day, today, days not counted yet, and counted days that are
+    stale (a changed item not recounted yet, another minimum confidence): for those, their
+    stored histograms are taken out of the difference and their live counts put in."""
     now = now or timezone.now()
     today = now.astimezone(UTC).date()
     labels = Label.objects.filter(labeler_version_id=version_id)
@@ -193,33 +197,56 @@ def version_counts(
         if since is None
         else labels.filter(Q(labeled_at__gte=since) | Q(labeled_at__isnull=True))
     )
-    rollups = QualityRollup.objects.filter(
-        version_id=version_id, day__lt=today, min_confidence=min_confidence
-    )
-    if min_confidence is None:
-        rollups = QualityRollup.objects.filter(
-            version_id=version_id, day__lt=today, min_confidence__isnull=True
-        )
+    rollups = QualityRollup.objects.filter(version_id=version_id, day__lt=today)
     first_full: date | None = None
     if since is not None:
         since_day = since.astimezone(UTC).date()
         first_full = since_day if day_start(since_day) == since else since_day + timedelta(days=1)
         rollups = rollups.filter(day__gte=first_full)
-    stored = dict(rollups.values_list("day", "counts"))
+    stored = {
+        day: (mc, counts)
+        for day, mc, counts in rollups.values_list("day", "min_confidence", "counts")
+    }
     if first_full is None:
         first_full = min(stored, default=today)
+    # The run of counted days from the first: its histograms are running[last] - running[before].
+    last = first_full - timedelta(days=1)
+    while last + timedelta(days=1) in stored:
+        last += timedelta(days=1)
     changed = _changed_days(
         version_id, ChangedItem.objects.values("item_id"), before=day_start(today)
     )
-    days = {
-        day: DayCounts.from_json(counts) for day, counts in stored.items() if day not in changed
+    stale = {
+        day
+        for day, (mc, _) in stored.items()
+        if day <= last and (day in changed or mc != min_confidence)
     }
-    # Counted live: before the first full day (from `since`), gaps, and today on.
+    days: dict[date, DayCounts] = {
+        day: DayCounts.from_json(counts)
+        for day, (_, counts) in stored.items()
+        if day <= last and day not in stale
+    }
+    total = open_counts(rest)
+    for counts in days.values():
+        total.add(counts)
+    if last >= first_full:
+        ends = dict(
+            QualityRollup.objects.filter(
+                version_id=version_id, day__in=[first_full - timedelta(days=1), last]
+            ).values_list("day", "running")
+        )
+        total.add(DayCounts.from_json(ends[last]))
+        if first_full - timedelta(days=1) in ends:
+            total.subtract_histograms(DayCounts.from_json(ends[first_full - timedelta(days=1)]))
+        for histograms in QualityRollup.objects.filter(
+            version_id=version_id, day__in=stale
+        ).values_list("histograms", flat=True):
+            total.subtract_histograms(DayCounts.from_json(histograms))
+    # Counted live: before the first full day (from `since`), stale days, days after the
+    # counted run, today on.
     live: list[tuple[datetime | None, datetime | None]] = [(since, day_start(first_full))]
-    span = (today - first_full).days
-    missing = [first_full + timedelta(days=n) for n in range(span)]
-    live += [(day_start(a), day_start(b)) for a, b in _runs(d for d in missing if d not in days)]
-    live.append((day_start(today), None))
+    live += [(day_start(a), day_start(b)) for a, b in _runs(stale)]
+    live.append((day_start(max(first_full, last + timedelta(days=1))), None))
     for start, end in live:
         window = labels
         if start is not None:
@@ -230,7 +257,8 @@ def version_counts(
             window = window.filter(labeled_at__lt=end)
         for day, counts in done_counts(window, min_confidence=min_confidence).items():
             days.setdefault(day, DayCounts()).add(counts)
-    return days, open_counts(rest)
+            total.add(counts)
+    return days, total
 
 
 def quality_rollups_refresh(*, now: datetime | None = None) -> int:
@@ -267,11 +295,17 @@ def quality_rollups_refresh(*, now: datetime | None = None) -> int:
         due = {day for day in due if day not in stored or stored[day] != min_confidence}
         if changed_items:
             due |= _changed_days(version.pk, changed_items, before=day_start(today))
-        for start, end in _runs(due):
-            while start < end:
-                stop = min(end, start + timedelta(days=DAYS_PER_STATEMENT))
-                counted += _count_days(version.pk, start, stop, min_confidence)
-                start = stop
+        if not due:
+            continue
+        # One commit per version: a page never reads a day counted anew with running
+        # totals not yet brought up to date.
+        with transaction.atomic():
+            for start, end in _runs(due):
+                while start < end:
+                    stop = min(end, start + timedelta(days=DAYS_PER_STATEMENT))
+                    counted += _count_days(version.pk, start, stop, min_confidence)
+                    start = stop
+            _running_refresh(version.pk, min(due))
     ChangedItem.objects.filter(id__in=[pk for pk, _ in changes]).delete()
     return counted
 
@@ -284,29 +318,44 @@ def _count_days(version_id: int, start: date, stop: date, min_confidence: float 
         labeled_at__lt=day_start(stop),
     )
     found = done_counts(labels, min_confidence=min_confidence)
-    rows = [
-        QualityRollup(
-            version_id=version_id,
-            day=start + timedelta(days=n),
-            min_confidence=min_confidence,
-            counts=found.get(start + timedelta(days=n), DayCounts()).as_json(),
-            computed_at=timezone.now(),
+    rows = []
+    for n in range((stop - start).days):
+        counts = found.get(start + timedelta(days=n), DayCounts())
+        rows.append(
+            QualityRollup(
+                version_id=version_id,
+                day=start + timedelta(days=n),
+                min_confidence=min_confidence,
+                counts=counts.figures_json(),
+                histograms=counts.histograms_json(),
+                computed_at=timezone.now(),
+            )
         )
-        for n in range((stop - start).days)
-    ]
     with transaction.atomic():
         QualityRollup.objects.bulk_create(
             rows,
             update_conflicts=True,
             unique_fields=["version", "day"],
-            update_fields=["min_confidence", "counts", "computed_at"],
+            update_fields=["min_confidence", "counts", "histograms", "computed_at"],
         )
     return len(rows)
 
 
-def merged(days: dict[date, DayCounts], rest: DayCounts) -> DayCounts:
-    total = DayCounts()
-    total.add(rest)
-    for counts in days.values():
-        total.add(counts)
-    return total
+def _running_refresh(version_id: int, start: date) -> None:
+    """Running histograms from `start` on: the day before's plus each day's own."""
+    before = (
+        QualityRollup.objects.filter(version_id=version_id, day=start - timedelta(days=1))
+        .values_list("running", flat=True)
+        .first()
+    )
+    running = DayCounts.from_json(before or {})
+    rows = list(
+        QualityRollup.objects.filter(version_id=version_id, day__gte=start)
+        .order_by("day")
+        .only("id", "day", "histograms")
+    )
+    for row in rows:
+        running.add(DayCounts.from_json(row.histograms))
+        row.running = running.histograms_json()
+    with transaction.atomic():
+        QualityRollup.objects.bulk_update(rows, ["running"], batch_size=100)

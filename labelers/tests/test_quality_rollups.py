@@ -60,7 +60,7 @@ def decide(item: Item, **fields) -> None:
     with transaction.atomic():
         locked = Item.objects.select_for_update().get(pk=item.pk)
         decision = decision_create(item=locked, **fields)
-        item_decision_apply(locked, status=Item.Status.DECIDED, decided_at=decision.created_at)
+        item_decision_apply(locked, status="decided", decided_at=decision.created_at)
 
 
 @pytest.mark.parametrize("seed", range(3))
