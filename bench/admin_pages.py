@@ -77,7 +77,10 @@ from labelers.models import Label, Labeler, LabelerVersion  # noqa: E402
 from labelers.quality.loaders import labeler_report, labeler_report_raw  # noqa: E402
 from labelers.quality.rollups import day_start, quality_rollups_refresh  # noqa: E402
 from moderation.models import AUDIT_QUEUE_SCORE, IN_QUEUE, Source, hash_token  # noqa: E402
-from moderation.services.figures import item_figures_changed  # noqa: E402
+from moderation.services.figures import (  # noqa: E402
+    decided_rollups_refresh,
+    item_figures_changed,
+)
 from moderation.services.queue import items_sla_refresh  # noqa: E402
 
 WARMUP = 2
@@ -458,6 +461,8 @@ def fetch(sql: str, params: dict) -> list[tuple]:
 def check_baselines(labeler: Labeler, params: dict, *, with_quality: bool) -> None:
     """The baselines count what the product counts: else their time would mean nothing."""
     candidates = len(selectors.decided_under_older_versions(labeler=labeler))
+    counted = selectors.decided_under_older_versions_count(labeler=labeler)
+    assert counted == candidates, ("rereview from daily counts", counted, candidates)
     for sql in BASELINES["rereview"].values():
         (count,) = fetch(sql, params["rereview"])[0]
         assert count == candidates, ("rereview", count, candidates)
@@ -600,6 +605,9 @@ def run_size(count: int, args, *, first: bool, last: bool) -> dict:
     started = time.monotonic()
     days = quality_rollups_refresh()
     print(f"rollups: {days} days counted in {time.monotonic() - started:.1f} s (first run)")
+    started = time.monotonic()
+    days = decided_rollups_refresh()
+    print(f"decided rollups: {days} days counted in {time.monotonic() - started:.1f} s")
     # A steady run: one item changed on a closed day, its day recounted.
     changed = Label.objects.filter(
         status="done", labeled_at__lt=day_start(timezone.now().date())
