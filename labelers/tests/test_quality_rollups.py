@@ -60,7 +60,15 @@ def decide(item: Item, **fields) -> None:
     with transaction.atomic():
         locked = Item.objects.select_for_update().get(pk=item.pk)
         decision = decision_create(item=locked, **fields)
-        item_decision_apply(locked, status="decided", decided_at=decision.created_at)
+        if decision.action == "undo":  # back where it stood, undecided
+            item_decision_apply(locked, status="flagged", decided_at=None)
+        else:
+            item_decision_apply(
+                locked,
+                status="decided",
+                decided_at=decision.created_at,
+                decided_action=decision.action,
+            )
 
 
 @pytest.mark.parametrize("seed", range(3))

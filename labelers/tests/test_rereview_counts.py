@@ -88,7 +88,12 @@ def test_days_changed_after_they_were_counted_are_counted_again():
         decision = decision_create(
             item=locked, reviewer=reviewer, action="approve", labeler_versions=[v2.pk]
         )
-        item_decision_apply(locked, status=Item.Status.DECIDED, decided_at=decision.created_at)
+        item_decision_apply(
+            locked,
+            status=Item.Status.DECIDED,
+            decided_at=decision.created_at,
+            decided_action=decision.action,
+        )
     # ...sent for re-review, and edited (its path marks its day the same way).
     items_send_for_rereview(item_ids=[older[1]], requested_by=reviewer)
     edited = Item.objects.get(pk=older[2])

@@ -11,7 +11,7 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ('moderation', '0018_banks'),
+        ('moderation', '0020_item_author_count_idx'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
