@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from functools import reduce
-from operator import or_
 
 from django.db.models import Q
 from django.utils import timezone
@@ -43,5 +41,9 @@ def decided_under_versions_count(
         Q(decided_at__gte=day_start(a), decided_at__lt=day_start(b))
         for a, b in day_runs(day for day in span if day not in counted)
     ]
-    items = Item.objects.filter(reduce(or_, live), source_id__in=source_ids)
-    return total + sum(matching(rows) for rows in decided_counts(items).values())
+    # One statement per range: an OR of ranges made PostgreSQL filter the whole decided_at
+    # index (284 ms at 1,000,000 items, bench/admin_pages.py) instead of reading each range.
+    for where in live:
+        items = Item.objects.filter(where, source_id__in=source_ids)
+        total += sum(matching(rows) for rows in decided_counts(items).values())
+    return total
