@@ -74,8 +74,13 @@ from django.utils import timezone  # noqa: E402
 from bench.pgdb import load, median, percentile, timed  # noqa: E402
 from labelers import selectors  # noqa: E402
 from labelers.models import Label, Labeler, LabelerVersion  # noqa: E402
-from labelers.quality.loaders import labeler_report  # noqa: E402
+from labelers.quality.loaders import labeler_report, labeler_report_raw  # noqa: E402
+from labelers.quality.rollups import day_start, quality_rollups_refresh  # noqa: E402
 from moderation.models import AUDIT_QUEUE_SCORE, IN_QUEUE, Source, hash_token  # noqa: E402
+from moderation.services.figures import (  # noqa: E402
+    decided_rollups_refresh,
+    item_figures_changed,
+)
 from moderation.services.queue import items_sla_refresh  # noqa: E402
 
 WARMUP = 2
@@ -429,7 +434,8 @@ def baseline_params(labeler: Labeler) -> dict:
         },
         "quality": {
             "versions": [v.pk for v in versions],
-            "since": timezone.now() - timedelta(days=QUALITY_DAYS),
+            # As the page asks: whole UTC days, today the last.
+            "since": day_start(timezone.now().date()) - timedelta(days=QUALITY_DAYS - 1),
             "min_confidence": labeler.min_confidence or 0.0,
         },
         "rereview": {
@@ -455,6 +461,8 @@ def fetch(sql: str, params: dict) -> list[tuple]:
 def check_baselines(labeler: Labeler, params: dict, *, with_quality: bool) -> None:
     """The baselines count what the product counts: else their time would mean nothing."""
     candidates = len(selectors.decided_under_older_versions(labeler=labeler))
+    counted = selectors.decided_under_older_versions_count(labeler=labeler)
+    assert counted == candidates, ("rereview from daily counts", counted, candidates)
     for sql in BASELINES["rereview"].values():
         (count,) = fetch(sql, params["rereview"])[0]
         assert count == candidates, ("rereview", count, candidates)
@@ -473,10 +481,14 @@ def check_baselines(labeler: Labeler, params: dict, *, with_quality: bool) -> No
     assert list(row[:7]) == expected, ("dashboard", row[:7], expected)
     callbacks = selectors.callbacks_by_state()
     assert {k: (row[10] or {}).get(k, 0) for k in callbacks} == callbacks, ("callbacks", row[10])
-    if not with_quality:
-        return
     since = params["quality"]["since"]
     product = {report.version.pk: report.quality for report in labeler_report(labeler, since=since)}
+    if with_quality:
+        # The daily counts give exactly the raw reading's numbers (also at this size).
+        started = time.monotonic()
+        raw = labeler_report_raw(labeler, since=since)
+        print(f"raw quality reading (the page before rollups): {time.monotonic() - started:.2f} s")
+        assert raw == labeler_report(labeler, since=since), "rollups differ from the raw reading"
     for sql in BASELINES["quality"].values():
         for version_id, *figures in fetch(sql, params["quality"]):
             q = product[version_id]
@@ -590,6 +602,21 @@ def run_size(count: int, args, *, first: bool, last: bool) -> dict:
     seeded = seed(count)
     print(f"seeded in {seeded['seconds']:.1f} s: {seeded['summary']}", flush=True)
     labeler = seeded["labeler"]
+    started = time.monotonic()
+    days = quality_rollups_refresh()
+    print(f"rollups: {days} days counted in {time.monotonic() - started:.1f} s (first run)")
+    started = time.monotonic()
+    days = decided_rollups_refresh()
+    print(f"decided rollups: {days} days counted in {time.monotonic() - started:.1f} s")
+    # A steady run: one item changed on a closed day, its day recounted.
+    changed = Label.objects.filter(
+        status="done", labeled_at__lt=day_start(timezone.now().date())
+    ).last()
+    assert changed is not None
+    item_figures_changed(item_id=changed.item_id)
+    started = time.monotonic()
+    days = quality_rollups_refresh()
+    print(f"rollups: {days} day(s) recounted in {time.monotonic() - started:.2f} s (a change)")
     params = baseline_params(labeler)
     started = time.monotonic()
     check_baselines(labeler, params, with_quality=first)

@@ -344,6 +344,8 @@ CELERY_TASK_ROUTES = {
     "labelers.tasks.items_reevaluate": {"queue": "dispatch"},
     "labelers.tasks.bank_retro_match": {"queue": "dispatch"},
     "moderation.tasks.queue_sla_refresh": {"queue": "dispatch"},
+    "labelers.tasks.quality_rollups": {"queue": "dispatch"},
+    "moderation.tasks.decided_rollups": {"queue": "dispatch"},
     # Callbacks wait on products' servers (up to the timeouts): never in front of labels.
     "moderation.tasks.callback_deliver": {"queue": "callbacks"},
     "moderation.tasks.callback_sweep": {"queue": "dispatch"},
@@ -363,6 +365,19 @@ CELERY_BEAT_SCHEDULE = {
         "task": "moderation.tasks.queue_sla_refresh",
         "schedule": 60.0,
         "options": {"expires": 55.0},
+    },
+    # The quality page's daily counts: yesterday once it is over, and the days of items
+    # decided or flagged since (the page counts those live meanwhile, so it is never stale).
+    "quality-rollups": {
+        "task": "labelers.tasks.quality_rollups",
+        "schedule": 300.0,
+        "options": {"expires": 290.0},
+    },
+    # The re-review count's daily counts of decided items, kept the same way.
+    "decided-rollups": {
+        "task": "moderation.tasks.decided_rollups",
+        "schedule": 300.0,
+        "options": {"expires": 290.0},
     },
     "sweep-callbacks": {
         "task": "moderation.tasks.callback_sweep",

@@ -388,3 +388,33 @@ class ShadowLabel(models.Model):
 
     def __str__(self) -> str:
         return f"shadow {self.run_id} on {self.item_id}: {self.status} {self.label}"
+
+
+class QualityRollup(models.Model):
+    """A version's quality figures for one closed UTC day (labels answered that day), in
+    counts that add up across days: the quality page reads one row per day instead of every
+    label. Kept by labelers/quality/rollups.py; a day touched later (a decision, an undo,
+    an item flagged or edited) is recomputed from its rows.
+
+    `min_confidence`: the labeler's minimum confidence the flags were counted at; a row
+    counted at another one is stale and not used."""
+
+    version = models.ForeignKey(LabelerVersion, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    min_confidence = models.FloatField(null=True, blank=True)
+    # figures.DayCounts, in three parts: the day's small counts (cells, calls, cache hits);
+    # its histograms ([value, count]: latencies, confidences of "1"s); and the histograms of
+    # every day up to this one (running), so that a window's histograms are two rows'
+    # difference instead of the sum of one row per day.
+    counts = models.JSONField(default=dict)
+    histograms = models.JSONField(default=dict)
+    running = models.JSONField(default=dict)
+    computed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["version", "day"], name="quality_rollup_once_a_day")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version} on {self.day}"

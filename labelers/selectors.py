@@ -16,6 +16,7 @@ from labelers.breaker import breaker_status
 from labelers.models import DispatchHeartbeat, Label, Labeler, LabelerVersion, ShadowRun
 from labelers.routing import source_routing
 from moderation.models import CallbackDelivery, Decision, Item
+from moderation.selectors.figures import decided_under_versions_count
 
 
 def labeling_health() -> dict[str, Any]:
@@ -143,11 +144,7 @@ def decided_under_older_versions(*, labeler: Labeler) -> list[int]:
     read by id in batches, each with its decisions' (item, labeler_versions) only, and the
     lists are checked here.
     """
-    current = labeler.current_version
-    if current is None:
-        return []
-    older = set(labeler.versions.filter(number__lt=current.number).values_list("id", flat=True))
-    source_ids = list(labeler.sources.values_list("id", flat=True))
+    older, source_ids = _older_versions(labeler)
     if not older or not source_ids:
         return []
     decided = Item.objects.filter(status=Item.Status.DECIDED, source_id__in=source_ids)
@@ -176,6 +173,22 @@ def decided_under_older_versions(*, labeler: Labeler) -> list[int]:
         found += [
             item_id for item_id in batch if older.intersection(current_versions.get(item_id, ()))
         ]
+
+
+def _older_versions(labeler: Labeler) -> tuple[set[int], list[int]]:
+    """(the labeler's versions older than its current one, the sources routed to it)."""
+    current = labeler.current_version
+    if current is None:
+        return set(), []
+    older = set(labeler.versions.filter(number__lt=current.number).values_list("id", flat=True))
+    return older, list(labeler.sources.values_list("id", flat=True))
+
+
+def decided_under_older_versions_count(*, labeler: Labeler) -> int:
+    """len(decided_under_older_versions(labeler=labeler)), read from the daily counts of
+    decided items (one row per closed day) instead of every decided item."""
+    older, source_ids = _older_versions(labeler)
+    return decided_under_versions_count(source_ids=source_ids, versions=older)
 
 
 # --- The admins' dashboard ------------------------------------------------------------------

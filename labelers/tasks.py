@@ -16,12 +16,16 @@ from django.db import transaction
 from labelers import dispatch, fetch, shadow
 from labelers.guarded import api_key_refusals_forget
 from labelers.models import Reevaluation, RelabelRun, ShadowRun
+from labelers.quality.rollups import quality_rollups_refresh
 from lib import metrics
 from lib.broker import queue_depth
 from lib.cache import TTLCache
 from moderation.services.verdicts import bank_hashes_retro_match
 
 logger = logging.getLogger(__name__)
+
+# A first run counts every past day of every version; later runs, a day and the changes.
+QUALITY_ROLLUPS_TIME_LIMIT = 600
 
 
 @shared_task(
@@ -279,3 +283,15 @@ def bank_retro_start(bank_hash_ids: list[int]) -> None:
     if bank_hash_ids:
         ids = list(bank_hash_ids)
         transaction.on_commit(lambda: bank_retro_match_task.delay(ids))
+
+
+@shared_task(
+    name="labelers.tasks.quality_rollups",
+    ignore_result=True,
+    time_limit=QUALITY_ROLLUPS_TIME_LIMIT,
+    soft_time_limit=QUALITY_ROLLUPS_TIME_LIMIT - 30,
+)
+def quality_rollups_task() -> int:
+    """Count the closed days not counted yet and recount those changed since (idempotent:
+    a run that overlaps another writes the same rows)."""
+    return quality_rollups_refresh()

@@ -343,6 +343,10 @@ class Item(models.Model):
             # The admins' dashboard: items received and flagged today and this week, each
             # count one range of an index (flagged_at is empty for most items).
             models.Index(fields=["received_at"], name="item_received_at_idx"),
+            # Decided items by the day they were decided (DecidedRollup's days, and today's).
+            models.Index(
+                fields=["decided_at"], condition=Q(status="decided"), name="item_decided_at_idx"
+            ),
             models.Index(
                 fields=["flagged_at"],
                 condition=Q(flagged_at__isnull=False),
@@ -1133,3 +1137,41 @@ class BankMatch(models.Model):
 
     def __str__(self) -> str:
         return f"{self.item_id} ~ {self.bank_id} ({self.type} d={self.distance})"
+
+
+class ChangedItem(models.Model):
+    """An item whose decisions or flag changed: the labelers' daily figures of the days its
+    labels were given must be worked out again (labelers/quality/rollups.py reads these,
+    recomputes those days and deletes the rows it handled). One small insert where a
+    decision is made, an item flagged or edited; a plain id, no foreign key, so that the
+    insert takes no lock on the item and outlives nothing it points at."""
+
+    item_id = models.BigIntegerField()
+    changed_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"item {self.item_id} changed at {self.changed_at}"
+
+
+class ChangedDecidedDay(models.Model):
+    """A day whose decided items changed after it was over (one of them decided again, sent
+    for re-review, edited): its DecidedRollup is recounted (moderation/services/figures.py)."""
+
+    day = models.DateField()
+
+    def __str__(self) -> str:
+        return f"decided items of {self.day} changed"
+
+
+class DecidedRollup(models.Model):
+    """The items decided on one closed UTC day (Item.decided_at) still decided, counted by
+    source and by the labeler versions their current decision was made under: the re-review
+    count reads one row per day instead of every decided item and its decisions."""
+
+    day = models.DateField(unique=True)
+    # [[source id, labeler versions (sorted), items], ...]
+    counts = models.JSONField(default=list)
+    computed_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"decided on {self.day}"

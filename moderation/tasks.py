@@ -15,6 +15,7 @@ from django.db import transaction
 
 from lib import metrics
 from moderation.callbacks import deliveries
+from moderation.services.figures import decided_rollups_refresh
 from moderation.services.queue import items_sla_refresh
 
 
@@ -80,3 +81,9 @@ def callbacks_redeliver(*, delivery_ids: list[int]) -> list[int]:
     ids = deliveries.deliveries_redeliver(delivery_ids=delivery_ids)
     callbacks_enqueue(ids)
     return ids
+
+
+@shared_task(name="moderation.tasks.decided_rollups", ignore_result=True, time_limit=600)
+def decided_rollups_task() -> int:
+    """Count the closed days of decided items not counted yet, and recount changed ones."""
+    return decided_rollups_refresh()

@@ -36,6 +36,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 
 from labelers.models import Label
 from moderation.models import Decision
@@ -107,13 +108,23 @@ def cohen_kappa(pairs: Iterable[tuple[bool, bool]]) -> float | None:
     """Cohen's kappa of two yes/no raters; None when undefined (no pairs, or chance
     agreement is 1 because both raters gave the same single answer throughout)."""
     pairs = list(pairs)
-    n = len(pairs)
+    return kappa_from_counts(
+        n=len(pairs),
+        agree=sum(a == b for a, b in pairs),
+        a_yes=sum(a for a, _ in pairs),
+        b_yes=sum(b for _, b in pairs),
+    )
+
+
+def kappa_from_counts(*, n: int, agree: int, a_yes: int, b_yes: int) -> float | None:
+    """cohen_kappa from the counts of its pairs (how many, agreeing, each rater's yeses):
+    the same arithmetic, so the same float."""
     if n == 0:
         return None
-    observed = sum(a == b for a, b in pairs) / n
-    a_yes = sum(a for a, _ in pairs) / n
-    b_yes = sum(b for _, b in pairs) / n
-    chance = a_yes * b_yes + (1 - a_yes) * (1 - b_yes)
+    observed = agree / n
+    a_share = a_yes / n
+    b_share = b_yes / n
+    chance = a_share * b_share + (1 - a_share) * (1 - b_share)
     if chance >= 1.0:
         return None
     return (observed - chance) / (1 - chance)
@@ -125,6 +136,40 @@ def percentile(values: list[float], share: float) -> float | None:
         return None
     ordered = sorted(values)
     return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
+
+
+def _nth(histogram: list[tuple[int, int]], index: int) -> int:
+    """The index-th (from 0) of the values a sorted [(value, count)] histogram holds."""
+    for value, count in histogram:
+        if index < count:
+            return value
+        index -= count
+    raise IndexError(index)
+
+
+def histogram_median(histogram: dict[int, int]) -> float | None:
+    """statistics.median of the values the histogram counts, without listing them."""
+    ordered = sorted(histogram.items())
+    n = sum(histogram.values())
+    if n == 0:
+        return None
+    if n % 2:
+        return _nth(ordered, n // 2)
+    return (_nth(ordered, n // 2 - 1) + _nth(ordered, n // 2)) / 2
+
+
+def histogram_percentile(histogram: dict[int, int], share: float) -> float | None:
+    """percentile() of the values the histogram counts."""
+    n = sum(histogram.values())
+    if n == 0:
+        return None
+    return _nth(sorted(histogram.items()), max(0, math.ceil(share * n) - 1))
+
+
+def latency_ms(value: float) -> int:
+    """Latencies count in whole milliseconds (as the page shows them): so they can be kept
+    as a histogram per day, exactly."""
+    return math.floor(value)
 
 
 def _precision(flagged_human: list[bool]) -> float | None:
@@ -248,6 +293,7 @@ def version_quality(
     quality.kappa = cohen_kappa(pairs)
     quality.audit_decided, quality.audit_removed = missed[False][1], missed[False][2]
     quality.missed_estimate, quality.recall = _recall(quality, missed)
+    latencies = [latency_ms(value) for value in latencies]
     quality.latency_median_ms = statistics.median(latencies) if latencies else None
     quality.latency_p95_ms = percentile(latencies, 0.95)
     quality.failures = {status: failures.get(status, 0) for status in FAILURE_STATUSES}
@@ -289,31 +335,61 @@ class _Outcomes:
 
     def __init__(
         self,
+        *,
+        ones: Counter[float],
+        decided_ones: Counter[tuple[float, bool]],
+        decided: int,
+        removed: int,
+    ):
+        """`ones`: how many answered "1"s at each confidence (None as 0.0); `decided_ones`:
+        how many decided "1"s at each (confidence, removed); `decided`, `removed`: decided
+        labels and how many of them were removed. Counts, so that the rows need not be
+        listed one by one (a day's counts add up: rollups.py)."""
+        self.decided = decided
+        self.removed = removed
+        self.ones = sorted(ones)
+        # ones_from[i]: answered "1"s from the i-th distinct confidence up.
+        self.ones_from = [0] * (len(self.ones) + 1)
+        for i in range(len(self.ones) - 1, -1, -1):
+            self.ones_from[i] = self.ones_from[i + 1] + ones[self.ones[i]]
+        self.decided_ones = sorted({confidence for confidence, _ in decided_ones})
+        # decided_from[i], removed_from[i]: decided "1"s (and removals among them) from the
+        # i-th distinct confidence up.
+        self.decided_from = [0] * (len(self.decided_ones) + 1)
+        self.removed_from = [0] * (len(self.decided_ones) + 1)
+        for i in range(len(self.decided_ones) - 1, -1, -1):
+            confidence = self.decided_ones[i]
+            removed_here = decided_ones[(confidence, True)]
+            self.decided_from[i] = (
+                self.decided_from[i + 1] + decided_ones[(confidence, False)] + removed_here
+            )
+            self.removed_from[i] = self.removed_from[i + 1] + removed_here
+
+    @classmethod
+    def from_rows(
+        cls,
         done: list[LabelRow],
         decisions: dict[tuple[int, int], DecisionRow],
         one_confidences: list[float | None] | None = None,
-    ):
+    ) -> _Outcomes:
         decided = [
             (row, decisions[(row.item_id, row.revision)])
             for row in done
             if (row.item_id, row.revision) in decisions
         ]
-        self.decided = len(decided)
-        self.removed = sum(d.action == Decision.Action.REMOVE for _, d in decided)
         # Confidences of every "1", and of each decided "1" with whether it was removed.
         if one_confidences is None:
             one_confidences = [row.confidence for row in done if row.label == "1"]
-        self.ones = sorted((confidence or 0.0) for confidence in one_confidences)
-        decided_ones = sorted(
-            ((row.confidence or 0.0), d.action == Decision.Action.REMOVE)
-            for row, d in decided
-            if row.label == "1"
+        return cls(
+            ones=Counter((confidence or 0.0) for confidence in one_confidences),
+            decided_ones=Counter(
+                ((row.confidence or 0.0), d.action == Decision.Action.REMOVE)
+                for row, d in decided
+                if row.label == "1"
+            ),
+            decided=len(decided),
+            removed=sum(d.action == Decision.Action.REMOVE for _, d in decided),
         )
-        self.decided_ones = [confidence for confidence, _ in decided_ones]
-        # removed_from[i]: removals among decided "1"s from the i-th confidence up.
-        self.removed_from = [0] * (len(decided_ones) + 1)
-        for i in range(len(decided_ones) - 1, -1, -1):
-            self.removed_from[i] = self.removed_from[i + 1] + decided_ones[i][1]
 
     def at(self, min_confidence: float | None) -> ThresholdOutcome:
         # flags(): a "1" at or above the minimum (bisect_left finds the first one >= it).
@@ -321,8 +397,8 @@ class _Outcomes:
         first_decided = (
             0 if min_confidence is None else bisect_left(self.decided_ones, min_confidence)
         )
-        flagged = len(self.ones) - first_one
-        flagged_decided = len(self.decided_ones) - first_decided
+        flagged = self.ones_from[first_one]
+        flagged_decided = self.decided_from[first_decided]
         flagged_removed = self.removed_from[first_decided]
         n = self.decided
         precision = flagged_removed / flagged_decided if flagged_decided else None
@@ -367,7 +443,16 @@ def threshold_advice(
     done = [row for row in labels if row.status == Label.Status.DONE]
     # `one_confidences`: the confidence of every answered "1" when the caller read them
     # apart (the labels then need only be the decided ones).
-    outcomes = _Outcomes(done, decisions, one_confidences)
+    return _advice(
+        _Outcomes.from_rows(done, decisions, one_confidences),
+        current_min_confidence=current_min_confidence,
+        min_decided=min_decided,
+    )
+
+
+def _advice(
+    outcomes: _Outcomes, *, current_min_confidence: float | None, min_decided: int
+) -> ThresholdAdvice | None:
     if outcomes.decided < min_decided:
         return None
     candidates: list[float | None] = [None]
@@ -385,3 +470,155 @@ def threshold_advice(
         if rank(outcome) > rank(best):
             best = outcome
     return ThresholdAdvice(decided=outcomes.decided, current=current, advised=best)
+
+
+# A done label as the figures see it once its item and decision are known: (flags, item
+# flagged by some labeler, effective action "approve"/"remove" or None, decided on the
+# audit sample).
+CellKey = tuple[bool, bool, str | None, bool]
+
+
+@dataclass
+class DayCounts:
+    """Labels in counts that add up (one day's, or several days' merged): every figure of
+    version_quality and threshold_advice follows from them, exactly, at the minimum
+    confidence they were counted at (flags are counted, not recomputed)."""
+
+    cells: Counter[CellKey] = field(default_factory=Counter)
+    calls: int = 0
+    cache_hits: int = 0
+    failures: Counter[str] = field(default_factory=Counter)
+    latencies: Counter[int] = field(default_factory=Counter)  # whole ms -> answers
+    ones: Counter[float] = field(default_factory=Counter)  # confidence of a "1" -> answers
+    decided_ones: Counter[tuple[float, bool]] = field(default_factory=Counter)
+
+    def add(self, other: DayCounts) -> None:
+        self.cells.update(other.cells)
+        self.calls += other.calls
+        self.cache_hits += other.cache_hits
+        self.failures.update(other.failures)
+        self.latencies.update(other.latencies)
+        self.ones.update(other.ones)
+        self.decided_ones.update(other.decided_ones)
+
+    def subtract_histograms(self, other: DayCounts) -> None:
+        """Take `other`'s histograms out of these (a day's out of a running total)."""
+        pairs: list[tuple[Counter[Any], Counter[Any]]] = [
+            (self.latencies, other.latencies),
+            (self.ones, other.ones),
+            (self.decided_ones, other.decided_ones),
+        ]
+        for mine, theirs in pairs:
+            for key, n in theirs.items():
+                left = mine[key] - n
+                if left:
+                    mine[key] = left
+                else:
+                    del mine[key]
+
+    def figures_json(self) -> dict:
+        """The small part: a few dozen numbers whatever the volume."""
+        return {
+            "cells": [[*key, n] for key, n in self.cells.items()],
+            "calls": self.calls,
+            "cache_hits": self.cache_hits,
+            "failures": dict(self.failures),
+        }
+
+    def histograms_json(self) -> dict:
+        """The histograms: one entry per distinct latency (ms) and confidence of a "1"."""
+        return {
+            "latencies": sorted(self.latencies.items()),
+            "ones": sorted(self.ones.items()),
+            "decided_ones": [[c, removed, n] for (c, removed), n in self.decided_ones.items()],
+        }
+
+    def as_json(self) -> dict:
+        return {**self.figures_json(), **self.histograms_json()}
+
+    @classmethod
+    def from_json(cls, data: dict) -> DayCounts:
+        return cls(
+            cells=Counter({(f, i, a, au): n for f, i, a, au, n in data.get("cells", [])}),
+            calls=data.get("calls", 0),
+            cache_hits=data.get("cache_hits", 0),
+            failures=Counter(data.get("failures", {})),
+            latencies=Counter({ms: n for ms, n in data.get("latencies", [])}),
+            ones=Counter({c: n for c, n in data.get("ones", [])}),
+            decided_ones=Counter({(c, r): n for c, r, n in data.get("decided_ones", [])}),
+        )
+
+
+def quality_from_counts(
+    *, version_id: int, days: dict[date, DayCounts], total: DayCounts
+) -> VersionQuality:
+    """version_quality from counts: `days` the done labels' cells by the day they were
+    answered (the chart), `total` every label of the window (done or not) counted together.
+    The same arithmetic on the same integers, so the same numbers (rollups are tested
+    against version_quality)."""
+    quality = VersionQuality(version_id=version_id)
+    quality.calls, quality.cache_hits = total.calls, total.cache_hits
+    agree = flag_yes = removed_yes = 0
+    missed = {True: [0, 0, 0], False: [0, 0, 0], None: [0, 0, 0]}
+    for (flagged, item_flagged, action, audit), n in total.cells.items():
+        quality.labeled += n
+        quality.flagged += flagged * n
+        human = action == Decision.Action.REMOVE
+        if action is not None:
+            quality.decided += n
+            agree += (flagged == human) * n
+            flag_yes += flagged * n
+            removed_yes += human * n
+            if flagged:
+                quality.flagged_decided += n
+                quality.flagged_removed += human * n
+        if not flagged:
+            group = missed[item_flagged]
+            group[0] += n
+            if action is not None and (item_flagged or audit):
+                group[1] += n
+                group[2] += human * n
+    quality.precision = (
+        quality.flagged_removed / quality.flagged_decided if quality.flagged_decided else None
+    )
+    quality.kappa = kappa_from_counts(
+        n=quality.decided, agree=agree, a_yes=flag_yes, b_yes=removed_yes
+    )
+    quality.audit_decided, quality.audit_removed = missed[False][1], missed[False][2]
+    quality.missed_estimate, quality.recall = _recall(quality, missed)
+    quality.latency_median_ms = histogram_median(total.latencies)
+    quality.latency_p95_ms = histogram_percentile(total.latencies, 0.95)
+    quality.failures = {status: total.failures.get(status, 0) for status in FAILURE_STATUSES}
+    for day, counts in sorted(days.items()):
+        labeled = flagged_count = decided = removed = 0
+        for (flagged, _, action, _), n in counts.cells.items():
+            labeled += n
+            flagged_count += flagged * n
+            if flagged and action is not None:
+                decided += n
+                removed += (action == Decision.Action.REMOVE) * n
+        if labeled:
+            quality.days.append(
+                DayQuality(
+                    day, labeled, flagged_count, decided, removed / decided if decided else None
+                )
+            )
+    return quality
+
+
+def advice_from_counts(
+    counts: DayCounts,
+    *,
+    current_min_confidence: float | None,
+    min_decided: int = ADVICE_MIN_DECIDED,
+) -> ThresholdAdvice | None:
+    """threshold_advice from counts (all the days merged)."""
+    decided = removed = 0
+    for (_, _, action, _), n in counts.cells.items():
+        if action is not None:
+            decided += n
+            removed += (action == Decision.Action.REMOVE) * n
+    outcomes = _Outcomes(
+        ones=counts.ones, decided_ones=counts.decided_ones, decided=decided, removed=removed
+    )
+    return _advice(outcomes, current_min_confidence=current_min_confidence, min_decided=min_decided)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 from django.contrib import messages
@@ -431,10 +431,13 @@ def labeler_rereview(request: HttpRequest, labeler_id: int) -> HttpResponse:
     A page of its own because the count reads every decided item of the routed sources: too
     heavy for each view of the labeler's page."""
     labeler = get_object_or_404(Labeler, pk=labeler_id)
-    item_ids = selectors.decided_under_older_versions(labeler=labeler)
+    count = selectors.decided_under_older_versions_count(labeler=labeler)
     changed = False
     if request.method == "POST":
-        changed = int_or_none(request.POST.get("count")) != len(item_ids)
+        # Sending reads the items themselves (every decided item of the routed sources).
+        item_ids = selectors.decided_under_older_versions(labeler=labeler)
+        count = len(item_ids)
+        changed = int_or_none(request.POST.get("count")) != count
         if item_ids and not changed:
             moved = items_send_for_rereview(item_ids=item_ids, requested_by=request.user)
             messages.success(
@@ -449,7 +452,7 @@ def labeler_rereview(request: HttpRequest, labeler_id: int) -> HttpResponse:
         {
             "labeler": labeler,
             "current": labeler.current_version,
-            "count": len(item_ids),
+            "count": count,
             "changed": changed,
         },
     )
@@ -465,7 +468,11 @@ def labeler_quality(request: HttpRequest, labeler_id: int) -> HttpResponse:
     labeler = get_object_or_404(Labeler, pk=labeler_id)
     days = int_or_none(request.GET.get("days"))
     days = days if days in QUALITY_WINDOWS else (None if "days" in request.GET else 90)
-    since = timezone.now() - timedelta(days=days) if days else None
+    # Whole UTC days (today and the days before it): closed days are read from their daily
+    # counts, and only today is counted from its labels (a window starting mid-day would
+    # count its first day live too).
+    midnight = timezone.now().astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    since = midnight - timedelta(days=days - 1) if days else None
     reports = [
         (report, daily_chart(report.quality.days))
         for report in labeler_report(labeler, since=since)

@@ -27,6 +27,7 @@ from moderation.models import (
     Source,
 )
 from moderation.services.authors import decision_strikes
+from moderation.services.figures import item_figures_changed
 from moderation.services.items import item_revision_check
 from moderation.services.queue import queue_key_sync, queue_score_for
 from moderation.services.reports import reports_answer, reports_answered
@@ -246,6 +247,12 @@ def item_decision_apply(
         raise ValueError(
             f"a decided item stands on an approval or a removal, not {decided_action!r}"
         )
+    # The item's effective decision changes (a decision, an undo, a re-review, an appeal):
+    # the days counted with it are recounted (its labels', the day it counted as decided).
+    item_figures_changed(
+        item_id=locked.pk,
+        decided_at=locked.decided_at if locked.status == Item.Status.DECIDED else None,
+    )
     locked.status = status
     locked.decided_at = decided_at
     locked.decided_action = decided_action if status == Item.Status.DECIDED else ""

@@ -26,6 +26,7 @@ from moderation.services.authors import (
     author_from_row,
     author_refresh,
 )
+from moderation.services.figures import item_figures_changed
 
 EXTENSIONS = {
     "image/png": "png",
@@ -345,6 +346,7 @@ def _item_revise(
             locked.revision += 1
             locked.revised_at = timezone.now()
             locked.waiting_since = locked.revised_at
+            decided_at = locked.decided_at if locked.status == Item.Status.DECIDED else None
             locked.status = Item.Status.RECEIVED
             for name in ("violation_score", "queue_score", "flagged_at", "decided_at"):
                 setattr(locked, name, None)
@@ -353,6 +355,9 @@ def _item_revise(
             locked.claimed_by = None
             locked.claim_expires_at = None
             locked.save()
+            # Its flag is cleared (the labels of the older revision counted it), and it is
+            # no longer decided.
+            item_figures_changed(item_id=locked.pk, decided_at=decided_at)
     except IntegrityError:
         # The edit's webhook-id belongs to another item of this source: a repeat of that one.
         other = Item.objects.filter(source_id=item.source_id, webhook_id=webhook_id).first()

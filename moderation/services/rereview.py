@@ -12,6 +12,7 @@ from audit.services import audit_record
 from moderation.models import (
     Item,
 )
+from moderation.services.figures import item_figures_changed
 from moderation.services.queue import queue_key_sync, queue_score_for
 
 logger = logging.getLogger(__name__)
@@ -38,9 +39,11 @@ def items_send_for_rereview(*, item_ids: Iterable[int], requested_by) -> int:
             items = list(
                 Item.objects.select_for_update()
                 .filter(pk__in=batch, status=Item.Status.DECIDED)
-                .only("id", "violation_score", "report_score")
+                .only("id", "violation_score", "report_score", "decided_at")
             )
             for item in items:
+                # No longer decided: the day it counted as decided on is recounted.
+                item_figures_changed(item_id=item.pk, decided_at=item.decided_at)
                 item.status = Item.Status.REREVIEW
                 item.queue_score = queue_score_for(
                     status=item.status,

@@ -18,6 +18,7 @@ from moderation.models import (
 )
 from moderation.services.banks import bank_hashes_match_recent, items_bank_match
 from moderation.services.decisions import decision_create, item_decision_apply
+from moderation.services.figures import item_figures_changed
 from moderation.services.queue import queue_key_expression, queue_key_sync, queue_score_for
 
 
@@ -121,6 +122,10 @@ def item_labels_changed(
             reason=auto_approve_reason,
         )
         return
+    if status == Item.Status.FLAGGED:
+        # The item may become flagged now: its other labels, counted on earlier days as
+        # "no labeler flagged it", are recounted (the estimated recall reads that).
+        item_figures_changed(item_id=item_id)
     if not _item_verdict_update(
         item_id=item_id,
         status=status,
@@ -245,6 +250,7 @@ def _reported_verdict_apply(
             status = Item.Status.REPORTED
         if status == Item.Status.FLAGGED and locked.flagged_at is None:
             locked.flagged_at = timezone.now()
+            item_figures_changed(item_id=locked.pk)
         locked.status = status
         locked.queue_score = queue_score_for(
             status=status, violation_score=violation_score, report_score=locked.report_score

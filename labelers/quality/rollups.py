@@ -1,0 +1,365 @@
+"""A version's quality counts per closed UTC day (QualityRollup), so the quality page reads
+O(days) rows, not O(labels).
+
+How it stays exact without touching the label path:
+- A day is counted once it is over, by a beat task (quality_rollups_refresh) that reads
+  only that day's labels (the labeled_at index). Today, still open, is counted live from
+  its own rows, as is a window's partial first day.
+- A label's counts depend on things that change after its day: its item's effective
+  decision (a decision, an undo, a re-review, an appeal overturned) and whether its item is
+  flagged (flagged, or unflagged by an edit). Where moderation makes those changes it writes
+  a ChangedItem row (moderation/services/figures.py). The task recounts the days those
+  items' labels were given and deletes the rows it handled; until it has, the page counts
+  those days live (so a figure is never stale, only slower for a moment).
+- Flags are counted at the labeler's minimum confidence; a row counted at another one is
+  not used (counted live) and the task recounts it.
+- Labels not done (pending, failures) carry no day: they are always counted live (few,
+  through the status index).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, time, timedelta
+
+from django.db import transaction
+from django.db.models import (
+    BooleanField,
+    Case,
+    CharField,
+    Count,
+    Exists,
+    F,
+    FloatField,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce, Concat, Floor, TruncDate
+from django.utils import timezone
+
+from labelers.models import Label, LabelerVersion, QualityRollup
+from labelers.quality.figures import HUMAN_LABEL, DayCounts
+from moderation.models import ChangedItem, Decision
+
+# Days counted per statement when the task catches up (a first run over months of labels).
+DAYS_PER_STATEMENT = 7
+# Changed items handled per run: a bounded read; the rest wait for the next run.
+CHANGED_ITEMS_PER_RUN = 10_000
+COMMIT_GRACE = timedelta(minutes=15)
+NOT_DONE = [status for status in Label.Status.values if status != Label.Status.DONE]
+
+
+def day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def _effective_decision() -> Subquery:
+    """The label's item revision's effective decision as "action:status_before": the latest
+    by people that is not an undo and was not undone by one (figures.effective_decisions,
+    in SQL)."""
+    people = Decision.objects.filter(reviewer__isnull=False)
+    undone = people.filter(undoes_id=OuterRef("pk"))
+    return Subquery(
+        people.filter(item_id=OuterRef("item_id"), revision=OuterRef("revision"))
+        .exclude(action=Decision.Action.UNDO)
+        .filter(~Exists(undone))
+        .order_by("-created_at", "-id")
+        .annotate(found=Concat("action", Value(":"), "status_before", output_field=CharField()))
+        .values("found")[:1]
+    )
+
+
+def done_counts(labels: QuerySet, *, min_confidence: float | None) -> dict[date, DayCounts]:
+    """The done labels of `labels`, counted by the UTC day they were answered: two grouped
+    statements (the labels with their decision; the latencies)."""
+    flag = Q(label="1")
+    if min_confidence is not None:
+        flag &= Q(confidence_or_0__gte=min_confidence)  # flags(): None counts as 0.0
+    done = labels.filter(status=Label.Status.DONE).annotate(
+        day=TruncDate("labeled_at"), confidence_or_0=Coalesce(F("confidence"), Value(0.0))
+    )
+    groups = (
+        done.annotate(
+            flag=Case(
+                When(flag, then=Value(True)), default=Value(False), output_field=BooleanField()
+            ),
+            one=Case(
+                When(label="1", then=F("confidence_or_0")), default=None, output_field=FloatField()
+            ),
+            item_flagged=Case(
+                When(item__flagged_at__isnull=False, then=Value(True)),
+                default=Value(False),
+                output_field=BooleanField(),
+            ),
+            effective=_effective_decision(),
+        )
+        .values("day", "flag", "one", "item_flagged", "effective", "cache_hit")
+        .annotate(n=Count("id"), attempts=Coalesce(Sum("attempts"), 0))
+        .order_by()
+    )
+    days: dict[date, DayCounts] = {}
+    for group in groups:
+        counts = days.setdefault(group["day"], DayCounts())
+        n = group["n"]
+        action, _, status_before = (group["effective"] or "").partition(":")
+        decided = action if action in HUMAN_LABEL else None
+        audit = decided is not None and status_before == "audit"
+        counts.cells[(bool(group["flag"]), bool(group["item_flagged"]), decided, audit)] += n
+        if group["cache_hit"]:
+            counts.cache_hits += n
+        else:
+            counts.calls += group["attempts"]
+        if group["one"] is not None:
+            counts.ones[group["one"]] += n
+            if decided is not None:
+                counts.decided_ones[(group["one"], decided == Decision.Action.REMOVE)] += n
+    latencies = (
+        done.filter(cache_hit=False, latency_ms__isnull=False)
+        .annotate(ms=Floor("latency_ms"))
+        .values("day", "ms")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    for group in latencies:
+        days.setdefault(group["day"], DayCounts()).latencies[int(group["ms"])] += group["n"]
+    return days
+
+
+def open_counts(labels: QuerySet) -> DayCounts:
+    """Labels not done (waiting, failed, superseded): their failures, calls, cache hits."""
+    counts = DayCounts()
+    groups = (
+        # Listed, not "not done": a range of the status index each.
+        labels.filter(status__in=NOT_DONE)
+        .values("status", "cache_hit")
+        .annotate(n=Count("id"), attempts=Coalesce(Sum("attempts"), 0))
+        .order_by()
+    )
+    for group in groups:
+        counts.failures[group["status"]] += group["n"]
+        if group["cache_hit"]:
+            counts.cache_hits += group["n"]
+        else:
+            counts.calls += group["attempts"]
+    return counts
+
+
+def _runs(days: Iterable[date]) -> list[tuple[date, date]]:
+    """Consecutive days as [first, after-last) ranges."""
+    runs: list[tuple[date, date]] = []
+    for day in sorted(days):
+        if runs and runs[-1][1] == day:
+            runs[-1] = (runs[-1][0], day + timedelta(days=1))
+        else:
+            runs.append((day, day + timedelta(days=1)))
+    return runs
+
+
+def _changed_days(version_id: int, item_ids: list[int], *, before: datetime) -> set[date]:
+    """Closed days on which the version labeled one of the changed items."""
+    if not item_ids:
+        return set()
+    return set(
+        Label.objects.filter(
+            labeler_version_id=version_id,
+            status=Label.Status.DONE,
+            item_id__in=item_ids,
+            labeled_at__lt=before,
+        )
+        .annotate(day=TruncDate("labeled_at"))
+        .values_list("day", flat=True)
+        .distinct()
+    )
+
+
+def version_counts(
+    version_id: int,
+    *,
+    min_confidence: float | None,
+    since: datetime | None,
+    now: datetime | None = None,
+) -> tuple[dict[date, DayCounts], DayCounts]:
+    """The version's labels answered since `since` (None: ever): the done ones' cells by
+    day (the chart), and every label of the window counted together.
+
+    Closed days come from their rollups: each day's small counts, and the histograms of the
+    whole run of counted days as the difference of two running totals. Counted live: the
+    window's partial first day, today, days not counted yet, and counted days that are
+    stale (a changed item not recounted yet, another minimum confidence): for those, their
+    stored histograms are taken out of the difference and their live counts put in."""
+    now = now or timezone.now()
+    today = now.astimezone(UTC).date()
+    labels = Label.objects.filter(labeler_version_id=version_id)
+    rest = (
+        labels
+        if since is None
+        else labels.filter(Q(labeled_at__gte=since) | Q(labeled_at__isnull=True))
+    )
+    rollups = QualityRollup.objects.filter(version_id=version_id, day__lt=today)
+    first_full: date | None = None
+    if since is not None:
+        since_day = since.astimezone(UTC).date()
+        first_full = since_day if day_start(since_day) == since else since_day + timedelta(days=1)
+        rollups = rollups.filter(day__gte=first_full)
+    stored = {
+        day: (mc, counts)
+        for day, mc, counts in rollups.values_list("day", "min_confidence", "counts")
+    }
+    if first_full is None:
+        first_full = min(stored, default=today)
+    # The run of counted days from the first: its histograms are running[last] - running[before].
+    last = first_full - timedelta(days=1)
+    while last + timedelta(days=1) in stored:
+        last += timedelta(days=1)
+    # Read first: few (the task deletes those it handled every few minutes).
+    changed_items = list(ChangedItem.objects.values_list("item_id", flat=True).distinct())
+    changed = _changed_days(version_id, changed_items, before=day_start(today))
+    stale = {
+        day
+        for day, (mc, _) in stored.items()
+        if day <= last and (day in changed or mc != min_confidence)
+    }
+    days: dict[date, DayCounts] = {
+        day: DayCounts.from_json(counts)
+        for day, (_, counts) in stored.items()
+        if day <= last and day not in stale
+    }
+    total = open_counts(rest)
+    for counts in days.values():
+        total.add(counts)
+    if last >= first_full:
+        ends = dict(
+            QualityRollup.objects.filter(
+                version_id=version_id, day__in=[first_full - timedelta(days=1), last]
+            ).values_list("day", "running")
+        )
+        total.add(DayCounts.from_json(ends[last]))
+        if first_full - timedelta(days=1) in ends:
+            total.subtract_histograms(DayCounts.from_json(ends[first_full - timedelta(days=1)]))
+        for histograms in QualityRollup.objects.filter(
+            version_id=version_id, day__in=stale
+        ).values_list("histograms", flat=True):
+            total.subtract_histograms(DayCounts.from_json(histograms))
+    # Counted live: before the first full day (from `since`), stale days, days after the
+    # counted run, today on.
+    live: list[tuple[datetime | None, datetime | None]] = [(since, day_start(first_full))]
+    live += [(day_start(a), day_start(b)) for a, b in _runs(stale)]
+    live.append((day_start(max(first_full, last + timedelta(days=1))), None))
+    for start, end in live:
+        window = labels
+        if start is not None:
+            window = window.filter(labeled_at__gte=start)
+        if end is not None:
+            if start is not None and start >= end:
+                continue
+            window = window.filter(labeled_at__lt=end)
+        for day, counts in done_counts(window, min_confidence=min_confidence).items():
+            days.setdefault(day, DayCounts()).add(counts)
+            total.add(counts)
+    return days, total
+
+
+def quality_rollups_refresh(*, now: datetime | None = None) -> int:
+    """Count every closed day not counted yet (or counted at another minimum confidence),
+    and recount the days of items changed since: each day from its own labels only. Returns
+    how many days were (re)counted. Idempotent; the beat runs it every few minutes."""
+    now = now or timezone.now()
+    # A day is counted once every label stored in it has surely committed: a label stored
+    # at 23:59:59 may commit a moment after midnight.
+    today = (now - COMMIT_GRACE).astimezone(UTC).date()
+    # Read before counting: a change committed meanwhile is left for the next run.
+    changes = list(
+        ChangedItem.objects.order_by("id").values_list("id", "item_id")[:CHANGED_ITEMS_PER_RUN]
+    )
+    changed_items = sorted({item_id for _, item_id in changes})
+    counted = 0
+    versions = LabelerVersion.objects.exclude(state=LabelerVersion.State.DRAFT).select_related(
+        "labeler"
+    )
+    for version in versions:
+        min_confidence = version.labeler.min_confidence
+        first = Label.objects.filter(
+            labeler_version_id=version.pk, status=Label.Status.DONE
+        ).aggregate(first=Min("labeled_at"))["first"]
+        if first is None:
+            continue
+        stored = dict(
+            QualityRollup.objects.filter(version_id=version.pk).values_list("day", "min_confidence")
+        )
+        due = {
+            first.astimezone(UTC).date() + timedelta(days=n)
+            for n in range((today - first.astimezone(UTC).date()).days)
+        }
+        due = {day for day in due if day not in stored or stored[day] != min_confidence}
+        if changed_items:
+            due |= _changed_days(version.pk, changed_items, before=day_start(today))
+        if not due:
+            continue
+        # One commit per version: a page never reads a day counted anew with running
+        # totals not yet brought up to date.
+        with transaction.atomic():
+            for start, end in _runs(due):
+                while start < end:
+                    stop = min(end, start + timedelta(days=DAYS_PER_STATEMENT))
+                    counted += _count_days(version.pk, start, stop, min_confidence)
+                    start = stop
+            _running_refresh(version.pk, min(due))
+    ChangedItem.objects.filter(id__in=[pk for pk, _ in changes]).delete()
+    return counted
+
+
+def _count_days(version_id: int, start: date, stop: date, min_confidence: float | None) -> int:
+    labels = Label.objects.filter(
+        labeler_version_id=version_id,
+        status=Label.Status.DONE,
+        labeled_at__gte=day_start(start),
+        labeled_at__lt=day_start(stop),
+    )
+    found = done_counts(labels, min_confidence=min_confidence)
+    rows = []
+    for n in range((stop - start).days):
+        counts = found.get(start + timedelta(days=n), DayCounts())
+        rows.append(
+            QualityRollup(
+                version_id=version_id,
+                day=start + timedelta(days=n),
+                min_confidence=min_confidence,
+                counts=counts.figures_json(),
+                histograms=counts.histograms_json(),
+                computed_at=timezone.now(),
+            )
+        )
+    with transaction.atomic():
+        QualityRollup.objects.bulk_create(
+            rows,
+            update_conflicts=True,
+            unique_fields=["version", "day"],
+            update_fields=["min_confidence", "counts", "histograms", "computed_at"],
+        )
+    return len(rows)
+
+
+def _running_refresh(version_id: int, start: date) -> None:
+    """Running histograms from `start` on: the day before's plus each day's own."""
+    before = (
+        QualityRollup.objects.filter(version_id=version_id, day=start - timedelta(days=1))
+        .values_list("running", flat=True)
+        .first()
+    )
+    running = DayCounts.from_json(before or {})
+    rows = list(
+        QualityRollup.objects.filter(version_id=version_id, day__gte=start)
+        .order_by("day")
+        .only("id", "day", "histograms")
+    )
+    for row in rows:
+        running.add(DayCounts.from_json(row.histograms))
+        row.running = running.histograms_json()
+    with transaction.atomic():
+        QualityRollup.objects.bulk_update(rows, ["running"], batch_size=100)

@@ -1,0 +1,127 @@
+"""Figures kept per day are counted once a day is over; a change to what they count after
+that makes days stale. This is the one door through which moderation says so, in the
+caller's transaction (a rolled-back decision leaves nothing stale):
+
+- ChangedItem: an item whose decisions or flag changed; the labelers' quality counts
+  (labelers/quality/rollups.py) recount the days its labels were given.
+- ChangedDecidedDay: the day an item counted as decided on, when it is decided again, sent
+  for re-review or edited; its DecidedRollup is recounted (decided_rollups_refresh).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, time, timedelta
+
+from django.db import transaction
+from django.db.models import Count, JSONField, OuterRef, Subquery
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from moderation.models import ChangedDecidedDay, ChangedItem, DecidedRollup, Decision, Item
+
+# A day is counted once everything stored in it has surely committed.
+COMMIT_GRACE = timedelta(minutes=15)
+DAYS_PER_STATEMENT = 7
+
+
+def item_figures_changed(*, item_id: int, decided_at: datetime | None = None) -> None:
+    """`decided_at`: when the item counted as decided before this change, if it did."""
+    ChangedItem.objects.create(item_id=item_id)
+    if decided_at is not None:
+        ChangedDecidedDay.objects.create(day=decided_at.astimezone(UTC).date())
+
+
+def day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def current_versions() -> Subquery:
+    """The labeler versions of the item's current decision: its latest that is neither an
+    undo nor undone (selectors.decided_under_older_versions' reading, in SQL)."""
+    return Subquery(
+        Decision.objects.filter(item_id=OuterRef("pk"), undone_by__isnull=True)
+        .exclude(action=Decision.Action.UNDO)
+        .order_by("-id")
+        .values("labeler_versions")[:1],
+        output_field=JSONField(),
+    )
+
+
+def decided_counts(items) -> dict[date | None, list[list]]:
+    """Decided items of `items` by the day they were decided: [[source, versions, n], ...]."""
+    rows = (
+        items.filter(status=Item.Status.DECIDED)
+        .annotate(day=TruncDate("decided_at"), versions=current_versions())
+        .values("day", "source_id", "versions")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    found: dict[date | None, dict[tuple, int]] = {}
+    for row in rows:
+        key = (row["source_id"], tuple(sorted(row["versions"] or [])))
+        by_key = found.setdefault(row["day"], {})
+        by_key[key] = by_key.get(key, 0) + row["n"]
+    return {
+        day: [[source, list(versions), n] for (source, versions), n in sorted(by_key.items())]
+        for day, by_key in found.items()
+    }
+
+
+def decided_rollups_refresh(*, now: datetime | None = None) -> int:
+    """Count every closed day of decisions not counted yet, and recount the days marked
+    changed since; each from that day's decided items only (the decided_at index)."""
+    now = now or timezone.now()
+    today = (now - COMMIT_GRACE).astimezone(UTC).date()
+    changes = list(ChangedDecidedDay.objects.order_by("id").values_list("id", "day")[:10_000])
+    first = (
+        Item.objects.filter(status=Item.Status.DECIDED, decided_at__isnull=False)
+        .order_by("decided_at")
+        .values_list("decided_at", flat=True)
+        .first()
+    )
+    counted = 0
+    if first is not None:
+        stored = set(DecidedRollup.objects.values_list("day", flat=True))
+        first_day = first.astimezone(UTC).date()
+        due = {first_day + timedelta(days=n) for n in range((today - first_day).days)}
+        due = {day for day in due if day not in stored}
+        due |= {day for _, day in changes if day < today}
+        for first_of_run, after_run in day_runs(due):
+            while first_of_run < after_run:
+                stop = min(after_run, first_of_run + timedelta(days=DAYS_PER_STATEMENT))
+                counted += _count_days(first_of_run, stop)
+                first_of_run = stop
+    ChangedDecidedDay.objects.filter(id__in=[pk for pk, _ in changes]).delete()
+    return counted
+
+
+def _count_days(start: date, stop: date) -> int:
+    """Count the days [start, stop) in one statement over their range."""
+    found = decided_counts(
+        Item.objects.filter(decided_at__gte=day_start(start), decided_at__lt=day_start(stop))
+    )
+    days = [start + timedelta(days=n) for n in range((stop - start).days)]
+    rows = [
+        DecidedRollup(day=day, counts=found.get(day, []), computed_at=timezone.now())
+        for day in days
+    ]
+    with transaction.atomic():
+        DecidedRollup.objects.bulk_create(
+            rows,
+            update_conflicts=True,
+            unique_fields=["day"],
+            update_fields=["counts", "computed_at"],
+        )
+    return len(rows)
+
+
+def day_runs(days: Iterable[date]) -> list[tuple[date, date]]:
+    """Consecutive days as [first, after-last) ranges."""
+    runs: list[tuple[date, date]] = []
+    for day in sorted(days):
+        if runs and runs[-1][1] == day:
+            runs[-1] = (runs[-1][0], day + timedelta(days=1))
+        else:
+            runs.append((day, day + timedelta(days=1)))
+    return runs
