@@ -238,7 +238,7 @@ def test_every_task_keeps_its_name_on_the_wire_and_a_task_suffix_in_code():
                 ):
                     names = [k.value.value for k in decorator.keywords if k.arg == "name"]
                     tasks.append((node.name, names))
-    assert len(tasks) == 10  # 8, bank_retro_match (issue 28), label_fetch_batch (issue 24)
+    assert len(tasks) == 13  # 8, bank_retro_match (28), label_fetch_batch (24), retention (27)
     for function, names in tasks:
         assert function.endswith("_task"), function
         assert len(names) == 1 and names[0].rpartition(".")[2] == function.removesuffix("_task")

@@ -15,6 +15,7 @@ from django.utils import timezone
 from moderation.errors import StaleRevision
 from moderation.intake import IntakePayload
 from moderation.models import (
+    LIVE,
     Author,
     Item,
     ItemRevision,
@@ -55,7 +56,7 @@ def _existing(source: Source, *, external_id: str, webhook_id: str) -> Item | No
         .filter(Q(webhook_id=webhook_id) | Q(revisions__webhook_id=webhook_id))
         .first()
     )
-    return by_webhook or Item.objects.filter(source=source, external_id=external_id).first()
+    return by_webhook or Item.objects.filter(LIVE, source=source, external_id=external_id).first()
 
 
 def _is_repeat(item: Item, *, payload: IntakePayload, webhook_id: str) -> bool:
@@ -158,6 +159,10 @@ _INSERT_CONSTANTS = {
     "decided_action": "''",
     "claimed_by_id": "NULL",
     "claim_expires_at": "NULL",
+    "legal_hold": "false",
+    "legal_hold_reason": "''",
+    "purged_at": "NULL",
+    "erased_at": "NULL",
 }
 # Built once from the constants above, never from input: every value is a parameter.
 _INSERT_SQL = "INSERT INTO {table} ({columns}) VALUES ({values})".format(  # noqa: S608
