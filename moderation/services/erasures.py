@@ -136,7 +136,7 @@ def _claim(erasure_pk: int, now) -> bool:
     )
 
 
-def _erase_batch(erasure: Erasure, candidates: list[int], author_held: bool) -> list[int]:
+def _erase_batch(erasure: Erasure, candidates: list[int]) -> list[int]:
     """Erase these items (ids) unless held, in one transaction, adding them to the receipt.
     The items whose content was erased or found held are returned."""
     now = timezone.now()
@@ -145,12 +145,21 @@ def _erase_batch(erasure: Erasure, candidates: list[int], author_held: bool) -> 
         rows = Item.objects.filter(LIVE, pk__in=candidates).order_by("pk")
         if connection.features.has_select_for_update:
             rows = rows.select_for_update()
-        items = list(rows.only("pk", "external_id", "content_image", "content_video", "legal_hold"))
+        items = list(
+            rows.only(
+                "pk", "external_id", "content_image", "content_video", "legal_hold", "author_id"
+            )
+        )
+        # Locked too: a hold set on an author meanwhile is seen (legal_hold_set locks it).
+        authors = Author.objects.filter(pk__in={item.author_id for item in items}, legal_hold=True)
+        if connection.features.has_select_for_update:
+            authors = authors.select_for_update()
+        held_authors = set(authors.values_list("pk", flat=True))
         erase, seen = [], []
         held_ids = {row["item_id"] for row in receipt.held}
         for item in items:
             seen.append(item.pk)
-            reason = held_reason(item, author_held)
+            reason = held_reason(item, item.author_id in held_authors)
             if reason is None:
                 erase.append(item)
                 receipt.erased.append({"item_id": item.pk, "external_id": item.external_id})
@@ -193,8 +202,7 @@ def erasure_run(*, erasure_pk: int) -> str:
             candidates = _item_ids(erasure, author, after)
             if not candidates:
                 break
-            author_held = bool(author and Author.objects.filter(pk=author.pk, legal_hold=True))
-            _erase_batch(erasure, candidates, author_held)
+            _erase_batch(erasure, candidates)
             after = candidates[-1]
             if (timezone.now() - started).total_seconds() > ERASURE_SLICE_SECONDS:
                 # Let the next message go on; lease_expires_at now, so a lost message is
