@@ -29,6 +29,7 @@ from moderation.models import (
     CallbackDelivery,
     Decision,
     DecisionReason,
+    Erasure,
     GoldenAnswer,
     GoldenItem,
     Item,
@@ -653,4 +654,23 @@ class AccountActionAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Erasure)
+class ErasureAdmin(admin.ModelAdmin):
+    """Products' erasure requests and their receipts (POST /api/erasures/): read only."""
+
+    list_display = ("erasure_id", "source", "status", "author_id", "created_at", "finished_at")
+    list_filter = ("status", "source")
+    search_fields = ("erasure_id", "author_id")
+    readonly_fields = [f.name for f in Erasure._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False

@@ -357,6 +357,9 @@ def _item_revise(
             locked.queue_key, locked.sla_breached = None, False
             locked.claimed_by = None
             locked.claim_expires_at = None
+            # An edit of an item whose old content the retention purge removed brings content
+            # again: kept, and purged in its turn, like any other.
+            locked.purged_at = None
             locked.save()
     except IntegrityError:
         # The edit's webhook-id belongs to another item of this source: a repeat of that one.

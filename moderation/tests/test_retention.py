@@ -252,3 +252,39 @@ def test_a_media_file_shared_with_a_kept_item_stays(fake_api, post_webhook, gove
     )
     assert retention_purge().purged == 1
     assert media_holding("MARKSHARED") == []
+
+
+def test_an_edit_of_a_purged_item_is_kept_as_new_content(fake_api, post_webhook, governed):
+    assert post_webhook(governed, {"external_id": "e", "content_text": "MARKEDIT"}).status_code == (
+        202
+    )
+    item = Item.objects.get(external_id="e")
+    Item.objects.filter(pk=item.pk).update(
+        status=Item.Status.DECIDED, decided_at=timezone.now() - timedelta(days=90)
+    )
+    assert retention_purge().purged == 1
+
+    edit = post_webhook(governed, {"external_id": "e", "content_text": "new words"})
+
+    assert edit.status_code == 202 and edit.json()["id"] == item.pk
+    item.refresh_from_db()
+    assert item.revision == 2 and item.content_text == "new words"
+    assert item.purged_at is None and item.content_state == "present"
+    assert tables_holding("MARKEDIT") == []  # the purged revision stays empty
+
+
+def test_a_change_of_a_sources_retention_is_audited(client, governed):
+    admin = UserFactory(is_staff=True, is_superuser=True)
+    client.force_login(admin)
+    url = f"/admin/moderation/source/{governed.pk}/change/"
+    form = client.get(url).context["adminform"].form
+    data = {k: v for k, v in form.initial.items() if v is not None and k != "labelers"}
+    data.update(
+        labelers=[lb.pk for lb in governed.labelers.all()],
+        retention_days=90,
+        account_thresholds="[]",
+    )
+    response = client.post(url, data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    entry = AuditEntry.objects.get(action="source.retention")
+    assert entry.before == {"retention_days": 30} and entry.after == {"retention_days": 90}
