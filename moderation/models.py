@@ -408,6 +408,14 @@ class Item(models.Model):
                 condition=Q(status="labeled", purged_at__isnull=True),
                 name="item_retention_cleared_idx",
             ),
+            # Media is stored once per content: before a purge deletes a file it asks whether
+            # another item still shows it, one lookup of these (items with media only).
+            models.Index(
+                fields=["content_image"], condition=~Q(content_image=""), name="item_image_idx"
+            ),
+            models.Index(
+                fields=["content_video"], condition=~Q(content_video=""), name="item_video_idx"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -453,7 +461,20 @@ class ItemRevision(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["item", "number"], name="item_revision_unique")
         ]
-        indexes = [models.Index(fields=["webhook_id"], name="item_revision_webhook_idx")]
+        indexes = [
+            models.Index(fields=["webhook_id"], name="item_revision_webhook_idx"),
+            # As on Item: whether a revision still shows a media file.
+            models.Index(
+                fields=["content_image"],
+                condition=~Q(content_image=""),
+                name="item_revision_image_idx",
+            ),
+            models.Index(
+                fields=["content_video"],
+                condition=~Q(content_video=""),
+                name="item_revision_video_idx",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.item_id} r{self.number}"

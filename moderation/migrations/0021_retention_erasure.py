@@ -118,4 +118,20 @@ class Migration(migrations.Migration):
             name='status',
             field=models.CharField(choices=[('received', 'Received'), ('labeling', 'Labeling'), ('labeled', 'Labeled (not flagged)'), ('flagged', 'Flagged (in queue)'), ('failed', 'Labeling failed (in queue)'), ('unrouted', 'No labeler routed (in queue)'), ('audit', 'Audit sample (in queue)'), ('rereview', 'Sent for re-review (in queue)'), ('reported', 'Reported (in queue)'), ('escalated', 'Escalated'), ('decided', 'Decided'), ('erased', 'Erased')], max_length=20),
         ),
+        AddIndexConcurrently(
+            model_name='item',
+            index=models.Index(condition=models.Q(('content_image', ''), _negated=True), fields=['content_image'], name='item_image_idx'),
+        ),
+        AddIndexConcurrently(
+            model_name='item',
+            index=models.Index(condition=models.Q(('content_video', ''), _negated=True), fields=['content_video'], name='item_video_idx'),
+        ),
+        migrations.AddIndex(
+            model_name='itemrevision',
+            index=models.Index(condition=models.Q(('content_image', ''), _negated=True), fields=['content_image'], name='item_revision_image_idx'),
+        ),
+        migrations.AddIndex(
+            model_name='itemrevision',
+            index=models.Index(condition=models.Q(('content_video', ''), _negated=True), fields=['content_video'], name='item_revision_video_idx'),
+        ),
     ]

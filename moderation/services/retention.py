@@ -64,11 +64,16 @@ def _media_names(items: list[Item]) -> set[str]:
     return names
 
 
-def _unreferenced(name: str) -> bool:
-    """Media is stored by content (the same bytes once, whoever sent them): a file goes only
-    when no item or revision still shows it (another item's identical upload, a held one)."""
-    uses = Q(content_image=name) | Q(content_video=name)
-    return not (Item.objects.filter(uses).exists() or ItemRevision.objects.filter(uses).exists())
+def _still_shown(names: set[str]) -> set[str]:
+    """Media is stored by content (the same bytes once, whoever sent them): of these files,
+    those an item or a revision still shows (another item's identical upload, a held one).
+    The `<> ''` conditions are the partial indexes' own, so each lookup is an index scan."""
+    shown: set[str] = set()
+    for model in (Item, ItemRevision):
+        for column in ("content_image", "content_video"):
+            rows = model.objects.exclude(**{column: ""}).filter(**{f"{column}__in": names})
+            shown.update(rows.values_list(column, flat=True))
+    return shown
 
 
 def items_content_remove(*, items: list[Item], now: datetime, erase: bool) -> None:
@@ -121,8 +126,8 @@ def items_content_remove(*, items: list[Item], now: datetime, erase: bool) -> No
     CallbackAttempt.objects.filter(
         Q(delivery__decision__item_id__in=ids) | Q(delivery__appeal__item_id__in=ids)
     ).exclude(response_body="").update(response_body="")
-    for name in sorted(names):
-        if _unreferenced(name):
+    if names:
+        for name in sorted(names - _still_shown(names)):
             default_storage.delete(name)
 
 
@@ -174,7 +179,8 @@ def _not_held() -> Q:
 
 def _purge_batch(source: Source, scope: Q, order: str, *, now: datetime, size: int) -> int:
     with transaction.atomic():
-        rows = Item.objects.filter(scope, _not_held(), source=source).order_by(order, "pk")
+        # By the index's own order (no tie-break on id, which would sort every due row).
+        rows = Item.objects.filter(scope, _not_held(), source=source).order_by(order)
         if connection.features.has_select_for_update_skip_locked:
             # Two purges (a slow run and the next) never wait on each other, nor on a
             # reviewer's open transaction: each takes the rows nobody holds.
