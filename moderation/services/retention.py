@@ -95,17 +95,16 @@ def items_content_remove(*, items: list[Item], now: datetime, erase: bool) -> No
     }
     fields: dict = {**content_gone, "purged_at": now}
     if erase:
-        # Out of every queue and claim; never labeled again (its labels still pending are
-        # superseded below). Decisions, labels' figures and dates stay.
-        fields.update(
-            erased_at=now,
-            status=Item.Status.ERASED,
-            queue_score=None,
-            queue_key=None,
-            claimed_by=None,
-            claim_expires_at=None,
-        )
+        fields.update(erased_at=now, claimed_by=None, claim_expires_at=None)
     Item.objects.filter(pk__in=ids).update(**fields)
+    if erase:
+        # An undecided item leaves every queue for good (status "erased"), and is never
+        # labeled again (its labels still pending are superseded below). A decided one stays
+        # "decided": its decision, and the figures counting it (the author's removals, the
+        # dashboard), stand; content_state says it is erased.
+        Item.objects.filter(pk__in=ids).exclude(status=Item.Status.DECIDED).update(
+            status=Item.Status.ERASED, queue_score=None, queue_key=None
+        )
     ItemRevision.objects.filter(item_id__in=ids).update(**content_gone)
     # Labels and shadow answers live in the labelers app, which moderation's services do not
     # import (tests/test_layers.py); the app registry reaches their tables all the same.

@@ -22,7 +22,7 @@ from moderation.tests.content_scan import (
     seed_content,
     tables_holding,
 )
-from moderation.tests.factories import SourceFactory, UserFactory
+from moderation.tests.factories import ItemFactory, SourceFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -91,7 +91,9 @@ def test_an_erasure_removes_the_content_everywhere_and_gives_a_receipt(
     assert set(tables_holding("MARKKEEP")) >= SEEDED_COLUMNS  # others' content untouched
     assert len(media_holding("MARKKEEP")) == 2
     first.refresh_from_db()
-    assert first.status == Item.Status.ERASED and first.erased_at and first.purged_at
+    # Decided: it stays decided (its decision counts); its content is erased.
+    assert first.status == Item.Status.DECIDED and first.content_state == "erased"
+    assert first.erased_at and first.purged_at
     assert list(Label.objects.filter(item=first).values_list("label", "confidence")) == figures
     removal = Decision.objects.get(item=first, action="remove")
     assert removal.reason
@@ -102,7 +104,7 @@ def test_an_erasure_removes_the_content_everywhere_and_gives_a_receipt(
     answer = client.get(
         "/api/items/?external_id=ea", headers={"Authorization": f"Bearer {governed._token}"}
     ).json()
-    assert answer["id"] == first.pk and answer["status"] == "erased"
+    assert answer["id"] == first.pk and answer["status"] == "decided"
     assert answer["content"]["state"] == "erased" and answer["decision"]["action"] == "remove"
     client.force_login(UserFactory(senior=True))
     page = client.get(f"/items/{first.pk}/").content.decode()
@@ -124,7 +126,9 @@ def test_the_same_external_id_sent_after_an_erasure_is_a_new_item(
     assert new.pk != old.pk and new.revision == 1 and new.content_text == "fresh words"
     auth = {"Authorization": f"Bearer {governed._token}"}
     assert client.get("/api/items/?external_id=again", headers=auth).json()["id"] == new.pk
-    assert client.get(f"/api/items/{old.pk}/", headers=auth).json()["status"] == "erased"
+    assert client.get(f"/api/items/{old.pk}/", headers=auth).json()["content"]["state"] == (
+        "erased"
+    )
     # Another erasure of that id now erases the new item, and only it.
     receipt_id = erase(governed, {"external_ids": ["again"]}).json()["id"]
     assert _receipt(client, governed, receipt_id).json()["erased"] == [
@@ -304,3 +308,29 @@ def test_erasures_need_the_sources_token_and_stay_within_the_source(client, eras
     missing = _receipt(client, governed, "never")
     assert missing.status_code == 404 and missing.json()["field"] == "id"
     assert client.get("/api/erasures/", headers={"Authorization": "x"}).status_code == 405
+
+
+def test_an_erased_item_waiting_for_review_leaves_the_queue_and_is_not_labeled(
+    client, fake_api, post_webhook, governed, erase, dispatch
+):
+    flagged = ItemFactory(source=governed, external_id="q", content_text="MARKQUEUED")
+    reviewer = UserFactory()
+    client.force_login(reviewer)
+    assert "MARKQUEUED" in client.get("/").content.decode()
+    erase(governed, {"external_ids": ["q"]})
+    flagged.refresh_from_db()
+    assert flagged.status == Item.Status.ERASED and flagged.queue_key is None
+    assert "MARKQUEUED" not in client.get("/").content.decode()
+    assert tables_holding("MARKQUEUED") == []
+    # An item erased before its label was fetched is never sent to the API.
+    response = post_webhook(governed, {"external_id": "fresh", "content_text": "MARKFRESHQ"})
+    fresh = Item.objects.get(pk=response.json()["id"])
+    Label.objects.filter(item=fresh).update(
+        status="pending", label="", confidence=None, enqueued_at=None, next_attempt_at=None
+    )
+    calls = len(fake_api.calls)
+    erase(governed, {"external_ids": ["fresh"]})
+    assert set(Label.objects.filter(item=fresh).values_list("status", flat=True)) == {"superseded"}
+    dispatch()
+    assert len(fake_api.calls) == calls
+    assert tables_holding("MARKFRESHQ") == []
