@@ -262,6 +262,9 @@ CALLBACK_RETRY_SCHEDULE = [
 # on 127.0.0.1 in development); these settings allow them in production too.
 CALLBACK_ALLOW_HTTP = env.bool("CALLBACK_ALLOW_HTTP", default=DEBUG or EMBEDDED)
 CALLBACK_ALLOW_PRIVATE = env.bool("CALLBACK_ALLOW_PRIVATE", default=DEBUG or EMBEDDED)
+# How often beat purges content past its source's retention period (s): each run purges up
+# to ~5,000 items, in batches of 200 (moderation/services/retention.py).
+RETENTION_PURGE_INTERVAL = env.float("RETENTION_PURGE_INTERVAL", default=600.0)
 # How often beat sends due deliveries (retries, and any whose message was lost).
 CALLBACK_SWEEP_INTERVAL = env.float("CALLBACK_SWEEP_INTERVAL", default=5.0)
 # A delivery being sent for longer than this belongs to a dead worker and is sent again.
@@ -349,6 +352,9 @@ CELERY_TASK_ROUTES = {
     # Callbacks wait on products' servers (up to the timeouts): never in front of labels.
     "moderation.tasks.callback_deliver": {"queue": "callbacks"},
     "moderation.tasks.callback_sweep": {"queue": "dispatch"},
+    "moderation.tasks.retention_purge": {"queue": "dispatch"},
+    "moderation.tasks.erasure_run": {"queue": "dispatch"},
+    "moderation.tasks.erasure_sweep": {"queue": "dispatch"},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
@@ -383,6 +389,18 @@ CELERY_BEAT_SCHEDULE = {
         "task": "moderation.tasks.callback_sweep",
         "schedule": CALLBACK_SWEEP_INTERVAL,
         "options": {"expires": max(5.0, 5 * CALLBACK_SWEEP_INTERVAL)},
+    },
+    # Content past its source's retention period (moderation/services/retention.py).
+    "retention-purge": {
+        "task": "moderation.tasks.retention_purge",
+        "schedule": RETENTION_PURGE_INTERVAL,
+        "options": {"expires": RETENTION_PURGE_INTERVAL * 0.9},
+    },
+    # Erasures whose message was lost or whose worker died: within a minute.
+    "sweep-erasures": {
+        "task": "moderation.tasks.erasure_sweep",
+        "schedule": 30.0,
+        "options": {"expires": 25.0},
     },
 }
 

@@ -258,7 +258,8 @@ class RelabelRun(models.Model):
         return f"relabel with {self.labeler_version} ({plural(self.total, 'item')})"
 
     def selection(self):
-        items = Item.objects.all()
+        # Items whose content was purged or erased have nothing left to label.
+        items = Item.objects.filter(purged_at__isnull=True)
         if self.item_ids is not None:
             items = items.filter(pk__in=self.item_ids)
         if self.source_id:

@@ -88,7 +88,10 @@ def _sample(*, source, size: int, decided_only: bool) -> list[int]:
     """The source's `size` most recent items; with `decided_only`, the most recent whose
     current revision has an effective approve or remove (what the shadow labels is the
     current content, so a decision on an older revision says nothing about it)."""
-    recent = Item.objects.filter(source=source).order_by("-received_at", "-id")
+    # Items whose content was purged or erased have nothing left to label.
+    recent = Item.objects.filter(source=source, purged_at__isnull=True).order_by(
+        "-received_at", "-id"
+    )
     if not decided_only:
         return list(recent.values_list("id", flat=True)[:size])
     candidates = recent.filter(

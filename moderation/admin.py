@@ -29,6 +29,7 @@ from moderation.models import (
     CallbackDelivery,
     Decision,
     DecisionReason,
+    Erasure,
     GoldenAnswer,
     GoldenItem,
     Item,
@@ -41,6 +42,7 @@ from moderation.selectors.queue import sources_sla
 from moderation.services.authors import account_thresholds_problem
 from moderation.services.decisions import decision_reason_save
 from moderation.services.golden import GOLDEN_ACTIONS, golden_item_mark, golden_item_unmark
+from moderation.services.retention import legal_hold_set
 from moderation.services.sources import (
     source_create,
     source_rotate_secret,
@@ -206,6 +208,15 @@ class SourceAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if change:
+            if "retention_days" in form.changed_data:
+                # Content is purged on this period: who changed it, and from what, is audited.
+                audit_record(
+                    action="source.retention",
+                    actor=request.user,
+                    obj=obj,
+                    before={"retention_days": form.initial.get("retention_days")},
+                    after={"retention_days": obj.retention_days},
+                )
             return super().save_model(request, obj, form, change)
         # save_related sets the labelers again from the form: the same ones, nothing changes.
         _, secret, token = source_create(source=obj, labelers=form.cleaned_data.get("labelers", []))
@@ -230,13 +241,50 @@ def _vouchable(current: Decision | None) -> bool:
     return current is not None and current.action in GOLDEN_ACTIONS
 
 
+class LegalHoldAdminMixin:
+    """The legal hold is the one thing an admin edits on an item (and, beside the profile,
+    on an author): saved through legal_hold_set, so every change is audited."""
+
+    def legal_hold_save(self, request, obj, form) -> None:
+        if not {"legal_hold", "legal_hold_reason"} & set(form.changed_data):
+            return
+        hold, reason = obj.legal_hold, obj.legal_hold_reason
+        obj.legal_hold = form.initial.get("legal_hold", False)
+        obj.legal_hold_reason = form.initial.get("legal_hold_reason", "")
+        held = legal_hold_set(obj=obj, hold=hold, reason=reason, actor=request.user)
+        obj.legal_hold, obj.legal_hold_reason = held.legal_hold, held.legal_hold_reason
+
+
+class LegalHoldForm(forms.ModelForm):
+    def clean(self):
+        data = super().clean()
+        if data.get("legal_hold") and not (data.get("legal_hold_reason") or "").strip():
+            self.add_error("legal_hold_reason", "Say why the content is held.")
+        return data
+
+
 @admin.register(Item)
-class ItemAdmin(RoundedFloatsMixin, StallWarning, admin.ModelAdmin):
+class ItemAdmin(LegalHoldAdminMixin, RoundedFloatsMixin, StallWarning, admin.ModelAdmin):
+    form = LegalHoldForm
     list_display = ("id", "source", "external_id", "status", "violation_score", "received_at")
     # The dates and the SLA flag: the dashboard's figures link to these lists.
-    list_filter = ("status", "source", "sla_breached", "received_at", "flagged_at")
+    list_filter = (
+        "status",
+        "source",
+        "sla_breached",
+        "received_at",
+        "flagged_at",
+        "legal_hold",
+        "purged_at",
+    )
     search_fields = ("external_id",)
-    readonly_fields = [f.name for f in Item._meta.fields]
+    readonly_fields = [
+        f.name for f in Item._meta.fields if f.name not in ("legal_hold", "legal_hold_reason")
+    ]
+
+    def save_model(self, request, obj, form, change):
+        self.legal_hold_save(request, obj, form)
+
     inlines = [DecisionInline]
     actions = ["relabel", "mark_golden"]
 
@@ -575,14 +623,19 @@ class GoldenAnswerAdmin(admin.ModelAdmin):
 
 
 @admin.register(Author)
-class AuthorAdmin(admin.ModelAdmin):
+class AuthorAdmin(LegalHoldAdminMixin, admin.ModelAdmin):
     """Accounts as products named them; their page (timeline, strikes, actions) is linked."""
 
-    list_display = ("external_id", "name", "source", "first_seen_at", "page")
-    list_filter = ("source",)
+    form = LegalHoldForm
+    list_display = ("external_id", "name", "source", "first_seen_at", "legal_hold", "page")
+    list_filter = ("source", "legal_hold")
     list_select_related = ("source",)
     search_fields = ("external_id", "name")
-    readonly_fields = ("source", "external_id", "first_seen_at", "updated_at")
+    readonly_fields = ("source", "external_id", "first_seen_at", "updated_at", "erased_at")
+
+    def save_model(self, request, obj, form, change):
+        self.legal_hold_save(request, obj, form)
+        super().save_model(request, obj, form, change)
 
     @admin.display(description="author's page")
     def page(self, obj):
@@ -601,4 +654,23 @@ class AccountActionAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Erasure)
+class ErasureAdmin(admin.ModelAdmin):
+    """Products' erasure requests and their receipts (POST /api/erasures/): read only."""
+
+    list_display = ("erasure_id", "source", "status", "author_id", "created_at", "finished_at")
+    list_filter = ("status", "source")
+    search_fields = ("erasure_id", "author_id")
+    readonly_fields = [f.name for f in Erasure._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False

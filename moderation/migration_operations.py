@@ -12,7 +12,7 @@ tests/test_migrations.py fails when a migration adds a plain index to those tabl
 from __future__ import annotations
 
 from django.db import NotSupportedError
-from django.db.migrations.operations import AddIndex
+from django.db.migrations.operations import AddConstraint, AddIndex
 
 
 def _concurrently(schema_editor) -> bool:
@@ -43,3 +43,31 @@ class AddIndexConcurrently(AddIndex):
         if self.allow_migrate_model(schema_editor.connection.alias, model):
             kwargs = {"concurrently": True} if _concurrently(schema_editor) else {}
             schema_editor.remove_index(model, self.index, **kwargs)
+
+
+class AddUniqueConstraintConcurrently(AddConstraint):
+    """A conditional UniqueConstraint (on PostgreSQL a partial unique index) built with
+    CREATE UNIQUE INDEX CONCURRENTLY; a plain AddConstraint on other databases."""
+
+    def describe(self) -> str:
+        return f"Concurrently create unique constraint {self.constraint.name} on {self.model_name}"
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        model = to_state.apps.get_model(app_label, self.model_name)
+        if not self.allow_migrate_model(schema_editor.connection.alias, model):
+            return
+        if not _concurrently(schema_editor):
+            schema_editor.add_constraint(model, self.constraint)
+            return
+        if self.constraint.condition is None:
+            raise NotSupportedError("only a conditional UniqueConstraint is a plain index")
+        sql = str(self.constraint.create_sql(model, schema_editor))
+        assert sql.startswith("CREATE UNIQUE INDEX "), sql
+        schema_editor.execute(
+            sql.replace("CREATE UNIQUE INDEX ", "CREATE UNIQUE INDEX CONCURRENTLY ", 1)
+        )
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+        model = to_state.apps.get_model(app_label, self.model_name)
+        if self.allow_migrate_model(schema_editor.connection.alias, model):
+            schema_editor.remove_constraint(model, self.constraint)

@@ -105,6 +105,20 @@ class Source(models.Model):
         validators=[MinValueValidator(1)],
         help_text="New distinct reporters that send an approved item back to review.",
     )
+    # Content (text, media, revisions, cached and shadow answers' text, report comments,
+    # appeal statements) is purged this many days after the item's final decision, or after
+    # it was cleared (labeled, not flagged); ids, figures, decisions and reasons stay (see
+    # moderation/services/retention.py). A year by default: longer than the appeal window
+    # (180 days) and the strike window (90), so an appeal or a strike never points at
+    # content already gone, and a year of content for quality reviews. Empty: kept forever.
+    retention_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        default=365,
+        validators=[MinValueValidator(1)],
+        help_text="Days content is kept after the final decision (or after being cleared); "
+        "empty: kept forever.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -234,6 +248,8 @@ class Item(models.Model):
         REPORTED = "reported", "Reported (in queue)"
         ESCALATED = "escalated", "Escalated"
         DECIDED = "decided", "Decided"
+        # A product's erasure removed its content: out of every queue, never labeled again.
+        ERASED = "erased", "Erased"
 
     source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="items")
     external_id = models.CharField(max_length=255)
@@ -297,6 +313,15 @@ class Item(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     claim_expires_at = models.DateTimeField(null=True, blank=True)
+    # Governance (moderation/services/retention.py, erasures.py). A legal hold (an admin's,
+    # on the item or on its author) stops both the retention purge and an erasure.
+    legal_hold = models.BooleanField(default=False)
+    legal_hold_reason = models.CharField(max_length=200, blank=True)
+    # When its content was removed (retention or erasure): ids, labels' figures, decisions and
+    # reasons stay. Also the purge's resume marker: a purged item is never picked again.
+    purged_at = models.DateTimeField(null=True, blank=True)
+    # When a product's erasure removed it: its external_id is free again (a new item).
+    erased_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         permissions = [
@@ -304,8 +329,12 @@ class Item(models.Model):
             ("review_escalated", "Can review and decide escalated items (senior reviewer)"),
         ]
         constraints = [
+            # Erased items leave the constraint: the same external_id sent after an erasure is
+            # a new item (every lookup by external_id reads live items only, LIVE).
             models.UniqueConstraint(
-                fields=["source", "external_id"], name="item_external_id_unique"
+                fields=["source", "external_id"],
+                condition=Q(erased_at__isnull=True),
+                name="item_external_id_live_unique",
             ),
             models.UniqueConstraint(fields=["source", "webhook_id"], name="item_webhook_id_unique"),
         ]
@@ -371,6 +400,26 @@ class Item(models.Model):
                 condition=Q(author__isnull=False, status="decided", decided_action="remove"),
                 name="item_author_removed_idx",
             ),
+            # The retention purge's scans: per source, decided (or cleared) items whose
+            # content is still there, oldest first; purged items leave the index.
+            models.Index(
+                fields=["source", "decided_at"],
+                condition=Q(status="decided", purged_at__isnull=True),
+                name="item_retention_decided_idx",
+            ),
+            models.Index(
+                fields=["source", "waiting_since"],
+                condition=Q(status="labeled", purged_at__isnull=True),
+                name="item_retention_cleared_idx",
+            ),
+            # Media is stored once per content: before a purge deletes a file it asks whether
+            # another item still shows it, one lookup of these (items with media only).
+            models.Index(
+                fields=["content_image"], condition=~Q(content_image=""), name="item_image_idx"
+            ),
+            models.Index(
+                fields=["content_video"], condition=~Q(content_video=""), name="item_video_idx"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -379,6 +428,17 @@ class Item(models.Model):
     @property
     def has_media(self) -> bool:
         return bool(self.content_image or self.content_video)
+
+    @property
+    def content_state(self) -> str:
+        """ "present", "purged" (retention) or "erased" (a product's erasure)."""
+        if self.erased_at is not None:
+            return "erased"
+        return "purged" if self.purged_at is not None else "present"
+
+
+# Items a product can still reach by external_id (an erased one's external_id is free).
+LIVE = Q(erased_at__isnull=True)
 
 
 class ItemRevision(models.Model):
@@ -405,7 +465,20 @@ class ItemRevision(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["item", "number"], name="item_revision_unique")
         ]
-        indexes = [models.Index(fields=["webhook_id"], name="item_revision_webhook_idx")]
+        indexes = [
+            models.Index(fields=["webhook_id"], name="item_revision_webhook_idx"),
+            # As on Item: whether a revision still shows a media file.
+            models.Index(
+                fields=["content_image"],
+                condition=~Q(content_image=""),
+                name="item_revision_image_idx",
+            ),
+            models.Index(
+                fields=["content_video"],
+                condition=~Q(content_video=""),
+                name="item_revision_video_idx",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.item_id} r{self.number}"
@@ -771,6 +844,11 @@ class Author(models.Model):
     url = models.CharField(max_length=2000, blank=True)
     # When the account was created on the product (author.created_at), if it said.
     account_created_at = models.DateTimeField(null=True, blank=True)
+    # A legal hold on the author holds every item of theirs (retention and erasure).
+    legal_hold = models.BooleanField(default=False)
+    legal_hold_reason = models.CharField(max_length=200, blank=True)
+    # When an erasure by author id removed the name and url (the id stays: it is the key).
+    erased_at = models.DateTimeField(null=True, blank=True)
     first_seen_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -1175,3 +1253,44 @@ class DecidedRollup(models.Model):
 
     def __str__(self) -> str:
         return f"decided on {self.day}"
+
+
+class Erasure(models.Model):
+    """A product's request to erase content (POST /api/erasures/): by external ids or by an
+    author id. Done by a worker (moderation/services/erasures.py); the row is its receipt.
+    `erasure_id` is the product's idempotency key (or one made up): the same id again
+    answers with this row, never a second erasure."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="erasures")
+    erasure_id = models.CharField(max_length=255)
+    # What was asked: a list of external ids, or one author id ("" when by external ids).
+    external_ids = models.JSONField(default=list, blank=True)
+    author_id = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    # The receipt: [{"item_id", "external_id"}], [{"item_id", "external_id", "reason"}], and
+    # the external ids that named no item (already erased, or never sent).
+    erased = models.JSONField(default=list, blank=True)
+    held = models.JSONField(default=list, blank=True)
+    not_found = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # A running erasure whose lease ran out belongs to a dead worker: the sweep resumes it.
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["source", "erasure_id"], name="erasure_id_unique")
+        ]
+        indexes = [
+            models.Index(fields=["id"], condition=~Q(status="done"), name="erasure_open_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"erasure {self.erasure_id} ({self.status})"

@@ -15,8 +15,10 @@ from django.db import transaction
 
 from lib import metrics
 from moderation.callbacks import deliveries
+from moderation.services.erasures import erasure_run, erasures_due
 from moderation.services.figures import decided_rollups_refresh
 from moderation.services.queue import items_sla_refresh
+from moderation.services.retention import retention_purge
 
 
 class SentAfterCommitTask(DjangoTask):
@@ -87,3 +89,34 @@ def callbacks_redeliver(*, delivery_ids: list[int]) -> list[int]:
 def decided_rollups_task() -> int:
     """Count the closed days of decided items not counted yet, and recount changed ones."""
     return decided_rollups_refresh()
+
+
+@shared_task(name="moderation.tasks.retention_purge", ignore_result=True)
+def retention_purge_task() -> int:
+    """Beat's retention purge: content past its source's retention period, in batches; the
+    next run goes on where a full run stopped."""
+    return retention_purge().purged
+
+
+@shared_task(
+    base=SentAfterCommitTask,
+    name="moderation.tasks.erasure_run",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+)
+def erasure_run_task(erasure_pk: int) -> str:
+    """Do a product's erasure (started once the request commits, and by the sweep)."""
+    result = erasure_run(erasure_pk=erasure_pk)
+    if result == "more":
+        erasure_run_task.delay(erasure_pk)
+    return result
+
+
+@shared_task(name="moderation.tasks.erasure_sweep", ignore_result=True)
+def erasure_sweep_task() -> int:
+    """Erasures whose message was lost or whose worker died are sent again."""
+    ids = erasures_due()
+    for erasure_pk in ids:
+        erasure_run_task.delay(erasure_pk)
+    return len(ids)

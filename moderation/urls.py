@@ -22,6 +22,7 @@ urlpatterns = [
     path("team/", team.team, name="team"),
     path("team/<int:user_id>/golden-wrong/", team.team_golden_wrong, name="team_golden_wrong"),
     path("items/<int:item_id>/bank/", banks.item_bank, name="item_bank"),
+    path("items/<int:item_id>/legal-hold/", item.item_legal_hold, name="item_legal_hold"),
     path("items/<int:item_id>/<str:kind>/", item.item_media, name="item_media"),
     path("authors/", authors.authors_list, name="authors"),
     path("authors/<int:author_id>/", authors.author_page, name="author"),
@@ -42,5 +43,7 @@ urlpatterns = [
     path("api/decisions/", api.api_decisions, name="api_decisions"),
     # An author id is the product's: any characters, slashes included.
     path("api/authors/<path:author_id>/", api.api_author, name="api_author"),
+    path("api/erasures/", api.api_erasures, name="api_erasures"),
+    path("api/erasures/<path:erasure_id>/", api.api_erasure, name="api_erasure"),
     path("api/openapi.yaml", api.openapi_document, name="openapi"),
 ]

@@ -8,7 +8,7 @@ from django.db.migrations import AddConstraint, AddField, AddIndex, Migration
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.state import ProjectState
 
-from moderation.migration_operations import AddIndexConcurrently
+from moderation.migration_operations import AddIndexConcurrently, AddUniqueConstraintConcurrently
 
 # Tables that hold a row per item, label or decision: a plain index build blocks their writes
 # (intake, labeling, review) for as long as it takes.
@@ -33,8 +33,10 @@ def blocking_index_builds(migration: Migration) -> list[str]:
         plain_index = isinstance(operation, AddIndex) and not isinstance(
             operation, AddIndexConcurrently
         )
-        unique = isinstance(operation, AddConstraint) and isinstance(
-            operation.constraint, models.UniqueConstraint
+        unique = (
+            isinstance(operation, AddConstraint)
+            and not isinstance(operation, AddUniqueConstraintConcurrently)
+            and isinstance(operation.constraint, models.UniqueConstraint)
         )
         indexed_field = isinstance(operation, AddField) and (
             operation.field.db_index or operation.field.unique
@@ -65,7 +67,8 @@ def test_no_migration_builds_a_plain_index_on_the_item_label_or_decision_tables(
 
 def test_a_concurrent_index_is_only_used_in_a_non_atomic_migration():
     for migration in project_migrations():
-        if any(isinstance(op, AddIndexConcurrently) for op in migration.operations):
+        concurrent = (AddIndexConcurrently, AddUniqueConstraintConcurrently)
+        if any(isinstance(op, concurrent) for op in migration.operations):
             assert migration.atomic is False, migration.name
 
 

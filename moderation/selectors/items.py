@@ -31,6 +31,12 @@ def item_api_dict(item: Item) -> dict:
         "received_at": item.received_at.isoformat(),
         "revised_at": item.revised_at.isoformat() if item.revised_at else None,
         "violation_score": item.violation_score,
+        # Whether its content is still kept: "purged" by the source's retention period,
+        # "erased" by a product's erasure (ids, decisions, labels' figures and dates stay).
+        "content": {
+            "state": item.content_state,
+            "removed_at": item.purged_at.isoformat() if item.purged_at else None,
+        },
         "labels": [
             {
                 "revision": lb.revision,

@@ -17,6 +17,7 @@ from moderation.callbacks.deliveries import delivery_create
 from moderation.errors import ClaimConflict, IntakeError, NotAllowed
 from moderation.intake import check_storable, id_string, load_object
 from moderation.models import (
+    LIVE,
     AccountAction,
     AccountActionProposal,
     Appeal,
@@ -106,7 +107,7 @@ def appeal_receive(
     fields: dict = {}
     if payload.external_id is not None:
         field = "external_id"
-        item = Item.objects.filter(source=source, external_id=payload.external_id).first()
+        item = Item.objects.filter(LIVE, source=source, external_id=payload.external_id).first()
         if item is None:
             raise IntakeError(404, "no item with this external_id", field=field)
         current = item_current_decision(item)

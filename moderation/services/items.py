@@ -15,6 +15,7 @@ from django.utils import timezone
 from moderation.errors import StaleRevision
 from moderation.intake import IntakePayload
 from moderation.models import (
+    LIVE,
     Author,
     Item,
     ItemRevision,
@@ -56,7 +57,7 @@ def _existing(source: Source, *, external_id: str, webhook_id: str) -> Item | No
         .filter(Q(webhook_id=webhook_id) | Q(revisions__webhook_id=webhook_id))
         .first()
     )
-    return by_webhook or Item.objects.filter(source=source, external_id=external_id).first()
+    return by_webhook or Item.objects.filter(LIVE, source=source, external_id=external_id).first()
 
 
 def _is_repeat(item: Item, *, payload: IntakePayload, webhook_id: str) -> bool:
@@ -159,6 +160,10 @@ _INSERT_CONSTANTS = {
     "decided_action": "''",
     "claimed_by_id": "NULL",
     "claim_expires_at": "NULL",
+    "legal_hold": "false",
+    "legal_hold_reason": "''",
+    "purged_at": "NULL",
+    "erased_at": "NULL",
 }
 # Built once from the constants above, never from input: every value is a parameter.
 _INSERT_SQL = "INSERT INTO {table} ({columns}) VALUES ({values})".format(  # noqa: S608
@@ -354,6 +359,9 @@ def _item_revise(
             locked.queue_key, locked.sla_breached = None, False
             locked.claimed_by = None
             locked.claim_expires_at = None
+            # An edit of an item whose old content the retention purge removed brings content
+            # again: kept, and purged in its turn, like any other.
+            locked.purged_at = None
             locked.save()
             # Its flag is cleared (the labels of the older revision counted it), and it is
             # no longer decided.

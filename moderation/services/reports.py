@@ -74,9 +74,11 @@ _ITEM_COLUMNS = ("id", "status", "violation_score", "report_score", "sla_breache
 
 
 def _item_lock(source: Source, external_id: str) -> Item | None:
-    sql = "SELECT {columns} FROM {table} WHERE source_id = %s AND external_id = %s".format(  # noqa: S608
-        columns=", ".join(_ITEM_COLUMNS), table=Item._meta.db_table
-    )
+    sql = (  # noqa: S608
+        "SELECT {columns} FROM {table} WHERE source_id = %s AND external_id = %s"
+        # An erased item's external_id is free: a report names the live item.
+        " AND erased_at IS NULL"
+    ).format(columns=", ".join(_ITEM_COLUMNS), table=Item._meta.db_table)
     if connection.features.has_select_for_update:
         sql += " FOR UPDATE"
     with connection.cursor() as cursor:

@@ -38,7 +38,8 @@ def items_send_for_rereview(*, item_ids: Iterable[int], requested_by) -> int:
             # Locked so a late label cannot change the score between the read and the write.
             items = list(
                 Item.objects.select_for_update()
-                .filter(pk__in=batch, status=Item.Status.DECIDED)
+                # An item whose content was purged has nothing left to look at again.
+                .filter(pk__in=batch, status=Item.Status.DECIDED, purged_at__isnull=True)
                 .only("id", "violation_score", "report_score", "decided_at")
             )
             for item in items:

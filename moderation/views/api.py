@@ -17,15 +17,18 @@ from lib import logs, metrics
 from lib.machine import machine_endpoint
 from moderation.errors import IntakeError
 from moderation.intake import parse_body, parse_report_body
-from moderation.models import Author, Item, Source
+from moderation.models import LIVE, Author, Item, Source
 from moderation.selectors.authors import author_api_dict, events_page
 from moderation.selectors.decisions import DECISIONS_PAGE_MAX, DECISIONS_PAGE_SIZE, decisions_page
+from moderation.selectors.erasures import erasure_for, erasure_receipt
 from moderation.selectors.items import item_api_dict
 from moderation.selectors.sources import source_for_intake, source_for_token
 from moderation.services.appeals import appeal_receive, parse_appeal_body
+from moderation.services.erasures import erasure_request, parse_erasure_body
 from moderation.services.items import item_ingest
 from moderation.services.reports import report_ingest
 from moderation.services.sources import source_valid_secrets
+from moderation.tasks import erasure_run_task
 from moderation.webhooks import verify
 
 logger = logging.getLogger(__name__)
@@ -171,7 +174,12 @@ def api_items(request: HttpRequest, source: Source) -> JsonResponse:
     external_id = request.GET.get("external_id")
     if not external_id:
         return _error(400, "external_id query parameter is required", "external_id")
-    item = Item.objects.filter(external_id=external_id, source=source).first()
+    # The live item with this external_id; else the latest one an erasure removed (shown as
+    # erased: its external_id was free for a new item, none came).
+    item = (
+        Item.objects.filter(LIVE, external_id=external_id, source=source).first()
+        or Item.objects.filter(external_id=external_id, source=source).order_by("-pk").first()
+    )
     if item is None:
         return _error(404, "no such item", "external_id")
     return JsonResponse(item_api_dict(item))
@@ -245,6 +253,36 @@ def appeals_webhook(request: HttpRequest, slug: str) -> JsonResponse:
         )
 
     return _signed_intake(request, slug, "appeal", receive)
+
+
+@csrf_exempt
+@require_POST
+@api_auth
+def api_erasures(request: HttpRequest, source: Source) -> JsonResponse:
+    """A product's erasure request (moderation/services/erasures.py): 202 with the receipt's
+    id and status; the same erasure_id again answers 200 with the same receipt."""
+    try:
+        payload = parse_erasure_body(_read_body(request))
+        erasure, created = erasure_request(source=source, payload=payload)
+    except IntakeError as exc:
+        logger.info("erasure refused: %s %s", exc.status, exc.field)
+        return JsonResponse(exc.as_json(), status=exc.status)
+    if created:
+        erasure_run_task.delay_on_commit(erasure.pk)
+    logger.info("erasure %s %s", erasure.pk, "stored" if created else "repeated")
+    return JsonResponse(
+        {"id": erasure.erasure_id, "status": erasure.status}, status=202 if created else 200
+    )
+
+
+@require_GET
+@api_auth
+def api_erasure(request: HttpRequest, source: Source, erasure_id: str) -> JsonResponse:
+    """An erasure's receipt: what was erased, what a legal hold kept, what named nothing."""
+    erasure = erasure_for(source=source, erasure_id=erasure_id)
+    if erasure is None:
+        return _error(404, "no such erasure", "id")
+    return JsonResponse(erasure_receipt(erasure))
 
 
 @cache

@@ -27,6 +27,7 @@ from moderation.permissions import (
     can_review_escalated,
     reviewer_required,
     reviewer_source_ids,
+    senior_required,
 )
 from moderation.selectors.appeals import item_pending_appeal
 from moderation.selectors.authors import author_panel
@@ -52,6 +53,7 @@ from moderation.services.golden import (
     golden_answer_record,
     golden_answer_skip,
 )
+from moderation.services.retention import legal_hold_set
 from moderation.services.reviewers import (
     media_reveal_record,
 )
@@ -199,6 +201,8 @@ def _item_page(
             "appeal_decider": appeal is not None
             and can_review_escalated(request.user)
             and appeal_decider_problem(appeal, request.user) is None,
+            # Seniors and admins put an item on legal hold (moderation/services/retention.py).
+            "can_hold": can_review_escalated(request.user),
             **banks,
         },
     )
@@ -428,6 +432,23 @@ def decision_undo_view(request: HttpRequest, decision_id: int) -> HttpResponse:
         # rather than held for the rest of its lease while they look at the undone one.
         item_release(item=Item(pk=leaving), reviewer=request.user)
     messages.success(request, f"Undone: item {item.pk} is back with you.")
+    return redirect(reverse("item", args=[item.pk]) + _back(request))
+
+
+@require_POST
+@senior_required
+def item_legal_hold(request: HttpRequest, item_id: int) -> HttpResponse:
+    """A senior or an admin puts the item on legal hold (with a reason) or lifts it."""
+    item = _reviewable_item(request, item_id)
+    hold = request.POST.get("hold") == "1"
+    try:
+        legal_hold_set(
+            obj=item, hold=hold, reason=request.POST.get("reason", ""), actor=request.user
+        )
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, "Legal hold set." if hold else "Legal hold lifted.")
     return redirect(reverse("item", args=[item.pk]) + _back(request))
 
 
