@@ -31,6 +31,7 @@ from moderation.services.figures import item_figures_changed
 from moderation.services.items import item_revision_check
 from moderation.services.queue import queue_key_sync, queue_score_for
 from moderation.services.reports import reports_answer, reports_answered
+from moderation.services.routing import item_route
 from moderation.tasks import callback_deliver_task
 
 REASON_KEYS = range(1, 10)
@@ -275,6 +276,9 @@ def item_decision_apply(
             "claim_expires_at",
         ]
     )
+    if status in REVIEWABLE:
+        # Back in review (an undo, an escalation): its queue follows its facts again.
+        item_route(item_id=locked.pk)
 
 
 def decision_create(*, item: Item, **fields) -> Decision:
