@@ -11,7 +11,7 @@ matches every item:
     labelers        [labeler id, ...]      one of them flagged the item's current revision
     score_min       0..1                   violation score >= score_min
     score_max       0..1                   violation score <= score_max
-    media           ["image"|"video"|"text", ...]   the item has one of these
+    formats         ["image"|"video"|"text", ...]   its media type: one of these (text: no media)
     languages       ["en", ...]            the language detected at intake is one of them
     report_reasons  [reason, ...]          an open report gives one of these reasons
     strikes_min     integer >= 1           its author has at least this many active strikes
@@ -45,7 +45,7 @@ CONDITION_KEYS = (
     "labelers",
     "score_min",
     "score_max",
-    "media",
+    "formats",
     "languages",
     "report_reasons",
     "strikes_min",
@@ -116,8 +116,8 @@ def conditions_clean(raw: Any) -> dict[str, Any]:
             clean[key] = _score(key, raw[key])
     if "score_min" in clean and "score_max" in clean and clean["score_min"] > clean["score_max"]:
         raise ConditionError("score_min", "score_min is above score_max")
-    if "media" in raw:
-        clean["media"] = _str_list("media", raw["media"], choices=MEDIA_KINDS)
+    if "formats" in raw:
+        clean["formats"] = _str_list("formats", raw["formats"], choices=MEDIA_KINDS)
     if "languages" in raw:
         clean["languages"] = [code.lower() for code in _str_list("languages", raw["languages"])]
         if any(len(code) > 8 for code in clean["languages"]):
@@ -279,7 +279,7 @@ def rule_matches(conditions: dict[str, Any], facts: ItemFacts) -> bool:
         ("sources" not in c or facts.source_id in c["sources"])
         and ("score_min" not in c or (score is not None and score >= c["score_min"]))
         and ("score_max" not in c or (score is not None and score <= c["score_max"]))
-        and ("media" not in c or bool(facts.media & set(c["media"])))
+        and ("formats" not in c or bool(facts.media & set(c["formats"])))
         and ("languages" not in c or facts.language in c["languages"])
         and ("labelers" not in c or bool(facts.labelers & set(c["labelers"])))
         and ("report_reasons" not in c or bool(facts.report_reasons & set(c["report_reasons"])))
@@ -309,13 +309,13 @@ def rule_q(conditions: dict[str, Any], *, now=None) -> Q:
         q &= Q(violation_score__gte=c["score_min"])
     if "score_max" in c:
         q &= Q(violation_score__lte=c["score_max"])
-    if "media" in c:
+    if "formats" in c:
         media = Q()
-        if "image" in c["media"]:
+        if "image" in c["formats"]:
             media |= ~Q(content_image="")
-        if "video" in c["media"]:
+        if "video" in c["formats"]:
             media |= ~Q(content_video="")
-        if "text" in c["media"]:
+        if "text" in c["formats"]:
             media |= Q(content_image="", content_video="")
         q &= media
     if "languages" in c:

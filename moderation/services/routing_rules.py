@@ -33,12 +33,15 @@ def _changed(*, actor, kind: str, rule: RoutingRule | None, name: str, before, a
         actor=actor, kind=kind, rule=rule, rule_name=name, before=before, after=after
     )
     audit_record(
-        action=f"routing.rule.{kind}",
+        action=f"routing_rule.{kind}",
         actor=actor,
         obj=rule,
         before=before,
         after=after,
     )
+    # This process sees its own change at once (its transaction holds the new version),
+    # and again once it commits; the waiting items are re-routed after the commit.
+    rules_invalidate()
     transaction.on_commit(rules_invalidate)
     transaction.on_commit(lambda: items_reroute_task.delay(0))
 
@@ -164,7 +167,7 @@ def queue_save(*, actor, queue: Queue | None, **values) -> Queue:
     queue.save()
     after = {name: getattr(queue, name) for name in _QUEUE_FIELDS}
     audit_record(
-        action="routing.queue.create" if before is None else "routing.queue.update",
+        action="routing_queue.create" if before is None else "routing_queue.update",
         actor=actor,
         obj=queue,
         before=before,
@@ -173,5 +176,6 @@ def queue_save(*, actor, queue: Queue | None, **values) -> Queue:
     RoutingChange.objects.create(
         actor=actor, kind="queue", rule=None, rule_name=queue.name, before=before, after=after
     )
+    rules_invalidate()
     transaction.on_commit(rules_invalidate)
     return queue
