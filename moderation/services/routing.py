@@ -36,16 +36,21 @@ def item_route(*, item_id: int) -> bool:
     return bool(items_route(item_ids=[item_id]))
 
 
-def items_route(*, item_ids: Iterable[int], rules: RuleSet | None = None) -> int:
-    """Route these items (those still movable); returns how many moved."""
+def items_route(
+    *, item_ids: Iterable[int], rules: RuleSet | None = None, rerouting: bool = False
+) -> int:
+    """Route these items (those still movable); returns how many moved. `rerouting`: after
+    a rule change (with no rules left, items in team queues go back to the default one)."""
     rules = rules or rule_set()
     ids = list(item_ids)
     if not ids:
         return 0
     now = timezone.now()
+    if not rules.rules and not rerouting:
+        # Every item belongs in the default queue, where it already is: when the last rule
+        # went, the change re-routed the waiting items (items_reroute_waiting). No query.
+        return 0
     if not rules.rules:
-        # Every item belongs in the default queue; one whose rule was removed leaves its
-        # team queue (the rule change re-routes them all, this catches the stragglers).
         return Item.objects.filter(_movable(now), pk__in=ids, queue__isnull=False).update(
             queue=None
         )
@@ -85,5 +90,5 @@ def items_reroute_waiting(*, after_id: int = 0, batch: int = REROUTE_BATCH) -> i
     )
     if not ids:
         return None
-    items_route(item_ids=ids)
+    items_route(item_ids=ids, rerouting=True)
     return ids[-1]

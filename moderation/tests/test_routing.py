@@ -32,7 +32,13 @@ from moderation.routing import ConditionError, conditions_clean, rule_q
 from moderation.selectors.routing import routing_preview
 from moderation.services.decisions import decision_record
 from moderation.services.routing import item_route, items_reroute_waiting
-from moderation.services.routing_rules import queue_save, rule_enable, rule_move, rule_save
+from moderation.services.routing_rules import (
+    queue_save,
+    rule_delete,
+    rule_enable,
+    rule_move,
+    rule_save,
+)
 from moderation.services.verdicts import item_labels_changed
 from moderation.tests.factories import ItemFactory, SourceFactory, UserFactory, reason_id
 
@@ -455,3 +461,20 @@ def test_next_serves_the_reviewers_languages_first(client):
     # None left in their languages: the rest of their queues, by score.
     client.post(reverse("item_release", args=[mine.pk]))
     assert client.get(reverse("queue_next")).url.startswith(reverse("item", args=[top.pk]))
+
+
+def test_with_no_rules_routing_costs_no_query(django_assert_num_queries):
+    item = ItemFactory()
+    item_route(item_id=item.pk)  # the rules' version, read once a second at most
+    with django_assert_num_queries(0):
+        assert item_route(item_id=item.pk) is False
+
+
+def test_deleting_the_last_rule_sends_its_items_back_to_the_default_queue(admin, graphic):
+    rule = _rule(admin, graphic, {})
+    item = ItemFactory()
+    assert _routed(item) == graphic.pk
+    rule_delete(actor=admin, rule=rule)
+    items_reroute_waiting()
+    item.refresh_from_db()
+    assert item.queue_id is None
