@@ -37,7 +37,7 @@ def queue_sla_refresh_task() -> int:
     return items_sla_refresh()
 
 
-@shared_task(name="moderation.tasks.items_reroute", ignore_result=True)
+@shared_task(base=SentAfterCommitTask, name="moderation.tasks.items_reroute", ignore_result=True)
 def items_reroute_task(after_id: int = 0) -> int | None:
     """After a routing rule changed: the waiting items, routed again one batch at a time
     (each batch sends the next)."""

@@ -43,7 +43,7 @@ def _changed(*, actor, kind: str, rule: RoutingRule | None, name: str, before, a
     # and again once it commits; the waiting items are re-routed after the commit.
     rules_invalidate()
     transaction.on_commit(rules_invalidate)
-    transaction.on_commit(lambda: items_reroute_task.delay(0))
+    items_reroute_task.delay_on_commit(0)
 
 
 @transaction.atomic
