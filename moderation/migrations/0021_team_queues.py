@@ -22,7 +22,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('auth', '0012_alter_user_first_name_max_length'),
-        ('moderation', '0018_banks'),
+        ('moderation', '0020_item_author_count_idx'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
