@@ -478,3 +478,27 @@ def test_deleting_the_last_rule_sends_its_items_back_to_the_default_queue(admin,
     items_reroute_waiting()
     item.refresh_from_db()
     assert item.queue_id is None
+
+
+def test_a_queues_media_settings_and_actions_win_on_the_item_page(client, admin, graphic, team):
+    queue_save(
+        actor=admin,
+        queue=graphic,
+        always_blur=True,
+        always_grayscale=True,
+        allowed_actions=["approve", "remove"],
+    )
+    _rule(admin, graphic, {})
+    item = ItemFactory(content_image="images/a.png")
+    assert _routed(item) == graphic.pk
+    member = UserFactory()
+    member.groups.add(team)
+    ReviewerSettings.objects.create(user=member, blur_media=False, grayscale_media=False)
+    client.force_login(member)
+    page = client.get(reverse("item", args=[item.pk]))
+    assert page.context["review_settings"].blur_media is True
+    assert page.context["review_settings"].grayscale_media is True
+    assert [choice.value for choice in page.context["actions"]] == ["approve", "remove"]
+    assert b'id="item-queue"' in page.content
+    # Shown, not saved: the reviewer's own settings stay theirs.
+    assert ReviewerSettings.objects.get(user=member).blur_media is False
