@@ -221,12 +221,20 @@ def _queue_items(
     if scope is None:
         return [[part.order_by("queue_key", "id") for part in ranges]]
     # One stream per queue (and language): a reviewer's three queues are three ranges of
-    # item_queue_team_idx, never a filter over the whole queue.
+    # item_queue_team_idx (item_queue_language_idx), never a filter over the whole queue.
+    # Each is ordered by that index's whole key (its leading columns are constant within
+    # the stream): ordered by (queue_key, id) alone, the planner may walk item_queue_idx and
+    # filter, which reads the whole rest of the queue when the queue is small (2.8 s at 1M).
     keys: list[Q] = []
     for value in sorted(scope, key=lambda value: (value is not None, value or 0)):
         in_queue = Q(queue__isnull=True) if value is None else Q(queue_id=value)
         keys += [in_queue & Q(language=language) for language in languages] or [in_queue]
-    return [[part.filter(key).order_by("queue_key", "id") for part in ranges] for key in keys]
+    order = (
+        ("queue_id", "language", "queue_key", "id")
+        if languages
+        else ("queue_id", "queue_key", "id")
+    )
+    return [[part.filter(key).order_by(*order) for part in ranges] for key in keys]
 
 
 def _read_in_order(streams: list[list[QuerySet[Item]]], limit: int) -> list[Item]:
