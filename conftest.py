@@ -18,8 +18,7 @@ from labelers import guarded, tasks
 from labelers.breaker import get_breaker
 from labelers.routing import routing_cache
 from labelers.tasks import label_sweep_task
-from moderation.permissions import queues_cache
-from moderation.routing import rules_invalidate
+from moderation.routing import queues_cache, rules_invalidate
 from moderation.selectors.queue import queue_figures_cache
 from moderation.selectors.sources import source_cache
 from moderation.tests.factories import SourceFactory

@@ -8,17 +8,12 @@ from functools import wraps
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 
-from lib.cache import TTLCache
-from moderation.models import Queue, ReviewerSettings
-from moderation.routing import rules_version
+from moderation.models import ReviewerSettings
+from moderation.routing import queues_teams
 
 # Item.queue values a reviewer may see: a queue's id, None for the default queue; the whole
 # value None means every queue (admins, seniors, and everyone while no queue has a team).
 QueueScope = frozenset[int | None] | None
-
-# The queues and their teams, per process, reloaded when the routing version moves (a queue
-# change is a RoutingChange too).
-queues_cache = TTLCache[list[tuple[int, int | None, bool]]](seconds=60.0, maxsize=4)
 
 
 def can_review(user) -> bool:
@@ -42,13 +37,6 @@ def reviewer_source_ids(user) -> frozenset[int] | None:
         ).values_list("source_id", flat=True)
     )
     return ids or None
-
-
-def queues_teams() -> list[tuple[int, int | None, bool]]:
-    """(id, team id, is default) of every queue."""
-    return queues_cache.get(
-        rules_version(), lambda: list(Queue.objects.values_list("id", "team_id", "is_default"))
-    )
 
 
 def queue_value(queue_id: int) -> int | None:

@@ -32,6 +32,7 @@ from lib.cache import TTLCache
 from moderation.models import (
     BankMatch,
     Item,
+    Queue,
     Report,
     RoutingChange,
     RoutingRule,
@@ -167,11 +168,25 @@ def _read_version() -> int:
 
 
 def rules_invalidate() -> None:
-    """After a change in this process (other processes see it within a second)."""
+    """After a change in this process (other processes see it within a second; a queue's
+    team within a few)."""
     global _rules
     with _rules_lock:
         _rules = None
     _version_check.clear()
+    queues_cache.clear()
+
+
+# The queues and their teams, which every reviewer page reads (who is served what): kept a
+# few seconds per process with no look at the version, so a page view costs no query for it.
+queues_cache = TTLCache[list[tuple[int, int | None, bool]]](seconds=5.0, maxsize=1)
+
+
+def queues_teams() -> list[tuple[int, int | None, bool]]:
+    """(id, team id, is default) of every queue."""
+    return queues_cache.get(
+        "queues", lambda: list(Queue.objects.values_list("id", "team_id", "is_default"))
+    )
 
 
 def rule_set(rules: list[RoutingRule] | None = None) -> RuleSet:

@@ -30,10 +30,10 @@ from moderation.models import (
 from moderation.permissions import (
     QueueScope,
     queue_value,
-    queues_teams,
     reviewer_queue_ids,
     reviewer_source_ids,
 )
+from moderation.routing import queues_teams
 
 # Counts stop here: the tabs and the SLA header say "10,000+" rather than count a million
 # rows on every page view.
