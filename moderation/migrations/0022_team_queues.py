@@ -22,7 +22,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('auth', '0012_alter_user_first_name_max_length'),
-        ('moderation', '0020_item_author_count_idx'),
+        ('moderation', '0021_figures_kept_per_day'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
