@@ -22,7 +22,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('auth', '0012_alter_user_first_name_max_length'),
-        ('moderation', '0021_figures_kept_per_day'),
+        ('moderation', '0022_retention_erasure'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
