@@ -18,6 +18,7 @@ from labelers import guarded, tasks
 from labelers.breaker import get_breaker
 from labelers.routing import routing_cache
 from labelers.tasks import label_sweep_task
+from moderation.routing import queues_cache, rules_invalidate
 from moderation.selectors.queue import queue_figures_cache
 from moderation.selectors.sources import source_cache
 from moderation.tests.factories import SourceFactory
@@ -235,6 +236,8 @@ def _forget_process_caches():
         routing_cache.clear()
         source_cache.clear()
         queue_figures_cache.clear()
+        rules_invalidate()
+        queues_cache.clear()
 
     clear()
     yield

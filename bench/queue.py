@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.queue [--sizes 2000,20000] [--requests 200] [--strict]
     .venv/bin/python -m bench.queue --sizes 10000,1000000        # the issue's measurement
+    .venv/bin/python -m bench.queue --sizes 10000,1000000 --queues 10   # team queues (29)
 
 For each size, from scratch:
 
@@ -22,6 +23,10 @@ For each size, from scratch:
    header.
 4. Beside each, the page's own SQL query (captured from the view) run R times alone, and its
    EXPLAIN (ANALYZE, BUFFERS), to show which index serves it.
+   With --queues Q: Q queues (the default one and Q-1 with a team each), item n in queue
+   n mod Q, languages en/pt/es/de/fr in turn; and two more kinds for a reviewer of three
+   team queues reading pt and de: their first page, and their "next" (served by language
+   first, within their queues).
 5. Prints a table and checks the targets: p99 < 50 ms for every kind, and with two sizes or
    more, p99 at the largest <= 1.2 x p99 at the smallest for every kind.
 
@@ -61,13 +66,23 @@ from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 
 from bench.pgdb import load, percentile, timed  # noqa: E402
-from moderation.models import Item, Source, hash_token, queue_key  # noqa: E402
+from moderation.models import (  # noqa: E402
+    Item,
+    Queue,
+    ReviewerSettings,
+    Source,
+    hash_token,
+    queue_key,
+)
 from moderation.services.queue import items_sla_refresh  # noqa: E402
 
 WARMUP = 20
 TARGET_P99_MS = 50.0
 TARGET_RATIO = 1.2
 KINDS = ("first", "deep", "filtered", "search")
+# With --queues: a reviewer of three team queues and two languages, on their first page and
+# their "next" (the item served and claimed, a redirect).
+TEAM_KINDS = ("team-first", "team-next")
 SEARCH_TERM = "quokkaspam"
 WORDS = "hello spam offer cheap watches click here great deal free account friend"
 
@@ -76,7 +91,7 @@ INSERT INTO moderation_item (
     source_id, external_id, webhook_id, content_text, content_image, content_image_type,
     content_video, content_video_type, content_hash, metadata, received_at, waiting_since,
     revision, status, violation_score, queue_score, queue_key, sla_breached, flagged_at,
-    verdict_versions
+    verdict_versions, queue_id, language
 )
 SELECT
     src.ids[1 + n %% 4],
@@ -94,9 +109,16 @@ SELECT
                 + s.queue_score) END,
     false,
     CASE WHEN s.status = 'flagged' THEN t.at END,
-    '[]'::jsonb
+    '[]'::jsonb,
+    -- With --queues Q: item n in team queue n mod Q (0: the default queue, no queue_id).
+    CASE WHEN %(queues)s > 0 AND n %% GREATEST(%(queues)s, 1) > 0
+         THEN q.ids[n %% GREATEST(%(queues)s, 1)] END,
+    (ARRAY['en', 'pt', 'es', 'de', 'fr'])[1 + (n / 7) %% 5]
 FROM generate_series(1::bigint, %(count)s) AS n
 CROSS JOIN (SELECT array_agg(id ORDER BY id) AS ids FROM moderation_source) AS src
+CROSS JOIN (
+    SELECT array_agg(id ORDER BY id) AS ids FROM moderation_queue WHERE NOT is_default
+) AS q
 CROSS JOIN LATERAL (
     SELECT now() - (((n * 7919) %% 172800) || ' seconds')::interval AS at
 ) AS t
@@ -113,8 +135,13 @@ CROSS JOIN LATERAL (
 """
 
 
-def seed(count: int) -> dict:
+def seed(count: int, queues: int = 0) -> dict:
     started = time.monotonic()
+    teams = []
+    for n in range(1, queues):
+        team = Group.objects.create(name=f"Bench team {n}")
+        Queue.objects.create(name=f"Bench queue {n}", team=team)
+        teams.append(team)
     sources = [
         Source.objects.create(
             name=f"Bench {n}",
@@ -125,7 +152,7 @@ def seed(count: int) -> dict:
         for n in range(4)
     ]
     with connection.cursor() as cursor:
-        cursor.execute(SEED_SQL, {"count": count, "words": WORDS})
+        cursor.execute(SEED_SQL, {"count": count, "words": WORDS, "queues": queues})
     # The SQL key must be the product's.
     for score, key in Item.objects.filter(queue_key__isnull=False).values_list(
         "queue_score", "queue_key"
@@ -136,9 +163,15 @@ def seed(count: int) -> dict:
         cursor.execute("VACUUM ANALYZE moderation_item")
     user = get_user_model().objects.create_user("bench-reviewer", password="x")
     user.groups.add(Group.objects.get_or_create(name="reviewer")[0])
+    # A team reviewer: three team queues (the default one has no team: theirs too, as every
+    # reviewer's), reading two languages.
+    team_user = get_user_model().objects.create_user("bench-team-reviewer", password="x")
+    team_user.groups.add(Group.objects.get(name="reviewer"), *teams[:3])
+    ReviewerSettings.objects.create(user=team_user, languages=["pt", "de"])
     return {
         "sources": sources,
         "user": user,
+        "team_user": team_user if teams else None,
         "breached": breached,
         "seconds": time.monotonic() - started,
     }
@@ -166,9 +199,12 @@ NEXT_LINK = re.compile(r'href="([^"]*)" id="next-page"')
 
 def page_urls(kind: str, sources: list[Source]):
     """Endless URLs of one page kind; the deep kind follows the pages' own links."""
-    if kind == "first":
+    if kind in ("first", "team-first"):
         while True:
             yield "/"
+    elif kind == "team-next":
+        while True:
+            yield "/queue/next/"
     elif kind == "filtered":
         while True:
             yield f"/?source={sources[1].pk}&score_min=0.6&score_max=0.8"
@@ -208,7 +244,14 @@ def measure(kind: str, client: Client, sources: list[Source], requests: int) -> 
         started = time.perf_counter()
         response = client.get(url)
         elapsed = (time.perf_counter() - started) * 1000
-        assert response.status_code == 200, (url, response.status_code)
+        if kind == "team-next":
+            assert response.status_code == 302 and "/items/" in response.url, response
+            # Let go of it, so each "next" does the whole search again.
+            Item.objects.filter(claimed_by__isnull=False).update(
+                claimed_by=None, claim_expires_at=None
+            )
+        else:
+            assert response.status_code == 200, (url, response.status_code)
         page = response.content.decode()
         if n >= WARMUP:
             timings.append(elapsed)
@@ -252,10 +295,10 @@ def measure(kind: str, client: Client, sources: list[Source], requests: int) -> 
     }
 
 
-def run_size(count: int, requests: int) -> dict:
-    print(f"\n=== {count:,} items ({load()}) ===", flush=True)
+def run_size(count: int, requests: int, queues: int = 0) -> dict:
+    print(f"\n=== {count:,} items, {queues or 1} queue(s) ({load()}) ===", flush=True)
     pgdb.recreate_database(DB_NAME)
-    seeded = seed(count)
+    seeded = seed(count, queues)
     print(
         f"seeded in {seeded['seconds']:.1f} s; {seeded['breached']:,} items marked past SLA",
         flush=True,
@@ -263,9 +306,14 @@ def run_size(count: int, requests: int) -> dict:
     # As production sees it behind the TLS proxy (SSL redirect and HSTS are on there).
     client = Client(HTTP_X_FORWARDED_PROTO="https")
     client.force_login(seeded["user"])
+    team_client = Client(HTTP_X_FORWARDED_PROTO="https")
+    if seeded["team_user"] is not None:
+        team_client.force_login(seeded["team_user"])
     results = {}
-    for kind in KINDS:
-        result = measure(kind, client, seeded["sources"], requests)
+    for kind in kinds_for(queues):
+        result = measure(
+            kind, team_client if kind.startswith("team") else client, seeded["sources"], requests
+        )
         result["load"] = os.getloadavg()[0]
         results[kind] = result
         print(
@@ -281,22 +329,29 @@ def run_size(count: int, requests: int) -> dict:
     return results
 
 
+def kinds_for(queues: int) -> tuple[str, ...]:
+    return KINDS + TEAM_KINDS if queues > 1 else KINDS
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="2000,20000", help="comma-separated item counts")
     parser.add_argument("--requests", type=int, default=200, help="timed requests per kind")
     parser.add_argument("--strict", action="store_true", help="exit 2 when a target is missed")
     parser.add_argument("--keep", action="store_true", help="keep the database at the end")
+    parser.add_argument(
+        "--queues", type=int, default=0, help="team queues (the default one included), e.g. 10"
+    )
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
-    by_size = {size: run_size(size, args.requests) for size in sizes}
+    by_size = {size: run_size(size, args.requests, args.queues) for size in sizes}
 
     print(
         "\n| kind | " + " | ".join(f"{s:,} p50 / p99 (SQL p50)" for s in sizes) + " | ratio p99 |"
     )
     print("|---|" + "---|" * len(sizes) + "---|")
     missed = []
-    for kind in KINDS:
+    for kind in kinds_for(args.queues):
         cells = [
             f"{by_size[s][kind]['p50']:.1f} / {by_size[s][kind]['p99']:.1f} ms "
             f"({by_size[s][kind]['sql_p50']:.2f} ms)"

@@ -349,6 +349,7 @@ CELERY_TASK_ROUTES = {
     "moderation.tasks.queue_sla_refresh": {"queue": "dispatch"},
     "labelers.tasks.quality_rollups": {"queue": "dispatch"},
     "moderation.tasks.decided_rollups": {"queue": "dispatch"},
+    "moderation.tasks.items_reroute": {"queue": "dispatch"},
     # Callbacks wait on products' servers (up to the timeouts): never in front of labels.
     "moderation.tasks.callback_deliver": {"queue": "callbacks"},
     "moderation.tasks.callback_sweep": {"queue": "dispatch"},

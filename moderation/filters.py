@@ -62,6 +62,7 @@ class QueueFilter:
     q: str = ""  # search over external_id and text
     reported: bool = False  # only items with open reports
     report_reason: str = ""  # only items reported for this reason
+    queue: int | None = None  # a team queue's id (its tab); None: all the reviewer's queues
 
     @classmethod
     def from_query(cls, query: QueryDict) -> QueueFilter:
@@ -82,6 +83,7 @@ class QueueFilter:
             q=query.get("q", "").strip()[:SEARCH_MAX_LENGTH],
             reported=query.get("reported", "") in ("1", "on", "true", "True"),
             report_reason=query.get("report_reason", "").strip()[:REPORT_REASON_MAX],
+            queue=int_or_none(query.get("queue")),
         )
 
     @staticmethod
@@ -97,7 +99,7 @@ class QueueFilter:
             value = query.get(name, "")
             if value and _date(value) is None:
                 found.append(f"{label} must be a date (YYYY-MM-DD); “{value[:20]}” is not.")
-        for name, label in (("source", "Source"), ("labeler", "Labeler")):
+        for name, label in (("source", "Source"), ("labeler", "Labeler"), ("queue", "Queue")):
             value = query.get(name, "")
             if value and int_or_none(value) is None:
                 found.append(f"{label} “{value[:20]}” is not one of the list's choices.")

@@ -322,6 +322,14 @@ class Item(models.Model):
     purged_at = models.DateTimeField(null=True, blank=True)
     # When a product's erasure removed it: its external_id is free again (a new item).
     erased_at = models.DateTimeField(null=True, blank=True)
+    # The team queue the routing rules chose (moderation/services/routing.py); empty: the
+    # default queue, so that items need no rewrite when rules come and go.
+    queue = models.ForeignKey(
+        "Queue", null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    # The language of its text as detected at intake (ISO 639-1, e.g. "en"); empty: no text,
+    # or too little to tell.
+    language = models.CharField(max_length=8, blank=True)
 
     class Meta:
         permissions = [
@@ -362,6 +370,24 @@ class Item(models.Model):
                 fields=["queue_key", "id"],
                 condition=Q(status="escalated"),
                 name="item_queue_escalated_idx",
+            ),
+            # A team queue's pages and "next" (queue first: a reviewer's three queues are
+            # three index ranges, merged), and the same per language (their languages first).
+            models.Index(
+                fields=["queue", "queue_key", "id"],
+                condition=Q(status__in=IN_QUEUE),
+                name="item_queue_team_idx",
+            ),
+            models.Index(
+                fields=["queue", "language", "queue_key", "id"],
+                condition=Q(status__in=IN_QUEUE),
+                name="item_queue_language_idx",
+            ),
+            # Per queue and SLA state, waiting items by age: the dashboard's figures per queue.
+            models.Index(
+                fields=["queue", "sla_breached", "waiting_since"],
+                condition=Q(status__in=IN_QUEUE),
+                name="item_queue_sla_idx",
             ),
             # Per source and SLA state, waiting items by age: the SLA header and the SLA sweep.
             models.Index(
@@ -634,6 +660,8 @@ class ReviewerSettings(models.Model):
     golden_share = models.FloatField(
         null=True, blank=True, help_text="0 to 1; empty: the site default (REVIEW_GOLDEN_SHARE)"
     )
+    # The languages the reviewer reads (ISO 639-1 codes): "next" serves items in them first.
+    languages = models.JSONField(default=list, blank=True)
 
     class Meta:
         verbose_name_plural = "reviewer settings"
@@ -1294,3 +1322,94 @@ class Erasure(models.Model):
 
     def __str__(self) -> str:
         return f"erasure {self.erasure_id} ({self.status})"
+
+
+class Queue(models.Model):
+    """A team's queue: the items the routing rules send it, reviewed by the members of its
+    team (seniors and admins see every queue), with its own SLA, allowed actions and media
+    settings. The default queue (one, `is_default`) holds what no rule routes; items in it
+    have no queue (Item.queue empty)."""
+
+    name = models.CharField(max_length=100, unique=True)
+    # Empty: every reviewer (the default queue, as before team queues).
+    team = models.ForeignKey(
+        "auth.Group", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    is_default = models.BooleanField(default=False)
+    # Minutes an item may wait in this queue; empty: its source's review SLA.
+    sla_minutes = models.PositiveIntegerField(null=True, blank=True)
+    # The decision actions its items may get (Decision.Action values); empty: all.
+    allowed_actions = models.JSONField(default=list, blank=True)
+    # Media in this queue is always shown grayscale / blurred, whatever the reviewer chose.
+    always_grayscale = models.BooleanField(default=False)
+    always_blur = models.BooleanField(default=False)
+    # Media reveals per shift before a break is proposed, for this queue's items (empty: the
+    # reviewer's own budget).
+    exposure_budget_reveals = models.PositiveIntegerField(null=True, blank=True)
+    # Shares of "next" that are audit samples and golden items in this queue (empty: the
+    # site's and the reviewer's).
+    audit_share = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+    )
+    golden_share = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-is_default", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"], condition=Q(is_default=True), name="queue_one_default"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def allows(self, action: str) -> bool:
+        return not self.allowed_actions or action in self.allowed_actions
+
+
+class RoutingRule(models.Model):
+    """One routing rule: items matching all its conditions go to its queue. Rules are tried
+    by position, the first match wins; the conditions are a JSON object (see
+    moderation/routing_conditions.py for its keys)."""
+
+    name = models.CharField(max_length=100)
+    queue = models.ForeignKey(Queue, on_delete=models.PROTECT, related_name="rules")
+    position = models.PositiveIntegerField(default=0)
+    enabled = models.BooleanField(default=True)
+    conditions = models.JSONField(default=dict)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["position", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RoutingChange(models.Model):
+    """The history of the routing rules: every change, who made it, and the rules as they
+    stood after it. Its highest id is the rules' version: each process keeps the rules in
+    memory and reloads them when it changes (moderation/services/routing.py)."""
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    # "create", "update", "enable", "disable", "move", "delete", "queue".
+    kind = models.CharField(max_length=20)
+    rule = models.ForeignKey(
+        RoutingRule, null=True, blank=True, on_delete=models.SET_NULL, related_name="changes"
+    )
+    rule_name = models.CharField(max_length=100, blank=True)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.rule_name}"

@@ -9,6 +9,11 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 
 from moderation.models import ReviewerSettings
+from moderation.routing import queues_teams
+
+# Item.queue values a reviewer may see: a queue's id, None for the default queue; the whole
+# value None means every queue (admins, seniors, and everyone while no queue has a team).
+QueueScope = frozenset[int | None] | None
 
 
 def can_review(user) -> bool:
@@ -32,6 +37,45 @@ def reviewer_source_ids(user) -> frozenset[int] | None:
         ).values_list("source_id", flat=True)
     )
     return ids or None
+
+
+def queue_value(queue_id: int) -> int | None:
+    """The Item.queue value of a queue: None for the default queue."""
+    for pk, _, is_default in queues_teams():
+        if pk == queue_id:
+            return None if is_default else pk
+    return queue_id
+
+
+def reviewer_queue_ids(user) -> QueueScope:
+    """The queues a reviewer is served (as Item.queue values): those of their teams and
+    those with no team; None: all of them (admins, seniors, or no queue has a team)."""
+    if not user.is_authenticated:
+        return frozenset()
+    if user.is_staff or user.has_perm("moderation.review_escalated"):
+        return None
+    queues = queues_teams()
+    if all(team_id is None for _, team_id, _ in queues):
+        return None
+    groups = getattr(user, "_queue_groups", None)
+    if groups is None:
+        groups = frozenset(user.groups.values_list("id", flat=True))
+        user._queue_groups = groups  # once per request
+    return frozenset(
+        None if is_default else pk
+        for pk, team_id, is_default in queues
+        if team_id is None or team_id in groups
+    )
+
+
+def may_see_item(user, item) -> bool:
+    """The server's check on every item view and action: the item's source and queue are
+    the reviewer's."""
+    sources = reviewer_source_ids(user)
+    if sources is not None and item.source_id not in sources:
+        return False
+    queues = reviewer_queue_ids(user)
+    return queues is None or item.queue_id in queues
 
 
 def reviewer_required(view):

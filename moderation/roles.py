@@ -6,6 +6,8 @@ has the reviewer and senior groups with their permissions. It never removes anyt
 admin set up, and it adds the starting reasons only while there are none at all.
 """
 
+import contextlib
+
 ROLES = {
     "reviewer": ["review_item"],
     "senior": ["review_item", "review_escalated"],
@@ -27,6 +29,11 @@ def roles_and_reasons_ensure(apps) -> None:
         group, _ = Group.objects.get_or_create(name=name)
         group.permissions.add(
             *Permission.objects.filter(content_type__app_label="moderation", codename__in=codenames)
+        )
+    # The default queue (migration 0019 makes it; a flush removes it): what no rule routes.
+    with contextlib.suppress(LookupError):
+        apps.get_model("moderation", "Queue").objects.get_or_create(
+            is_default=True, defaults={"name": "Default"}
         )
     DecisionReason = apps.get_model("moderation", "DecisionReason")
     if DecisionReason.objects.exists():

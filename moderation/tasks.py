@@ -19,6 +19,7 @@ from moderation.services.erasures import erasure_run, erasures_due
 from moderation.services.figures import decided_rollups_refresh
 from moderation.services.queue import items_sla_refresh
 from moderation.services.retention import retention_purge
+from moderation.services.routing import items_reroute_waiting
 
 
 class SentAfterCommitTask(DjangoTask):
@@ -34,6 +35,16 @@ class SentAfterCommitTask(DjangoTask):
 def queue_sla_refresh_task() -> int:
     """Items cross their source's review SLA as time passes: re-mark them in the queue."""
     return items_sla_refresh()
+
+
+@shared_task(base=SentAfterCommitTask, name="moderation.tasks.items_reroute", ignore_result=True)
+def items_reroute_task(after_id: int = 0) -> int | None:
+    """After a routing rule changed: the waiting items, routed again one batch at a time
+    (each batch sends the next)."""
+    last = items_reroute_waiting(after_id=after_id)
+    if last is not None:
+        items_reroute_task.delay(last)
+    return last
 
 
 @shared_task(

@@ -3,7 +3,7 @@ endpoints (webhook, item API, decisions feed, OpenAPI document)."""
 
 from django.urls import path
 
-from moderation.views import api, appeals, authors, banks, golden, item, me, queue, team
+from moderation.views import api, appeals, authors, banks, golden, item, me, queue, routing, team
 
 urlpatterns = [
     path("", queue.queue, name="queue"),
@@ -20,6 +20,11 @@ urlpatterns = [
     path("me/settings/", me.my_settings, name="my_settings"),
     path("me/password/", me.my_password, name="my_password"),
     path("team/", team.team, name="team"),
+    path("routing/", routing.routing, name="routing"),
+    path("routing/rules/new/", routing.rule_edit, name="routing_rule_new"),
+    path("routing/rules/<int:rule_id>/", routing.rule_edit, name="routing_rule"),
+    path("routing/queues/new/", routing.queue_edit, name="routing_queue_new"),
+    path("routing/queues/<int:queue_id>/", routing.queue_edit, name="routing_queue"),
     path("team/<int:user_id>/golden-wrong/", team.team_golden_wrong, name="team_golden_wrong"),
     path("items/<int:item_id>/bank/", banks.item_bank, name="item_bank"),
     path("items/<int:item_id>/legal-hold/", item.item_legal_hold, name="item_legal_hold"),

@@ -18,8 +18,9 @@ from labelers import selectors
 from moderation.models import IN_QUEUE, Item, Source
 from moderation.permissions import staff_required
 from moderation.selectors.banks import banks_savings
-from moderation.selectors.queue import sources_sla
+from moderation.selectors.queue import queues_figures, sources_sla
 from moderation.selectors.reviewers import team_exposure
+from moderation.selectors.routing import routing_queues
 
 
 def _admin_list(model: str, **params: Any) -> str:
@@ -169,6 +170,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "periods": periods,
             "activity_rows": activity_rows,
             "source_rows": source_rows,
+            # Each team queue's waiting, oldest and past-SLA figures.
+            "queue_rows": [
+                {"figures": figures, "queue_url": reverse("queue") + f"?queue={figures.queue.pk}"}
+                for figures in queues_figures(list(routing_queues()))
+            ],
             "special_labels": [Item.Status(s).label for s in selectors.SPECIAL_QUEUE_STATUSES],
             "received_waiting": health.get("received", 0),
             "label_failures": label_failures,

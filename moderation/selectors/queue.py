@@ -21,12 +21,19 @@ from moderation.models import (
     QUEUE_FAILED,
     Decision,
     Item,
+    Queue,
     Report,
     Source,
     free_for,
     queue_key_ranges,
 )
-from moderation.permissions import reviewer_source_ids
+from moderation.permissions import (
+    QueueScope,
+    queue_value,
+    reviewer_queue_ids,
+    reviewer_source_ids,
+)
+from moderation.routing import queues_teams
 
 # Counts stop here: the tabs and the SLA header say "10,000+" rather than count a million
 # rows on every page view.
@@ -86,10 +93,37 @@ def _status_items(status: str) -> QuerySet[Item]:
     return Item.objects.filter(status__in=IN_QUEUE)
 
 
-def queue_filter_q(filters: QueueFilter, *, allowed: frozenset[int] | None, prefix: str = "") -> Q:
+def queue_scope_q(queues: QueueScope, prefix: str = "") -> Q:
+    """Items in these queues (Item.queue values, None the default queue); None: all."""
+    if queues is None:
+        return Q()
+    q = Q(**{f"{prefix}queue_id__in": sorted(value for value in queues if value is not None)})
+    if None in queues:
+        q |= Q(**{f"{prefix}queue__isnull": True})
+    return q
+
+
+def filter_scope(filters: QueueFilter, queues: QueueScope) -> QueueScope:
+    """The reviewer's queues narrowed to the filter's queue tab (empty if not theirs)."""
+    if filters.queue is None:
+        return queues
+    value = queue_value(filters.queue)
+    if queues is not None and value not in queues:
+        return frozenset()
+    return frozenset({value})
+
+
+def queue_filter_q(
+    filters: QueueFilter,
+    *,
+    allowed: frozenset[int] | None,
+    prefix: str = "",
+    queues: QueueScope = None,
+) -> Q:
     """Every filter but the status and the score, as a condition on items (reached through
-    `prefix`, e.g. "item__" from decisions); `allowed`: the reviewer's sources (None: all)."""
-    q = Q()
+    `prefix`, e.g. "item__" from decisions); `allowed`: the reviewer's sources (None: all);
+    `queues`: the reviewer's queues (None: all)."""
+    q = queue_scope_q(filter_scope(filters, queues), prefix)
     if allowed is not None:
         q &= Q(**{f"{prefix}source_id__in": sorted(allowed)})
     if filters.source:
@@ -142,37 +176,81 @@ def _row_after(table: str, columns: tuple[str, str], op: str, values: tuple) -> 
     return RawSQL(sql, values, output_field=BooleanField())  # noqa: S611
 
 
-def queue_items(*, reviewer, filters: QueueFilter) -> list[QuerySet[Item]]:
-    """The queue (or the failed or escalated queue), filtered, in review order: one query per
-    range of the sort key, to be read one after the other (see _queue_items); not "mine"."""
-    return _queue_items(allowed=reviewer_source_ids(reviewer), filters=filters)
+def queue_items(
+    *, reviewer, filters: QueueFilter, languages: tuple[str, ...] = ()
+) -> list[list[QuerySet[Item]]]:
+    """The queue (or the failed or escalated queue), filtered, in review order, as streams
+    to merge (one per team queue of the reviewer; one in all for a reviewer of every queue),
+    each a list of ranges of the sort key to be read one after the other (see
+    _queue_items); not "mine". `languages`: only items in these languages."""
+    return _queue_items(
+        allowed=reviewer_source_ids(reviewer),
+        filters=filters,
+        queues=reviewer_queue_ids(reviewer),
+        languages=languages,
+    )
 
 
-def _queue_items(*, allowed: frozenset[int] | None, filters: QueueFilter) -> list[QuerySet[Item]]:
+def _queue_items(
+    *,
+    allowed: frozenset[int] | None,
+    filters: QueueFilter,
+    queues: QueueScope = None,
+    languages: tuple[str, ...] = (),
+) -> list[list[QuerySet[Item]]]:
+    scope = filter_scope(filters, queues)
+    if languages and scope is None:
+        # Per queue and language: each one range of item_queue_language_idx.
+        scope = frozenset(None if is_default else pk for pk, _, is_default in queues_teams())
+        scope |= {None}
     items = _status_items(filters.status).filter(
         queue_filter_q(filters, allowed=allowed), queue_key__isnull=False
     )
     if filters.score_min is None and filters.score_max is None:
-        return [items.order_by("queue_key", "id")]
-    # The score bounds as ranges of the sort key, so that the index reads only what is in
-    # them (an ordered range scan each, not a bitmap to sort) and counts never leave the
-    # index. The ranges hold exactly the scores within the bounds (models.queue_key_ranges;
-    # up to the key's float rounding, ~1e-14), so the score itself is not filtered again.
-    return [
-        items.filter(queue_key__gte=low, queue_key__lte=high).order_by("queue_key", "id")
-        for low, high in queue_key_ranges(filters.score_min, filters.score_max)
-    ]
+        ranges = [items]
+    else:
+        # The score bounds as ranges of the sort key, so that the index reads only what is
+        # in them (an ordered range scan each, not a bitmap to sort) and counts never leave
+        # the index. The ranges hold exactly the scores within the bounds
+        # (models.queue_key_ranges; up to the key's float rounding, ~1e-14), so the score
+        # itself is not filtered again.
+        ranges = [
+            items.filter(queue_key__gte=low, queue_key__lte=high)
+            for low, high in queue_key_ranges(filters.score_min, filters.score_max)
+        ]
+    if scope is None:
+        return [[part.order_by("queue_key", "id") for part in ranges]]
+    # One stream per queue (and language): a reviewer's three queues are three ranges of
+    # item_queue_team_idx (item_queue_language_idx), never a filter over the whole queue.
+    # Each is ordered by that index's whole key (its leading columns are constant within
+    # the stream): ordered by (queue_key, id) alone, the planner may walk item_queue_idx and
+    # filter, which reads the whole rest of the queue when the queue is small (2.8 s at 1M).
+    keys: list[Q] = []
+    for value in sorted(scope, key=lambda value: (value is not None, value or 0)):
+        in_queue = Q(queue__isnull=True) if value is None else Q(queue_id=value)
+        keys += [in_queue & Q(language=language) for language in languages] or [in_queue]
+    order = (
+        ("queue_id", "language", "queue_key", "id")
+        if languages
+        else ("queue_id", "queue_key", "id")
+    )
+    return [[part.filter(key).order_by(*order) for part in ranges] for key in keys]
 
 
-def _read_in_order(parts: list[QuerySet[Item]], limit: int) -> list[Item]:
-    """Up to `limit` items from key ranges that follow each other: the later ranges are read
-    only if the earlier ones run out."""
+def _read_in_order(streams: list[list[QuerySet[Item]]], limit: int) -> list[Item]:
+    """Up to `limit` items in queue order: each stream's key ranges follow each other (the
+    later ranges are read only if the earlier ones run out); the streams are merged."""
     found: list[Item] = []
-    for part in parts:
-        found += part[: limit - len(found)]
-        if len(found) >= limit:
-            break
-    return found
+    for parts in streams:
+        taken: list[Item] = []
+        for part in parts:
+            taken += part[: limit - len(taken)]
+            if len(taken) >= limit:
+                break
+        found += taken
+    if len(streams) > 1:
+        found.sort(key=lambda item: (item.queue_key, item.pk))
+    return found[:limit]
 
 
 def _my_decisions(
@@ -184,7 +262,12 @@ def _my_decisions(
     decisions = (
         Decision.objects.filter(reviewer_id=reviewer.pk)
         .exclude(action=Decision.Action.UNDO)
-        .filter(~Exists(later), queue_filter_q(filters, allowed=allowed, prefix="item__"))
+        .filter(
+            ~Exists(later),
+            queue_filter_q(
+                filters, allowed=allowed, prefix="item__", queues=reviewer_queue_ids(reviewer)
+            ),
+        )
     )
     if filters.score_min is not None:
         decisions = decisions.filter(item__violation_score__gte=filters.score_min)
@@ -237,14 +320,14 @@ def queue_page(
             page.append(decision.item)
         last = rows[size - 1] if len(rows) > size else None
         return page, f"{last.created_at.isoformat()}_{last.id}" if last else None
-    parts = [
-        part.select_related("source", "claimed_by")
-        for part in queue_items(reviewer=reviewer, filters=filters)
+    streams = [
+        [part.select_related("source", "claimed_by") for part in parts]
+        for parts in queue_items(reviewer=reviewer, filters=filters)
     ]
     if cursor is not None:
         after_cursor = _row_after(Item._meta.db_table, ("queue_key", "id"), ">", cursor)
-        parts = [part.filter(after_cursor) for part in parts]
-    found = _read_in_order(parts, size + 1)
+        streams = [[part.filter(after_cursor) for part in parts] for parts in streams]
+    found = _read_in_order(streams, size + 1)
     last_item = found[size - 1] if len(found) > size else None
     following = f"{last_item.queue_key!r}_{last_item.id}" if last_item else None
     return found[:size], following
@@ -265,19 +348,33 @@ def escalations_attach(items: list[Item]) -> None:
         item.escalation = latest.get(item.pk)
 
 
-def queue_next(*, reviewer, filters: QueueFilter, exclude_ids: Iterable[int] = ()) -> Item | None:
-    """The top item of the (filtered) queue nobody else holds a live claim on; `exclude_ids`
-    (e.g. the item just skipped) are passed over. "mine" has no next: it reviews the queue."""
+def queue_next(
+    *,
+    reviewer,
+    filters: QueueFilter,
+    exclude_ids: Iterable[int] = (),
+    languages: tuple[str, ...] = (),
+) -> Item | None:
+    """The top item of the reviewer's (filtered) queues nobody else holds a live claim on,
+    by SLA and score (the sort key); with `languages` (those the reviewer reads), the top
+    item in one of them first, and only then any. `exclude_ids` (e.g. the item just
+    skipped) are passed over. "mine" has no next: it reviews the queue."""
     if filters.status == "mine":
         filters = filters.with_status("undecided")
     free = free_for(reviewer, timezone.now())
     exclude = list(exclude_ids)
-    parts = [
-        part.filter(free).exclude(pk__in=exclude) if exclude else part.filter(free)
-        for part in queue_items(reviewer=reviewer, filters=filters)
-    ]
-    found = _read_in_order(parts, 1)
-    return found[0] if found else None
+    for only in (languages, ()) if languages else ((),):
+        streams = [
+            [
+                part.filter(free).exclude(pk__in=exclude) if exclude else part.filter(free)
+                for part in parts
+            ]
+            for parts in queue_items(reviewer=reviewer, filters=filters, languages=only)
+        ]
+        found = _read_in_order(streams, 1)
+        if found:
+            return found[0]
+    return None
 
 
 class NothingNext(NamedTuple):
@@ -302,13 +399,19 @@ def queue_nothing_next(
     def count(parts: list[QuerySet[Item]]) -> int:
         return sum(part.order_by()[: QUEUE_COUNT_CAP + 1].count() for part in parts)
 
-    parts = queue_items(reviewer=reviewer, filters=filters)
+    parts = [part for stream in queue_items(reviewer=reviewer, filters=filters) for part in stream]
     unfiltered = QueueFilter(status=filters.status)
     return NothingNext(
         waiting=count(parts),
         held_by_others=count([part.exclude(free) for part in parts]),
         skipped=count([part.filter(free, pk__in=exclude) for part in parts]) if exclude else 0,
-        waiting_unfiltered=count(queue_items(reviewer=reviewer, filters=unfiltered)),
+        waiting_unfiltered=count(
+            [
+                part
+                for stream in queue_items(reviewer=reviewer, filters=unfiltered)
+                for part in stream
+            ]
+        ),
     )
 
 
@@ -319,14 +422,22 @@ def queue_counts(
     at most a few seconds old."""
     statuses = tuple(statuses)
     allowed = reviewer_source_ids(reviewer)
+    queues = reviewer_queue_ids(reviewer)
     # "Decided by me" is the reviewer's own; the other tabs depend only on the scope.
-    key = ("counts", allowed, filters, statuses, reviewer.pk if "mine" in statuses else None)
+    key = (
+        "counts",
+        allowed,
+        queues,
+        filters,
+        statuses,
+        reviewer.pk if "mine" in statuses else None,
+    )
     return queue_figures_cache.get(  # type: ignore[return-value]
-        key, lambda: _queue_counts(reviewer, filters, statuses, allowed)
+        key, lambda: _queue_counts(reviewer, filters, statuses, allowed, queues)
     )
 
 
-def _queue_counts(reviewer, filters, statuses, allowed) -> dict[str, QueueCount]:
+def _queue_counts(reviewer, filters, statuses, allowed, queues) -> dict[str, QueueCount]:
     parts = []
     for status in statuses:
         status_filters = filters.with_status(status)
@@ -335,7 +446,11 @@ def _queue_counts(reviewer, filters, statuses, allowed) -> dict[str, QueueCount]
                 _my_decisions(reviewer=reviewer, filters=status_filters, allowed=allowed)
             ]
         else:
-            ranges = list(_queue_items(allowed=allowed, filters=status_filters))
+            ranges = [
+                part
+                for stream in _queue_items(allowed=allowed, filters=status_filters, queues=queues)
+                for part in stream
+            ]
         parts.append([_capped_count_sql(items) for items in ranges])
     figures = iter(_scalars([sql for status_parts in parts for sql in status_parts]))
     return {
@@ -427,3 +542,61 @@ def escalated_items(*, reviewer) -> QuerySet[Item]:
         items = items.filter(source_id__in=allowed)
     # The queue key: served by item_queue_escalated_idx, past-SLA items first in their band.
     return items.select_related("source", "claimed_by").order_by("queue_key", "id")
+
+
+class QueueFigures(NamedTuple):
+    """A team queue's tab and dashboard row: items waiting, past their SLA, the oldest."""
+
+    queue: Queue
+    waiting: QueueCount
+    past_sla: QueueCount
+    oldest_since: datetime | None
+
+
+def reviewer_queues(reviewer) -> list[Queue]:
+    """The queues a reviewer is served, default first, then by name."""
+    scope = reviewer_queue_ids(reviewer)
+    queues = list(Queue.objects.select_related("team").order_by("-is_default", "name"))
+    if scope is None:
+        return queues
+    return [queue for queue in queues if (None if queue.is_default else queue.pk) in scope]
+
+
+def queues_figures(queues: list[Queue]) -> list[QueueFigures]:
+    """Per queue: waiting (capped), past SLA (capped), the oldest arrival; each figure one
+    range of item_queue_sla_idx, all in one round trip, a few seconds old at most."""
+    key = ("queues", tuple((queue.pk, queue.is_default) for queue in queues))
+    return queue_figures_cache.get(key, lambda: _queues_figures(queues))  # type: ignore[return-value]
+
+
+def _queues_figures(queues: list[Queue]) -> list[QueueFigures]:
+    parts = []
+    for queue in queues:
+        items = Item.objects.filter(status__in=IN_QUEUE)
+        items = items.filter(queue__isnull=True) if queue.is_default else items.filter(queue=queue)
+        parts += [
+            _capped_count_sql(items),
+            _capped_count_sql(items.filter(sla_breached=True)),
+        ]
+        for breached in (True, False):
+            sql, params = (
+                items.filter(sla_breached=breached)
+                .order_by("waiting_since")
+                .values("waiting_since")[:1]
+                .query.sql_with_params()
+            )
+            parts.append((sql, params))
+    figures = _scalars(parts)
+    rows = []
+    for n, queue in enumerate(queues):
+        waiting, past, *oldest = figures[4 * n : 4 * n + 4]
+        since = [found for value in oldest if (found := _as_datetime(value)) is not None]
+        rows.append(
+            QueueFigures(
+                queue=queue,
+                waiting=QueueCount(waiting),
+                past_sla=QueueCount(past),
+                oldest_since=min(since) if since else None,
+            )
+        )
+    return rows

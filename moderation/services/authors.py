@@ -22,6 +22,7 @@ from moderation.models import (
     Source,
     Strike,
 )
+from moderation.services.routing import author_items_route
 from moderation.tasks import callback_deliver_task
 
 
@@ -154,6 +155,8 @@ def decision_strikes(*, decision: Decision, item: Item, source: Source) -> None:
         Strike.objects.create(
             author_id=item.author_id, item=item, decision=decision, weight=weight, created_at=now
         )
+        # A new strike is a new fact of the author's other waiting items.
+        author_items_route(author_id=item.author_id)
         _propose_if_crossed(
             author_id=item.author_id, source=source, before=before, decision=decision, now=now
         )

@@ -40,6 +40,7 @@ from moderation.models import (
 from moderation.pdq_index import PdqIndex, as_u64, hex_to_words, popcount_distances
 from moderation.services.decisions import decision_create, item_decision_apply
 from moderation.services.queue import queue_key_sync
+from moderation.services.routing import item_route
 
 logger = logging.getLogger(__name__)
 
@@ -193,6 +194,7 @@ def _act(locked: Item, bank: Bank) -> None:
         locked.flagged_at = locked.flagged_at or timezone.now()
         queue_key_sync(locked)
         locked.save(update_fields=["status", "queue_score", "queue_key", "flagged_at"])
+        item_route(item_id=locked.pk)
     else:
         # Known good: cleared without labels, never flagged.
         locked.status = Item.Status.LABELED

@@ -24,6 +24,7 @@ from moderation.models import (
     Decision,
     DecisionReason,
     Item,
+    Queue,
     Source,
 )
 from moderation.services.authors import decision_strikes
@@ -31,6 +32,7 @@ from moderation.services.figures import item_figures_changed
 from moderation.services.items import item_revision_check
 from moderation.services.queue import queue_key_sync, queue_score_for
 from moderation.services.reports import reports_answer, reports_answered
+from moderation.services.routing import item_route
 from moderation.tasks import callback_deliver_task
 
 REASON_KEYS = range(1, 10)
@@ -75,6 +77,13 @@ def note_check(note: str) -> None:
         )
 
 
+def item_queue(item: Item) -> Queue | None:
+    """The queue the item is in (the default queue when no rule routed it)."""
+    if item.queue_id is not None:
+        return Queue.objects.filter(pk=item.queue_id).first()
+    return Queue.objects.filter(is_default=True).first()
+
+
 def decision_record(
     *,
     item: Item,
@@ -105,6 +114,9 @@ def decision_record(
         item_revision_check(locked, revision=revision)
         if locked.status == Item.Status.ESCALATED and not may_decide_escalated:
             raise NotAllowed("escalated items are decided by senior reviewers")
+        queue = item_queue(locked)
+        if queue is not None and not queue.allows(action):
+            raise NotAllowed(f"the {queue.name} queue does not allow {action}")
         if decisions_seen is not None and locked.decisions.count() != decisions_seen:
             latest = locked.decisions.order_by("-created_at", "-id").first()
             if latest is not None and latest.reviewer_id == reviewer.pk:
@@ -275,6 +287,9 @@ def item_decision_apply(
             "claim_expires_at",
         ]
     )
+    if status in REVIEWABLE:
+        # Back in review (an undo, an escalation): its queue follows its facts again.
+        item_route(item_id=locked.pk)
 
 
 def decision_create(*, item: Item, **fields) -> Decision:

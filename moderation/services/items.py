@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from moderation.errors import StaleRevision
 from moderation.intake import IntakePayload
+from moderation.language import detect_language
 from moderation.models import (
     LIVE,
     Author,
@@ -144,6 +145,7 @@ _INSERT_COLUMNS = (
     "author_id",
     "received_at",
     "waiting_since",
+    "language",
 )
 _INSERT_CONSTANTS = {
     "revision": "1",
@@ -164,6 +166,7 @@ _INSERT_CONSTANTS = {
     "legal_hold_reason": "''",
     "purged_at": "NULL",
     "erased_at": "NULL",
+    "queue_id": "NULL",
 }
 # Built once from the constants above, never from input: every value is a parameter.
 _INSERT_SQL = "INSERT INTO {table} ({columns}) VALUES ({values})".format(  # noqa: S608
@@ -243,6 +246,7 @@ def _new_item(
         received_at=now,
         waiting_since=now,
         status=Item.Status.RECEIVED,
+        language=detect_language(payload.content_text),
         **media,
     )
     at = connection.ops.adapt_datetimefield_value(now)
@@ -260,6 +264,7 @@ def _new_item(
         author.pk if author is not None else None,
         at,
         at,
+        item.language,
     ]
     return item, params
 
@@ -345,6 +350,7 @@ def _item_revise(
             }
             for name, value in new_content.items():
                 setattr(locked, name, value)
+            locked.language = detect_language(payload.content_text)
             # An edit without `author` keeps the item's author.
             if author is not None:
                 locked.author = author

@@ -13,6 +13,7 @@ from moderation.models import (
     IN_QUEUE,
     REVIEWABLE,
     Item,
+    Queue,
     Source,
     queue_key,
 )
@@ -78,9 +79,21 @@ def items_sla_refresh(*, now=None) -> int:
     now = now or timezone.now()
     changed = 0
     sources = Source.objects.values_list("id", "review_sla_minutes")
+    # A team queue with an SLA of its own holds its items to it (item_queue_sla_idx), not to
+    # their sources' SLAs.
+    own_sla = dict(
+        Queue.objects.filter(sla_minutes__isnull=False, is_default=False).values_list(
+            "id", "sla_minutes"
+        )
+    )
+    for queue_id, sla_minutes in own_sla.items():
+        waiting = Item.objects.filter(queue_id=queue_id, status__in=IN_QUEUE)
+        changed += _sla_mark(waiting, now - timedelta(minutes=sla_minutes))
     # The queue's statuses match the index's condition; escalated items are few.
     for (source_id, sla_minutes), statuses in product(sources, (IN_QUEUE, (ESCALATED,))):
         waiting = Item.objects.filter(source_id=source_id, status__in=statuses)
+        if own_sla and statuses == IN_QUEUE:
+            waiting = waiting.exclude(queue_id__in=list(own_sla))
         if sla_minutes:
             cutoff = now - timedelta(minutes=sla_minutes)
             crossed = waiting.filter(sla_breached=False, waiting_since__lt=cutoff)
@@ -90,3 +103,11 @@ def items_sla_refresh(*, now=None) -> int:
             back = waiting.filter(sla_breached=True)
         changed += back.update(sla_breached=False, queue_key=F("queue_key") + _BREACH_SHIFT)
     return changed
+
+
+def _sla_mark(waiting, cutoff) -> int:
+    crossed = waiting.filter(sla_breached=False, waiting_since__lt=cutoff)
+    back = waiting.filter(sla_breached=True, waiting_since__gte=cutoff)
+    return crossed.update(
+        sla_breached=True, queue_key=F("queue_key") - _BREACH_SHIFT
+    ) + back.update(sla_breached=False, queue_key=F("queue_key") + _BREACH_SHIFT)

@@ -18,6 +18,7 @@ from moderation.models import Decision, Item, Report, Source
 from moderation.selectors.reports import item_report_score, open_reporters
 from moderation.services.items import item_ingest
 from moderation.services.queue import queue_key_sync, queue_score_for
+from moderation.services.routing import item_route
 
 
 def _latest_decision(item: Item) -> Decision | None:
@@ -66,6 +67,7 @@ def _item_reports_changed(locked: Item, *, source: Source) -> None:
     )
     queue_key_sync(locked)
     _item_update(locked, fields)
+    item_route(item_id=locked.pk)  # a report (and its reason) is a new fact
 
 
 # Intake's read of the reported item, locked until the report commits: only the columns a

@@ -14,6 +14,7 @@ from moderation.models import (
 )
 from moderation.services.figures import item_figures_changed
 from moderation.services.queue import queue_key_sync, queue_score_for
+from moderation.services.routing import items_route
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ def items_send_for_rereview(*, item_ids: Iterable[int], requested_by) -> int:
                     "claim_expires_at",
                 ],
             )
+            items_route(item_ids=[item.pk for item in items])
             audit_record(
                 action="items.rereview",
                 actor=requested_by,

@@ -43,6 +43,7 @@ def reviewer_settings_save(*, reviewer, **values) -> ReviewerSettings:
         "mute_video",
         "exposure_budget_reveals",
         "exposure_budget_minutes",
+        "languages",
     }
     unknown = set(values) - allowed
     if unknown:

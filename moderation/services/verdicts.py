@@ -20,6 +20,7 @@ from moderation.services.banks import bank_hashes_match_recent, items_bank_match
 from moderation.services.decisions import decision_create, item_decision_apply
 from moderation.services.figures import item_figures_changed
 from moderation.services.queue import queue_key_expression, queue_key_sync, queue_score_for
+from moderation.services.routing import item_route, items_route
 
 
 class ReceivedItem(NamedTuple):
@@ -66,6 +67,7 @@ def items_routed(*, routed: list[int], unrouted: list[int]) -> None:
     Item.objects.filter(pk__in=unrouted).update(
         status=Item.Status.UNROUTED, queue_score=1.0, queue_key=queue_key_expression(1.0)
     )
+    items_route(item_ids=unrouted)
 
 
 def items_route_again(*, source_id: int) -> int:
@@ -141,6 +143,8 @@ def item_labels_changed(
             revision=revision,
             versions=versions,
         )
+    # A new label or verdict is a new fact: the item's queue follows (no query without rules).
+    item_route(item_id=item_id)
 
 
 # An item whose status still follows its labels (written into the SQL: constants of the code).

@@ -25,8 +25,8 @@ from moderation.http import ranged_file_response
 from moderation.models import NOTE_MAX_LENGTH, REVIEWABLE, Decision, GoldenAnswer, Item
 from moderation.permissions import (
     can_review_escalated,
+    may_see_item,
     reviewer_required,
-    reviewer_source_ids,
     senior_required,
 )
 from moderation.selectors.appeals import item_pending_appeal
@@ -47,7 +47,7 @@ from moderation.selectors.reports import item_reports_panel
 from moderation.selectors.reviewers import exposure, reviewer_settings
 from moderation.services.appeals import appeal_decider_problem
 from moderation.services.claims import item_claim, item_release
-from moderation.services.decisions import decision_record, decision_undo
+from moderation.services.decisions import decision_record, decision_undo, item_queue
 from moderation.services.golden import (
     GOLDEN_ACTIONS,
     golden_answer_record,
@@ -67,9 +67,8 @@ def _reviewable_item(request: HttpRequest, item_id: int, *, own_escalation=False
     item = get_object_or_404(
         Item.objects.select_related("source", "claimed_by", "author"), pk=item_id
     )
-    allowed = reviewer_source_ids(request.user)
-    if allowed is not None and item.source_id not in allowed:
-        raise Http404  # not even whether it exists
+    if not may_see_item(request.user, item):
+        raise Http404  # another team's queue, or source: not even whether it exists
     senior = own_escalation or can_review_escalated(request.user)
     if item.status == Item.Status.ESCALATED and not senior:
         escalated_by = (
@@ -157,6 +156,11 @@ def _item_page(
         "-revision", "-violation_score"
     )
     review_settings = reviewer_settings(request.user)
+    queue = item_queue(item)
+    if queue is not None:
+        # The queue's wellness settings win over the reviewer's (in memory, never saved).
+        review_settings.blur_media = review_settings.blur_media or queue.always_blur
+        review_settings.grayscale_media = review_settings.grayscale_media or queue.always_grayscale
     lease = settings.REVIEW_LEASE_SECONDS
     banks = bank_panel(request, item)
     appeal = item_pending_appeal(item)
@@ -182,7 +186,12 @@ def _item_page(
             "claim_seconds": lease,
             "claim_seconds_display": f"{lease // 60}:{lease % 60:02d}",
             "reviewable": REVIEWABLE,
-            "actions": decision_actions(),
+            "actions": [
+                choice
+                for choice in decision_actions()
+                if queue is None or queue.allows(choice.value)
+            ],
+            "queue": queue,
             "back": _back(request),
             "review_settings": review_settings,
             "golden": golden,

@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -38,8 +38,10 @@ from moderation.selectors.queue import (
     queue_nothing_next,
     queue_page,
     queue_sla,
+    queues_figures,
+    reviewer_queues,
 )
-from moderation.selectors.reviewers import exposure
+from moderation.selectors.reviewers import exposure, reviewer_settings
 from moderation.services.claims import item_claim
 from moderation.services.golden import (
     golden_answer_serve,
@@ -66,6 +68,9 @@ def _queue(request: HttpRequest, filters: QueueFilter, *, title: str, tabs=True)
     senior = can_review_escalated(request.user)
     if filters.status == "escalated" and not senior:
         raise PermissionDenied
+    queues = reviewer_queues(request.user)
+    if filters.queue is not None and filters.queue not in {queue.pk for queue in queues}:
+        raise Http404  # another team's queue
     statuses = [status for status in STATUSES if senior or status != "escalated"]
     if not tabs:
         statuses = [filters.status]
@@ -123,6 +128,16 @@ def _queue(request: HttpRequest, filters: QueueFilter, *, title: str, tabs=True)
             "stalled": labeling_stalled(),
             "filter_problems": problems,
             "search_max_length": SEARCH_MAX_LENGTH,
+            # A tab per queue the reviewer is served, once there is more than the default.
+            "queue_tabs": [
+                {
+                    "figures": figures,
+                    "url": replace(filters, queue=figures.queue.pk).querystring(),
+                    "active": figures.queue.pk == filters.queue,
+                }
+                for figures in (queues_figures(queues) if tabs and len(queues) > 1 else [])
+            ],
+            "all_queues_url": replace(filters, queue=None).querystring() or "?",
         },
         status=400 if problems else 200,
     )
@@ -185,12 +200,19 @@ def _pick_next(request: HttpRequest, filters: QueueFilter) -> tuple[Item | None,
     """The next item for this reviewer, and the filters it was found under; over their
     exposure budget, text-only items first."""
     skipped = request.session.get("skipped", [])
+    # The languages the reviewer reads first, within their queues.
+    languages = tuple(reviewer_settings(request.user).languages or ())
     if not filters.media and exposure(request.user).over_budget:
         text_first = replace(filters, media="text")
-        item = queue_next(reviewer=request.user, filters=text_first, exclude_ids=skipped)
+        item = queue_next(
+            reviewer=request.user, filters=text_first, exclude_ids=skipped, languages=languages
+        )
         if item is not None:
             return item, text_first
-    return queue_next(reviewer=request.user, filters=filters, exclude_ids=skipped), filters
+    item = queue_next(
+        reviewer=request.user, filters=filters, exclude_ids=skipped, languages=languages
+    )
+    return item, filters
 
 
 def _serve_golden(request: HttpRequest, filters: QueueFilter) -> GoldenAnswer | None:
