@@ -125,12 +125,14 @@ CROSS JOIN LATERAL (
 
 ITEMS_SQL = """
 INSERT INTO moderation_item (
+    legal_hold, legal_hold_reason, language,
     id, source_id, external_id, webhook_id, content_text, content_image, content_image_type,
     content_video, content_video_type, content_hash, metadata, received_at, waiting_since,
     revision, status, violation_score, queue_score, queue_key, sla_breached, flagged_at,
     verdict_versions, decided_at
 )
-SELECT n, src.ids[1 + n %% 2], 'ext-' || n, 'wh-' || n, 'item ' || n, '', '', '', '',
+SELECT false, '', '',
+       n, src.ids[1 + n %% 2], 'ext-' || n, 'wh-' || n, 'item ' || n, '', '', '', '',
        md5(n::text), '{}'::jsonb, at, at, 1, status,
        CASE label WHEN '1' THEN conf ELSE 1 - conf END,
        q.score,

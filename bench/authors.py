@@ -52,12 +52,14 @@ WARMUP = 5
 
 SEED_ITEMS = """
 INSERT INTO moderation_item (
+    legal_hold, legal_hold_reason, language,
     source_id, author_id, external_id, webhook_id, content_text, content_image,
     content_image_type, content_video, content_video_type, content_hash, metadata,
     received_at, waiting_since, revision, status, violation_score, queue_score, queue_key,
     sla_breached, flagged_at, verdict_versions, decided_action
 )
-SELECT %(source)s, %(author)s, %(prefix)s || n, %(prefix)s || 'wh-' || n, 'post ' || n,
+SELECT false, '', '',
+       %(source)s, %(author)s, %(prefix)s || n, %(prefix)s || 'wh-' || n, 'post ' || n,
     '', '', '', '', md5(%(prefix)s || n), '{}'::jsonb,
     now() - (n || ' seconds')::interval, now(), 1,
     CASE WHEN n %% 10 = 0 THEN 'decided' WHEN n %% 10 = 1 THEN 'labeled' ELSE 'flagged' END,

@@ -88,12 +88,14 @@ WORDS = "hello spam offer cheap watches click here great deal free account frien
 
 SEED_SQL = """
 INSERT INTO moderation_item (
+    legal_hold, legal_hold_reason,
     source_id, external_id, webhook_id, content_text, content_image, content_image_type,
     content_video, content_video_type, content_hash, metadata, received_at, waiting_since,
     revision, status, violation_score, queue_score, queue_key, sla_breached, flagged_at,
     verdict_versions, queue_id, language
 )
 SELECT
+    false, '',
     src.ids[1 + n %% 4],
     'ext-' || n, 'wh-' || n,
     'item ' || n || ' '

@@ -68,12 +68,14 @@ TEXTS = [
 
 SEED_SQL = """
 INSERT INTO moderation_item (
+    legal_hold, legal_hold_reason,
     source_id, external_id, webhook_id, content_text, content_image, content_image_type,
     content_video, content_video_type, content_hash, metadata, received_at, waiting_since,
     revision, status, violation_score, queue_score, queue_key, sla_breached, verdict_versions,
     language
 )
 SELECT
+    false, '',
     src.ids[1 + n %% 4], 'p-' || n, 'pw-' || n, 'item ' || n,
     CASE WHEN n %% 20 = 0 THEN 'images/bench.png' ELSE '' END,
     CASE WHEN n %% 20 = 0 THEN 'image/png' ELSE '' END,
