@@ -13,6 +13,7 @@ from django.utils import timezone
 from audit.models import AuditEntry
 from audit.selectors import entries_jsonl
 from audit.services import audit_record
+from lib.admin_display import ReadOnlyAdmin
 
 
 class PersonFilter(admin.SimpleListFilter):
@@ -68,7 +69,7 @@ EXPORT_FILTERS = {"actor_id", "action", "object_type", "q"}
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(ReadOnlyAdmin):
     list_display = ("seq", "at", "actor_username", "ip", "action", "object_type", "object_id")
     list_filter = (PersonFilter, ActionFilter, ObjectTypeFilter, "at")
     # The object's id (with the type filter), or a name tried at a failed login.
@@ -79,17 +80,7 @@ class AuditEntryAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in AuditEntry._meta.fields]
     change_list_template = "admin/audit/auditentry/change_list.html"
 
-    # Nobody changes the log through the admin: no add, change or delete, superusers
-    # included (has_*_permission here wins over a superuser's every-permission).
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
+    # Nobody changes the log through the admin (ReadOnlyAdmin), superusers included.
     def get_urls(self):
         export = path(
             "export/",

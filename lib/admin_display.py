@@ -1,5 +1,5 @@
 """The admin's figures as people read them: float fields to three decimals (0.343), not as
-Python spells the binary float (0.34299999999999997)."""
+Python spells the binary float (0.34299999999999997); and records the admin only shows."""
 
 from __future__ import annotations
 
@@ -48,3 +48,18 @@ class RoundedFloatsMixin:
         readonly = super().get_readonly_fields(request, obj)  # type: ignore[misc]
         swapped = [name for name in readonly if name in self._rounded]
         return [*(super().get_exclude(request, obj) or ()), *swapped]  # type: ignore[misc]
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """A record the admin shows and never writes: no add, change or delete, superusers
+    included (has_*_permission here wins over a superuser's every permission). For what
+    arrives by webhook or is written by the app's own services (decisions, the audit log)."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -15,7 +15,7 @@ from audit.services import audit_record
 from labelers.admin import StallWarning
 from labelers.selectors import source_routing_problem
 from labelers.tasks import reevaluation_start, relabel_items_start
-from lib.admin_display import RoundedFloatsMixin
+from lib.admin_display import ReadOnlyAdmin, RoundedFloatsMixin
 from lib.text import plural
 from moderation import admin_banks  # noqa: F401  (registers the hash banks' pages)
 from moderation.callbacks.http import CallbackRefused, check_scheme
@@ -373,7 +373,7 @@ class ItemAdmin(LegalHoldAdminMixin, RoundedFloatsMixin, StallWarning, admin.Mod
 
 
 @admin.register(Decision)
-class DecisionAdmin(admin.ModelAdmin):
+class DecisionAdmin(ReadOnlyAdmin):
     list_display = ("item", "action", "reason", "reviewer", "created_at")
     list_filter = ("action", "created_at")
     readonly_fields = (
@@ -388,15 +388,6 @@ class DecisionAdmin(admin.ModelAdmin):
         "undoes",
         "created_at",
     )
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(DecisionReason)
@@ -495,7 +486,7 @@ class CallbackDeliveryAdmin(admin.ModelAdmin):
 
 
 @admin.register(Appeal)
-class AppealAdmin(admin.ModelAdmin):
+class AppealAdmin(ReadOnlyAdmin):
     """Appeals, for the record: they arrive by webhook and seniors decide them on their page
     (/appeals/), so nothing here writes."""
 
@@ -504,18 +495,9 @@ class AppealAdmin(admin.ModelAdmin):
     list_select_related = ("source", "decided_by")
     search_fields = ("appeal_id",)
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(Report)
-class ReportAdmin(admin.ModelAdmin):
+class ReportAdmin(ReadOnlyAdmin):
     """Users' reports, for the record: they arrive by webhook and are answered by the
     decisions on their items, so nothing here writes. The comment is the reporter's words:
     on the report's page only (escaped), never in the list."""
@@ -529,15 +511,6 @@ class ReportAdmin(admin.ModelAdmin):
     @admin.display(boolean=True, description="open")
     def open(self, report: Report) -> bool:
         return report.decision_id is None
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(GoldenItem)
@@ -658,19 +631,10 @@ class AccountActionAdmin(admin.ModelAdmin):
 
 
 @admin.register(Erasure)
-class ErasureAdmin(admin.ModelAdmin):
+class ErasureAdmin(ReadOnlyAdmin):
     """Products' erasure requests and their receipts (POST /api/erasures/): read only."""
 
     list_display = ("erasure_id", "source", "status", "author_id", "created_at", "finished_at")
     list_filter = ("status", "source")
     search_fields = ("erasure_id", "author_id")
     readonly_fields = [f.name for f in Erasure._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
