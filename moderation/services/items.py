@@ -99,7 +99,11 @@ def item_ingest(*, source: Source, payload: IntakePayload, webhook_id: str) -> t
                 )
                 if item is None:
                     if payload.author is not None:
-                        author = author_for_intake(source=source, author=payload.author)
+                        author = author_for_intake(
+                            source=source,
+                            author=payload.author,
+                            missed=_known_author_insert_applies(payload),
+                        )
                     item = _item_insert(
                         source=source,
                         payload=payload,
@@ -196,12 +200,18 @@ _INSERT_KNOWN_AUTHOR_SQL = (  # built from the constants above: every value a pa
 )
 
 
+def _known_author_insert_applies(payload: IntakePayload) -> bool:
+    """Whether _item_insert_known_author looks the payload's author up (and so a miss there
+    means a new author)."""
+    return payload.author is not None and connection.vendor == "postgresql"
+
+
 def _item_insert_known_author(
     *, source: Source, payload: IntakePayload, webhook_id: str, media: dict[str, str]
 ) -> tuple[Item | None, Author | None]:
     """On PostgreSQL, the new item of an author stored before, with that author, in one
     statement; (None, None) elsewhere, without an author, or when the author is new."""
-    if payload.author is None or connection.vendor != "postgresql":
+    if not _known_author_insert_applies(payload):
         return None, None
     item, params = _new_item(source=source, payload=payload, webhook_id=webhook_id, media=media)
     with connection.cursor() as cursor:

@@ -214,6 +214,25 @@ def test_an_item_of_a_known_author_is_stored_as_the_first_one_was(source):
     assert _fields(second) == _fields(stored) and not second._state.adding
 
 
+def test_a_new_authors_first_item_looks_the_author_up_once(source):
+    """The first item of an author: one lookup finds nobody (on PostgreSQL, the
+    one-statement insert's), then the author and the item are inserted; the author is not
+    looked up a second time."""
+    author = AuthorPayload(id="u-new", name="Ann")
+    with CaptureQueriesContext(connection) as queries:
+        item, created = item_ingest(
+            source=source,
+            payload=IntakePayload(external_id="p1", content_text="a", author=author),
+            webhook_id="msg_1",
+        )
+    assert created and item.author.external_id == "u-new"
+    statements = [q["sql"] for q in queries if "SAVEPOINT" not in q["sql"]]
+    lookups = [sql for sql in statements if "external_id" in sql and "SELECT" in sql.upper()]
+    assert len(lookups) == 1, statements
+    assert len(statements) == 3, statements  # lookup, the author's insert, the item's
+    assert Author.objects.get(source=source, external_id="u-new").name == "Ann"
+
+
 def test_a_known_authors_new_name_is_taken_and_a_conflict_raises(source):
     author = AuthorPayload(id="u-1", name="Ann")
     item_ingest(
