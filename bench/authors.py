@@ -148,6 +148,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument("--intake", type=int, default=400, help="webhooks per intake round")
+    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = parser.parse_args()
     print(f"load {load()}", flush=True)
     pgdb.recreate_database(DB_NAME)
@@ -194,7 +195,8 @@ def main() -> int:
             f"| {statistics.median(panel):.1f} ms "
             f"({statistics.median(panel) / statistics.median(base):.2f} x) |"
         )
-    pgdb.drop_database(DB_NAME)
+    if not args.keep:
+        pgdb.drop_database(DB_NAME)
     return 0
 
 

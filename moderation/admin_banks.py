@@ -140,18 +140,21 @@ class BankHashAdmin(admin.ModelAdmin):
         obj.hash = obj.hash.strip().lower()
         if not change:
             obj.added_by = request.user
+        # An edited hash may have moved from one bank to another: both indexes rebuild.
+        before = BankHash.objects.filter(pk=obj.pk).values_list("bank_id", flat=True).first()
         super().save_model(request, obj, form, change)
-        bank_touch(obj.bank_id)
+        for bank_id in {obj.bank_id, before} - {None}:
+            bank_touch(bank_id, rewrite=change)
 
     def delete_model(self, request, obj):
         super().delete_model(request, obj)
-        bank_touch(obj.bank_id)
+        bank_touch(obj.bank_id, rewrite=True)
 
     def delete_queryset(self, request, queryset):
         bank_ids = set(queryset.values_list("bank_id", flat=True))
         super().delete_queryset(request, queryset)
         for bank_id in bank_ids:
-            bank_touch(bank_id)
+            bank_touch(bank_id, rewrite=True)
 
 
 @admin.register(BankMatch)

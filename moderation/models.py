@@ -1149,6 +1149,9 @@ class Bank(models.Model):
     # Bumped by every change of the bank's hashes or settings: each process's PDQ index
     # compares the sum over banks with the one it was built at and reloads when it moved.
     version = models.PositiveBigIntegerField(default=0)
+    # Bumped when a PDQ hash of the bank was changed or deleted (not when one was added):
+    # an index may take in new hashes without a rebuild only while this stays the same.
+    pdq_rewrites = models.PositiveBigIntegerField(default=0, db_default=0)
 
     class Meta:
         ordering = ["name"]

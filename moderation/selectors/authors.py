@@ -147,6 +147,9 @@ class AuthorPanel:
     active_strikes: int
     actions: list[AccountAction]
     proposals: int
+    # More than PANEL_COUNT_CAP strikes stand: active_strikes sums the latest of them only
+    # (shown as "N+"; an author that far past every threshold needs no exact figure).
+    strikes_capped: bool = False
 
 
 PANEL_ACTIONS = 5
@@ -177,7 +180,8 @@ def _capped(rows: QuerySet, *order: str) -> tuple[str, tuple]:
 # view, and compiling five querysets cost more than running them. Each count reads one
 # index range of at most PANEL_COUNT_CAP + 1 entries: item_author_idx (backwards, so the
 # planner never scans the table for a prolific author), item_author_flagged_idx,
-# item_author_removed_idx; strikes read strike_author_idx.
+# item_author_removed_idx; strikes read strike_author_idx backwards, at most as many
+# (an author with 10,000 standing strikes made it a scan of the strikes table).
 _PANEL_SQL = f"""
 SELECT
   (SELECT COUNT(*) FROM (SELECT id FROM {Item._meta.db_table} WHERE author_id = %(author)s
@@ -186,10 +190,13 @@ SELECT
      AND flagged_at IS NOT NULL LIMIT %(cap)s) AS capped),
   (SELECT COUNT(*) FROM (SELECT id FROM {Item._meta.db_table} WHERE author_id = %(author)s
      AND status = %(decided)s AND decided_action = %(remove)s LIMIT %(cap)s) AS capped),
-  (SELECT SUM(weight) FROM {Strike._meta.db_table} WHERE author_id = %(author)s
-     AND withdrawn_at IS NULL AND created_at > %(since)s),
+  strikes.total, strikes.n,
   (SELECT COUNT(*) FROM {AccountActionProposal._meta.db_table}
      WHERE author_id = %(author)s AND status = %(proposed)s)
+FROM (SELECT SUM(weight) AS total, COUNT(*) AS n FROM (
+  SELECT weight FROM {Strike._meta.db_table} WHERE author_id = %(author)s
+    AND withdrawn_at IS NULL AND created_at > %(since)s
+  ORDER BY created_at DESC, id DESC LIMIT %(cap)s) AS recent) AS strikes
 """  # noqa: S608 (table names from the models, every value a parameter)
 
 
@@ -207,7 +214,7 @@ def author_panel_for(author: Author, *, source: Source | None = None) -> AuthorP
     }
     with connection.cursor() as cursor:
         cursor.execute(_PANEL_SQL, params)
-        n_items, n_flagged, n_removed, strikes, proposals = cursor.fetchone()
+        n_items, n_flagged, n_removed, strikes, n_strikes, proposals = cursor.fetchone()
     return AuthorPanel(
         author=author,
         account_age=now - author.account_created_at if author.account_created_at else None,
@@ -215,6 +222,7 @@ def author_panel_for(author: Author, *, source: Source | None = None) -> AuthorP
         flagged=PanelCount(n_flagged),
         removed=PanelCount(n_removed),
         active_strikes=strikes or 0,
+        strikes_capped=n_strikes > PANEL_COUNT_CAP,
         actions=author_actions(author, limit=PANEL_ACTIONS),
         proposals=proposals or 0,
     )

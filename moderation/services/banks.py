@@ -78,14 +78,51 @@ def item_hashes_compute(item: Item) -> list[ItemHash]:
 
 @dataclass
 class _IndexState:
+    """This process's PDQ index: a full build of every bank's PDQ hashes (the multi-index
+    tables) and, beside it, the hashes added since (a small array scanned whole), so that a
+    hash banked by a reviewer reaches every process without a rebuild of 1 M hashes."""
+
     version: tuple | None = None
     index: PdqIndex = field(default_factory=lambda: PdqIndex([]))
     # By index position: the bank hash's id and its bank's (arrays, not a tuple per hash).
+    # hash_ids ascend (rows are read in id order).
     hash_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     bank_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # What the full build saw: each bank's pdq_rewrites, the highest hash id, and when.
+    rewrites: dict[int, int] = field(default_factory=dict)
+    top_id: int = 0
+    built_at: float = 0.0
+    # Hashes added since the full build: (N, 4) uint64 words, their ids and banks.
+    added_u64: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), dtype=np.uint64))
+    added_hash_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    added_bank_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    full_builds: int = 0  # how often this process rebuilt everything (the tests read it)
+
+    def lookup(self, query_hex: str) -> list[tuple[int, int, int]]:
+        """(bank hash id, bank id, distance) of every hash within 31 bits of the query."""
+        found = [
+            (int(self.hash_ids[position]), int(self.bank_ids[position]), distance)
+            for position, distance in self.index.lookup(query_hex, max_distance=31)
+        ]
+        if len(self.added_hash_ids):
+            distances = popcount_distances(self.added_u64, as_u64(hex_to_words([query_hex]))[0])
+            found += [
+                (int(self.added_hash_ids[i]), int(self.added_bank_ids[i]), int(distances[i]))
+                for i in np.flatnonzero(distances <= 31)
+            ]
+        return found
 
 
 _pdq = _IndexState()
+
+# Hashes added since the full build are scanned whole; past this many (or a tenth of the
+# build), or once the build is older than PDQ_REBUILD_SECONDS, the next change rebuilds.
+PDQ_ADDED_MAX = 20_000
+PDQ_REBUILD_SECONDS = 15 * 60
+# Ids are taken before a transaction commits, so a hash committed after a build may carry
+# an id below the build's highest: additions are read from this many ids below it (those the
+# build has are skipped), and the age rebuild catches anything later still.
+PDQ_ID_SLACK = 2_000
 
 
 def banks_version() -> tuple:
@@ -97,29 +134,74 @@ def banks_version() -> tuple:
     return (totals["count"], totals["total"], totals["last"], totals["top"])
 
 
+def _pdq_rows(**filters) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(hex hashes, their ids, their banks' ids) of the PDQ bank hashes, in id order."""
+    rows = BankHash.objects.filter(type=HashType.PDQ, **filters).order_by("id")
+    hexes, hash_ids, bank_ids = [], [], []
+    for value, hash_id, bank_id in rows.values_list("hash", "id", "bank_id").iterator(
+        chunk_size=20_000
+    ):
+        hexes.append(value)
+        hash_ids.append(hash_id)
+        bank_ids.append(bank_id)
+    return hexes, np.array(hash_ids, dtype=np.int64), np.array(bank_ids, dtype=np.int64)
+
+
+def _pdq_build(version: tuple, rewrites: dict[int, int]) -> None:
+    hexes, _pdq.hash_ids, _pdq.bank_ids = _pdq_rows()
+    _pdq.index = PdqIndex(hexes)
+    _pdq.rewrites = rewrites
+    _pdq.top_id = int(_pdq.hash_ids[-1]) if len(hexes) else 0
+    _pdq.built_at = time.monotonic()
+    _pdq.added_u64 = np.zeros((0, 4), dtype=np.uint64)
+    _pdq.added_hash_ids = np.zeros(0, dtype=np.int64)
+    _pdq.added_bank_ids = np.zeros(0, dtype=np.int64)
+    _pdq.full_builds += 1
+    _pdq.version = version
+
+
+def _pdq_take_additions(version: tuple, rewrites: dict[int, int]) -> bool:
+    """Take in the hashes added since the full build, when that is all that changed (no
+    bank gone, no hash changed or deleted) and they are few; False: rebuild instead."""
+    if _pdq.version is None or time.monotonic() - _pdq.built_at > PDQ_REBUILD_SECONDS:
+        return False
+    if any(rewrites.get(bank_id) != n for bank_id, n in _pdq.rewrites.items()):
+        return False
+    hexes, hash_ids, bank_ids = _pdq_rows(id__gt=max(_pdq.top_id - PDQ_ID_SLACK, 0))
+    built = _pdq.hash_ids
+    new = ~np.isin(hash_ids, built[np.searchsorted(built, _pdq.top_id - PDQ_ID_SLACK) :])
+    if int(new.sum()) > max(PDQ_ADDED_MAX, len(built) // 10):
+        return False
+    keep = np.flatnonzero(new)
+    _pdq.added_u64 = as_u64(hex_to_words([hexes[i] for i in keep]))
+    _pdq.added_hash_ids = hash_ids[keep]
+    _pdq.added_bank_ids = bank_ids[keep]
+    # Banks created since take part in the next comparison as they are now.
+    _pdq.rewrites = rewrites
+    _pdq.version = version
+    return True
+
+
 def pdq_index() -> _IndexState:
-    """This process's index of every bank's PDQ hashes, reloaded when a bank changed (one
-    small aggregate per call: the banks table has a row per bank). Web and worker processes
-    each hold their own; the database is the record."""
+    """This process's index of every bank's PDQ hashes, kept current by one small aggregate
+    per call (the banks table has a row per bank). When a bank changed: hashes that were
+    only added are read in beside the build, anything else rebuilds it. Web and worker
+    processes each hold their own; the database is the record."""
     version = banks_version()
     if version != _pdq.version:
-        rows = BankHash.objects.filter(type=HashType.PDQ).order_by("id")
-        hexes, hash_ids, bank_ids = [], [], []
-        for value, hash_id, bank_id in rows.values_list("hash", "id", "bank_id").iterator(
-            chunk_size=20_000
-        ):
-            hexes.append(value)
-            hash_ids.append(hash_id)
-            bank_ids.append(bank_id)
-        _pdq.index = PdqIndex(hexes)
-        _pdq.hash_ids = np.array(hash_ids, dtype=np.int64)
-        _pdq.bank_ids = np.array(bank_ids, dtype=np.int64)
-        _pdq.version = version
+        rewrites = dict(Bank.objects.values_list("id", "pdq_rewrites"))
+        if not _pdq_take_additions(version, rewrites):
+            _pdq_build(version, rewrites)
     return _pdq
 
 
-def bank_touch(bank_id: int) -> None:
-    Bank.objects.filter(pk=bank_id).update(version=F("version") + 1, updated_at=timezone.now())
+def bank_touch(bank_id: int, *, rewrite: bool = False) -> None:
+    """Every process's index takes in the bank's change; rewrite: a hash of the bank was
+    changed or deleted (the indexes rebuild, rather than read in what was added)."""
+    changes = {"version": F("version") + 1, "updated_at": timezone.now()}
+    if rewrite:
+        changes["pdq_rewrites"] = F("pdq_rewrites") + 1
+    Bank.objects.filter(pk=bank_id).update(**changes)
 
 
 @dataclass(frozen=True)
@@ -151,10 +233,9 @@ def hashes_match(hashes: list[tuple[str, str]]) -> list[Match]:
         state = pdq_index()
         limits = dict(Bank.objects.values_list("id", "pdq_max_distance"))
         for value in pdqs:
-            for position, distance in state.index.lookup(value, max_distance=31):
-                bank_id = int(state.bank_ids[position])
+            for hash_id, bank_id, distance in state.lookup(value):
                 if distance <= limits.get(bank_id, -1):
-                    keep(Match(bank_id, HashType.PDQ, int(state.hash_ids[position]), distance))
+                    keep(Match(bank_id, HashType.PDQ, hash_id, distance))
     return list(best.values())
 
 

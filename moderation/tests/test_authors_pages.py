@@ -379,3 +379,17 @@ def test_the_panels_counts_stop_at_a_cap(client, reviewer, author, monkeypatch):
     page = client.get(f"/items/{item_of(author).pk}/").content.decode()
     assert 'id="author-items">3+<' in page and 'id="author-flagged">3+<' in page
     assert 'id="author-removed">0<' in page
+
+
+def test_the_panels_strikes_stop_at_a_cap_and_say_so(client, reviewer, author, monkeypatch):
+    """An author with more standing strikes than the cap: the panel sums the latest cap + 1
+    of them (one index range) and says it is at least that."""
+    monkeypatch.setattr("moderation.selectors.authors.PANEL_COUNT_CAP", 3)
+    for _ in range(5):
+        remove(item_of(author))
+    page = client.get(f"/items/{item_of(author).pk}/").content.decode()
+    assert 'id="author-active-strikes">4+<' in page
+    assert "4+ strikes</span>" in page
+    monkeypatch.setattr("moderation.selectors.authors.PANEL_COUNT_CAP", 10)
+    page = client.get(f"/items/{item_of(author).pk}/").content.decode()
+    assert 'id="author-active-strikes">5<' in page

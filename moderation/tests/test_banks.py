@@ -458,3 +458,92 @@ def test_a_review_match_stays_in_the_queue_when_its_sources_items_are_reevaluate
     item.refresh_from_db()
     assert (item.status, item.queue_score) == (Item.Status.FLAGGED, 1.0)
     assert fake_api.calls == []
+
+
+def _random_pdq(rng: np.random.Generator) -> str:
+    return rng.integers(0, 256, 32, dtype=np.uint8).tobytes().hex()
+
+
+def _flipped(value: str, bits: int) -> str:
+    number = int(value, 16)
+    for bit in range(bits):
+        number ^= 1 << (bit * 7)
+    return f"{number:064x}"
+
+
+@pytest.fixture
+def fresh_index(monkeypatch):
+    """A process index of its own for the test (the module's one, emptied)."""
+    monkeypatch.setattr(banks, "_pdq", banks._IndexState())
+    return lambda: banks._pdq
+
+
+def test_a_hash_added_to_a_bank_is_matched_without_rebuilding_the_index(fresh_index):
+    rng = np.random.default_rng(5)
+    stored = [_random_pdq(rng) for _ in range(50)]
+    known = bank("Known", "review", *[("pdq", h) for h in stored])
+    assert banks.hashes_match([("pdq", _flipped(stored[3], 10))])[0].bank_id == known.pk
+    assert fresh_index().full_builds == 1
+
+    # "Bank this" in another process: a new hash, and a new bank with one.
+    added = _random_pdq(rng)
+    BankHash.objects.create(bank=known, type="pdq", hash=added)
+    banks.bank_touch(known.pk)
+    other = bank("Other", "remove", ("pdq", _flipped(added, 3)))
+
+    found = {(m.bank_id, m.distance) for m in banks.hashes_match([("pdq", _flipped(added, 2))])}
+    assert found == {(known.pk, 2), (other.pk, 1)}
+    assert fresh_index().full_builds == 1  # read in beside the build, not rebuilt
+    assert len(fresh_index().added_hash_ids) == 2
+    # The build's own hashes still match, once each.
+    assert [m.distance for m in banks.hashes_match([("pdq", stored[7])])] == [0]
+
+
+def test_a_hash_committed_below_the_builds_highest_id_is_still_read_in(fresh_index):
+    """Ids are taken before commit: a hash whose transaction took longer can arrive after
+    the build with an id under the build's highest. The additions read a slack below it."""
+    rng = np.random.default_rng(6)
+    known = bank("Known", "review", *[("pdq", _random_pdq(rng)) for _ in range(3)])
+    top = BankHash.objects.order_by("-id").first().pk
+    BankHash.objects.create(bank=known, type="pdq", hash=_random_pdq(rng), id=top + 50)
+    banks.bank_touch(known.pk)
+    late = _random_pdq(rng)
+    assert banks.hashes_match([("pdq", late)]) == []
+    assert fresh_index().top_id == top + 50
+
+    BankHash.objects.create(bank=known, type="pdq", hash=late, id=top + 10)
+    banks.bank_touch(known.pk)
+    assert [m.distance for m in banks.hashes_match([("pdq", late)])] == [0]
+    assert fresh_index().full_builds == 1
+
+
+def test_a_deleted_or_changed_hash_rebuilds_the_index(fresh_index, admin_client):
+    rng = np.random.default_rng(7)
+    gone, kept = _random_pdq(rng), _random_pdq(rng)
+    known = bank("Known", "review", ("pdq", gone), ("pdq", kept))
+    assert len(banks.hashes_match([("pdq", gone)])) == 1
+    builds = fresh_index().full_builds
+
+    row = BankHash.objects.get(hash=gone)
+    response = admin_client.post(
+        reverse("admin:moderation_bankhash_delete", args=[row.pk]), {"post": "yes"}
+    )
+    assert response.status_code == 302
+    assert banks.hashes_match([("pdq", gone)]) == []
+    assert fresh_index().full_builds == builds + 1
+    assert Bank.objects.get(pk=known.pk).pdq_rewrites == 1
+    assert len(banks.hashes_match([("pdq", kept)])) == 1
+
+
+def test_many_additions_rebuild_the_index(fresh_index, monkeypatch):
+    monkeypatch.setattr(banks, "PDQ_ADDED_MAX", 5)
+    rng = np.random.default_rng(8)
+    known = bank("Known", "review", ("pdq", _random_pdq(rng)))
+    banks.hashes_match([("pdq", _random_pdq(rng))])
+    BankHash.objects.bulk_create(
+        [BankHash(bank=known, type="pdq", hash=_random_pdq(rng)) for _ in range(6)]
+    )
+    banks.bank_touch(known.pk)
+    banks.hashes_match([("pdq", _random_pdq(rng))])
+    state = fresh_index()
+    assert state.full_builds == 2 and len(state.added_hash_ids) == 0 and len(state.hash_ids) == 7
