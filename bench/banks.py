@@ -15,8 +15,10 @@ own lookups/s is printed for comparison.
 
 Skew: `--skew` draws hashes from a few thousand cluster centres with 0-24 bits flipped, so
 buckets are fuller than uniform (closer to a real bank of similar images): candidates rise.
-Nothing here touches the database; loading 1 M rows from it is timed separately by the
-build line (the index is built in each process from BankHash rows, bench builds from arrays).
+Nothing above touches the database. `--database N` then times what a web or worker process
+does with N PDQ hashes stored in PostgreSQL (its own database `bench_banks`, dropped after):
+the full build from the rows, a hash added by "bank this" taken in (read beside the build),
+a hash deleted (a rebuild), and hashes_match() per item with the per-call version check.
 """
 
 from __future__ import annotations
@@ -100,6 +102,57 @@ def _w(query_hex: str) -> np.ndarray:
     return np.frombuffer(bytes.fromhex(query_hex), dtype=">u2").astype(np.uint16)
 
 
+def database_run(size: int, queries: int) -> None:
+    from bench import pgdb
+
+    pgdb.use_database("bench_banks")
+    from django.db import connection
+
+    from moderation.models import Bank, BankHash
+    from moderation.services import banks
+
+    pgdb.recreate_database("bench_banks")
+    bank = Bank.objects.create(name="Known", action="review")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO moderation_bankhash (bank_id, type, hash, note, added_at)"
+            " SELECT %s, 'pdq', md5(i::text) || md5((i + 7)::text), '', now()"
+            " FROM generate_series(1, %s) AS i",
+            [bank.pk, size],
+        )
+        cursor.execute("VACUUM ANALYZE moderation_bankhash")
+    banks.bank_touch(bank.pk)
+
+    def timed(step) -> float:
+        started = time.perf_counter()
+        step()
+        return time.perf_counter() - started
+
+    build = timed(banks.pdq_index)
+    added = BankHash.objects.create(bank=bank, type="pdq", hash="ab" * 32)
+    banks.bank_touch(bank.pk)
+    take_in = timed(banks.pdq_index)
+    assert banks._pdq.full_builds == 1 and len(banks._pdq.added_hash_ids) == 1
+    rng = np.random.default_rng(3)
+    asked = [rng.integers(0, 256, 32, dtype=np.uint8).tobytes().hex() for _ in range(queries)]
+    started, cpu = time.perf_counter(), time.process_time()
+    for query in asked:
+        banks.hashes_match([("pdq", query)])
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    assert banks.hashes_match([("pdq", "ab" * 32)])[0].distance == 0
+    added.delete()
+    banks.bank_touch(bank.pk, rewrite=True)
+    rebuild = timed(banks.pdq_index)
+    print(
+        f"database, {size:,} PDQ hashes: full build {build:.2f} s; a hash added taken in "
+        f"{take_in * 1000:.1f} ms; a hash deleted: rebuild {rebuild:.2f} s; hashes_match() "
+        f"{queries / wall:,.0f}/s wall, {queries / cpu:,.0f} per CPU s (with its version "
+        f"check at most once a second)",
+        flush=True,
+    )
+    pgdb.drop_database("bench_banks")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10000,100000,1000000")
@@ -107,6 +160,7 @@ def main() -> int:
     parser.add_argument("--recall-queries", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--skew", action="store_true")
+    parser.add_argument("--database", type=int, default=0, help="PDQ hashes in PostgreSQL")
     args = parser.parse_args()
     print(
         f"{'hashes':>9} {'build s':>8} {'lookups/s':>10} {'per CPU s':>10} {'cand/lookup':>12} "
@@ -129,6 +183,8 @@ def main() -> int:
             f"{r['scan_lookups_s']:>15,.1f}",
             flush=True,
         )
+    if args.database:
+        database_run(args.database, args.queries)
     return 1 if failed else 0
 
 

@@ -97,6 +97,9 @@ class _IndexState:
     added_hash_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     added_bank_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     full_builds: int = 0  # how often this process rebuilt everything (the tests read it)
+    # Each bank's PDQ distance, read with the version; when the version was last compared.
+    max_distance: dict[int, int] = field(default_factory=dict)
+    checked_at: float = 0.0
 
     def lookup(self, query_hex: str) -> list[tuple[int, int, int]]:
         """(bank hash id, bank id, distance) of every hash within 31 bits of the query."""
@@ -123,6 +126,9 @@ PDQ_REBUILD_SECONDS = 15 * 60
 # an id below the build's highest: additions are read from this many ids below it (those the
 # build has are skipped), and the age rebuild catches anything later still.
 PDQ_ID_SLACK = 2_000
+# Other processes' bank changes are seen within this long (the version is compared at most
+# once per interval); this process's own (bank_touch) at once.
+PDQ_CHECK_SECONDS = 1.0
 
 
 def banks_version() -> tuple:
@@ -184,14 +190,20 @@ def _pdq_take_additions(version: tuple, rewrites: dict[int, int]) -> bool:
 
 def pdq_index() -> _IndexState:
     """This process's index of every bank's PDQ hashes, kept current by one small aggregate
-    per call (the banks table has a row per bank). When a bank changed: hashes that were
-    only added are read in beside the build, anything else rebuilds it. Web and worker
-    processes each hold their own; the database is the record."""
+    at most every PDQ_CHECK_SECONDS (the banks table has a row per bank). When a bank
+    changed: hashes only added are read in beside the build, anything else rebuilds it.
+    Web and worker processes each hold their own; the database is the record."""
+    now = time.monotonic()
+    if _pdq.version is not None and now - _pdq.checked_at < PDQ_CHECK_SECONDS:
+        return _pdq
     version = banks_version()
     if version != _pdq.version:
-        rewrites = dict(Bank.objects.values_list("id", "pdq_rewrites"))
+        settings_rows = Bank.objects.values_list("id", "pdq_rewrites", "pdq_max_distance")
+        rewrites = {bank_id: n for bank_id, n, _ in settings_rows}
         if not _pdq_take_additions(version, rewrites):
             _pdq_build(version, rewrites)
+        _pdq.max_distance = {bank_id: distance for bank_id, _, distance in settings_rows}
+    _pdq.checked_at = now
     return _pdq
 
 
@@ -202,6 +214,7 @@ def bank_touch(bank_id: int, *, rewrite: bool = False) -> None:
     if rewrite:
         changes["pdq_rewrites"] = F("pdq_rewrites") + 1
     Bank.objects.filter(pk=bank_id).update(**changes)
+    _pdq.checked_at = 0.0  # this process sees its own change at its next lookup
 
 
 @dataclass(frozen=True)
@@ -231,10 +244,9 @@ def hashes_match(hashes: list[tuple[str, str]]) -> list[Match]:
     pdqs = [value for kind, value in hashes if kind == HashType.PDQ]
     if pdqs:
         state = pdq_index()
-        limits = dict(Bank.objects.values_list("id", "pdq_max_distance"))
         for value in pdqs:
             for hash_id, bank_id, distance in state.lookup(value):
-                if distance <= limits.get(bank_id, -1):
+                if distance <= state.max_distance.get(bank_id, -1):
                     keep(Match(bank_id, HashType.PDQ, hash_id, distance))
     return list(best.values())
 
