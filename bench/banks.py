@@ -18,7 +18,7 @@ buckets are fuller than uniform (closer to a real bank of similar images): candi
 Nothing above touches the database. `--database N` then times what a web or worker process
 does with N PDQ hashes stored in PostgreSQL (its own database `bench_banks`, dropped after):
 the full build from the rows, a hash added by "bank this" taken in (read beside the build),
-a hash deleted (a rebuild), and hashes_match() per item with the per-call version check.
+a hash deleted (a rebuild), and hashes_match() per item with its version check (at most once a second).
 """
 
 from __future__ import annotations
