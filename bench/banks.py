@@ -18,12 +18,15 @@ buckets are fuller than uniform (closer to a real bank of similar images): candi
 Nothing above touches the database. `--database N` then times what a web or worker process
 does with N PDQ hashes stored in PostgreSQL (its own database `bench_banks`, dropped after):
 the full build from the rows, a hash added by "bank this" taken in (read beside the build),
-a hash deleted (a rebuild), and hashes_match() per item with its version check (at most once a second).
+a hash deleted (a rebuild), hashes_match() per item with its version check (at most once a
+second); then signed image webhooks and the dispatch that hashes and matches them, with the
+N hashes and with none, interleaved.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -143,6 +146,7 @@ def database_run(size: int, queries: int) -> None:
     added.delete()
     banks.bank_touch(bank.pk, rewrite=True)
     rebuild = timed(banks.pdq_index)
+    intake_with_banks(bank, size)
     print(
         f"database, {size:,} PDQ hashes: full build {build:.2f} s; a hash added taken in "
         f"{take_in * 1000:.1f} ms; a hash deleted: rebuild {rebuild:.2f} s; hashes_match() "
@@ -151,6 +155,98 @@ def database_run(size: int, queries: int) -> None:
         flush=True,
     )
     pgdb.drop_database("bench_banks")
+
+
+def intake_with_banks(bank, size: int, *, count: int = 150, rounds: int = 2) -> None:
+    """Signed image webhooks through the real view, then the dispatch step that hashes and
+    matches them (items_route), with `size` PDQ hashes in the bank and with none, rounds
+    interleaved: req/s of the intake and items/s of the dispatch, each against no banks."""
+    import base64
+    import io
+    import json
+    import uuid
+
+    from django.db import connection
+    from django.test import Client
+    from PIL import Image, ImageDraw
+
+    from labelers.dispatch import items_route
+    from moderation.models import BankHash, Source, hash_token
+    from moderation.services import banks
+    from testkit.signing import signed_headers
+
+    source = Source.objects.create(name="Bench", slug="bench", api_token_hash=hash_token("b"))
+    rng = np.random.default_rng(11)
+    pictures = []
+    for _ in range(30):
+        image = Image.new("RGB", (400, 300), tuple(int(v) for v in rng.integers(0, 256, 3)))
+        draw = ImageDraw.Draw(image)
+        for _ in range(12):
+            x, y, r = (int(v) for v in rng.integers([0, 0, 20], [400, 300, 120]))
+            draw.ellipse((x - r, y - r, x + r, y + r), fill=tuple(rng.integers(0, 256, 3)))
+        buffer = io.BytesIO()
+        image.save(buffer, "PNG")
+        pictures.append(buffer.getvalue())
+    client = Client(HTTP_X_FORWARDED_PROTO="https")
+
+    def one_round() -> tuple[float, float]:
+        bodies = []
+        for n in range(count):
+            # Each picture with a pixel changed: a new file each time, as users send.
+            image = Image.open(io.BytesIO(pictures[n % len(pictures)])).copy()
+            image.putpixel((n % 400, 0), tuple(int(v) for v in rng.integers(0, 256, 3)))
+            buffer = io.BytesIO()
+            image.save(buffer, "PNG")
+            data = base64.b64encode(buffer.getvalue()).decode()
+            body = json.dumps(
+                {
+                    "external_id": f"img-{uuid.uuid4().hex}",
+                    "content_image": f"data:image/png;base64,{data}",
+                }
+            ).encode()
+            bodies.append((body, signed_headers(source.webhook_secret, body)))
+        started = time.perf_counter()
+        for body, headers in bodies:
+            response = client.post(
+                "/webhooks/bench/", data=body, content_type="application/json", headers=headers
+            )
+            assert response.status_code == 202, response.content
+        intake = count / (time.perf_counter() - started)
+        started = time.perf_counter()
+        routed = 0
+        while step := items_route(limit=50):
+            routed += step
+        assert routed == count, routed
+        return intake, count / (time.perf_counter() - started)
+
+    def hashes(present: bool) -> None:
+        with connection.cursor() as cursor:
+            if present:
+                cursor.execute(
+                    "INSERT INTO moderation_bankhash (bank_id, type, hash, note, added_at)"
+                    " SELECT %s, 'pdq', md5(i::text) || md5((i + 7)::text), '', now()"
+                    " FROM generate_series(1, %s) AS i",
+                    [bank.pk, size],
+                )
+            else:
+                cursor.execute("TRUNCATE moderation_bankhash CASCADE")
+        banks.bank_touch(bank.pk, rewrite=True)
+        banks.pdq_index()  # built before the round, as a running process has it
+        assert len(banks._pdq.hash_ids) == (size if present else 0)
+        assert BankHash.objects.exists() == present
+
+    figures: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+    for present in [False, True] * rounds:
+        hashes(present)
+        figures[present].append(one_round())
+    without = [statistics.median(f[k] for f in figures[False]) for k in (0, 1)]
+    with_ = [statistics.median(f[k] for f in figures[True]) for k in (0, 1)]
+    print(
+        f"image intake: {with_[0]:.0f} req/s with {size:,} PDQ hashes, {without[0]:.0f} "
+        f"without ({with_[0] / without[0]:.2f} x); the dispatch that hashes and matches them: "
+        f"{with_[1]:.0f} items/s with, {without[1]:.0f} without ({with_[1] / without[1]:.2f} x)",
+        flush=True,
+    )
 
 
 def main() -> int:
