@@ -156,8 +156,8 @@ PANEL_ACTIONS = 5
 
 
 def author_panel(item: Item) -> AuthorPanel | None:
-    """The item page's author panel: two queries whatever the author's history (the author
-    comes with the item)."""
+    """The item page's author panel: one query whatever the author's history, and one more
+    for an author with account actions (the author comes with the item)."""
     if item.author is None:
         return None
     return author_panel_for(item.author, source=item.source)
@@ -192,7 +192,8 @@ SELECT
      AND status = %(decided)s AND decided_action = %(remove)s LIMIT %(cap)s) AS capped),
   strikes.total, strikes.n,
   (SELECT COUNT(*) FROM {AccountActionProposal._meta.db_table}
-     WHERE author_id = %(author)s AND status = %(proposed)s)
+     WHERE author_id = %(author)s AND status = %(proposed)s),
+  EXISTS (SELECT 1 FROM {AccountAction._meta.db_table} WHERE author_id = %(author)s)
 FROM (SELECT SUM(weight) AS total, COUNT(*) AS n FROM (
   SELECT weight FROM {Strike._meta.db_table} WHERE author_id = %(author)s
     AND withdrawn_at IS NULL AND created_at > %(since)s
@@ -201,7 +202,8 @@ FROM (SELECT SUM(weight) AS total, COUNT(*) AS n FROM (
 
 
 def author_panel_for(author: Author, *, source: Source | None = None) -> AuthorPanel:
-    """Every figure of the panel in one query, and the latest actions in another."""
+    """Every figure of the panel in one query, and the latest actions in another when the
+    author has any."""
     now = timezone.now()
     window = (source or author.source).strike_window_days
     params = {
@@ -214,7 +216,7 @@ def author_panel_for(author: Author, *, source: Source | None = None) -> AuthorP
     }
     with connection.cursor() as cursor:
         cursor.execute(_PANEL_SQL, params)
-        n_items, n_flagged, n_removed, strikes, n_strikes, proposals = cursor.fetchone()
+        n_items, n_flagged, n_removed, strikes, n_strikes, proposals, acted = cursor.fetchone()
     return AuthorPanel(
         author=author,
         account_age=now - author.account_created_at if author.account_created_at else None,
@@ -223,7 +225,8 @@ def author_panel_for(author: Author, *, source: Source | None = None) -> AuthorP
         removed=PanelCount(n_removed),
         active_strikes=strikes or 0,
         strikes_capped=n_strikes > PANEL_COUNT_CAP,
-        actions=author_actions(author, limit=PANEL_ACTIONS),
+        # Most authors never had an action: then no second query.
+        actions=author_actions(author, limit=PANEL_ACTIONS) if acted else [],
         proposals=proposals or 0,
     )
 

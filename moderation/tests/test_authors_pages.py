@@ -93,10 +93,18 @@ def test_the_author_panel_costs_the_same_queries_whatever_the_history(client, re
     for proposal in AccountActionProposal.objects.filter(author=veteran):
         proposal_confirm(proposal=proposal, senior=senior)
     assert AccountAction.objects.filter(author=veteran).count() == 3
-    first, second = item_of(newcomer), item_of(veteran)
-    # Warm the per-process caches, and claim both (a renewal is what is measured).
-    item_page_queries(client, first), item_page_queries(client, second)
-    assert item_page_queries(client, first) == item_page_queries(client, second)
+    once = Author.objects.create(source=source, external_id="once")
+    remove(item_of(once))
+    AccountAction.objects.create(
+        author=once, source=source, action="warn", created_by=senior, active_strikes=1
+    )
+    first, second, third = item_of(newcomer), item_of(veteran), item_of(once)
+    # Warm the per-process caches, and claim them (a renewal is what is measured).
+    for item in (first, second, third):
+        item_page_queries(client, item)
+    # The panel is one query; an author with account actions, one more for them.
+    assert item_page_queries(client, second) == item_page_queries(client, first) + 1
+    assert item_page_queries(client, second) == item_page_queries(client, third)
 
 
 # --- the queue: strike badge and author filter ----------------------------------------------------
