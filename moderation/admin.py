@@ -119,8 +119,22 @@ class SourceAdmin(admin.ModelAdmin):
     filter_horizontal = ("labelers",)
     # Secrets are set by services (source_create, rotation), never shown in the admin.
     exclude = ("webhook_secret", "previous_webhook_secret", "api_token_hash", "callback_secret")
-    readonly_fields = ("previous_secret_expires_at", "callback_signing")
+    readonly_fields = ("previous_secret_expires_at", "callback_signing", "strike_weights")
     actions = ["rotate_secret", "new_callback_secret", "callbacks_with_intake_secret"]
+
+    @admin.display(description="strike weights")
+    def strike_weights(self, obj):
+        """What each removal reason counts toward the thresholds above (set per reason, for
+        every source), beside the source's own window and thresholds."""
+        reasons = DecisionReason.objects.filter(
+            action=Decision.Action.REMOVE, active=True
+        ).order_by("key", "name")
+        url = reverse("admin:moderation_decisionreason_changelist") + "?action__exact=remove"
+        return format_html(
+            '{} (<a href="{}">edit the weights</a>)',
+            ", ".join(f"{r.name}: {r.strike_weight}" for r in reasons) or "no removal reasons",
+            url,
+        )
 
     @admin.display(description="callbacks")
     def callbacks(self, obj):

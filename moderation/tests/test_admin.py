@@ -72,3 +72,22 @@ def test_reports_are_listed_read_only_without_their_comments(client, db):
     assert "&lt;b&gt;secret words&lt;/b&gt;" in detail and "<b>secret words" not in detail
     assert client.get("/admin/moderation/report/add/").status_code == 403
     assert client.post(f"/admin/moderation/report/{report.pk}/delete/").status_code == 403
+
+
+def test_the_sources_page_shows_the_strike_settings_with_each_reasons_weight(client, db):
+    """Strike window and thresholds are the source's; the weights are the reasons': the
+    source's page shows all three together, the weights linked to where they are set."""
+    from moderation.models import DecisionReason
+
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    source = SourceFactory(strike_window_days=30)
+    first, second = DecisionReason.objects.filter(action="remove", active=True)[:2]
+    DecisionReason.objects.filter(pk=first.pk).update(name="Spam <b>", strike_weight=0)
+    DecisionReason.objects.filter(pk=second.pk).update(strike_weight=3)
+    approval = DecisionReason.objects.filter(action="approve").first()
+    page = client.get(f"/admin/moderation/source/{source.pk}/change/").content.decode()
+    assert 'name="strike_window_days"' in page and 'value="30"' in page
+    assert 'name="account_thresholds"' in page
+    assert "Spam &lt;b&gt;: 0" in page and f"{second.name}: 3" in page
+    assert approval is None or f"{approval.name}: " not in page
+    assert "/admin/moderation/decisionreason/?action__exact=remove" in page
