@@ -27,6 +27,7 @@ from moderation.models import (
     Queue,
     Source,
 )
+from moderation.selectors.authors import author_open_items
 from moderation.services.authors import decision_strikes
 from moderation.services.figures import item_figures_changed
 from moderation.services.items import item_revision_check
@@ -343,11 +344,8 @@ def author_open_items_decide(
     decision of its own (its own transaction, strikes and callback) about the revision the
     senior saw: an item edited since is not decided (the edit may be what matters), nor one
     another reviewer holds a live claim on or decides meanwhile."""
-    batch = list(  # the selector's author_open_batch: the oldest open items, by id
-        Item.objects.filter(author=author, status__in=REVIEWABLE)
-        .order_by("id")
-        .values_list("id", flat=True)[:REMOVE_ALL_BATCH]
-    )
+    # The batch the senior's page showed (author_open_batch): the oldest open items.
+    batch = list(author_open_items(author).values_list("id", flat=True)[:REMOVE_ALL_BATCH])
     now = {
         pk: (revision, decided)
         for pk, revision, decided in Item.objects.filter(pk__in=batch)

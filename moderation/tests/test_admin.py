@@ -6,7 +6,7 @@ import re
 from django.contrib.auth import get_user_model
 from django.contrib.messages import get_messages
 
-from moderation.models import Report, Source
+from moderation.models import DecisionReason, Report, Source
 from moderation.selectors.sources import source_for_token
 from moderation.tests.factories import ItemFactory, LabelerFactory, SourceFactory, UserFactory
 
@@ -77,8 +77,6 @@ def test_reports_are_listed_read_only_without_their_comments(client, db):
 def test_the_sources_page_shows_the_strike_settings_with_each_reasons_weight(client, db):
     """Strike window and thresholds are the source's; the weights are the reasons': the
     source's page shows all three together, the weights linked to where they are set."""
-    from moderation.models import DecisionReason
-
     client.force_login(UserFactory(is_staff=True, is_superuser=True))
     source = SourceFactory(strike_window_days=30)
     first, second = DecisionReason.objects.filter(action="remove", active=True)[:2]
