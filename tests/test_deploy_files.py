@@ -13,6 +13,7 @@ import subprocess
 import tomllib
 from pathlib import Path
 
+import brotli
 import pytest
 import yaml
 from packaging.requirements import Requirement
@@ -178,6 +179,10 @@ def test_collectstatic_works_with_the_image_build_settings(tmp_path):
     assert (static / hashed_css).read_bytes() == (static / "app.css").read_bytes()
     assert (
         gzip.decompress((static / f"{hashed_css}.gz").read_bytes())
+        == (static / hashed_css).read_bytes()
+    )
+    assert (
+        brotli.decompress((static / f"{hashed_css}.br").read_bytes())
         == (static / hashed_css).read_bytes()
     )
     assert re.fullmatch(r"app\.[0-9a-f]{12}\.js", manifest["app.js"])
