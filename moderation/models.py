@@ -389,6 +389,13 @@ class Item(models.Model):
                 condition=Q(status__in=IN_QUEUE),
                 name="item_queue_sla_idx",
             ),
+            # Per queue, source and SLA state, waiting items by age: the SLA header of a
+            # reviewer served only some queues (each figure one range per visible queue).
+            models.Index(
+                fields=["queue", "source", "sla_breached", "waiting_since"],
+                condition=Q(status__in=IN_QUEUE),
+                name="item_queue_source_sla_idx",
+            ),
             # Per source and SLA state, waiting items by age: the SLA header and the SLA sweep.
             models.Index(
                 fields=["source", "sla_breached", "waiting_since"],
