@@ -9,10 +9,10 @@ postgres; no other database is touched), migrated:
 1. Intake: item_ingest of distinct short posts, in alternating rounds with the language
    detection on (the product) and off (stubbed to "", today's intake): per-item cost and
    the ratio.
-2. Routing: the verdict of a labeler (item_labels_changed, the path every flagged item takes)
-   with no rules (today) and with 10 rules using every condition kind, the item matching
-   only the last (the worst case: every rule tried, every extra fact loaded): per-item cost
-   and the ratio.
+2. Routing: the verdict of a labeler (item_labels_changed, the path every flagged item takes,
+   in one transaction as in production) with no rules (today) and with 10 rules using every
+   condition kind, the item matching only the last (the worst case: every rule tried, every
+   extra fact loaded, the item moved): per-item cost and the ratio.
 3. Preview: DAYS x PER_DAY items seeded server-side (INSERT ... SELECT over generate_series;
    received over the window, 5 % with an image, languages in turn, scores spread), 4 rules in
    force, a proposed fifth; routing_preview timed (5 runs after one warm-up) against a plain
@@ -44,7 +44,7 @@ DB_NAME = "bench_routing"
 pgdb.use_database(DB_NAME)
 
 from django.contrib.auth import get_user_model  # noqa: E402
-from django.db import connection  # noqa: E402
+from django.db import connection, transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from moderation import language  # noqa: E402
@@ -133,9 +133,16 @@ def bench_routing(sources: list[Source], n: int, rounds: int = 3) -> tuple[float
     ]
 
     def verdict(k):
-        item_labels_changed(
-            item_id=items[k].pk, violation_score=0.95, flagged=True, labeling=False, failed=False
-        )
+        # One commit, as in production: a label's answer and the verdict it makes are stored
+        # together (labelers/fetch.py _finish).
+        with transaction.atomic():
+            item_labels_changed(
+                item_id=items[k].pk,
+                violation_score=0.95,
+                flagged=True,
+                labeling=False,
+                failed=False,
+            )
 
     baseline, routed = [], []
     queues = [queue_save(actor=admin, queue=None, name=f"Team {q}") for q in range(10)]
@@ -241,6 +248,10 @@ def main() -> int:
         f"of every kind, matching the last (+{routed - base:.3f} ms, ratio {routed / base:.3f})",
         flush=True,
     )
+    if not args.per_day:  # --per-day 0: no preview
+        if not args.keep:
+            pgdb.drop_database(DB_NAME)
+        return 0
     result = bench_preview(args.days, args.per_day)
     ratio = result["p50_ms"] / result["count_ms"]
     print(
