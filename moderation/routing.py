@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import connection
 from django.db.models import Exists, OuterRef, Q, Sum
@@ -178,16 +178,57 @@ def rules_invalidate() -> None:
     queues_cache.clear()
 
 
-# The queues and their teams, which every reviewer page reads (who is served what): kept a
-# few seconds per process with no look at the version, so a page view costs no query for it.
-queues_cache = TTLCache[list[tuple[int, int | None, bool]]](seconds=5.0, maxsize=1)
+class QueueRow(NamedTuple):
+    """What every reviewer page and "next" read of a queue: who is served it and its own
+    wellness and sampling settings (None: not set, the reviewer's or the site's govern)."""
+
+    id: int
+    team_id: int | None
+    is_default: bool
+    exposure_budget_reveals: int | None
+    audit_share: float | None
+    golden_share: float | None
+
+    @property
+    def value(self) -> int | None:
+        """Its Item.queue value (None: the default queue)."""
+        return None if self.is_default else self.id
+
+
+# The queues, their teams and settings, which every reviewer page reads (who is served
+# what): kept a few seconds per process with no look at the version, so a page view costs no
+# query for them.
+queues_cache = TTLCache[list[QueueRow]](seconds=5.0, maxsize=1)
+
+
+def queue_rows() -> list[QueueRow]:
+    return queues_cache.get(
+        "queues",
+        lambda: [
+            QueueRow(*row)
+            for row in Queue.objects.order_by("id").values_list(
+                "id",
+                "team_id",
+                "is_default",
+                "exposure_budget_reveals",
+                "audit_share",
+                "golden_share",
+            )
+        ],
+    )
 
 
 def queues_teams() -> list[tuple[int, int | None, bool]]:
     """(id, team id, is default) of every queue."""
-    return queues_cache.get(
-        "queues", lambda: list(Queue.objects.values_list("id", "team_id", "is_default"))
-    )
+    return [(row.id, row.team_id, row.is_default) for row in queue_rows()]
+
+
+def queue_row(value: int | None) -> QueueRow | None:
+    """The queue of this Item.queue value (None: the default queue), from memory."""
+    for row in queue_rows():
+        if row.value == value:
+            return row
+    return None
 
 
 def rule_set(rules: list[RoutingRule] | None = None) -> RuleSet:

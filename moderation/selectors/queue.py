@@ -177,16 +177,24 @@ def _row_after(table: str, columns: tuple[str, str], op: str, values: tuple) -> 
 
 
 def queue_items(
-    *, reviewer, filters: QueueFilter, languages: tuple[str, ...] = ()
+    *,
+    reviewer,
+    filters: QueueFilter,
+    languages: tuple[str, ...] = (),
+    within: QueueScope = None,
 ) -> list[list[QuerySet[Item]]]:
     """The queue (or the failed or escalated queue), filtered, in review order, as streams
     to merge (one per team queue of the reviewer; one in all for a reviewer of every queue),
     each a list of ranges of the sort key to be read one after the other (see
-    _queue_items); not "mine". `languages`: only items in these languages."""
+    _queue_items); not "mine". `languages`: only items in these languages; `within`: only
+    these of the reviewer's queues (Item.queue values; None: all of theirs)."""
+    queues = reviewer_queue_ids(reviewer)
+    if within is not None:
+        queues = within if queues is None else queues & within
     return _queue_items(
         allowed=reviewer_source_ids(reviewer),
         filters=filters,
-        queues=reviewer_queue_ids(reviewer),
+        queues=queues,
         languages=languages,
     )
 
@@ -354,11 +362,13 @@ def queue_next(
     filters: QueueFilter,
     exclude_ids: Iterable[int] = (),
     languages: tuple[str, ...] = (),
+    within: QueueScope = None,
 ) -> Item | None:
     """The top item of the reviewer's (filtered) queues nobody else holds a live claim on,
     by SLA and score (the sort key); with `languages` (those the reviewer reads), the top
     item in one of them first, and only then any. `exclude_ids` (e.g. the item just
-    skipped) are passed over. "mine" has no next: it reviews the queue."""
+    skipped) are passed over; `within`: only these of their queues. "mine" has no next: it
+    reviews the queue."""
     if filters.status == "mine":
         filters = filters.with_status("undecided")
     free = free_for(reviewer, timezone.now())
@@ -369,7 +379,9 @@ def queue_next(
                 part.filter(free).exclude(pk__in=exclude) if exclude else part.filter(free)
                 for part in parts
             ]
-            for parts in queue_items(reviewer=reviewer, filters=filters, languages=only)
+            for parts in queue_items(
+                reviewer=reviewer, filters=filters, languages=only, within=within
+            )
         ]
         found = _read_in_order(streams, 1)
         if found:

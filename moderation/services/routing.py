@@ -17,7 +17,14 @@ from moderation.models import (
     REVIEWABLE,
     Item,
 )
-from moderation.routing import RuleSet, items_facts, route_facts, rule_set
+from moderation.routing import (
+    RuleSet,
+    items_facts,
+    queue_row,
+    queue_rows,
+    route_facts,
+    rule_set,
+)
 
 # Items of an author re-routed after a new strike: their open items, at most this many
 # (an author with more has them re-routed as their other facts change).
@@ -82,6 +89,30 @@ def items_route(
         # Conditional: a reviewer who claimed it meanwhile keeps it where it was.
         moved += Item.objects.filter(_movable(timezone.now()), pk=item.pk).update(queue=queue_id)
     return moved
+
+
+def item_queue_audit_share(*, item_id: int, violation_score: float | None) -> float | None:
+    """The audit share of the queue this item would be routed to with this violation score,
+    when that queue has one of its own; None: the labelers' shares decide. No query unless
+    some queue has an audit share and rules route items out of the default queue."""
+    rows = queue_rows()
+    if all(row.audit_share is None for row in rows):
+        return None
+    rules = rule_set()
+    queue_value = None
+    if rules.rules:
+        item = Item.objects.filter(pk=item_id).only(*_ROUTING_FIELDS)
+        if "strikes" in rules.needs:
+            item = item.select_related("source").only(
+                *_ROUTING_FIELDS, "source__strike_window_days"
+            )
+        found = item.first()
+        if found is None:
+            return None
+        found.violation_score = violation_score
+        queue_value, _ = route_facts(rules, items_facts([found], needs=rules.needs)[found.pk])
+    row = queue_row(queue_value)
+    return None if row is None else row.audit_share
 
 
 def author_items_route(*, author_id: int) -> int:

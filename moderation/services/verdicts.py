@@ -20,7 +20,7 @@ from moderation.services.banks import bank_hashes_match_recent, items_bank_match
 from moderation.services.decisions import decision_create, item_decision_apply
 from moderation.services.figures import item_figures_changed
 from moderation.services.queue import queue_key_expression, queue_key_sync, queue_score_for
-from moderation.services.routing import item_route, items_route
+from moderation.services.routing import item_queue_audit_share, item_route, items_route
 
 
 class ReceivedItem(NamedTuple):
@@ -89,6 +89,7 @@ def item_labels_changed(
     revision: int | None = None,
     versions: list[int] | None = None,
     audit: bool = False,
+    audit_draw: float | None = None,
     auto_approve_reason: str = "",
 ) -> None:
     """Take the labelers' verdict on an item: its violation score, and whether it is flagged,
@@ -102,7 +103,14 @@ def item_labels_changed(
     `versions`: the labeler versions whose answers made the verdict (kept with it, and with
     the decision later made on it). A clean verdict may come with `audit` (the item goes to
     the queue as an audit sample) or an `auto_approve_reason` (the system approves it).
+    `audit_draw`: the clean verdict's audit draw in [0, 1): when the team queue the item
+    would be routed to has an audit share of its own, that share decides the sample, not
+    the labelers' (`audit`).
     """
+    if audit_draw is not None and routed and not (flagged or labeling or failed):
+        share = item_queue_audit_share(item_id=item_id, violation_score=violation_score)
+        if share is not None:
+            audit = audit_draw < share
     if not routed:
         status, queue_score = Item.Status.UNROUTED, 1.0
     elif flagged:
