@@ -327,8 +327,8 @@ class Item(models.Model):
     queue = models.ForeignKey(
         "Queue", null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
     )
-    # The language of its text as detected at intake (ISO 639-1, e.g. "en"); empty: no text,
-    # or too little to tell.
+    # The language of its current text (ISO 639-1, e.g. "en"), detected by the dispatch before
+    # the item is labeled or routed; empty: not yet (received), no text, or too little to tell.
     language = models.CharField(max_length=8, blank=True)
 
     class Meta:
