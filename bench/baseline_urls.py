@@ -40,9 +40,10 @@ def webhook_detecting_view(request: HttpRequest, slug: str):
     from moderation.language import detect_language
     from moderation.views.api import webhook
 
+    body = request.body  # read first: the webhook reads the stream
     response = webhook(request, slug=slug)
     with contextlib.suppress(ValueError, AttributeError):
-        detect_language(json.loads(request.body).get("content_text") or "")
+        detect_language(json.loads(body).get("content_text") or "")
     return response
 
 
