@@ -1353,11 +1353,12 @@ class Queue(models.Model):
     # Media in this queue is always shown grayscale / blurred, whatever the reviewer chose.
     always_grayscale = models.BooleanField(default=False)
     always_blur = models.BooleanField(default=False)
-    # Media reveals per shift before a break is proposed, for this queue's items (empty: the
-    # reviewer's own budget).
+    # Media reveals per shift after which "next" serves this queue's text-only items before
+    # its media (empty: the reviewer's own budget governs its items).
     exposure_budget_reveals = models.PositiveIntegerField(null=True, blank=True)
-    # Shares of "next" that are audit samples and golden items in this queue (empty: the
-    # site's and the reviewer's).
+    # The audit share of the clean items routed here (empty: their labelers' shares), and
+    # the chance a golden item of this queue stands in for its next item (empty: the
+    # reviewer's, else the site's REVIEW_GOLDEN_SHARE).
     audit_share = models.FloatField(
         null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
     )
