@@ -490,7 +490,7 @@ def _sla_sql(statuses: tuple[str, ...], in_queue: str = "") -> tuple[str, str, s
 
 # The escalated queue's header counts escalated items, the review queue's its own.
 ESCALATED = (str(Item.Status.ESCALATED),)
-_SLA_SQL = {
+_SLA_SQL: dict[tuple[tuple[str, ...], str], tuple[str, str, str]] = {
     (statuses, in_queue): _sla_sql(statuses, in_queue)
     for statuses in (IN_QUEUE, ESCALATED)
     for in_queue in ("", "queue_id = %s", "queue_id IS NULL")

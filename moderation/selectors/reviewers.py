@@ -49,7 +49,8 @@ def queues_over_budget(user, exposure: Exposure) -> tuple[frozenset, frozenset]:
     """The reviewer's queues (Item.queue values) whose items they are over the exposure
     budget for, and the others: "next" serves the first ones' text-only items first."""
     scope = reviewer_queue_ids(user)
-    over, rest = set(), set()
+    over: set[int | None] = set()
+    rest: set[int | None] = set()
     for row in queue_rows():
         if scope is None or row.value in scope:
             (over if exposure.over_budget_for(row.exposure_budget_reveals) else rest).add(row.value)
