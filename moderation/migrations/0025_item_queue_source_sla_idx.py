@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ("moderation", "0023_team_queues"),
+        ("moderation", "0024_bank_pdq_rewrites"),
     ]
 
     operations = [
