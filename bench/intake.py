@@ -66,6 +66,8 @@ PATHS = {
     "baseline": "/baseline/",
     "product": f"/webhooks/{SOURCE_SLUG}/",
     "reports": f"/webhooks/{SOURCE_SLUG}/reports/",
+    # --language: the same webhook plus the language detection its request used to pay.
+    "product_lang": f"/bench-language/{SOURCE_SLUG}/",
 }
 # Items stored before the report runs, each labeled and out of the queue; reports cycle over
 # them (a few reports per item per run, each from a new reporter).
@@ -462,6 +464,12 @@ def main() -> int:
     parser.add_argument(
         "--reports", action="store_true", help="also run signed reports after each item run"
     )
+    parser.add_argument(
+        "--language",
+        action="store_true",
+        help="also run the webhook with the language detection in the request (as before it "
+        "moved to the dispatch), interleaved with the product runs",
+    )
     args = parser.parse_args()
     if args.small:
         args.count, args.warmup = min(args.count, 200), min(args.warmup, 20)
@@ -498,7 +506,8 @@ def main() -> int:
 
         # Prime both paths on every worker (imports, DB and broker connections) before timing:
         # otherwise whichever target runs first pays for the workers' cold start.
-        for target in ("baseline", "product", *(["reports"] if args.reports else [])):
+        extra = (["reports"] if args.reports else []) + (["product_lang"] if args.language else [])
+        for target in ("baseline", "product", *extra):
             primed = run_load(
                 {
                     "target": target,
@@ -517,8 +526,11 @@ def main() -> int:
                 return 1
 
         plan = ["baseline"]
-        for _ in range(args.rounds):
-            plan += ["product", *(["reports"] if args.reports else []), "baseline"]
+        for n in range(args.rounds):
+            products = ["product", "product_lang"] if args.language else ["product"]
+            if n % 2:  # alternate which goes first
+                products.reverse()
+            plan += [*products, *(["reports"] if args.reports else []), "baseline"]
         seen: dict[str, int] = {}
         for target in plan:
             seen[target] = seen.get(target, 0) + 1
@@ -571,6 +583,19 @@ def main() -> int:
         )
         print(f"product/baseline req/s: {prod_rps:.1f} / {base_rps:.1f} = {ratio:.2f}")
         print(f"product p99: {prod_p99s} ms (worst {worst_p99:.1f})")
+        with_lang = [r for r in rows if r["target"] == "product_lang"]
+        if with_lang:
+            lang_rps = sum(r["rps"] for r in with_lang) / len(with_lang)
+
+            def app_ms(runs: list[dict]) -> float:
+                return sum(r["cpu_ms"].get("app", 0.0) for r in runs) / len(runs)
+
+            print(
+                f"language detection in the request (as before) / now (in the dispatch): "
+                f"req/s {lang_rps:.1f} / {prod_rps:.1f} = {lang_rps / prod_rps:.3f}; app CPU ms "
+                f"per request {app_ms(with_lang):.2f} / {app_ms(prod):.2f} = "
+                f"{app_ms(with_lang) / app_ms(prod):.3f}"
+            )
         reports = [r for r in rows if r["target"] == "reports"]
         report_ok = True
         if reports:

@@ -6,13 +6,15 @@ preview, each against a baseline measured in the same run.
 From scratch, in its own PostgreSQL database `bench_routing` (127.0.0.1:5432, user
 postgres; no other database is touched), migrated:
 
-1. Intake: item_ingest of distinct short posts, in alternating rounds with the language
-   detection on (the product) and off (stubbed to "", today's intake): per-item cost and
-   the ratio.
-2. Routing: the verdict of a labeler (item_labels_changed, the path every flagged item takes)
-   with no rules (today) and with 10 rules using every condition kind, the item matching
-   only the last (the worst case: every rule tried, every extra fact loaded): per-item cost
-   and the ratio.
+1. Intake and dispatch: item_ingest of distinct short posts (the webhook's work: no language
+   detection since it moved to the dispatch) against the same plus the detection the request
+   used to do; and the dispatch taking those received items (its lock, the detection, one
+   UPDATE per language found) with the detection and with it stubbed out. Alternating rounds,
+   per-item cost and ratios.
+2. Routing: the verdict of a labeler (item_labels_changed, the path every flagged item takes,
+   in one transaction as in production) with no rules (today) and with 10 rules using every
+   condition kind, the item matching only the last (the worst case: every rule tried, every
+   extra fact loaded, the item moved): per-item cost and the ratio.
 3. Preview: DAYS x PER_DAY items seeded server-side (INSERT ... SELECT over generate_series;
    received over the window, 5 % with an image, languages in turn, scores spread), 4 rules in
    force, a proposed fifth; routing_preview timed (5 runs after one warm-up) against a plain
@@ -44,7 +46,7 @@ DB_NAME = "bench_routing"
 pgdb.use_database(DB_NAME)
 
 from django.contrib.auth import get_user_model  # noqa: E402
-from django.db import connection  # noqa: E402
+from django.db import connection, transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from moderation import language  # noqa: E402
@@ -52,10 +54,13 @@ from moderation.intake import IntakePayload  # noqa: E402
 from moderation.models import Bank, Item, RoutingRule, Source, hash_token  # noqa: E402
 from moderation.routing import rules_invalidate  # noqa: E402
 from moderation.selectors.routing import routing_preview  # noqa: E402
-from moderation.services import items as items_service  # noqa: E402
+from moderation.services import verdicts as verdicts_service  # noqa: E402
 from moderation.services.items import item_ingest  # noqa: E402
 from moderation.services.routing_rules import queue_save, rule_save  # noqa: E402
-from moderation.services.verdicts import item_labels_changed  # noqa: E402
+from moderation.services.verdicts import (  # noqa: E402
+    item_labels_changed,
+    items_lock_received,
+)
 
 TEXTS = [
     "Buy cheap watches now, limited offer!",
@@ -98,22 +103,45 @@ def _per_item_ms(run, n: int) -> float:
     return (time.perf_counter() - started) * 1000 / n
 
 
-def bench_intake(sources: list[Source], n: int, rounds: int = 3) -> tuple[float, float]:
+def bench_intake(sources: list[Source], n: int, rounds: int = 3) -> dict[str, float]:
+    """Per item (ms): the webhook's work (item_ingest) as it is now, with no detection, and
+    with the detection the request used to pay (the old placement); the dispatch's work
+    (taking the received items: locks, detection, one UPDATE per language found) with and
+    without the detection. Alternating rounds."""
     counter = iter(range(10**9))
 
-    def ingest(_):
+    def ingest(_, *, detect: bool = False):
         k = next(counter)
-        payload = IntakePayload(external_id=f"i-{k}", content_text=f"{TEXTS[k % 6]} {k}")
+        text = f"{TEXTS[k % 6]} {k}"
+        payload = IntakePayload(external_id=f"i-{k}", content_text=text)
         item_ingest(source=sources[k % 4], payload=payload, webhook_id=f"iw-{k}")
+        if detect:
+            language.detect_language(text)
+
+    def dispatch_ms() -> float:
+        started = time.perf_counter()
+        with transaction.atomic():
+            rows = items_lock_received(limit=n)
+        assert len(rows) == n
+        Item.objects.filter(pk__in=[row.id for row in rows]).update(status=Item.Status.LABELING)
+        return (time.perf_counter() - started) * 1000 / n
 
     language.detect_language("warm the model up")
     ingest(0)
-    on, off = [], []
+    times: dict[str, list[float]] = {
+        "intake": [],
+        "intake_detect": [],
+        "dispatch": [],
+        "dispatch_no_detect": [],
+    }
     for _ in range(rounds):
-        with mock.patch.object(items_service, "detect_language", lambda text: ""):
-            off.append(_per_item_ms(ingest, n))
-        on.append(_per_item_ms(ingest, n))
-    return statistics.median(off), statistics.median(on)
+        Item.objects.filter(status=Item.Status.RECEIVED).update(status=Item.Status.LABELING)
+        times["intake"].append(_per_item_ms(ingest, n))
+        times["dispatch"].append(dispatch_ms())
+        times["intake_detect"].append(_per_item_ms(lambda i: ingest(i, detect=True), n))
+        with mock.patch.object(verdicts_service, "detect_language", lambda text: ""):
+            times["dispatch_no_detect"].append(dispatch_ms())
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def bench_routing(sources: list[Source], n: int, rounds: int = 3) -> tuple[float, float]:
@@ -133,9 +161,16 @@ def bench_routing(sources: list[Source], n: int, rounds: int = 3) -> tuple[float
     ]
 
     def verdict(k):
-        item_labels_changed(
-            item_id=items[k].pk, violation_score=0.95, flagged=True, labeling=False, failed=False
-        )
+        # One commit, as in production: a label's answer and the verdict it makes are stored
+        # together (labelers/fetch.py _finish).
+        with transaction.atomic():
+            item_labels_changed(
+                item_id=items[k].pk,
+                violation_score=0.95,
+                flagged=True,
+                labeling=False,
+                failed=False,
+            )
 
     baseline, routed = [], []
     queues = [queue_save(actor=admin, queue=None, name=f"Team {q}") for q in range(10)]
@@ -229,10 +264,21 @@ def main() -> int:
         )
         for n in range(4)
     ]
-    off, on = bench_intake(sources, args.items)
+    intake = bench_intake(sources, args.items)
     print(
-        f"intake per item: {off:.3f} ms without language detection, {on:.3f} ms with "
-        f"(+{on - off:.3f} ms, ratio {on / off:.3f})",
+        f"intake (the webhook's item_ingest) per item: {intake['intake']:.3f} ms now (no "
+        f"detection), {intake['intake_detect']:.3f} ms with the detection the request used to "
+        f"do (ratio {intake['intake_detect'] / intake['intake']:.3f})",
+        flush=True,
+    )
+    total = intake["intake"] + intake["dispatch"]
+    bare = intake["intake"] + intake["dispatch_no_detect"]
+    print(
+        f"dispatch (taking received items) per item: {intake['dispatch']:.3f} ms with the "
+        f"detection, {intake['dispatch_no_detect']:.3f} ms without "
+        f"(+{intake['dispatch'] - intake['dispatch_no_detect']:.3f} ms); intake + dispatch "
+        f"{total:.3f} ms against {bare:.3f} ms with no detection at all "
+        f"(ratio {total / bare:.3f})",
         flush=True,
     )
     base, routed = bench_routing(sources, args.items)
@@ -241,6 +287,10 @@ def main() -> int:
         f"of every kind, matching the last (+{routed - base:.3f} ms, ratio {routed / base:.3f})",
         flush=True,
     )
+    if not args.per_day:  # --per-day 0: no preview
+        if not args.keep:
+            pgdb.drop_database(DB_NAME)
+        return 0
     result = bench_preview(args.days, args.per_day)
     ratio = result["p50_ms"] / result["count_ms"]
     print(

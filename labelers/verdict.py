@@ -9,7 +9,9 @@ versions and of other labelers stay on the item as history.
 An item no labeler flags, once every deciding labeler has answered, may still go to a person:
 - as an **audit sample**: each labeler's `audit_share` of its unflagged items, drawn by a
   hash of the item and revision (the same draw every time the verdict is recomputed, so a
-  re-evaluation never moves an item in or out of the sample at random);
+  re-evaluation never moves an item in or out of the sample at random); the draw goes to
+  moderation with the verdict, which applies the item's team queue's own audit share
+  instead when that queue has one;
 - otherwise, when every deciding labeler has an **auto-approve band** and answered "0" at or
   above it, the system approves it (a decision with no reviewer); else it is left labeled.
 """
@@ -70,8 +72,9 @@ def item_refresh(*, item_id: int, answered: Answer | None = None) -> None:
             revision=answered.revision,
             versions=[answered.version_id],
             audit=audit,
+            audit_draw=None if flagged else audit_draw(item_id, answered.revision),
             auto_approve_reason=""
-            if flagged or audit
+            if flagged
             else _auto_approval([(route, answered.label, answered.confidence)]),
         )
         return
@@ -123,7 +126,9 @@ def item_refresh(*, item_id: int, answered: Answer | None = None) -> None:
     complete = bool(routes) and not (flagged or labeling or failed) and set(answered) == set(routes)
     audit = complete and _audit_drawn(item_id, revision, list(routes.values()))
     auto_approve_reason = ""
-    if complete and not audit:
+    if complete:
+        # Given even with an audit drawn: the item's team queue may have an audit share of
+        # its own, which moderation applies instead of the labelers'.
         auto_approve_reason = _auto_approval(
             [(routes[labeler], row[3], row[4]) for labeler, row in answered.items()]
         )
@@ -136,6 +141,7 @@ def item_refresh(*, item_id: int, answered: Answer | None = None) -> None:
         routed=bool(deciding),
         versions=sorted(row[6] for row in answered.values()),
         audit=audit,
+        audit_draw=audit_draw(item_id, revision) if complete else None,
         auto_approve_reason=auto_approve_reason,
     )
 

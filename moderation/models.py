@@ -327,8 +327,8 @@ class Item(models.Model):
     queue = models.ForeignKey(
         "Queue", null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
     )
-    # The language of its text as detected at intake (ISO 639-1, e.g. "en"); empty: no text,
-    # or too little to tell.
+    # The language of its current text (ISO 639-1, e.g. "en"), detected by the dispatch before
+    # the item is labeled or routed; empty: not yet (received), no text, or too little to tell.
     language = models.CharField(max_length=8, blank=True)
 
     class Meta:
@@ -388,6 +388,13 @@ class Item(models.Model):
                 fields=["queue", "sla_breached", "waiting_since"],
                 condition=Q(status__in=IN_QUEUE),
                 name="item_queue_sla_idx",
+            ),
+            # Per queue, source and SLA state, waiting items by age: the SLA header of a
+            # reviewer served only some queues (each figure one range per visible queue).
+            models.Index(
+                fields=["queue", "source", "sla_breached", "waiting_since"],
+                condition=Q(status__in=IN_QUEUE),
+                name="item_queue_source_sla_idx",
             ),
             # Per source and SLA state, waiting items by age: the SLA header and the SLA sweep.
             models.Index(
@@ -1346,11 +1353,12 @@ class Queue(models.Model):
     # Media in this queue is always shown grayscale / blurred, whatever the reviewer chose.
     always_grayscale = models.BooleanField(default=False)
     always_blur = models.BooleanField(default=False)
-    # Media reveals per shift before a break is proposed, for this queue's items (empty: the
-    # reviewer's own budget).
+    # Media reveals per shift after which "next" serves this queue's text-only items before
+    # its media (empty: the reviewer's own budget governs its items).
     exposure_budget_reveals = models.PositiveIntegerField(null=True, blank=True)
-    # Shares of "next" that are audit samples and golden items in this queue (empty: the
-    # site's and the reviewer's).
+    # The audit share of the clean items routed here (empty: their labelers' shares), and
+    # the chance a golden item of this queue stands in for its next item (empty: the
+    # reviewer's, else the site's REVIEW_GOLDEN_SHARE).
     audit_share = models.FloatField(
         null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
     )

@@ -23,8 +23,9 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
+from django.db import connection
 from django.db.models import Exists, OuterRef, Q, Sum
 from django.utils import timezone
 
@@ -52,8 +53,8 @@ CONDITION_KEYS = (
     "strikes_min",
     "banks",
 )
-# The facts each condition needs beyond the item's own row (one query each, only when an
-# enabled rule uses it).
+# The facts each condition needs beyond the item's own row (all loaded in one query, only
+# when an enabled rule uses one).
 _EXTRA_FACTS = {
     "labelers": "labelers",
     "report_reasons": "report_reasons",
@@ -177,16 +178,57 @@ def rules_invalidate() -> None:
     queues_cache.clear()
 
 
-# The queues and their teams, which every reviewer page reads (who is served what): kept a
-# few seconds per process with no look at the version, so a page view costs no query for it.
-queues_cache = TTLCache[list[tuple[int, int | None, bool]]](seconds=5.0, maxsize=1)
+class QueueRow(NamedTuple):
+    """What every reviewer page and "next" read of a queue: who is served it and its own
+    wellness and sampling settings (None: not set, the reviewer's or the site's govern)."""
+
+    id: int
+    team_id: int | None
+    is_default: bool
+    exposure_budget_reveals: int | None
+    audit_share: float | None
+    golden_share: float | None
+
+    @property
+    def value(self) -> int | None:
+        """Its Item.queue value (None: the default queue)."""
+        return None if self.is_default else self.id
+
+
+# The queues, their teams and settings, which every reviewer page reads (who is served
+# what): kept a few seconds per process with no look at the version, so a page view costs no
+# query for them.
+queues_cache = TTLCache[list[QueueRow]](seconds=5.0, maxsize=1)
+
+
+def queue_rows() -> list[QueueRow]:
+    return queues_cache.get(
+        "queues",
+        lambda: [
+            QueueRow(*row)
+            for row in Queue.objects.order_by("id").values_list(
+                "id",
+                "team_id",
+                "is_default",
+                "exposure_budget_reveals",
+                "audit_share",
+                "golden_share",
+            )
+        ],
+    )
 
 
 def queues_teams() -> list[tuple[int, int | None, bool]]:
     """(id, team id, is default) of every queue."""
-    return queues_cache.get(
-        "queues", lambda: list(Queue.objects.values_list("id", "team_id", "is_default"))
-    )
+    return [(row.id, row.team_id, row.is_default) for row in queue_rows()]
+
+
+def queue_row(value: int | None) -> QueueRow | None:
+    """The queue of this Item.queue value (None: the default queue), from memory."""
+    for row in queue_rows():
+        if row.value == value:
+            return row
+    return None
 
 
 def rule_set(rules: list[RoutingRule] | None = None) -> RuleSet:
@@ -249,42 +291,102 @@ def media_kinds(*, image: str, video: str) -> frozenset[str]:
     return frozenset(kinds or {"text"})
 
 
-def item_facts(item: Item, *, needs: frozenset[str]) -> ItemFacts:
-    """The item's facts the rules need: its row's, and one query per extra fact used."""
-    facts = ItemFacts(
-        source_id=item.source_id,
-        violation_score=item.violation_score,
-        media=media_kinds(image=item.content_image.name or "", video=item.content_video.name or ""),
-        language=item.language,
-    )
-    if "labelers" in needs:
-        label_model = Item._meta.get_field("labels").related_model
-        facts.labelers = frozenset(
-            label_model.objects.filter(
-                item_id=item.pk, revision=item.revision, status="done", label="1"
-            ).values_list("labeler_version__labeler_id", flat=True)
+# Items whose extra facts one query loads (its IN lists stay well inside every database's
+# limit on parameters).
+FACTS_BATCH = 200
+
+
+def items_facts(items: list[Item], *, needs: frozenset[str]) -> dict[int, ItemFacts]:
+    """Per item id, the facts the rules need: the rows' own, and the extra facts any rule
+    uses in ONE query for all the items (a UNION ALL, one branch per kind of fact); no query
+    when no rule needs one. With strikes needed, the items carry their source (its window)."""
+    facts = {
+        item.pk: ItemFacts(
+            source_id=item.source_id,
+            violation_score=item.violation_score,
+            media=media_kinds(
+                image=item.content_image.name or "", video=item.content_video.name or ""
+            ),
+            language=item.language,
         )
-    if "report_reasons" in needs and item.report_score is not None:
-        facts.report_reasons = frozenset(
-            Report.objects.filter(item_id=item.pk, decision__isnull=True).values_list(
-                "reason", flat=True
-            )
-        )
-    if "strikes" in needs and item.author_id is not None:
-        since = timezone.now() - timedelta(days=item.source.strike_window_days)
-        facts.strikes = (
-            Strike.objects.filter(
-                author_id=item.author_id, withdrawn_at__isnull=True, created_at__gt=since
-            ).aggregate(total=Sum("weight"))["total"]
-            or 0
-        )
-    if "banks" in needs:
-        facts.banks = frozenset(
-            BankMatch.objects.filter(item_id=item.pk, revision=item.revision).values_list(
-                "bank_id", flat=True
-            )
-        )
+        for item in items
+    }
+    if not needs:
+        return facts
+    for start in range(0, len(items), FACTS_BATCH):
+        batch = items[start : start + FACTS_BATCH]
+        sql, params = _extra_facts_sql(batch, needs)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        found: dict[tuple[int, str], set] = {}
+        for item_id, kind, value in rows:
+            found.setdefault((item_id, kind), set()).add(value)
+        for item in batch:
+            fact = facts[item.pk]
+            fact.labelers = frozenset(int(v) for v in found.get((item.pk, "labelers"), ()))
+            fact.report_reasons = frozenset(found.get((item.pk, "report_reasons"), ()))
+            fact.strikes = sum(int(v) for v in found.get((item.pk, "strikes"), ()))
+            fact.banks = frozenset(int(v) for v in found.get((item.pk, "banks"), ()))
     return facts
+
+
+def _extra_facts_sql(items: list[Item], needs: frozenset[str]) -> tuple[str, list]:
+    """(item id, kind, value as text) rows of the extra facts `needs` names. Written out:
+    built of the models' table names and constants, the values are parameters."""
+    quote = connection.ops.quote_name
+    label_model = Item._meta.get_field("labels").related_model
+    version_model = label_model._meta.get_field("labeler_version").related_model
+    item_table = quote(Item._meta.db_table)
+    ids = [item.pk for item in items]
+    in_ids = ", ".join(["%s"] * len(ids))
+    branches: list[str] = []
+    params: list = []
+    if "labelers" in needs:
+        branches.append(
+            f"SELECT l.item_id, 'labelers', CAST(v.labeler_id AS TEXT) "  # noqa: S608
+            f"FROM {quote(label_model._meta.db_table)} l "
+            f"JOIN {item_table} i ON i.id = l.item_id AND i.revision = l.revision "
+            f"JOIN {quote(version_model._meta.db_table)} v ON v.id = l.labeler_version_id "
+            f"WHERE l.item_id IN ({in_ids}) AND l.status = %s AND l.label = %s"
+        )
+        params += [*ids, "done", "1"]
+    if "report_reasons" in needs:
+        branches.append(
+            f"SELECT r.item_id, 'report_reasons', r.reason FROM {quote(Report._meta.db_table)} r "  # noqa: S608
+            f"WHERE r.item_id IN ({in_ids}) AND r.decision_id IS NULL"
+        )
+        params += ids
+    with_author = [item for item in items if item.author_id is not None]
+    if "strikes" in needs and with_author:
+        # Each item's strikes count in its source's window: one cutoff per source.
+        now = timezone.now()
+        windows = {item.source_id: item.source.strike_window_days for item in with_author}
+        cutoff = " ".join("WHEN %s THEN %s" for _ in windows)
+        branches.append(
+            f"SELECT i.id, 'strikes', CAST(SUM(s.weight) AS TEXT) FROM {item_table} i "  # noqa: S608
+            f"JOIN {quote(Strike._meta.db_table)} s ON s.author_id = i.author_id "
+            f"WHERE i.id IN ({', '.join(['%s'] * len(with_author))}) "
+            f"AND s.withdrawn_at IS NULL AND s.created_at > CASE i.source_id {cutoff} END "
+            f"GROUP BY i.id"
+        )
+        params += [item.pk for item in with_author]
+        for source_id, days in windows.items():
+            params += [
+                source_id,
+                connection.ops.adapt_datetimefield_value(now - timedelta(days=days)),
+            ]
+    if "banks" in needs:
+        branches.append(
+            f"SELECT b.item_id, 'banks', CAST(b.bank_id AS TEXT) "  # noqa: S608
+            f"FROM {quote(BankMatch._meta.db_table)} b "
+            f"JOIN {item_table} i ON i.id = b.item_id AND i.revision = b.revision "
+            f"WHERE b.item_id IN ({in_ids})"
+        )
+        params += ids
+    if not branches:  # only strikes needed, and no item has an author
+        return "SELECT 0, '', '' WHERE 1 = 0", []
+    return " UNION ALL ".join(branches), params
 
 
 def rule_matches(conditions: dict[str, Any], facts: ItemFacts) -> bool:

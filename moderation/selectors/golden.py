@@ -21,7 +21,8 @@ from moderation.models import (
     Item,
     ReviewerSettings,
 )
-from moderation.permissions import reviewer_source_ids
+from moderation.permissions import QueueScope, reviewer_queue_ids, reviewer_source_ids
+from moderation.routing import QueueRow
 from moderation.selectors.queue import queue_filter_q
 
 # Golden items ride along with the main queue only: the failed and escalated queues are
@@ -29,9 +30,12 @@ from moderation.selectors.queue import queue_filter_q
 GOLDEN_QUEUES = ("undecided", "mine")
 
 
-def golden_share(user) -> float:
-    """The share of this reviewer's "next" items that are golden: their own setting, else the
+def golden_share(user, *, queue: QueueRow | None = None) -> float:
+    """The share of this reviewer's "next" items that are golden: the queue's own share when
+    the item "next" found is in a queue that has one, else the reviewer's setting, else the
     site's REVIEW_GOLDEN_SHARE."""
+    if queue is not None and queue.golden_share is not None:
+        return min(1.0, max(0.0, queue.golden_share))
     own = (
         ReviewerSettings.objects.filter(user_id=user.pk)
         .values_list("golden_share", flat=True)
@@ -41,28 +45,38 @@ def golden_share(user) -> float:
     return min(1.0, max(0.0, share))
 
 
-def golden_due(user, *, draw: Callable[[], float] = random.random) -> bool:
-    """Whether this "next" should be a golden item: true with the reviewer's share as its
+def golden_due(
+    user, *, queue: QueueRow | None = None, draw: Callable[[], float] = random.random
+) -> bool:
+    """Whether this "next" should be a golden item: true with the share (golden_share) as its
     probability. `draw` returns a number in [0, 1) (tests pass a seeded one); a share of 0
     never draws, 1 always does."""
-    share = golden_share(user)
+    share = golden_share(user, queue=queue)
     return share > 0 and draw() < share
 
 
 def golden_next(
-    *, reviewer, filters: QueueFilter, exclude_item_ids: Iterable[int] = ()
+    *,
+    reviewer,
+    filters: QueueFilter,
+    exclude_item_ids: Iterable[int] = (),
+    within: QueueScope = None,
 ) -> GoldenItem | None:
     """A golden item to serve to this reviewer under the queue's filters: active, its item
-    still decided at the revision the expected action is about, of a source they may review,
-    never served to them before, and not an item they decided themselves (they would know
-    the answer). Oldest first, so every golden item gets answers."""
+    still decided at the revision the expected action is about, of a source and a queue they
+    may review (`within`: only these queues), never served to them before, and not an item
+    they decided themselves (they would know the answer). Oldest first, so every golden item
+    gets answers."""
     if filters.status not in GOLDEN_QUEUES:
         return None
     allowed = reviewer_source_ids(reviewer)
+    queues = reviewer_queue_ids(reviewer)
+    if within is not None:
+        queues = within if queues is None else queues & within
     served = GoldenAnswer.objects.filter(golden_id=OuterRef("pk"), reviewer_id=reviewer.pk)
     decided_by_them = Decision.objects.filter(item_id=OuterRef("item_id"), reviewer_id=reviewer.pk)
     candidates = GoldenItem.objects.filter(
-        queue_filter_q(filters, allowed=allowed, prefix="item__"),
+        queue_filter_q(filters, allowed=allowed, prefix="item__", queues=queues),
         active=True,
         item__status=Item.Status.DECIDED,
         item__revision=F("revision"),

@@ -177,16 +177,24 @@ def _row_after(table: str, columns: tuple[str, str], op: str, values: tuple) -> 
 
 
 def queue_items(
-    *, reviewer, filters: QueueFilter, languages: tuple[str, ...] = ()
+    *,
+    reviewer,
+    filters: QueueFilter,
+    languages: tuple[str, ...] = (),
+    within: QueueScope = None,
 ) -> list[list[QuerySet[Item]]]:
     """The queue (or the failed or escalated queue), filtered, in review order, as streams
     to merge (one per team queue of the reviewer; one in all for a reviewer of every queue),
     each a list of ranges of the sort key to be read one after the other (see
-    _queue_items); not "mine". `languages`: only items in these languages."""
+    _queue_items); not "mine". `languages`: only items in these languages; `within`: only
+    these of the reviewer's queues (Item.queue values; None: all of theirs)."""
+    queues = reviewer_queue_ids(reviewer)
+    if within is not None:
+        queues = within if queues is None else queues & within
     return _queue_items(
         allowed=reviewer_source_ids(reviewer),
         filters=filters,
-        queues=reviewer_queue_ids(reviewer),
+        queues=queues,
         languages=languages,
     )
 
@@ -354,11 +362,13 @@ def queue_next(
     filters: QueueFilter,
     exclude_ids: Iterable[int] = (),
     languages: tuple[str, ...] = (),
+    within: QueueScope = None,
 ) -> Item | None:
     """The top item of the reviewer's (filtered) queues nobody else holds a live claim on,
     by SLA and score (the sort key); with `languages` (those the reviewer reads), the top
     item in one of them first, and only then any. `exclude_ids` (e.g. the item just
-    skipped) are passed over. "mine" has no next: it reviews the queue."""
+    skipped) are passed over; `within`: only these of their queues. "mine" has no next: it
+    reviews the queue."""
     if filters.status == "mine":
         filters = filters.with_status("undecided")
     free = free_for(reviewer, timezone.now())
@@ -369,7 +379,9 @@ def queue_next(
                 part.filter(free).exclude(pk__in=exclude) if exclude else part.filter(free)
                 for part in parts
             ]
-            for parts in queue_items(reviewer=reviewer, filters=filters, languages=only)
+            for parts in queue_items(
+                reviewer=reviewer, filters=filters, languages=only, within=within
+            )
         ]
         found = _read_in_order(streams, 1)
         if found:
@@ -461,10 +473,12 @@ def _queue_counts(reviewer, filters, statuses, allowed, queues) -> dict[str, Que
 
 # The SLA header's figures, written out rather than built by the ORM: four per source on
 # every page view, and compiling sixteen querysets cost more than running them. Only
-# constants go into the text; the values are parameters.
-def _sla_sql(statuses: tuple[str, ...]) -> tuple[str, str, str]:
+# constants go into the text; the values are parameters. `in_queue`: one team queue's part
+# (a reviewer served only some queues), "queue_id = %s" or "queue_id IS NULL" (the default).
+def _sla_sql(statuses: tuple[str, ...], in_queue: str = "") -> tuple[str, str, str]:
     waiting = (
-        f"FROM {connection.ops.quote_name(Item._meta.db_table)} WHERE source_id = %s "
+        f"FROM {connection.ops.quote_name(Item._meta.db_table)} WHERE "
+        f"{in_queue + ' AND ' if in_queue else ''}source_id = %s "
         f"AND status IN ({', '.join(['%s'] * len(statuses))})"
     )
     return (
@@ -476,7 +490,11 @@ def _sla_sql(statuses: tuple[str, ...]) -> tuple[str, str, str]:
 
 # The escalated queue's header counts escalated items, the review queue's its own.
 ESCALATED = (str(Item.Status.ESCALATED),)
-_SLA_SQL = {IN_QUEUE: _sla_sql(IN_QUEUE), ESCALATED: _sla_sql(ESCALATED)}
+_SLA_SQL: dict[tuple[tuple[str, ...], str], tuple[str, str, str]] = {
+    (statuses, in_queue): _sla_sql(statuses, in_queue)
+    for statuses in (IN_QUEUE, ESCALATED)
+    for in_queue in ("", "queue_id = %s", "queue_id IS NULL")
+}
 
 
 class SourceSla(NamedTuple):
@@ -490,45 +508,69 @@ class SourceSla(NamedTuple):
 def queue_sla(*, reviewer, escalated: bool = False) -> list[SourceSla]:
     """Per source the reviewer may see: items waiting in the queue (or, `escalated`, in the
     seniors' queue), the oldest one's arrival, the source's SLA and how many waiting items
-    are past it (marked by the SLA sweep). Each figure is one range of the (source,
-    sla_breached, waiting_since) index."""
+    are past it (marked by the SLA sweep). Only the queues the reviewer is served count: a
+    reviewer of two team queues is not told of items waiting in a third. Each figure is one
+    range of the (source, sla_breached, waiting_since) index, or per visible queue one of
+    (queue, source, sla_breached, waiting_since)."""
     allowed = reviewer_source_ids(reviewer)
+    queues = reviewer_queue_ids(reviewer)
     statuses = ESCALATED if escalated else IN_QUEUE
 
     def load() -> list[SourceSla]:
         sources = Source.objects.order_by("name")
         if allowed is not None:
             sources = sources.filter(pk__in=allowed)
-        return sources_sla(list(sources), statuses=statuses)
+        return sources_sla(list(sources), statuses=statuses, queues=queues)
 
-    return queue_figures_cache.get(("sla", allowed, statuses), load)  # type: ignore[return-value]
+    return queue_figures_cache.get(  # type: ignore[return-value]
+        ("sla", allowed, queues, statuses), load
+    )
 
 
-def sources_sla(sources: list[Source], *, statuses: tuple[str, ...] = IN_QUEUE) -> list[SourceSla]:
+def sources_sla(
+    sources: list[Source], *, statuses: tuple[str, ...] = IN_QUEUE, queues: QueueScope = None
+) -> list[SourceSla]:
     """The SLA figures of these sources (the queue's header, the admin's list of sources), in
-    one query."""
-    waiting_sql, past_sql, oldest_sql = _SLA_SQL[statuses]
-    parts = []
-    for source in sources:
-        waiting, cap = (source.pk, *statuses), QUEUE_COUNT_CAP + 1
-        parts += [
-            (waiting_sql, (*waiting, cap)),
-            (past_sql, (*waiting, True, cap)),
-            # The oldest is breached if any is; each look is the start of one index range.
-            (oldest_sql, (*waiting, True)),
-            (oldest_sql, (*waiting, False)),
+    one query; `queues`: only the items of these queues (Item.queue values; None: all)."""
+    # Each part: the SQL's queue condition and its parameters.
+    scopes: list[tuple[str, tuple]] = (
+        [("", ())]
+        if queues is None
+        else [
+            ("queue_id IS NULL", ()) if value is None else ("queue_id = %s", (value,))
+            for value in sorted(queues, key=lambda value: (value is not None, value or 0))
         ]
-    figures = _scalars(parts)
+    )
+    parts = []
+    cap = QUEUE_COUNT_CAP + 1
+    for source in sources:
+        for in_queue, queue_params in scopes:
+            waiting_sql, past_sql, oldest_sql = _SLA_SQL[(statuses, in_queue)]
+            waiting = (*queue_params, source.pk, *statuses)
+            parts += [
+                (waiting_sql, (*waiting, cap)),
+                (past_sql, (*waiting, True, cap)),
+                # The oldest is breached if any is; each look is the start of one index range.
+                (oldest_sql, (*waiting, True)),
+                (oldest_sql, (*waiting, False)),
+            ]
+    figures = iter(_scalars(parts))
     rows = []
-    for n, source in enumerate(sources):
-        waiting_n, past_n, oldest_breached, oldest_fresh = figures[4 * n : 4 * n + 4]
+    for source in sources:
+        waiting_n = past_n = 0
+        since: list[datetime] = []
+        for _ in scopes:
+            waiting_part, past_part, *oldest = (next(figures) for _ in range(4))
+            waiting_n += waiting_part
+            past_n += past_part
+            since += [found for value in oldest if (found := _as_datetime(value)) is not None]
         rows.append(
             SourceSla(
                 source=source,
-                waiting=QueueCount(waiting_n),
-                oldest_since=_as_datetime(oldest_breached or oldest_fresh),
+                waiting=QueueCount(min(waiting_n, cap)),
+                oldest_since=min(since) if since else None,
                 sla_minutes=source.review_sla_minutes,
-                past_sla=QueueCount(past_n),
+                past_sla=QueueCount(min(past_n, cap)),
             )
         )
     return rows

@@ -13,6 +13,8 @@ from moderation.models import (
     ReviewerSettings,
     shift_start,
 )
+from moderation.permissions import reviewer_queue_ids
+from moderation.routing import queue_rows
 
 
 def reviewer_settings(user) -> ReviewerSettings:
@@ -31,10 +33,28 @@ class Exposure:
     @property
     def over_budget(self) -> bool:
         """A wellness prompt, never a score: the workspace proposes a break."""
+        return self.over_budget_for(None)
+
+    def over_budget_for(self, queue_reveals: int | None) -> bool:
+        """Over the budget that governs a queue's items: the queue's own reveals budget when
+        it has one, in place of the reviewer's (their minutes budget holds in any queue)."""
+        reveals = queue_reveals if queue_reveals is not None else self.budget_reveals
         return bool(
-            (self.budget_reveals and self.reveals_shift >= self.budget_reveals)
+            (reveals and self.reveals_shift >= reveals)
             or (self.budget_minutes and self.shift_minutes >= self.budget_minutes)
         )
+
+
+def queues_over_budget(user, exposure: Exposure) -> tuple[frozenset, frozenset]:
+    """The reviewer's queues (Item.queue values) whose items they are over the exposure
+    budget for, and the others: "next" serves the first ones' text-only items first."""
+    scope = reviewer_queue_ids(user)
+    over: set[int | None] = set()
+    rest: set[int | None] = set()
+    for row in queue_rows():
+        if scope is None or row.value in scope:
+            (over if exposure.over_budget_for(row.exposure_budget_reveals) else rest).add(row.value)
+    return frozenset(over), frozenset(rest)
 
 
 def exposure(user) -> Exposure:

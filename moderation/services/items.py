@@ -14,7 +14,6 @@ from django.utils import timezone
 
 from moderation.errors import StaleRevision
 from moderation.intake import IntakePayload
-from moderation.language import detect_language
 from moderation.models import (
     LIVE,
     Author,
@@ -256,7 +255,8 @@ def _new_item(
         received_at=now,
         waiting_since=now,
         status=Item.Status.RECEIVED,
-        language=detect_language(payload.content_text),
+        # Detected by the dispatch (items_lock_received), outside the webhook's request.
+        language="",
         **media,
     )
     at = connection.ops.adapt_datetimefield_value(now)
@@ -360,7 +360,8 @@ def _item_revise(
             }
             for name, value in new_content.items():
                 setattr(locked, name, value)
-            locked.language = detect_language(payload.content_text)
+            # The new text's language: the dispatch detects it again.
+            locked.language = ""
             # An edit without `author` keeps the item's author.
             if author is not None:
                 locked.author = author

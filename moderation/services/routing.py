@@ -17,11 +17,30 @@ from moderation.models import (
     REVIEWABLE,
     Item,
 )
-from moderation.routing import RuleSet, item_facts, route_facts, rule_set
+from moderation.routing import (
+    RuleSet,
+    items_facts,
+    queue_row,
+    queue_rows,
+    route_facts,
+    rule_set,
+)
 
 # Items of an author re-routed after a new strike: their open items, at most this many
 # (an author with more has them re-routed as their other facts change).
 AUTHOR_REROUTE_LIMIT = 200
+# What routing reads of an item's row (not its text or metadata).
+_ROUTING_FIELDS = (
+    "id",
+    "source_id",
+    "author_id",
+    "queue_id",
+    "revision",
+    "violation_score",
+    "content_image",
+    "content_video",
+    "language",
+)
 # Waiting items re-routed per batch after a rule change (the task goes on until done).
 REROUTE_BATCH = 500
 
@@ -54,17 +73,46 @@ def items_route(
         return Item.objects.filter(_movable(now), pk__in=ids, queue__isnull=False).update(
             queue=None
         )
-    items = Item.objects.filter(_movable(now), pk__in=ids)
+    items = Item.objects.filter(_movable(now), pk__in=ids).only(*_ROUTING_FIELDS)
     if "strikes" in rules.needs:
-        items = items.select_related("source")
+        items = items.select_related("source").only(*_ROUTING_FIELDS, "source__strike_window_days")
+    loaded = list(items)
+    if not loaded:
+        return 0
+    # The facts of all of them, the extra ones in one query; the rules matched in memory.
+    facts = items_facts(loaded, needs=rules.needs)
     moved = 0
-    for item in items:
-        queue_id, _ = route_facts(rules, item_facts(item, needs=rules.needs))
+    for item in loaded:
+        queue_id, _ = route_facts(rules, facts[item.pk])
         if queue_id == item.queue_id:
             continue
         # Conditional: a reviewer who claimed it meanwhile keeps it where it was.
         moved += Item.objects.filter(_movable(timezone.now()), pk=item.pk).update(queue=queue_id)
     return moved
+
+
+def item_queue_audit_share(*, item_id: int, violation_score: float | None) -> float | None:
+    """The audit share of the queue this item would be routed to with this violation score,
+    when that queue has one of its own; None: the labelers' shares decide. No query unless
+    some queue has an audit share and rules route items out of the default queue."""
+    rows = queue_rows()
+    if all(row.audit_share is None for row in rows):
+        return None
+    rules = rule_set()
+    queue_value = None
+    if rules.rules:
+        item = Item.objects.filter(pk=item_id).only(*_ROUTING_FIELDS)
+        if "strikes" in rules.needs:
+            item = item.select_related("source").only(
+                *_ROUTING_FIELDS, "source__strike_window_days"
+            )
+        found = item.first()
+        if found is None:
+            return None
+        found.violation_score = violation_score
+        queue_value, _ = route_facts(rules, items_facts([found], needs=rules.needs)[found.pk])
+    row = queue_row(queue_value)
+    return None if row is None else row.audit_share
 
 
 def author_items_route(*, author_id: int) -> int:

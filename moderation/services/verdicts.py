@@ -7,8 +7,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from django.db import connection, transaction
+from django.db.models.functions import Substr
 from django.utils import timezone
 
+from moderation.language import SAMPLE_CHARS, detect_language
 from moderation.models import (
     AUDIT_QUEUE_SCORE,
     FOLLOWS_LABELS,
@@ -20,7 +22,7 @@ from moderation.services.banks import bank_hashes_match_recent, items_bank_match
 from moderation.services.decisions import decision_create, item_decision_apply
 from moderation.services.figures import item_figures_changed
 from moderation.services.queue import queue_key_expression, queue_key_sync, queue_score_for
-from moderation.services.routing import item_route, items_route
+from moderation.services.routing import item_queue_audit_share, item_route, items_route
 
 
 class ReceivedItem(NamedTuple):
@@ -33,18 +35,34 @@ class ReceivedItem(NamedTuple):
 
 def items_lock_received(*, limit: int) -> list[ReceivedItem]:
     """Received items, oldest first, locked until the caller's transaction ends; SKIP LOCKED
-    so two dispatches never take the same item."""
-    rows = (
+    so two dispatches never take the same item. Their text's language is detected and
+    stored here, before banks, labels and routing read it (the webhook's request does not
+    pay for it): one UPDATE per language found in the batch."""
+    rows = list(
         Item.objects.filter(status=Item.Status.RECEIVED)
         .select_for_update(skip_locked=True)
         .order_by("id")
         .values_list(
-            "id", "source_id", "revision", "content_hash", "content_image", "content_video"
+            "id",
+            "source_id",
+            "revision",
+            "content_hash",
+            "content_image",
+            "content_video",
+            "language",
+            # Only what the detection reads of a long text.
+            Substr("content_text", 1, SAMPLE_CHARS),
         )[:limit]
     )
+    languages: dict[str, list[int]] = {}
+    for item_id, *_, language, sample in rows:
+        if not language and (detected := detect_language(sample or "")):
+            languages.setdefault(detected, []).append(item_id)
+    for language, ids in languages.items():
+        Item.objects.filter(pk__in=ids).update(language=language)
     return [
         ReceivedItem(item_id, source_id, revision, content_hash, bool(image or video))
-        for item_id, source_id, revision, content_hash, image, video in rows
+        for item_id, source_id, revision, content_hash, image, video, _, _ in rows
     ]
 
 
@@ -89,6 +107,7 @@ def item_labels_changed(
     revision: int | None = None,
     versions: list[int] | None = None,
     audit: bool = False,
+    audit_draw: float | None = None,
     auto_approve_reason: str = "",
 ) -> None:
     """Take the labelers' verdict on an item: its violation score, and whether it is flagged,
@@ -102,7 +121,14 @@ def item_labels_changed(
     `versions`: the labeler versions whose answers made the verdict (kept with it, and with
     the decision later made on it). A clean verdict may come with `audit` (the item goes to
     the queue as an audit sample) or an `auto_approve_reason` (the system approves it).
+    `audit_draw`: the clean verdict's audit draw in [0, 1): when the team queue the item
+    would be routed to has an audit share of its own, that share decides the sample, not
+    the labelers' (`audit`).
     """
+    if audit_draw is not None and routed and not (flagged or labeling or failed):
+        share = item_queue_audit_share(item_id=item_id, violation_score=violation_score)
+        if share is not None:
+            audit = audit_draw < share
     if not routed:
         status, queue_score = Item.Status.UNROUTED, 1.0
     elif flagged:

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from audit.models import AuditEntry
 from labelers.models import Label
+from moderation.intake import IntakePayload
 from moderation.language import detect_language
 from moderation.models import (
     Author,
@@ -31,6 +32,7 @@ from moderation.models import (
 from moderation.routing import ConditionError, conditions_clean, rule_q
 from moderation.selectors.routing import routing_preview
 from moderation.services.decisions import decision_record
+from moderation.services.items import item_ingest
 from moderation.services.routing import item_route, items_reroute_waiting
 from moderation.services.routing_rules import (
     queue_save,
@@ -448,6 +450,30 @@ def test_intake_stores_the_language(post_webhook, source):
         source, {"external_id": "pt-1", "content_text": "Não acredito no que disseram sobre você"}
     )
     assert Item.objects.get(external_id="pt-1").language == "pt"
+
+
+def test_the_dispatch_detects_the_language_not_the_webhooks_request(source, dispatch):
+    portuguese = "Não acredito no que disseram sobre você"
+    item, _ = item_ingest(
+        source=source,
+        payload=IntakePayload(external_id="pt-2", content_text=portuguese),
+        webhook_id="msg_pt_2",
+    )
+    # The request stored the item only; the dispatch, before labels and routing, detects.
+    assert Item.objects.get(pk=item.pk).language == ""
+    dispatch()
+    assert Item.objects.get(pk=item.pk).language == "pt"
+    # An edit's new text is detected again.
+    item_ingest(
+        source=source,
+        payload=IntakePayload(
+            external_id="pt-2", content_text="Ich kann nicht glauben, was sie gesagt haben"
+        ),
+        webhook_id="msg_pt_3",
+    )
+    assert Item.objects.get(pk=item.pk).language == ""
+    dispatch()
+    assert Item.objects.get(pk=item.pk).language == "de"
 
 
 def test_next_serves_the_reviewers_languages_first(client):

@@ -25,6 +25,7 @@ from moderation.permissions import (
     reviewer_source_ids,
     senior_required,
 )
+from moderation.routing import queue_row
 from moderation.selectors.authors import authors_strikes
 from moderation.selectors.banks import items_banks
 from moderation.selectors.golden import (
@@ -41,7 +42,7 @@ from moderation.selectors.queue import (
     queues_figures,
     reviewer_queues,
 )
-from moderation.selectors.reviewers import exposure, reviewer_settings
+from moderation.selectors.reviewers import exposure, queues_over_budget, reviewer_settings
 from moderation.services.claims import item_claim
 from moderation.services.golden import (
     golden_answer_serve,
@@ -158,7 +159,7 @@ def queue_next_view(request: HttpRequest) -> HttpResponse:
             return redirect(reverse("queue") + filters.querystring())
         # A golden item only stands in for real work: with an empty queue, an item appearing
         # anyway would give it away.
-        if attempt == 0 and (golden := _serve_golden(request, effective)):
+        if attempt == 0 and (golden := _serve_golden(request, effective, item)):
             return redirect(reverse("item", args=[golden.golden.item_id]) + filters.querystring())
         if item_claim(item=item, reviewer=request.user):
             return redirect(reverse("item", args=[item.pk]) + filters.querystring())
@@ -197,32 +198,66 @@ def _nothing_next_message(request: HttpRequest, filters: QueueFilter) -> str:
 
 
 def _pick_next(request: HttpRequest, filters: QueueFilter) -> tuple[Item | None, QueueFilter]:
-    """The next item for this reviewer, and the filters it was found under; over their
-    exposure budget, text-only items first."""
+    """The next item for this reviewer, and the filters it was found under. In the queues
+    whose exposure budget they are over (the queue's own when set, else theirs), text-only
+    items first; the others' items as usual; the best of both by SLA and score."""
     skipped = request.session.get("skipped", [])
     # The languages the reviewer reads first, within their queues.
     languages = tuple(reviewer_settings(request.user).languages or ())
-    if not filters.media and exposure(request.user).over_budget:
-        text_first = replace(filters, media="text")
-        item = queue_next(
-            reviewer=request.user, filters=text_first, exclude_ids=skipped, languages=languages
+
+    def pick(filters: QueueFilter, within=None) -> Item | None:
+        return queue_next(
+            reviewer=request.user,
+            filters=filters,
+            exclude_ids=skipped,
+            languages=languages,
+            within=within,
         )
-        if item is not None:
-            return item, text_first
-    item = queue_next(
-        reviewer=request.user, filters=filters, exclude_ids=skipped, languages=languages
-    )
-    return item, filters
+
+    if not filters.media:
+        over, rest = queues_over_budget(request.user, exposure(request.user))
+        text_first = replace(filters, media="text")
+        if over and not rest:
+            item = pick(text_first)
+            if item is not None:
+                return item, text_first
+        elif over:
+            found = [
+                (item, under)
+                for item, under in (
+                    (pick(text_first, within=over), text_first),
+                    (pick(filters, within=rest), filters),
+                )
+                if item is not None
+            ]
+            if found:
+                return min(
+                    found,
+                    key=lambda pair: (
+                        pair[0].language not in languages if languages else False,
+                        pair[0].queue_key,
+                        pair[0].pk,
+                    ),
+                )
+    return pick(filters), filters
 
 
-def _serve_golden(request: HttpRequest, filters: QueueFilter) -> GoldenAnswer | None:
-    """With the reviewer's golden share as probability, a golden item (under the same
-    filters) instead of the queue's next: served by an open answer, not by a claim, since
-    the item is decided and claims are for items waiting."""
-    if not golden_due(request.user):
+def _serve_golden(request: HttpRequest, filters: QueueFilter, item: Item) -> GoldenAnswer | None:
+    """With the golden share as probability, a golden item (under the same filters) instead
+    of the queue's next `item`: served by an open answer, not by a claim, since the item is
+    decided and claims are for items waiting. When `item`'s queue has a golden share of its
+    own, that share, and a golden item of that queue; else the reviewer's share, and one of
+    any of their queues."""
+    queue = queue_row(item.queue_id)
+    if queue is not None and queue.golden_share is None:
+        queue = None
+    if not golden_due(request.user, queue=queue):
         return None
     golden = golden_next(
-        reviewer=request.user, filters=filters, exclude_item_ids=request.session.get("skipped", [])
+        reviewer=request.user,
+        filters=filters,
+        exclude_item_ids=request.session.get("skipped", []),
+        within=None if queue is None else frozenset({queue.value}),
     )
     if golden is None:
         return None
