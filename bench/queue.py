@@ -7,7 +7,7 @@
 
 For each size, from scratch:
 
-1. Drops and recreates the PostgreSQL database `bench_queue` (127.0.0.1:5432, user postgres,
+1. Drops and recreates the PostgreSQL database `bench_queue_<pid>` (127.0.0.1:5432, user postgres,
    trust auth; no other database is touched) and migrates it.
 2. Seeds N items server-side in one INSERT ... SELECT over generate_series (no per-row round
    trips): 4 sources (one with a 4 h review SLA), 90 % flagged with scores 0.500-0.999 in
@@ -61,7 +61,8 @@ if str(ROOT) not in sys.path:
 
 from bench import pgdb  # noqa: E402
 
-DB_NAME = "bench_queue"
+# Per process: two sessions running this bench at once must not drop each other's database.
+DB_NAME = f"bench_queue_{os.getpid()}"
 pgdb.use_database(DB_NAME)
 
 from django.contrib.auth import get_user_model  # noqa: E402

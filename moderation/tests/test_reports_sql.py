@@ -41,7 +41,7 @@ def payload(report_id: str, external_id: str = "target", reporter: str = "", **k
     )
 
 
-def labeled(source, external_id: str, **fields) -> Item:
+def labeled(source, external_id: str, **fields):
     defaults = {"status": Item.Status.LABELED, "violation_score": 0.1, "queue_score": None}
     return ItemFactory(source=source, external_id=external_id, **{**defaults, **fields})
 
