@@ -3,16 +3,20 @@
     .venv/bin/python -m bench.queue [--sizes 2000,20000] [--requests 200] [--strict]
     .venv/bin/python -m bench.queue --sizes 10000,1000000        # the issue's measurement
     .venv/bin/python -m bench.queue --sizes 10000,1000000 --queues 10   # team queues (29)
+    .venv/bin/python -m bench.queue --sizes 10000,1000000 --reported 0.1  # reports (26)
 
 For each size, from scratch:
 
-1. Drops and recreates the PostgreSQL database `bench_queue` (127.0.0.1:5432, user postgres,
+1. Drops and recreates the PostgreSQL database `bench_queue_<pid>` (127.0.0.1:5432, user postgres,
    trust auth; no other database is touched) and migrates it.
 2. Seeds N items server-side in one INSERT ... SELECT over generate_series (no per-row round
    trips): 4 sources (one with a 4 h review SLA), 90 % flagged with scores 0.500-0.999 in
    steps of 0.001 (so many share a score), 1 % whose labeling failed, the rest labeled and
    not flagged; received over the last 48 h; 5 % with an image; one item in ~1,000 mentions
-   "quokkaspam" (the search). The sort key is computed in SQL as models.queue_key does
+   "quokkaspam" (the search). With --reported S: a share S of items (every status alike)
+   has 1-3 open reports (Report rows, four reasons in turn) and the report score of that
+   many new reporters; a cleared one waits as "reported", the others at the higher score.
+   The sort key is computed in SQL as models.queue_key does
    (checked against it), then the product's own SLA sweep marks the items past their SLA.
    VACUUM ANALYZE.
 3. Logs a reviewer in with Django's test Client (DEBUG off, the product's settings and
@@ -26,7 +30,8 @@ For each size, from scratch:
    With --queues Q: Q queues (the default one and Q-1 with a team each), item n in queue
    n mod Q, languages en/pt/es/de/fr in turn; and two more kinds for a reviewer of three
    team queues reading pt and de: their first page, and their "next" (served by language
-   first, within their queues).
+   first, within their queues). With --reported: two more, the "Reported" filter
+   (?reported=1) and a report reason (?report_reason=harassment).
 5. Prints a table and checks the targets: p99 < 50 ms for every kind, and with two sizes or
    more, p99 at the largest <= 1.2 x p99 at the smallest for every kind.
 
@@ -56,7 +61,8 @@ if str(ROOT) not in sys.path:
 
 from bench import pgdb  # noqa: E402
 
-DB_NAME = "bench_queue"
+# Per process: two sessions running this bench at once must not drop each other's database.
+DB_NAME = f"bench_queue_{os.getpid()}"
 pgdb.use_database(DB_NAME)
 
 from django.contrib.auth import get_user_model  # noqa: E402
@@ -83,6 +89,8 @@ KINDS = ("first", "deep", "filtered", "search")
 # With --queues: a reviewer of three team queues and two languages, on their first page and
 # their "next" (the item served and claimed, a redirect).
 TEAM_KINDS = ("team-first", "team-next")
+# With --reported: the queue's two report filters, items with open reports and one reason.
+REPORT_KINDS = ("reported", "reason")
 SEARCH_TERM = "quokkaspam"
 WORDS = "hello spam offer cheap watches click here great deal free account friend"
 
@@ -92,7 +100,7 @@ INSERT INTO moderation_item (
     source_id, external_id, webhook_id, content_text, content_image, content_image_type,
     content_video, content_video_type, content_hash, metadata, received_at, waiting_since,
     revision, status, violation_score, queue_score, queue_key, sla_breached, flagged_at,
-    verdict_versions, queue_id, language
+    verdict_versions, queue_id, language, report_score
 )
 SELECT
     false, '',
@@ -115,7 +123,8 @@ SELECT
     -- With --queues Q: item n in team queue n mod Q (0: the default queue, no queue_id).
     CASE WHEN %(queues)s > 0 AND n %% GREATEST(%(queues)s, 1) > 0
          THEN q.ids[n %% GREATEST(%(queues)s, 1)] END,
-    (ARRAY['en', 'pt', 'es', 'de', 'fr'])[1 + (n / 7) %% 5]
+    (ARRAY['en', 'pt', 'es', 'de', 'fr'])[1 + (n / 7) %% 5],
+    s.report_score
 FROM generate_series(1::bigint, %(count)s) AS n
 CROSS JOIN (SELECT array_agg(id ORDER BY id) AS ids FROM moderation_source) AS src
 CROSS JOIN (
@@ -127,17 +136,48 @@ CROSS JOIN LATERAL (
 CROSS JOIN LATERAL (
     SELECT
         CASE WHEN n %% 100 = 0 THEN 'failed' WHEN n %% 10 = 0 THEN 'labeled' ELSE 'flagged' END
-            AS status,
+            AS labels_status,
         CASE WHEN n %% 100 = 0 THEN NULL
              ELSE (500 + (n * 104729) %% 500)::float8 / 1000 END AS score,
-        CASE WHEN n %% 100 = 0 THEN 1.0
-             WHEN n %% 10 = 0 THEN NULL
-             ELSE (500 + (n * 104729) %% 500)::float8 / 1000 END AS queue_score
+        -- With --reported: this share of items (spread over every status) has 1 to 3 open
+        -- reports from new reporters, so a report score of 1 - 0.75^k (the README's formula).
+        CASE WHEN (n * 7907) %% 1000 < %(reported_per_mille)s
+             THEN 1.0 - power(0.75::float8, (1 + n %% 3)::float8) END AS report_score
+) AS r
+CROSS JOIN LATERAL (
+    SELECT
+        -- A cleared item with reports waits as "reported"; a flagged one stays flagged.
+        CASE WHEN r.labels_status = 'labeled' AND r.report_score IS NOT NULL THEN 'reported'
+             ELSE r.labels_status END AS status,
+        r.score,
+        r.report_score,
+        -- queue_score_for: failed 1.0; otherwise the higher of the two scores (GREATEST
+        -- skips a missing report score); a cleared, unreported item is out of the queue.
+        CASE WHEN r.labels_status = 'failed' THEN 1.0
+             WHEN r.labels_status = 'labeled' AND r.report_score IS NULL THEN NULL
+             ELSE GREATEST(r.score, r.report_score) END AS queue_score
 ) AS s
 """
 
+# Each reported item's open reports (1 to 3, as its report score says), with reasons in turn
+# and reporters drawn from 50,000 accounts.
+REPORTS_SQL = """
+INSERT INTO moderation_report (
+    source_id, report_id, webhook_id, item_id, reason, reporter_id, comment, created_at,
+    decision_id
+)
+SELECT i.source_id, 'r-' || i.id || '-' || j, 'rw-' || i.id || '-' || j, i.id,
+    (ARRAY['spam', 'harassment', 'violence', 'other'])[1 + (i.id + j) %% 4],
+    'u-' || (i.id * 7919 + j * 104729) %% 50000, '', i.received_at, NULL
+FROM moderation_item i
+CROSS JOIN LATERAL generate_series(
+    1, round(ln(1.0 - i.report_score) / ln(0.75))::int
+) AS j
+WHERE i.report_score IS NOT NULL
+"""
 
-def seed(count: int, queues: int = 0) -> dict:
+
+def seed(count: int, queues: int = 0, reported: float = 0.0) -> dict:
     started = time.monotonic()
     teams = []
     for n in range(1, queues):
@@ -154,7 +194,17 @@ def seed(count: int, queues: int = 0) -> dict:
         for n in range(4)
     ]
     with connection.cursor() as cursor:
-        cursor.execute(SEED_SQL, {"count": count, "words": WORDS, "queues": queues})
+        cursor.execute(
+            SEED_SQL,
+            {
+                "count": count,
+                "words": WORDS,
+                "queues": queues,
+                "reported_per_mille": round(reported * 1000),
+            },
+        )
+        cursor.execute(REPORTS_SQL, {})
+        reports = cursor.rowcount
     # The SQL key must be the product's.
     for score, key in Item.objects.filter(queue_key__isnull=False).values_list(
         "queue_score", "queue_key"
@@ -163,6 +213,7 @@ def seed(count: int, queues: int = 0) -> dict:
     breached = items_sla_refresh()
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE moderation_item")
+        cursor.execute("VACUUM ANALYZE moderation_report")
     user = get_user_model().objects.create_user("bench-reviewer", password="x")
     user.groups.add(Group.objects.get_or_create(name="reviewer")[0])
     # A team reviewer: three team queues (the default one has no team: theirs too, as every
@@ -175,6 +226,7 @@ def seed(count: int, queues: int = 0) -> dict:
         "user": user,
         "team_user": team_user if teams else None,
         "breached": breached,
+        "reports": reports,
         "seconds": time.monotonic() - started,
     }
 
@@ -183,12 +235,14 @@ def deep_cursor() -> str:
     """The cursor of the item 80 % down the queue, as a "Next page" link would carry it."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(*) FROM moderation_item WHERE status IN ('flagged', 'failed', 'unrouted')"
+            "SELECT count(*) FROM moderation_item WHERE status IN ('flagged', 'failed', 'unrouted',"
+            " 'reported')"
         )
         waiting = cursor.fetchone()[0]
         cursor.execute(
             "SELECT queue_key, id FROM moderation_item "
-            "WHERE status IN ('flagged', 'failed', 'unrouted') AND queue_key IS NOT NULL "
+            "WHERE status IN ('flagged', 'failed', 'unrouted', 'reported') "
+            "AND queue_key IS NOT NULL "
             "ORDER BY queue_key, id OFFSET %s LIMIT 1",
             [int(waiting * 0.8)],
         )
@@ -213,6 +267,12 @@ def page_urls(kind: str, sources: list[Source]):
     elif kind == "search":
         while True:
             yield f"/?q={SEARCH_TERM}"
+    elif kind == "reported":
+        while True:
+            yield "/?reported=1"
+    elif kind == "reason":
+        while True:
+            yield "/?report_reason=harassment"
     else:
         start = f"/?after={deep_cursor()}"
         url = start
@@ -297,12 +357,16 @@ def measure(kind: str, client: Client, sources: list[Source], requests: int) -> 
     }
 
 
-def run_size(count: int, requests: int, queues: int = 0) -> dict:
-    print(f"\n=== {count:,} items, {queues or 1} queue(s) ({load()}) ===", flush=True)
-    pgdb.recreate_database(DB_NAME)
-    seeded = seed(count, queues)
+def run_size(count: int, requests: int, queues: int = 0, reported: float = 0.0) -> dict:
     print(
-        f"seeded in {seeded['seconds']:.1f} s; {seeded['breached']:,} items marked past SLA",
+        f"\n=== {count:,} items, {queues or 1} queue(s), {reported:.0%} reported ({load()}) ===",
+        flush=True,
+    )
+    pgdb.recreate_database(DB_NAME)
+    seeded = seed(count, queues, reported)
+    print(
+        f"seeded in {seeded['seconds']:.1f} s; {seeded['breached']:,} items marked past SLA; "
+        f"{seeded['reports']:,} open reports",
         flush=True,
     )
     # As production sees it behind the TLS proxy (SSL redirect and HSTS are on there).
@@ -312,7 +376,7 @@ def run_size(count: int, requests: int, queues: int = 0) -> dict:
     if seeded["team_user"] is not None:
         team_client.force_login(seeded["team_user"])
     results = {}
-    for kind in kinds_for(queues):
+    for kind in kinds_for(queues, reported):
         result = measure(
             kind, team_client if kind.startswith("team") else client, seeded["sources"], requests
         )
@@ -331,8 +395,8 @@ def run_size(count: int, requests: int, queues: int = 0) -> dict:
     return results
 
 
-def kinds_for(queues: int) -> tuple[str, ...]:
-    return KINDS + TEAM_KINDS if queues > 1 else KINDS
+def kinds_for(queues: int, reported: float = 0.0) -> tuple[str, ...]:
+    return KINDS + (TEAM_KINDS if queues > 1 else ()) + (REPORT_KINDS if reported > 0 else ())
 
 
 def main() -> int:
@@ -344,16 +408,22 @@ def main() -> int:
     parser.add_argument(
         "--queues", type=int, default=0, help="team queues (the default one included), e.g. 10"
     )
+    parser.add_argument(
+        "--reported",
+        type=float,
+        default=0.0,
+        help="share of items with open reports, e.g. 0.1 (issue 26)",
+    )
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
-    by_size = {size: run_size(size, args.requests, args.queues) for size in sizes}
+    by_size = {size: run_size(size, args.requests, args.queues, args.reported) for size in sizes}
 
     print(
         "\n| kind | " + " | ".join(f"{s:,} p50 / p99 (SQL p50)" for s in sizes) + " | ratio p99 |"
     )
     print("|---|" + "---|" * len(sizes) + "---|")
     missed = []
-    for kind in kinds_for(args.queues):
+    for kind in kinds_for(args.queues, args.reported):
         cells = [
             f"{by_size[s][kind]['p50']:.1f} / {by_size[s][kind]['p99']:.1f} ms "
             f"({by_size[s][kind]['sql_p50']:.2f} ms)"

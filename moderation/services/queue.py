@@ -11,6 +11,7 @@ from django.utils import timezone
 from moderation.models import (
     AUDIT_QUEUE_SCORE,
     IN_QUEUE,
+    QUEUE_BANDS,
     REVIEWABLE,
     Item,
     Queue,
@@ -42,6 +43,36 @@ def _status_score(*, status: str, violation_score: float | None) -> float | None
     if status == Item.Status.REPORTED:
         return violation_score
     return None
+
+
+def _sql_in(expression: str, values) -> str:
+    # Status names are the model's own constants, never input.
+    return f"{expression} IN ({', '.join(repr(str(value)) for value in values)})"
+
+
+def queue_score_sql(*, status: str, violation_score: str, report_score: str) -> str:
+    """queue_score_for as a PostgreSQL expression over these SQL expressions, for the
+    report intake's one statement (moderation/services/reports.py); report_score never NULL.
+    Built from the same constants; moderation/tests/test_reports_sql.py holds the two equal."""
+    judged = (Item.Status.FLAGGED, Item.Status.ESCALATED, Item.Status.REREVIEW)
+    status_score = (
+        f"CASE WHEN {_sql_in(status, (Item.Status.FAILED, Item.Status.UNROUTED))} THEN 1.0"
+        f" WHEN {status} = '{Item.Status.AUDIT}' THEN {float(AUDIT_QUEUE_SCORE)!r}"
+        f" WHEN {_sql_in(status, judged)}"
+        f" THEN COALESCE({violation_score}, 1.0)"
+        f" WHEN {status} = '{Item.Status.REPORTED}' THEN {violation_score} END"
+    )
+    return (
+        f"(CASE WHEN {_sql_in(status, REVIEWABLE)}"
+        f" THEN GREATEST(COALESCE({status_score}, 0.0), {report_score})"
+        f" ELSE {status_score} END)::float8"
+    )
+
+
+def queue_key_sql(*, score: str, breached: str) -> str:
+    """models.queue_key as a PostgreSQL expression (the band as queue_band rounds it)."""
+    band = f"LEAST({QUEUE_BANDS - 1}, trunc(round(({score} * {QUEUE_BANDS})::numeric, 9)))"
+    return f"(-(4.0 * {band} + CASE WHEN {breached} THEN 2.0 ELSE 0.0 END + {score}))::float8"
 
 
 def queue_key_expression(score: float | None):

@@ -7,17 +7,30 @@ The formulas (reporter trust, report score) are in moderation/selectors/reports.
 
 from __future__ import annotations
 
+import weakref
+from contextlib import nullcontext
 from datetime import datetime
+from typing import Any
 
-from django.db import connection, transaction
+from django.db import IntegrityError, ProgrammingError, connection, transaction
 from django.utils import timezone
 
 from moderation.errors import IntakeError
 from moderation.intake import ReportPayload
 from moderation.models import Decision, Item, Report, Source
-from moderation.selectors.reports import item_report_score, open_reporters
+from moderation.selectors.reports import (
+    PRIOR_DECIDED,
+    PRIOR_REMOVED,
+    item_report_score,
+    open_reporters,
+)
 from moderation.services.items import item_ingest
-from moderation.services.queue import queue_key_sync, queue_score_for
+from moderation.services.queue import (
+    queue_key_sql,
+    queue_key_sync,
+    queue_score_for,
+    queue_score_sql,
+)
 from moderation.services.routing import item_route
 
 
@@ -119,9 +132,22 @@ def report_ingest(
     already stored under its report_id: the flag says whether it is new. One transaction:
     a refused report stores nothing, not even its item.
 
-    The hot path is four statements: the item locked, the report inserted (a conflict on
-    (source, report_id) answers with the stored one, so a repeat racing itself stores one),
-    the item's open reporters with their records, the item's new place."""
+    On PostgreSQL a report of a known item is one statement (_report_ingest_statement);
+    whatever it cannot settle alone (an unknown item, a concurrent write to the item)
+    takes the locking path below, which SQLite always takes."""
+    if connection.vendor == "postgresql":
+        answer = _report_ingest_statement(source=source, payload=payload, webhook_id=webhook_id)
+        if answer is not None:
+            return answer
+    return _report_ingest_locked(source=source, payload=payload, webhook_id=webhook_id)
+
+
+def _report_ingest_locked(
+    *, source: Source, payload: ReportPayload, webhook_id: str
+) -> tuple[Report, bool]:
+    """The portable path: the item locked, the report inserted (a conflict on (source,
+    report_id) answers with the stored one, so a repeat racing itself stores one), the
+    item's open reporters with their records, the item's new place; then its routing."""
     with transaction.atomic():
         item = _item_lock(source, payload.external_id)
         if item is None:
@@ -214,6 +240,244 @@ def _report_insert(report: Report) -> bool:
     report._state.adding = False
     report._state.db = connection.alias
     return True
+
+
+# A report of a known item on PostgreSQL, in one statement and one round trip (autocommit):
+# the item read with its row version (xmin), the report_id looked up, the item's standing
+# decision, its open reporters with the new one and their records (the trust and report
+# score of moderation/selectors/reports.py), then the item UPDATEd only if its row is still
+# the version read, and the report INSERTed only from that UPDATE's row. So the statement
+# stores both or nothing: a write to the item since the read (another report, a decision,
+# an undo, labels) leaves the UPDATE without a row and the report unstored, and the locking
+# path does it again; the same report_id stored meanwhile is a unique violation that undoes
+# the UPDATE. The steps are _item_reports_changed's: "answered" (a removed item: the removal
+# answers the report), "counted" (approved by a person, not yet enough new reporters: the
+# score only), "entering" (into the queue as reported), "placed" (the higher score).
+# queue_score_sql and queue_key_sql are the SQL twins of queue_score_for and queue_key;
+# moderation/tests/test_reports_sql.py holds each step equal to the locking path on PostgreSQL.
+_REPORT_STATEMENT = """
+WITH it AS (
+    SELECT id, xmin AS seen, status, violation_score
+    FROM {item}
+    WHERE source_id = %(source_id)s AND external_id = %(external_id)s AND erased_at IS NULL
+),
+dup AS (
+    SELECT r.id, r.item_id, (SELECT status FROM {item} WHERE id = r.item_id) AS status
+    FROM {report} r
+    WHERE r.source_id = %(source_id)s AND r.report_id = %(report_id)s
+),
+standing AS (
+    SELECT d.id, d.action, d.reviewer_id
+    FROM {decision} d
+    WHERE d.item_id = (SELECT id FROM it WHERE status = '{decided}')
+    ORDER BY d.created_at DESC, d.id DESC
+    LIMIT 1
+),
+reporters AS (
+    SELECT r.reporter_id FROM {report} r
+    WHERE r.item_id = (SELECT id FROM it) AND r.decision_id IS NULL
+    UNION
+    SELECT %(reporter_id)s
+),
+trust AS (
+    SELECT (record.removed + {prior_removed})::float8 / (record.decided + {prior_decided}) AS trust
+    FROM reporters o
+    CROSS JOIN LATERAL (
+        SELECT COUNT(DISTINCT h.item_id) AS decided,
+            COUNT(DISTINCT h.item_id) FILTER (WHERE d.action = '{remove}') AS removed
+        FROM {report} h JOIN {decision} d ON d.id = h.decision_id
+        WHERE h.source_id = %(source_id)s AND h.reporter_id = o.reporter_id
+          AND h.reporter_id <> '' AND o.reporter_id <> ''
+    ) AS record
+),
+score AS (
+    SELECT 1.0 - EXP(SUM(LN(1.0 - trust))) AS report_score, COUNT(*) AS reporters FROM trust
+),
+plan AS (
+    SELECT it.id, it.seen, standing.id AS standing_id, score.report_score,
+        CASE
+            WHEN it.status = '{decided}' AND standing.action = '{remove}' THEN 'answered'
+            WHEN it.status = '{decided}' AND standing.reviewer_id IS NOT NULL
+                 AND score.reporters < %(return_reporters)s THEN 'counted'
+            WHEN it.status IN ('{decided}', '{labeling}', '{labeled}') THEN 'entering'
+            ELSE 'placed'
+        END AS step,
+        {placed_score} AS placed_score,
+        {entering_score} AS entering_score
+    FROM it CROSS JOIN score LEFT JOIN standing ON TRUE
+    WHERE NOT EXISTS (SELECT FROM dup)
+),
+upd AS (
+    UPDATE {item} i SET
+        status = CASE WHEN p.step = 'entering' THEN '{reported}' ELSE i.status END,
+        report_score = CASE WHEN p.step = 'answered' THEN i.report_score ELSE p.report_score END,
+        queue_score = CASE p.step
+            WHEN 'placed' THEN p.placed_score WHEN 'entering' THEN p.entering_score
+            ELSE i.queue_score END,
+        queue_key = CASE p.step
+            WHEN 'placed' THEN {placed_key} WHEN 'entering' THEN {entering_key}
+            ELSE i.queue_key END,
+        waiting_since = CASE WHEN p.step = 'entering' THEN %(now)s ELSE i.waiting_since END,
+        sla_breached = CASE WHEN p.step = 'entering' THEN FALSE ELSE i.sla_breached END,
+        claimed_by_id = CASE WHEN p.step = 'entering' THEN NULL ELSE i.claimed_by_id END,
+        claim_expires_at = CASE
+            WHEN p.step = 'entering' THEN NULL ELSE i.claim_expires_at END
+    FROM plan p
+    WHERE i.id = p.id AND i.xmin = p.seen
+    RETURNING i.id, i.status, p.step, p.standing_id
+),
+ins AS (
+    INSERT INTO {report}
+        (source_id, report_id, webhook_id, item_id, reason, reporter_id, comment, created_at,
+         decision_id)
+    SELECT %(source_id)s, %(report_id)s, %(webhook_id)s, u.id, %(reason)s, %(reporter_id)s,
+        %(comment)s, %(now)s, CASE WHEN u.step = 'answered' THEN u.standing_id END
+    FROM upd u
+    RETURNING id
+),
+answered AS (
+    UPDATE {report} SET decision_id = (SELECT standing_id FROM upd)
+    WHERE item_id = (SELECT id FROM upd WHERE step = 'answered') AND decision_id IS NULL
+)
+SELECT (SELECT id FROM it), (SELECT id FROM ins), (SELECT status FROM upd),
+    (SELECT step FROM upd), dup.id, dup.item_id, dup.status
+FROM (SELECT) AS one LEFT JOIN dup ON TRUE
+""".format(  # noqa: S608 - names and constants from the models, every value a parameter
+    item=Item._meta.db_table,
+    report=Report._meta.db_table,
+    decision=Decision._meta.db_table,
+    decided=Item.Status.DECIDED,
+    labeling=Item.Status.LABELING,
+    labeled=Item.Status.LABELED,
+    reported=Item.Status.REPORTED,
+    remove=Decision.Action.REMOVE,
+    prior_removed=PRIOR_REMOVED,
+    prior_decided=PRIOR_DECIDED,
+    placed_score=queue_score_sql(
+        status="it.status", violation_score="it.violation_score", report_score="score.report_score"
+    ),
+    entering_score=queue_score_sql(
+        status=f"'{Item.Status.REPORTED}'",
+        violation_score="it.violation_score",
+        report_score="score.report_score",
+    ),
+    placed_key=queue_key_sql(score="p.placed_score", breached="i.sla_breached"),
+    entering_key=queue_key_sql(score="p.entering_score", breached="FALSE"),
+)
+
+
+def _report_ingest_statement(
+    *, source: Source, payload: ReportPayload, webhook_id: str
+) -> tuple[Report, bool] | None:
+    """A report of a known item in one statement (_REPORT_STATEMENT), or None when the
+    locking path must decide: the item unknown (a 404, or the report creates it), or
+    written by someone else between the statement's read and its write."""
+    now = timezone.now()
+    params = {
+        "source_id": source.pk,
+        "external_id": payload.external_id,
+        "report_id": payload.report_id,
+        "webhook_id": webhook_id,
+        "reason": payload.reason,
+        "reporter_id": payload.reporter_id,
+        "comment": payload.comment,
+        "now": now,
+        "return_reporters": source.report_return_reporters,
+    }
+    try:
+        row = _statement_run(params)
+    except IntegrityError:
+        return None  # the same report_id, stored since the statement began
+    item_id, report_pk, status, step, stored_pk, stored_item, stored_status = row
+    if stored_pk is not None:
+        return _report_answer(source, payload, stored_pk, stored_item, stored_status), False
+    if report_pk is None:
+        return None
+    report = _report_answer(source, payload, report_pk, item_id, status)
+    report.webhook_id, report.created_at = webhook_id, now
+    if step in ("entering", "placed"):
+        item_route(item_id=item_id)  # a report (and its reason) is a new fact
+    return report, True
+
+
+# The statement is PREPAREd once per database session and EXECUTEd with its values: its
+# plan (a dozen joins) cost more to make than to run. These are its parameters, in the
+# order of $1..$9, with their types.
+_STATEMENT_NAME = "moderation_report_ingest"
+_STATEMENT_PARAMS = (
+    ("source_id", "bigint"),
+    ("external_id", "text"),
+    ("report_id", "text"),
+    ("webhook_id", "text"),
+    ("reason", "text"),
+    ("reporter_id", "text"),
+    ("comment", "text"),
+    ("now", "timestamptz"),
+    ("return_reporters", "integer"),
+)
+# The sessions (raw connections) that hold it.
+_prepared_on: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _statement_prepare_sql() -> str:
+    sql = _REPORT_STATEMENT
+    for position, (name, _) in enumerate(_STATEMENT_PARAMS, start=1):
+        sql = sql.replace(f"%({name})s", f"${position}")
+    types = ", ".join(kind for _, kind in _STATEMENT_PARAMS)
+    return f"PREPARE {_STATEMENT_NAME} ({types}) AS {sql}"
+
+
+_STATEMENT_PREPARE = _statement_prepare_sql()
+_STATEMENT_EXECUTE = f"EXECUTE {_STATEMENT_NAME} ({', '.join(['%s'] * len(_STATEMENT_PARAMS))})"
+# The session lost it (DISCARD ALL, a pooler handing another server connection).
+_STATEMENT_MISSING = "26000"
+
+
+def _statement_run(params: dict[str, Any]) -> tuple:
+    """The statement's one row, EXECUTEd (PREPAREd first when this session lacks it)."""
+    connection.ensure_connection()
+    session = connection.connection
+    if session not in _prepared_on:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT FROM pg_prepared_statements WHERE name = %s", [_STATEMENT_NAME])
+            if cursor.fetchone() is None:
+                cursor.execute(_STATEMENT_PREPARE)
+        _prepared_on.add(session)
+    try:
+        with _guard(), connection.cursor() as cursor:
+            cursor.execute(_STATEMENT_EXECUTE, [params[name] for name, _ in _STATEMENT_PARAMS])
+            return cursor.fetchone()
+    except ProgrammingError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) != _STATEMENT_MISSING:
+            raise
+    _prepared_on.discard(session)  # prepared again next time; this once, as it is
+    with _guard(), connection.cursor() as cursor:
+        cursor.execute(_REPORT_STATEMENT, params)
+        return cursor.fetchone()
+
+
+def _guard():
+    """Inside a caller's transaction, a savepoint keeps a failed statement from breaking it."""
+    return transaction.atomic() if connection.in_atomic_block else nullcontext()
+
+
+def _report_answer(
+    source: Source, payload: ReportPayload, pk: int, item_id: int, status: str
+) -> Report:
+    """The report as the webhook answers it: its id, its item's id and status."""
+    item = Item(pk=item_id, source=source, status=status)
+    item._state.adding = False
+    report = Report(
+        pk=pk,
+        source=source,
+        report_id=payload.report_id,
+        item=item,
+        reason=payload.reason,
+        reporter_id=payload.reporter_id,
+        comment=payload.comment,
+    )
+    report._state.adding = False
+    return report
 
 
 def reports_answer(*, item: Item, decision_fields: dict) -> list[int]:
