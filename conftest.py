@@ -1,17 +1,21 @@
 """Fixtures shared by every test. Helpers live in testkit/ (and the apps' tests folders)."""
 
+import fcntl
 import json
 import os
 import re
 import secrets
 import shutil
-from contextlib import suppress
+import sqlite3
+from contextlib import closing, suppress
 from pathlib import Path
 
 import pytest
 import redis
 from django.conf import settings
+from django.core.management import call_command
 from django.db import connections
+from pytest_django.plugin import blocking_manager_key
 
 from config.celery import app as celery_app
 from labelers import guarded, tasks
@@ -122,6 +126,10 @@ def _remove_stale_worker_folders(base: Path) -> None:
         pid = folder.name.split("-", 1)[0]
         if pid.isdigit() and not _pid_alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
+    for lock in base.glob(_TEMPLATE_LOCK.format(pid="*") + "*"):  # and its "built" marks
+        pid = lock.name.split("-", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            lock.unlink(missing_ok=True)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -137,17 +145,121 @@ def pytest_xdist_setupnodes(config, specs):
     gets a DATA_DIR of its own below this run's, and the shared screenshots folder."""
     base = Path(settings.DATA_DIR) / WORKER_FOLDERS
     _remove_stale_worker_folders(base)
+    templates = _plan_template_databases(config, base)
     for spec in specs:
         folder = base / f"{os.getpid()}-{spec.id}"
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         _worker_folders.append(folder)
         spec.env["DATA_DIR"] = str(folder)
         spec.env["SCREENSHOT_DIR"] = str(SCREENSHOT_DIR)
+        if templates:
+            spec.env[TEMPLATES_ENV] = json.dumps(templates)
 
 
 def pytest_unconfigure(config):
     for folder in _worker_folders:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+# The workers' test databases are clones of one migrated database per run: the first worker
+# that needs a database migrates this run's template (the others wait for it), then each
+# worker copies it under its own name (PostgreSQL: CREATE DATABASE ... TEMPLATE, as Django's
+# --parallel does; SQLite: the backup API). Migrating in every worker cost each pass three
+# migrations side by side on 2 cores. The template's name is this run's own, like the
+# workers' databases; the controlling process removes it when the run ends.
+TEMPLATES_ENV = "TEST_DB_TEMPLATES"  # JSON for the workers: {"lock": path, "databases": {...}}
+_TEMPLATE_LOCK = "{pid}-template.lock"  # in the workers' folder, like their folders
+_run_templates: dict = {}
+
+
+def _plan_template_databases(config, base: Path) -> dict:
+    """In the controlling process: this run's template names (nothing is created yet)."""
+    if config.getvalue("reuse_db") or config.getvalue("nomigrations"):
+        return {}
+    token = f"{os.getpid()}_{secrets.token_hex(4)}"
+    databases = {}
+    for alias, db in settings.DATABASES.items():
+        test = db.get("TEST") or {}
+        if db["ENGINE"] == "django.db.backends.sqlite3":
+            if not test.get("NAME") or test["NAME"] == ":memory:":
+                continue  # in memory: nothing to copy between processes
+            name = Path(test["NAME"])
+            _remove_stale_sqlite_files(name)
+            databases[alias] = str(name.with_name(f"{name.stem}-template-{token}{name.suffix}"))
+        elif db["ENGINE"] == "django.db.backends.postgresql":
+            databases[alias] = f"{test.get('NAME') or 'test_' + db['NAME']}_template_{token}"
+    if not databases:
+        return {}
+    base.mkdir(mode=0o700, parents=True, exist_ok=True)
+    lock = base / _TEMPLATE_LOCK.format(pid=os.getpid())
+    _run_templates.update(lock=str(lock), databases=databases)
+    return dict(_run_templates)
+
+
+def pytest_sessionfinish(session):
+    """In the controlling process, after every worker ended: remove this run's templates."""
+    if not _run_templates:
+        return
+    with session.config.stash[blocking_manager_key].unblock():
+        for alias, name in _run_templates["databases"].items():
+            if settings.DATABASES[alias]["ENGINE"] == "django.db.backends.sqlite3":
+                _remove_sqlite_files(name)
+            else:
+                _drop_leftover_postgres_db(alias, name)
+            with suppress(FileNotFoundError):
+                os.remove(f"{_run_templates['lock']}.{alias}")
+        connections.close_all()
+    with suppress(FileNotFoundError):
+        os.remove(_run_templates["lock"])
+
+
+def _clone_database(connection, template: str, name: str) -> None:
+    if connection.vendor == "sqlite":
+        _remove_sqlite_files(name)
+        with closing(sqlite3.connect(template)) as source, closing(sqlite3.connect(name)) as copy:
+            source.backup(copy)
+        return
+    quote = connection.ops.quote_name
+    with connection._nodb_cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {quote(name)} WITH TEMPLATE {quote(template)}")
+
+
+def _create_test_db_from_template(creation, template: str, lock: str):
+    """A stand-in for creation.create_test_db: the same database, copied from the run's
+    template (migrated here first if no worker did yet) instead of migrated again."""
+    connection, alias = creation.connection, creation.connection.alias
+    migrate_into = creation.create_test_db
+
+    def create_test_db(verbosity=1, autoclobber=False, serialize=True, keepdb=False):
+        name = creation._get_test_db_name()
+        with open(lock, "a") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)  # held until the template is there
+            built = Path(f"{lock}.{alias}")
+            if not built.exists():
+                test, before = connection.settings_dict["TEST"], connection.settings_dict["NAME"]
+                own, test["NAME"] = test["NAME"], template
+                try:
+                    migrate_into(verbosity, autoclobber=True, serialize=False, keepdb=False)
+                finally:
+                    connection.close()
+                    test["NAME"] = own
+                    settings.DATABASES[alias]["NAME"] = before
+                    connection.settings_dict["NAME"] = before
+                built.touch()
+        if verbosity >= 1:
+            creation.log(f"Copying the template into test database {name} for alias {alias}")
+        _clone_database(connection, template, name)
+        # What create_test_db does after migrating.
+        connection.close()
+        settings.DATABASES[alias]["NAME"] = name
+        connection.settings_dict["NAME"] = name
+        if serialize:
+            connection._test_serialized_contents = creation.serialize_db_to_string()
+        call_command("createcachetable", database=alias)
+        connection.ensure_connection()
+        return name
+
+    return create_test_db
 
 
 _PROCESS_STARTERS = (processes.running_app, processes.start_web, processes.start_worker,
@@ -199,6 +311,12 @@ def django_db_modify_db_settings(
         else:
             test["NAME"] = f"{test.get('NAME') or 'test_' + db['NAME']}_{token}"
         created.append((alias, db["ENGINE"], test["NAME"]))
+    templates = json.loads(os.environ.get(TEMPLATES_ENV) or "{}")
+    for alias, template in templates.get("databases", {}).items():
+        creation = connections[alias].creation
+        creation.create_test_db = _create_test_db_from_template(
+            creation, template, templates["lock"]
+        )
     yield
     # pytest-django has destroyed the databases by now (this fixture is torn down after
     # django_db_setup); remove what that leaves behind.

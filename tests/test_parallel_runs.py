@@ -4,11 +4,16 @@ named and none were chosen, and each worker keeps its files apart from the other
 from __future__ import annotations
 
 import fcntl
+import json
 import os
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.db import connection
+from django.db.migrations.recorder import MigrationRecorder
 
 import conftest
 import dev
@@ -110,3 +115,26 @@ def test_installs_started_side_by_side_take_turns(monkeypatch):
     monkeypatch.setattr(dev, "_ensure_venv", install)
     dev.ensure_venv("test")
     assert seen == ["held"]
+
+
+@pytest.mark.django_db
+@pytest.mark.skipif(not os.environ.get("PYTEST_XDIST_WORKER"), reason="only in an xdist worker")
+def test_a_workers_database_is_its_own_copy_of_the_runs_migrated_template():
+    """Migrated once per run and copied per worker, not migrated in every worker."""
+    templates = json.loads(os.environ[conftest.TEMPLATES_ENV])
+    template = templates["databases"]["default"]
+    own = connection.settings_dict["NAME"]
+    assert own != template and os.environ["PYTEST_XDIST_WORKER"] not in template
+    assert Path(f"{templates['lock']}.default").exists()  # built once, by the first worker
+    applied = set(MigrationRecorder(connection).applied_migrations())
+    assert ("moderation", "0001_initial") in applied
+    if connection.vendor == "sqlite":
+        assert Path(own).exists() and Path(template).exists()
+        with closing(sqlite3.connect(template)) as copied_from:
+            rows = copied_from.execute("SELECT app, name FROM django_migrations").fetchall()
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [template])
+            assert cursor.fetchone() is not None
+        rows = applied  # the template takes no connections: it stays copyable
+    assert set(rows) == applied
