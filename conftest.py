@@ -139,6 +139,12 @@ def pytest_cmdline_main(config):
         config.option.dist = "loadgroup"
 
 
+def pytest_configure(config):
+    # Declared here too: without xdist (-p no:xdist) nothing declares the lanes' marker, and
+    # --strict-markers refused every test of a lane at collection.
+    config.addinivalue_line("markers", "xdist_group(name): the tests run on one xdist worker")
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_setupnodes(config, specs):
     """Runs in the controlling process before the workers start: each worker's environment
