@@ -137,6 +137,20 @@ def pytest_cmdline_main(config):
     """-n without --dist schedules by group (xdist's default, load, ignores the groups)."""
     if getattr(config.option, "numprocesses", None) and config.option.dist == "no":
         config.option.dist = "loadgroup"
+    # A worker parses the command line again (no --dist there) and decides from that whether
+    # to name its tests by group: told nothing, it never did, so no test had a group and
+    # the lanes were never kept (two fault tests could start their processes side by side).
+    if getattr(config, "workerinput", {}).get(_GROUPED_WORKERS):
+        config.option.loadgroup = True
+
+
+_GROUPED_WORKERS = "lanes"  # in each worker's workerinput: the controller schedules by group
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """In the controlling process, for each worker before it starts."""
+    node.workerinput[_GROUPED_WORKERS] = node.config.option.dist == "loadgroup"
 
 
 def pytest_configure(config):
@@ -286,11 +300,29 @@ def _lane(item) -> str | None:
     return None
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+@pytest.hookimpl(wrapper=True)  # around xdist's: the marks before it reads them
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if lane := _lane(item):
             item.add_marker(pytest.mark.xdist_group(lane))
+    result = yield
+    if getattr(config.option, "loadgroup", False):
+        for item in items:
+            if (lane := _lane(item)) and not item.nodeid.endswith(f"@{lane}"):
+                _name_by_group(item, lane)
+    return result
+
+
+def _name_by_group(item, lane: str) -> None:
+    """What xdist's worker does for a grouped test (`nodeid@group`, by which the controller
+    keeps a group on one worker): xdist 3.8 sets item._nodeid, which pytest 9.2 no longer
+    reads (a node's id is its `_id`), so no test was grouped and the lanes were not kept."""
+    grouped = f"{item.nodeid}@{lane}"
+    node_id = getattr(item, "_id", None)
+    if node_id is not None and hasattr(type(node_id), "parse"):
+        item._id = type(node_id).parse(grouped)
+    else:
+        item._nodeid = grouped
 
 
 @pytest.fixture(scope="session")

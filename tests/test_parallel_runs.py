@@ -138,3 +138,16 @@ def test_a_workers_database_is_its_own_copy_of_the_runs_migrated_template():
             assert cursor.fetchone() is not None
         rows = applied  # the template takes no connections: it stays copyable
     assert set(rows) == applied
+
+
+@pytest.mark.skipif(not os.environ.get("PYTEST_XDIST_WORKER"), reason="only in an xdist worker")
+def test_a_worker_names_its_lanes_tests_by_their_group(request):
+    """xdist keeps a group on one worker only if the workers name each test of it
+    `nodeid@group`; a worker that was not told to (--dist comes from the controller's
+    conftest, not the command line) named none, and every test went to any worker."""
+    assert request.config.getvalue("loadgroup")
+    for item in request.session.items:
+        if lane := conftest._lane(item):
+            assert item.nodeid.endswith(f"@{lane}"), item.nodeid
+        else:
+            assert "@" not in item.nodeid.rpartition("]")[2], item.nodeid
