@@ -419,3 +419,32 @@ class QualityRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.version} on {self.day}"
+
+
+class DashboardRollup(models.Model):
+    """The dashboard's activity figures of one source on one closed UTC day: items received
+    (received_at), done labels given (labeled_at, by their item's source), items flagged
+    (flagged_at), decisions by people and by the system (created_at; undos are not
+    decisions), and people's decisions per reviewer. The dashboard reads one row per source
+    and day instead of the rows counted; today is counted live. Kept by
+    labelers/dashboard_rollups.py; a day whose figures change after it closed (an edit
+    clears its item's flag) is recounted from its rows."""
+
+    day = models.DateField()
+    source = models.ForeignKey("moderation.Source", on_delete=models.CASCADE, related_name="+")
+    received = models.PositiveIntegerField(default=0, db_default=0)
+    labeled = models.PositiveIntegerField(default=0, db_default=0)
+    flagged = models.PositiveIntegerField(default=0, db_default=0)
+    decided_by_people = models.PositiveIntegerField(default=0, db_default=0)
+    decided_automatically = models.PositiveIntegerField(default=0, db_default=0)
+    # {reviewer id (a string, JSON's keys): people's decisions that day}
+    reviewers = models.JSONField(default=dict, blank=True)
+    computed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["day", "source"], name="dashboard_rollup_once_a_day")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source_id} on {self.day}"

@@ -1,0 +1,93 @@
+"""The dashboard's small charts of the past 30 days per source, drawn by the template as
+inline SVG (no script, no style attribute: the site's CSP allows neither): geometry here,
+markup there. Each chart has its figures as a table beside it (the text alternative)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+
+WIDTH, HEIGHT = 300, 80
+
+
+@dataclass
+class Rect:
+    x: float
+    y: float
+    width: float
+    height: float
+    kind: str  # a CSS class: chart-bar, chart-bar-alt
+    title: str
+
+
+@dataclass
+class Chart:
+    title: str
+    summary: str  # the SVG's accessible name: what it shows and its scale
+    rects: list[Rect] = field(default_factory=list)
+    line: str = ""  # an SVG polyline's "x,y x,y"; days without a value skipped
+    dots: list[tuple[float, float, str]] = field(default_factory=list)
+    width: int = WIDTH
+    height: int = HEIGHT
+
+    @property
+    def view_box(self) -> str:
+        return f"-3 -3 {self.width + 6} {self.height + 6}"
+
+
+def _slot(days: Sequence[date], width: int) -> float:
+    return width / max(len(days), 1)
+
+
+def bars_chart(
+    title: str,
+    days: Sequence[date],
+    stacks: Sequence[tuple[str, str, Sequence[int]]],
+    *,
+    line: tuple[str, Sequence[float | None], float | None, str] | None = None,
+    width: int = WIDTH,
+    height: int = HEIGHT,
+) -> Chart:
+    """Bars per day, stacked (each stack: its name, CSS class, values), scaled to the
+    tallest day; `line`: (name, values, top of its scale or None for the largest, format)
+    drawn over them on its own scale."""
+    totals = [sum(values[n] for _, _, values in stacks) for n in range(len(days))]
+    top = max(totals, default=0) or 1
+    slot = _slot(days, width)
+    chart = Chart(title=title, summary="", width=width, height=height)
+    for n, day in enumerate(days):
+        base = float(height)
+        for name, kind, values in stacks:
+            value = values[n]
+            if not value:
+                continue
+            bar = height * value / top
+            base -= bar
+            chart.rects.append(
+                Rect(
+                    x=round(n * slot + slot * 0.15, 1),
+                    y=round(base, 1),
+                    width=round(slot * 0.7, 1),
+                    height=round(bar, 1),
+                    kind=kind,
+                    title=f"{day}: {value} {name}",
+                )
+            )
+    names = " and ".join(name for name, _, _ in stacks)
+    parts = [f"{names} per day (bars, highest {max(totals, default=0)})"]
+    if line is not None:
+        name, values, scale, fmt = line
+        present = [v for v in values if v is not None]
+        line_top = scale if scale is not None else (max(present, default=0) or 1)
+        points = []
+        for n, (day, value) in enumerate(zip(days, values, strict=True)):
+            if value is None:
+                continue
+            x, y = round(n * slot + slot / 2, 1), round(height * (1 - value / line_top), 1)
+            points.append(f"{x},{y}")
+            chart.dots.append((x, y, f"{day}: {name} {fmt.format(value)}"))
+        chart.line = " ".join(points)
+        parts.append(f"{name} (line, 0 to {fmt.format(line_top)})")
+    chart.summary = f"{title}, {days[0]} to {days[-1]}: " + "; ".join(parts) if days else title
+    return chart
