@@ -73,6 +73,7 @@ from django.utils import timezone  # noqa: E402
 
 from bench.pgdb import load, median, percentile, timed  # noqa: E402
 from labelers import selectors  # noqa: E402
+from labelers.dashboard_rollups import dashboard_rollups_refresh  # noqa: E402
 from labelers.models import Label, Labeler, LabelerVersion  # noqa: E402
 from labelers.quality.loaders import labeler_report, labeler_report_raw  # noqa: E402
 from labelers.quality.rollups import day_start, quality_rollups_refresh  # noqa: E402
@@ -198,6 +199,16 @@ SELECT n, 1,
        jsonb_build_array(%(v1)s::int), '[]'::jsonb
 FROM bench_seed WHERE status = 'decided'
 ORDER BY decided_at
+"""
+
+# The queue's hourly snapshots of the past 30 days (the beat's queue_snapshot_take), per source.
+SNAPSHOTS_SQL = """
+INSERT INTO moderation_queuesnapshot (hour, source_id, waiting, past_sla, oldest_wait, taken_at)
+SELECT h, s.id, 100 + (extract(hour FROM h)::int * 7 + s.id) %% 300, 5,
+       3600 + extract(hour FROM h)::int * 60, h
+FROM generate_series(date_trunc('hour', now()) - interval '30 days',
+                     date_trunc('hour', now()) - interval '1 hour', interval '1 hour') AS h
+CROSS JOIN moderation_source s
 """
 
 CALLBACKS_SQL = """
@@ -380,7 +391,15 @@ def seed(count: int) -> dict:
         "nreviewers": REVIEWERS,
     }
     with connection.cursor() as cursor:
-        for sql in (STAGE_SQL, ITEMS_SQL, LABELS_SQL, UNDONE_SQL, DECISIONS_SQL, CALLBACKS_SQL):
+        for sql in (
+            STAGE_SQL,
+            ITEMS_SQL,
+            LABELS_SQL,
+            UNDONE_SQL,
+            DECISIONS_SQL,
+            CALLBACKS_SQL,
+            SNAPSHOTS_SQL,
+        ):
             for statement in sql.split(";\n"):
                 cursor.execute(statement, params)
         cursor.execute(
@@ -469,7 +488,11 @@ def check_baselines(labeler: Labeler, params: dict, *, with_quality: bool) -> No
         (count,) = fetch(sql, params["rereview"])[0]
         assert count == candidates, ("rereview", count, candidates)
     (row,) = fetch(DASHBOARD_SQL, params["dashboard"])
-    activity = selectors.dashboard_activity(selectors.dashboard_periods())
+    periods = selectors.dashboard_periods()
+    activity = selectors.dashboard_activity(periods)
+    # The daily counts give exactly the rows' figures.
+    assert activity == selectors.dashboard_activity_raw(periods), "dashboard activity"
+    assert selectors.reviewer_throughput(periods) == selectors.reviewer_throughput_raw(periods)
     people = (activity["decided_by_people"], activity["decided_automatically"])
     expected = [
         activity["received"]["today"],
@@ -610,6 +633,9 @@ def run_size(count: int, args, *, first: bool, last: bool) -> dict:
     started = time.monotonic()
     days = decided_rollups_refresh()
     print(f"decided rollups: {days} days counted in {time.monotonic() - started:.1f} s")
+    started = time.monotonic()
+    days = dashboard_rollups_refresh()
+    print(f"dashboard rollups: {days} days counted in {time.monotonic() - started:.1f} s")
     # A steady run: one item changed on a closed day, its day recounted.
     changed = Label.objects.filter(
         status="done", labeled_at__lt=day_start(timezone.now().date())

@@ -11,12 +11,18 @@ from datetime import date
 WIDTH, HEIGHT = 300, 80
 
 
+def _n(value: float) -> str:
+    """A coordinate as the SVG gets it, formatted here once: the template's own number
+    formatting (localize) cost more than the rest of the dashboard."""
+    return f"{round(value, 1):g}"
+
+
 @dataclass
 class Rect:
-    x: float
-    y: float
-    width: float
-    height: float
+    x: str
+    y: str
+    width: str
+    height: str
     kind: str  # a CSS class: chart-bar, chart-bar-alt
     title: str
 
@@ -27,7 +33,7 @@ class Chart:
     summary: str  # the SVG's accessible name: what it shows and its scale
     rects: list[Rect] = field(default_factory=list)
     line: str = ""  # an SVG polyline's "x,y x,y"; days without a value skipped
-    dots: list[tuple[float, float, str]] = field(default_factory=list)
+    dots: list[tuple[str, str, str]] = field(default_factory=list)
     width: int = WIDTH
     height: int = HEIGHT
 
@@ -66,10 +72,10 @@ def bars_chart(
             base -= bar
             chart.rects.append(
                 Rect(
-                    x=round(n * slot + slot * 0.15, 1),
-                    y=round(base, 1),
-                    width=round(slot * 0.7, 1),
-                    height=round(bar, 1),
+                    x=_n(n * slot + slot * 0.15),
+                    y=_n(base),
+                    width=_n(slot * 0.7),
+                    height=_n(bar),
                     kind=kind,
                     title=f"{day}: {value} {name}",
                 )
@@ -84,7 +90,7 @@ def bars_chart(
         for n, (day, value) in enumerate(zip(days, values, strict=True)):
             if value is None:
                 continue
-            x, y = round(n * slot + slot / 2, 1), round(height * (1 - value / line_top), 1)
+            x, y = _n(n * slot + slot / 2), _n(height * (1 - value / line_top))
             points.append(f"{x},{y}")
             chart.dots.append((x, y, f"{day}: {name} {fmt.format(value)}"))
         chart.line = " ".join(points)

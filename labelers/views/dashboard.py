@@ -156,7 +156,21 @@ def _source_charts(
                 line=("oldest wait", column("oldest_hours"), None, "{:.1f} h"),
             ),
         ]
-        found.append({"source": source, "charts": charts, "rows": rows})
+        # The table's cells as text, formatted once here (not by the template's localize).
+        table = [
+            [
+                str(row["day"]),
+                str(row["received"]),
+                str(row["flagged"]),
+                "–" if row["flag_rate"] is None else f"{row['flag_rate']:.0%}",
+                str(row["people"]),
+                str(row["system"]),
+                "–" if row["waiting"] is None else str(row["waiting"]),
+                "–" if row["oldest_hours"] is None else f"{row['oldest_hours']:.1f} h",
+            ]
+            for row in rows
+        ]
+        found.append({"source": source, "charts": charts, "table": table})
     return found
 
 
