@@ -56,8 +56,8 @@ def bars_chart(
     height: int = HEIGHT,
 ) -> Chart:
     """Bars per day, stacked (each stack: its name, CSS class, values), scaled to the
-    tallest day; `line`: (name, values, top of its scale or None for the largest, format)
-    drawn over them on its own scale."""
+    tallest day; `line`: (name, values, the least top of its scale or None, format), drawn
+    over them on its own scale (up to its largest value, when that is above the top)."""
     totals = [sum(values[n] for _, _, values in stacks) for n in range(len(days))]
     top = max(totals, default=0) or 1
     slot = _slot(days, width)
@@ -80,12 +80,18 @@ def bars_chart(
                     title=f"{day}: {value} {name}",
                 )
             )
-    names = " and ".join(name for name, _, _ in stacks)
+    shades = {"chart-bar": "light", "chart-bar-alt": "dark"}
+    names = " and ".join(
+        f"{name} ({shades.get(kind, kind)})" if len(stacks) > 1 else name
+        for name, kind, _ in stacks
+    )
     parts = [f"{names} per day (bars, highest {max(totals, default=0)})"]
     if line is not None:
         name, values, scale, fmt = line
         present = [v for v in values if v is not None]
-        line_top = scale if scale is not None else (max(present, default=0) or 1)
+        # A fixed scale (a rate's 100 %) grows to fit a value above it (a day with more
+        # items flagged than received, flagged later than they came).
+        line_top = max(scale or 0, max(present, default=0)) or 1
         points = []
         for n, (day, value) in enumerate(zip(days, values, strict=True)):
             if value is None:

@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from labelers import selectors
+from labelers.dashboard_chart import bars_chart
 from labelers.dashboard_rollups import daily_figures, dashboard_rollups_refresh
 from labelers.models import DashboardRollup, Label
 from moderation.intake import IntakePayload
@@ -227,3 +228,26 @@ def test_the_dashboard_charts_30_days_per_source_with_their_figures_as_a_table(c
     cells = re.findall(r'<td class="num">([^<]*)</td>', row.group(1))
     assert cells[-2:] == ["12", "9.0 h"]  # the day's peaks
     assert "script" not in trends(page, forum) and "style=" not in trends(page, forum)
+
+
+def test_a_chart_stays_inside_its_box_and_says_what_it_shows():
+    days = [timezone.now().date() - timedelta(days=n) for n in (2, 1, 0)]
+    chart = bars_chart(
+        "Items received and flag rate",
+        days,
+        [("items received", "chart-bar", [4, 0, 2])],
+        line=("flag rate", [0.5, None, 2.0], 1.0, "{:.0%}"),
+    )
+    assert [(r.y, r.height) for r in chart.rects] == [("0", "80"), ("40", "40")]
+    ys = [float(point.split(",")[1]) for point in chart.line.split()]
+    assert ys == [60.0, 0.0]  # 200 % is the top: a rate above 100 % stays inside
+    assert chart.summary.endswith(
+        "items received per day (bars, highest 4); flag rate (line, 0 to 200%)"
+    )
+    stacked = bars_chart(
+        "Decisions",
+        days,
+        [("by people", "chart-bar", [1, 1, 0]), ("by the system", "chart-bar-alt", [1, 0, 0])],
+    )
+    assert [r.kind for r in stacked.rects] == ["chart-bar", "chart-bar-alt", "chart-bar"]
+    assert "by people (light) and by the system (dark)" in stacked.summary
