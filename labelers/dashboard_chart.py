@@ -1,12 +1,16 @@
-"""The dashboard's small charts of the past 30 days per source, drawn by the template as
-inline SVG (no script, no style attribute: the site's CSP allows neither): geometry here,
-markup there. Each chart has its figures as a table beside it (the text alternative)."""
+"""The dashboard's small charts of the past 30 days per source, as inline SVG (no script,
+no style attribute: the site's CSP allows neither): the geometry, and its marks (bars, line,
+dots) as one escaped string; the template draws the frame, the accessible name and the
+caption. Each chart has its figures as a table beside it (the text alternative)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from html import escape
+
+from django.utils.safestring import SafeString, mark_safe
 
 WIDTH, HEIGHT = 300, 80
 
@@ -40,6 +44,25 @@ class Chart:
     @property
     def view_box(self) -> str:
         return f"-3 -3 {self.width + 6} {self.height + 6}"
+
+    @property
+    def marks(self) -> SafeString:
+        """The bars, line and dots as SVG elements in one string instead of ~200 template
+        variables per chart (which cost the dashboard more than its SQL). Safe as built:
+        numbers formatted by _n, CSS classes from this module, every title escaped."""
+        parts = [
+            f'<rect class="{escape(r.kind)}" x="{r.x}" y="{r.y}" width="{r.width}" '
+            f'height="{r.height}"><title>{escape(r.title)}</title></rect>'
+            for r in self.rects
+        ]
+        if self.line:
+            parts.append(f'<polyline class="chart-line" points="{escape(self.line)}"></polyline>')
+        parts += [
+            f'<circle class="chart-dot" cx="{x}" cy="{y}" r="2"><title>{escape(title)}</title>'
+            "</circle>"
+            for x, y, title in self.dots
+        ]
+        return mark_safe("".join(parts))  # noqa: S308 - every value escaped or a number above
 
 
 def _slot(days: Sequence[date], width: int) -> float:
