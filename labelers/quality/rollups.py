@@ -105,7 +105,9 @@ def done_counts(labels: QuerySet, *, min_confidence: float | None) -> dict[date,
     )
     days: dict[date, DayCounts] = {}
     for group in groups:
-        counts = days.setdefault(group["day"], DayCounts())
+        counts = days.get(group["day"])
+        if counts is None:  # not setdefault: five Counters made per group
+            counts = days[group["day"]] = DayCounts()
         n = group["n"]
         action, _, status_before = (group["effective"] or "").partition(":")
         decided = action if action in HUMAN_LABEL else None
@@ -127,7 +129,10 @@ def done_counts(labels: QuerySet, *, min_confidence: float | None) -> dict[date,
         .order_by()
     )
     for group in latencies:
-        days.setdefault(group["day"], DayCounts()).latencies[int(group["ms"])] += group["n"]
+        counts = days.get(group["day"])
+        if counts is None:
+            counts = days[group["day"]] = DayCounts()
+        counts.latencies[int(group["ms"])] += group["n"]
     return days
 
 
