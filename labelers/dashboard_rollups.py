@@ -5,8 +5,10 @@ How they stay exact (the same scheme as the quality page's, labelers/quality/rol
 - A day is counted once it is over (plus a grace for late commits), by a beat task
   (dashboard_rollups_refresh) that reads only that day's rows through the range indexes
   the dashboard already used (received_at, labeled_at of done labels, flagged_at,
-  decisions' created_at). Today, still open, is counted live from its own rows, as is any
-  day in the window not counted yet.
+  decisions' created_at). Today is counted by the same task up to a moment ago (`through`,
+  the grace before its run) into a partial row, recounted on each run: the page counts
+  live only the rows stored after it (minutes of rows, whatever the volume), and any day
+  of the window not counted yet.
 - What the figures count is fixed once the day is over, with one exception: an edit clears
   its item's flag (flagged_at), taking it out of the day it was flagged on. The edit writes a
   ChangedFlaggedDay row in its transaction (moderation/services/figures.py); until the task
@@ -127,45 +129,66 @@ def counted_from_rows(start: datetime, end: datetime, *, label_sources: bool) ->
 
 
 def daily_figures(first_day: date, *, now: datetime | None = None) -> Figures:
-    """The figures of every UTC day from `first_day` to today (today's until now): closed
-    days from their rollups, today and days not counted (or changed since) from their rows.
-    Two reads of O(days × sources) rows, plus four grouped counts per live run of days
-    (one, today's, in the steady state)."""
+    """The figures of every UTC day from `first_day` to today (today's until now): counted
+    days from their rollups, today's counted part from its partial rollup, and the rest
+    (today since the task last ran, days not counted or changed since) from their rows.
+    Two reads of O(days × sources) rows, plus four grouped counts per live run (one, of the
+    minutes since the task last counted today, in the steady state)."""
     now = now or timezone.now()
     today = now.astimezone(UTC).date()
     # Read first: a change committed after this read is newer than the rows read below.
     stale = set(
-        ChangedFlaggedDay.objects.filter(day__gte=first_day, day__lt=today)
+        ChangedFlaggedDay.objects.filter(day__gte=first_day, day__lte=today)
         .values_list("day", flat=True)
         .distinct()
     )
-    found: Figures = {}
-    counted: set[date] = set()
-    rows = DashboardRollup.objects.filter(day__gte=first_day, day__lt=today).values_list(
-        "day", "source_id", *FIGURES, "reviewers"
+    rows = DashboardRollup.objects.filter(day__gte=first_day, day__lte=today).values_list(
+        "day", "through", "source_id", *FIGURES, "reviewers"
     )
-    for day, source_id, *figures, reviewers in rows:
-        if day in stale:
+    by_day: dict[date, list] = {}
+    for row in rows:
+        if row[0] not in stale:
+            by_day.setdefault(row[0], []).append(row)
+    found: Figures = {}
+    # Where each day's counted part ends (the next midnight for a whole day).
+    counted_until: dict[date, datetime] = {}
+    for day, day_rows in by_day.items():
+        throughs = {through for _, through, *_ in day_rows}
+        if len(throughs) != 1:
+            continue  # not counted in one statement: count the day from its rows
+        (through,) = throughs
+        counted_until[day] = through or day_start(day + timedelta(days=1))
+        for _, _, source_id, *figures, reviewers in day_rows:
+            found[(day, source_id)] = DayFigures(
+                *figures, reviewers=Counter({int(k): v for k, v in reviewers.items()})
+            )
+    live: list[tuple[datetime, datetime]] = []
+    for n in range((today - first_day).days + 1):
+        day = first_day + timedelta(days=n)
+        start = counted_until.get(day, day_start(day))
+        end = day_start(day + timedelta(days=1))
+        if start >= end:
             continue
-        counted.add(day)
-        found[(day, source_id)] = DayFigures(
-            *figures, reviewers=Counter({int(k): v for k, v in reviewers.items()})
-        )
-    live = {first_day + timedelta(days=n) for n in range((today - first_day).days + 1)}
-    for start, stop in day_runs(live - counted):
-        for key, figures in counted_from_rows(
-            day_start(start), day_start(stop), label_sources=False
-        ).items():
+        if live and live[-1][1] == start:
+            live[-1] = (live[-1][0], end)
+        else:
+            live.append((start, end))
+    for start, end in live:
+        for key, figures in counted_from_rows(start, end, label_sources=False).items():
             found.setdefault(key, DayFigures()).add(figures)
     return found
 
 
 def dashboard_rollups_refresh(*, now: datetime | None = None) -> int:
-    """Count every closed day not counted yet, and recount the days whose flags an edit
-    changed since; each from that day's rows only. Returns how many days were counted.
-    Idempotent; the beat runs it every few minutes."""
+    """Count every closed day not counted yet, recount the days whose flags an edit changed
+    since, each from that day's rows only; then today up to a moment ago (a partial row,
+    recounted each run: the page counts only what came after it). Returns how many closed
+    days were counted. Idempotent; the beat runs it every few minutes."""
     now = now or timezone.now()
-    today = (now - COMMIT_GRACE).astimezone(UTC).date()
+    # Rows stored before `through` have surely committed: a row stored at 23:59:59 may
+    # commit a moment after midnight.
+    through = now - COMMIT_GRACE
+    today = through.astimezone(UTC).date()
     changes = list(
         ChangedFlaggedDay.objects.order_by("id").values_list("id", "day")[:CHANGED_DAYS_PER_RUN]
     )
@@ -173,27 +196,31 @@ def dashboard_rollups_refresh(*, now: datetime | None = None) -> int:
     counted = 0
     if first is not None:
         first_day = first.astimezone(UTC).date()
-        stored = set(
-            DashboardRollup.objects.filter(day__gte=first_day)
+        whole = set(
+            DashboardRollup.objects.filter(day__gte=first_day, through__isnull=True)
             .values_list("day", flat=True)
             .distinct()
         )
         due = {first_day + timedelta(days=n) for n in range((today - first_day).days)}
-        due = {day for day in due if day not in stored}
+        due = {day for day in due if day not in whole}
         due |= {day for _, day in changes if day < today}
         for start, stop in day_runs(due):
             while start < stop:
                 end = min(stop, start + timedelta(days=DAYS_PER_STATEMENT))
                 counted += _count_days(start, end)
                 start = end
+        if first_day <= today:
+            _count_days(today, today + timedelta(days=1), through=through)
+    # Today's changes are in the partial count just made (read after them).
     ChangedFlaggedDay.objects.filter(id__in=[pk for pk, _ in changes]).delete()
     return counted
 
 
-def _count_days(start: date, stop: date) -> int:
-    """Count the days [start, stop): a row per source and day, zeros included (a day with
-    rows is a counted day)."""
-    found = counted_from_rows(day_start(start), day_start(stop), label_sources=True)
+def _count_days(start: date, stop: date, *, through: datetime | None = None) -> int:
+    """Count the days [start, stop) (or, `through`, the one day `start` until then): a row
+    per source and day, zeros included (a day with rows is a counted day)."""
+    end = through or day_start(stop)
+    found = counted_from_rows(day_start(start), end, label_sources=True)
     sources = set(Source.objects.values_list("pk", flat=True))
     days = [start + timedelta(days=n) for n in range((stop - start).days)]
     rows = []
@@ -203,6 +230,7 @@ def _count_days(start: date, stop: date) -> int:
             rows.append(
                 DashboardRollup(
                     day=day,
+                    through=through,
                     source_id=source_id,
                     **{name: getattr(figures, name) for name in FIGURES},
                     reviewers={str(k): v for k, v in sorted(figures.reviewers.items())},
@@ -214,7 +242,7 @@ def _count_days(start: date, stop: date) -> int:
             rows,
             update_conflicts=True,
             unique_fields=["day", "source"],
-            update_fields=[*FIGURES, "reviewers", "computed_at"],
+            update_fields=["through", *FIGURES, "reviewers", "computed_at"],
         )
     return len(days)
 

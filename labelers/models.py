@@ -426,11 +426,15 @@ class DashboardRollup(models.Model):
     (received_at), done labels given (labeled_at, by their item's source), items flagged
     (flagged_at), decisions by people and by the system (created_at; undos are not
     decisions), and people's decisions per reviewer. The dashboard reads one row per source
-    and day instead of the rows counted; today is counted live. Kept by
+    and day instead of the rows counted; today from its partial row and the minutes since.
+    Kept by
     labelers/dashboard_rollups.py; a day whose figures change after it closed (an edit
     clears its item's flag) is recounted from its rows."""
 
     day = models.DateField()
+    # None: the whole day, counted once it was over. Else today's rows stored before this
+    # moment (recounted every few minutes): the page counts only the rows after it.
+    through = models.DateTimeField(null=True, blank=True)
     source = models.ForeignKey("moderation.Source", on_delete=models.CASCADE, related_name="+")
     received = models.PositiveIntegerField(default=0, db_default=0)
     labeled = models.PositiveIntegerField(default=0, db_default=0)

@@ -128,7 +128,9 @@ def test_figures_from_daily_counts_equal_the_rows_counted(seed):
     assert_same_as_raw()  # nothing counted yet: every day live
     counted = dashboard_rollups_refresh()  # from the first item's day to yesterday
     assert counted >= 30
-    assert DashboardRollup.objects.count() == 2 * counted  # a row per source and day, zeros too
+    # A row per source and day, zeros too; today's partial ones among them.
+    assert DashboardRollup.objects.filter(through__isnull=True).count() == 2 * counted
+    assert DashboardRollup.objects.filter(through__isnull=False).count() == 2
     assert_same_as_raw()
     assert dashboard_rollups_refresh() == 0  # nothing new: nothing recounted
 
@@ -162,10 +164,56 @@ def test_a_day_is_counted_once_it_is_over_and_its_late_commits_are_in():
     midnight = timezone.now().astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     yesterday = (midnight - timedelta(days=1)).date()
     dashboard_rollups_refresh(now=midnight + timedelta(minutes=5))
-    assert not DashboardRollup.objects.filter(day=yesterday).exists()
+    # Yesterday only until 23:50 (its last minutes may still commit), as today is counted.
+    throughs = set(DashboardRollup.objects.filter(day=yesterday).values_list("through", flat=True))
+    assert throughs == {midnight - timedelta(minutes=10)}
+    assert not DashboardRollup.objects.filter(day=midnight.date()).exists()
     assert_same_as_raw()
     dashboard_rollups_refresh(now=midnight + timedelta(minutes=20))
-    assert DashboardRollup.objects.filter(day=yesterday).exists()
+    assert set(DashboardRollup.objects.filter(day=yesterday).values_list("through", flat=True)) == {
+        None
+    }
+    assert set(
+        DashboardRollup.objects.filter(day=midnight.date()).values_list("through", flat=True)
+    ) == {midnight + timedelta(minutes=5)}
+    assert_same_as_raw()
+
+
+def test_today_is_read_from_its_partial_count_and_the_rows_stored_since():
+    sources, reviewers = constructed(8)
+    now = timezone.now()
+    through = now - timedelta(minutes=15)
+    # Flagged a moment before the partial count's end: in it (near midnight, yesterday's).
+    flagged = ItemFactory(source=sources[1])
+    Item.objects.filter(pk=flagged.pk).update(
+        received_at=through - timedelta(seconds=2), flagged_at=through - timedelta(seconds=1)
+    )
+    dashboard_rollups_refresh(now=now)
+    day = through.astimezone(UTC).date()
+    assert set(DashboardRollup.objects.filter(day=day).values_list("through", flat=True)) == {
+        through
+    }
+    assert_same_as_raw()
+    # Rows stored after the partial count, and ones stored before it but committed after
+    # it (inside the grace, after `through`): all counted.
+    for when in (now + timedelta(seconds=1), now - timedelta(minutes=5), through):
+        item = ItemFactory(source=sources[0])
+        Item.objects.filter(pk=item.pk).update(received_at=when, flagged_at=when)
+        Decision.objects.filter(
+            pk=Decision.objects.create(item=item, reviewer=reviewers[0], action="remove").pk
+        ).update(created_at=when)
+    before = selectors.dashboard_activity(selectors.dashboard_periods())
+    assert_same_as_raw()
+    # An edit clears a flag counted in the partial row: that day is counted from its rows
+    # until the task has counted it again.
+    payload = IntakePayload(external_id=flagged.external_id, content_text="edited today")
+    item_ingest(source=flagged.source, payload=payload, webhook_id="edit-today")
+    assert ChangedFlaggedDay.objects.get().day == day
+    after = selectors.dashboard_activity(selectors.dashboard_periods())
+    assert after["flagged"]["week"] == before["flagged"]["week"] - 1
+    assert_same_as_raw()
+    dashboard_rollups_refresh()
+    assert not ChangedFlaggedDay.objects.exists()
     assert_same_as_raw()
 
 
