@@ -402,6 +402,9 @@ class QualityRollup(models.Model):
 
     version = models.ForeignKey(LabelerVersion, on_delete=models.CASCADE, related_name="+")
     day = models.DateField()
+    # None: the whole day, counted once it was over. Else the labels answered that day
+    # before this moment (today's, recounted every run): never part of the running chain.
+    through = models.DateTimeField(null=True, blank=True)
     min_confidence = models.FloatField(null=True, blank=True)
     # figures.DayCounts, in three parts: the day's small counts (cells, calls, cache hits);
     # its histograms ([value, count]: latencies, confidences of "1"s); and the histograms of
