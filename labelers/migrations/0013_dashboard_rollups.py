@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('labelers', '0012_quality_rollups'),
-        ('moderation', '0024_dashboard_rollups'),
+        ('moderation', '0026_dashboard_rollups'),
     ]
 
     operations = [

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('moderation', '0023_team_queues'),
+        ('moderation', '0025_item_queue_source_sla_idx'),
     ]
 
     operations = [
