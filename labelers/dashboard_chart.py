@@ -110,19 +110,19 @@ def bars_chart(
     )
     parts = [f"{names} per day (bars, highest {max(totals, default=0)})"]
     if line is not None:
-        name, values, scale, fmt = line
-        present = [v for v in values if v is not None]
+        line_name, line_values, scale, fmt = line
+        present = [v for v in line_values if v is not None]
         # A fixed scale (a rate's 100 %) grows to fit a value above it (a day with more
         # items flagged than received, flagged later than they came).
         line_top = max(scale or 0, max(present, default=0)) or 1
         points = []
-        for n, (day, value) in enumerate(zip(days, values, strict=True)):
-            if value is None:
+        for n, (day, point) in enumerate(zip(days, line_values, strict=True)):
+            if point is None:
                 continue
-            x, y = _n(n * slot + slot / 2), _n(height * (1 - value / line_top))
+            x, y = _n(n * slot + slot / 2), _n(height * (1 - point / line_top))
             points.append(f"{x},{y}")
-            chart.dots.append((x, y, f"{day}: {name} {fmt.format(value)}"))
+            chart.dots.append((x, y, f"{day}: {line_name} {fmt.format(point)}"))
         chart.line = " ".join(points)
-        parts.append(f"{name} (line, 0 to {fmt.format(line_top)})")
+        parts.append(f"{line_name} (line, 0 to {fmt.format(line_top)})")
     chart.summary = f"{title}, {days[0]} to {days[-1]}: " + "; ".join(parts) if days else title
     return chart

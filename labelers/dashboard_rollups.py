@@ -160,7 +160,8 @@ def daily_figures(first_day: date, *, now: datetime | None = None) -> Figures:
         counted_until[day] = through or day_start(day + timedelta(days=1))
         for _, _, source_id, *figures, reviewers in day_rows:
             found[(day, source_id)] = DayFigures(
-                *figures, reviewers=Counter({int(k): v for k, v in reviewers.items()})
+                **dict(zip(FIGURES, figures, strict=True)),
+                reviewers=Counter({int(k): v for k, v in reviewers.items()}),
             )
     live: list[tuple[datetime, datetime]] = []
     for n in range((today - first_day).days + 1):
