@@ -28,9 +28,11 @@ For each size, from scratch:
    labeled / flagged / decided / removed per version; for re-review a count(*) of the
    current decisions containing an older version, jsonb @>). The baselines' figures are
    checked against the product's own selectors before timing.
-5. Prints a table (page, size, p50, p99, baseline p50, ratio, queries per request, SQL time
-   inside one request) and, at the smallest size, a profile of one request per page; at the
-   largest, the EXPLAIN (ANALYZE, BUFFERS) of each page's slowest query.
+5. Prints a table (page, size, p50, p99, the Python side's CPU time (p50: the bench
+   process's own, which other load inflates less than the wall clock), baseline p50,
+   ratio, queries per request, SQL time inside one request, load average) and, at the
+   smallest size, a profile of one request per page; at the largest, the EXPLAIN (ANALYZE,
+   BUFFERS) of each page's slowest query.
 
 No targets, no exit status: numbers to read.
 """
@@ -73,6 +75,7 @@ from django.utils import timezone  # noqa: E402
 
 from bench.pgdb import load, median, percentile, timed  # noqa: E402
 from labelers import selectors  # noqa: E402
+from labelers.dashboard_rollups import dashboard_rollups_refresh  # noqa: E402
 from labelers.models import Label, Labeler, LabelerVersion  # noqa: E402
 from labelers.quality.loaders import labeler_report, labeler_report_raw  # noqa: E402
 from labelers.quality.rollups import day_start, quality_rollups_refresh  # noqa: E402
@@ -198,6 +201,16 @@ SELECT n, 1,
        jsonb_build_array(%(v1)s::int), '[]'::jsonb
 FROM bench_seed WHERE status = 'decided'
 ORDER BY decided_at
+"""
+
+# The queue's hourly snapshots of the past 30 days (the beat's queue_snapshot_take), per source.
+SNAPSHOTS_SQL = """
+INSERT INTO moderation_queuesnapshot (hour, source_id, waiting, past_sla, oldest_wait, taken_at)
+SELECT h, s.id, 100 + (extract(hour FROM h)::int * 7 + s.id) %% 300, 5,
+       3600 + extract(hour FROM h)::int * 60, h
+FROM generate_series(date_trunc('hour', now()) - interval '30 days',
+                     date_trunc('hour', now()) - interval '1 hour', interval '1 hour') AS h
+CROSS JOIN moderation_source s
 """
 
 CALLBACKS_SQL = """
@@ -380,7 +393,15 @@ def seed(count: int) -> dict:
         "nreviewers": REVIEWERS,
     }
     with connection.cursor() as cursor:
-        for sql in (STAGE_SQL, ITEMS_SQL, LABELS_SQL, UNDONE_SQL, DECISIONS_SQL, CALLBACKS_SQL):
+        for sql in (
+            STAGE_SQL,
+            ITEMS_SQL,
+            LABELS_SQL,
+            UNDONE_SQL,
+            DECISIONS_SQL,
+            CALLBACKS_SQL,
+            SNAPSHOTS_SQL,
+        ):
             for statement in sql.split(";\n"):
                 cursor.execute(statement, params)
         cursor.execute(
@@ -469,7 +490,11 @@ def check_baselines(labeler: Labeler, params: dict, *, with_quality: bool) -> No
         (count,) = fetch(sql, params["rereview"])[0]
         assert count == candidates, ("rereview", count, candidates)
     (row,) = fetch(DASHBOARD_SQL, params["dashboard"])
-    activity = selectors.dashboard_activity(selectors.dashboard_periods())
+    periods = selectors.dashboard_periods()
+    activity = selectors.dashboard_activity(periods)
+    # The daily counts give exactly the rows' figures.
+    assert activity == selectors.dashboard_activity_raw(periods), "dashboard activity"
+    assert selectors.reviewer_throughput(periods) == selectors.reviewer_throughput_raw(periods)
     people = (activity["decided_by_people"], activity["decided_automatically"])
     expected = [
         activity["received"]["today"],
@@ -506,10 +531,14 @@ def page_urls(labeler: Labeler) -> dict[str, str]:
     }
 
 
-def get(client: Client, url: str) -> float:
-    started = time.perf_counter()
+def get(client: Client, url: str, cpu: list[float] | None = None) -> float:
+    """Milliseconds of one request; `cpu`: where to add the milliseconds of this process's
+    CPU it took (Python's side alone: less sensitive than the wall clock to other load)."""
+    started, started_cpu = time.perf_counter(), time.process_time()
     response = client.get(url)
     elapsed = (time.perf_counter() - started) * 1000
+    if cpu is not None:
+        cpu.append((time.process_time() - started_cpu) * 1000)
     assert response.status_code == 200, (url, response.status_code)
     return elapsed
 
@@ -534,17 +563,19 @@ def measure_page(client: Client, url: str, requests: int, budget: float) -> dict
     if first < 1000:  # a slow page is warm after one request; spare the time
         get(client, url)
     timings: list[float] = []
+    cpu: list[float] = []
     started = time.monotonic()
     while len(timings) < requests and (
         len(timings) < MIN_REQUESTS or time.monotonic() - started < budget
     ):
-        timings.append(get(client, url))
+        timings.append(get(client, url, cpu))
     queries = [(sql, replay(sql)) for sql in reads]
     slowest_sql, slowest_ms = max(queries, key=lambda q: q[1])
     return {
         "n": len(timings),
         "p50": median(timings),
         "p99": percentile(timings, 0.99),
+        "cpu_p50": median(cpu),
         "queries": len(queries),
         "sql_ms": sum(ms for _, ms in queries),
         "slowest_sql": slowest_sql,
@@ -610,6 +641,9 @@ def run_size(count: int, args, *, first: bool, last: bool) -> dict:
     started = time.monotonic()
     days = decided_rollups_refresh()
     print(f"decided rollups: {days} days counted in {time.monotonic() - started:.1f} s")
+    started = time.monotonic()
+    days = dashboard_rollups_refresh()
+    print(f"dashboard rollups: {days} days counted in {time.monotonic() - started:.1f} s")
     # A steady run: one item changed on a closed day, its day recounted.
     changed = Label.objects.filter(
         status="done", labeled_at__lt=day_start(timezone.now().date())
@@ -634,7 +668,8 @@ def run_size(count: int, args, *, first: bool, last: bool) -> dict:
         results[page] = result
         print(
             f"{page:9} {url:40} n={result['n']:2}  p50 {result['p50']:9.1f} ms  "
-            f"p99 {result['p99']:9.1f} ms | baseline ({baseline['name']}) "
+            f"p99 {result['p99']:9.1f} ms  CPU p50 {result['cpu_p50']:6.1f} ms"
+            f" | baseline ({baseline['name']}) "
             f"p50 {baseline['p50']:7.2f} ms | {result['queries']} queries, "
             f"their SQL replayed {result['sql_ms']:.1f} ms, slowest "
             f"{result['slowest_ms']:.1f} ms | load {result['load']:.2f}",
@@ -684,17 +719,18 @@ def main() -> int:
     print(f"\nTotal {time.monotonic() - started:.0f} s. Page times are whole requests through")
     print("the test Client (middleware, view, template); baseline is the plain SQL alone.\n")
     print(
-        "| page | items | n | p50 ms | p99 ms | baseline p50 ms | ratio | queries/request "
-        "| SQL ms in one request |"
+        "| page | items | n | p50 ms | p99 ms | Python CPU p50 ms | baseline p50 ms | ratio "
+        "| queries/request | SQL ms in one request | load |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for page in PAGES:
         for size in sizes:
             r = by_size[size][page]
             print(
                 f"| {page} | {size:,} | {r['n']} | {r['p50']:.1f} | {r['p99']:.1f} | "
-                f"{r['baseline']['p50']:.2f} | {r['p50'] / r['baseline']['p50']:.0f}x | "
-                f"{r['queries']} | {r['sql_ms']:.1f} |"
+                f"{r['cpu_p50']:.1f} | {r['baseline']['p50']:.2f} | "
+                f"{r['p50'] / r['baseline']['p50']:.1f}x | {r['queries']} | {r['sql_ms']:.1f} | "
+                f"{r['load']:.1f} |"
             )
     return 0
 

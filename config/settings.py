@@ -349,6 +349,8 @@ CELERY_TASK_ROUTES = {
     "moderation.tasks.queue_sla_refresh": {"queue": "dispatch"},
     "labelers.tasks.quality_rollups": {"queue": "dispatch"},
     "moderation.tasks.decided_rollups": {"queue": "dispatch"},
+    "labelers.tasks.dashboard_rollups": {"queue": "dispatch"},
+    "moderation.tasks.queue_snapshot": {"queue": "dispatch"},
     "moderation.tasks.items_reroute": {"queue": "dispatch"},
     # Callbacks wait on products' servers (up to the timeouts): never in front of labels.
     "moderation.tasks.callback_deliver": {"queue": "callbacks"},
@@ -385,6 +387,20 @@ CELERY_BEAT_SCHEDULE = {
         "task": "moderation.tasks.decided_rollups",
         "schedule": 300.0,
         "options": {"expires": 290.0},
+    },
+    # The dashboard's daily figures per source (items received, labels, flags, decisions),
+    # kept the same way.
+    "dashboard-rollups": {
+        "task": "labelers.tasks.dashboard_rollups",
+        "schedule": 300.0,
+        "options": {"expires": 290.0},
+    },
+    # The queue of each source once an hour: its past (depth, oldest wait) cannot be
+    # counted afterwards, and the dashboard charts 30 days of it.
+    "queue-snapshot": {
+        "task": "moderation.tasks.queue_snapshot",
+        "schedule": 3600.0,
+        "options": {"expires": 1800.0},
     },
     "sweep-callbacks": {
         "task": "moderation.tasks.callback_sweep",

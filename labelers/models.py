@@ -402,6 +402,9 @@ class QualityRollup(models.Model):
 
     version = models.ForeignKey(LabelerVersion, on_delete=models.CASCADE, related_name="+")
     day = models.DateField()
+    # None: the whole day, counted once it was over. Else the labels answered that day
+    # before this moment (today's, recounted every run): never part of the running chain.
+    through = models.DateTimeField(null=True, blank=True)
     min_confidence = models.FloatField(null=True, blank=True)
     # figures.DayCounts, in three parts: the day's small counts (cells, calls, cache hits);
     # its histograms ([value, count]: latencies, confidences of "1"s); and the histograms of
@@ -419,3 +422,36 @@ class QualityRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.version} on {self.day}"
+
+
+class DashboardRollup(models.Model):
+    """The dashboard's activity figures of one source on one closed UTC day: items received
+    (received_at), done labels given (labeled_at, by their item's source), items flagged
+    (flagged_at), decisions by people and by the system (created_at; undos are not
+    decisions), and people's decisions per reviewer. The dashboard reads one row per source
+    and day instead of the rows counted; today from its partial row and the minutes since.
+    Kept by
+    labelers/dashboard_rollups.py; a day whose figures change after it closed (an edit
+    clears its item's flag) is recounted from its rows."""
+
+    day = models.DateField()
+    # None: the whole day, counted once it was over. Else today's rows stored before this
+    # moment (recounted every few minutes): the page counts only the rows after it.
+    through = models.DateTimeField(null=True, blank=True)
+    source = models.ForeignKey("moderation.Source", on_delete=models.CASCADE, related_name="+")
+    received = models.PositiveIntegerField(default=0, db_default=0)
+    labeled = models.PositiveIntegerField(default=0, db_default=0)
+    flagged = models.PositiveIntegerField(default=0, db_default=0)
+    decided_by_people = models.PositiveIntegerField(default=0, db_default=0)
+    decided_automatically = models.PositiveIntegerField(default=0, db_default=0)
+    # {reviewer id (a string, JSON's keys): people's decisions that day}
+    reviewers = models.JSONField(default=dict, blank=True)
+    computed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["day", "source"], name="dashboard_rollup_once_a_day")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source_id} on {self.day}"

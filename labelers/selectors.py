@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db.models import Count, Min, Q, QuerySet
 from django.utils import timezone
 from django.utils.timesince import timesince
 
 from labelers.breaker import breaker_status
+from labelers.dashboard_rollups import FIGURES as DASHBOARD_FIGURES
+from labelers.dashboard_rollups import DayFigures, Figures, daily_figures, day_start
 from labelers.models import DispatchHeartbeat, Label, Labeler, LabelerVersion, ShadowRun
 from labelers.routing import source_routing
 from moderation.models import CallbackDelivery, Decision, Item
@@ -233,9 +236,75 @@ def _counts_by_period(
     return {kind: {p.name: found[f"{kind}__{p.name}"] for p in periods} for kind in kinds}
 
 
-def dashboard_activity(periods: list[Period]) -> dict[str, dict[str, int]]:
+def _period_days(period: Period) -> list[date] | None:
+    """The UTC days a period is made of; None when it does not start and end at midnight
+    UTC (a site time zone other than UTC: the daily counts do not fit, count the rows)."""
+    start, end = period.start.astimezone(UTC), period.end.astimezone(UTC)
+    if start != day_start(start.date()) or end != day_start(end.date()):
+        return None
+    return [start.date() + timedelta(days=n) for n in range((end.date() - start.date()).days)]
+
+
+def dashboard_figures(periods: list[Period], *, first_day: date | None = None) -> Figures | None:
+    """The daily figures by source the periods need (from `first_day` on, if earlier), read
+    from the daily counts and today's rows (labelers/dashboard_rollups.py); None when the
+    periods are not whole UTC days."""
+    days = [_period_days(p) for p in periods]
+    if any(d is None or not d for d in days):
+        return None
+    first = min(d[0] for d in days if d)
+    if first_day is not None:
+        first = min(first, first_day)
+    return daily_figures(first)
+
+
+def dashboard_activity(
+    periods: list[Period], figures: Figures | None = None
+) -> dict[str, dict[str, int]]:
+    """dashboard_activity_raw's figures, from the daily figures (one row per source and
+    closed day, today's rows counted)."""
+    figures = figures if figures is not None else dashboard_figures(periods)
+    if figures is None:
+        return dashboard_activity_raw(periods)
+    found: dict[str, dict[str, int]] = {name: {} for name in DASHBOARD_FIGURES}
+    for period in periods:
+        days = set(_period_days(period) or ())
+        total = DayFigures()
+        for (day, _), counts in figures.items():
+            if day in days:
+                total.add(counts)
+        for name in DASHBOARD_FIGURES:
+            found[name][period.name] = getattr(total, name)
+    return found
+
+
+def reviewer_throughput(
+    periods: list[Period], figures: Figures | None = None
+) -> list[dict[str, Any]]:
+    """reviewer_throughput_raw's rows, from the daily figures (one query for the names)."""
+    figures = figures if figures is not None else dashboard_figures(periods)
+    if figures is None:
+        return reviewer_throughput_raw(periods)
+    counts: dict[int, dict[str, int]] = {}
+    for period in periods:
+        days = set(_period_days(period) or ())
+        for (day, _), day_figures in figures.items():
+            if day in days:
+                for reviewer_id, n in day_figures.reviewers.items():
+                    by_period = counts.setdefault(reviewer_id, {p.name: 0 for p in periods})
+                    by_period[period.name] += n
+    names = dict(get_user_model().objects.filter(pk__in=list(counts)).values_list("pk", "username"))
+    rows = [
+        {"reviewer_id": pk, "reviewer__username": names[pk], **by_period}
+        for pk, by_period in counts.items()
+    ]
+    return sorted(rows, key=lambda row: row["reviewer__username"])
+
+
+def dashboard_activity_raw(periods: list[Period]) -> dict[str, dict[str, int]]:
     """Per period: items received, labels given, items flagged, decisions by people and
-    automatic ones (undos are not decisions here)."""
+    automatic ones (undos are not decisions here), counted from the rows (the definition
+    the daily figures must equal)."""
     decisions = _counts_by_period(
         Decision.objects.exclude(action=Decision.Action.UNDO),
         "created_at",
@@ -254,8 +323,9 @@ def dashboard_activity(periods: list[Period]) -> dict[str, dict[str, int]]:
     }
 
 
-def reviewer_throughput(periods: list[Period]) -> list[dict[str, Any]]:
-    """Decisions per reviewer in each period (undos left out), by username."""
+def reviewer_throughput_raw(periods: list[Period]) -> list[dict[str, Any]]:
+    """Decisions per reviewer in each period (undos left out), by username, counted from the
+    rows."""
     start, end = min(p.start for p in periods), periods[0].end
     counts = {
         p.name: Count("pk", filter=Q(created_at__gte=p.start, created_at__lt=p.end))

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import transaction
 
 from labelers import dispatch, fetch, shadow
+from labelers.dashboard_rollups import dashboard_rollups_refresh
 from labelers.guarded import api_key_refusals_forget
 from labelers.models import Reevaluation, RelabelRun, ShadowRun
 from labelers.quality.rollups import quality_rollups_refresh
@@ -295,3 +296,15 @@ def quality_rollups_task() -> int:
     """Count the closed days not counted yet and recount those changed since (idempotent:
     a run that overlaps another writes the same rows)."""
     return quality_rollups_refresh()
+
+
+@shared_task(
+    name="labelers.tasks.dashboard_rollups",
+    ignore_result=True,
+    time_limit=QUALITY_ROLLUPS_TIME_LIMIT,
+    soft_time_limit=QUALITY_ROLLUPS_TIME_LIMIT - 30,
+)
+def dashboard_rollups_task() -> int:
+    """The dashboard's daily figures: closed days not counted yet, and days whose flags an
+    edit changed since (idempotent)."""
+    return dashboard_rollups_refresh()

@@ -1279,6 +1279,40 @@ class ChangedDecidedDay(models.Model):
         return f"decided items of {self.day} changed"
 
 
+class ChangedFlaggedDay(models.Model):
+    """A closed day on which an item was flagged, whose flag an edit cleared since: the
+    dashboard's count of that day (labelers' DashboardRollup) is recounted. Written with
+    the edit, in its transaction (moderation/services/figures.py)."""
+
+    day = models.DateField()
+
+    def __str__(self) -> str:
+        return f"flags of {self.day} changed"
+
+
+class QueueSnapshot(models.Model):
+    """A source's queue as a beat task saw it once an hour (moderation/services/figures.py):
+    items waiting, past the SLA, and the oldest one's wait. The queue's past cannot be
+    counted from its items afterwards (they leave it), so the dashboard's 30-day charts of
+    queue depth and oldest wait read these."""
+
+    hour = models.DateTimeField()
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="+")
+    waiting = models.PositiveIntegerField(default=0)
+    past_sla = models.PositiveIntegerField(default=0)
+    # Seconds the longest-waiting item had waited (since its content arrived); None: empty.
+    oldest_wait = models.PositiveIntegerField(null=True, blank=True)
+    taken_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["hour", "source"], name="queue_snapshot_once_an_hour")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source_id} at {self.hour}: {self.waiting} waiting"
+
+
 class DecidedRollup(models.Model):
     """The items decided on one closed UTC day (Item.decided_at) still decided, counted by
     source and by the labeler versions their current decision was made under: the re-review

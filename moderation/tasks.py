@@ -16,7 +16,7 @@ from django.db import transaction
 from lib import metrics
 from moderation.callbacks import deliveries
 from moderation.services.erasures import erasure_run, erasures_due
-from moderation.services.figures import decided_rollups_refresh
+from moderation.services.figures import decided_rollups_refresh, queue_snapshot_take
 from moderation.services.queue import items_sla_refresh
 from moderation.services.retention import retention_purge
 from moderation.services.routing import items_reroute_waiting
@@ -100,6 +100,12 @@ def callbacks_redeliver(*, delivery_ids: list[int]) -> list[int]:
 def decided_rollups_task() -> int:
     """Count the closed days of decided items not counted yet, and recount changed ones."""
     return decided_rollups_refresh()
+
+
+@shared_task(name="moderation.tasks.queue_snapshot", ignore_result=True, time_limit=300)
+def queue_snapshot_task() -> int:
+    """This hour's snapshot of every source's queue (the dashboard's queue charts)."""
+    return queue_snapshot_take()
 
 
 @shared_task(name="moderation.tasks.retention_purge", ignore_result=True)

@@ -259,9 +259,9 @@ def test_every_task_keeps_its_name_on_the_wire_and_a_task_suffix_in_code():
                     names = [k.value.value for k in decorator.keywords if k.arg == "name"]
                     tasks.append((node.name, names))
     # 8, bank_retro_match (issue 28), label_fetch_batch (issue 24), quality_rollups,
-    # decided_rollups, retention_purge, erasure_run and erasure_sweep (issue 27),
-    # items_reroute (issue 29)
-    assert len(tasks) == 16
+    # decided_rollups, retention_purge, erasure_run, erasure_sweep, dashboard_rollups and
+    # queue_snapshot (issue 27), items_reroute (issue 29)
+    assert len(tasks) == 18
     for function, names in tasks:
         assert function.endswith("_task"), function
         assert len(names) == 1 and names[0].rpartition(".")[2] == function.removesuffix("_task")

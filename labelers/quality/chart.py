@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from html import escape
+
+from django.utils.safestring import SafeString, mark_safe
 
 from labelers.quality.figures import DayQuality
 
@@ -31,6 +34,27 @@ class Chart:
     def view_box(self) -> str:
         # A margin, so the line's dots at 0 % and 100 % are not cut in half.
         return f"-4 -4 {self.width + 8} {self.height + 8}"
+
+    @property
+    def marks(self) -> SafeString:
+        """The bars, line and dots as SVG elements in one string: drawn by the template, 90
+        days were ~700 variables, each localized and escaped (a third of the page's Python
+        time). Safe as built: numbers (floats formatted here), every title escaped."""
+        parts = [
+            f'<rect class="chart-bar" x="{b.x:g}" y="{b.y:g}" width="{b.width:g}" '
+            f'height="{b.height:g}"><title>{escape(b.title)}</title></rect>'
+            for b in self.bars
+        ]
+        if self.precision_points:
+            parts.append(
+                f'<polyline class="chart-line" points="{escape(self.precision_points)}"></polyline>'
+            )
+        parts += [
+            f'<circle class="chart-dot" cx="{x:g}" cy="{y:g}" r="3"><title>{escape(title)}'
+            "</title></circle>"
+            for x, y, title in self.dots
+        ]
+        return mark_safe("".join(parts))  # noqa: S308 - every value escaped or a number
 
 
 def daily_chart(days: list[DayQuality], *, width: int = 640, height: int = 160) -> Chart | None:

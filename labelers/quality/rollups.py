@@ -105,7 +105,9 @@ def done_counts(labels: QuerySet, *, min_confidence: float | None) -> dict[date,
     )
     days: dict[date, DayCounts] = {}
     for group in groups:
-        counts = days.setdefault(group["day"], DayCounts())
+        counts = days.get(group["day"])
+        if counts is None:  # not setdefault: five Counters made per group
+            counts = days[group["day"]] = DayCounts()
         n = group["n"]
         action, _, status_before = (group["effective"] or "").partition(":")
         decided = action if action in HUMAN_LABEL else None
@@ -127,7 +129,10 @@ def done_counts(labels: QuerySet, *, min_confidence: float | None) -> dict[date,
         .order_by()
     )
     for group in latencies:
-        days.setdefault(group["day"], DayCounts()).latencies[int(group["ms"])] += group["n"]
+        counts = days.get(group["day"])
+        if counts is None:
+            counts = days[group["day"]] = DayCounts()
+        counts.latencies[int(group["ms"])] += group["n"]
     return days
 
 
@@ -161,20 +166,18 @@ def _runs(days: Iterable[date]) -> list[tuple[date, date]]:
     return runs
 
 
-def _changed_days(version_id: int, item_ids: list[int], *, before: datetime) -> set[date]:
-    """Closed days on which the version labeled one of the changed items."""
+def _changed_days(version_id: int, item_ids: list[int], *, before: datetime | None) -> set[date]:
+    """Days (before `before`; None: today too) on which the version labeled one of the
+    changed items."""
     if not item_ids:
         return set()
+    labels = Label.objects.filter(
+        labeler_version_id=version_id, status=Label.Status.DONE, item_id__in=item_ids
+    )
+    if before is not None:
+        labels = labels.filter(labeled_at__lt=before)
     return set(
-        Label.objects.filter(
-            labeler_version_id=version_id,
-            status=Label.Status.DONE,
-            item_id__in=item_ids,
-            labeled_at__lt=before,
-        )
-        .annotate(day=TruncDate("labeled_at"))
-        .values_list("day", flat=True)
-        .distinct()
+        labels.annotate(day=TruncDate("labeled_at")).values_list("day", flat=True).distinct()
     )
 
 
@@ -192,7 +195,10 @@ def version_counts(
     whole run of counted days as the difference of two running totals. Counted live: the
     window's partial first day, today, days not counted yet, and counted days that are
     stale (a changed item not recounted yet, another minimum confidence): for those, their
-    stored histograms are taken out of the difference and their live counts put in."""
+    stored histograms are taken out of the difference and their live counts put in. The
+    first day after the counted run (today, in the steady state) is read from its partial
+    count (the task counts it up to a moment before it runs) when that one is not stale:
+    only the labels answered since are counted live."""
     now = now or timezone.now()
     today = now.astimezone(UTC).date()
     labels = Label.objects.filter(labeler_version_id=version_id)
@@ -201,7 +207,9 @@ def version_counts(
         if since is None
         else labels.filter(Q(labeled_at__gte=since) | Q(labeled_at__isnull=True))
     )
-    rollups = QualityRollup.objects.filter(version_id=version_id, day__lt=today)
+    rollups = QualityRollup.objects.filter(
+        version_id=version_id, day__lt=today, through__isnull=True
+    )
     first_full: date | None = None
     if since is not None:
         since_day = since.astimezone(UTC).date()
@@ -219,7 +227,7 @@ def version_counts(
         last += timedelta(days=1)
     # Read first: few (the task deletes those it handled every few minutes).
     changed_items = list(ChangedItem.objects.values_list("item_id", flat=True).distinct())
-    changed = _changed_days(version_id, changed_items, before=day_start(today))
+    changed = _changed_days(version_id, changed_items, before=None)
     stale = {
         day
         for day, (mc, _) in stored.items()
@@ -236,21 +244,38 @@ def version_counts(
     if last >= first_full:
         ends = dict(
             QualityRollup.objects.filter(
-                version_id=version_id, day__in=[first_full - timedelta(days=1), last]
+                version_id=version_id,
+                day__in=[first_full - timedelta(days=1), last],
+                through__isnull=True,
             ).values_list("day", "running")
         )
         total.add(DayCounts.from_json(ends[last]))
         if first_full - timedelta(days=1) in ends:
             total.subtract_histograms(DayCounts.from_json(ends[first_full - timedelta(days=1)]))
         for histograms in QualityRollup.objects.filter(
-            version_id=version_id, day__in=stale
+            version_id=version_id, day__in=stale, through__isnull=True
         ).values_list("histograms", flat=True):
             total.subtract_histograms(DayCounts.from_json(histograms))
     # Counted live: before the first full day (from `since`), stale days, days after the
     # counted run, today on.
     live: list[tuple[datetime | None, datetime | None]] = [(since, day_start(first_full))]
     live += [(day_start(a), day_start(b)) for a, b in _runs(stale)]
-    live.append((day_start(max(first_full, last + timedelta(days=1))), None))
+    after_run = max(first_full, last + timedelta(days=1))
+    live_from = day_start(after_run)
+    if after_run <= today and after_run not in changed:
+        partial = (
+            QualityRollup.objects.filter(
+                version_id=version_id, day=after_run, through__isnull=False
+            )
+            .values_list("through", "min_confidence", "counts", "histograms")
+            .first()
+        )
+        if partial is not None and partial[1] == min_confidence and partial[0] > live_from:
+            counted = DayCounts.from_json({**partial[2], **partial[3]})
+            days.setdefault(after_run, DayCounts()).add(counted)
+            total.add(counted)
+            live_from = partial[0]
+    live.append((live_from, None))
     for start, end in live:
         window = labels
         if start is not None:
@@ -272,7 +297,8 @@ def quality_rollups_refresh(*, now: datetime | None = None) -> int:
     now = now or timezone.now()
     # A day is counted once every label stored in it has surely committed: a label stored
     # at 23:59:59 may commit a moment after midnight.
-    today = (now - COMMIT_GRACE).astimezone(UTC).date()
+    through = now - COMMIT_GRACE
+    today = through.astimezone(UTC).date()
     # Read before counting: a change committed meanwhile is left for the next run.
     changes = list(
         ChangedItem.objects.order_by("id").values_list("id", "item_id")[:CHANGED_ITEMS_PER_RUN]
@@ -290,7 +316,9 @@ def quality_rollups_refresh(*, now: datetime | None = None) -> int:
         if first is None:
             continue
         stored = dict(
-            QualityRollup.objects.filter(version_id=version.pk).values_list("day", "min_confidence")
+            QualityRollup.objects.filter(version_id=version.pk, through__isnull=True).values_list(
+                "day", "min_confidence"
+            )
         )
         due = {
             first.astimezone(UTC).date() + timedelta(days=n)
@@ -299,8 +327,6 @@ def quality_rollups_refresh(*, now: datetime | None = None) -> int:
         due = {day for day in due if day not in stored or stored[day] != min_confidence}
         if changed_items:
             due |= _changed_days(version.pk, changed_items, before=day_start(today))
-        if not due:
-            continue
         # One commit per version: a page never reads a day counted anew with running
         # totals not yet brought up to date.
         with transaction.atomic():
@@ -309,17 +335,32 @@ def quality_rollups_refresh(*, now: datetime | None = None) -> int:
                     stop = min(end, start + timedelta(days=DAYS_PER_STATEMENT))
                     counted += _count_days(version.pk, start, stop, min_confidence)
                     start = stop
-            _running_refresh(version.pk, min(due))
+            if due:
+                _running_refresh(version.pk, min(due))
+            # Today until a moment ago (every label stored before then has committed),
+            # after the changes read above: the page counts only the labels answered since.
+            _count_days(
+                version.pk, today, today + timedelta(days=1), min_confidence, through=through
+            )
     ChangedItem.objects.filter(id__in=[pk for pk, _ in changes]).delete()
     return counted
 
 
-def _count_days(version_id: int, start: date, stop: date, min_confidence: float | None) -> int:
+def _count_days(
+    version_id: int,
+    start: date,
+    stop: date,
+    min_confidence: float | None,
+    *,
+    through: datetime | None = None,
+) -> int:
+    """Count the days [start, stop); `through`: the one day `start` until then only (a
+    partial row, never part of the running totals' chain)."""
     labels = Label.objects.filter(
         labeler_version_id=version_id,
         status=Label.Status.DONE,
         labeled_at__gte=day_start(start),
-        labeled_at__lt=day_start(stop),
+        labeled_at__lt=through or day_start(stop),
     )
     found = done_counts(labels, min_confidence=min_confidence)
     rows = []
@@ -329,6 +370,7 @@ def _count_days(version_id: int, start: date, stop: date, min_confidence: float 
             QualityRollup(
                 version_id=version_id,
                 day=start + timedelta(days=n),
+                through=through,
                 min_confidence=min_confidence,
                 counts=counts.figures_json(),
                 histograms=counts.histograms_json(),
@@ -340,7 +382,7 @@ def _count_days(version_id: int, start: date, stop: date, min_confidence: float 
             rows,
             update_conflicts=True,
             unique_fields=["version", "day"],
-            update_fields=["min_confidence", "counts", "histograms", "computed_at"],
+            update_fields=["through", "min_confidence", "counts", "histograms", "computed_at"],
         )
     return len(rows)
 

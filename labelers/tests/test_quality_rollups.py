@@ -16,7 +16,7 @@ from labelers.tests.test_quality_loaders import constructed_version
 from moderation.models import Appeal, ChangedItem, Decision, Item
 from moderation.services.decisions import decision_create, item_decision_apply
 from moderation.services.figures import item_figures_changed
-from moderation.tests.factories import UserFactory
+from moderation.tests.factories import ItemFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -162,6 +162,56 @@ def test_a_day_is_counted_once_it_is_over_and_its_late_commits_are_in():
     midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     quality_rollups_refresh(now=midnight + timedelta(minutes=5))
     yesterday = (midnight - timedelta(days=1)).date()
-    assert not QualityRollup.objects.filter(version=version, day=yesterday).exists()
+    # Yesterday only until 23:50 (its last minutes may still commit), as today is counted.
+    assert QualityRollup.objects.get(version=version, day=yesterday).through == (
+        midnight - timedelta(minutes=10)
+    )
+    assert_same_as_raw(labeler)
     quality_rollups_refresh(now=midnight + timedelta(minutes=20))
-    assert QualityRollup.objects.filter(version=version, day=yesterday).exists()
+    assert QualityRollup.objects.get(version=version, day=yesterday).through is None
+    assert QualityRollup.objects.get(version=version, day=midnight.date()).through == (
+        midnight + timedelta(minutes=5)
+    )
+    assert_same_as_raw(labeler)
+
+
+def test_today_is_read_from_its_partial_count_and_the_labels_answered_since():
+    labeler, version = constructed_version(9)
+    reviewer = UserFactory()
+    now = timezone.now()
+    through = now - timedelta(minutes=15)
+
+    def flagged_one(at):
+        item = ItemFactory(status=Item.Status.FLAGGED, flagged_at=at)
+        Label.objects.create(
+            item=item,
+            labeler_version=version,
+            status="done",
+            label="1",
+            confidence=0.97,
+            latency_ms=321,
+            attempts=1,
+            labeled_at=at,
+            content_hash=item.content_hash,
+        )
+        return item
+
+    # Answered a moment before the partial count's end: in it (near midnight, yesterday's).
+    counted = flagged_one(through - timedelta(seconds=1))
+    quality_rollups_refresh(now=now)
+    day = through.astimezone(UTC).date()
+    assert QualityRollup.objects.get(version=version, day=day).through == through
+    assert_same_as_raw(labeler)
+    # Answered after it, or before it and committed after it (inside the grace).
+    flagged_one(now + timedelta(seconds=1))
+    flagged_one(now - timedelta(minutes=5))
+    assert_same_as_raw(labeler)
+    # A decision on an item the partial count counted: its day is counted live until the
+    # task has counted it again.
+    before = labeler_report(labeler)
+    decide(counted, reviewer=reviewer, action="remove", status_before="flagged")
+    assert labeler_report(labeler) != before
+    assert_same_as_raw(labeler)
+    quality_rollups_refresh()
+    assert not ChangedItem.objects.exists()
+    assert_same_as_raw(labeler)

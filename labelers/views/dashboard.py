@@ -6,16 +6,23 @@ Staff only. Server-rendered; no inline script or style (the site's CSP forbids b
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+from django.db.models import Max
+from django.db.models.functions import TruncDate
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html_join
 from django.views.decorators.http import require_GET
 
 from labelers import selectors
-from moderation.models import IN_QUEUE, Item, Source
+from labelers.dashboard_chart import Chart, bars_chart
+from labelers.dashboard_rollups import DayFigures, Figures, day_start
+from moderation.models import IN_QUEUE, Item, QueueSnapshot, Source
 from moderation.permissions import staff_required
 from moderation.selectors.banks import banks_savings
 from moderation.selectors.queue import queues_figures, sources_sla
@@ -75,6 +82,105 @@ _ACTIVITY = [
     ),
 ]
 
+# Days of the charts, today the last.
+CHART_DAYS = 30
+
+
+def _queue_peaks(first_day: date) -> dict[tuple[date, int], tuple[int, int | None]]:
+    """(day, source id) -> the highest hourly snapshot's waiting items and oldest wait
+    (seconds) that day: one grouped read of at most 24 rows per source and day."""
+    rows = (
+        QueueSnapshot.objects.filter(hour__gte=day_start(first_day))
+        .annotate(day=TruncDate("hour", tzinfo=UTC))
+        .values_list("day", "source_id")
+        .annotate(waiting=Max("waiting"), oldest=Max("oldest_wait"))
+        .order_by()
+    )
+    return {(day, source_id): (waiting, oldest) for day, source_id, waiting, oldest in rows}
+
+
+def _source_charts(
+    slas: list, figures: Figures, days: list[date], now: datetime
+) -> list[dict[str, Any]]:
+    """Per source, its 30 days: three charts (items received and flag rate, decisions by
+    people and by the system, queue depth and oldest wait) and their figures as a table."""
+    peaks = _queue_peaks(days[0])
+    today = days[-1]
+    found = []
+    for sla in slas:
+        source = sla.source
+        rows = []
+        for day in days:
+            counts = figures.get((day, source.pk), DayFigures())
+            waiting, oldest = peaks.get((day, source.pk), (None, None))
+            if day == today:  # the queue as it stands counts for today too
+                live_oldest = (
+                    int((now - sla.oldest_since).total_seconds()) if sla.oldest_since else None
+                )
+                waiting = max(waiting or 0, sla.waiting.n)
+                oldest = max(filter(None, (oldest, live_oldest)), default=oldest)
+            rows.append(
+                {
+                    "day": day,
+                    "received": counts.received,
+                    "flagged": counts.flagged,
+                    "flag_rate": counts.flag_rate,
+                    "people": counts.decided_by_people,
+                    "system": counts.decided_automatically,
+                    "waiting": waiting,
+                    "oldest_hours": None if oldest is None else oldest / 3600,
+                }
+            )
+
+        def column(name: str, rows: list[dict[str, Any]] = rows) -> list:
+            return [row[name] for row in rows]
+
+        charts: list[Chart] = [
+            bars_chart(
+                "Items received and flag rate",
+                days,
+                [("items received", "chart-bar", column("received"))],
+                line=("flag rate", column("flag_rate"), 1.0, "{:.0%}"),
+            ),
+            bars_chart(
+                "Decisions",
+                days,
+                [
+                    ("by people", "chart-bar", column("people")),
+                    ("by the system", "chart-bar-alt", column("system")),
+                ],
+            ),
+            bars_chart(
+                "Queue",
+                days,
+                [("items waiting (hourly peak)", "chart-bar", [w or 0 for w in column("waiting")])],
+                line=("oldest wait", column("oldest_hours"), None, "{:.1f} h"),
+            ),
+        ]
+        # The table's cells as text, formatted once here and escaped into rows: 240 template
+        # variables per source cost more than the page's SQL.
+        table = [
+            [
+                str(row["day"]),
+                str(row["received"]),
+                str(row["flagged"]),
+                "–" if row["flag_rate"] is None else f"{row['flag_rate']:.0%}",
+                str(row["people"]),
+                str(row["system"]),
+                "–" if row["waiting"] is None else str(row["waiting"]),
+                "–" if row["oldest_hours"] is None else f"{row['oldest_hours']:.1f} h",
+            ]
+            for row in rows
+        ]
+        table_rows = format_html_join(
+            "\n",
+            '<tr><th scope="row">{}</th>' + '<td class="num">{}</td>' * 7 + "</tr>",
+            table,
+        )
+        found.append({"source": source, "charts": charts, "table_rows": table_rows})
+    return found
+
+
 # Label statuses (Label.Status) that are failures, by kind.
 _LABEL_FAILURES = [
     ("waiting_key", "Waiting for the API key"),
@@ -90,12 +196,18 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     label and callback failures, reviewers' throughput and exposure; each figure links to
     the list behind it. A fixed number of queries, each a count over an index range."""
     periods = selectors.dashboard_periods()
-    activity = selectors.dashboard_activity(periods)
+    now = timezone.now()
+    today = now.astimezone(UTC).date()
+    chart_days = [today - timedelta(days=n) for n in range(CHART_DAYS - 1, -1, -1)]
+    # Every figure of the past 30 days, read once: daily counts and today's rows.
+    figures = selectors.dashboard_figures(periods, first_day=chart_days[0])
+    activity = selectors.dashboard_activity(periods, figures)
     activity_rows = [
         (label, [(activity[key][p.name], link(p)) for p in periods])
         for key, label, link in _ACTIVITY
     ]
     special = selectors.waiting_by_source_and_status()
+    slas = sources_sla(list(Source.objects.order_by("name")))
     in_queue = ",".join(IN_QUEUE)
     source_rows = [
         {
@@ -117,7 +229,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
                 for status in selectors.SPECIAL_QUEUE_STATUSES
             ],
         }
-        for sla in sources_sla(list(Source.objects.order_by("name")))
+        for sla in slas
     ]
     health = selectors.labeling_health()
     label_failures = [
@@ -155,7 +267,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             ],
             "reveals": reveals.pop(row["reviewer__username"], 0),
         }
-        for row in selectors.reviewer_throughput(periods)
+        for row in selectors.reviewer_throughput(periods, figures)
     ]
     # Reviewers who revealed media today but decided nothing in the period: exposure all
     # the same.
@@ -169,6 +281,10 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         {
             "periods": periods,
             "activity_rows": activity_rows,
+            "chart_days": chart_days,
+            "source_charts": (
+                _source_charts(slas, figures, chart_days, now) if figures is not None else []
+            ),
             "source_rows": source_rows,
             # Each team queue's waiting, oldest and past-SLA figures.
             "queue_rows": [

@@ -6,6 +6,8 @@ caller's transaction (a rolled-back decision leaves nothing stale):
   (labelers/quality/rollups.py) recount the days its labels were given.
 - ChangedDecidedDay: the day an item counted as decided on, when it is decided again, sent
   for re-review or edited; its DecidedRollup is recounted (decided_rollups_refresh).
+- ChangedFlaggedDay: the day an item was flagged on, when an edit clears its flag; the
+  dashboard's DashboardRollup of that day is recounted (labelers/dashboard_rollups.py).
 """
 
 from __future__ import annotations
@@ -14,22 +16,37 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.db import transaction
-from django.db.models import Count, JSONField, OuterRef, Subquery
+from django.db.models import Count, JSONField, Min, OuterRef, Q, Subquery
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from moderation.models import ChangedDecidedDay, ChangedItem, DecidedRollup, Decision, Item
+from moderation.models import (
+    IN_QUEUE,
+    ChangedDecidedDay,
+    ChangedFlaggedDay,
+    ChangedItem,
+    DecidedRollup,
+    Decision,
+    Item,
+    QueueSnapshot,
+    Source,
+)
 
 # A day is counted once everything stored in it has surely committed.
 COMMIT_GRACE = timedelta(minutes=15)
 DAYS_PER_STATEMENT = 7
 
 
-def item_figures_changed(*, item_id: int, decided_at: datetime | None = None) -> None:
-    """`decided_at`: when the item counted as decided before this change, if it did."""
+def item_figures_changed(
+    *, item_id: int, decided_at: datetime | None = None, unflagged: datetime | None = None
+) -> None:
+    """`decided_at`: when the item counted as decided before this change, if it did;
+    `unflagged`: when it had been flagged, if this change clears its flag."""
     ChangedItem.objects.create(item_id=item_id)
     if decided_at is not None:
         ChangedDecidedDay.objects.create(day=decided_at.astimezone(UTC).date())
+    if unflagged is not None:
+        ChangedFlaggedDay.objects.create(day=unflagged.astimezone(UTC).date())
 
 
 def day_start(day: date) -> datetime:
@@ -125,3 +142,44 @@ def day_runs(days: Iterable[date]) -> list[tuple[date, date]]:
         else:
             runs.append((day, day + timedelta(days=1)))
     return runs
+
+
+def queue_snapshot_take(*, now: datetime | None = None) -> int:
+    """The queue of every source as it stands (waiting, past the SLA, the oldest one's wait),
+    stored as this hour's snapshot: what the dashboard's charts of queue depth and oldest
+    wait read for past days. One grouped count over the queue's items; run hourly by beat
+    (again within the hour: the newer figures win). Returns how many sources it saw."""
+    now = now or timezone.now()
+    hour = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    found = {
+        row["source_id"]: row
+        for row in Item.objects.filter(status__in=IN_QUEUE)
+        .values("source_id")
+        .annotate(
+            waiting=Count("pk"),
+            past_sla=Count("pk", filter=Q(sla_breached=True)),
+            oldest=Min("waiting_since"),
+        )
+        .order_by()
+    }
+    rows = []
+    for source_id in Source.objects.order_by("pk").values_list("pk", flat=True):
+        row = found.get(source_id, {})
+        oldest = row.get("oldest")
+        rows.append(
+            QueueSnapshot(
+                hour=hour,
+                source_id=source_id,
+                waiting=row.get("waiting", 0),
+                past_sla=row.get("past_sla", 0),
+                oldest_wait=None if oldest is None else max(0, int((now - oldest).total_seconds())),
+                taken_at=now,
+            )
+        )
+    QueueSnapshot.objects.bulk_create(
+        rows,
+        update_conflicts=True,
+        unique_fields=["hour", "source"],
+        update_fields=["waiting", "past_sla", "oldest_wait", "taken_at"],
+    )
+    return len(rows)

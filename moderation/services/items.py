@@ -369,6 +369,7 @@ def _item_revise(
             locked.revised_at = timezone.now()
             locked.waiting_since = locked.revised_at
             decided_at = locked.decided_at if locked.status == Item.Status.DECIDED else None
+            unflagged = locked.flagged_at
             locked.status = Item.Status.RECEIVED
             for name in ("violation_score", "queue_score", "flagged_at", "decided_at"):
                 setattr(locked, name, None)
@@ -382,7 +383,7 @@ def _item_revise(
             locked.save()
             # Its flag is cleared (the labels of the older revision counted it), and it is
             # no longer decided.
-            item_figures_changed(item_id=locked.pk, decided_at=decided_at)
+            item_figures_changed(item_id=locked.pk, decided_at=decided_at, unflagged=unflagged)
     except IntegrityError:
         # The edit's webhook-id belongs to another item of this source: a repeat of that one.
         other = Item.objects.filter(source_id=item.source_id, webhook_id=webhook_id).first()
