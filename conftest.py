@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 from django.conf import settings
+from django.contrib.auth import hashers
 from django.core.management import call_command
 from django.db import connections
 from pytest_django.plugin import blocking_manager_key
@@ -25,6 +26,7 @@ from labelers.tasks import label_sweep_task
 from moderation.routing import queues_cache, rules_invalidate
 from moderation.selectors.queue import queue_figures_cache
 from moderation.selectors.sources import source_cache
+from moderation.services.banks import pdq_index_forget
 from moderation.tests.factories import SourceFactory
 from testkit import processes
 from testkit.browser import SCREENSHOT_DIR, launched_browser
@@ -367,6 +369,18 @@ def django_db_modify_db_settings(
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _quick_password_hashing():
+    """testkit.hashers: the real algorithm at a thousandth of its iterations, first in the
+    list (so it hashes; the others still verify)."""
+    settings.PASSWORD_HASHERS = [
+        "testkit.hashers.QuickPBKDF2PasswordHasher",
+        *settings.PASSWORD_HASHERS,
+    ]
+    hashers.get_hashers.cache_clear()
+    hashers.get_hashers_by_algorithm.cache_clear()
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _remove_this_runs_redis_keys():
     """The run's own keys only (its prefix); what the breaker and kombu leave would
     otherwise stay in the shared Redis for up to a day."""
@@ -394,6 +408,7 @@ def _forget_process_caches():
         queue_figures_cache.clear()
         rules_invalidate()
         queues_cache.clear()
+        pdq_index_forget()
 
     clear()
     yield

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.db import connection
 from django.db.migrations.recorder import MigrationRecorder
 
@@ -19,6 +20,7 @@ import conftest
 import dev
 import tests.test_metrics
 import tests.test_runner
+from moderation.tests.factories import UserFactory
 
 
 @pytest.fixture
@@ -151,3 +153,15 @@ def test_a_worker_names_its_lanes_tests_by_their_group(request):
             assert item.nodeid.endswith(f"@{lane}"), item.nodeid
         else:
             assert "@" not in item.nodeid.rpartition("]")[2], item.nodeid
+
+
+def test_the_tests_hash_passwords_quickly_in_a_format_production_verifies(db):
+    """testkit.hashers: users made by the tests get 1,000-iteration PBKDF2 hashes, which
+    the production hasher (what processes started by the tests use) verifies."""
+    user = UserFactory()
+    user.set_password("a-long-passphrase-42")
+    algorithm, iterations, _, _ = user.password.split("$")
+    assert (algorithm, iterations) == ("pbkdf2_sha256", "1000")
+    production = PBKDF2PasswordHasher()
+    assert production.verify("a-long-passphrase-42", user.password)
+    assert production.must_update(user.password)  # upgraded at its first real login

@@ -207,6 +207,12 @@ def pdq_index() -> _IndexState:
     return _pdq
 
 
+def pdq_index_forget() -> None:
+    """The next lookup rebuilds this process's index (the tests: ids are reused)."""
+    _pdq.version = None
+    _pdq.checked_at = 0.0
+
+
 def bank_touch(bank_id: int, *, rewrite: bool = False) -> None:
     """Every process's index takes in the bank's change; rewrite: a hash of the bank was
     changed or deleted (the indexes rebuild, rather than read in what was added)."""
