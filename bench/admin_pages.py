@@ -78,7 +78,8 @@ from labelers import selectors  # noqa: E402
 from labelers.dashboard_rollups import dashboard_rollups_refresh  # noqa: E402
 from labelers.models import Label, Labeler, LabelerVersion  # noqa: E402
 from labelers.quality.loaders import labeler_report, labeler_report_raw  # noqa: E402
-from labelers.quality.rollups import day_start, quality_rollups_refresh  # noqa: E402
+from labelers.quality.rollups import quality_rollups_refresh  # noqa: E402
+from lib.days import day_start  # noqa: E402
 from moderation.models import AUDIT_QUEUE_SCORE, IN_QUEUE, Source, hash_token  # noqa: E402
 from moderation.services.figures import (  # noqa: E402
     decided_rollups_refresh,

@@ -21,9 +21,8 @@ How they stay exact (the same scheme as the quality page's, labelers/quality/rol
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Count, Min
@@ -31,6 +30,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from labelers.models import DashboardRollup, Label
+from lib.days import day_runs, day_start
 from moderation.models import ChangedFlaggedDay, Decision, Item, Source
 
 COMMIT_GRACE = timedelta(minutes=15)
@@ -58,10 +58,6 @@ class DayFigures:
     def flag_rate(self) -> float | None:
         """Items flagged that day per item received that day (None: none received)."""
         return self.flagged / self.received if self.received else None
-
-
-def day_start(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=UTC)
 
 
 def _day(field_name: str) -> TruncDate:
@@ -246,14 +242,3 @@ def _count_days(start: date, stop: date, *, through: datetime | None = None) -> 
             update_fields=["through", *FIGURES, "reviewers", "computed_at"],
         )
     return len(days)
-
-
-def day_runs(days: Iterable[date]) -> list[tuple[date, date]]:
-    """Consecutive days as [first, after-last) ranges."""
-    runs: list[tuple[date, date]] = []
-    for day in sorted(days):
-        if runs and runs[-1][1] == day:
-            runs[-1] = (runs[-1][0], day + timedelta(days=1))
-        else:
-            runs.append((day, day + timedelta(days=1)))
-    return runs

@@ -19,8 +19,7 @@ How it stays exact without touching the label path:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from django.db import transaction
 from django.db.models import (
@@ -45,6 +44,7 @@ from django.utils import timezone
 
 from labelers.models import Label, LabelerVersion, QualityRollup
 from labelers.quality.figures import HUMAN_LABEL, DayCounts
+from lib.days import day_runs, day_start
 from moderation.models import ChangedItem, Decision
 
 # Days counted per statement when the task catches up (a first run over months of labels).
@@ -53,10 +53,6 @@ DAYS_PER_STATEMENT = 7
 CHANGED_ITEMS_PER_RUN = 10_000
 COMMIT_GRACE = timedelta(minutes=15)
 NOT_DONE = [status for status in Label.Status.values if status != Label.Status.DONE]
-
-
-def day_start(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=UTC)
 
 
 def _effective_decision() -> Subquery:
@@ -155,17 +151,6 @@ def open_counts(labels: QuerySet) -> DayCounts:
     return counts
 
 
-def _runs(days: Iterable[date]) -> list[tuple[date, date]]:
-    """Consecutive days as [first, after-last) ranges."""
-    runs: list[tuple[date, date]] = []
-    for day in sorted(days):
-        if runs and runs[-1][1] == day:
-            runs[-1] = (runs[-1][0], day + timedelta(days=1))
-        else:
-            runs.append((day, day + timedelta(days=1)))
-    return runs
-
-
 def _changed_days(version_id: int, item_ids: list[int], *, before: datetime | None) -> set[date]:
     """Days (before `before`; None: today too) on which the version labeled one of the
     changed items."""
@@ -259,7 +244,7 @@ def version_counts(
     # Counted live: before the first full day (from `since`), stale days, days after the
     # counted run, today on.
     live: list[tuple[datetime | None, datetime | None]] = [(since, day_start(first_full))]
-    live += [(day_start(a), day_start(b)) for a, b in _runs(stale)]
+    live += [(day_start(a), day_start(b)) for a, b in day_runs(stale)]
     after_run = max(first_full, last + timedelta(days=1))
     live_from = day_start(after_run)
     if after_run <= today and after_run not in changed:
@@ -330,7 +315,7 @@ def quality_rollups_refresh(*, now: datetime | None = None) -> int:
         # One commit per version: a page never reads a day counted anew with running
         # totals not yet brought up to date.
         with transaction.atomic():
-            for start, end in _runs(due):
+            for start, end in day_runs(due):
                 while start < end:
                     stop = min(end, start + timedelta(days=DAYS_PER_STATEMENT))
                     counted += _count_days(version.pk, start, stop, min_confidence)

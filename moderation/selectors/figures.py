@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 from django.db.models import Q
 from django.utils import timezone
 
+from lib.days import day_runs, day_start
 from moderation.models import ChangedDecidedDay, DecidedRollup, Item
-from moderation.services.figures import day_runs, day_start, decided_counts
+from moderation.services.figures import decided_counts
 
 
 def decided_under_versions_count(

@@ -12,14 +12,14 @@ caller's transaction (a rolled-back decision leaves nothing stale):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Count, JSONField, Min, OuterRef, Q, Subquery
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from lib.days import day_runs, day_start
 from moderation.models import (
     IN_QUEUE,
     ChangedDecidedDay,
@@ -47,10 +47,6 @@ def item_figures_changed(
         ChangedDecidedDay.objects.create(day=decided_at.astimezone(UTC).date())
     if unflagged is not None:
         ChangedFlaggedDay.objects.create(day=unflagged.astimezone(UTC).date())
-
-
-def day_start(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=UTC)
 
 
 def current_versions() -> Subquery:
@@ -131,17 +127,6 @@ def _count_days(start: date, stop: date) -> int:
             update_fields=["counts", "computed_at"],
         )
     return len(rows)
-
-
-def day_runs(days: Iterable[date]) -> list[tuple[date, date]]:
-    """Consecutive days as [first, after-last) ranges."""
-    runs: list[tuple[date, date]] = []
-    for day in sorted(days):
-        if runs and runs[-1][1] == day:
-            runs[-1] = (runs[-1][0], day + timedelta(days=1))
-        else:
-            runs.append((day, day + timedelta(days=1)))
-    return runs
 
 
 def queue_snapshot_take(*, now: datetime | None = None) -> int:
