@@ -30,7 +30,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from labelers.models import DashboardRollup, Label
-from lib.days import day_runs, day_start
+from lib.days import day_chunks, day_start, days_from
 from moderation.models import ChangedFlaggedDay, Decision, Item, Source
 
 COMMIT_GRACE = timedelta(minutes=15)
@@ -198,14 +198,10 @@ def dashboard_rollups_refresh(*, now: datetime | None = None) -> int:
             .values_list("day", flat=True)
             .distinct()
         )
-        due = {first_day + timedelta(days=n) for n in range((today - first_day).days)}
-        due = {day for day in due if day not in whole}
+        due = days_from(first_day, today) - whole
         due |= {day for _, day in changes if day < today}
-        for start, stop in day_runs(due):
-            while start < stop:
-                end = min(stop, start + timedelta(days=DAYS_PER_STATEMENT))
-                counted += _count_days(start, end)
-                start = end
+        for start, stop in day_chunks(due, DAYS_PER_STATEMENT):
+            counted += _count_days(start, stop)
         if first_day <= today:
             _count_days(today, today + timedelta(days=1), through=through)
     # Today's changes are in the partial count just made (read after them).

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
 
 
@@ -19,3 +19,18 @@ def day_runs(days: Iterable[date]) -> list[tuple[date, date]]:
         else:
             runs.append((day, day + timedelta(days=1)))
     return runs
+
+
+def days_from(first: date, stop: date) -> set[date]:
+    """Every day from `first` up to, not including, `stop`."""
+    return {first + timedelta(days=n) for n in range((stop - first).days)}
+
+
+def day_chunks(days: Iterable[date], most: int) -> Iterator[tuple[date, date]]:
+    """day_runs, each cut into [first, after-last) ranges of at most `most` days: what one
+    counting statement takes when a rollup task catches up."""
+    for start, end in day_runs(days):
+        while start < end:
+            stop = min(end, start + timedelta(days=most))
+            yield start, stop
+            start = stop

@@ -44,7 +44,7 @@ from django.utils import timezone
 
 from labelers.models import Label, LabelerVersion, QualityRollup
 from labelers.quality.figures import HUMAN_LABEL, DayCounts
-from lib.days import day_runs, day_start
+from lib.days import day_chunks, day_runs, day_start, days_from
 from moderation.models import ChangedItem, Decision
 
 # Days counted per statement when the task catches up (a first run over months of labels).
@@ -306,20 +306,17 @@ def quality_rollups_refresh(*, now: datetime | None = None) -> int:
             )
         )
         due = {
-            first.astimezone(UTC).date() + timedelta(days=n)
-            for n in range((today - first.astimezone(UTC).date()).days)
+            day
+            for day in days_from(first.astimezone(UTC).date(), today)
+            if day not in stored or stored[day] != min_confidence
         }
-        due = {day for day in due if day not in stored or stored[day] != min_confidence}
         if changed_items:
             due |= _changed_days(version.pk, changed_items, before=day_start(today))
         # One commit per version: a page never reads a day counted anew with running
         # totals not yet brought up to date.
         with transaction.atomic():
-            for start, end in day_runs(due):
-                while start < end:
-                    stop = min(end, start + timedelta(days=DAYS_PER_STATEMENT))
-                    counted += _count_days(version.pk, start, stop, min_confidence)
-                    start = stop
+            for start, stop in day_chunks(due, DAYS_PER_STATEMENT):
+                counted += _count_days(version.pk, start, stop, min_confidence)
             if due:
                 _running_refresh(version.pk, min(due))
             # Today until a moment ago (every label stored before then has committed),

@@ -19,7 +19,7 @@ from django.db.models import Count, JSONField, Min, OuterRef, Q, Subquery
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from lib.days import day_runs, day_start
+from lib.days import day_chunks, day_start, days_from
 from moderation.models import (
     IN_QUEUE,
     ChangedDecidedDay,
@@ -97,14 +97,10 @@ def decided_rollups_refresh(*, now: datetime | None = None) -> int:
     if first is not None:
         stored = set(DecidedRollup.objects.values_list("day", flat=True))
         first_day = first.astimezone(UTC).date()
-        due = {first_day + timedelta(days=n) for n in range((today - first_day).days)}
-        due = {day for day in due if day not in stored}
+        due = days_from(first_day, today) - stored
         due |= {day for _, day in changes if day < today}
-        for first_of_run, after_run in day_runs(due):
-            while first_of_run < after_run:
-                stop = min(after_run, first_of_run + timedelta(days=DAYS_PER_STATEMENT))
-                counted += _count_days(first_of_run, stop)
-                first_of_run = stop
+        for start, stop in day_chunks(due, DAYS_PER_STATEMENT):
+            counted += _count_days(start, stop)
     ChangedDecidedDay.objects.filter(id__in=[pk for pk, _ in changes]).delete()
     return counted
 
