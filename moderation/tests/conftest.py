@@ -1,5 +1,7 @@
 import pytest
+from django.contrib.auth.models import Group
 
+from moderation.services.routing_rules import queue_save
 from moderation.tests.factories import UserFactory
 
 
@@ -10,3 +12,19 @@ def reviewer(client):
     user = UserFactory()
     client.force_login(user)
     return user
+
+
+# Team queues (test_routing.py, test_queue_policies.py): an admin, and a team's queue.
+@pytest.fixture
+def admin():
+    return UserFactory(is_staff=True, reviewer=False)
+
+
+@pytest.fixture
+def team():
+    return Group.objects.create(name="Graphic team")
+
+
+@pytest.fixture
+def graphic(admin, team):
+    return queue_save(actor=admin, queue=None, name="Graphic", team_id=team.pk)

@@ -33,21 +33,6 @@ from moderation.tests.factories import ItemFactory, SourceFactory, UserFactory, 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def admin():
-    return UserFactory(is_staff=True, reviewer=False)
-
-
-@pytest.fixture
-def team():
-    return Group.objects.create(name="Graphic team")
-
-
-@pytest.fixture
-def graphic(admin, team):
-    return queue_save(actor=admin, queue=None, name="Graphic", team_id=team.pk)
-
-
 def _waited(item, minutes) -> None:
     Item.objects.filter(pk=item.pk).update(
         waiting_since=timezone.now() - timedelta(minutes=minutes)

@@ -8,7 +8,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import Group
 from django.urls import reverse
 from django.utils import timezone
 
@@ -47,21 +46,6 @@ from moderation.tests.factories import ItemFactory, SourceFactory, UserFactory, 
 pytestmark = pytest.mark.django_db
 
 LANGUAGES_FILE = Path(__file__).parent / "data" / "languages.tsv"
-
-
-@pytest.fixture
-def admin():
-    return UserFactory(is_staff=True, reviewer=False)
-
-
-@pytest.fixture
-def team():
-    return Group.objects.create(name="Graphic team")
-
-
-@pytest.fixture
-def graphic(admin, team):
-    return queue_save(actor=admin, queue=None, name="Graphic", team_id=team.pk)
 
 
 def _rule(admin, queue, conditions, name="rule"):
