@@ -25,6 +25,12 @@ from django.db import connection, connections
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
+def database_name(name: str) -> str:
+    """`name`, with $BENCH_DB_SUFFIX after it: two runs of one bench side by side (two
+    checkouts) each drop and seed a database of their own."""
+    return name + os.environ.get("BENCH_DB_SUFFIX", "")
+
+
 def use_database(name: str) -> None:
     """Point Django at database `name` (127.0.0.1:5432, user postgres, trust auth) with the
     product's production settings: DEBUG off, persistent connections (CONN_MAX_AGE's

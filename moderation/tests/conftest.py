@@ -14,6 +14,13 @@ def reviewer(client):
     return user
 
 
+@pytest.fixture
+def media_root(settings, tmp_path):
+    """Media files of the test's own, in its tmp_path (files that purge or erase them)."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
 # Team queues (test_routing.py, test_queue_policies.py): an admin, and a team's queue.
 @pytest.fixture
 def admin():
