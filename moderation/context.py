@@ -4,6 +4,7 @@ exposure prompt (a wellness signal, never a score)."""
 from django.conf import settings
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.functional import SimpleLazyObject
 
 from moderation.models import Decision
 from moderation.permissions import can_review, can_review_escalated
@@ -17,7 +18,9 @@ def workspace(request: HttpRequest) -> dict:
         return context
     if can_review(user):
         context["is_senior"] = can_review_escalated(user)
-        context["exposure"] = exposure(user)
+        # Read when the page shows it, unless the view gives its own (the item page does,
+        # from the settings it read already).
+        context["exposure"] = SimpleLazyObject(lambda: exposure(user))
         context["undo"] = _undo_offer(request)
     return context
 

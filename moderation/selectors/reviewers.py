@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from moderation.models import (
@@ -57,11 +57,13 @@ def queues_over_budget(user, exposure: Exposure) -> tuple[frozenset, frozenset]:
     return frozenset(over), frozenset(rest)
 
 
-def exposure(user) -> Exposure:
-    settings_row = ReviewerSettings.objects.filter(user_id=user.pk).first()
+def exposure(user, *, settings_row: ReviewerSettings | None = None) -> Exposure:
+    """The reviewer's media exposure today and this shift. `settings_row`: their settings,
+    when the caller has read them already (saved or the defaults); else they are read."""
+    if settings_row is None:
+        settings_row = reviewer_settings(user)
     now = timezone.now()
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    reveals = MediaReveal.objects.filter(reviewer_id=user.pk, revealed_at__gte=midnight)
     shift_from = shift_start(settings_row)
     first_activity = (
         Decision.objects.filter(reviewer_id=user.pk, created_at__gte=shift_from)
@@ -70,12 +72,15 @@ def exposure(user) -> Exposure:
         .first()
     )
     started = first_activity or now
+    reveals = MediaReveal.objects.filter(reviewer_id=user.pk, revealed_at__gte=midnight).aggregate(
+        today=Count("id"), shift=Count("id", filter=Q(revealed_at__gte=shift_from))
+    )
     return Exposure(
-        reveals_today=reveals.count(),
-        reveals_shift=reveals.filter(revealed_at__gte=shift_from).count(),
+        reveals_today=reveals["today"],
+        reveals_shift=reveals["shift"],
         shift_minutes=int((now - started).total_seconds() // 60),
-        budget_reveals=settings_row.exposure_budget_reveals if settings_row else None,
-        budget_minutes=settings_row.exposure_budget_minutes if settings_row else None,
+        budget_reveals=settings_row.exposure_budget_reveals,
+        budget_minutes=settings_row.exposure_budget_minutes,
     )
 
 

@@ -2,10 +2,14 @@
 (issue 23): history in time order, metadata as JSON, golden items disguised on every visit,
 notes with a limit, a stale tab of one's own, undo, escalating again."""
 
+import re
+from collections import Counter
 from datetime import timedelta
 from html import unescape
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from moderation.models import NOTE_MAX_LENGTH, Decision, Item, ItemRevision, ReviewerSettings
@@ -142,3 +146,27 @@ def test_a_senior_escalating_again_keeps_the_first_note_and_is_not_handed_it_bac
     box = html[html.index('id="escalation"') :].split("</div>")[0]
     assert "first-reviewer" in box and "looks like a threat to me" in box
     assert senior.username in box and "not sure" in box
+
+
+def test_the_item_page_reads_each_table_once_where_once_is_enough(client, reviewer):
+    """The item page and its frame read the revisions, the reviewer's settings and today's
+    media reveals once each (they were read twice: the history and the list of revisions,
+    the page and the exposure prompt, the day's and the shift's reveals)."""
+    item = ItemFactory()
+    ItemRevision.objects.create(
+        item=item, number=1, webhook_id="w1", content_hash="a" * 64,
+        received_at=item.received_at, status="flagged",
+    )  # fmt: skip
+    ReviewerSettings.objects.create(user=reviewer, exposure_budget_reveals=50)
+    client.get(f"/items/{item.pk}/")
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(f"/items/{item.pk}/")
+    assert response.status_code == 200
+    tables = Counter(
+        table
+        for query in queries
+        if query["sql"].lstrip().upper().startswith("SELECT")
+        for table in re.findall(r'FROM "(\w+)"', query["sql"])
+    )
+    once = ("moderation_itemrevision", "moderation_reviewersettings", "moderation_mediareveal")
+    assert {table: tables[table] for table in once} == dict.fromkeys(once, 1), tables

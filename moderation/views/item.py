@@ -164,6 +164,7 @@ def _item_page(
     lease = settings.REVIEW_LEASE_SECONDS
     banks = bank_panel(request, item)
     appeal = item_pending_appeal(item)
+    revisions = list(item.revisions.order_by("-number"))
     if item.has_media and not review_settings.blur_media and not banks["media_restricted"]:
         # Media shown without a click is still media seen.
         media_reveal_record(item=item, reviewer=request.user)
@@ -179,7 +180,7 @@ def _item_page(
             ],
             "decisions": decisions,
             "escalation": escalation,
-            "revisions": item.revisions.order_by("-number"),
+            "revisions": revisions,
             "claimed": claimed,
             # The hold item_claim just took (or renewed): the page counts it down.
             "claim_until": timezone.now() + timedelta(seconds=lease),
@@ -194,8 +195,10 @@ def _item_page(
             "queue": queue,
             "back": _back(request),
             "review_settings": review_settings,
+            # The frame's exposure prompt, with the settings read above (after the reveal).
+            "exposure": exposure(request.user, settings_row=review_settings),
             "golden": golden,
-            "history": _history(item, shown=shown, decisions=decisions),
+            "history": _history(item, shown=shown, decisions=decisions, revisions=revisions),
             # JSON, as the product sent it (escaped by the template), not Python's notation.
             "metadata_json": (
                 json.dumps(item.metadata, indent=2, ensure_ascii=False, sort_keys=True)
@@ -217,11 +220,15 @@ def _item_page(
     )
 
 
-def _history(item: Item, *, shown: Item, decisions) -> list[dict]:
+def _history(item: Item, *, shown: Item, decisions, revisions: list | None = None) -> list[dict]:
     """What happened to the item, oldest first: received, each edit by the product, flagged,
     each decision. (`shown`: a golden item's disguise has no flagging time of its own.)"""
     events: list[dict] = [{"at": item.received_at, "text": "received"}]
-    for revision in item.revisions.filter(number__gt=1):
+    if revisions is None:
+        revisions = list(item.revisions.order_by("-number"))
+    for revision in reversed(revisions):
+        if revision.number == 1:
+            continue
         events.append(
             {
                 "at": revision.received_at,
