@@ -150,8 +150,9 @@ def test_a_senior_escalating_again_keeps_the_first_note_and_is_not_handed_it_bac
 
 def test_the_item_page_reads_each_table_once_where_once_is_enough(client, reviewer):
     """The item page and its frame read the revisions, the reviewer's settings and today's
-    media reveals once each (they were read twice: the history and the list of revisions,
-    the page and the exposure prompt, the day's and the shift's reveals)."""
+    media reveals and its bank matches once each (they were read twice: the history and the
+    list of revisions, the page and the exposure prompt, the day's and the shift's reveals,
+    the bank panel and whether a restricted bank matched)."""
     item = ItemFactory()
     ItemRevision.objects.create(
         item=item, number=1, webhook_id="w1", content_hash="a" * 64,
@@ -168,5 +169,10 @@ def test_the_item_page_reads_each_table_once_where_once_is_enough(client, review
         if query["sql"].lstrip().upper().startswith("SELECT")
         for table in re.findall(r'FROM "(\w+)"', query["sql"])
     )
-    once = ("moderation_itemrevision", "moderation_reviewersettings", "moderation_mediareveal")
+    once = (
+        "moderation_itemrevision",
+        "moderation_reviewersettings",
+        "moderation_mediareveal",
+        "moderation_bankmatch",
+    )
     assert {table: tables[table] for table in once} == dict.fromkeys(once, 1), tables

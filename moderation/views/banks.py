@@ -15,7 +15,6 @@ from moderation.permissions import reviewer_required, reviewer_source_ids
 from moderation.selectors.banks import (
     banks_to_pick,
     item_bank_matches,
-    item_media_restricted,
     item_removed,
 )
 from moderation.services.banks import bank_item_add
@@ -25,9 +24,11 @@ def bank_panel(request: HttpRequest, item: Item) -> dict:
     """The item page's context for banks: each match, whether media is withheld, and the
     banks offered by "bank this" (on a removed item only)."""
     removed = item_removed(item)
+    matches = item_bank_matches(item)
     return {
-        "bank_matches": item_bank_matches(item),
-        "media_restricted": item_media_restricted(item),
+        "bank_matches": matches,
+        # As item_media_restricted says, from the matches read for the panel.
+        "media_restricted": any(match.bank.restricted for match in matches),
         "bank_choices": banks_to_pick(user=request.user) if removed else [],
     }
 
