@@ -20,6 +20,7 @@ from labelers.models import DispatchHeartbeat, Label, Labeler, LabelerVersion, S
 from labelers.routing import source_routing
 from moderation.models import CallbackDelivery, Decision, Item
 from moderation.selectors.figures import decided_under_versions_count
+from moderation.selectors.reviewers import reveals_today
 
 
 def labeling_health() -> dict[str, Any]:
@@ -297,6 +298,28 @@ def reviewer_throughput(
     rows = [
         {"reviewer_id": pk, "reviewer__username": names[pk], **by_period}
         for pk, by_period in counts.items()
+    ]
+    return sorted(rows, key=lambda row: row["reviewer__username"])
+
+
+def team_throughput(periods: list[Period], figures: Figures | None = None) -> list[dict[str, Any]]:
+    """Per reviewer, by username: decisions in each period (from the daily figures, as
+    reviewer_throughput) and items whose media they revealed today; reviewers who revealed
+    media but decided nothing in the periods too (exposure all the same). What the team
+    page and the dashboard's reviewers table show."""
+    reveals = reveals_today()
+    rows = [
+        {**row, "reveals": reveals.pop(row["reviewer__username"], 0)}
+        for row in reviewer_throughput(periods, figures)
+    ]
+    rows += [
+        {
+            "reviewer_id": None,
+            "reviewer__username": name,
+            **{p.name: 0 for p in periods},
+            "reveals": n,
+        }
+        for name, n in reveals.items()
     ]
     return sorted(rows, key=lambda row: row["reviewer__username"])
 

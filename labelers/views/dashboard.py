@@ -26,7 +26,6 @@ from moderation.models import IN_QUEUE, Item, QueueSnapshot, Source
 from moderation.permissions import staff_required
 from moderation.selectors.banks import banks_savings
 from moderation.selectors.queue import queues_figures, sources_sla
-from moderation.selectors.reviewers import team_exposure
 from moderation.selectors.routing import routing_queues
 
 
@@ -249,7 +248,6 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             _admin_list("moderation_callbackdelivery", state__in="pending,sending"),
         ),
     ]
-    reveals = {row["reviewer"]: row["reveals"] for row in team_exposure() if row["reviewer"]}
     reviewer_rows = [
         {
             "username": row["reviewer__username"],
@@ -261,19 +259,16 @@ def dashboard(request: HttpRequest) -> HttpResponse:
                         reviewer__id__exact=row["reviewer_id"],
                         action__in=_DECISION_ACTIONS,
                         **_dated("created_at", p),
-                    ),
+                    )
+                    # Revealed media but decided nothing in the period: no list behind it.
+                    if row["reviewer_id"] is not None
+                    else "",
                 )
                 for p in periods
             ],
-            "reveals": reveals.pop(row["reviewer__username"], 0),
+            "reveals": row["reveals"],
         }
-        for row in selectors.reviewer_throughput(periods, figures)
-    ]
-    # Reviewers who revealed media today but decided nothing in the period: exposure all
-    # the same.
-    reviewer_rows += [
-        {"username": name, "figures": [(0, "") for _ in periods], "reveals": n}
-        for name, n in sorted(reveals.items())
+        for row in selectors.team_throughput(periods, figures)
     ]
     return render(
         request,
