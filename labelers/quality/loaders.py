@@ -12,6 +12,7 @@ from django.db.models.functions import Coalesce, TruncDay
 
 from labelers.models import Label, Labeler, LabelerVersion
 from labelers.quality.figures import (
+    DayCounts,
     DecisionRow,
     LabelRow,
     ThresholdAdvice,
@@ -23,7 +24,7 @@ from labelers.quality.figures import (
     version_quality,
 )
 from labelers.quality.rollups import version_counts
-from moderation.models import Appeal, Decision
+from moderation.models import Appeal, ChangedItem, Decision
 
 
 def labeler_decisions(
@@ -187,20 +188,31 @@ class Overturns:
 def version_overturns(version_id: int, *, since: datetime | None = None) -> Overturns:
     """Appeals decided (since `since`) of removals of items this version flagged: a "1" on
     the revision removed. An overturn says the removal, and the flag behind it, was wrong."""
+    return versions_overturns([version_id], since=since).get(version_id, Overturns(0, 0))
+
+
+def versions_overturns(
+    version_ids: list[int], *, since: datetime | None = None
+) -> dict[int, Overturns]:
+    """version_overturns of each version (those with none left out), in one query."""
     appeals = Appeal.objects.filter(
         status__in=[Appeal.Status.UPHELD, Appeal.Status.OVERTURNED],
         decision__isnull=False,
-        item__labels__labeler_version_id=version_id,
+        item__labels__labeler_version_id__in=version_ids,
         item__labels__label="1",
         item__labels__revision=F("decision__revision"),
     )
     if since is not None:
         appeals = appeals.filter(decided_at__gte=since)
-    counts = appeals.aggregate(
-        decided=Count("id", distinct=True),
-        overturned=Count("id", distinct=True, filter=Q(status=Appeal.Status.OVERTURNED)),
+    rows = (
+        appeals.values_list("item__labels__labeler_version_id")
+        .annotate(
+            decided=Count("id", distinct=True),
+            overturned=Count("id", distinct=True, filter=Q(status=Appeal.Status.OVERTURNED)),
+        )
+        .order_by()
     )
-    return Overturns(counts["decided"] or 0, counts["overturned"] or 0)
+    return {version_id: Overturns(decided, overturned) for version_id, decided, overturned in rows}
 
 
 @dataclass
@@ -218,18 +230,36 @@ def labeler_report(
     labels answered since `since` (None: all): the closed days from their daily counts
     (rollups.py), the rest live. The same numbers as labeler_report_raw (tested), in time
     that grows with the days shown and today's labels, not with every label."""
+    # A version with no label at all (one just published) has nothing to count: its report
+    # is the empty one, without reading its (absent) days.
+    versions = list(
+        labeler.versions.filter(state=LabelerVersion.State.PUBLISHED)
+        .annotate(has_labels=Exists(Label.objects.filter(labeler_version_id=OuterRef("pk"))))
+        .order_by("-number")
+    )
+    labeled = [version.pk for version in versions if version.has_labels]
+    overturns = versions_overturns(labeled, since=since) if labeled else {}
+    # Read once for every version: few rows (the task deletes those it handled).
+    changed_items = list(ChangedItem.objects.values_list("item_id", flat=True).distinct())
     reports = []
-    versions = labeler.versions.filter(state=LabelerVersion.State.PUBLISHED).order_by("-number")
     for version in versions:
-        days, total = version_counts(
-            version.pk, min_confidence=labeler.min_confidence, since=since, now=now
+        days, total = (
+            version_counts(
+                version.pk,
+                min_confidence=labeler.min_confidence,
+                since=since,
+                now=now,
+                changed_items=changed_items,
+            )
+            if version.has_labels
+            else ({}, DayCounts())
         )
         reports.append(
             VersionReport(
                 version=version,
                 quality=quality_from_counts(version_id=version.pk, days=days, total=total),
                 advice=advice_from_counts(total, current_min_confidence=labeler.min_confidence),
-                overturns=version_overturns(version.pk, since=since),
+                overturns=overturns.get(version.pk, Overturns(0, 0)),
             )
         )
     return reports

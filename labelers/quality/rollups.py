@@ -172,6 +172,7 @@ def version_counts(
     min_confidence: float | None,
     since: datetime | None,
     now: datetime | None = None,
+    changed_items: list[int] | None = None,
 ) -> tuple[dict[date, DayCounts], DayCounts]:
     """The version's labels answered since `since` (None: ever): the done ones' cells by
     day (the chart), and every label of the window counted together.
@@ -183,7 +184,8 @@ def version_counts(
     stored histograms are taken out of the difference and their live counts put in. The
     first day after the counted run (today, in the steady state) is read from its partial
     count (the task counts it up to a moment before it runs) when that one is not stale:
-    only the labels answered since are counted live."""
+    only the labels answered since are counted live. `changed_items`: ChangedItem's items,
+    read before the call (else read here)."""
     now = now or timezone.now()
     today = now.astimezone(UTC).date()
     labels = Label.objects.filter(labeler_version_id=version_id)
@@ -210,8 +212,10 @@ def version_counts(
     last = first_full - timedelta(days=1)
     while last + timedelta(days=1) in stored:
         last += timedelta(days=1)
-    # Read first: few (the task deletes those it handled every few minutes).
-    changed_items = list(ChangedItem.objects.values_list("item_id", flat=True).distinct())
+    # Read first (unless the caller did, for every version): few (the task deletes those it
+    # handled every few minutes).
+    if changed_items is None:
+        changed_items = list(ChangedItem.objects.values_list("item_id", flat=True).distinct())
     changed = _changed_days(version_id, changed_items, before=None)
     stale = {
         day

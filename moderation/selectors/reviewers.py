@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Count, Q
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from moderation.models import (
@@ -84,15 +84,21 @@ def exposure(user, *, settings_row: ReviewerSettings | None = None) -> Exposure:
     )
 
 
-def reveals_today() -> dict[str, int]:
-    """Per reviewer (username): items whose media they revealed since midnight UTC."""
+def reveals_today_query() -> QuerySet:
+    """(username, items whose media they revealed since midnight UTC) rows: reveals_today's
+    read, for a page that reads it with others (lib/batch.py)."""
     midnight = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
-    return dict(
+    return (
         MediaReveal.objects.filter(revealed_at__gte=midnight)
         .values_list("reviewer__username")
         .annotate(n=Count("id"))
         .order_by()
     )
+
+
+def reveals_today() -> dict[str, int]:
+    """Per reviewer (username): items whose media they revealed since midnight UTC."""
+    return dict(reveals_today_query())
 
 
 def team_exposure_raw() -> list[dict]:
