@@ -7,12 +7,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Case, Count, Exists, F, OuterRef, Q, Sum, Value, When
+from django.db.models import Case, Count, Exists, F, OuterRef, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import Coalesce, TruncDay
 
 from labelers.models import Label, Labeler, LabelerVersion
 from labelers.quality.figures import (
-    DayCounts,
     DecisionRow,
     LabelRow,
     ThresholdAdvice,
@@ -24,6 +23,7 @@ from labelers.quality.figures import (
     version_quality,
 )
 from labelers.quality.rollups import version_counts
+from lib.batch import read_together
 from moderation.models import Appeal, ChangedItem, Decision
 
 
@@ -195,6 +195,10 @@ def versions_overturns(
     version_ids: list[int], *, since: datetime | None = None
 ) -> dict[int, Overturns]:
     """version_overturns of each version (those with none left out), in one query."""
+    return _overturns(_overturns_query(version_ids, since=since))
+
+
+def _overturns_query(version_ids: list[int], *, since: datetime | None) -> QuerySet:
     appeals = Appeal.objects.filter(
         status__in=[Appeal.Status.UPHELD, Appeal.Status.OVERTURNED],
         decision__isnull=False,
@@ -204,7 +208,7 @@ def versions_overturns(
     )
     if since is not None:
         appeals = appeals.filter(decided_at__gte=since)
-    rows = (
+    return (
         appeals.values_list("item__labels__labeler_version_id")
         .annotate(
             decided=Count("id", distinct=True),
@@ -212,6 +216,9 @@ def versions_overturns(
         )
         .order_by()
     )
+
+
+def _overturns(rows) -> dict[int, Overturns]:
     return {version_id: Overturns(decided, overturned) for version_id, decided, overturned in rows}
 
 
@@ -230,29 +237,24 @@ def labeler_report(
     labels answered since `since` (None: all): the closed days from their daily counts
     (rollups.py), the rest live. The same numbers as labeler_report_raw (tested), in time
     that grows with the days shown and today's labels, not with every label."""
-    # A version with no label at all (one just published) has nothing to count: its report
-    # is the empty one, without reading its (absent) days.
     versions = list(
-        labeler.versions.filter(state=LabelerVersion.State.PUBLISHED)
-        .annotate(has_labels=Exists(Label.objects.filter(labeler_version_id=OuterRef("pk"))))
-        .order_by("-number")
+        labeler.versions.filter(state=LabelerVersion.State.PUBLISHED).order_by("-number")
     )
-    labeled = [version.pk for version in versions if version.has_labels]
-    overturns = versions_overturns(labeled, since=since) if labeled else {}
-    # Read once for every version: few rows (the task deletes those it handled).
-    changed_items = list(ChangedItem.objects.values_list("item_id", flat=True).distinct())
+    # Together (lib/batch.py): every version's overturns, and ChangedItem's items read once
+    # for every version (few: the task deletes those it handled).
+    overturn_rows, changed_items = read_together(
+        _overturns_query([version.pk for version in versions], since=since),
+        ChangedItem.objects.values_list("item_id", flat=True).distinct(),
+    )
+    overturns = _overturns(overturn_rows)
     reports = []
     for version in versions:
-        days, total = (
-            version_counts(
-                version.pk,
-                min_confidence=labeler.min_confidence,
-                since=since,
-                now=now,
-                changed_items=changed_items,
-            )
-            if version.has_labels
-            else ({}, DayCounts())
+        days, total = version_counts(
+            version.pk,
+            min_confidence=labeler.min_confidence,
+            since=since,
+            now=now,
+            changed_items=changed_items,
         )
         reports.append(
             VersionReport(
