@@ -688,7 +688,11 @@ def run_size(count: int, args, *, first: bool, last: bool) -> dict:
         if page not in args.pages:
             continue
         result = measure_page(client, url, args.requests, args.budget)
-        baseline = measure_baseline(page, params[page], args.requests)
+        baseline = (
+            {"name": "skipped", "p50": float("nan"), "sql": ""}
+            if args.no_baselines
+            else measure_baseline(page, params[page], args.requests)
+        )
         result.update(baseline=baseline, load=os.getloadavg()[0])
         results[page] = result
         print(
@@ -708,11 +712,12 @@ def run_size(count: int, args, *, first: bool, last: bool) -> dict:
                 f"{shorten(result['slowest_sql'], 1500)}\n"
                 f"--- its EXPLAIN (ANALYZE, BUFFERS):\n{shorten(explain(result['slowest_sql']))}"
             )
-            print(
-                f"--- baseline's EXPLAIN (ANALYZE, BUFFERS):\n"
-                f"{explain(baseline['sql'], params[page])}\n",
-                flush=True,
-            )
+            if baseline["sql"]:
+                print(
+                    f"--- baseline's EXPLAIN (ANALYZE, BUFFERS):\n"
+                    f"{explain(baseline['sql'], params[page])}\n",
+                    flush=True,
+                )
     return results
 
 
@@ -738,6 +743,11 @@ def main() -> int:
         action="store_true",
         help="skip checking the baselines' figures against the product's (minutes at 5 M; "
         "for a --reuse run after one that checked them)",
+    )
+    parser.add_argument(
+        "--no-baselines",
+        action="store_true",
+        help="time the pages only (the plain SQL baselines take seconds a run at 5 M)",
     )
     parser.add_argument(
         "--pages", default=",".join(PAGES), help=f"comma-separated, of {', '.join(PAGES)}"
