@@ -64,7 +64,6 @@ from bench import pgdb  # noqa: E402
 
 DB_NAME = f"bench_admin_{os.getpid()}"
 pgdb.use_database(DB_NAME)
-
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.contrib.auth.models import Group  # noqa: E402
 from django.core.management import call_command  # noqa: E402
@@ -75,6 +74,7 @@ from django.urls import reverse  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from bench.pgdb import load, median, percentile, timed  # noqa: E402
+from config import wsgi  # noqa: E402, F401 - the process as a gunicorn worker's: the app loaded
 from labelers import selectors  # noqa: E402
 from labelers.dashboard_rollups import dashboard_rollups_refresh  # noqa: E402
 from labelers.models import Label, Labeler, LabelerVersion  # noqa: E402
