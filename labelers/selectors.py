@@ -293,9 +293,12 @@ def dashboard_activity(
 
 
 def reviewer_throughput(
-    periods: list[Period], figures: Figures | None = None
+    periods: list[Period],
+    figures: Figures | None = None,
+    names: dict[int, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """reviewer_throughput_raw's rows, from the daily figures (one query for the names)."""
+    """reviewer_throughput_raw's rows, from the daily figures (one query for the names,
+    unless given: reviewer_names_query's)."""
     figures = figures if figures is not None else dashboard_figures(periods)
     if figures is None:
         return reviewer_throughput_raw(periods)
@@ -307,7 +310,8 @@ def reviewer_throughput(
                 for reviewer_id, n in day_figures.reviewers.items():
                     by_period = counts.setdefault(reviewer_id, {p.name: 0 for p in periods})
                     by_period[period.name] += n
-    names = dict(get_user_model().objects.filter(pk__in=list(counts)).values_list("pk", "username"))
+    if names is None:
+        names = dict(reviewer_names_query(figures))
     rows = [
         {"reviewer_id": pk, "reviewer__username": names[pk], **by_period}
         for pk, by_period in counts.items()
@@ -315,19 +319,27 @@ def reviewer_throughput(
     return sorted(rows, key=lambda row: row["reviewer__username"])
 
 
+def reviewer_names_query(figures: Figures) -> QuerySet:
+    """(id, username) of every reviewer with decisions in the figures."""
+    ids = {pk for day_figures in figures.values() for pk in day_figures.reviewers}
+    return get_user_model().objects.filter(pk__in=sorted(ids)).values_list("pk", "username")
+
+
 def team_throughput(
     periods: list[Period],
     figures: Figures | None = None,
     reveals: dict[str, int] | None = None,
+    names: dict[int, str] | None = None,
 ) -> list[dict[str, Any]]:
     """Per reviewer, by username: decisions in each period (from the daily figures, as
     reviewer_throughput) and items whose media they revealed today; reviewers who revealed
     media but decided nothing in the periods too (exposure all the same). What the team
-    page and the dashboard's reviewers table show. `reveals`: reveals_today, read already."""
+    page and the dashboard's reviewers table show. `reveals`, `names`: reveals_today and
+    reviewer_names_query's, read already."""
     reveals = dict(reveals_today() if reveals is None else reveals)
     rows = [
         {**row, "reveals": reveals.pop(row["reviewer__username"], 0)}
-        for row in reviewer_throughput(periods, figures)
+        for row in reviewer_throughput(periods, figures, names)
     ]
     rows += [
         {

@@ -205,8 +205,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         (label, [(activity[key][p.name], link(p)) for p in periods])
         for key, label, link in _ACTIVITY
     ]
-    # The other figures, and the queue's daily peaks, in one round trip.
-    counts = selectors.dashboard_counts(_queue_peaks_query(chart_days[0]))
+    # The other figures, the queue's daily peaks and the reviewers' names, in one round trip.
+    counts = selectors.dashboard_counts(
+        _queue_peaks_query(chart_days[0]),
+        *([selectors.reviewer_names_query(figures)] if figures is not None else []),
+    )
     special = counts.special
     slas = sources_sla(list(Source.objects.order_by("name")))
     in_queue = ",".join(IN_QUEUE)
@@ -270,7 +273,12 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             ],
             "reveals": row["reveals"],
         }
-        for row in selectors.team_throughput(periods, figures, counts.reveals)
+        for row in selectors.team_throughput(
+            periods,
+            figures,
+            counts.reveals,
+            dict(counts.extra[1]) if figures is not None else None,
+        )
     ]
     return render(
         request,
