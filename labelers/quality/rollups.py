@@ -20,6 +20,7 @@ How it stays exact without touching the label path:
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 
 from django.db import transaction
 from django.db.models import (
@@ -76,6 +77,13 @@ def done_counts(labels: QuerySet, *, min_confidence: float | None) -> dict[date,
     """The done labels of `labels`, counted by the UTC day they were answered: two grouped
     statements (the labels with their decision; the latencies), read together."""
     return _done_counts(*read_together(*_done_count_queries(labels, min_confidence)))
+
+
+@lru_cache(maxsize=16)
+def _done_count_templates(min_confidence: float | None) -> tuple[QuerySet, QuerySet]:
+    """_done_count_queries over every label, built once per process and minimum confidence:
+    a page filters them to its windows (built anew, the two cost ~1.7 ms of CPU a window)."""
+    return _done_count_queries(Label.objects.all(), min_confidence)
 
 
 def _done_count_queries(
@@ -282,15 +290,17 @@ def version_counts(
         ).values_list("day", "running"),
         rollups.filter(day__in=stale, through__isnull=True).values_list("histograms", flat=True),
     ]
+    groups, latencies = _done_count_templates(min_confidence)
     for start, end in live:
-        window = labels
+        window = Q(labeler_version_id=version_id)
         if start is not None:
-            window = window.filter(labeled_at__gte=start)
+            window &= Q(labeled_at__gte=start)
         if end is not None:
             if start is not None and start >= end:
                 continue
-            window = window.filter(labeled_at__lt=end)
-        second += _done_count_queries(window, min_confidence)
+            window &= Q(labeled_at__lt=end)
+        # Filters on the label's own columns: WHERE, before the grouping.
+        second += [groups.filter(window), latencies.filter(window)]
     more_ends, stale_histograms, *live_rows = read_together(*second)
     running.update(dict(more_ends))
     if ends:
