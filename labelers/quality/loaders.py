@@ -22,7 +22,7 @@ from labelers.quality.figures import (
     threshold_advice,
     version_quality,
 )
-from labelers.quality.rollups import version_counts
+from labelers.quality.rollups import read_in_steps, version_counts_steps
 from lib.batch import read_together
 from moderation.models import Appeal, ChangedItem, Decision
 
@@ -247,15 +247,21 @@ def labeler_report(
         ChangedItem.objects.values_list("item_id", flat=True).distinct(),
     )
     overturns = _overturns(overturn_rows)
+    # Every version's reading in the same two round trips.
+    counts = read_in_steps(
+        [
+            version_counts_steps(
+                version.pk,
+                min_confidence=labeler.min_confidence,
+                since=since,
+                now=now,
+                changed_items=changed_items,
+            )
+            for version in versions
+        ]
+    )
     reports = []
-    for version in versions:
-        days, total = version_counts(
-            version.pk,
-            min_confidence=labeler.min_confidence,
-            since=since,
-            now=now,
-            changed_items=changed_items,
-        )
+    for version, (days, total) in zip(versions, counts, strict=True):
         reports.append(
             VersionReport(
                 version=version,

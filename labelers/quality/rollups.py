@@ -19,6 +19,7 @@ How it stays exact without touching the label path:
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 
@@ -195,14 +196,36 @@ def _changed_days_query(
     return labels.annotate(day=TruncDate("labeled_at")).values_list("day", flat=True).distinct()
 
 
-def version_counts(
+Counts = tuple[dict[date, DayCounts], DayCounts]
+# A reading in steps: it yields the querysets it needs next and is sent their rows.
+Steps = Generator[list[QuerySet], list[list], Counts]
+
+
+def read_in_steps(readings: list[Steps]) -> list[Counts]:
+    """Several readings in steps (version_counts_steps), each step of all of them read in one
+    round trip (lib/batch.py): a page with two versions makes two round trips, not four."""
+    results: list[Counts | None] = [None] * len(readings)
+    wanted = {n: next(reading) for n, reading in enumerate(readings)}
+    while wanted:
+        rows = read_together(*(qs for querysets in wanted.values() for qs in querysets))
+        asked, wanted = wanted, {}
+        for n, querysets in asked.items():
+            mine, rows = rows[: len(querysets)], rows[len(querysets) :]
+            try:
+                wanted[n] = readings[n].send(mine)
+            except StopIteration as done:
+                results[n] = done.value
+    return [result for result in results if result is not None]
+
+
+def version_counts_steps(
     version_id: int,
     *,
     min_confidence: float | None,
     since: datetime | None,
     now: datetime | None = None,
     changed_items: list[int] | None = None,
-) -> tuple[dict[date, DayCounts], DayCounts]:
+) -> Steps:
     """The version's labels answered since `since` (None: ever): the done ones' cells by
     day (the chart), and every label of the window counted together.
 
@@ -242,13 +265,13 @@ def version_counts(
         whole = whole.filter(day__gte=first_full)
         partials = partials.filter(day__gte=first_full)
         ends_asked.append(first_full - timedelta(days=1))
-    stored_rows, partial_rows, open_rows, changed_days, end_rows = read_together(
+    stored_rows, partial_rows, open_rows, changed_days, end_rows = yield [
         whole.values_list("day", "min_confidence", "counts"),
         partials.values_list("day", "through", "min_confidence", "counts", "histograms"),
         _open_counts_query(rest),
         _changed_days_query(version_id, changed_items, before=None),
         rollups.filter(day__in=ends_asked, through__isnull=True).values_list("day", "running"),
-    )
+    ]
     stored = {day: (mc, counts) for day, mc, counts in stored_rows}
     if first_full is None:
         first_full = min(stored, default=today)
@@ -301,7 +324,7 @@ def version_counts(
             window &= Q(labeled_at__lt=end)
         # Filters on the label's own columns: WHERE, before the grouping.
         second += [groups.filter(window), latencies.filter(window)]
-    more_ends, stale_histograms, *live_rows = read_together(*second)
+    more_ends, stale_histograms, *live_rows = yield second
     running.update(dict(more_ends))
     if ends:
         total.add(DayCounts.from_json(running[last]))
