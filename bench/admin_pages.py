@@ -64,9 +64,9 @@ from bench import pgdb  # noqa: E402
 
 DB_NAME = f"bench_admin_{os.getpid()}"
 pgdb.use_database(DB_NAME)
-
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.contrib.auth.models import Group  # noqa: E402
+from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
@@ -74,6 +74,7 @@ from django.urls import reverse  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from bench.pgdb import load, median, percentile, timed  # noqa: E402
+from config import wsgi  # noqa: E402, F401 - the process as a gunicorn worker's: the app loaded
 from labelers import selectors  # noqa: E402
 from labelers.dashboard_rollups import dashboard_rollups_refresh  # noqa: E402
 from labelers.models import Label, Labeler, LabelerVersion  # noqa: E402
@@ -88,6 +89,7 @@ from moderation.services.figures import (  # noqa: E402
 from moderation.services.queue import items_sla_refresh  # noqa: E402
 
 WARMUP = 2
+SEEDED = "seeded by bench/admin_pages.py"
 MIN_REQUESTS = 3
 # The newest items hold the queue: the flagged and audit ones among them are still waiting.
 WAITING_WINDOW = 1500
@@ -630,10 +632,29 @@ def explain(sql: str, params: dict | None = None) -> str:
         return "\n".join(row[0] for row in cursor.fetchall())
 
 
+def seeded_database(count: int, reuse: bool) -> dict:
+    """A seeded database of `count` items: seeded now (DB_NAME), or with --reuse the one
+    kept for that size from an earlier run (`bench_admin_keep_<count>`, seeded the first
+    time and marked once complete; migrated to this code's models each run)."""
+    if not reuse:
+        pgdb.recreate_database(DB_NAME)
+        return seed(count)
+    name = f"bench_admin_keep_{count}"
+    pgdb.switch_database(name)
+    if pgdb.comment(name) == SEEDED:
+        call_command("migrate", verbosity=0)
+        labeler = Labeler.objects.get(slug="spam")
+        staff = get_user_model().objects.get(username="bench-admin")
+        return {"labeler": labeler, "staff": staff, "seconds": 0.0, "summary": "kept, reused"}
+    pgdb.recreate_database(name)
+    seeded = seed(count)
+    pgdb.admin(f"COMMENT ON DATABASE {name} IS '{SEEDED}'")
+    return seeded
+
+
 def run_size(count: int, args, *, first: bool, last: bool) -> dict:
     print(f"\n=== {count:,} items ({load()}) ===", flush=True)
-    pgdb.recreate_database(DB_NAME)
-    seeded = seed(count)
+    seeded = seeded_database(count, args.reuse)
     print(f"seeded in {seeded['seconds']:.1f} s: {seeded['summary']}", flush=True)
     labeler = seeded["labeler"]
     started = time.monotonic()
@@ -655,16 +676,23 @@ def run_size(count: int, args, *, first: bool, last: bool) -> dict:
     days = quality_rollups_refresh()
     print(f"rollups: {days} day(s) recounted in {time.monotonic() - started:.2f} s (a change)")
     params = baseline_params(labeler)
-    started = time.monotonic()
-    check_baselines(labeler, params, with_quality=first)
-    print(f"baselines agree with the product's selectors ({time.monotonic() - started:.1f} s)")
+    if not args.skip_checks:
+        started = time.monotonic()
+        check_baselines(labeler, params, with_quality=first)
+        print(f"baselines agree with the product's selectors ({time.monotonic() - started:.1f} s)")
     # As production sees it behind the TLS proxy (SSL redirect and HSTS are on there).
     client = Client(HTTP_X_FORWARDED_PROTO="https")
     client.force_login(seeded["staff"])
     results = {}
     for page, url in page_urls(labeler).items():
+        if page not in args.pages:
+            continue
         result = measure_page(client, url, args.requests, args.budget)
-        baseline = measure_baseline(page, params[page], args.requests)
+        baseline = (
+            {"name": "skipped", "p50": float("nan"), "sql": ""}
+            if args.no_baselines
+            else measure_baseline(page, params[page], args.requests)
+        )
         result.update(baseline=baseline, load=os.getloadavg()[0])
         results[page] = result
         print(
@@ -684,11 +712,12 @@ def run_size(count: int, args, *, first: bool, last: bool) -> dict:
                 f"{shorten(result['slowest_sql'], 1500)}\n"
                 f"--- its EXPLAIN (ANALYZE, BUFFERS):\n{shorten(explain(result['slowest_sql']))}"
             )
-            print(
-                f"--- baseline's EXPLAIN (ANALYZE, BUFFERS):\n"
-                f"{explain(baseline['sql'], params[page])}\n",
-                flush=True,
-            )
+            if baseline["sql"]:
+                print(
+                    f"--- baseline's EXPLAIN (ANALYZE, BUFFERS):\n"
+                    f"{explain(baseline['sql'], params[page])}\n",
+                    flush=True,
+                )
     return results
 
 
@@ -704,7 +733,28 @@ def main() -> int:
     )
     parser.add_argument("--no-profile", action="store_true", help="skip the profiles")
     parser.add_argument("--keep", action="store_true", help="keep the database at the end")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="use (seed once, keep) the database bench_admin_keep_<size> of each size",
+    )
+    parser.add_argument(
+        "--skip-checks",
+        action="store_true",
+        help="skip checking the baselines' figures against the product's (minutes at 5 M; "
+        "for a --reuse run after one that checked them)",
+    )
+    parser.add_argument(
+        "--no-baselines",
+        action="store_true",
+        help="time the pages only (the plain SQL baselines take seconds a run at 5 M)",
+    )
+    parser.add_argument(
+        "--pages", default=",".join(PAGES), help=f"comma-separated, of {', '.join(PAGES)}"
+    )
     args = parser.parse_args()
+    args.pages = [page for page in args.pages.split(",") if page]
+    assert set(args.pages) <= set(PAGES), args.pages
     sizes = [int(size) for size in args.sizes.split(",")]
     # Stopped with kill: still drop the database (below).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -715,7 +765,7 @@ def main() -> int:
             for n, size in enumerate(sizes)
         }
     finally:
-        if not args.keep:
+        if not args.keep and not args.reuse:
             pgdb.drop_database(DB_NAME)
     print(f"\nTotal {time.monotonic() - started:.0f} s. Page times are whole requests through")
     print("the test Client (middleware, view, template); baseline is the plain SQL alone.\n")
@@ -724,7 +774,7 @@ def main() -> int:
         "| queries/request | SQL ms in one request | load |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for page in PAGES:
+    for page in args.pages:
         for size in sizes:
             r = by_size[size][page]
             print(

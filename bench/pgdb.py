@@ -60,6 +60,22 @@ def recreate_database(name: str) -> None:
     call_command("migrate", verbosity=0)
 
 
+def switch_database(name: str) -> None:
+    """Point Django's connection at database `name` from now on (its settings stay)."""
+    connections.close_all()
+    connections["default"].settings_dict["NAME"] = name
+
+
+def comment(name: str) -> str | None:
+    """Database `name`'s comment (None: no comment, or no such database)."""
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+            [name],
+        ).fetchone()
+    return row[0] if row else None
+
+
 def drop_database(name: str) -> None:
     connections.close_all()
     admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -25,11 +25,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from django.db import transaction
-from django.db.models import Count, Min
+from django.db.models import Count, IntegerField, Min, Value
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from labelers.models import DashboardRollup, Label
+from lib.batch import read_together
 from lib.days import day_chunks, day_start, days_from
 from moderation.models import ChangedFlaggedDay, Decision, Item, Source
 
@@ -84,8 +85,6 @@ def counted_from_rows(start: datetime, end: datetime, *, label_sources: bool) ->
         .annotate(n=Count("pk"))
         .order_by()
     )
-    for day, source_id, n in received:
-        at(day, source_id).received += n
     flagged = (
         Item.objects.filter(flagged_at__gte=start, flagged_at__lt=end)
         .annotate(day=_day("flagged_at"))
@@ -93,19 +92,16 @@ def counted_from_rows(start: datetime, end: datetime, *, label_sources: bool) ->
         .annotate(n=Count("pk"))
         .order_by()
     )
-    for day, source_id, n in flagged:
-        at(day, source_id).flagged += n
     labels = Label.objects.filter(
         status=Label.Status.DONE, labeled_at__gte=start, labeled_at__lt=end
     ).annotate(day=_day("labeled_at"))
-    if label_sources:
-        for day, source_id, n in (
-            labels.values_list("day", "item__source_id").annotate(n=Count("pk")).order_by()
-        ):
-            at(day, source_id).labeled += n
-    else:
-        for day, n in labels.values_list("day").annotate(n=Count("pk")).order_by():
-            at(day, None).labeled += n
+    labeled = (
+        labels.values_list("day", "item__source_id").annotate(n=Count("pk")).order_by()
+        if label_sources
+        else labels.values_list("day")
+        .annotate(source_id=Value(None, output_field=IntegerField()), n=Count("pk"))
+        .order_by()
+    )
     decisions = (
         Decision.objects.filter(created_at__gte=start, created_at__lt=end)
         .exclude(action=Decision.Action.UNDO)
@@ -114,7 +110,17 @@ def counted_from_rows(start: datetime, end: datetime, *, label_sources: bool) ->
         .annotate(n=Count("pk"))
         .order_by()
     )
-    for day, source_id, reviewer_id, n in decisions:
+    # One round trip (lib/batch.py): each a range of its index, a few rows each.
+    received_rows, flagged_rows, labeled_rows, decision_rows = read_together(
+        received, flagged, labeled, decisions
+    )
+    for day, source_id, n in received_rows:
+        at(day, source_id).received += n
+    for day, source_id, n in flagged_rows:
+        at(day, source_id).flagged += n
+    for day, source_id, n in labeled_rows:
+        at(day, source_id).labeled += n
+    for day, source_id, reviewer_id, n in decision_rows:
         figures = at(day, source_id)
         if reviewer_id is None:
             figures.decided_automatically += n
@@ -132,15 +138,17 @@ def daily_figures(first_day: date, *, now: datetime | None = None) -> Figures:
     minutes since the task last counted today, in the steady state)."""
     now = now or timezone.now()
     today = now.astimezone(UTC).date()
-    # Read first: a change committed after this read is newer than the rows read below.
-    stale = set(
+    # Read first: a change committed after this read is newer than the rows read below (a
+    # batch's statements run in turn, in this order).
+    stale_days, rows = read_together(
         ChangedFlaggedDay.objects.filter(day__gte=first_day, day__lte=today)
         .values_list("day", flat=True)
-        .distinct()
+        .distinct(),
+        DashboardRollup.objects.filter(day__gte=first_day, day__lte=today).values_list(
+            "day", "through", "source_id", *FIGURES, "reviewers"
+        ),
     )
-    rows = DashboardRollup.objects.filter(day__gte=first_day, day__lte=today).values_list(
-        "day", "through", "source_id", *FIGURES, "reviewers"
-    )
+    stale = set(stale_days)
     by_day: dict[date, list] = {}
     for row in rows:
         if row[0] not in stale:

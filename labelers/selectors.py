@@ -18,25 +18,39 @@ from labelers.dashboard_rollups import FIGURES as DASHBOARD_FIGURES
 from labelers.dashboard_rollups import DayFigures, Figures, daily_figures, day_start
 from labelers.models import DispatchHeartbeat, Label, Labeler, LabelerVersion, ShadowRun
 from labelers.routing import source_routing
+from lib.batch import read_together
 from moderation.models import CallbackDelivery, Decision, Item
+from moderation.selectors.banks import banks_savings_query
 from moderation.selectors.figures import decided_under_versions_count
+from moderation.selectors.reviewers import reveals_today, reveals_today_query
 
 
 def labeling_health() -> dict[str, Any]:
     """Labels that are not done, by status; items not yet routed to labelers ("received");
     whether the circuit breaker holds calls back ("breaker"): what reviewers and admins must
     see is stuck or still to come."""
+    return _labeling_health(*read_together(*_labeling_health_queries()))
+
+
+def _labeling_health_queries() -> tuple[QuerySet, QuerySet]:
     finished = (Label.Status.DONE, Label.Status.SUPERSEDED)
     open_statuses = [s for s in Label.Status.values if s not in finished]
-    rows = (
+    return (
         Label.objects.filter(status__in=open_statuses)
         .values_list("status")
-        .annotate(n=Count("id"))
-        .order_by()
+        .annotate(n=Count("*"))
+        .order_by(),
+        Item.objects.filter(status=Item.Status.RECEIVED)
+        .values_list("status")
+        .annotate(n=Count("*"))
+        .order_by(),
     )
-    health: dict[str, Any] = dict(rows)
-    if received := Item.objects.filter(status=Item.Status.RECEIVED).count():
-        health["received"] = received
+
+
+def _labeling_health(labels: list, received: list) -> dict[str, Any]:
+    health: dict[str, Any] = dict(labels)
+    if received and received[0][1]:
+        health["received"] = received[0][1]
     health["breaker"] = breaker_status()
     return health
 
@@ -279,9 +293,12 @@ def dashboard_activity(
 
 
 def reviewer_throughput(
-    periods: list[Period], figures: Figures | None = None
+    periods: list[Period],
+    figures: Figures | None = None,
+    names: dict[int, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """reviewer_throughput_raw's rows, from the daily figures (one query for the names)."""
+    """reviewer_throughput_raw's rows, from the daily figures (one query for the names,
+    unless given: reviewer_names_query's)."""
     figures = figures if figures is not None else dashboard_figures(periods)
     if figures is None:
         return reviewer_throughput_raw(periods)
@@ -293,10 +310,45 @@ def reviewer_throughput(
                 for reviewer_id, n in day_figures.reviewers.items():
                     by_period = counts.setdefault(reviewer_id, {p.name: 0 for p in periods})
                     by_period[period.name] += n
-    names = dict(get_user_model().objects.filter(pk__in=list(counts)).values_list("pk", "username"))
+    if names is None:
+        names = dict(reviewer_names_query(figures))
     rows = [
         {"reviewer_id": pk, "reviewer__username": names[pk], **by_period}
         for pk, by_period in counts.items()
+    ]
+    return sorted(rows, key=lambda row: row["reviewer__username"])
+
+
+def reviewer_names_query(figures: Figures) -> QuerySet:
+    """(id, username) of every reviewer with decisions in the figures."""
+    ids = {pk for day_figures in figures.values() for pk in day_figures.reviewers}
+    return get_user_model().objects.filter(pk__in=sorted(ids)).values_list("pk", "username")
+
+
+def team_throughput(
+    periods: list[Period],
+    figures: Figures | None = None,
+    reveals: dict[str, int] | None = None,
+    names: dict[int, str] | None = None,
+) -> list[dict[str, Any]]:
+    """Per reviewer, by username: decisions in each period (from the daily figures, as
+    reviewer_throughput) and items whose media they revealed today; reviewers who revealed
+    media but decided nothing in the periods too (exposure all the same). What the team
+    page and the dashboard's reviewers table show. `reveals`, `names`: reveals_today and
+    reviewer_names_query's, read already."""
+    reveals = dict(reveals_today() if reveals is None else reveals)
+    rows = [
+        {**row, "reveals": reveals.pop(row["reviewer__username"], 0)}
+        for row in reviewer_throughput(periods, figures, names)
+    ]
+    rows += [
+        {
+            "reviewer_id": None,
+            "reviewer__username": name,
+            **{p.name: 0 for p in periods},
+            "reveals": n,
+        }
+        for name, n in reveals.items()
     ]
     return sorted(rows, key=lambda row: row["reviewer__username"])
 
@@ -349,23 +401,73 @@ def waiting_by_source_and_status(
     statuses: tuple[str, ...] = SPECIAL_QUEUE_STATUSES,
 ) -> dict[tuple[int, str], int]:
     """(source id, status) -> items waiting, for the given queue statuses; one query."""
-    rows = (
+    return {
+        (source_id, status): n for source_id, status, n in _waiting_by_source_and_status(statuses)
+    }
+
+
+def _waiting_by_source_and_status(statuses: tuple[str, ...]) -> QuerySet:
+    return (
         Item.objects.filter(status__in=statuses)
         .values_list("source_id", "status")
         .annotate(n=Count("pk"))
         .order_by()
     )
-    return {(source_id, status): n for source_id, status, n in rows}
 
 
 def callbacks_by_state() -> dict[str, int]:
     """Deliveries still to send (pending, sending) and given up (failed); delivered ones are
-    not counted (nor read: the index holds only these states)."""
-    open_states = ["pending", "sending", "failed"]
-    rows = (
-        CallbackDelivery.objects.filter(state__in=open_states)
+    not counted (nor read: the index holds only these states). Failed ones stay: count(*),
+    not count(id), is an index-only scan of callback_open_idx (a few index pages however
+    many have failed), where count(id) read every failed delivery's row from the table."""
+    return _callbacks_by_state(_callbacks_by_state_query())
+
+
+CALLBACK_OPEN_STATES = ("pending", "sending", "failed")
+
+
+def _callbacks_by_state_query() -> QuerySet:
+    return (
+        CallbackDelivery.objects.filter(state__in=CALLBACK_OPEN_STATES)
         .values_list("state")
-        .annotate(n=Count("pk"))
+        .annotate(n=Count("*"))
         .order_by()
     )
-    return {state: 0 for state in open_states} | dict(rows)
+
+
+def _callbacks_by_state(rows) -> dict[str, int]:
+    return {state: 0 for state in CALLBACK_OPEN_STATES} | dict(rows)
+
+
+@dataclass
+class DashboardCounts:
+    """The dashboard's figures that do not come from the daily counts, read together."""
+
+    special: dict[tuple[int, str], int]  # waiting_by_source_and_status
+    health: dict[str, Any]  # labeling_health
+    callbacks: dict[str, int]  # callbacks_by_state
+    reveals: dict[str, int]  # reveals_today
+    banks: list[dict]  # banks_savings
+    extra: list[list]  # the rows of the caller's own reads, in order
+
+
+def dashboard_counts(*extra: QuerySet) -> DashboardCounts:
+    """The dashboard's other figures (and the caller's own reads, `extra`): labels and items
+    stuck, callbacks open, the special queue statuses, media revealed today, the banks'
+    savings, each as its own selector counts it, all in one round trip (lib/batch.py)."""
+    labels, received, special, callbacks, reveals, banks, *rest = read_together(
+        *_labeling_health_queries(),
+        _waiting_by_source_and_status(SPECIAL_QUEUE_STATUSES),
+        _callbacks_by_state_query(),
+        reveals_today_query(),
+        banks_savings_query(),
+        *extra,
+    )
+    return DashboardCounts(
+        special={(source_id, status): n for source_id, status, n in special},
+        health=_labeling_health(labels, received),
+        callbacks=_callbacks_by_state(callbacks),
+        reveals=dict(reveals),
+        banks=banks,
+        extra=rest,
+    )

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Case, Count, Exists, F, OuterRef, Q, Sum, Value, When
+from django.db.models import Case, Count, Exists, F, OuterRef, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import Coalesce, TruncDay
 
 from labelers.models import Label, Labeler, LabelerVersion
@@ -22,8 +22,9 @@ from labelers.quality.figures import (
     threshold_advice,
     version_quality,
 )
-from labelers.quality.rollups import version_counts
-from moderation.models import Appeal, Decision
+from labelers.quality.rollups import read_in_steps, version_counts_steps
+from lib.batch import read_together
+from moderation.models import Appeal, ChangedItem, Decision
 
 
 def labeler_decisions(
@@ -187,20 +188,38 @@ class Overturns:
 def version_overturns(version_id: int, *, since: datetime | None = None) -> Overturns:
     """Appeals decided (since `since`) of removals of items this version flagged: a "1" on
     the revision removed. An overturn says the removal, and the flag behind it, was wrong."""
+    return versions_overturns([version_id], since=since).get(version_id, Overturns(0, 0))
+
+
+def versions_overturns(
+    version_ids: list[int], *, since: datetime | None = None
+) -> dict[int, Overturns]:
+    """version_overturns of each version (those with none left out), in one query."""
+    return _overturns(_overturns_query(version_ids, since=since))
+
+
+def _overturns_query(version_ids: list[int], *, since: datetime | None) -> QuerySet:
     appeals = Appeal.objects.filter(
         status__in=[Appeal.Status.UPHELD, Appeal.Status.OVERTURNED],
         decision__isnull=False,
-        item__labels__labeler_version_id=version_id,
+        item__labels__labeler_version_id__in=version_ids,
         item__labels__label="1",
         item__labels__revision=F("decision__revision"),
     )
     if since is not None:
         appeals = appeals.filter(decided_at__gte=since)
-    counts = appeals.aggregate(
-        decided=Count("id", distinct=True),
-        overturned=Count("id", distinct=True, filter=Q(status=Appeal.Status.OVERTURNED)),
+    return (
+        appeals.values_list("item__labels__labeler_version_id")
+        .annotate(
+            decided=Count("id", distinct=True),
+            overturned=Count("id", distinct=True, filter=Q(status=Appeal.Status.OVERTURNED)),
+        )
+        .order_by()
     )
-    return Overturns(counts["decided"] or 0, counts["overturned"] or 0)
+
+
+def _overturns(rows) -> dict[int, Overturns]:
+    return {version_id: Overturns(decided, overturned) for version_id, decided, overturned in rows}
 
 
 @dataclass
@@ -218,18 +237,37 @@ def labeler_report(
     labels answered since `since` (None: all): the closed days from their daily counts
     (rollups.py), the rest live. The same numbers as labeler_report_raw (tested), in time
     that grows with the days shown and today's labels, not with every label."""
+    versions = list(
+        labeler.versions.filter(state=LabelerVersion.State.PUBLISHED).order_by("-number")
+    )
+    # Together (lib/batch.py): every version's overturns, and ChangedItem's items read once
+    # for every version (few: the task deletes those it handled).
+    overturn_rows, changed_items = read_together(
+        _overturns_query([version.pk for version in versions], since=since),
+        ChangedItem.objects.values_list("item_id", flat=True).distinct(),
+    )
+    overturns = _overturns(overturn_rows)
+    # Every version's reading in the same two round trips.
+    counts = read_in_steps(
+        [
+            version_counts_steps(
+                version.pk,
+                min_confidence=labeler.min_confidence,
+                since=since,
+                now=now,
+                changed_items=changed_items,
+            )
+            for version in versions
+        ]
+    )
     reports = []
-    versions = labeler.versions.filter(state=LabelerVersion.State.PUBLISHED).order_by("-number")
-    for version in versions:
-        days, total = version_counts(
-            version.pk, min_confidence=labeler.min_confidence, since=since, now=now
-        )
+    for version, (days, total) in zip(versions, counts, strict=True):
         reports.append(
             VersionReport(
                 version=version,
                 quality=quality_from_counts(version_id=version.pk, days=days, total=total),
                 advice=advice_from_counts(total, current_min_confidence=labeler.min_confidence),
-                overturns=version_overturns(version.pk, since=since),
+                overturns=overturns.get(version.pk, Overturns(0, 0)),
             )
         )
     return reports

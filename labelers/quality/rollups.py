@@ -19,7 +19,9 @@ How it stays exact without touching the label path:
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 
 from django.db import transaction
 from django.db.models import (
@@ -44,6 +46,7 @@ from django.utils import timezone
 
 from labelers.models import Label, LabelerVersion, QualityRollup
 from labelers.quality.figures import HUMAN_LABEL, DayCounts
+from lib.batch import read_together
 from lib.days import day_chunks, day_runs, day_start, days_from
 from moderation.models import ChangedItem, Decision
 
@@ -73,7 +76,20 @@ def _effective_decision() -> Subquery:
 
 def done_counts(labels: QuerySet, *, min_confidence: float | None) -> dict[date, DayCounts]:
     """The done labels of `labels`, counted by the UTC day they were answered: two grouped
-    statements (the labels with their decision; the latencies)."""
+    statements (the labels with their decision; the latencies), read together."""
+    return _done_counts(*read_together(*_done_count_queries(labels, min_confidence)))
+
+
+@lru_cache(maxsize=16)
+def _done_count_templates(min_confidence: float | None) -> tuple[QuerySet, QuerySet]:
+    """_done_count_queries over every label, built once per process and minimum confidence:
+    a page filters them to its windows (built anew, the two cost ~1.7 ms of CPU a window)."""
+    return _done_count_queries(Label.objects.all(), min_confidence)
+
+
+def _done_count_queries(
+    labels: QuerySet, min_confidence: float | None
+) -> tuple[QuerySet, QuerySet]:
     flag = Q(label="1")
     if min_confidence is not None:
         flag &= Q(confidence_or_0__gte=min_confidence)  # flags(): None counts as 0.0
@@ -99,6 +115,17 @@ def done_counts(labels: QuerySet, *, min_confidence: float | None) -> dict[date,
         .annotate(n=Count("id"), attempts=Coalesce(Sum("attempts"), 0))
         .order_by()
     )
+    latencies = (
+        done.filter(cache_hit=False, latency_ms__isnull=False)
+        .annotate(ms=Floor("latency_ms"))
+        .values("day", "ms")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return groups, latencies
+
+
+def _done_counts(groups: list[dict], latencies: list[dict]) -> dict[date, DayCounts]:
     days: dict[date, DayCounts] = {}
     for group in groups:
         counts = days.get(group["day"])
@@ -117,13 +144,6 @@ def done_counts(labels: QuerySet, *, min_confidence: float | None) -> dict[date,
             counts.ones[group["one"]] += n
             if decided is not None:
                 counts.decided_ones[(group["one"], decided == Decision.Action.REMOVE)] += n
-    latencies = (
-        done.filter(cache_hit=False, latency_ms__isnull=False)
-        .annotate(ms=Floor("latency_ms"))
-        .values("day", "ms")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
     for group in latencies:
         counts = days.get(group["day"])
         if counts is None:
@@ -134,14 +154,21 @@ def done_counts(labels: QuerySet, *, min_confidence: float | None) -> dict[date,
 
 def open_counts(labels: QuerySet) -> DayCounts:
     """Labels not done (waiting, failed, superseded): their failures, calls, cache hits."""
-    counts = DayCounts()
-    groups = (
+    return _open_counts(list(_open_counts_query(labels)))
+
+
+def _open_counts_query(labels: QuerySet) -> QuerySet:
+    return (
         # Listed, not "not done": a range of the status index each.
         labels.filter(status__in=NOT_DONE)
         .values("status", "cache_hit")
         .annotate(n=Count("id"), attempts=Coalesce(Sum("attempts"), 0))
         .order_by()
     )
+
+
+def _open_counts(groups: list[dict]) -> DayCounts:
+    counts = DayCounts()
     for group in groups:
         counts.failures[group["status"]] += group["n"]
         if group["cache_hit"]:
@@ -154,25 +181,51 @@ def open_counts(labels: QuerySet) -> DayCounts:
 def _changed_days(version_id: int, item_ids: list[int], *, before: datetime | None) -> set[date]:
     """Days (before `before`; None: today too) on which the version labeled one of the
     changed items."""
-    if not item_ids:
-        return set()
+    return set(_changed_days_query(version_id, item_ids, before=before))
+
+
+def _changed_days_query(
+    version_id: int, item_ids: list[int], *, before: datetime | None
+) -> QuerySet:
     labels = Label.objects.filter(
         labeler_version_id=version_id, status=Label.Status.DONE, item_id__in=item_ids
     )
     if before is not None:
         labels = labels.filter(labeled_at__lt=before)
-    return set(
-        labels.annotate(day=TruncDate("labeled_at")).values_list("day", flat=True).distinct()
-    )
+    # No changed items: no SQL at all (read_together skips an empty IN).
+    return labels.annotate(day=TruncDate("labeled_at")).values_list("day", flat=True).distinct()
 
 
-def version_counts(
+Counts = tuple[dict[date, DayCounts], DayCounts]
+# A reading in steps: it yields the querysets it needs next and is sent their rows.
+Steps = Generator[list[QuerySet], list[list], Counts]
+
+
+def read_in_steps(readings: list[Steps]) -> list[Counts]:
+    """Several readings in steps (version_counts_steps), each step of all of them read in one
+    round trip (lib/batch.py): a page with two versions makes two round trips, not four."""
+    results: list[Counts | None] = [None] * len(readings)
+    wanted = {n: next(reading) for n, reading in enumerate(readings)}
+    while wanted:
+        rows = read_together(*(qs for querysets in wanted.values() for qs in querysets))
+        asked, wanted = wanted, {}
+        for n, querysets in asked.items():
+            mine, rows = rows[: len(querysets)], rows[len(querysets) :]
+            try:
+                wanted[n] = readings[n].send(mine)
+            except StopIteration as done:
+                results[n] = done.value
+    return [result for result in results if result is not None]
+
+
+def version_counts_steps(
     version_id: int,
     *,
     min_confidence: float | None,
     since: datetime | None,
     now: datetime | None = None,
-) -> tuple[dict[date, DayCounts], DayCounts]:
+    changed_items: list[int] | None = None,
+) -> Steps:
     """The version's labels answered since `since` (None: ever): the done ones' cells by
     day (the chart), and every label of the window counted together.
 
@@ -183,7 +236,13 @@ def version_counts(
     stored histograms are taken out of the difference and their live counts put in. The
     first day after the counted run (today, in the steady state) is read from its partial
     count (the task counts it up to a moment before it runs) when that one is not stale:
-    only the labels answered since are counted live."""
+    only the labels answered since are counted live. `changed_items`: ChangedItem's items,
+    read before the call (else read here).
+
+    Two round trips (lib/batch.py): what is stored (the window's days, its partial counts,
+    the running totals at yesterday and before the window: the run's ends in the steady
+    state), the labels still open and the changed items' days; then what those decide (the
+    run's other ends, stale days' histograms, the labels counted live)."""
     now = now or timezone.now()
     today = now.astimezone(UTC).date()
     labels = Label.objects.filter(labeler_version_id=version_id)
@@ -192,27 +251,35 @@ def version_counts(
         if since is None
         else labels.filter(Q(labeled_at__gte=since) | Q(labeled_at__isnull=True))
     )
-    rollups = QualityRollup.objects.filter(
-        version_id=version_id, day__lt=today, through__isnull=True
-    )
+    # Read first: few (the task deletes those it handled every few minutes).
+    if changed_items is None:
+        changed_items = list(ChangedItem.objects.values_list("item_id", flat=True).distinct())
+    rollups = QualityRollup.objects.filter(version_id=version_id)
+    whole = rollups.filter(day__lt=today, through__isnull=True)
+    partials = rollups.filter(through__isnull=False)
     first_full: date | None = None
+    ends_asked = [today - timedelta(days=1)]
     if since is not None:
         since_day = since.astimezone(UTC).date()
         first_full = since_day if day_start(since_day) == since else since_day + timedelta(days=1)
-        rollups = rollups.filter(day__gte=first_full)
-    stored = {
-        day: (mc, counts)
-        for day, mc, counts in rollups.values_list("day", "min_confidence", "counts")
-    }
+        whole = whole.filter(day__gte=first_full)
+        partials = partials.filter(day__gte=first_full)
+        ends_asked.append(first_full - timedelta(days=1))
+    stored_rows, partial_rows, open_rows, changed_days, end_rows = yield [
+        whole.values_list("day", "min_confidence", "counts"),
+        partials.values_list("day", "through", "min_confidence", "counts", "histograms"),
+        _open_counts_query(rest),
+        _changed_days_query(version_id, changed_items, before=None),
+        rollups.filter(day__in=ends_asked, through__isnull=True).values_list("day", "running"),
+    ]
+    stored = {day: (mc, counts) for day, mc, counts in stored_rows}
     if first_full is None:
         first_full = min(stored, default=today)
     # The run of counted days from the first: its histograms are running[last] - running[before].
     last = first_full - timedelta(days=1)
     while last + timedelta(days=1) in stored:
         last += timedelta(days=1)
-    # Read first: few (the task deletes those it handled every few minutes).
-    changed_items = list(ChangedItem.objects.values_list("item_id", flat=True).distinct())
-    changed = _changed_days(version_id, changed_items, before=None)
+    changed = set(changed_days)
     stale = {
         day
         for day, (mc, _) in stored.items()
@@ -223,53 +290,54 @@ def version_counts(
         for day, (_, counts) in stored.items()
         if day <= last and day not in stale
     }
-    total = open_counts(rest)
+    total = _open_counts(open_rows)
     for counts in days.values():
         total.add(counts)
-    if last >= first_full:
-        ends = dict(
-            QualityRollup.objects.filter(
-                version_id=version_id,
-                day__in=[first_full - timedelta(days=1), last],
-                through__isnull=True,
-            ).values_list("day", "running")
-        )
-        total.add(DayCounts.from_json(ends[last]))
-        if first_full - timedelta(days=1) in ends:
-            total.subtract_histograms(DayCounts.from_json(ends[first_full - timedelta(days=1)]))
-        for histograms in QualityRollup.objects.filter(
-            version_id=version_id, day__in=stale, through__isnull=True
-        ).values_list("histograms", flat=True):
-            total.subtract_histograms(DayCounts.from_json(histograms))
-    # Counted live: before the first full day (from `since`), stale days, days after the
-    # counted run, today on.
-    live: list[tuple[datetime | None, datetime | None]] = [(since, day_start(first_full))]
-    live += [(day_start(a), day_start(b)) for a, b in day_runs(stale)]
     after_run = max(first_full, last + timedelta(days=1))
     live_from = day_start(after_run)
+    partial = None
     if after_run <= today and after_run not in changed:
-        partial = (
-            QualityRollup.objects.filter(
-                version_id=version_id, day=after_run, through__isnull=False
-            )
-            .values_list("through", "min_confidence", "counts", "histograms")
-            .first()
-        )
-        if partial is not None and partial[1] == min_confidence and partial[0] > live_from:
-            counted = DayCounts.from_json({**partial[2], **partial[3]})
-            days.setdefault(after_run, DayCounts()).add(counted)
-            total.add(counted)
-            live_from = partial[0]
-    live.append((live_from, None))
+        partial = next((row[1:] for row in partial_rows if row[0] == after_run), None)
+        if partial is not None and not (partial[1] == min_confidence and partial[0] > live_from):
+            partial = None
+    # Counted live: before the first full day (from `since`), stale days, days after the
+    # counted run (after the partial count, when there is one), today on.
+    live: list[tuple[datetime | None, datetime | None]] = [(since, day_start(first_full))]
+    live += [(day_start(a), day_start(b)) for a, b in day_runs(stale)]
+    live.append((partial[0] if partial is not None else live_from, None))
+    ends = [first_full - timedelta(days=1), last] if last >= first_full else []
+    running = dict(end_rows)
+    second: list[QuerySet] = [
+        rollups.filter(
+            day__in=[day for day in ends if day not in ends_asked], through__isnull=True
+        ).values_list("day", "running"),
+        rollups.filter(day__in=stale, through__isnull=True).values_list("histograms", flat=True),
+    ]
+    groups, latencies = _done_count_templates(min_confidence)
     for start, end in live:
-        window = labels
+        window = Q(labeler_version_id=version_id)
         if start is not None:
-            window = window.filter(labeled_at__gte=start)
+            window &= Q(labeled_at__gte=start)
         if end is not None:
             if start is not None and start >= end:
                 continue
-            window = window.filter(labeled_at__lt=end)
-        for day, counts in done_counts(window, min_confidence=min_confidence).items():
+            window &= Q(labeled_at__lt=end)
+        # Filters on the label's own columns: WHERE, before the grouping.
+        second += [groups.filter(window), latencies.filter(window)]
+    more_ends, stale_histograms, *live_rows = yield second
+    running.update(dict(more_ends))
+    if ends:
+        total.add(DayCounts.from_json(running[last]))
+        if first_full - timedelta(days=1) in running:
+            total.subtract_histograms(DayCounts.from_json(running[first_full - timedelta(days=1)]))
+        for histograms in stale_histograms:
+            total.subtract_histograms(DayCounts.from_json(histograms))
+    if partial is not None:
+        counted = DayCounts.from_json({**partial[2], **partial[3]})
+        days.setdefault(after_run, DayCounts()).add(counted)
+        total.add(counted)
+    for groups, latencies in zip(live_rows[::2], live_rows[1::2], strict=True):
+        for day, counts in _done_counts(groups, latencies).items():
             days.setdefault(day, DayCounts()).add(counts)
             total.add(counts)
     return days, total

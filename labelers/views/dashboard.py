@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from django.db.models import Max
+from django.db.models import Max, QuerySet
 from django.db.models.functions import TruncDate
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -24,9 +24,7 @@ from labelers.dashboard_chart import Chart, bars_chart
 from labelers.dashboard_rollups import DayFigures, Figures, day_start
 from moderation.models import IN_QUEUE, Item, QueueSnapshot, Source
 from moderation.permissions import staff_required
-from moderation.selectors.banks import banks_savings
 from moderation.selectors.queue import queues_figures, sources_sla
-from moderation.selectors.reviewers import team_exposure
 from moderation.selectors.routing import routing_queues
 
 
@@ -86,25 +84,26 @@ _ACTIVITY = [
 CHART_DAYS = 30
 
 
-def _queue_peaks(first_day: date) -> dict[tuple[date, int], tuple[int, int | None]]:
-    """(day, source id) -> the highest hourly snapshot's waiting items and oldest wait
-    (seconds) that day: one grouped read of at most 24 rows per source and day."""
-    rows = (
+def _queue_peaks_query(first_day: date) -> QuerySet:
+    """(day, source id, waiting, oldest) rows: the highest hourly snapshot's waiting items
+    and oldest wait (seconds) each day: one grouped read of at most 24 rows per source and
+    day."""
+    return (
         QueueSnapshot.objects.filter(hour__gte=day_start(first_day))
         .annotate(day=TruncDate("hour", tzinfo=UTC))
         .values_list("day", "source_id")
         .annotate(waiting=Max("waiting"), oldest=Max("oldest_wait"))
         .order_by()
     )
-    return {(day, source_id): (waiting, oldest) for day, source_id, waiting, oldest in rows}
 
 
 def _source_charts(
-    slas: list, figures: Figures, days: list[date], now: datetime
+    slas: list, figures: Figures, days: list[date], now: datetime, peak_rows: list
 ) -> list[dict[str, Any]]:
     """Per source, its 30 days: three charts (items received and flag rate, decisions by
-    people and by the system, queue depth and oldest wait) and their figures as a table."""
-    peaks = _queue_peaks(days[0])
+    people and by the system, queue depth and oldest wait) and their figures as a table.
+    `peak_rows`: _queue_peaks_query's."""
+    peaks = {(day, source_id): (waiting, oldest) for day, source_id, waiting, oldest in peak_rows}
     today = days[-1]
     found = []
     for sla in slas:
@@ -206,7 +205,12 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         (label, [(activity[key][p.name], link(p)) for p in periods])
         for key, label, link in _ACTIVITY
     ]
-    special = selectors.waiting_by_source_and_status()
+    # The other figures, the queue's daily peaks and the reviewers' names, in one round trip.
+    counts = selectors.dashboard_counts(
+        _queue_peaks_query(chart_days[0]),
+        *([selectors.reviewer_names_query(figures)] if figures is not None else []),
+    )
+    special = counts.special
     slas = sources_sla(list(Source.objects.order_by("name")))
     in_queue = ",".join(IN_QUEUE)
     source_rows = [
@@ -231,12 +235,12 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         }
         for sla in slas
     ]
-    health = selectors.labeling_health()
+    health = counts.health
     label_failures = [
         (label, health.get(status, 0), _admin_list("labelers_label", status__exact=status))
         for status, label in _LABEL_FAILURES
     ]
-    callbacks = selectors.callbacks_by_state()
+    callbacks = counts.callbacks
     callback_rows = [
         (
             "Failed (given up)",
@@ -249,7 +253,6 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             _admin_list("moderation_callbackdelivery", state__in="pending,sending"),
         ),
     ]
-    reveals = {row["reviewer"]: row["reveals"] for row in team_exposure() if row["reviewer"]}
     reviewer_rows = [
         {
             "username": row["reviewer__username"],
@@ -261,19 +264,21 @@ def dashboard(request: HttpRequest) -> HttpResponse:
                         reviewer__id__exact=row["reviewer_id"],
                         action__in=_DECISION_ACTIONS,
                         **_dated("created_at", p),
-                    ),
+                    )
+                    # Revealed media but decided nothing in the period: no list behind it.
+                    if row["reviewer_id"] is not None
+                    else "",
                 )
                 for p in periods
             ],
-            "reveals": reveals.pop(row["reviewer__username"], 0),
+            "reveals": row["reveals"],
         }
-        for row in selectors.reviewer_throughput(periods, figures)
-    ]
-    # Reviewers who revealed media today but decided nothing in the period: exposure all
-    # the same.
-    reviewer_rows += [
-        {"username": name, "figures": [(0, "") for _ in periods], "reveals": n}
-        for name, n in sorted(reveals.items())
+        for row in selectors.team_throughput(
+            periods,
+            figures,
+            counts.reveals,
+            dict(counts.extra[1]) if figures is not None else None,
+        )
     ]
     return render(
         request,
@@ -283,7 +288,9 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "activity_rows": activity_rows,
             "chart_days": chart_days,
             "source_charts": (
-                _source_charts(slas, figures, chart_days, now) if figures is not None else []
+                _source_charts(slas, figures, chart_days, now, counts.extra[0])
+                if figures is not None
+                else []
             ),
             "source_rows": source_rows,
             # Each team queue's waiting, oldest and past-SLA figures.
@@ -296,7 +303,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "label_failures": label_failures,
             "breaker": health["breaker"],
             "callback_rows": callback_rows,
-            "bank_rows": banks_savings(),
+            "bank_rows": counts.banks,
             "reviewer_rows": reviewer_rows,
         },
     )

@@ -1,10 +1,10 @@
-"""A reviewer's settings and media exposure; the team's exposure today."""
+"""A reviewer's settings and media exposure; the team's media exposure today."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Count, Q
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from moderation.models import (
@@ -84,8 +84,26 @@ def exposure(user, *, settings_row: ReviewerSettings | None = None) -> Exposure:
     )
 
 
-def team_exposure() -> list[dict]:
-    """Per reviewer, today: decisions made and media revealed (for leads and admins).
+def reveals_today_query() -> QuerySet:
+    """(username, items whose media they revealed since midnight UTC) rows: reveals_today's
+    read, for a page that reads it with others (lib/batch.py)."""
+    midnight = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    return (
+        MediaReveal.objects.filter(revealed_at__gte=midnight)
+        .values_list("reviewer__username")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+
+
+def reveals_today() -> dict[str, int]:
+    """Per reviewer (username): items whose media they revealed since midnight UTC."""
+    return dict(reveals_today_query())
+
+
+def team_exposure_raw() -> list[dict]:
+    """Per reviewer, today: decisions made and media revealed, counted from the rows (the
+    definition the team page's figures, read from the daily counts, must equal).
 
     A decision is an approve, remove or escalate, as on the admins' dashboard: an undo is
     not one, and the decision it reversed still counts (the reviewer made it)."""
@@ -97,11 +115,7 @@ def team_exposure() -> list[dict]:
         .values_list("reviewer__username")
         .annotate(n=Count("id"))
     )
-    revealed = dict(
-        MediaReveal.objects.filter(revealed_at__gte=midnight)
-        .values_list("reviewer__username")
-        .annotate(n=Count("id"))
-    )
+    revealed = reveals_today()
     return [
         {"reviewer": name, "decisions": decided.get(name, 0), "reveals": revealed.get(name, 0)}
         for name in sorted(set(decided) | set(revealed))

@@ -410,6 +410,8 @@ def test_the_team_page_shows_each_reviewers_overturn_rate(client, source, remove
     html = client.get("/team/").content.decode()
     assert f'<tr data-reviewer="{remover.username}"><td>{remover.username}</td>' in html
     assert "25 % (1/4)" in html
+    # In the page's body, not its <title> (where the browser shows it as text).
+    assert html.index('id="overturns"') > html.index("</title>")
 
 
 # --- the decisions feed ----------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""For leads and admins: the team's exposure today, golden agreement per reviewer, and a
-reviewer's wrong golden answers."""
+"""For leads and admins: the team's decisions and exposure, golden agreement per reviewer, and
+a reviewer's wrong golden answers."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
+from labelers.selectors import dashboard_periods, team_throughput
 from moderation.permissions import (
     reviewer_required,
 )
@@ -18,21 +19,30 @@ from moderation.selectors.golden import (
     golden_agreement,
     golden_wrong_answers,
 )
-from moderation.selectors.reviewers import team_exposure
 
 
 @require_GET
 @reviewer_required
 def team(request: HttpRequest) -> HttpResponse:
-    """For leads and admins: today's decisions and media exposure per reviewer (a wellness
-    signal, not a ranking)."""
+    """For leads and admins: decisions per reviewer today and over the past 7 days (from the
+    daily counts, labelers/dashboard_rollups.py: days read, not decisions), media exposure
+    today (a wellness signal, not a ranking); golden agreement and appeals overturned."""
     if not request.user.is_staff:
         raise PermissionDenied
+    periods = dashboard_periods()
     return render(
         request,
         "moderation/team.html",
         {
-            "rows": team_exposure(),
+            "periods": periods,
+            "rows": [
+                {
+                    "reviewer": row["reviewer__username"],
+                    "decisions": [row[p.name] for p in periods],
+                    "reveals": row["reveals"],
+                }
+                for row in team_throughput(periods)
+            ],
             "golden": [_with_bars(row) for row in golden_agreement()],
             "overturns": overturns_by_reviewer(),
         },
