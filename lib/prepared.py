@@ -9,7 +9,8 @@ A session lost to a reconnect (CONN_MAX_AGE, CONN_HEALTH_CHECKS, a restart of th
 is a new raw connection: PREPAREd again on first use. A session that forgot the statement
 behind our back (DISCARD ALL, DEALLOCATE, a pooler handing over another server connection)
 answers EXECUTE with 26000: the statement runs this once as plain SQL, and is PREPAREd again
-next time. Other databases (SQLite) run the plain SQL each time.
+next time. Other databases (SQLite), and sessions not kept between requests (CONN_MAX_AGE
+0), run the plain SQL each time.
 
 Inside a caller's transaction a failed statement would break it: there, each try runs in a
 savepoint of its own, so the caller's transaction stays usable (and an IntegrityError from
@@ -72,7 +73,9 @@ class PreparedStatement:
 
     def fetchone(self, values: Mapping[str, Any]) -> tuple | None:
         """The statement's first row (None: it returned none), on the default database."""
-        if connection.vendor != "postgresql":
+        if connection.vendor != "postgresql" or not connection.settings_dict["CONN_MAX_AGE"]:
+            # A session per request (CONN_MAX_AGE 0) would PREPARE on every request: one
+            # round trip more than the plain statement, for a plan used once.
             return self._plain(values)
         connection.ensure_connection()
         session = connection.connection

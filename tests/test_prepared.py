@@ -115,6 +115,16 @@ def test_a_session_that_holds_it_already_executes_it():
         assert queries[-1] == f"EXECUTE {stmt.name} (2, 40)"
 
 
+@postgresql_only
+def test_sessions_not_kept_between_requests_run_the_plain_statement(monkeypatch):
+    """CONN_MAX_AGE 0: a session per request, so a PREPARE would serve one EXECUTE."""
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 0)
+    stmt = statement("test_unkept")
+    row, queries = run(stmt, 1, 2)
+    assert row == (3, 1, "%")
+    assert len(queries) == 1 and queries[0].startswith("SELECT CAST(")
+
+
 @pytest.mark.skipif(connection.vendor == "postgresql", reason="the other databases' path")
 def test_other_databases_run_the_plain_statement():
     stmt = statement("test_plain")
