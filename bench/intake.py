@@ -374,7 +374,7 @@ def _processes() -> list[tuple[int, int, str]]:
     return out
 
 
-def cpu_snapshot(web_pid: int) -> dict[str, float]:
+def cpu_snapshot(web_pid: int) -> dict:
     """CPU seconds used so far by gunicorn (master + workers) and by PostgreSQL.
 
     PostgreSQL counts every `postgres` process (backends, WAL writer, ...), plus exited backends
@@ -390,8 +390,18 @@ def cpu_snapshot(web_pid: int) -> dict[str, float]:
     )
     # The backends serving this database alone (gunicorn's persistent connections): what the
     # requests cost PostgreSQL, whatever else the machine's server does meanwhile.
-    pg_db = sum(_cpu_seconds(p) for p in pg_pids if _serves_bench_db(p))
+    # Per backend: one replaced during a run (CONN_MAX_AGE) takes its CPU with it.
+    pg_db = {p: _cpu_seconds(p) for p in pg_pids if _serves_bench_db(p)}
     return {"app": app, "pg": pg, "pg_db": pg_db, "client": _children_cpu()}
+
+
+def cpu_used(before: dict, after: dict) -> dict[str, float]:
+    """CPU seconds per component between two snapshots; a backend seen only after counts
+    whole (it started during the run), one gone by then is missing its last part."""
+    used = {k: after[k] - before[k] for k in after if k != "pg_db"}
+    if "pg_db" in after:
+        used["pg_db"] = sum(t - before["pg_db"].get(p, 0.0) for p, t in after["pg_db"].items())
+    return used
 
 
 def _serves_bench_db(pid: int) -> bool:
@@ -580,7 +590,7 @@ def main() -> int:
             before = cpu_snapshot(web.pid)
             out = run_load(conf)
             after = cpu_snapshot(web.pid)
-            cpu = {k: after[k] - before[k] for k in after}
+            cpu = cpu_used(before, after)
             if "fatal" in out:
                 print(f"{label}: FAILED: {out['fatal']}")
                 print(f"gunicorn log tail:\n{log.read_text()[-3000:]}")
