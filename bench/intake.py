@@ -6,8 +6,8 @@
 What it does, every run from scratch:
 
 1. Drops and recreates the PostgreSQL database `bench_intake` (127.0.0.1:5432, user postgres,
-   trust auth; $BENCH_INTAKE_DB names another), flushes Redis db 15 (the broker;
-   $BENCH_INTAKE_REDIS_DB another), runs `manage.py migrate`.
+   trust auth; $BENCH_DB_SUFFIX after the name, as the other benches), flushes Redis db 15
+   (the broker; $BENCH_INTAKE_REDIS_DB names another), runs `manage.py migrate`.
 2. Creates a source with the product's own `labelers.criteria.source_setup` (through
    `manage.py shell -c`) and reads back its signing secret; creates `bench_baseline`.
 3. Starts ONE gunicorn (DJANGO_SETTINGS_MODULE=bench.settings, 2 x cores sync workers, no access
@@ -60,7 +60,7 @@ if str(ROOT) not in sys.path:
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 # A machine shared by several runs: each may name its own database and Redis db.
-DB_NAME = os.environ.get("BENCH_INTAKE_DB", "bench_intake")
+DB_NAME = "bench_intake" + os.environ.get("BENCH_DB_SUFFIX", "")  # as bench/pgdb.py
 DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
 BROKER_URL = f"redis://127.0.0.1:6379/{int(os.environ.get('BENCH_INTAKE_REDIS_DB', '15'))}"
 SOURCE_SLUG = "bench"
