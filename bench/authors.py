@@ -16,8 +16,10 @@
    the R pairwise ratios (each request against the baseline request beside it), so that a
    drift in machine load between pairs does not move it; the time the panel's query takes
    inside each request (`author_panel`, timed in place) is printed beside it.
-4. Intake: N signed webhooks through the real view, alternating rounds without and with an
-   `author` (20 authors), in-process (no HTTP server): req/s of each.
+4. Intake: R rounds (default 12) of a pair of N signed webhooks through the real view, one
+   without and one with an `author` (20 authors, known after a warm-up), in-process (no HTTP
+   server), which of the pair goes first alternating: each pair's ratio, the median of them,
+   and this process's CPU per webhook. --intake-only skips the pages (and their big seeds).
 """
 
 from __future__ import annotations
@@ -88,14 +90,14 @@ WHERE i.author_id = %(author)s
 """
 
 
-def seed() -> dict:
+def seed(sizes: tuple[int, ...] = SIZES) -> dict:
     source = Source.objects.create(name="Bench", slug="bench", api_token_hash=hash_token("b"))
     senior = get_user_model().objects.create_user("bench-senior", password="x")
     senior.groups.add(Group.objects.get_or_create(name="senior")[0])
     senior.groups.add(Group.objects.get_or_create(name="reviewer")[0])
     authors = {}
     with connection.cursor() as cursor:
-        for size in SIZES:
+        for size in sizes:
             author = Author.objects.create(source=source, external_id=f"a-{size}")
             params = {"source": source.pk, "author": author.pk, "count": size}
             cursor.execute(SEED_ITEMS, {**params, "prefix": f"a{size}-"})
@@ -147,7 +149,7 @@ def timed(client: Client, url: str, requests: int) -> list[float]:
     return timings
 
 
-def intake_rate(client: Client, source: Source, secret: str, count: int, with_author: bool):
+def intake_bodies(secret: str, count: int, with_author: bool) -> list[tuple[bytes, dict]]:
     bodies = []
     for n in range(count):
         payload = {"external_id": f"in-{uuid.uuid4().hex}", "content_text": f"hello {n}"}
@@ -155,26 +157,77 @@ def intake_rate(client: Client, source: Source, secret: str, count: int, with_au
             payload["author"] = {"id": f"in-author-{n % 20}", "name": f"Author {n % 20}"}
         body = json.dumps(payload).encode()
         bodies.append((body, signed_headers(secret, body)))
-    started = time.perf_counter()
+    return bodies
+
+
+def intake_rate(
+    client: Client, source: Source, secret: str, count: int, with_author: bool
+) -> tuple[float, float]:
+    """(req/s, this process's CPU ms per webhook) of `count` signed webhooks."""
+    bodies = intake_bodies(secret, count, with_author)
+    started, cpu = time.perf_counter(), time.process_time()
     for body, headers in bodies:
         response = client.post(
             f"/webhooks/{source.slug}/", data=body, content_type="application/json", headers=headers
         )
         assert response.status_code == 202, response.content
-    return count / (time.perf_counter() - started)
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return count / elapsed, cpu * 1000 / count
+
+
+def intake_compare(client: Client, source: Source, count: int, rounds: int) -> None:
+    """Rounds of a pair, without and with `author` (which goes first alternates): each pair's
+    ratio under the same machine load, and the median of those."""
+    secret = source.webhook_secret
+    for with_author in (False, True):  # warm-up; the 20 authors exist after it
+        intake_rate(client, source, secret, max(count // 4, 20), with_author)
+    ratios, cpu_ratios = [], []
+    rates: dict[bool, list[float]] = {False: [], True: []}
+    cpus: dict[bool, list[float]] = {False: [], True: []}
+    for n in range(rounds):
+        pair = {}
+        for with_author in (False, True) if n % 2 == 0 else (True, False):
+            pair[with_author] = intake_rate(client, source, secret, count, with_author)
+            rates[with_author].append(pair[with_author][0])
+            cpus[with_author].append(pair[with_author][1])
+        ratios.append(pair[True][0] / pair[False][0])
+        cpu_ratios.append(pair[False][1] / pair[True][1])
+    without, with_ = statistics.median(rates[False]), statistics.median(rates[True])
+    print(
+        f"intake: {without:.0f} req/s without author, {with_:.0f} req/s with (medians of "
+        f"{rounds} rounds of {count}); with/without per round "
+        f"{', '.join(f'{r:.2f}' for r in ratios)}: median {statistics.median(ratios):.2f} x "
+        f"(target >= 0.9 x)"
+    )
+    print(
+        f"intake CPU of this process per webhook: {statistics.median(cpus[False]):.3f} ms "
+        f"without, {statistics.median(cpus[True]):.3f} ms with author; without/with per round: "
+        f"median {statistics.median(cpu_ratios):.2f} x; load {load()}"
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=50)
-    parser.add_argument("--intake", type=int, default=400, help="webhooks per intake round")
+    parser.add_argument("--intake", type=int, default=200, help="webhooks per intake round")
+    parser.add_argument(
+        "--rounds", type=int, default=12, help="intake rounds (each a pair: without, with)"
+    )
+    parser.add_argument(
+        "--intake-only", action="store_true", help="only the intake comparison (no big seeds)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = parser.parse_args()
     print(f"load {load()}", flush=True)
     pgdb.recreate_database(DB_NAME)
-    seeded = seed()
+    seeded = seed(sizes=() if args.intake_only else SIZES)
     client = Client(HTTP_X_FORWARDED_PROTO="https")
     client.force_login(seeded["senior"])
+    if args.intake_only:
+        intake_compare(client, seeded["source"], args.intake, args.rounds)
+        if not args.keep:
+            pgdb.drop_database(DB_NAME)
+        return 0
     # A flagged item like the author's: claimed and shown with its decision form.
     baseline_item = Item.objects.filter(author__isnull=True, status="flagged").first()
     rows = []
@@ -208,17 +261,7 @@ def main() -> int:
             f"{panel_ms:.2f} ms of each request",
             flush=True,
         )
-    source = seeded["source"]
-    secret = source.webhook_secret
-    rates: dict[bool, list[float]] = {False: [], True: []}
-    for with_author in (False, True, False, True):
-        rates[with_author].append(intake_rate(client, source, secret, args.intake, with_author))
-    without, with_ = statistics.median(rates[False]), statistics.median(rates[True])
-    print(
-        f"intake: {without:.0f} req/s without author, {with_:.0f} req/s with "
-        f"({with_ / without:.2f} x; rounds {[round(r) for r in rates[False]]} / "
-        f"{[round(r) for r in rates[True]]})"
-    )
+    intake_compare(client, seeded["source"], args.intake, args.rounds)
     print(
         "\n| author items | author page p50 | deep page p50 | item page p50 (x no author) "
         "| panel query |"

@@ -12,7 +12,8 @@ tests/test_migrations.py fails when a migration adds a plain index to those tabl
 from __future__ import annotations
 
 from django.db import NotSupportedError
-from django.db.migrations.operations import AddConstraint, AddIndex
+from django.db.migrations.operations import AddConstraint, AddIndex, AlterField
+from django.db.models import Index
 
 
 def _concurrently(schema_editor) -> bool:
@@ -71,3 +72,44 @@ class AddUniqueConstraintConcurrently(AddConstraint):
         model = to_state.apps.get_model(app_label, self.model_name)
         if self.allow_migrate_model(schema_editor.connection.alias, model):
             schema_editor.remove_constraint(model, self.constraint)
+
+
+class DropFieldIndexConcurrently(AlterField):
+    """A field's own index dropped (db_index True -> False; another index serves its
+    lookups) with DROP INDEX CONCURRENTLY on PostgreSQL, so that intake never waits for
+    the ACCESS EXCLUSIVE lock a plain DROP INDEX takes; a plain AlterField elsewhere.
+    Backwards it is built again concurrently."""
+
+    def describe(self) -> str:
+        return f"Concurrently drop the index of {self.model_name}.{self.name}"
+
+    def _field_index_names(self, schema_editor, model, column: str) -> list[str]:
+        # The index Django made for the field itself: single-column, not one of Meta's.
+        meta = {index.name for index in model._meta.indexes}
+        meta |= {constraint.name for constraint in model._meta.constraints}
+        return schema_editor._constraint_names(
+            model, [column], index=True, type_=Index.suffix, exclude=meta
+        )
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        if not _concurrently(schema_editor):
+            return super().database_forwards(app_label, schema_editor, from_state, to_state)
+        model = from_state.apps.get_model(app_label, self.model_name)
+        if not self.allow_migrate_model(schema_editor.connection.alias, model):
+            return
+        column = model._meta.get_field(self.name).column
+        for name in self._field_index_names(schema_editor, model, column):
+            schema_editor.execute(
+                f"DROP INDEX CONCURRENTLY IF EXISTS {schema_editor.quote_name(name)}"
+            )
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+        if not _concurrently(schema_editor):
+            return super().database_backwards(app_label, schema_editor, from_state, to_state)
+        model = to_state.apps.get_model(app_label, self.model_name)
+        if not self.allow_migrate_model(schema_editor.connection.alias, model):
+            return
+        field = model._meta.get_field(self.name)
+        schema_editor.execute(
+            schema_editor._create_index_sql(model, fields=[field], concurrently=True)
+        )

@@ -135,6 +135,10 @@ class Source(models.Model):
 IN_QUEUE = ("flagged", "failed", "unrouted", "audit", "rereview", "reported")
 # Items a person may still claim and decide: the queue, and escalated items (seniors only).
 REVIEWABLE = (*IN_QUEUE, "escalated")
+# Items the queue's search looks through (the queue, escalated, and decided: a reviewer's
+# golden items); its trigram indexes hold only these (migration 0027), so intake's new items
+# and the dispatch's labeling ones never pay for them.
+SEARCHED = (*REVIEWABLE, "decided")
 # The queue's "labeling failed" status: no machine judged these.
 QUEUE_FAILED = ("failed", "unrouted")
 # Items whose status still follows their labels (a verdict moves them): not decided by anyone
@@ -251,7 +255,11 @@ class Item(models.Model):
         # A product's erasure removed its content: out of every queue, never labeled again.
         ERASED = "erased", "Erased"
 
-    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="items")
+    # No index of its own: item_webhook_id_unique (source, webhook_id) leads with it and
+    # serves every lookup by source (every webhook paid for a second index for nothing).
+    source = models.ForeignKey(
+        Source, on_delete=models.PROTECT, related_name="items", db_index=False
+    )
     external_id = models.CharField(max_length=255)
     webhook_id = models.CharField(max_length=255)
     content_text = models.TextField(blank=True)
@@ -308,9 +316,15 @@ class Item(models.Model):
     # (item_decision_apply); meaningless in any other status. The author panel counts an
     # author's removed items with it from one index range instead of a decision per item.
     decided_action = models.CharField(max_length=16, blank=True, default="", db_default="")
-    # A reviewer's claim, so two reviewers never decide the same item by accident.
+    # A reviewer's claim, so two reviewers never decide the same item by accident. Indexed
+    # by item_claimed_by_idx (claimed items only: most are not, and intake's are never).
     claimed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
     claim_expires_at = models.DateTimeField(null=True, blank=True)
     # Governance (moderation/services/retention.py, erasures.py). A legal hold (an admin's,
@@ -444,6 +458,12 @@ class Item(models.Model):
                 fields=["source", "waiting_since"],
                 condition=Q(status="labeled", purged_at__isnull=True),
                 name="item_retention_cleared_idx",
+            ),
+            # A reviewer's claims (claims.py; SET_NULL when a user is deleted).
+            models.Index(
+                fields=["claimed_by"],
+                condition=Q(claimed_by__isnull=False),
+                name="item_claimed_by_idx",
             ),
             # Media is stored once per content: before a purge deletes a file it asks whether
             # another item still shows it, one lookup of these (items with media only).

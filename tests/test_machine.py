@@ -8,6 +8,7 @@ from django.contrib.sessions.models import Session
 from django.http import HttpResponse
 from django.test import RequestFactory
 
+from lib import machine
 from lib.machine import MachineEndpointMiddleware
 from moderation.models import Item
 from testkit.signing import signed_headers
@@ -51,6 +52,23 @@ def test_pages_and_unknown_urls_go_through_the_whole_stack(source):
     for path in ("/queue/", "/webhooks/", "/webhooks/x/y/", f"/webhooks/{source.slug}"):
         assert lane(factory.post(path)).content == b"page"
     assert passed == ["/queue/", "/webhooks/", "/webhooks/x/y/", f"/webhooks/{source.slug}"]
+
+
+def test_a_webhooks_path_is_resolved_once_and_unknown_paths_are_not_kept(source):
+    lane = MachineEndpointMiddleware(lambda request: HttpResponse("page"))
+    machine._resolve.cache_clear()
+    for n in range(3):
+        body, headers = _signed(source, external_id=f"p{n}")
+        request = RequestFactory().post(
+            f"/webhooks/{source.slug}/", data=body, content_type="application/json", headers=headers
+        )
+        assert lane(request).status_code == 202
+        assert request.resolver_match.kwargs == {"slug": source.slug}
+    for _ in range(3):
+        assert lane(RequestFactory().post("/webhooks/x/y/")).content == b"page"
+    info = machine._resolve.cache_info()
+    # The webhook's path: resolved once, then found; the unknown path: never kept.
+    assert (info.hits, info.currsize) == (2, 1), info
 
 
 def test_a_webhook_answer_sets_no_cookie_and_keeps_the_security_headers(client, source):

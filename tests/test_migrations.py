@@ -8,7 +8,11 @@ from django.db.migrations import AddConstraint, AddField, AddIndex, Migration
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.state import ProjectState
 
-from moderation.migration_operations import AddIndexConcurrently, AddUniqueConstraintConcurrently
+from moderation.migration_operations import (
+    AddIndexConcurrently,
+    AddUniqueConstraintConcurrently,
+    DropFieldIndexConcurrently,
+)
 
 # Tables that hold a row per item, label or decision: a plain index build blocks their writes
 # (intake, labeling, review) for as long as it takes.
@@ -67,7 +71,11 @@ def test_no_migration_builds_a_plain_index_on_the_item_label_or_decision_tables(
 
 def test_a_concurrent_index_is_only_used_in_a_non_atomic_migration():
     for migration in project_migrations():
-        concurrent = (AddIndexConcurrently, AddUniqueConstraintConcurrently)
+        concurrent = (
+            AddIndexConcurrently,
+            AddUniqueConstraintConcurrently,
+            DropFieldIndexConcurrently,
+        )
         if any(isinstance(op, concurrent) for op in migration.operations):
             assert migration.atomic is False, migration.name
 
@@ -105,3 +113,35 @@ def test_add_index_concurrently_builds_and_drops_the_index_on_this_database():
     with connection.schema_editor(atomic=False) as editor:
         operation.database_backwards("labelers", editor, new_state, state)
     assert "label_test_idx" not in indexes()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_drop_field_index_concurrently_drops_and_builds_the_fields_index_on_this_database():
+    """Item.source's own index (0027): dropped concurrently on PostgreSQL (plainly on
+    SQLite), built again backwards; the Meta indexes on the column stay."""
+    loader = MigrationLoader(connection)
+    before = loader.project_state(("moderation", "0026_dashboard_rollups"))
+    migration = loader.disk_migrations[("moderation", "0027_item_intake_indexes")]
+    (operation,) = [
+        op
+        for op in migration.operations
+        if isinstance(op, DropFieldIndexConcurrently) and op.name == "source"
+    ]
+    executor_state = loader.project_state(("moderation", "0027_item_intake_indexes"))
+
+    def source_indexes():
+        with connection.cursor() as cursor:
+            found = connection.introspection.get_constraints(cursor, "moderation_item")
+        return {
+            name
+            for name, info in found.items()
+            if info["columns"] == ["source_id"] and info["index"] and not info["unique"]
+        }
+
+    assert not source_indexes()  # migrated: only the unique (source, webhook_id) leads
+    with connection.schema_editor(atomic=False) as editor:
+        operation.database_backwards("moderation", editor, executor_state, before)
+    assert len(source_indexes()) == 1
+    with connection.schema_editor(atomic=False) as editor:
+        operation.database_forwards("moderation", editor, before, executor_state)
+    assert not source_indexes()

@@ -158,7 +158,8 @@ def queue_filter_q(
         )
     if filters.q:
         # Prefix on external_id, contains on the text: both served by trigram indexes on
-        # PostgreSQL (migration 0007).
+        # PostgreSQL, which hold the statuses searched (models.SEARCHED, migration 0027):
+        # a query that names no status ("decided by me") reads its items another way.
         q &= Q(**{f"{prefix}external_id__startswith": filters.q}) | Q(
             **{f"{prefix}content_text__icontains": filters.q}
         )

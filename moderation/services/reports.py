@@ -7,14 +7,12 @@ The formulas (reporter trust, report score) are in moderation/selectors/reports.
 
 from __future__ import annotations
 
-import weakref
-from contextlib import nullcontext
 from datetime import datetime
-from typing import Any
 
-from django.db import IntegrityError, ProgrammingError, connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from lib.prepared import PreparedStatement
 from moderation.errors import IntakeError
 from moderation.intake import ReportPayload
 from moderation.models import Decision, Item, Report, Source
@@ -385,7 +383,7 @@ def _report_ingest_statement(
         "return_reporters": source.report_return_reporters,
     }
     try:
-        row = _statement_run(params)
+        row = _STATEMENT.fetchone(params)
     except IntegrityError:
         return None  # the same report_id, stored since the statement began
     item_id, report_pk, status, step, stored_pk, stored_item, stored_status = row
@@ -400,65 +398,23 @@ def _report_ingest_statement(
     return report, True
 
 
-# The statement is PREPAREd once per database session and EXECUTEd with its values: its
-# plan (a dozen joins) cost more to make than to run. These are its parameters, in the
-# order of $1..$9, with their types.
-_STATEMENT_NAME = "moderation_report_ingest"
-_STATEMENT_PARAMS = (
-    ("source_id", "bigint"),
-    ("external_id", "text"),
-    ("report_id", "text"),
-    ("webhook_id", "text"),
-    ("reason", "text"),
-    ("reporter_id", "text"),
-    ("comment", "text"),
-    ("now", "timestamptz"),
-    ("return_reporters", "integer"),
+# The statement is PREPAREd once per database session and EXECUTEd with its values
+# (lib/prepared.py): its plan (a dozen joins) cost more to make than to run.
+_STATEMENT = PreparedStatement(
+    "moderation_report_ingest",
+    _REPORT_STATEMENT,
+    (
+        ("source_id", "bigint"),
+        ("external_id", "text"),
+        ("report_id", "text"),
+        ("webhook_id", "text"),
+        ("reason", "text"),
+        ("reporter_id", "text"),
+        ("comment", "text"),
+        ("now", "timestamptz"),
+        ("return_reporters", "integer"),
+    ),
 )
-# The sessions (raw connections) that hold it.
-_prepared_on: weakref.WeakSet[Any] = weakref.WeakSet()
-
-
-def _statement_prepare_sql() -> str:
-    sql = _REPORT_STATEMENT
-    for position, (name, _) in enumerate(_STATEMENT_PARAMS, start=1):
-        sql = sql.replace(f"%({name})s", f"${position}")
-    types = ", ".join(kind for _, kind in _STATEMENT_PARAMS)
-    return f"PREPARE {_STATEMENT_NAME} ({types}) AS {sql}"
-
-
-_STATEMENT_PREPARE = _statement_prepare_sql()
-_STATEMENT_EXECUTE = f"EXECUTE {_STATEMENT_NAME} ({', '.join(['%s'] * len(_STATEMENT_PARAMS))})"
-# The session lost it (DISCARD ALL, a pooler handing another server connection).
-_STATEMENT_MISSING = "26000"
-
-
-def _statement_run(params: dict[str, Any]) -> tuple:
-    """The statement's one row, EXECUTEd (PREPAREd first when this session lacks it)."""
-    connection.ensure_connection()
-    session = connection.connection
-    if session not in _prepared_on:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT FROM pg_prepared_statements WHERE name = %s", [_STATEMENT_NAME])
-            if cursor.fetchone() is None:
-                cursor.execute(_STATEMENT_PREPARE)
-        _prepared_on.add(session)
-    try:
-        with _guard(), connection.cursor() as cursor:
-            cursor.execute(_STATEMENT_EXECUTE, [params[name] for name, _ in _STATEMENT_PARAMS])
-            return cursor.fetchone()
-    except ProgrammingError as exc:
-        if getattr(exc.__cause__, "sqlstate", None) != _STATEMENT_MISSING:
-            raise
-    _prepared_on.discard(session)  # prepared again next time; this once, as it is
-    with _guard(), connection.cursor() as cursor:
-        cursor.execute(_REPORT_STATEMENT, params)
-        return cursor.fetchone()
-
-
-def _guard():
-    """Inside a caller's transaction, a savepoint keeps a failed statement from breaking it."""
-    return transaction.atomic() if connection.in_atomic_block else nullcontext()
 
 
 def _report_answer(

@@ -182,6 +182,38 @@ def test_an_ingested_item_is_stored_as_the_orm_would_store_it(source):
     assert Item.objects.filter(metadata__nested__list__1=2.5, pk=item.pk).exists()
 
 
+def _statements(queries) -> list[str]:
+    """The statements of a capture, less the test's savepoints around the insert and the
+    PREPAREs a session runs once (lib/prepared.py)."""
+    return [
+        q["sql"]
+        for q in queries
+        if "SAVEPOINT" not in q["sql"] and not q["sql"].startswith("PREPARE ")
+    ]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PREPARE is PostgreSQL's")
+def test_a_new_item_executes_the_sessions_prepared_insert(source):
+    """Each webhook EXECUTEs the insert its database session PREPAREd once."""
+    item_ingest(
+        source=source,
+        payload=IntakePayload(external_id="p1", content_text="a"),
+        webhook_id="msg_1",
+    )
+    with CaptureQueriesContext(connection) as queries:
+        item, created = item_ingest(
+            source=source,
+            payload=IntakePayload(external_id="p2", content_text="b", metadata={"k": [1]}),
+            webhook_id="msg_2",
+        )
+    statements = _statements(queries)
+    assert created and len(statements) == 1, statements
+    assert statements[0].startswith(f"EXECUTE {items_service._INSERT.name} (")
+    stored = Item.objects.get(pk=item.pk)
+    assert (stored.content_text, stored.metadata, stored.webhook_id) == ("b", {"k": [1]}, "msg_2")
+    assert _fields(item) == _fields(stored)
+
+
 def test_an_item_of_a_known_author_is_stored_as_the_first_one_was(source):
     """On PostgreSQL the second item of an author is one statement (lookup and insert
     together); it stores what the two-statement path stores, wherever it runs."""
@@ -199,8 +231,7 @@ def test_an_item_of_a_known_author_is_stored_as_the_first_one_was(source):
             webhook_id="msg_2",
         )
     assert created and second.author_id == first.author_id
-    # (The test's transaction adds a savepoint around the insert: not counted.)
-    statements = [q["sql"] for q in queries if "SAVEPOINT" not in q["sql"]]
+    statements = _statements(queries)
     assert len(statements) == (1 if connection.vendor == "postgresql" else 2), statements
     assert second.author.account_created_at == created_at and second.author.name == "Ann"
     stored = Item.objects.get(pk=second.pk)
@@ -224,8 +255,13 @@ def test_a_new_authors_first_item_looks_the_author_up_once(source):
             webhook_id="msg_1",
         )
     assert created and item.author.external_id == "u-new"
-    statements = [q["sql"] for q in queries if "SAVEPOINT" not in q["sql"]]
-    lookups = [sql for sql in statements if "external_id" in sql and "SELECT" in sql.upper()]
+    statements = _statements(queries)
+    lookups = [
+        sql
+        for sql in statements
+        if ("external_id" in sql and "SELECT" in sql.upper())
+        or sql.startswith(f"EXECUTE {items_service._INSERT_KNOWN_AUTHOR.name} ")
+    ]
     assert len(lookups) == 1, statements
     assert len(statements) == 3, statements  # lookup, the author's insert, the item's
     assert Author.objects.get(source=source, external_id="u-new").name == "Ann"

@@ -7,12 +7,28 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from django.contrib.auth.models import Group, Permission
+from django.db import connection
+from django.db.models import Q
 from django.utils import timezone
 
 from labelers.models import Label
 from moderation.filters import QueueFilter
-from moderation.models import Decision, Item, ReviewerSettings, queue_key, queue_key_ranges
-from moderation.selectors.queue import queue_counts, queue_next, queue_page, queue_sla
+from moderation.models import (
+    IN_QUEUE,
+    QUEUE_FAILED,
+    Decision,
+    Item,
+    ReviewerSettings,
+    queue_key,
+    queue_key_ranges,
+)
+from moderation.selectors.queue import (
+    queue_counts,
+    queue_filter_q,
+    queue_next,
+    queue_page,
+    queue_sla,
+)
 from moderation.services.claims import item_claim
 from moderation.services.decisions import decision_record
 from moderation.services.queue import items_sla_refresh
@@ -20,6 +36,8 @@ from moderation.services.verdicts import item_labels_changed, items_routed
 from moderation.tests.factories import LabelerFactory, SourceFactory, UserFactory, reason_id
 
 pytestmark = pytest.mark.django_db
+# Each queue status's own condition, as the queue's selectors write it.
+QUEUE_STATUSES = {"undecided": IN_QUEUE, "failed": QUEUE_FAILED, "escalated": ("escalated",)}
 
 _numbers = itertools.count()
 
@@ -186,6 +204,33 @@ def test_search_finds_an_external_id_by_prefix_and_text_in_any_case(source, revi
     assert page_ids(reviewer, q="post-123") == [by_id.pk]
     assert page_ids(reviewer, q="post-12345") == [by_id.pk]
     assert page_ids(reviewer, q="cheap watch") == [by_text.pk]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="trigram indexes: PostgreSQL")
+@pytest.mark.parametrize("status", ["undecided", "failed", "escalated"])
+def test_the_search_of_every_queue_can_use_the_partial_trigram_indexes(source, status):
+    """The search indexes hold only the statuses searched (migration 0027): each queue's
+    search still implies their condition, so the planner can read them."""
+    waiting(source, text="dark mode broke")
+    items = Item.objects.filter(
+        Q(status__in=QUEUE_STATUSES[status]), queue_filter_q(QueueFilter(q="dark"), allowed=None)
+    )
+    with connection.cursor() as cursor:
+        # Only the search indexes left to choose from (rolled back with the test), and a
+        # scan of the table made the last resort: a search index whose condition the
+        # query did not imply would leave the planner nothing but that scan.
+        others = [
+            name
+            for name, info in connection.introspection.get_constraints(
+                cursor, Item._meta.db_table
+            ).items()
+            if info["index"] and not info["primary_key"] and "_search_idx" not in name
+        ]
+        for name in others:
+            cursor.execute(f"DROP INDEX {connection.ops.quote_name(name)}")
+        cursor.execute("SET LOCAL enable_seqscan = off")
+    plan = items.explain()
+    assert "item_text_search_idx" in plan and "item_external_id_search_idx" in plan, plan
 
 
 def test_filters_combine(reviewer):

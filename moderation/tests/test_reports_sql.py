@@ -233,7 +233,7 @@ def test_a_lost_prepared_statement_is_prepared_again(source):
     labeled(source, "target")
     report_ingest(source=source, payload=payload("r1", reporter="a"), webhook_id="w1")
     with connection.cursor() as cursor:
-        cursor.execute(f"DEALLOCATE {report_services._STATEMENT_NAME}")
+        cursor.execute(f"DEALLOCATE {report_services._STATEMENT.name}")
     # This once unprepared (in the caller's transaction, which stays usable), then again.
     for n in (2, 3):
         _, created = report_ingest(
