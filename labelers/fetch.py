@@ -22,6 +22,7 @@ from labelers.models import Label, LabelerVersion
 from labelers.throttle import SlotAbandoned
 from labelers.verdict import Answer, item_refresh
 from lib import logs
+from lib.prepared import PreparedStatement
 from moderation.models import Item
 
 logger = logging.getLogger(__name__)
@@ -103,10 +104,12 @@ def backoff_seconds(attempt: int, retry_after: float | None = None) -> float:
 # rather than UPDATE ... FROM: SQLite's RETURNING cannot name a FROM table. Written out: the
 # ORM has no UPDATE ... RETURNING, and this runs once per label.
 _CLAIM_SQL = """
-UPDATE {label} SET status = %s, lease_expires_at = %s, attempts = attempts + 1, worker = %s
-WHERE id = %s AND (
-    (status IN (%s, %s) AND (next_attempt_at IS NULL OR next_attempt_at <= %s))
-    OR (status = %s AND lease_expires_at < %s)
+UPDATE {label}
+SET status = {running}, lease_expires_at = %(lease)s, attempts = attempts + 1, worker = %(worker)s
+WHERE id = %(label_id)s AND (
+    (status IN ({pending}, {failed_transient})
+     AND (next_attempt_at IS NULL OR next_attempt_at <= %(now)s))
+    OR (status = {running} AND lease_expires_at < %(now)s)
 )
 RETURNING id, item_id, revision, labeler_version_id, attempts, model, content_hash,
     (SELECT revision FROM {item} WHERE id = {label}.item_id),
@@ -123,35 +126,51 @@ RETURNING id, item_id, revision, labeler_version_id, attempts, model, content_ha
     (SELECT other.id FROM {label} other
      WHERE other.content_hash = {label}.content_hash
        AND other.labeler_version_id = {label}.labeler_version_id
-       AND other.model = {label}.model AND other.id <> {label}.id AND other.status = %s
-       AND (other.labeled_at >= %s OR NOT EXISTS (
+       AND other.model = {label}.model AND other.id <> {label}.id AND other.status = {done}
+       AND (other.labeled_at >= %(recent)s OR NOT EXISTS (
            SELECT 1 FROM {version} latest WHERE latest.id = {label}.labeler_version_id
            AND latest.remote_labeler_id <> '' AND latest.remote_version_id IN ('latest', '')))
      LIMIT 1),
     (SELECT other.id FROM {label} other
      WHERE other.content_hash = {label}.content_hash
        AND other.labeler_version_id + 0 = {label}.labeler_version_id
-       AND other.model = {label}.model AND other.id <> {label}.id AND other.status || '' = %s
-       AND other.lease_expires_at > %s
+       AND other.model = {label}.model AND other.id <> {label}.id AND other.status || '' = {running}
+       AND other.lease_expires_at > %(now)s
      LIMIT 1),
     (SELECT other.id FROM {label} other
      WHERE other.content_hash = {label}.content_hash
        AND other.labeler_version_id + 0 = {label}.labeler_version_id
        AND other.model = {label}.model AND other.id <> {label}.id
-       AND other.status || '' IN (%s, %s, %s)
+       AND other.status || '' IN ({pending}, {running}, {failed_transient})
      LIMIT 1)
 """
 
 
+# The claim's parameters and their types, for PREPARE (lib/prepared.py).
+_CLAIM_PARAMS = (
+    ("lease", "timestamptz"),
+    ("worker", "text"),
+    ("label_id", "bigint"),
+    ("now", "timestamptz"),
+    ("recent", "timestamptz"),
+)
+
+
 @functools.cache
-def _claim_sql() -> str:
-    # The tables' own names, quoted; built once per process.
+def _claim_statement() -> PreparedStatement:
+    # The tables' own names, quoted; built once per process. Prepared: its plan (fourteen
+    # subqueries) cost PostgreSQL more CPU to make than to run, once per label.
     quote = connection.ops.quote_name
-    return _CLAIM_SQL.format(
+    sql = _CLAIM_SQL.format(
         label=quote(Label._meta.db_table),
         item=quote(Item._meta.db_table),
         version=quote(LabelerVersion._meta.db_table),
+        # Constants of the code, written into the statement: a prepared statement's plan is
+        # made without its values, and with the status a value PostgreSQL could not use the
+        # partial index of done labels (it read every label of the version instead).
+        **{status.name.lower(): f"'{status.value}'" for status in Label.Status},
     )
+    return PreparedStatement("labelers_label_claim", sql, _CLAIM_PARAMS)
 
 
 def _claim(label_id: int) -> Label | None:
@@ -162,16 +181,10 @@ def _claim(label_id: int) -> Label | None:
     lease = now + timedelta(seconds=settings.LABEL_LEASE_SECONDS)
     recent = now - timedelta(seconds=settings.LABEL_REMOTE_LATEST_CACHE_SECONDS)
     at = connection.ops.adapt_datetimefield_value
-    S = Label.Status
-    params = [
-        S.RUNNING, at(lease), WORKER_NAME, label_id,
-        S.PENDING, S.FAILED_TRANSIENT, at(now), S.RUNNING, at(now),
-        S.DONE, at(recent), S.RUNNING, at(now),
-        S.PENDING, S.RUNNING, S.FAILED_TRANSIENT,
-    ]  # fmt: skip
-    with connection.cursor() as cursor:
-        cursor.execute(_claim_sql(), params)
-        row = cursor.fetchone()
+    row = _claim_statement().fetchone(
+        {"lease": at(lease), "worker": WORKER_NAME, "label_id": label_id, "now": at(now),
+         "recent": at(recent)}
+    )  # fmt: skip
     if row is None:
         return None
     (pk, item_id, revision, version_id, attempts, model, content_hash) = row[:7]

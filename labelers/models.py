@@ -128,7 +128,11 @@ class Label(models.Model):
         FAILED_TRANSIENT = "failed_transient", "Failed (will retry later)"
         SUPERSEDED = "superseded", "Not sent: the item was edited"
 
-    item = models.ForeignKey("moderation.Item", on_delete=models.CASCADE, related_name="labels")
+    # No index of its own: label_once_per_revision's starts with the item. Each index is
+    # written at every claim and every answer (both change the status: no HOT update).
+    item = models.ForeignKey(
+        "moderation.Item", on_delete=models.CASCADE, related_name="labels", db_index=False
+    )
     # The item revision labeled (moderation.Item.revision).
     revision = models.PositiveIntegerField(default=1)
     labeler_version = models.ForeignKey(
@@ -145,7 +149,8 @@ class Label(models.Model):
     cache_hit = models.BooleanField(default=False)
     error = models.TextField(blank=True)
     # Copied from the item so identical content is found without a join (cost guard).
-    content_hash = models.CharField(max_length=64, db_index=True)
+    # Indexed by label_content_hash_idx (db_index would add a second, LIKE-pattern index).
+    content_hash = models.CharField(max_length=64)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     # The worker process running it (labelers/liveness.py): when that worker's heartbeat
@@ -171,9 +176,16 @@ class Label(models.Model):
                 condition=Q(status="done"),
                 name="label_cache_idx",
             ),
-            # Labels given today and this week (the admins' dashboard).
+            # The claim's lookups of identical labels in flight or open.
+            models.Index(fields=["content_hash"], name="label_content_hash_idx"),
+            # Labels given today and this week (the admins' dashboard). "labeled_at is not
+            # null" (implied by any range of days) keeps it out of the claim's lookup of an
+            # identical done label, whose prepared plan, made while few labels were done,
+            # would otherwise scan it whole instead of label_cache_idx.
             models.Index(
-                fields=["labeled_at"], condition=Q(status="done"), name="label_done_at_idx"
+                fields=["labeled_at"],
+                condition=Q(status="done", labeled_at__isnull=False),
+                name="label_done_labeled_at_idx",
             ),
         ]
 

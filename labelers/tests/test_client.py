@@ -1,4 +1,5 @@
 import pytest
+import urllib3
 
 from labelers.client import (
     AuthenticationError,
@@ -139,3 +140,22 @@ def test_a_403_fails_that_call_but_is_not_a_refused_key(api):
     with pytest.raises(PermanentLabelError) as caught:
         client.label(REQUEST)
     assert not isinstance(caught.value, AuthenticationError)
+
+
+def test_a_refused_connection_is_transient_and_not_a_timeout():
+    # Port 9 (discard) is closed here: the connection is refused at once.
+    client = LabelClient(base_url="http://127.0.0.1:9", api_key="test-key", connect_timeout=1)
+    with pytest.raises(TransientLabelError, match="connection error"):
+        client.label(REQUEST)
+
+
+def test_it_goes_through_the_environments_proxy_unless_no_proxy_names_the_host(monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    proxied = LabelClient(base_url="https://api.example", api_key="k")
+    assert isinstance(proxied.pool, urllib3.ProxyManager)
+    assert proxied.pool.proxy.host == "proxy.example"
+    monkeypatch.setenv("NO_PROXY", "api.example")
+    direct = LabelClient(base_url="https://api.example", api_key="k")
+    assert not isinstance(direct.pool, urllib3.ProxyManager)
