@@ -15,10 +15,11 @@ from django.utils.timesince import timesince
 
 from labelers.breaker import breaker_status
 from labelers.dashboard_rollups import FIGURES as DASHBOARD_FIGURES
-from labelers.dashboard_rollups import DayFigures, Figures, daily_figures, day_start
+from labelers.dashboard_rollups import DayFigures, Figures, daily_figures
 from labelers.models import DispatchHeartbeat, Label, Labeler, LabelerVersion, ShadowRun
 from labelers.routing import source_routing
 from lib.batch import read_together
+from lib.days import day_start
 from moderation.models import CallbackDelivery, Decision, Item
 from moderation.selectors.banks import banks_savings_query
 from moderation.selectors.figures import decided_under_versions_count

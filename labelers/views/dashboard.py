@@ -21,7 +21,8 @@ from django.views.decorators.http import require_GET
 
 from labelers import selectors
 from labelers.dashboard_chart import Chart, bars_chart
-from labelers.dashboard_rollups import DayFigures, Figures, day_start
+from labelers.dashboard_rollups import DayFigures, Figures
+from lib.days import day_start
 from moderation.models import IN_QUEUE, Item, QueueSnapshot, Source
 from moderation.permissions import staff_required
 from moderation.selectors.queue import queues_figures, sources_sla
@@ -210,6 +211,9 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         _queue_peaks_query(chart_days[0]),
         *([selectors.reviewer_names_query(figures)] if figures is not None else []),
     )
+    # The caller's own reads, in the order given: the peaks, then the names (with figures).
+    peak_rows, *name_rows = counts.extra
+    names = dict(name_rows[0]) if name_rows else None
     special = counts.special
     slas = sources_sla(list(Source.objects.order_by("name")))
     in_queue = ",".join(IN_QUEUE)
@@ -273,12 +277,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             ],
             "reveals": row["reveals"],
         }
-        for row in selectors.team_throughput(
-            periods,
-            figures,
-            counts.reveals,
-            dict(counts.extra[1]) if figures is not None else None,
-        )
+        for row in selectors.team_throughput(periods, figures, counts.reveals, names)
     ]
     return render(
         request,
@@ -288,7 +287,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "activity_rows": activity_rows,
             "chart_days": chart_days,
             "source_charts": (
-                _source_charts(slas, figures, chart_days, now, counts.extra[0])
+                _source_charts(slas, figures, chart_days, now, peak_rows)
                 if figures is not None
                 else []
             ),
