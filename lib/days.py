@@ -5,9 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
 
+from django.utils import timezone
+
 
 def day_start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def today_start(now: datetime | None = None) -> datetime:
+    """Midnight UTC of `now` (by default, of the present moment): where "today" begins for
+    every daily figure, whatever the site's time zone."""
+    now = now if now is not None else timezone.now()
+    return day_start(now.astimezone(UTC).date())
 
 
 def day_runs(days: Iterable[date]) -> list[tuple[date, date]]:

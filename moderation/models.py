@@ -13,6 +13,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from lib.days import today_start
+
 
 def new_webhook_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
@@ -33,7 +35,7 @@ def free_for(reviewer, now) -> Q:
 
 def shift_start(settings_row: ReviewerSettings | None) -> datetime:
     """A shift starts at the reviewer's last break, and at the latest at midnight UTC."""
-    midnight = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    midnight = today_start()
     started = settings_row.shift_started_at if settings_row else None
     return max(started, midnight) if started else midnight
 

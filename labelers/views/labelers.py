@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django.contrib import messages
@@ -46,6 +46,7 @@ from labelers.quality.chart import daily_chart
 from labelers.quality.export import decided_export_rows
 from labelers.quality.figures import ADVICE_MIN_DECIDED
 from labelers.quality.loaders import labeler_report
+from lib.days import today_start
 from moderation.filters import int_or_none
 from moderation.permissions import staff_required
 from moderation.services.rereview import items_send_for_rereview
@@ -471,7 +472,7 @@ def labeler_quality(request: HttpRequest, labeler_id: int) -> HttpResponse:
     # Whole UTC days (today and the days before it): closed days are read from their daily
     # counts, and only today is counted from its labels (a window starting mid-day would
     # count its first day live too).
-    midnight = timezone.now().astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    midnight = today_start()
     since = midnight - timedelta(days=days - 1) if days else None
     reports = [
         (report, daily_chart(report.quality.days))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
+from lib.days import today_start
 from moderation.models import (
     Decision,
     MediaReveal,
@@ -63,7 +64,7 @@ def exposure(user, *, settings_row: ReviewerSettings | None = None) -> Exposure:
     if settings_row is None:
         settings_row = reviewer_settings(user)
     now = timezone.now()
-    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    midnight = today_start(now)
     shift_from = shift_start(settings_row)
     first_activity = (
         Decision.objects.filter(reviewer_id=user.pk, created_at__gte=shift_from)
@@ -87,7 +88,7 @@ def exposure(user, *, settings_row: ReviewerSettings | None = None) -> Exposure:
 def reveals_today_query() -> QuerySet:
     """(username, items whose media they revealed since midnight UTC) rows: reveals_today's
     read, for a page that reads it with others (lib/batch.py)."""
-    midnight = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    midnight = today_start()
     return (
         MediaReveal.objects.filter(revealed_at__gte=midnight)
         .values_list("reviewer__username")
@@ -107,7 +108,7 @@ def team_exposure_raw() -> list[dict]:
 
     A decision is an approve, remove or escalate, as on the admins' dashboard: an undo is
     not one, and the decision it reversed still counts (the reviewer made it)."""
-    midnight = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    midnight = today_start()
     decided = dict(
         # System decisions (auto-approvals) have no reviewer: not anyone's throughput.
         Decision.objects.filter(created_at__gte=midnight, reviewer__isnull=False)
