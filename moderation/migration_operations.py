@@ -84,11 +84,23 @@ class DropFieldIndexConcurrently(AlterField):
         return f"Concurrently drop the index of {self.model_name}.{self.name}"
 
     def _field_index_names(self, schema_editor, model, column: str) -> list[str]:
-        # The index Django made for the field itself: single-column, not one of Meta's.
+        # The indexes Django made for the field itself (the plain one and, for text, its
+        # LIKE-pattern twin): single-column, not unique, not one of Meta's. Read from the
+        # database's own catalogue (public introspection), not guessed from a name.
         meta = {index.name for index in model._meta.indexes}
         meta |= {constraint.name for constraint in model._meta.constraints}
-        return schema_editor._constraint_names(
-            model, [column], index=True, type_=Index.suffix, exclude=meta
+        connection = schema_editor.connection
+        with connection.cursor() as cursor:
+            found = connection.introspection.get_constraints(cursor, model._meta.db_table)
+        return sorted(
+            name
+            for name, info in found.items()
+            if info["index"]
+            and not info["unique"]
+            and not info["primary_key"]
+            and info["columns"] == [column]
+            and info["type"] == Index.suffix
+            and name not in meta
         )
 
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
@@ -109,7 +121,7 @@ class DropFieldIndexConcurrently(AlterField):
         model = to_state.apps.get_model(app_label, self.model_name)
         if not self.allow_migrate_model(schema_editor.connection.alias, model):
             return
-        field = model._meta.get_field(self.name)
-        schema_editor.execute(
-            schema_editor._create_index_sql(model, fields=[field], concurrently=True)
-        )
+        # Built again as a named Index (the name Django's Index gives itself), concurrently.
+        index = Index(fields=[self.name])
+        index.set_name_with_model(model)
+        schema_editor.add_index(model, index, concurrently=True)
