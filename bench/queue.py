@@ -4,6 +4,7 @@
     .venv/bin/python -m bench.queue --sizes 10000,1000000        # the issue's measurement
     .venv/bin/python -m bench.queue --sizes 10000,1000000 --queues 10   # team queues (29)
     .venv/bin/python -m bench.queue --sizes 10000,1000000 --reported 0.1  # reports (26)
+    .venv/bin/python -m bench.queue --sizes 10000,1000000 --mine 0.2  # "decided by me"
 
 For each size, from scratch:
 
@@ -32,6 +33,10 @@ For each size, from scratch:
    team queues reading pt and de: their first page, and their "next" (served by language
    first, within their queues). With --reported: two more, the "Reported" filter
    (?reported=1) and a report reason (?report_reason=harassment).
+   With --mine S: a share S of items is decided (approved or removed) by the benched
+   reviewer, one decision each over the past 48 h; two more kinds, their "Decided by me"
+   page and a search in it (?status=mine&q=quokkaspam): the page is read from their
+   decisions, newest first, so a rare term walks their decisions until it finds a page.
 5. Prints a table and checks the targets: p99 < 50 ms for every kind, and with two sizes or
    more, p99 at the largest <= 1.2 x p99 at the smallest for every kind.
 
@@ -91,6 +96,8 @@ KINDS = ("first", "deep", "filtered", "search")
 TEAM_KINDS = ("team-first", "team-next")
 # With --reported: the queue's two report filters, items with open reports and one reason.
 REPORT_KINDS = ("reported", "reason")
+# With --mine: the reviewer's own decisions, and a search among them.
+MINE_KINDS = ("mine", "mine-search")
 SEARCH_TERM = "quokkaspam"
 WORDS = "hello spam offer cheap watches click here great deal free account friend"
 
@@ -176,8 +183,26 @@ CROSS JOIN LATERAL generate_series(
 WHERE i.report_score IS NOT NULL
 """
 
+# With --mine: a share of items decided by one reviewer (their item's latest decision).
+MINE_SQL = """
+WITH decided AS (
+    UPDATE moderation_item
+    SET status = 'decided', decided_at = received_at + interval '5 minutes', queue_key = NULL,
+        queue_score = NULL
+    WHERE (id * 7901) %% 1000 < %(mine_per_mille)s
+    RETURNING id, received_at, status
+)
+INSERT INTO moderation_decision (
+    item_id, revision, reviewer_id, action, reason, note, created_at, status_before,
+    labeler_versions, report_ids
+)
+SELECT id, 1, %(reviewer)s, CASE WHEN id %% 3 = 0 THEN 'remove' ELSE 'approve' END, '', '',
+    received_at + interval '5 minutes', 'flagged', '[]'::jsonb, '[]'::jsonb
+FROM decided
+"""
 
-def seed(count: int, queues: int = 0, reported: float = 0.0) -> dict:
+
+def seed(count: int, queues: int = 0, reported: float = 0.0, mine: float = 0.0) -> dict:
     started = time.monotonic()
     teams = []
     for n in range(1, queues):
@@ -205,6 +230,11 @@ def seed(count: int, queues: int = 0, reported: float = 0.0) -> dict:
         )
         cursor.execute(REPORTS_SQL, {})
         reports = cursor.rowcount
+    user = get_user_model().objects.create_user("bench-reviewer", password="x")
+    user.groups.add(Group.objects.get_or_create(name="reviewer")[0])
+    with connection.cursor() as cursor:
+        cursor.execute(MINE_SQL, {"mine_per_mille": round(mine * 1000), "reviewer": user.pk})
+        decisions = cursor.rowcount
     # The SQL key must be the product's.
     for score, key in Item.objects.filter(queue_key__isnull=False).values_list(
         "queue_score", "queue_key"
@@ -214,8 +244,7 @@ def seed(count: int, queues: int = 0, reported: float = 0.0) -> dict:
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE moderation_item")
         cursor.execute("VACUUM ANALYZE moderation_report")
-    user = get_user_model().objects.create_user("bench-reviewer", password="x")
-    user.groups.add(Group.objects.get_or_create(name="reviewer")[0])
+        cursor.execute("VACUUM ANALYZE moderation_decision")
     # A team reviewer: three team queues (the default one has no team: theirs too, as every
     # reviewer's), reading two languages.
     team_user = get_user_model().objects.create_user("bench-team-reviewer", password="x")
@@ -227,6 +256,7 @@ def seed(count: int, queues: int = 0, reported: float = 0.0) -> dict:
         "team_user": team_user if teams else None,
         "breached": breached,
         "reports": reports,
+        "decisions": decisions,
         "seconds": time.monotonic() - started,
     }
 
@@ -273,6 +303,12 @@ def page_urls(kind: str, sources: list[Source]):
     elif kind == "reason":
         while True:
             yield "/?report_reason=harassment"
+    elif kind == "mine":
+        while True:
+            yield "/?status=mine"
+    elif kind == "mine-search":
+        while True:
+            yield f"/?status=mine&q={SEARCH_TERM}"
     else:
         start = f"/?after={deep_cursor()}"
         url = start
@@ -283,11 +319,14 @@ def page_urls(kind: str, sources: list[Source]):
 
 def page_queries(sql_log: list[dict]) -> list[str]:
     """The view's page queries: those that read a page of items in queue order (a score
-    filter reads up to three key ranges, one after the other)."""
+    filter reads up to three key ranges, one after the other), or of the reviewer's
+    decisions ("decided by me")."""
     found = [
         query["sql"]
         for query in sql_log
-        if 'FROM "moderation_item"' in query["sql"]
+        if (
+            'FROM "moderation_item"' in query["sql"] or 'FROM "moderation_decision"' in query["sql"]
+        )
         and "ORDER BY" in query["sql"]
         and re.search(r"LIMIT \d+$", query["sql"])
         and not query["sql"].startswith("SELECT (SELECT")
@@ -357,16 +396,18 @@ def measure(kind: str, client: Client, sources: list[Source], requests: int) -> 
     }
 
 
-def run_size(count: int, requests: int, queues: int = 0, reported: float = 0.0) -> dict:
+def run_size(
+    count: int, requests: int, queues: int = 0, reported: float = 0.0, mine: float = 0.0
+) -> dict:
     print(
         f"\n=== {count:,} items, {queues or 1} queue(s), {reported:.0%} reported ({load()}) ===",
         flush=True,
     )
     pgdb.recreate_database(DB_NAME)
-    seeded = seed(count, queues, reported)
+    seeded = seed(count, queues, reported, mine)
     print(
         f"seeded in {seeded['seconds']:.1f} s; {seeded['breached']:,} items marked past SLA; "
-        f"{seeded['reports']:,} open reports",
+        f"{seeded['reports']:,} open reports; {seeded['decisions']:,} decided by the reviewer",
         flush=True,
     )
     # As production sees it behind the TLS proxy (SSL redirect and HSTS are on there).
@@ -376,7 +417,7 @@ def run_size(count: int, requests: int, queues: int = 0, reported: float = 0.0) 
     if seeded["team_user"] is not None:
         team_client.force_login(seeded["team_user"])
     results = {}
-    for kind in kinds_for(queues, reported):
+    for kind in kinds_for(queues, reported, mine):
         result = measure(
             kind, team_client if kind.startswith("team") else client, seeded["sources"], requests
         )
@@ -395,8 +436,13 @@ def run_size(count: int, requests: int, queues: int = 0, reported: float = 0.0) 
     return results
 
 
-def kinds_for(queues: int, reported: float = 0.0) -> tuple[str, ...]:
-    return KINDS + (TEAM_KINDS if queues > 1 else ()) + (REPORT_KINDS if reported > 0 else ())
+def kinds_for(queues: int, reported: float = 0.0, mine: float = 0.0) -> tuple[str, ...]:
+    return (
+        KINDS
+        + (TEAM_KINDS if queues > 1 else ())
+        + (REPORT_KINDS if reported > 0 else ())
+        + (MINE_KINDS if mine > 0 else ())
+    )
 
 
 def main() -> int:
@@ -414,16 +460,24 @@ def main() -> int:
         default=0.0,
         help="share of items with open reports, e.g. 0.1 (issue 26)",
     )
+    parser.add_argument(
+        "--mine",
+        type=float,
+        default=0.0,
+        help='share of items decided by the benched reviewer, e.g. 0.2 ("decided by me")',
+    )
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
-    by_size = {size: run_size(size, args.requests, args.queues, args.reported) for size in sizes}
+    by_size = {
+        size: run_size(size, args.requests, args.queues, args.reported, args.mine) for size in sizes
+    }
 
     print(
         "\n| kind | " + " | ".join(f"{s:,} p50 / p99 (SQL p50)" for s in sizes) + " | ratio p99 |"
     )
     print("|---|" + "---|" * len(sizes) + "---|")
     missed = []
-    for kind in kinds_for(args.queues, args.reported):
+    for kind in kinds_for(args.queues, args.reported, args.mine):
         cells = [
             f"{by_size[s][kind]['p50']:.1f} / {by_size[s][kind]['p99']:.1f} ms "
             f"({by_size[s][kind]['sql_p50']:.2f} ms)"

@@ -27,6 +27,20 @@ def _concurrently(schema_editor) -> bool:
     return True
 
 
+def postgresql_statements(statements: list[str]):
+    """A RunPython function that executes SQL statements on PostgreSQL only (SQLite has no
+    such index: it searches with a plain scan), one at a time, as CONCURRENTLY runs outside
+    any transaction: for index kinds Django's operations cannot express (trigram GIN, with a
+    condition on an expression)."""
+
+    def run(apps, schema_editor):
+        if schema_editor.connection.vendor == "postgresql":
+            for sql in statements:
+                schema_editor.execute(sql)
+
+    return run
+
+
 class AddIndexConcurrently(AddIndex):
     """CREATE INDEX CONCURRENTLY on PostgreSQL, a plain AddIndex on other databases."""
 

@@ -138,9 +138,21 @@ IN_QUEUE = ("flagged", "failed", "unrouted", "audit", "rereview", "reported")
 # Items a person may still claim and decide: the queue, and escalated items (seniors only).
 REVIEWABLE = (*IN_QUEUE, "escalated")
 # Items the queue's search looks through (the queue, escalated, and decided: a reviewer's
-# golden items); its trigram indexes hold only these (migration 0027), so intake's new items
-# and the dispatch's labeling ones never pay for them.
+# golden items). Its trigram indexes hold only what search_indexed_q says, so intake's new
+# items and the dispatch's labeling ones never pay for them.
 SEARCHED = (*REVIEWABLE, "decided")
+
+
+def search_indexed_q(prefix: str = "") -> Q:
+    """The items the trigram search indexes hold (migration 0028): those in a searched
+    status (or erased), and every item edited since it arrived. "Decided by me" names no
+    status, yet an item a reviewer decided stays in one of those statuses until the product
+    edits it (a new revision); so its search names this condition, and the planner reads the
+    indexes instead of scanning the table. A query's condition must imply this one for them
+    to serve it: each queue's search names statuses among SEARCHED."""
+    return Q(**{f"{prefix}status__in": (*SEARCHED, "erased")}) | Q(**{f"{prefix}revision__gt": 1})
+
+
 # The queue's "labeling failed" status: no machine judged these.
 QUEUE_FAILED = ("failed", "unrouted")
 # Items whose status still follows their labels (a verdict moves them): not decided by anyone

@@ -12,7 +12,11 @@ All built and dropped concurrently: intake goes on during the deploy.
 from django.conf import settings
 from django.db import migrations, models
 
-from moderation.migration_operations import AddIndexConcurrently, DropFieldIndexConcurrently
+from moderation.migration_operations import (
+    AddIndexConcurrently,
+    DropFieldIndexConcurrently,
+    postgresql_statements,
+)
 
 SEARCHED = ("flagged", "failed", "unrouted", "audit", "rereview", "reported", "escalated", "decided")
 _CONDITION = "status IN ({})".format(", ".join(f"'{status}'" for status in SEARCHED))
@@ -34,16 +38,6 @@ FULL_SEARCH = [
 ]
 
 
-def _run(statements):
-    def run(apps, schema_editor):
-        # PostgreSQL only (SQLite searches with a plain scan); one statement at a time, as
-        # CONCURRENTLY runs outside any transaction.
-        if schema_editor.connection.vendor == "postgresql":
-            for sql in statements:
-                schema_editor.execute(sql)
-
-    return run
-
 
 class Migration(migrations.Migration):
     atomic = False
@@ -54,7 +48,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RunPython(_run(PARTIAL_SEARCH), _run(FULL_SEARCH), atomic=False),
+        migrations.RunPython(postgresql_statements(PARTIAL_SEARCH), postgresql_statements(FULL_SEARCH), atomic=False),
         DropFieldIndexConcurrently(
             model_name="item",
             name="source",

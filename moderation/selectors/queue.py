@@ -26,6 +26,7 @@ from moderation.models import (
     Source,
     free_for,
     queue_key_ranges,
+    search_indexed_q,
 )
 from moderation.permissions import (
     QueueScope,
@@ -158,8 +159,8 @@ def queue_filter_q(
         )
     if filters.q:
         # Prefix on external_id, contains on the text: both served by trigram indexes on
-        # PostgreSQL, which hold the statuses searched (models.SEARCHED, migration 0027):
-        # a query that names no status ("decided by me") reads its items another way.
+        # PostgreSQL, which hold the statuses searched and edited items (search_indexed_q):
+        # a query that names no status ("decided by me") names that condition instead.
         q &= Q(**{f"{prefix}external_id__startswith": filters.q}) | Q(
             **{f"{prefix}content_text__icontains": filters.q}
         )
@@ -278,6 +279,11 @@ def _my_decisions(
             ),
         )
     )
+    if filters.q:
+        # Always true of an item whose latest decision is this reviewer's (it is decided,
+        # escalated, back in a queue, erased, or edited since), and what lets the search
+        # read the partial trigram indexes instead of every item's text.
+        decisions = decisions.filter(search_indexed_q("item__"))
     if filters.score_min is not None:
         decisions = decisions.filter(item__violation_score__gte=filters.score_min)
     if filters.score_max is not None:

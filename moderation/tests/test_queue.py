@@ -23,6 +23,7 @@ from moderation.models import (
     queue_key_ranges,
 )
 from moderation.selectors.queue import (
+    _my_decisions,
     queue_counts,
     queue_filter_q,
     queue_next,
@@ -209,28 +210,64 @@ def test_search_finds_an_external_id_by_prefix_and_text_in_any_case(source, revi
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="trigram indexes: PostgreSQL")
 @pytest.mark.parametrize("status", ["undecided", "failed", "escalated"])
 def test_the_search_of_every_queue_can_use_the_partial_trigram_indexes(source, status):
-    """The search indexes hold only the statuses searched (migration 0027): each queue's
-    search still implies their condition, so the planner can read them."""
+    """The search indexes hold only the statuses searched and edited items (migration
+    0028): each queue's search still implies their condition, so the planner can read them."""
     waiting(source, text="dark mode broke")
     items = Item.objects.filter(
         Q(status__in=QUEUE_STATUSES[status]), queue_filter_q(QueueFilter(q="dark"), allowed=None)
     )
+    assert_reads_only_the_search_indexes(items.explain)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="trigram indexes: PostgreSQL")
+def test_a_search_of_decided_by_me_can_use_the_partial_trigram_indexes(source, reviewer):
+    """The "decided by me" search names no status: before 0028 it read every item's text
+    (bench/queue.py --mine). It names the indexes' condition now."""
+    item = waiting(source, 0.7, text="dark mode broke")
+    decision_record(item=item, reviewer=reviewer, action="approve")
+    decisions = _my_decisions(
+        reviewer=reviewer, filters=QueueFilter(status="mine", q="dark"), allowed=None
+    )
+    assert [d.item_id for d in decisions] == [item.pk]
+    assert_reads_only_the_search_indexes(decisions.explain)
+
+
+def test_decided_by_me_finds_an_item_edited_since_and_cleared(source, reviewer):
+    """An edit takes a decided item out of the searched statuses (a new revision, labeled
+    again, here cleared): it is still decided by me, and its search still finds it."""
+    item = waiting(source, 0.7, text="dark mode broke", external_id="post-77")
+    decision_record(item=item, reviewer=reviewer, action="approve")
+    # As items._item_revise and a clean verdict leave it.
+    Item.objects.filter(pk=item.pk).update(
+        revision=2, status=Item.Status.LABELED, content_text="dark mode fixed", decided_at=None
+    )
+    assert page_ids(reviewer, status="mine", q="DARK MODE") == [item.pk]
+    assert page_ids(reviewer, status="mine", q="post-7") == [item.pk]
+    assert page_ids(reviewer, status="mine", q="light") == []
+
+
+def assert_reads_only_the_search_indexes(explain) -> None:
+    """Only the search indexes left to read items by (and, for decisions, their way to
+    their item), the rest dropped (rolled back with the test), and plain scans made the last
+    resort (of a table, or of a whole index in a tiny test table): a search index whose
+    condition the query did not imply could not be read by a bitmap scan, leaving the planner
+    nothing but those."""
     with connection.cursor() as cursor:
-        # Only the search indexes left to choose from (rolled back with the test), and a
-        # scan of the table made the last resort: a search index whose condition the
-        # query did not imply would leave the planner nothing but that scan.
-        others = [
-            name
-            for name, info in connection.introspection.get_constraints(
-                cursor, Item._meta.db_table
-            ).items()
-            if info["index"] and not info["primary_key"] and "_search_idx" not in name
-        ]
-        for name in others:
-            cursor.execute(f"DROP INDEX {connection.ops.quote_name(name)}")
+        for table in (Item._meta.db_table, Decision._meta.db_table):
+            others = [
+                name
+                for name, info in connection.introspection.get_constraints(cursor, table).items()
+                if info["index"]
+                and not info["primary_key"]
+                and "_searchable_idx" not in name
+                and info["columns"] != ["item_id"]
+            ]
+            for name in others:
+                cursor.execute(f"DROP INDEX {connection.ops.quote_name(name)}")
         cursor.execute("SET LOCAL enable_seqscan = off")
-    plan = items.explain()
-    assert "item_text_search_idx" in plan and "item_external_id_search_idx" in plan, plan
+        cursor.execute("SET LOCAL enable_indexscan = off")
+    plan = explain()
+    assert "item_text_searchable_idx" in plan and "item_external_id_searchable_idx" in plan, plan
 
 
 def test_filters_combine(reviewer):
