@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from bench import cpu  # noqa: E402
 
 PG = "postgres://postgres@127.0.0.1:5432"
-DB = "bench_pipeline"
+DB = "bench_pipeline" + os.environ.get("BENCH_DB_SUFFIX", "")  # as bench/pgdb.py
 REDIS_DB = "13"  # the tests use db 14 (throttle keys); only this one is flushed
 
 
@@ -180,6 +180,49 @@ def queries_per_label(fake_url: str, source, version, n: int) -> None:
         print(f"  {kind:<52}{count / m:>10.2f}{ms[kind] / count:>14.3f}")
 
 
+def timeline(*, started_at, elapsed: float, concurrency: int) -> None:
+    """Where the run's time went: for each second of the window, the API calls in flight
+    (from each label's answer time and its call's wall time; 0..C), labels finished, and the
+    thread-seconds left idle. The start (messages reaching the workers) and the end (threads
+    with nothing left while others finish their batch) show here."""
+    from labelers.models import Label
+
+    rows = Label.objects.filter(status=Label.Status.DONE).values_list("labeled_at", "latency_ms")
+    seconds = int(elapsed) + 1
+    busy = [0.0] * seconds
+    finished = [0] * seconds
+    first_end, last_start = elapsed, 0.0
+    for labeled_at, latency_ms in rows:
+        end = (labeled_at - started_at).total_seconds()
+        start = end - (latency_ms or 0) / 1000
+        first_end, last_start = min(first_end, end), max(last_start, start)
+        finished[min(seconds - 1, max(0, int(end)))] += 1
+        for sec in range(max(0, int(start)), min(seconds, int(end) + 1)):
+            busy[sec] += max(0.0, min(end, sec + 1) - max(start, sec))
+    idle = [max(0.0, concurrency - b) for b in busy]
+    print(f"\ntimeline (second of the window: calls in flight of {concurrency}, labels done)")
+    for sec in range(seconds):
+        print(f"  {sec:4d}s {busy[sec]:6.2f} {finished[sec]:5d}  " + "#" * round(busy[sec]))
+    third = max(1, seconds // 3)
+    print(
+        f"idle thread-seconds: first 3 s {sum(idle[:3]):.1f}, last {third} s "
+        f"{sum(idle[-third:]):.1f}, between {sum(idle[3:-third]):.1f}; of "
+        f"{concurrency * elapsed:.0f} in the window ({elapsed:.1f} s)"
+    )
+
+
+def workers_ready(count: int, *, limit: float = 120.0) -> float:
+    """Wait until `count` workers answer a ping over the broker; the seconds waited."""
+    from config.celery import app
+
+    began = time.monotonic()
+    while time.monotonic() - began < limit:
+        if len(app.control.ping(timeout=0.5) or []) >= count:
+            break
+    time.sleep(0.5)  # their pools' threads take their first messages at once after
+    return time.monotonic() - began
+
+
 def _db_stats(conn) -> dict:
     cols = ("xact_commit", "xact_rollback", "tup_fetched", "tup_inserted", "tup_updated")
     row = conn.execute(
@@ -270,6 +313,11 @@ def main() -> None:
         "--beat", action="store_true", help="run beat embedded in the first worker (--beat)"
     )
     parser.add_argument(
+        "--timeline",
+        action="store_true",
+        help="print the API calls in flight over the run, second by second",
+    )
+    parser.add_argument(
         "--queries",
         type=int,
         default=0,
@@ -347,10 +395,15 @@ def main() -> None:
             for i in range(args.workers)
         ]
         try:
-            time.sleep(3)  # let the workers connect before the clock starts
+            # The clock starts once every worker answers on the broker: a worker's start
+            # (interpreter, Django, Celery: seconds, more on a busy machine) is not labeling,
+            # and a fixed sleep left it inside the window (seen as seconds with no call in
+            # flight at the start of --timeline at L = 1 s).
+            ready_in = workers_ready(len(workers))
             worker_start = {w.pid: cpu.group_cpu(w.pid) for w in workers}
             with Window(tracker) as window:
                 started = time.monotonic()
+                started_at = timezone.now()
                 with transaction.atomic():
                     labels_enqueue([label.pk for label in labels])
                 enqueue_cpu = time.thread_time() - window.start["main"]
@@ -393,8 +446,11 @@ def main() -> None:
         f"{'product: webhook-less drain':<34}{rate:10.1f} items/s  ({rate / bound:.3f} x bound, "
         f"{rate / base:.3f} x baseline)"
     )
-    print(f"labeled {done}/{n} in {elapsed:.1f}s; API calls per item-labeler: {calls / n:.4f}")
-    target = 0.95 if latency >= 1 else 0.9  # the issue's targets: L = 200 ms and L = 1 s
+    print(
+        f"labeled {done}/{n} in {elapsed:.1f}s (workers ready {ready_in:.1f}s after start, "
+        f"before the clock); API calls per item-labeler: {calls / n:.4f}"
+    )
+    target = 0.97 if latency >= 1 else 0.9  # issue 24: L = 200 ms and L = 1 s
     print(
         f"target >= {target} x bound: {'PASS' if rate >= target * bound else 'FAIL'}; "
         f"calls/item <= 1.01: {'PASS' if calls / n <= 1.01 else 'FAIL'}"
@@ -418,6 +474,8 @@ def main() -> None:
         "connection set-up; tup_fetched includes the bench's count() polls over done labels): "
         + ", ".join(f"{k} {v * per / 1000:.2f}" for k, v in xact.items())
     )
+    if args.timeline:
+        timeline(started_at=started_at, elapsed=elapsed, concurrency=c)
     if args.queries:
         fake.configure(latency=0)  # counts do not depend on it; the drain is one thread
         queries_per_label(fake.url, source, version, args.queries)
