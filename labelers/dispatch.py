@@ -107,22 +107,6 @@ def dispatch_sweep(*, broker_queued: int | None = None, limit: int = 10_000) -> 
     return ids
 
 
-def labels_unsent(*, label_ids: list[int]) -> int:
-    """Labels whose message was acknowledged without working them (the rest of a batch
-    whose task gave up): un-enqueued, the next sweep sends them as new work."""
-    if not label_ids:
-        return 0
-    try:
-        return Label.objects.filter(
-            pk__in=label_ids,
-            status__in=[Label.Status.PENDING, Label.Status.FAILED_TRANSIENT],
-            enqueued_at__isnull=False,
-        ).update(enqueued_at=None)
-    except Exception:  # the database is gone: the lost-message count or the stale timeout
-        logger.warning("cannot mark %d labels unsent", len(label_ids), exc_info=True)
-        return 0
-
-
 def _labels_lost(waiting: Q, *, broker_queued: int, now, exclude: list[int]) -> list[int]:
     """Labels whose message is gone: a broker restarted with an empty store, or a worker
     killed with -9 while holding prefetched messages (Redis keeps those unacknowledged for

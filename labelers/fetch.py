@@ -6,13 +6,14 @@ from __future__ import annotations
 import base64
 import functools
 import logging
+import operator
 import random
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from labelers import client as api
@@ -20,7 +21,7 @@ from labelers.guarded import BreakerOpen, api_key_refused, label_call, record_re
 from labelers.liveness import WORKER_NAME
 from labelers.models import Label, LabelerVersion
 from labelers.throttle import SlotAbandoned
-from labelers.verdict import Answer, item_refresh
+from labelers.verdict import Answer, answer_store, item_refresh
 from lib import logs
 from lib.prepared import PreparedStatement
 from moderation.models import Item
@@ -106,7 +107,7 @@ def backoff_seconds(attempt: int, retry_after: float | None = None) -> float:
 _CLAIM_SQL = """
 UPDATE {label}
 SET status = {running}, lease_expires_at = %(lease)s, attempts = attempts + 1, worker = %(worker)s
-WHERE id = %(label_id)s AND (
+WHERE id IN ({label_ids}) AND (
     (status IN ({pending}, {failed_transient})
      AND (next_attempt_at IS NULL OR next_attempt_at <= %(now)s))
     OR (status = {running} AND lease_expires_at < %(now)s)
@@ -146,47 +147,74 @@ RETURNING id, item_id, revision, labeler_version_id, attempts, model, content_ha
 """
 
 
-# The claim's parameters and their types, for PREPARE (lib/prepared.py).
+# The claim's parameters and their types, for PREPARE (lib/prepared.py); label_0 ... label_n
+# follow them.
 _CLAIM_PARAMS = (
     ("lease", "timestamptz"),
     ("worker", "text"),
-    ("label_id", "bigint"),
     ("now", "timestamptz"),
     ("recent", "timestamptz"),
 )
 
 
 @functools.cache
-def _claim_statement() -> PreparedStatement:
-    # The tables' own names, quoted; built once per process. Prepared: its plan (fourteen
-    # subqueries) cost PostgreSQL more CPU to make than to run, once per label.
+def _claim_statement(size: int) -> PreparedStatement:
+    """The claim of `size` labels at once (a batch's); one statement per size, built and
+    PREPAREd once per process (and session)."""
+    # The tables' own names, quoted. Prepared: its plan (fourteen subqueries) cost
+    # PostgreSQL more CPU to make than to run, once per label.
     quote = connection.ops.quote_name
+    ids = [f"label_{n}" for n in range(size)]
     sql = _CLAIM_SQL.format(
         label=quote(Label._meta.db_table),
         item=quote(Item._meta.db_table),
         version=quote(LabelerVersion._meta.db_table),
+        label_ids=", ".join(f"%({name})s" for name in ids),
         # Constants of the code, written into the statement: a prepared statement's plan is
         # made without its values, and with the status a value PostgreSQL could not use the
         # partial index of done labels (it read every label of the version instead).
         **{status.name.lower(): f"'{status.value}'" for status in Label.Status},
     )
-    return PreparedStatement("labelers_label_claim", sql, _CLAIM_PARAMS)
+    params = _CLAIM_PARAMS + tuple((name, "bigint") for name in ids)
+    return PreparedStatement(f"labelers_label_claim{size}", sql, params)
 
 
 def _claim(label_id: int) -> Label | None:
     """Claim the label and load it with its item and version (one statement), or None if
     it is not there to claim (taken, done, or not due yet). The Label carries `cached_id`
     and `in_flight_id` (its identical labels, or None)."""
+    claimed = labels_claim([label_id])
+    return claimed[0] if claimed else None
+
+
+def labels_claim(label_ids: list[int]) -> list[Label]:
+    """Claim these labels in one statement (a batch's: one round trip and one commit for
+    all), each loaded as _claim loads it; those not there to claim are left out, the rest
+    keep the order of `label_ids`. A batch then holds claims it is not working on yet: they
+    carry its worker's name, so a worker killed with -9 gives them back with its running
+    label (liveness.workers_dead), none of them paid for; a batch that gives up or runs out
+    of time gives them back at once (labels_unclaim)."""
+    label_ids = list(dict.fromkeys(label_ids))
+    if not label_ids:
+        return []
     now = timezone.now()
     lease = now + timedelta(seconds=settings.LABEL_LEASE_SECONDS)
     recent = now - timedelta(seconds=settings.LABEL_REMOTE_LATEST_CACHE_SECONDS)
     at = connection.ops.adapt_datetimefield_value
-    row = _claim_statement().fetchone(
-        {"lease": at(lease), "worker": WORKER_NAME, "label_id": label_id, "now": at(now),
-         "recent": at(recent)}
-    )  # fmt: skip
-    if row is None:
-        return None
+    values = {"lease": at(lease), "worker": WORKER_NAME, "now": at(now), "recent": at(recent)}
+    values.update((f"label_{n}", label_id) for n, label_id in enumerate(label_ids))
+    rows = _claim_statement(len(label_ids)).fetchall(values)
+    order = {label_id: n for n, label_id in enumerate(label_ids)}
+    labels = [_claimed(row) for row in sorted(rows, key=lambda row: order[row[0]])]
+    mates = {label.pk for label in labels}
+    for label in labels:
+        label.batch_mates = mates  # type: ignore[attr-defined]
+        if label.cached_id is None and label.in_flight_id is None and label.open_twin:  # type: ignore[attr-defined]
+            label.cached_id, label.in_flight_id = _twins_now(label)  # type: ignore[attr-defined]
+    return labels
+
+
+def _claimed(row: tuple) -> Label:
     (pk, item_id, revision, version_id, attempts, model, content_hash) = row[:7]
     item_revision, source_id, text, image, image_type, video, video_type = row[7:14]
     labeler_id, criteria_text, remote_labeler_id, remote_version_id = row[14:18]
@@ -219,14 +247,15 @@ def _claim(label_id: int) -> Label | None:
         remote_version_id=remote_version_id,
     )
     label.cached_id, label.in_flight_id = row[18], row[19]  # type: ignore[attr-defined]
-    if label.cached_id is None and label.in_flight_id is None and row[20] is not None:
-        label.cached_id, label.in_flight_id = _twins_now(label)  # type: ignore[attr-defined]
+    label.open_twin = row[20]  # type: ignore[attr-defined]
     return label
 
 
 def _twins_now(label: Label) -> tuple[int | None, int | None]:
     """(paid for, being paid for): the label's identical labels read again after its claim
-    committed (see _CLAIM_SQL), as the claim statement reads them."""
+    committed (see _CLAIM_SQL), as the claim statement reads them. Its own batch's labels
+    are not being paid for: the batch works them one after the other, and an identical one
+    later in it finds this one's answer (label_fetch_claimed looks again)."""
     now = timezone.now()
     identical = Label.objects.filter(
         content_hash=label.content_hash, labeler_version_id=label.labeler_version_id,
@@ -237,7 +266,9 @@ def _twins_now(label: Label) -> tuple[int | None, int | None]:
     if version.remote_labeler_id and version.remote_version_id in ("latest", ""):
         recent = now - timedelta(seconds=settings.LABEL_REMOTE_LATEST_CACHE_SECONDS)
         paid_for = paid_for.filter(labeled_at__gte=recent)
-    in_flight = identical.filter(status=Label.Status.RUNNING, lease_expires_at__gt=now)
+    in_flight = identical.filter(status=Label.Status.RUNNING, lease_expires_at__gt=now).exclude(
+        pk__in=getattr(label, "batch_mates", ())
+    )
     return (
         paid_for.values_list("pk", flat=True).first(),
         in_flight.values_list("pk", flat=True).first(),
@@ -259,14 +290,67 @@ def label_fetch(*, label_id: int) -> Outcome:
     label = _claim(label_id)
     if label is None:
         return Outcome("skipped")
+    return label_fetch_claimed(label)
+
+
+def label_fetch_claimed(label: Label, *, done_before: list[Label] = ()) -> Outcome:  # type: ignore[assignment]
+    """Fetch a label claimed by labels_claim and store what came of it. `done_before`: the
+    labels of its batch worked before it; one identical to it has its answer by now."""
     try:
+        if any(_identical(label, other) for other in done_before):
+            label.cached_id, label.in_flight_id = _twins_now(label)  # type: ignore[attr-defined]
         return _fetch_claimed(label)
     except BaseException as exc:
         # The worker gives up on this label (a time limit, a cancelled or killed task, a
         # failure outside the call's own handling): give the claim back now, so the next sweep
         # sends it in seconds instead of leaving it running until its lease runs out.
-        _release(label_id, exc)
+        _release(label.pk, exc)
         raise
+
+
+def _identical(label: Label, other: Label) -> bool:
+    return (label.content_hash, label.labeler_version_id, label.model) == (
+        other.content_hash,
+        other.labeler_version_id,
+        other.model,
+    )
+
+
+def labels_unclaim(labels: list[Label], *, resent: bool) -> int:
+    """Give back the claims a batch holds on labels it has not started (its time is up, or
+    it gave up): pending again, the claim not counted as an attempt. `resent`: the caller
+    sends them again now; otherwise un-enqueued, the next sweep sends them as new work."""
+    if not labels:
+        return 0
+    mine = functools.reduce(
+        operator.or_, (Q(pk=label.pk, attempts=label.attempts) for label in labels)
+    )
+    now = timezone.now()
+    try:
+        return Label.objects.filter(mine, status=Label.Status.RUNNING).update(
+            status=Label.Status.PENDING,
+            attempts=F("attempts") - 1,
+            lease_expires_at=None,
+            enqueued_at=now if resent else None,
+        )
+    except Exception:  # the database is gone too: the leases return them in time
+        logger.warning("cannot give back %d claimed labels", len(labels), exc_info=True)
+        return 0
+
+
+def labels_keep(labels: list[Label]) -> set[int]:
+    """Renew the leases of a batch's labels not started yet (one UPDATE); the ids still
+    held by this batch (a label whose lease ran out may have gone to another attempt)."""
+    if not labels:
+        return set()
+    mine = functools.reduce(
+        operator.or_, (Q(pk=label.pk, attempts=label.attempts) for label in labels)
+    )
+    held = Label.objects.filter(mine, status=Label.Status.RUNNING)
+    lease = timezone.now() + timedelta(seconds=settings.LABEL_LEASE_SECONDS)
+    with transaction.atomic():
+        held.update(lease_expires_at=lease)
+        return set(held.values_list("pk", flat=True))
 
 
 def _release(label_id: int, exc: BaseException) -> None:
@@ -337,9 +421,10 @@ def _fetch_claimed(label: Label) -> Outcome:
 
 
 def _finish(label: Label, answer: str, confidence, compute_time, latency_ms, cache_hit=False):
-    """Store an answer and refresh the item it changes, in one commit."""
-    with transaction.atomic():
-        stored = _store(
+    """Store an answer and refresh the item it changes, in one commit (labelers.verdict's
+    answer_store: one statement for the commonest verdict)."""
+    answer_store(
+        store=_store_sql(
             label,
             status=Label.Status.DONE,
             label=answer,
@@ -350,19 +435,17 @@ def _finish(label: Label, answer: str, confidence, compute_time, latency_ms, cac
             cache_hit=cache_hit,
             labeled_at=timezone.now(),
             error="",
-        )
-        if stored:
-            item_refresh(
-                item_id=label.item_id,
-                answered=Answer(
-                    source_id=label.item.source_id,
-                    labeler_id=label.labeler_version.labeler_id,
-                    version_id=label.labeler_version_id,
-                    revision=label.revision,
-                    label=answer,
-                    confidence=confidence,
-                ),
-            )
+        ),
+        item_id=label.item_id,
+        answered=Answer(
+            source_id=label.item.source_id,
+            labeler_id=label.labeler_version.labeler_id,
+            version_id=label.labeler_version_id,
+            revision=label.revision,
+            label=answer,
+            confidence=confidence,
+        ),
+    )
 
 
 def _mine(target: Label):
@@ -374,23 +457,35 @@ def _mine(target: Label):
 def _store(target: Label, **fields) -> int:
     """Write what came of this attempt into its row, only while the attempt holds it
     (_mine's condition); returns 1, or 0 if another attempt has taken the row. Every outcome
-    of a claimed label is stored here. Written out rather than _mine().update(): compiling
-    the ORM's UPDATE cost about as much CPU as the round trip, once per label. The values
-    are plain (no expressions), prepared by their fields as the ORM would."""
+    of a claimed label is stored here (or by _store_sql's statement)."""
+    with connection.cursor() as cursor:
+        cursor.execute(*_store_sql(target, **fields))
+        return cursor.rowcount
+
+
+def _store_sql(target: Label, **fields) -> tuple[str, list]:
+    """_store's UPDATE, ending with its WHERE clause. Written out rather than _mine().update():
+    compiling the ORM's UPDATE cost about as much CPU as the round trip, once per label. The
+    values are plain (no expressions), prepared by their fields as the ORM would."""
     fields.setdefault("lease_expires_at", None)
+    sql, prepares = _store_shape(tuple(fields))
+    params = [
+        prepare(value, connection) for prepare, value in zip(prepares, fields.values(), strict=True)
+    ]
+    return sql, [*params, target.pk, Label.Status.RUNNING, target.attempts]
+
+
+@functools.cache
+def _store_shape(names: tuple[str, ...]) -> tuple[str, tuple]:
+    """The UPDATE for these fields and each field's value preparation; once per shape."""
     quote = connection.ops.quote_name
-    columns, params = [], []
-    for name, value in fields.items():
-        field = Label._meta.get_field(name)
-        columns.append(f"{quote(field.column)} = %s")  # type: ignore[union-attr]
-        params.append(field.get_db_prep_save(value, connection))  # type: ignore[union-attr]
+    fields = [Label._meta.get_field(name) for name in names]
+    columns = ", ".join(f"{quote(field.column)} = %s" for field in fields)  # type: ignore[union-attr]
     sql = (
-        f"UPDATE {quote(Label._meta.db_table)} SET {', '.join(columns)}"  # noqa: S608 (field names)
+        f"UPDATE {quote(Label._meta.db_table)} SET {columns}"  # noqa: S608 (field names)
         " WHERE id = %s AND status = %s AND attempts = %s"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, target.pk, Label.Status.RUNNING, target.attempts])
-        return cursor.rowcount
+    return sql, tuple(field.get_db_prep_save for field in fields)  # type: ignore[union-attr]
 
 
 def _renew_lease(target: Label) -> bool:

@@ -36,11 +36,10 @@ QUALITY_ROLLUPS_TIME_LIMIT = 600
     ignore_result=True,
 )
 def label_fetch_task(label_id: int) -> str:
-    return _label_fetch(label_id)
+    return _outcome(label_id, fetch.label_fetch(label_id=label_id))
 
 
-def _label_fetch(label_id: int) -> str:
-    outcome = fetch.label_fetch(label_id=label_id)
+def _outcome(label_id: int, outcome: fetch.Outcome) -> str:
     metrics.LABELS.labels(outcome=outcome.result).inc()
     if outcome.result == "cached":
         metrics.CACHE_HITS.inc()
@@ -59,26 +58,47 @@ def _label_fetch(label_id: int) -> str:
     soft_time_limit=settings.CELERY_TASK_SOFT_TIME_LIMIT + int(settings.LABEL_BATCH_SECONDS),
 )
 def label_fetch_batch_task(label_ids: list[int]) -> int:
-    """Label a few labels one after another: one message for the batch. Each label is
-    claimed on its own as its turn comes (a label another worker took meanwhile is skipped),
-    so a batch holds no claim it is not working on."""
-    started = time.monotonic()
-    for position, label_id in enumerate(label_ids):
-        rest = label_ids[position:]
-        if position and time.monotonic() - started > settings.LABEL_BATCH_SECONDS:
+    """Label a few labels one after another: one message and one claim for the batch (a
+    label another worker took meanwhile is not claimed). The batch holds the claims of the
+    labels it has not started yet: their leases are renewed while it works, and it gives
+    them back at once when it runs out of time or gives up."""
+    if fetch.api_key_refused():
+        for label_id in label_ids:  # each waits for the key (fetch.label_fetch)
+            _outcome(label_id, fetch.label_fetch(label_id=label_id))
+        return len(label_ids)
+    started = kept = time.monotonic()
+    labels = fetch.labels_claim(label_ids)
+    for _ in range(len(label_ids) - len(labels)):
+        metrics.LABELS.labels(outcome="skipped").inc()
+    keep_every = max(0.1, settings.LABEL_LEASE_SECONDS / 4)
+    lost: set[int] = set()
+    for position, label in enumerate(labels):
+        rest = labels[position:]
+        now = time.monotonic()
+        if position and now - started > settings.LABEL_BATCH_SECONDS:
             # Slow calls or throttle waits: the rest goes back in line rather than hold
             # this task past its time limit.
-            labels_enqueue(rest)
+            fetch.labels_unclaim(rest, resent=True)
+            labels_enqueue([held.pk for held in rest])
             return position
+        if now - kept > keep_every:
+            # Slow calls: the leases of the labels still waiting in this batch run out
+            # unless renewed; one whose lease ran out anyway may be another attempt's now.
+            held = fetch.labels_keep(rest)
+            lost.update(waiting.pk for waiting in rest if waiting.pk not in held)
+            kept = now
+        if label.pk in lost:
+            metrics.LABELS.labels(outcome="skipped").inc()
+            continue
         try:
-            _label_fetch(label_id)
+            _outcome(label.pk, fetch.label_fetch_claimed(label, done_before=labels[:position]))
         except BaseException:
-            # Given up (a time limit, a crash in the task): label_fetch released this
-            # label's claim; the rest were never claimed, and their message is acked with
-            # this failure. Marked un-enqueued, the next sweep sends them at once.
-            dispatch.labels_unsent(label_ids=rest[1:])
+            # Given up (a time limit, a crash in the task): label_fetch_claimed released this
+            # label's claim; the rest are given back too, and their message is acked with
+            # this failure. Un-enqueued, the next sweep sends them at once.
+            fetch.labels_unclaim(rest[1:], resent=False)
             raise
-    return len(label_ids)
+    return len(labels)
 
 
 @shared_task(name="labelers.tasks.label_sweep", ignore_result=True)

@@ -21,11 +21,13 @@ from __future__ import annotations
 import hashlib
 from typing import NamedTuple
 
+from django.db import connection, transaction
+
 from labelers.client import violation_score
 from labelers.models import Label, LabelerVersion
 from labelers.routing import Route, source_routing
 from moderation.models import Item
-from moderation.services.verdicts import item_labels_changed
+from moderation.services.verdicts import Statement, item_labels_changed
 
 OPEN_STATUSES = (
     Label.Status.PENDING,
@@ -46,6 +48,23 @@ class Answer(NamedTuple):
     confidence: float
 
 
+def answer_store(*, store: Statement, item_id: int, answered: Answer) -> bool:
+    """Store a label's answer (`store`: its UPDATE, which changes nothing if the label is
+    no longer the caller's) and the verdict on its item, both or neither; returns whether
+    the answer was stored. The answer of the only labeler routed to the item's source is
+    the whole verdict: both are then one statement (moderation's door says when)."""
+    route = _sole_route(answered)
+    if route is None:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(*store)
+                if not cursor.rowcount:
+                    return False
+            item_refresh(item_id=item_id)
+        return True
+    return _item_take(item_id, answered, route, together_with=store)
+
+
 def item_refresh(*, item_id: int, answered: Answer | None = None) -> None:
     """Recompute the item's verdict from its labels and hand it to moderation.
 
@@ -60,23 +79,7 @@ def item_refresh(*, item_id: int, answered: Answer | None = None) -> None:
     """
     route = _sole_route(answered) if answered is not None else None
     if answered is not None and route is not None:
-        score = violation_score(answered.label, answered.confidence)
-        flagged = _flags(answered.label, answered.confidence, route)
-        audit = not flagged and _audit_drawn(item_id, answered.revision, [route])
-        item_labels_changed(
-            item_id=item_id,
-            violation_score=score,
-            flagged=flagged,
-            labeling=False,
-            failed=False,
-            revision=answered.revision,
-            versions=[answered.version_id],
-            audit=audit,
-            audit_draw=None if flagged else audit_draw(item_id, answered.revision),
-            auto_approve_reason=""
-            if flagged
-            else _auto_approval([(route, answered.label, answered.confidence)]),
-        )
+        _item_take(item_id, answered, route)
         return
     locked = Item.objects.select_for_update().filter(pk=item_id)
     source_id, revision = locked.values_list("source_id", "revision").get()
@@ -143,6 +146,30 @@ def item_refresh(*, item_id: int, answered: Answer | None = None) -> None:
         audit=audit,
         audit_draw=audit_draw(item_id, revision) if complete else None,
         auto_approve_reason=auto_approve_reason,
+    )
+
+
+def _item_take(
+    item_id: int, answered: Answer, route: Route, *, together_with: Statement | None = None
+) -> bool:
+    """The verdict when `answered` is the whole of it (see item_refresh)."""
+    score = violation_score(answered.label, answered.confidence)
+    flagged = _flags(answered.label, answered.confidence, route)
+    audit = not flagged and _audit_drawn(item_id, answered.revision, [route])
+    return item_labels_changed(
+        item_id=item_id,
+        violation_score=score,
+        flagged=flagged,
+        labeling=False,
+        failed=False,
+        revision=answered.revision,
+        versions=[answered.version_id],
+        audit=audit,
+        audit_draw=None if flagged else audit_draw(item_id, answered.revision),
+        auto_approve_reason=""
+        if flagged
+        else _auto_approval([(route, answered.label, answered.confidence)]),
+        together_with=together_with,
     )
 
 

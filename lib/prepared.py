@@ -44,6 +44,13 @@ def _sqlstate(exc: Exception) -> str | None:
     return getattr(exc.__cause__, "sqlstate", None)
 
 
+def _rows(cursor, first: bool) -> list[tuple]:
+    if first:
+        row = cursor.fetchone()
+        return [] if row is None else [row]
+    return cursor.fetchall()
+
+
 class PreparedStatement:
     """`sql` with `%(name)s` placeholders (a name may appear more than once); `params`: each
     name with its PostgreSQL type, in the order of PREPARE's $1, $2, ...
@@ -73,10 +80,15 @@ class PreparedStatement:
 
     def fetchone(self, values: Mapping[str, Any]) -> tuple | None:
         """The statement's first row (None: it returned none), on the default database."""
+        rows = self.fetchall(values, first=True)
+        return rows[0] if rows else None
+
+    def fetchall(self, values: Mapping[str, Any], *, first: bool = False) -> list[tuple]:
+        """The statement's rows (only the first with `first`), on the default database."""
         if connection.vendor != "postgresql" or not connection.settings_dict["CONN_MAX_AGE"]:
             # A session per request (CONN_MAX_AGE 0) would PREPARE on every request: one
             # round trip more than the plain statement, for a plan used once.
-            return self._plain(values)
+            return self._plain(values, first)
         connection.ensure_connection()
         session = connection.connection
         if session not in self._prepared_on:
@@ -85,12 +97,12 @@ class PreparedStatement:
         try:
             with _guard(), connection.cursor() as cursor:
                 cursor.execute(self.execute_sql, [values[name] for name, _ in self.params])
-                return cursor.fetchone()
+                return _rows(cursor, first)
         except ProgrammingError as exc:
             if _sqlstate(exc) != _MISSING:
                 raise
         self._prepared_on.discard(session)  # PREPAREd again next time; this once, as it is
-        return self._plain(values)
+        return self._plain(values, first)
 
     def _prepare(self) -> None:
         try:
@@ -102,10 +114,10 @@ class PreparedStatement:
             if _sqlstate(exc) != _DUPLICATE:
                 raise
 
-    def _plain(self, values: Mapping[str, Any]) -> tuple | None:
+    def _plain(self, values: Mapping[str, Any], first: bool) -> list[tuple]:
         with _guard(), connection.cursor() as cursor:
             cursor.execute(self.sql, values)
-            return cursor.fetchone()
+            return _rows(cursor, first)
 
     def forget(self) -> None:
         """Forget which sessions hold it (tests: as after a restart of this process)."""

@@ -414,7 +414,7 @@ def test_a_label_the_worker_gives_up_on_releases_its_claim_at_once(fake_api, sou
     def give_up(*args, **kwargs):
         raise GivenUp
 
-    monkeypatch.setattr(fetch, "item_refresh", give_up)
+    monkeypatch.setattr(fetch, "answer_store", give_up)
     label = routed_label(source)
     with pytest.raises(GivenUp):
         fetch.label_fetch(label_id=label.pk)

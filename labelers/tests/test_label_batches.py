@@ -119,14 +119,17 @@ def test_a_batch_that_gives_up_releases_its_label_and_puts_the_rest_back_at_once
     def killed(*args, **kwargs):
         raise SystemExit("time limit")
 
-    monkeypatch.setattr(fetch, "item_refresh", killed)
+    monkeypatch.setattr(fetch, "answer_store", killed)
     with pytest.raises(SystemExit):
         tasks.label_fetch_batch_task.run([label.pk for label in labels])
     first, *rest = Label.objects.order_by("id")
     # The label it held is released (not left running until its lease runs out) ...
     assert first.status == "failed_transient" and first.enqueued_at is None
-    # ... and the others, never claimed, go out with the next sweep, not after a timeout.
-    assert [(label.status, label.enqueued_at) for label in rest] == [("pending", None)] * 2
+    # ... and the others, claimed with it but not started, are given back (not counted as
+    # attempts) and go out with the next sweep, not after a timeout.
+    assert [(label.status, label.enqueued_at, label.attempts) for label in rest] == [
+        ("pending", None, 0)
+    ] * 2
     monkeypatch.undo()
     assert sorted(dispatch.dispatch_sweep(broker_queued=0)) == [label.pk for label in labels]
 
@@ -199,3 +202,80 @@ def test_a_claim_with_an_identical_label_still_open_reads_the_twins_again_after_
         None,
         first.pk,
     )
+
+
+def claims_in(queries) -> int:
+    """Claim statements run (the plain SQL, or the EXECUTE of its PREPAREd form)."""
+    return sum(
+        "attempts = attempts + 1" in q["sql"] or "labelers_label_claim" in q["sql"]
+        for q in queries.captured_queries
+        if not q["sql"].startswith("PREPARE")
+    )
+
+
+def test_a_batch_claims_its_labels_in_one_statement(fake_api, source):
+    labels = pending_labels(source, 3, text="one claim {n}")
+    with CaptureQueriesContext(connection) as queries:
+        assert tasks.label_fetch_batch_task.run([label.pk for label in labels]) == 3
+    assert claims_in(queries) == 1
+    assert set(Label.objects.values_list("status", flat=True)) == {"done"}
+    assert len(fake_api.calls) == 3
+
+
+def test_identical_labels_in_one_batch_are_paid_for_once(fake_api, source):
+    labels = pending_labels(source, 3, text="same words in a batch")
+    assert tasks.label_fetch_batch_task.run([label.pk for label in labels]) == 3
+    rows = list(Label.objects.order_by("id").values_list("status", "cache_hit"))
+    assert rows == [("done", False), ("done", True), ("done", True)]
+    assert len(fake_api.calls) == 1
+
+
+def test_a_slow_batch_renews_its_waiting_leases_and_skips_a_label_taken_meanwhile(
+    fake_api, source, settings, monkeypatch
+):
+    settings.LABEL_LEASE_SECONDS = 1  # renewed every 0.25 s
+    fake_api.configure(latency=0.4)
+    first, second, third = pending_labels(source, 3, text="slow batch {n}")
+    real = fetch.answer_store
+
+    def answered(**kwargs):
+        stored = real(**kwargs)
+        if kwargs["item_id"] == first.item_id:
+            # Meanwhile the third's lease ran out and another attempt claimed it.
+            Label.objects.filter(pk=third.pk).update(attempts=5, worker="another")
+        return stored
+
+    monkeypatch.setattr(fetch, "answer_store", answered)
+    started = timezone.now()
+    tasks.label_fetch_batch_task.run([first.pk, second.pk, third.pk])
+    second.refresh_from_db()
+    third.refresh_from_db()
+    assert second.status == "done" and second.labeled_at > started
+    # Not called and not written: the other attempt holds it.
+    assert (third.status, third.attempts, third.worker) == ("running", 5, "another")
+    assert len(fake_api.calls) == 2
+
+
+def test_the_answer_and_the_verdict_are_one_statement(fake_api, source):
+    if connection.vendor != "postgresql":
+        pytest.skip("a write inside WITH is PostgreSQL's; elsewhere one transaction")
+    first, label = pending_labels(source, 2, text="one statement {n}")
+    fetch.label_fetch(label_id=first.pk)  # warm: the claim PREPAREd, routing in memory
+    with CaptureQueriesContext(connection) as queries:
+        assert fetch.label_fetch(label_id=label.pk).result == "done"
+    statements = [
+        q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]
+    ]  # fmt: skip
+    assert len(statements) == 2  # the claim, then the answer with the verdict
+    item = Item.objects.get(pk=label.item_id)
+    assert item.status in ("labeled", "audit") and item.violation_score is not None
+
+
+def test_an_answer_for_a_reported_item_puts_it_in_the_queue_at_its_report_score(fake_api, source):
+    (label,) = pending_labels(source, 1, text="a reported item")
+    Item.objects.filter(pk=label.item_id).update(report_score=0.3)
+    assert fetch.label_fetch(label_id=label.pk).result == "done"
+    item = Item.objects.get(pk=label.item_id)
+    assert item.status == "reported" and item.violation_score is not None
+    assert item.queue_score == pytest.approx(max(0.3, item.violation_score))
+    assert Label.objects.get(pk=label.pk).status == "done"

@@ -18,6 +18,7 @@ from moderation.models import (
     Item,
     queue_key,
 )
+from moderation.routing import rule_set
 from moderation.services.banks import bank_hashes_match_recent, items_bank_match
 from moderation.services.decisions import decision_create, item_decision_apply
 from moderation.services.figures import item_figures_changed
@@ -109,7 +110,8 @@ def item_labels_changed(
     audit: bool = False,
     audit_draw: float | None = None,
     auto_approve_reason: str = "",
-) -> None:
+    together_with: Statement | None = None,
+) -> bool:
     """Take the labelers' verdict on an item: its violation score, and whether it is flagged,
     still being labeled, failed, or judged by no labeler routed to its source. Decided items
     keep their status; their score follows.
@@ -124,6 +126,13 @@ def item_labels_changed(
     `audit_draw`: the clean verdict's audit draw in [0, 1): when the team queue the item
     would be routed to has an audit share of its own, that share decides the sample, not
     the labelers' (`audit`).
+
+    `together_with`: a write of the caller's (an UPDATE that ends with its WHERE clause,
+    `%s` placeholders) the verdict goes with: both or neither, and the verdict only if that
+    write changed a row. Returns whether it did (True without one). A plain verdict (no
+    auto-approval, no flag to count, no routing rule, no report on the item) is then one
+    statement, committed alone: the commonest verdict costs one round trip (PostgreSQL;
+    elsewhere, one transaction).
     """
     if audit_draw is not None and routed and not (flagged or labeling or failed):
         share = item_queue_audit_share(item_id=item_id, violation_score=violation_score)
@@ -141,12 +150,39 @@ def item_labels_changed(
         status, queue_score = Item.Status.AUDIT, AUDIT_QUEUE_SCORE
     else:
         status, queue_score = Item.Status.LABELED, None
+    auto_approve = status == Item.Status.LABELED and bool(auto_approve_reason)
+    verdict = {
+        "item_id": item_id,
+        "status": status,
+        "violation_score": violation_score,
+        "queue_score": queue_score,
+        "revision": revision,
+        "versions": versions,
+    }
+    if together_with is not None:
+        plain = not auto_approve and status != Item.Status.FLAGGED and not rule_set().rules
+        if plain and connection.vendor == "postgresql":
+            return _item_verdict_together(together_with, verdict)
+        with transaction.atomic():
+            sql, params = together_with
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                if not cursor.rowcount:
+                    return False
+            _item_verdict_take(verdict, auto_approve_reason=auto_approve_reason)
+        return True
+    _item_verdict_take(verdict, auto_approve_reason=auto_approve_reason)
+    return True
+
+
+def _item_verdict_take(verdict: dict, *, auto_approve_reason: str) -> None:
+    item_id, status = verdict["item_id"], verdict["status"]
     if status == Item.Status.LABELED and auto_approve_reason:
         _item_auto_approve(
             item_id=item_id,
-            violation_score=violation_score,
-            revision=revision,
-            versions=versions or [],
+            violation_score=verdict["violation_score"],
+            revision=verdict["revision"],
+            versions=verdict["versions"] or [],
             reason=auto_approve_reason,
         )
         return
@@ -154,23 +190,50 @@ def item_labels_changed(
         # The item may become flagged now: its other labels, counted on earlier days as
         # "no labeler flagged it", are recounted (the estimated recall reads that).
         item_figures_changed(item_id=item_id)
-    if not _item_verdict_update(
-        item_id=item_id,
-        status=status,
-        violation_score=violation_score,
-        queue_score=queue_score,
-        revision=revision,
-        versions=versions,
-    ):
-        _reported_item_labels_changed(
-            item_id=item_id,
-            status=status,
-            violation_score=violation_score,
-            revision=revision,
-            versions=versions,
-        )
+    if not _item_verdict_update(**verdict):
+        _reported_item_labels_changed(**verdict)
     # A new label or verdict is a new fact: the item's queue follows (no query without rules).
     item_route(item_id=item_id)
+
+
+# A write and a value list, as a cursor takes them.
+Statement = tuple[str, list]
+
+
+def _item_verdict_together(together_with: Statement, verdict: dict) -> bool:
+    """The caller's write and the item's plain verdict in one statement (autocommit: one
+    round trip, one commit). The verdict's UPDATE runs only if the write changed a row.
+    An item with a report is never written here (its place is computed under its lock): the
+    statement then writes nothing at all, and both go the way of any other verdict, in one
+    transaction. A report that arrives between the statement's snapshot and its UPDATE of
+    the item (the report's lock makes it wait, then its condition fails) leaves the item
+    unwritten with the caller's write done: that verdict is then taken on its own at once."""
+    write, write_params = together_with
+    update, update_params = _item_verdict_sql(**verdict)
+    item = connection.ops.quote_name(Item._meta.db_table)
+    sql = (
+        f"WITH reported AS (SELECT 1 FROM {item} WHERE id = %s AND report_score IS NOT NULL), "  # noqa: S608 (names of the code)
+        f"together AS ({write} AND NOT EXISTS (SELECT 1 FROM reported) RETURNING 1), "
+        f"verdict AS ({update} AND EXISTS (SELECT 1 FROM together) RETURNING 1) "
+        "SELECT (SELECT count(*) FROM together), (SELECT count(*) FROM verdict), "
+        "EXISTS (SELECT 1 FROM reported)"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [verdict["item_id"], *write_params, *update_params])
+        written, taken, reported = cursor.fetchone()
+    if reported:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(write, write_params)
+                if not cursor.rowcount:
+                    return False
+            _item_verdict_take(verdict, auto_approve_reason="")
+        return True
+    if written and not taken:
+        # Nothing to change (the item reads so already, was edited, or is gone) or reported
+        # since the snapshot: the latter is taken under the item's lock.
+        _reported_item_labels_changed(**verdict)
+    return bool(written)
 
 
 # An item whose status still follows its labels (written into the SQL: constants of the code).
@@ -194,6 +257,29 @@ def _item_verdict_update(
 
     Written out: the ORM's CASE expressions cost more CPU to compile and bind than the
     round trip, once per label."""
+    sql, params = _item_verdict_sql(
+        item_id=item_id,
+        status=status,
+        violation_score=violation_score,
+        queue_score=queue_score,
+        revision=revision,
+        versions=versions,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+def _item_verdict_sql(
+    *,
+    item_id: int,
+    status: str,
+    violation_score: float | None,
+    queue_score: float | None,
+    revision: int | None,
+    versions: list[int] | None,
+) -> Statement:
+    """_item_verdict_update's statement."""
     quote = connection.ops.quote_name
     differs = "IS NOT" if connection.vendor == "sqlite" else "IS DISTINCT FROM"
     sets = [
@@ -242,9 +328,7 @@ def _item_verdict_update(
         f"UPDATE {quote(Item._meta.db_table)} SET {', '.join(sets)} "  # noqa: S608 (names and constants of the code)
         f"WHERE {where} AND ({' OR '.join(changed)})"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params + changed_params)
-        return cursor.rowcount
+    return sql, params + changed_params
 
 
 def _reported_item_labels_changed(
@@ -254,10 +338,11 @@ def _reported_item_labels_changed(
     violation_score: float | None,
     revision: int | None,
     versions: list[int] | None,
+    queue_score: float | None = None,
 ) -> None:
     """The verdict on an item with open reports: it is in the queue whatever its labels said
     (not flagged: "reported"), at the higher of its violation and report scores; never
-    approved automatically."""
+    approved automatically. `queue_score`: the unreported item's (not used: computed here)."""
     with transaction.atomic():
         locked = (
             Item.objects.select_for_update().filter(pk=item_id, report_score__isnull=False).first()
