@@ -4,12 +4,16 @@ auto-approval). Plain values in, no labelers import."""
 
 from __future__ import annotations
 
+import functools
+import itertools
+import re
 from typing import NamedTuple
 
 from django.db import connection, transaction
 from django.db.models.functions import Substr
 from django.utils import timezone
 
+from lib.prepared import PreparedStatement
 from moderation.language import SAMPLE_CHARS, detect_language
 from moderation.models import (
     AUDIT_QUEUE_SCORE,
@@ -200,6 +204,20 @@ def _item_verdict_take(verdict: dict, *, auto_approve_reason: str) -> None:
 Statement = tuple[str, list]
 
 
+@functools.lru_cache(maxsize=64)
+def _together_statement(sql: str) -> PreparedStatement:
+    """The statement PREPAREd once per session and shape (a few: which fields the write
+    sets, whether the item leaves the queue): parsing and planning its three parts cost
+    PostgreSQL about as much as running them. Its values' types are PostgreSQL's to infer
+    from the columns they meet."""
+    numbers = itertools.count()
+    named = re.sub("%s", lambda _: f"%(p{next(numbers)})s", sql)
+    count = next(numbers)
+    return PreparedStatement(
+        "moderation_verdict_with", named, [(f"p{n}", "unknown") for n in range(count)]
+    )
+
+
 def _item_verdict_together(together_with: Statement, verdict: dict) -> bool:
     """The caller's write and the item's plain verdict in one statement (autocommit: one
     round trip, one commit). The verdict's UPDATE runs only if the write changed a row.
@@ -218,9 +236,10 @@ def _item_verdict_together(together_with: Statement, verdict: dict) -> bool:
         "SELECT (SELECT count(*) FROM together), (SELECT count(*) FROM verdict), "
         "EXISTS (SELECT 1 FROM reported)"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [verdict["item_id"], *write_params, *update_params])
-        written, taken, reported = cursor.fetchone()
+    params = [verdict["item_id"], *write_params, *update_params]
+    written, taken, reported = _together_statement(sql).fetchone(
+        {f"p{n}": value for n, value in enumerate(params)}
+    )
     if reported:
         with transaction.atomic():
             with connection.cursor() as cursor:
