@@ -81,41 +81,42 @@ def _batch_fetch(label_ids: list[int], *, hand_back: bool) -> int:
     keep_every = max(0.1, settings.LABEL_LEASE_SECONDS / 4)
     lost: set[int] = set()
     position = -1
-    while (position := position + 1) < len(labels):
-        label, rest = labels[position], labels[position:]
-        now = time.monotonic()
-        if position and now - started > settings.LABEL_BATCH_SECONDS:
-            # Slow calls or throttle waits: the rest goes back in line rather than hold
-            # this task past its time limit.
-            fetch.labels_unclaim(rest, resent=True)
-            labels_enqueue([held.pk for held in rest])
-            return position
-        if hand_back and position and len(rest) > 1 and labels_queued() == 0:
-            # The queue ran dry (the end of a backlog): threads with nothing to do could
-            # work the labels this batch would work one after the other (at L = 1 s a batch
-            # of 4 holds 3 s of work while others idle). This one keeps the next and hands
-            # the others back, a label to a message: one UPDATE and a message each, spent
-            # only while the queue is empty.
-            handed, labels, rest = labels[position + 1 :], labels[: position + 1], [label]
-            fetch.labels_unclaim(handed, resent=True)
-            labels_enqueue([held.pk for held in handed], size=1)
-        if now - kept > keep_every:
-            # Slow calls: the leases of the labels still waiting in this batch run out
-            # unless renewed; one whose lease ran out anyway may be another attempt's now.
-            held = fetch.labels_keep(rest)
-            lost.update(waiting.pk for waiting in rest if waiting.pk not in held)
-            kept = now
-        if label.pk in lost:
-            metrics.LABELS.labels(outcome="skipped").inc()
-            continue
-        try:
+    try:
+        while (position := position + 1) < len(labels):
+            label, rest = labels[position], labels[position:]
+            now = time.monotonic()
+            if position and now - started > settings.LABEL_BATCH_SECONDS:
+                # Slow calls or throttle waits: the rest goes back in line rather than hold
+                # this task past its time limit.
+                fetch.labels_unclaim(rest, resent=True)
+                labels_enqueue([held.pk for held in rest])
+                return position
+            if hand_back and position and len(rest) > 1 and labels_queued() == 0:
+                # The queue ran dry (the end of a backlog): threads with nothing to do could
+                # work the labels this batch would work one after the other (at L = 1 s a batch
+                # of 4 holds 3 s of work while others idle). This one keeps the next and hands
+                # the others back, a label to a message: one UPDATE and a message each, spent
+                # only while the queue is empty.
+                handed, labels, rest = labels[position + 1 :], labels[: position + 1], [label]
+                fetch.labels_unclaim(handed, resent=True)
+                labels_enqueue([held.pk for held in handed], size=1)
+            if now - kept > keep_every:
+                # Slow calls: the leases of the labels still waiting in this batch run out
+                # unless renewed; one whose lease ran out anyway may be another attempt's now.
+                held = fetch.labels_keep(rest)
+                lost.update(waiting.pk for waiting in rest if waiting.pk not in held)
+                kept = now
+            if label.pk in lost:
+                metrics.LABELS.labels(outcome="skipped").inc()
+                continue
             _outcome(label.pk, fetch.label_fetch_claimed(label, done_before=labels[:position]))
-        except BaseException:
-            # Given up (a time limit, a crash in the task): label_fetch_claimed released this
-            # label's claim; the rest are given back too, and their message is acked with
-            # this failure. Un-enqueued, the next sweep sends them at once.
-            fetch.labels_unclaim(rest[1:], resent=False)
-            raise
+    except BaseException:
+        # Given up (a time limit, a crash in the task): label_fetch_claimed released the
+        # label it was working; those not started are given back too, and their message is
+        # acked with this failure. Un-enqueued, the next sweep sends them at once. A label
+        # already stored or released is no longer running: the give-back leaves it be.
+        fetch.labels_unclaim(labels[max(0, position) :], resent=False)
+        raise
     return len(labels)
 
 
