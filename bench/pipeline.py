@@ -185,9 +185,25 @@ def timeline(*, started_at, elapsed: float, concurrency: int) -> None:
     (from each label's answer time and its call's wall time; 0..C), labels finished, and the
     thread-seconds left idle. The start (messages reaching the workers) and the end (threads
     with nothing left while others finish their batch) show here."""
+    from django.conf import settings
+
     from labelers.models import Label
 
-    rows = Label.objects.filter(status=Label.Status.DONE).values_list("labeled_at", "latency_ms")
+    rows = list(
+        Label.objects.filter(status=Label.Status.DONE)
+        .order_by("id")
+        .values_list("id", "labeled_at", "latency_ms")
+    )
+    # The bench sends the labels in id order, LABEL_BATCH_SIZE to a message: between two
+    # labels of one batch a thread stores an answer and starts the next call; between two
+    # batches it also takes a message (Celery) and claims.
+    size = max(1, settings.LABEL_BATCH_SIZE)
+    first_id = rows[0][0] if rows else 0
+    within = []
+    for (pk, end, _), (next_pk, next_end, next_ms) in zip(rows, rows[1:], strict=False):
+        if next_pk == pk + 1 and (next_pk - first_id) % size:
+            within.append((next_end - end).total_seconds() * 1000 - (next_ms or 0))
+    rows = [(end, ms) for _, end, ms in rows]
     seconds = int(elapsed) + 1
     busy = [0.0] * seconds
     finished = [0] * seconds
@@ -200,6 +216,15 @@ def timeline(*, started_at, elapsed: float, concurrency: int) -> None:
         for sec in range(max(0, int(start)), min(seconds, int(end) + 1)):
             busy[sec] += max(0.0, min(end, sec + 1) - max(start, sec))
     idle = [max(0.0, concurrency - b) for b in busy]
+    calls_s = sum(ms or 0 for _, ms in rows) / 1000
+    if within:
+        within.sort()
+        print(
+            f"\nbetween the calls of one batch (answer stored, next call started): median "
+            f"{within[len(within) // 2]:.1f} ms, p90 {within[len(within) * 9 // 10]:.1f} ms "
+            f"over {len(within)} pairs; thread time outside calls per label, all in all: "
+            f"{(concurrency * elapsed - calls_s) * 1000 / max(1, len(rows)):.1f} ms"
+        )
     print(f"\ntimeline (second of the window: calls in flight of {concurrency}, labels done)")
     for sec in range(seconds):
         print(f"  {sec:4d}s {busy[sec]:6.2f} {finished[sec]:5d}  " + "#" * round(busy[sec]))
