@@ -51,8 +51,10 @@ class Answer(NamedTuple):
 def answer_store(*, store: Statement, item_id: int, answered: Answer) -> bool:
     """Store a label's answer (`store`: its UPDATE, which changes nothing if the label is
     no longer the caller's) and the verdict on its item, both or neither; returns whether
-    the answer was stored. The answer of the only labeler routed to the item's source is
-    the whole verdict: both are then one statement (moderation's door says when)."""
+    the answer was stored. When the answer comes from the current version of the only
+    labeler routed to the item's source, it is the whole verdict (nothing else can decide):
+    no lock, no read of the other labels, and for a plain verdict one statement with the
+    answer's (moderation's door says when)."""
     route = _sole_route(answered)
     if route is None:
         with transaction.atomic():
@@ -65,22 +67,15 @@ def answer_store(*, store: Statement, item_id: int, answered: Answer) -> bool:
     return _item_take(item_id, answered, route, together_with=store)
 
 
-def item_refresh(*, item_id: int, answered: Answer | None = None) -> None:
+def item_refresh(*, item_id: int) -> None:
     """Recompute the item's verdict from its labels and hand it to moderation.
 
     Runs inside the caller's transaction. The item row is locked *before* the labels are
     read, so two labels of one item finishing at once are summed up one after the other:
-    the second sees the first (otherwise both could report "still labeling").
-
-    `answered`: the label that was just stored. When it comes from the current version of
-    the only labeler routed to the item's source, it is the whole verdict (nothing else can
-    decide), so the lock and the read of the other labels are skipped: the common case,
-    two queries fewer per label.
+    the second sees the first (otherwise both could report "still labeling"). A label just
+    answered by the only labeler routed to the item's source is the whole verdict: see
+    answer_store, which skips the lock and the read of the other labels.
     """
-    route = _sole_route(answered) if answered is not None else None
-    if answered is not None and route is not None:
-        _item_take(item_id, answered, route)
-        return
     locked = Item.objects.select_for_update().filter(pk=item_id)
     source_id, revision = locked.values_list("source_id", "revision").get()
     routes = {route.labeler_id: route for route in source_routing(source_id)}
@@ -152,7 +147,7 @@ def item_refresh(*, item_id: int, answered: Answer | None = None) -> None:
 def _item_take(
     item_id: int, answered: Answer, route: Route, *, together_with: Statement | None = None
 ) -> bool:
-    """The verdict when `answered` is the whole of it (see item_refresh)."""
+    """The verdict when `answered` is the whole of it (see answer_store)."""
     score = violation_score(answered.label, answered.confidence)
     flagged = _flags(answered.label, answered.confidence, route)
     audit = not flagged and _audit_drawn(item_id, answered.revision, [route])
