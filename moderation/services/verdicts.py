@@ -7,11 +7,13 @@ from __future__ import annotations
 import functools
 import itertools
 import re
+from datetime import datetime
 from typing import NamedTuple
 
 from django.db import connection, transaction
 from django.db.models.functions import Substr
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from lib.prepared import PreparedStatement
 from moderation.language import SAMPLE_CHARS, detect_language
@@ -205,17 +207,25 @@ Statement = tuple[str, list]
 
 
 @functools.lru_cache(maxsize=64)
-def _together_statement(sql: str) -> PreparedStatement:
+def _together_statement(sql: str, types: tuple[str, ...]) -> PreparedStatement:
     """The statement PREPAREd once per session and shape (a few: which fields the write
     sets, whether the item leaves the queue): parsing and planning its three parts cost
-    PostgreSQL about as much as running them. Its values' types are PostgreSQL's to infer
-    from the columns they meet."""
+    PostgreSQL about as much as running them. `types`: its values' PostgreSQL types, from
+    their Python types ("unknown", PostgreSQL's to infer from the column, for a NULL)."""
     numbers = itertools.count()
     named = re.sub("%s", lambda _: f"%(p{next(numbers)})s", sql)
-    count = next(numbers)
     return PreparedStatement(
-        "moderation_verdict_with", named, [(f"p{n}", "unknown") for n in range(count)]
+        "moderation_verdict_with", named, [(f"p{n}", kind) for n, kind in enumerate(types)]
     )
+
+
+def _pg_type(value) -> str:
+    # bool before int: a bool is an int to Python.
+    for python, kind in ((bool, "boolean"), (int, "bigint"), (float, "double precision"),
+                         (str, "text"), (datetime, "timestamptz"), (Jsonb, "jsonb")):  # fmt: skip
+        if isinstance(value, python):
+            return kind
+    return "unknown"
 
 
 def _item_verdict_together(together_with: Statement, verdict: dict) -> bool:
@@ -237,7 +247,8 @@ def _item_verdict_together(together_with: Statement, verdict: dict) -> bool:
         "EXISTS (SELECT 1 FROM reported)"
     )
     params = [verdict["item_id"], *write_params, *update_params]
-    written, taken, reported = _together_statement(sql).fetchone(
+    statement = _together_statement(sql, tuple(_pg_type(value) for value in params))
+    written, taken, reported = statement.fetchone(
         {f"p{n}": value for n, value in enumerate(params)}
     )
     if reported:
