@@ -49,7 +49,6 @@ def _outcome(label_id: int, outcome: fetch.Outcome) -> str:
 
 
 @shared_task(
-    bind=True,
     name="labelers.tasks.label_fetch_batch",
     acks_late=True,
     reject_on_worker_lost=True,
@@ -58,18 +57,15 @@ def _outcome(label_id: int, outcome: fetch.Outcome) -> str:
     time_limit=settings.CELERY_TASK_TIME_LIMIT + int(settings.LABEL_BATCH_SECONDS),
     soft_time_limit=settings.CELERY_TASK_SOFT_TIME_LIMIT + int(settings.LABEL_BATCH_SECONDS),
 )
-def label_fetch_batch_task(self, label_ids: list[int]) -> int:
+def label_fetch_batch_task(label_ids: list[int]) -> int:
     """Label a few labels one after another: one message and one claim for the batch (a
     label another worker took meanwhile is not claimed). The batch holds the claims of the
     labels it has not started yet: their leases are renewed while it works, and it gives
     them back at once when it runs out of time or gives up."""
-    in_worker = not (self.request.called_directly or self.request.is_eager)
-    return _batch_fetch(label_ids, hand_back=in_worker)
+    return _batch_fetch(label_ids)
 
 
-def _batch_fetch(label_ids: list[int], *, hand_back: bool) -> int:
-    """`hand_back`: give the labels not started back to the queue when it runs dry (in a
-    worker, where other threads may be idle)."""
+def _batch_fetch(label_ids: list[int]) -> int:
     if fetch.api_key_refused():
         for label_id in label_ids:  # each waits for the key (fetch.label_fetch)
             _outcome(label_id, fetch.label_fetch(label_id=label_id))
@@ -91,15 +87,6 @@ def _batch_fetch(label_ids: list[int], *, hand_back: bool) -> int:
                 fetch.labels_unclaim(rest, resent=True)
                 labels_enqueue([held.pk for held in rest])
                 return position
-            if hand_back and position and len(rest) > 1 and labels_queued() == 0:
-                # The queue ran dry (the end of a backlog): threads with nothing to do could
-                # work the labels this batch would work one after the other (at L = 1 s a batch
-                # of 4 holds 3 s of work while others idle). This one keeps the next and hands
-                # the others back, a label to a message: one UPDATE and a message each, spent
-                # only while the queue is empty.
-                handed, labels, rest = labels[position + 1 :], labels[: position + 1], [label]
-                fetch.labels_unclaim(handed, resent=True)
-                labels_enqueue([held.pk for held in handed], size=1)
             if now - kept > keep_every:
                 # Slow calls: the leases of the labels still waiting in this batch run out
                 # unless renewed; one whose lease ran out anyway may be another attempt's now.
@@ -155,15 +142,13 @@ def labels_queued(queue: str = LABELS_QUEUE) -> int | None:
     return _queued_cache.get(queue, ask)
 
 
-def labels_enqueue(
-    label_ids: Iterable[int], *, countdown: float | None = None, size: int | None = None
-) -> None:
+def labels_enqueue(label_ids: Iterable[int], *, countdown: float | None = None) -> None:
     """Send the tasks once the rows they name are committed, over one broker connection:
-    LABEL_BATCH_SIZE labels to a message (or `size`)."""
+    LABEL_BATCH_SIZE labels to a message."""
     label_ids = list(label_ids)
     if not label_ids:
         return
-    size = max(1, size or settings.LABEL_BATCH_SIZE)
+    size = max(1, settings.LABEL_BATCH_SIZE)
     batches = [label_ids[start : start + size] for start in range(0, len(label_ids), size)]
 
     def send():

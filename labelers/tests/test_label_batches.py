@@ -282,19 +282,3 @@ def test_an_answer_for_a_reported_item_puts_it_in_the_queue_at_its_report_score(
     assert item.status == "reported" and item.violation_score is not None
     assert item.queue_score == pytest.approx(max(0.3, item.violation_score))
     assert Label.objects.get(pk=label.pk).status == "done"
-
-
-def test_a_batch_hands_back_what_it_has_not_started_when_the_queue_runs_dry(
-    fake_api, source, monkeypatch
-):
-    labels = pending_labels(source, 4, text="dry queue {n}")
-    monkeypatch.setattr(tasks, "labels_queued", lambda: 0)
-    sent = []
-    monkeypatch.setattr(tasks, "labels_enqueue", lambda ids, **kw: sent.append((list(ids), kw)))
-    assert tasks._batch_fetch([label.pk for label in labels], hand_back=True) == 2
-    # The first two worked here; the last two go out a label to a message for idle threads,
-    # their claims given back and not counted as attempts.
-    assert sent == [([labels[2].pk, labels[3].pk], {"size": 1})]
-    rows = list(Label.objects.order_by("id").values_list("status", "attempts"))
-    assert rows == [("done", 1), ("done", 1), ("pending", 0), ("pending", 0)]
-    assert len(fake_api.calls) == 2
