@@ -1132,7 +1132,8 @@ class Report(models.Model):
     one per (source, report_id). Open until a decision answers it (`decision`); an undo of
     that decision opens it again."""
 
-    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="+")
+    # No index of its own: report_id_unique (source, report_id) leads with it.
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="+", db_index=False)
     report_id = models.CharField(max_length=255)
     webhook_id = models.CharField(max_length=255)
     # No index of its own: report_item_reason_idx (item, reason) serves every lookup.
@@ -1142,9 +1143,15 @@ class Report(models.Model):
     reporter_id = models.CharField(max_length=255, blank=True)
     comment = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    # The decision that answered it (an approval or a removal); None while open.
+    # The decision that answered it (an approval or a removal); None while open. Indexed
+    # only once answered (report_decision_idx): a new report writes no entry for it.
     decision = models.ForeignKey(
-        Decision, null=True, blank=True, on_delete=models.PROTECT, related_name="reports"
+        Decision,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="reports",
+        db_index=False,
     )
 
     class Meta:
@@ -1161,6 +1168,21 @@ class Report(models.Model):
                 fields=["source", "reporter_id"],
                 condition=~Q(reporter_id=""),
                 name="report_reporter_idx",
+            ),
+            # An item's open reports by reporter: whether a reporter already counts for the
+            # item, how many distinct reporters it has since its approval, and the reports a
+            # decision answers, each read without the item's answered reports (a report's
+            # cost stays the same however often the item was reported before).
+            models.Index(
+                fields=["item", "reporter_id"],
+                condition=Q(decision__isnull=True),
+                name="report_open_idx",
+            ),
+            # The reports a decision answered (an undo opens them again).
+            models.Index(
+                fields=["decision"],
+                condition=Q(decision__isnull=False),
+                name="report_decision_idx",
             ),
         ]
 

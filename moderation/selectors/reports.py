@@ -53,6 +53,18 @@ def report_score(trusts: Iterable[float]) -> float | None:
     return 1.0 - kept
 
 
+def report_score_with(score: float | None, trust: float) -> float:
+    """The report score once one more distinct reporter, of `trust`, reports the item: the
+    running form of report_score (None: no reporter yet). Report intake keeps it on the item
+    (Item.report_score), so a report costs the same however many came before it."""
+    return 1.0 - (1.0 - (0.0 if score is None else score)) * (1.0 - min(max(trust, 0.0), 1.0))
+
+
+def reporter_trust_now(*, source_id: int, reporter_id: str) -> float:
+    """One reporter's trust from their decided reports (the anonymous key: the prior)."""
+    return reporters_trust(source_id=source_id, reporter_ids=[reporter_id])[reporter_id]
+
+
 def reporters_trust(*, source_id: int, reporter_ids: Iterable[str]) -> dict[str, float]:
     """Each reporter's trust from their decided reports (one query over the reporter
     index); the anonymous key at the prior."""

@@ -21,6 +21,8 @@ from moderation.selectors.reports import (
     PRIOR_REMOVED,
     item_report_score,
     open_reporters,
+    report_score_with,
+    reporter_trust_now,
 )
 from moderation.services.items import item_ingest
 from moderation.services.queue import (
@@ -36,7 +38,25 @@ def _latest_decision(item: Item) -> Decision | None:
     return item.decisions.order_by("-created_at", "-id").first()
 
 
-def _item_reports_changed(locked: Item, *, source: Source) -> None:
+def _report_score_after(locked: Item, report: Report) -> float:
+    """The locked item's report score with `report` (stored, open): the running score with
+    one more distinct reporter at their trust now, or as it was when the reporter already
+    counts for the item (one reporter counts once, at their trust when they first reported
+    it). An item with a score and no open report (its reports answered) starts again."""
+    counted = (
+        Report.objects.filter(
+            item_id=locked.pk, decision__isnull=True, reporter_id=report.reporter_id
+        )
+        .exclude(pk=report.pk)
+        .exists()
+    )
+    if counted and locked.report_score is not None:
+        return locked.report_score
+    trust = reporter_trust_now(source_id=locked.source_id, reporter_id=report.reporter_id)
+    return report_score_with(locked.report_score, trust)
+
+
+def _item_reports_changed(locked: Item, *, source: Source, report: Report) -> None:
     """A new report on the locked item: its report score, and whether it enters the queue.
 
     Undecided and labeled (or still labeling): it enters the queue as "reported", whatever
@@ -53,12 +73,11 @@ def _item_reports_changed(locked: Item, *, source: Source) -> None:
         if latest is not None and latest.action == Decision.Action.REMOVE:
             Report.objects.filter(item_id=locked.pk, decision__isnull=True).update(decision=latest)
             return
-        reporters = open_reporters(locked)
         # An approval the system made (an auto-approve band) is the labels' word, not a
         # person's: a report sends the item to a person at once.
         by_person = latest is not None and latest.reviewer_id is not None
-        if by_person and len(reporters) < source.report_return_reporters:
-            locked.report_score = item_report_score(locked)
+        if by_person and len(open_reporters(locked)) < source.report_return_reporters:
+            locked.report_score = _report_score_after(locked, report)
             _item_update(locked, ["report_score"])
             return
         entering = True
@@ -70,7 +89,7 @@ def _item_reports_changed(locked: Item, *, source: Source) -> None:
         locked.waiting_since, locked.sla_breached = now, False
         locked.claimed_by_id, locked.claim_expires_at = None, None
         fields += ["waiting_since", "sla_breached", "claimed_by_id", "claim_expires_at"]
-    locked.report_score = item_report_score(locked)
+    locked.report_score = _report_score_after(locked, report)
     locked.queue_score = queue_score_for(
         status=locked.status,
         violation_score=locked.violation_score,
@@ -181,7 +200,7 @@ def _report_ingest_locked(
             if stored is None:
                 raise IntakeError(409, "report_id conflicts; send it again", field="report_id")
             return stored, False
-        _item_reports_changed(item, source=source)
+        _item_reports_changed(item, source=source, report=report)
     return report, True
 
 
@@ -242,9 +261,10 @@ def _report_insert(report: Report) -> bool:
 
 # A report of a known item on PostgreSQL, in one statement and one round trip (autocommit):
 # the item read with its row version (xmin), the report_id looked up, the item's standing
-# decision, its open reporters with the new one and their records (the trust and report
-# score of moderation/selectors/reports.py), then the item UPDATEd only if its row is still
-# the version read, and the report INSERTed only from that UPDATE's row. So the statement
+# decision, whether the reporter already counts for the item and, if not, their record (the
+# trust and running report score of moderation/selectors/reports.py: a fixed number of index
+# probes, however often the item was reported before), then the item UPDATEd only if its row
+# is still the version read, and the report INSERTed only from that UPDATE's row. So the statement
 # stores both or nothing: a write to the item since the read (another report, a decision,
 # an undo, labels) leaves the UPDATE without a row and the report unstored, and the locking
 # path does it again; the same report_id stored meanwhile is a unique violation that undoes
@@ -255,7 +275,7 @@ def _report_insert(report: Report) -> bool:
 # moderation/tests/test_reports_sql.py holds each step equal to the locking path on PostgreSQL.
 _REPORT_STATEMENT = """
 WITH it AS (
-    SELECT id, xmin AS seen, status, violation_score
+    SELECT id, xmin AS seen, status, violation_score, report_score
     FROM {item}
     WHERE source_id = %(source_id)s AND external_id = %(external_id)s AND erased_at IS NULL
 ),
@@ -271,32 +291,40 @@ standing AS (
     ORDER BY d.created_at DESC, d.id DESC
     LIMIT 1
 ),
-reporters AS (
-    SELECT r.reporter_id FROM {report} r
-    WHERE r.item_id = (SELECT id FROM it) AND r.decision_id IS NULL
-    UNION
-    SELECT %(reporter_id)s
+counted AS (
+    SELECT EXISTS (
+        SELECT FROM {report} r
+        WHERE r.item_id = (SELECT id FROM it) AND r.decision_id IS NULL
+          AND r.reporter_id = %(reporter_id)s
+    ) AS counted
 ),
-trust AS (
-    SELECT (record.removed + {prior_removed})::float8 / (record.decided + {prior_decided}) AS trust
-    FROM reporters o
-    CROSS JOIN LATERAL (
-        SELECT COUNT(DISTINCT h.item_id) AS decided,
-            COUNT(DISTINCT h.item_id) FILTER (WHERE d.action = '{remove}') AS removed
-        FROM {report} h JOIN {decision} d ON d.id = h.decision_id
-        WHERE h.source_id = %(source_id)s AND h.reporter_id = o.reporter_id
-          AND h.reporter_id <> '' AND o.reporter_id <> ''
-    ) AS record
+record AS (
+    SELECT (
+            COUNT(DISTINCT h.item_id) FILTER (WHERE d.action = '{remove}') + {prior_removed}
+        )::float8 / (COUNT(DISTINCT h.item_id) + {prior_decided}) AS trust
+    FROM {report} h JOIN {decision} d ON d.id = h.decision_id
+    WHERE h.source_id = %(source_id)s AND h.reporter_id = %(reporter_id)s
+      AND h.reporter_id <> ''
 ),
 score AS (
-    SELECT 1.0 - EXP(SUM(LN(1.0 - trust))) AS report_score, COUNT(*) AS reporters FROM trust
+    SELECT CASE WHEN counted.counted AND it.report_score IS NOT NULL THEN it.report_score
+        ELSE 1.0 - (1.0 - COALESCE(it.report_score, 0.0)) * (1.0 - record.trust)
+        END AS report_score
+    FROM it CROSS JOIN counted CROSS JOIN record
 ),
 plan AS (
     SELECT it.id, it.seen, standing.id AS standing_id, score.report_score,
         CASE
             WHEN it.status = '{decided}' AND standing.action = '{remove}' THEN 'answered'
             WHEN it.status = '{decided}' AND standing.reviewer_id IS NOT NULL
-                 AND score.reporters < %(return_reporters)s THEN 'counted'
+                 AND 1 + (
+                     SELECT COUNT(*) FROM (
+                         SELECT DISTINCT r.reporter_id FROM {report} r
+                         WHERE r.item_id = it.id AND r.decision_id IS NULL
+                           AND r.reporter_id <> %(reporter_id)s
+                         LIMIT %(return_reporters)s
+                     ) AS others
+                 ) < %(return_reporters)s THEN 'counted'
             WHEN it.status IN ('{decided}', '{labeling}', '{labeled}') THEN 'entering'
             ELSE 'placed'
         END AS step,

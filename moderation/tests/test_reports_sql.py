@@ -11,6 +11,7 @@ import time
 import pytest
 from django.contrib.auth.models import Group
 from django.db import connection, connections, transaction
+from django.utils import timezone
 
 from moderation.intake import ReportPayload
 from moderation.models import Decision, Item, Report, queue_key
@@ -371,3 +372,76 @@ def test_a_report_routes_its_item_again(source):
     )
     item.refresh_from_db()
     assert (item.status, item.queue_id) == (Item.Status.REPORTED, queue.pk)
+
+
+# --- a running score: a report costs the same however often the item was reported ---------
+
+
+@pytest.mark.parametrize("path", ["statement", "locking"])
+def test_a_reporter_counts_at_their_trust_when_they_reported(source, path):
+    """The score is kept as a running product: an earlier reporter's record changing later
+    does not re-weigh their report of this item (and a report reads no earlier reporter's
+    record, so its cost does not grow with the item's reports)."""
+    if path == "statement" and connection.vendor != "postgresql":
+        pytest.skip("the one-statement path is PostgreSQL's")
+    ingest = (
+        report_services._report_ingest_statement
+        if path == "statement"
+        else report_services._report_ingest_locked
+    )
+    person = UserFactory()
+    item = labeled(source, "target")
+    assert ingest(source=source, payload=payload("r1", reporter="alice"), webhook_id="w1")
+    # alice's record grows after her report of the target: 3 removals of 3.
+    history(source, person, "alice", removed=3, approved=0)
+    assert ingest(source=source, payload=payload("r2", reporter="bob"), webhook_id="w2")
+    item.refresh_from_db()
+    assert item.report_score == pytest.approx(readme_score([(0, 0), (0, 0)]), rel=1e-12)
+    # alice again: she counts once, as she did.
+    assert ingest(source=source, payload=payload("r3", reporter="alice"), webhook_id="w3")
+    item.refresh_from_db()
+    assert item.report_score == pytest.approx(readme_score([(0, 0), (0, 0)]), rel=1e-12)
+    # A new reporter counts at today's record.
+    history(source, person, "carol", removed=2, approved=0)
+    assert ingest(source=source, payload=payload("r4", reporter="carol"), webhook_id="w4")
+    item.refresh_from_db()
+    assert item.report_score == pytest.approx(readme_score([(0, 0), (0, 0), (2, 2)]), rel=1e-12)
+
+
+def _report_buffers(source, report_id: str, reporter: str) -> int:
+    """Shared buffers the report statement touches (EXPLAIN ANALYZE runs it)."""
+    params = {
+        "source_id": source.pk,
+        "external_id": "target",
+        "report_id": report_id,
+        "webhook_id": report_id,
+        "reason": "spam",
+        "reporter_id": reporter,
+        "comment": "",
+        "now": timezone.now(),
+        "return_reporters": source.report_return_reporters,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE moderation_report")
+        cursor.execute(
+            "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + report_services._REPORT_STATEMENT, params
+        )
+        plan = cursor.fetchone()[0]
+    plan = plan[0] if isinstance(plan, list) else plan
+    return plan["Plan"]["Shared Hit Blocks"] + plan["Plan"]["Shared Read Blocks"]
+
+
+@postgresql_only
+def test_a_reports_reads_do_not_grow_with_the_items_earlier_reports(source):
+    """Counted in buffers, not time: the 402nd report of an item reads little more than its
+    2nd (a deeper index), where the statement that re-read every open reporter's record
+    read ~2 buffers per earlier reporter (800 more here)."""
+    item = labeled(source, "target")
+    report_ingest(source=source, payload=payload("r0", reporter="u0"), webhook_id="w0")
+    second = _report_buffers(source, "probe-1", "p1")
+    Report.objects.bulk_create(
+        Report(source=source, report_id=f"b{n}", item=item, reason="spam", reporter_id=f"b{n}")
+        for n in range(400)
+    )
+    later = _report_buffers(source, "probe-2", "p2")
+    assert later < 2 * second, (second, later)
