@@ -113,6 +113,19 @@ class RequestMetricsMiddleware:
         return response
 
 
+_STATUS_SERIES: dict[tuple[int, int], Any] = {}
+
+
+def counted(counter: Counter, status: int) -> None:
+    """counter{status} += 1, its child looked up once per status: labels() takes a lock and
+    builds a key on every call (the webhooks count every request)."""
+    key = (id(counter), status)
+    child = _STATUS_SERIES.get(key)
+    if child is None:
+        child = _STATUS_SERIES[key] = counter.labels(status=str(status))
+    child.inc()
+
+
 def api_result(status: int | None, error: str | None = None) -> str:
     """A low-cardinality label for one API call."""
     if error is not None:

@@ -16,7 +16,9 @@ reports of an item together count as one reporter, at the prior):
     report_score = 1 - product(1 - trust_i)
 
 bounded in [0, 1), never lower with one more reporter, and one reporter counts once however
-many reports they send. The item waits in the queue at the higher of it and its violation
+many reports they send, at their trust when they first reported the item: intake keeps the
+score on the item as a running product (report_score_with), so a report costs the same
+however many came before it. The item waits in the queue at the higher of it and its violation
 score (moderation/services/queue.py).
 """
 

@@ -29,7 +29,7 @@ from moderation.services.items import item_ingest
 from moderation.services.reports import report_ingest
 from moderation.services.sources import source_valid_secrets
 from moderation.tasks import erasure_run_task
-from moderation.webhooks import verify
+from moderation.webhooks import REQUIRED_HEADERS, verify
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +60,18 @@ def _read_body(request: HttpRequest) -> bytes:
 @require_POST
 def webhook(request: HttpRequest, slug: str) -> JsonResponse:
     response = _webhook(request, slug)
-    metrics.INTAKE_REQUESTS.labels(status=str(response.status_code)).inc()
+    metrics.counted(metrics.INTAKE_REQUESTS, response.status_code)
     return response
+
+
+# The Standard Webhooks headers as WSGI names them: read from META directly, not through
+# request.headers, which builds a mapping of every header (~25 µs a webhook).
+_SIGNATURE_META = {name: "HTTP_" + name.upper().replace("-", "_") for name in REQUIRED_HEADERS}
+
+
+def _signature_headers(request: HttpRequest) -> dict[str, str]:
+    meta = request.META
+    return {name: meta.get(key, "") for name, key in _SIGNATURE_META.items()}
 
 
 def _verified_body(request: HttpRequest, source: Source) -> tuple[bytes, str]:
@@ -69,7 +79,7 @@ def _verified_body(request: HttpRequest, source: Source) -> tuple[bytes, str]:
     size limits, signature and replay window checked, the source active (IntakeError)."""
     body = _read_body(request)
     webhook_id, _ = verify(
-        headers=request.headers,
+        headers=_signature_headers(request),
         body=body,
         secrets=source_valid_secrets(source=source),
         tolerance=settings.WEBHOOK_TOLERANCE_SECONDS,
@@ -121,7 +131,7 @@ def report_webhook(request: HttpRequest, slug: str) -> JsonResponse:
     """A user's report of an item, signed as the item webhook is (moderation/services/
     reports.py): 202 for a new report, 200 for its report_id again."""
     response = _report_webhook(request, slug)
-    metrics.REPORT_REQUESTS.labels(status=str(response.status_code)).inc()
+    metrics.counted(metrics.REPORT_REQUESTS, response.status_code)
     return response
 
 
