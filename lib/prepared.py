@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from typing import Any
 
-from django.db import ProgrammingError, connection, transaction
+from django.db import InterfaceError, OperationalError, ProgrammingError, connection, transaction
 
 # SQLSTATE of an EXECUTE whose statement this session does not hold, and of a PREPARE of a
 # name it holds already.
@@ -38,6 +38,21 @@ _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 def _guard():
     """Inside a caller's transaction, a savepoint keeps a failed statement from breaking it."""
     return transaction.atomic() if connection.in_atomic_block else nullcontext()
+
+
+def _health_check_by_running() -> bool:
+    """Whether Django would health-check the kept session before this request's first
+    statement; if so, the caller's statement stands in for that check (and must retry once
+    on a dead session)."""
+    if (
+        connection.connection is None  # a new session: nothing to check
+        or connection.in_atomic_block  # checked when the transaction began
+        or not connection.health_check_enabled
+        or connection.health_check_done
+    ):
+        return False
+    connection.health_check_done = True
+    return True
 
 
 def _sqlstate(exc: Exception) -> str | None:
@@ -59,7 +74,14 @@ class PreparedStatement:
     older text under the same name (a pooler's server connection across a deploy) is never
     handed the wrong statement."""
 
-    def __init__(self, name: str, sql: str, params: Sequence[tuple[str, str]]):
+    def __init__(
+        self,
+        name: str,
+        sql: str,
+        params: Sequence[tuple[str, str]],
+        *,
+        checks_session: bool = False,
+    ):
         if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
             raise ValueError(f"not a plain SQL name: {name!r}")
         self.sql = sql
@@ -75,6 +97,8 @@ class PreparedStatement:
         self.name = name = f"{name}_{digest}"
         self.prepare_sql = f"PREPARE {name} ({types}) AS {body}"
         self.execute_sql = f"EXECUTE {name} ({', '.join(['%s'] * len(self.params))})"
+        # Whether it may stand in for the request's health check (fetchall).
+        self.checks_session = checks_session
         # The sessions (raw DB-API connections) known to hold it.
         self._prepared_on: weakref.WeakSet[Any] = weakref.WeakSet()
 
@@ -84,11 +108,30 @@ class PreparedStatement:
         return rows[0] if rows else None
 
     def fetchall(self, values: Mapping[str, Any], *, first: bool = False) -> list[tuple]:
-        """The statement's rows (only the first with `first`), on the default database."""
+        """The statement's rows (only the first with `first`), on the default database.
+
+        A statement made with `checks_session` (intake's: each the whole of its webhook's
+        writes) is, when it is the request's first use of a kept session, that session's
+        health check (CONN_HEALTH_CHECKS): Django's own is a `SELECT 1` round trip before
+        it, on every webhook. A session found dead (the server restarted, the backend was
+        terminated) is closed and the statement runs once more on a new one. Outside a
+        transaction that is safe for such a statement: atomic on its own, a first run either
+        did nothing, or (its answer lost after its commit) the second run meets its own
+        unique key, which intake answers as a repeat."""
         if connection.vendor != "postgresql" or not connection.settings_dict["CONN_MAX_AGE"]:
             # A session per request (CONN_MAX_AGE 0) would PREPARE on every request: one
             # round trip more than the plain statement, for a plan used once.
             return self._plain(values, first)
+        checked_by_running = self.checks_session and _health_check_by_running()
+        try:
+            return self._fetchall(values, first)
+        except (OperationalError, InterfaceError):
+            if not checked_by_running or connection.is_usable():
+                raise
+        connection.close()
+        return self._fetchall(values, first)
+
+    def _fetchall(self, values: Mapping[str, Any], first: bool) -> list[tuple]:
         connection.ensure_connection()
         session = connection.connection
         if session not in self._prepared_on:

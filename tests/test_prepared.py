@@ -3,8 +3,11 @@ in a new session (a reconnect) or one that forgot it; the plain SQL on other dat
 
 from __future__ import annotations
 
+import contextlib
+
+import psycopg
 import pytest
-from django.db import connection, transaction
+from django.db import OperationalError, connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
 from lib.prepared import PreparedStatement
@@ -16,12 +19,13 @@ postgresql_only = pytest.mark.skipif(
 )
 
 
-def statement(name: str = "test_sum") -> PreparedStatement:
+def statement(name: str = "test_sum", **kwargs) -> PreparedStatement:
     # A name used twice is one parameter; `%%` is a literal % to the driver.
     return PreparedStatement(
         name,
         "SELECT CAST(%(a)s AS integer) + CAST(%(b)s AS integer), CAST(%(a)s AS integer), '%%'",
         (("a", "integer"), ("b", "integer")),
+        **kwargs,
     )
 
 
@@ -29,6 +33,16 @@ def run(stmt: PreparedStatement, a: int, b: int) -> tuple[tuple | None, list[str
     with CaptureQueriesContext(connection) as queries:
         row = stmt.fetchone({"a": a, "b": b})
     return row, [q["sql"] for q in queries if "SAVEPOINT" not in q["sql"]]
+
+
+@contextlib.contextmanager
+def connections_other():
+    """A second session to the test database, outside Django."""
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    with psycopg.connect(**params, autocommit=True) as other:
+        yield other
 
 
 def held(stmt: PreparedStatement) -> bool:
@@ -132,3 +146,61 @@ def test_other_databases_run_the_plain_statement():
         row, queries = run(stmt, a, b)
         assert row == (a + b, a, "%")
         assert len(queries) == 1 and queries[0].startswith("SELECT CAST(")
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_the_statement_is_the_requests_health_check_on_a_kept_session(monkeypatch):
+    """A webhook's one statement needs no `SELECT 1` round trip before it (Django's
+    CONN_HEALTH_CHECKS): its own run is the check."""
+    stmt = statement("test_checked", checks_session=True)
+    stmt.fetchone({"a": 1, "b": 1})
+    assert connection.health_check_enabled
+    checks = []
+    monkeypatch.setattr(
+        type(connections["default"]), "is_usable", lambda self: checks.append(1) or True
+    )
+    connection.health_check_done = False  # as at the start of the next request
+    assert stmt.fetchone({"a": 2, "b": 3})[0] == 5
+    assert checks == [] and connection.health_check_done
+    # A statement not made for it leaves the check to Django.
+    connection.health_check_done = False
+    statement("test_unchecked").fetchone({"a": 1, "b": 1})
+    assert checks == [1]
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_a_statement_on_a_session_that_died_runs_on_a_new_one():
+    """The server ended the kept session (a restart, a terminated backend) between two
+    requests: the statement runs again on a new session, as Django's health check would
+    have reconnected before it."""
+    stmt = statement("test_died", checks_session=True)
+    stmt.fetchone({"a": 1, "b": 1})
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (old_pid,) = cursor.fetchone()
+    with connections_other() as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [old_pid])
+    connection.health_check_done = False  # the next request
+    assert stmt.fetchone({"a": 2, "b": 3})[0] == 5
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        assert cursor.fetchone()[0] != old_pid
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_a_dead_session_inside_a_transaction_is_not_retried():
+    """Inside a transaction the session was checked when it began; a failure there is the
+    caller's (the transaction cannot go on elsewhere)."""
+    stmt = statement("test_died_atomic", checks_session=True)
+    stmt.fetchone({"a": 1, "b": 1})
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (old_pid,) = cursor.fetchone()
+    with pytest.raises(OperationalError), transaction.atomic():  # noqa: PT012
+        with connections_other() as other:
+            other.execute("SELECT pg_terminate_backend(%s)", [old_pid])
+        stmt.fetchone({"a": 2, "b": 3})
+    connection.close()

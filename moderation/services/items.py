@@ -193,6 +193,8 @@ _INSERT = PreparedStatement(
     "moderation_item_insert",
     _INSERT_SQL,
     [(name, _INSERT_TYPES.get(name, "text")) for name in _INSERT_COLUMNS],
+    # The webhook's one statement: it is the request's health check too (lib/prepared.py).
+    checks_session=True,
 )
 
 
@@ -224,6 +226,7 @@ _INSERT_KNOWN_AUTHOR = PreparedStatement(
         *[(name, _INSERT_TYPES.get(name, "text")) for name in _KNOWN_AUTHOR_COLUMNS],
         ("author_external_id", "text"),
     ],
+    checks_session=True,
 )
 
 

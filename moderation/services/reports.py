@@ -442,6 +442,8 @@ _STATEMENT = PreparedStatement(
         ("now", "timestamptz"),
         ("return_reporters", "integer"),
     ),
+    # The report webhook's one statement: it is the request's health check too.
+    checks_session=True,
 )
 
 
