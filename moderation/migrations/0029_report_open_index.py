@@ -20,7 +20,7 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ("moderation", "0027_item_intake_indexes"),
+        ("moderation", "0028_item_search_indexes_hold_edited_items"),
     ]
 
     operations = [
