@@ -95,7 +95,7 @@ TEXT = (
 # --------------------------------------------------------------------------------------------
 
 
-def _build_requests(conf: dict, n: int, phase: str) -> list[tuple[str, bytes, dict]]:
+def build_requests(conf: dict, n: int, phase: str) -> list[tuple[str, bytes, dict]]:
     """n distinct items for conf["target"], signed now (before the clock starts)."""
     from standardwebhooks.webhooks import Webhook
 
@@ -193,8 +193,8 @@ def load_process(conf: dict, results) -> None:
     """Entry point of the load-generator process: warm up, then the timed run."""
     try:
         deadline = time.monotonic() + conf["timeout"]
-        warm = _build_requests(conf, conf["warmup"], "warm")
-        timed = _build_requests(conf, conf["count"], "timed")
+        warm = build_requests(conf, conf["warmup"], "warm")
+        timed = build_requests(conf, conf["count"], "timed")
         if warm:
             w = _drive(warm, port=conf["port"], concurrency=conf["concurrency"], deadline=deadline)
             if w["errors"] or w["aborted"]:

@@ -21,30 +21,22 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
-import json
 import os
 import pstats
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import cpu  # noqa: E402
+from bench.intake import SEED_ITEMS, build_requests  # noqa: E402
 
 DB = "bench_profile_intake" + os.environ.get("BENCH_DB_SUFFIX", "")
 PG = "postgres://postgres@127.0.0.1:5432"
-SEED_ITEMS = 1000
-TEXT = (
-    "Has anyone else noticed the new update broke the dark mode toggle? I tried clearing the "
-    "cache and reinstalling but it keeps flipping back after a restart. Any ideas appreciated, "
-    "thanks in advance - post #{n}"
-)
 
 
 def psql(db: str, sql: str) -> None:
@@ -95,43 +87,12 @@ def environ(path: str, body: bytes, headers: dict[str, str]) -> dict:
 
 
 def build(kind: str, n: int, secret: str) -> list[dict]:
-    from standardwebhooks.webhooks import Webhook
-
-    signer = Webhook(secret)
-    run = uuid.uuid4().hex[:8]
-    out = []
-    for i in range(n):
-        if kind == "reports":
-            path = "/webhooks/bench/reports/"
-            body = json.dumps(
-                {
-                    "report_id": f"{run}-{i}",
-                    "external_id": f"seed-{i % SEED_ITEMS}",
-                    "reason": "spam",
-                    "reporter": {"id": f"{run}-u{i}"},
-                    "comment": "this is spam",
-                }
-            ).encode()
-        else:
-            path = "/baseline/" if kind == "baseline" else "/webhooks/bench/"
-            body = json.dumps(
-                {
-                    "external_id": f"{run}-{i}",
-                    "content_text": TEXT.format(n=i),
-                    "metadata": {"author": f"u{i % 97}"},
-                }
-            ).encode()
-        headers = {}
-        if kind != "baseline":
-            msg_id = f"msg_{uuid.uuid4().hex}"
-            now = datetime.now(tz=UTC)
-            headers = {
-                "webhook-id": msg_id,
-                "webhook-timestamp": str(int(now.timestamp())),
-                "webhook-signature": signer.sign(msg_id, now, body.decode()),
-            }
-        out.append(environ(path, body, headers))
-    return out
+    """n signed requests of one kind as WSGI environs: bench/intake.py's own requests."""
+    conf = {"secret": secret, "label": "profile", "target": kind}
+    return [
+        environ(path, body, {k: v for k, v in headers.items() if k != "Content-Type"})
+        for path, body, headers in build_requests(conf, n, "p")
+    ]
 
 
 def run(app, requests: list[dict], backend_pid: int, profiler=None) -> dict:
