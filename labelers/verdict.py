@@ -21,13 +21,11 @@ from __future__ import annotations
 import hashlib
 from typing import NamedTuple
 
-from django.db import connection, transaction
-
 from labelers.client import violation_score
 from labelers.models import Label, LabelerVersion
 from labelers.routing import Route, source_routing
 from moderation.models import Item
-from moderation.services.verdicts import Statement, item_labels_changed
+from moderation.services.verdicts import Statement, item_labels_changed, written_then
 
 OPEN_STATUSES = (
     Label.Status.PENDING,
@@ -57,13 +55,7 @@ def answer_store(*, store: Statement, item_id: int, answered: Answer) -> bool:
     answer's (moderation's door says when)."""
     route = _sole_route(answered)
     if route is None:
-        with transaction.atomic():
-            with connection.cursor() as cursor:
-                cursor.execute(*store)
-                if not cursor.rowcount:
-                    return False
-            item_refresh(item_id=item_id)
-        return True
+        return written_then(store, lambda: item_refresh(item_id=item_id))
     return _item_take(item_id, answered, route, together_with=store)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import itertools
 import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import NamedTuple
 
@@ -169,14 +170,10 @@ def item_labels_changed(
         plain = not auto_approve and status != Item.Status.FLAGGED and not rule_set().rules
         if plain and connection.vendor == "postgresql":
             return _item_verdict_together(together_with, verdict)
-        with transaction.atomic():
-            sql, params = together_with
-            with connection.cursor() as cursor:
-                cursor.execute(sql, params)
-                if not cursor.rowcount:
-                    return False
-            _item_verdict_take(verdict, auto_approve_reason=auto_approve_reason)
-        return True
+        return written_then(
+            together_with,
+            lambda: _item_verdict_take(verdict, auto_approve_reason=auto_approve_reason),
+        )
     _item_verdict_take(verdict, auto_approve_reason=auto_approve_reason)
     return True
 
@@ -204,6 +201,24 @@ def _item_verdict_take(verdict: dict, *, auto_approve_reason: str) -> None:
 
 # A write and a value list, as a cursor takes them.
 Statement = tuple[str, list]
+
+
+def _executed(statement: Statement) -> int:
+    """Run a write; how many rows it changed."""
+    with connection.cursor() as cursor:
+        cursor.execute(*statement)
+        return cursor.rowcount
+
+
+def written_then(write: Statement, then: Callable[[], None]) -> bool:
+    """`write` and then `then`, in one transaction: `then` only if the write changed a row.
+    Returns whether it did (a label's answer, stored only while its attempt holds it, and
+    the verdict that follows from it)."""
+    with transaction.atomic():
+        if not _executed(write):
+            return False
+        then()
+    return True
 
 
 @functools.lru_cache(maxsize=64)
@@ -252,13 +267,9 @@ def _item_verdict_together(together_with: Statement, verdict: dict) -> bool:
         {f"p{n}": value for n, value in enumerate(params)}
     )
     if reported:
-        with transaction.atomic():
-            with connection.cursor() as cursor:
-                cursor.execute(write, write_params)
-                if not cursor.rowcount:
-                    return False
-            _item_verdict_take(verdict, auto_approve_reason="")
-        return True
+        return written_then(
+            together_with, lambda: _item_verdict_take(verdict, auto_approve_reason="")
+        )
     if written and not taken:
         # Nothing to change (the item reads so already, was edited, or is gone) or reported
         # since the snapshot: the latter is taken under the item's lock.
@@ -287,17 +298,16 @@ def _item_verdict_update(
 
     Written out: the ORM's CASE expressions cost more CPU to compile and bind than the
     round trip, once per label."""
-    sql, params = _item_verdict_sql(
-        item_id=item_id,
-        status=status,
-        violation_score=violation_score,
-        queue_score=queue_score,
-        revision=revision,
-        versions=versions,
+    return _executed(
+        _item_verdict_sql(
+            item_id=item_id,
+            status=status,
+            violation_score=violation_score,
+            queue_score=queue_score,
+            revision=revision,
+            versions=versions,
+        )
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.rowcount
 
 
 def _item_verdict_sql(
