@@ -322,12 +322,9 @@ def labels_unclaim(labels: list[Label], *, resent: bool) -> int:
     sends them again now; otherwise un-enqueued, the next sweep sends them as new work."""
     if not labels:
         return 0
-    mine = functools.reduce(
-        operator.or_, (Q(pk=label.pk, attempts=label.attempts) for label in labels)
-    )
     now = timezone.now()
     try:
-        return Label.objects.filter(mine, status=Label.Status.RUNNING).update(
+        return _held(labels).update(
             status=Label.Status.PENDING,
             attempts=F("attempts") - 1,
             lease_expires_at=None,
@@ -343,14 +340,20 @@ def labels_keep(labels: list[Label]) -> set[int]:
     held by this batch (a label whose lease ran out may have gone to another attempt)."""
     if not labels:
         return set()
-    mine = functools.reduce(
-        operator.or_, (Q(pk=label.pk, attempts=label.attempts) for label in labels)
-    )
-    held = Label.objects.filter(mine, status=Label.Status.RUNNING)
+    held = _held(labels)
     lease = timezone.now() + timedelta(seconds=settings.LABEL_LEASE_SECONDS)
     with transaction.atomic():
         held.update(lease_expires_at=lease)
         return set(held.values_list("pk", flat=True))
+
+
+def _held(labels: list[Label]):
+    """The rows of these claimed labels still held by this batch's attempts (_mine's
+    condition, for several)."""
+    attempts = functools.reduce(
+        operator.or_, (Q(pk=label.pk, attempts=label.attempts) for label in labels)
+    )
+    return Label.objects.filter(attempts, status=Label.Status.RUNNING)
 
 
 def _release(label_id: int, exc: BaseException) -> None:

@@ -62,10 +62,6 @@ def label_fetch_batch_task(label_ids: list[int]) -> int:
     label another worker took meanwhile is not claimed). The batch holds the claims of the
     labels it has not started yet: their leases are renewed while it works, and it gives
     them back at once when it runs out of time or gives up."""
-    return _batch_fetch(label_ids)
-
-
-def _batch_fetch(label_ids: list[int]) -> int:
     if fetch.api_key_refused():
         for label_id in label_ids:  # each waits for the key (fetch.label_fetch)
             _outcome(label_id, fetch.label_fetch(label_id=label_id))
@@ -76,10 +72,10 @@ def _batch_fetch(label_ids: list[int]) -> int:
         metrics.LABELS.labels(outcome="skipped").inc()
     keep_every = max(0.1, settings.LABEL_LEASE_SECONDS / 4)
     lost: set[int] = set()
-    position = -1
+    position = 0
     try:
-        while (position := position + 1) < len(labels):
-            label, rest = labels[position], labels[position:]
+        for position, label in enumerate(labels):
+            rest = labels[position:]
             now = time.monotonic()
             if position and now - started > settings.LABEL_BATCH_SECONDS:
                 # Slow calls or throttle waits: the rest goes back in line rather than hold
@@ -102,7 +98,7 @@ def _batch_fetch(label_ids: list[int]) -> int:
         # label it was working; those not started are given back too, and their message is
         # acked with this failure. Un-enqueued, the next sweep sends them at once. A label
         # already stored or released is no longer running: the give-back leaves it be.
-        fetch.labels_unclaim(labels[max(0, position) :], resent=False)
+        fetch.labels_unclaim(labels[position:], resent=False)
         raise
     return len(labels)
 
