@@ -108,13 +108,14 @@ def _w(query_hex: str) -> np.ndarray:
 def database_run(size: int, queries: int) -> None:
     from bench import pgdb
 
-    pgdb.use_database("bench_banks")
+    name = pgdb.database_name("bench_banks")
+    pgdb.use_database(name)
     from django.db import connection
 
     from moderation.models import Bank, BankHash
     from moderation.services import banks
 
-    pgdb.recreate_database("bench_banks")
+    pgdb.recreate_database(name)
     bank = Bank.objects.create(name="Known", action="review")
     with connection.cursor() as cursor:
         cursor.execute(
@@ -154,7 +155,7 @@ def database_run(size: int, queries: int) -> None:
         f"check at most once a second)",
         flush=True,
     )
-    pgdb.drop_database("bench_banks")
+    pgdb.drop_database(name)
 
 
 def intake_with_banks(bank, size: int, *, count: int = 150, rounds: int = 2) -> None:

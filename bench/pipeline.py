@@ -25,12 +25,14 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]  # bench/queue.py
+ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
-from bench import cpu  # noqa: E402
+from bench import cpu, pgdb  # noqa: E402
 
 PG = "postgres://postgres@127.0.0.1:5432"
-DB = "bench_pipeline" + os.environ.get("BENCH_DB_SUFFIX", "")  # as bench/pgdb.py
+DB = pgdb.database_name("bench_pipeline")
 REDIS_DB = "13"  # the tests use db 14 (throttle keys); only this one is flushed
 
 
