@@ -14,7 +14,7 @@ once (so answers <= reviewers x golden items), and appeals only follow removals.
    last two years), the first `--golden` of them golden; every reviewer's answer to every
    golden item (the most the constraint allows; 90 % correct, 2 % skipped, answered over the
    last two years); an appeal, upheld or (1 in 4) overturned, of a share of the removals.
-   VACUUM ANALYZE.
+   VACUUM ANALYZE; the daily figures counted, as beat's task does.
 3. Times, R times each after 3 warm-up runs: the whole page through the test Client (staff
    user, production settings and middleware); golden_agreement(); overturns_by_reviewer();
    and the baseline: one plain statement per figure (GROUP BY reviewer), their times added.
@@ -45,6 +45,7 @@ from django.test import Client  # noqa: E402
 
 from bench.pgdb import load, median, percentile  # noqa: E402
 from labelers.criteria import source_setup  # noqa: E402
+from labelers.dashboard_rollups import dashboard_rollups_refresh  # noqa: E402
 from moderation.selectors.appeals import overturns_by_reviewer  # noqa: E402
 from moderation.selectors.golden import golden_agreement  # noqa: E402
 
@@ -92,10 +93,10 @@ SEED = [
     """,
     """
     INSERT INTO moderation_appeal (appeal_id, webhook_id, statement, status, received_at,
-        decided_at, note, source_id, item_id, decision_id)
+        decided_at, note, source_id, item_id, decision_id, decision_reviewer_id)
     SELECT 'appeal-' || d.id, 'appeal-wh-' || d.id, 'please', CASE WHEN d.id %% 4 = 0
         THEN 'overturned' ELSE 'upheld' END, d.created_at, d.created_at, '', %(source)s,
-        d.item_id, d.id
+        d.item_id, d.id, d.reviewer_id
     FROM moderation_decision d
     WHERE d.id %% %(appeal_every)s = 0
     """,
@@ -116,10 +117,10 @@ BASELINE = [
     WHERE g.active AND a.answered_at >= now() - interval '8 weeks' GROUP BY 1, 2
     """,
     """
-    SELECT d.reviewer_id, COUNT(*), COUNT(*) FILTER (WHERE a.status = 'overturned')
-    FROM moderation_appeal a JOIN moderation_decision d ON d.id = a.decision_id
-    WHERE a.status IN ('upheld', 'overturned') AND d.reviewer_id IS NOT NULL
-    GROUP BY d.reviewer_id
+    SELECT a.decision_reviewer_id, COUNT(*), COUNT(*) FILTER (WHERE a.status = 'overturned')
+    FROM moderation_appeal a
+    WHERE a.status IN ('upheld', 'overturned') AND a.decision_reviewer_id IS NOT NULL
+    GROUP BY a.decision_reviewer_id
     """,
 ]
 
@@ -141,6 +142,7 @@ def seed(*, reviewers: int, golden: int, decisions: int, appeal_share: float):
             cursor.execute(sql, params)
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE")
+    dashboard_rollups_refresh()  # beat's: the decisions per reviewer are read from days
     return get_user_model().objects.create_user(
         username="lead", password="x", is_staff=True, is_superuser=True
     )
@@ -171,6 +173,7 @@ def main() -> int:
     parser.add_argument("--decisions", type=int, default=500_000)
     parser.add_argument("--appeal-share", type=float, default=0.1)
     parser.add_argument("--requests", type=int, default=30)
+    parser.add_argument("--keep", action="store_true", help="keep the database at the end")
     args = parser.parse_args()
     print(f"bench/team.py ({load()})", flush=True)
     pgdb.recreate_database(DB_NAME)
@@ -214,7 +217,8 @@ def main() -> int:
                 f"{median(times) / base:16.2f}"
             )
     finally:
-        pgdb.drop_database(DB_NAME)
+        if not args.keep:
+            pgdb.drop_database(DB_NAME)
     return 0
 
 

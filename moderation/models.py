@@ -1061,6 +1061,17 @@ class Appeal(models.Model):
     account_action = models.OneToOneField(
         AccountAction, null=True, blank=True, on_delete=models.PROTECT, related_name="appeal"
     )
+    # The reviewer whose removal is appealed (None: an automatic removal, or an account
+    # action): `decision.reviewer`, which never changes, kept here so that the team page's
+    # overturns per reviewer read the appeals alone, not every decision they point at.
+    decision_reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+    )
     # The item's author (if it has one) or the action's: the appeal shows on their timeline.
     # No index of its own: appeal_author_idx (author, received_at, id) serves it.
     author = models.ForeignKey(

@@ -116,7 +116,12 @@ def appeal_receive(
                 409, "nothing to appeal: the item's current decision is not a removal", field=field
             )
         decided_at = current.created_at
-        fields = {"decision": current, "item": item, "author_id": item.author_id}
+        fields = {
+            "decision": current,
+            "decision_reviewer_id": current.reviewer_id,
+            "item": item,
+            "author_id": item.author_id,
+        }
         appealed = Appeal.objects.filter(decision=current).first()
         what = "removal"
     else:

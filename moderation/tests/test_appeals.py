@@ -3,10 +3,14 @@ appealed decision or confirmed the action), the appeal page, and the outcome: up
 overturned (the item restored and its strikes withdrawn; an account action lifted), sent
 to the product as appeal.decided."""
 
+import importlib
 import json
 from datetime import timedelta
 
 import pytest
+from django.apps import apps
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from standardwebhooks.webhooks import Webhook
 
@@ -24,13 +28,15 @@ from moderation.models import (
     Item,
     Strike,
 )
-from moderation.selectors.appeals import appeals_queue
+from moderation.selectors.appeals import appeals_queue, overturns_by_reviewer
 from moderation.selectors.authors import author_counts
 from moderation.services.appeals import AppealClosed, AppealPayload, appeal_decide, appeal_receive
 from moderation.services.decisions import decision_record, decision_undo
 from moderation.tests.factories import LabelerFactory, SourceFactory, UserFactory, reason_id
 from moderation.tests.test_openapi import errors, response_validator, validator_at
 from testkit.receiver import Receiver
+
+MIGRATION_0030 = importlib.import_module("moderation.migrations.0030_appeal_decision_reviewer")
 
 pytestmark = pytest.mark.django_db
 
@@ -88,6 +94,7 @@ def appeal_of(decision, appeal_id="a-1", statement="") -> Appeal:
         appeal_id=appeal_id,
         webhook_id=f"msg-{appeal_id}",
         decision=decision,
+        decision_reviewer_id=decision.reviewer_id,  # as appeal_receive stores it
         item=decision.item,
         statement=statement,
     )
@@ -412,6 +419,45 @@ def test_the_team_page_shows_each_reviewers_overturn_rate(client, source, remove
     assert "25 % (1/4)" in html
     # In the page's body, not its <title> (where the browser shows it as text).
     assert html.index('id="overturns"') > html.index("</title>")
+
+
+def test_an_appeal_keeps_the_reviewer_whose_removal_it_appeals(source, remover):
+    removal = removed(source, remover, external_id="by-a-person")
+    appeal, _ = appeal_receive(
+        source=source,
+        payload=AppealPayload("a-person", "", external_id="by-a-person"),
+        webhook_id="m-person",
+    )
+    assert appeal.decision_id == removal.pk and appeal.decision_reviewer_id == remover.pk
+
+
+def test_the_migration_gives_earlier_appeals_their_reviewer(source, remover):
+    by_person = Appeal.objects.create(
+        source=source,
+        appeal_id="before",
+        webhook_id="m-before",
+        decision=(decision := removed(source, remover, external_id="before")),
+        item=decision.item,
+    )
+    automatic = removed(source, remover, external_id="automatic")
+    Decision.objects.filter(pk=automatic.pk).update(reviewer=None)
+    automatic.refresh_from_db()
+    by_nobody = appeal_of(automatic, "automatic")
+    MIGRATION_0030.appeals_keep_their_reviewer(apps, None)
+    by_person.refresh_from_db()
+    by_nobody.refresh_from_db()
+    assert by_person.decision_reviewer_id == remover.pk
+    assert by_nobody.decision_reviewer_id is None
+
+
+def test_overturns_per_reviewer_read_the_appeals_alone(source, remover, senior):
+    """Not joined to the decisions appealed: the team page's cost follows the appeals."""
+    appeal = appeal_of(removed(source, remover, external_id="r-1"), "r-1")
+    appeal_decide(appeal=appeal, senior=senior, outcome="overturned")
+    with CaptureQueriesContext(connection) as queries:
+        rows = overturns_by_reviewer()
+    assert rows == [{"reviewer": remover.username, "decided": 1, "overturned": 1}]
+    assert [q["sql"] for q in queries if "moderation_decision" in q["sql"]] == []
 
 
 # --- the decisions feed ----------------------------------------------------------------------
