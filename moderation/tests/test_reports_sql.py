@@ -445,3 +445,34 @@ def test_a_reports_reads_do_not_grow_with_the_items_earlier_reports(source):
     )
     later = _report_buffers(source, "probe-2", "p2")
     assert later < 2 * second, (second, later)
+
+
+def _relation_nodes(plan: dict, relation: str) -> int:
+    """The plan's nodes that read or write `relation` (subplans and CTEs included)."""
+    own = 1 if plan.get("Relation Name") == relation else 0
+    return own + sum(_relation_nodes(child, relation) for child in plan.get("Plans", []))
+
+
+@postgresql_only
+def test_the_statement_plans_each_of_its_reads_once(source):
+    """Seven places in the statement name the reports table (the repeat, the reporter's open
+    report, their record, the item's other open reporters, the insert, the answered update
+    and its scan); each is planned, and so set up on every execution, once. With the step and
+    the score inlined into the UPDATE, the plan held ~20 (a copy in each SET naming them)."""
+    labeled(source, "target")
+    params = {
+        "source_id": source.pk,
+        "external_id": "target",
+        "report_id": "probe",
+        "webhook_id": "probe",
+        "reason": "spam",
+        "reporter_id": "p1",
+        "comment": "",
+        "now": timezone.now(),
+        "return_reporters": source.report_return_reporters,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (FORMAT JSON) " + report_services._REPORT_STATEMENT, params)
+        plan = cursor.fetchone()[0]
+    plan = plan[0] if isinstance(plan, list) else plan
+    assert _relation_nodes(plan["Plan"], Report._meta.db_table) <= 7
