@@ -8,6 +8,7 @@ The formulas (reporter trust, report score) are in moderation/selectors/reports.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import NamedTuple
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -142,10 +143,23 @@ def _item_update(item: Item, fields: list[str]) -> None:
         cursor.execute(sql, [*values, item.pk])
 
 
+class ReportReceipt(NamedTuple):
+    """What report intake answers: the report's id, its item's id and the item's status now
+    (the one-statement path reads them from its row, without building models)."""
+
+    id: int
+    item_id: int
+    item_status: str
+
+
+def _receipt(report: Report) -> ReportReceipt:
+    return ReportReceipt(report.pk, report.item_id, report.item.status)
+
+
 def report_ingest(
     *, source: Source, payload: ReportPayload, webhook_id: str
-) -> tuple[Report, bool]:
-    """Store a report (and the item it carries, if not yet received), or return the one
+) -> tuple[ReportReceipt, bool]:
+    """Store a report (and the item it carries, if not yet received), or answer for the one
     already stored under its report_id: the flag says whether it is new. One transaction:
     a refused report stores nothing, not even its item.
 
@@ -156,7 +170,8 @@ def report_ingest(
         answer = _report_ingest_statement(source=source, payload=payload, webhook_id=webhook_id)
         if answer is not None:
             return answer
-    return _report_ingest_locked(source=source, payload=payload, webhook_id=webhook_id)
+    report, created = _report_ingest_locked(source=source, payload=payload, webhook_id=webhook_id)
+    return _receipt(report), created
 
 
 def _report_ingest_locked(
@@ -399,11 +414,10 @@ FROM (SELECT) AS one LEFT JOIN dup ON TRUE
 
 def _report_ingest_statement(
     *, source: Source, payload: ReportPayload, webhook_id: str
-) -> tuple[Report, bool] | None:
+) -> tuple[ReportReceipt, bool] | None:
     """A report of a known item in one statement (_REPORT_STATEMENT), or None when the
     locking path must decide: the item unknown (a 404, or the report creates it), or
     written by someone else between the statement's read and its write."""
-    now = timezone.now()
     params = {
         "source_id": source.pk,
         "external_id": payload.external_id,
@@ -412,7 +426,7 @@ def _report_ingest_statement(
         "reason": payload.reason,
         "reporter_id": payload.reporter_id,
         "comment": payload.comment,
-        "now": now,
+        "now": timezone.now(),
         "return_reporters": source.report_return_reporters,
     }
     try:
@@ -421,14 +435,12 @@ def _report_ingest_statement(
         return None  # the same report_id, stored since the statement began
     item_id, report_pk, status, step, stored_pk, stored_item, stored_status = row
     if stored_pk is not None:
-        return _report_answer(source, payload, stored_pk, stored_item, stored_status), False
+        return ReportReceipt(stored_pk, stored_item, stored_status), False
     if report_pk is None:
         return None
-    report = _report_answer(source, payload, report_pk, item_id, status)
-    report.webhook_id, report.created_at = webhook_id, now
     if step in ("entering", "placed"):
         item_route(item_id=item_id)  # a report (and its reason) is a new fact
-    return report, True
+    return ReportReceipt(report_pk, item_id, status), True
 
 
 # The statement is PREPAREd once per database session and EXECUTEd with its values
@@ -450,25 +462,6 @@ _STATEMENT = PreparedStatement(
     # The report webhook's one statement: it is the request's health check too.
     checks_session=True,
 )
-
-
-def _report_answer(
-    source: Source, payload: ReportPayload, pk: int, item_id: int, status: str
-) -> Report:
-    """The report as the webhook answers it: its id, its item's id and status."""
-    item = Item(pk=item_id, source=source, status=status)
-    item._state.adding = False
-    report = Report(
-        pk=pk,
-        source=source,
-        report_id=payload.report_id,
-        item=item,
-        reason=payload.reason,
-        reporter_id=payload.reporter_id,
-        comment=payload.comment,
-    )
-    report._state.adding = False
-    return report
 
 
 def reports_answer(*, item: Item, decision_fields: dict) -> list[int]:

@@ -138,11 +138,11 @@ def report_webhook(request: HttpRequest, slug: str) -> JsonResponse:
 def _report_webhook(request: HttpRequest, slug: str) -> JsonResponse:
     def receive(source: Source, body: bytes, webhook_id: str) -> JsonResponse:
         payload = parse_report_body(body)
-        report, created = report_ingest(source=source, payload=payload, webhook_id=webhook_id)
-        logs.bind(item_id=report.item_id, report_id=report.pk)
+        receipt, created = report_ingest(source=source, payload=payload, webhook_id=webhook_id)
+        logs.bind(item_id=receipt.item_id, report_id=receipt.id)
         logger.info("report %s", "stored" if created else "repeated")
         return JsonResponse(
-            {"id": report.pk, "item": report.item_id, "status": report.item.status},
+            {"id": receipt.id, "item": receipt.item_id, "status": receipt.item_status},
             status=202 if created else 200,
         )
 
