@@ -293,9 +293,12 @@ def _report_insert(report: Report) -> bool:
 # UPDATE that names them, and PostgreSQL set up each copy on every execution (~10 copies of
 # the reporters' COUNT, 5 of the reporter's probe), a fifth of the statement's CPU; plan's
 # queue_score is the item's new queue score when it is placed or entering.
+# The UPDATE finds the row read by its place (ctid), not through the primary key: each report
+# leaves a version of the item in every index, and the version read is the only one it may
+# write (a newer one, at another place and with another xmin, matches neither).
 _REPORT_STATEMENT = """
 WITH it AS (
-    SELECT id, xmin AS seen, status, violation_score, report_score
+    SELECT id, ctid AS at, xmin AS seen, status, violation_score, report_score
     FROM {item}
     WHERE source_id = %(source_id)s AND external_id = %(external_id)s AND erased_at IS NULL
 ),
@@ -333,7 +336,7 @@ score AS MATERIALIZED (
     FROM it CROSS JOIN counted CROSS JOIN record
 ),
 plan AS MATERIALIZED (
-    SELECT it.id, it.seen, standing.id AS standing_id, score.report_score,
+    SELECT it.id, it.at, it.seen, standing.id AS standing_id, score.report_score,
         CASE
             WHEN it.status = '{decided}' AND standing.action = '{remove}' THEN 'answered'
             WHEN it.status = '{decided}' AND standing.reviewer_id IS NOT NULL
@@ -367,7 +370,7 @@ upd AS (
         claim_expires_at = CASE
             WHEN p.step = 'entering' THEN NULL ELSE i.claim_expires_at END
     FROM plan p
-    WHERE i.id = p.id AND i.xmin = p.seen
+    WHERE i.ctid = p.at AND i.xmin = p.seen
     RETURNING i.id, i.status, p.step, p.standing_id
 ),
 ins AS (
