@@ -54,13 +54,17 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]  # bench/queue.py
+ROOT = HERE.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench import pgdb  # noqa: E402
+
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 # A machine shared by several runs: each may name its own database and Redis db.
-DB_NAME = "bench_intake" + os.environ.get("BENCH_DB_SUFFIX", "")  # as bench/pgdb.py
+DB_NAME = pgdb.database_name("bench_intake")
 DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
 BROKER_URL = f"redis://127.0.0.1:6379/{int(os.environ.get('BENCH_INTAKE_REDIS_DB', '15'))}"
 SOURCE_SLUG = "bench"

@@ -29,13 +29,15 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]  # bench/queue.py
+ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import cpu  # noqa: E402
+from bench import cpu, pgdb  # noqa: E402
 from bench.intake import SEED_ITEMS, build_requests  # noqa: E402
 
-DB = "bench_profile_intake" + os.environ.get("BENCH_DB_SUFFIX", "")
+DB = pgdb.database_name("bench_profile_intake")
 PG = "postgres://postgres@127.0.0.1:5432"
 
 
