@@ -7,6 +7,7 @@ import threading
 import time
 
 from celery import Celery
+from celery.concurrency.thread import TaskPool as ThreadsPool
 from celery.signals import after_setup_logger, task_postrun, task_prerun, worker_ready
 from celery.worker import state as worker_state
 from django.conf import settings
@@ -16,6 +17,7 @@ from prometheus_client import start_http_server
 from lib import (
     broker,  # noqa: F401 - registers the atomic filesystem transport
     logs,
+    pool,
 )
 from lib.broker import queue_depth
 
@@ -58,6 +60,7 @@ def _unbind_task_from_logs(task=None, **_):
     if task is not None and getattr(task.request, "is_eager", False):
         return
     logs.clear()
+    pool.task_ended()
 
 
 # A health check is a round trip: once a second per thread, it was one query in four at one
@@ -143,6 +146,13 @@ def _serve_metrics(sender=None, **_):
     if port := settings.WORKER_METRICS_PORT:
         start_http_server(port, addr=settings.WORKER_METRICS_ADDR)
         logger.info("worker metrics on %s:%s", settings.WORKER_METRICS_ADDR, port)
+
+
+@worker_ready.connect
+def _note_a_threads_pool(sender=None, **_):
+    """A batch of labels hands its rest back when threads of this pool wait (lib.pool)."""
+    if sender is not None and isinstance(sender.pool, ThreadsPool):
+        pool.threads_pool_ready(sender.pool.limit)
 
 
 @worker_ready.connect

@@ -18,7 +18,7 @@ from labelers.dashboard_rollups import dashboard_rollups_refresh
 from labelers.guarded import api_key_refusals_forget
 from labelers.models import Reevaluation, RelabelRun, ShadowRun
 from labelers.quality.rollups import quality_rollups_refresh
-from lib import metrics
+from lib import metrics, pool
 from lib.broker import queue_depth
 from lib.cache import TTLCache
 from moderation.services.verdicts import bank_hashes_retro_match
@@ -74,8 +74,8 @@ def label_fetch_batch_task(label_ids: list[int]) -> int:
     lost: set[int] = set()
     position = 0
     try:
-        for position, label in enumerate(labels):
-            rest = labels[position:]
+        while position < len(labels):
+            label, rest = labels[position], labels[position:]
             now = time.monotonic()
             if position and now - started > settings.LABEL_BATCH_SECONDS:
                 # Slow calls or throttle waits: the rest goes back in line rather than hold
@@ -83,6 +83,13 @@ def label_fetch_batch_task(label_ids: list[int]) -> int:
                 fetch.labels_unclaim(rest, resent=True)
                 labels_enqueue([held.pk for held in rest])
                 return position
+            if len(rest) > 1 and pool.threads_idle(IDLE_THREADS_SECONDS):
+                # The end of a backlog: threads beside this one would sit idle while this
+                # batch's last labels wait for it. Each goes back as a message of its own.
+                fetch.labels_unclaim(rest[1:], resent=True)
+                labels_enqueue([held.pk for held in rest[1:]], size=1)
+                del labels[position + 1 :]
+                rest = rest[:1]
             if now - kept > keep_every:
                 # Slow calls: the leases of the labels still waiting in this batch run out
                 # unless renewed; one whose lease ran out anyway may be another attempt's now.
@@ -91,8 +98,9 @@ def label_fetch_batch_task(label_ids: list[int]) -> int:
                 kept = now
             if label.pk in lost:
                 metrics.LABELS.labels(outcome="skipped").inc()
-                continue
-            _outcome(label.pk, fetch.label_fetch_claimed(label, done_before=labels[:position]))
+            else:
+                _outcome(label.pk, fetch.label_fetch_claimed(label, done_before=labels[:position]))
+            position += 1
     except BaseException:
         # Given up (a time limit, a crash in the task): label_fetch_claimed released the
         # label it was working; those not started are given back too, and their message is
@@ -101,6 +109,11 @@ def label_fetch_batch_task(label_ids: list[int]) -> int:
         fetch.labels_unclaim(labels[position:], resent=False)
         raise
     return len(labels)
+
+
+# While the broker holds work, a thread that finishes a task waits only for its next message
+# (milliseconds); waiting this long, the broker has none for it.
+IDLE_THREADS_SECONDS = 0.2
 
 
 @shared_task(name="labelers.tasks.label_sweep", ignore_result=True)
@@ -138,13 +151,15 @@ def labels_queued(queue: str = LABELS_QUEUE) -> int | None:
     return _queued_cache.get(queue, ask)
 
 
-def labels_enqueue(label_ids: Iterable[int], *, countdown: float | None = None) -> None:
+def labels_enqueue(
+    label_ids: Iterable[int], *, countdown: float | None = None, size: int | None = None
+) -> None:
     """Send the tasks once the rows they name are committed, over one broker connection:
-    LABEL_BATCH_SIZE labels to a message."""
+    `size` labels to a message (LABEL_BATCH_SIZE unless said)."""
     label_ids = list(label_ids)
     if not label_ids:
         return
-    size = max(1, settings.LABEL_BATCH_SIZE)
+    size = max(1, size or settings.LABEL_BATCH_SIZE)
     batches = [label_ids[start : start + size] for start in range(0, len(label_ids), size)]
 
     def send():
