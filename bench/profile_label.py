@@ -6,7 +6,7 @@
 
 PostgreSQL (database bench_profile, recreated) + Redis (db 13, its own queue `bench-profile`:
 nothing is flushed, so it may run beside bench/pipeline.py). Two drains of the same number of
-labels, each single-threaded:
+labels, each single-threaded, LABEL_BATCH_SIZE labels to a message as the dispatch sends them:
 
 1. in-process: the task function called directly (no Celery, no broker), CPU by thread_time;
 2. a real Celery worker (thread pool, concurrency 1) under `py-spy record` (needs py-spy in
@@ -147,6 +147,14 @@ def make_labels(n: int, prefix: str):
         return labels_bulk(items, version=version, model="cope-latest", enqueued_at=timezone.now())
 
 
+def batches(ids: list[int]) -> list[list[int]]:
+    """LABEL_BATCH_SIZE labels to a message, as the dispatch sends them."""
+    from django.conf import settings
+
+    size = max(1, settings.LABEL_BATCH_SIZE)
+    return [ids[start : start + size] for start in range(0, len(ids), size)]
+
+
 def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser()
@@ -212,8 +220,8 @@ def main() -> None:
         own_backend = cur.fetchone()[0]
     b0 = cpu.process_cpu(own_backend, children=False)
     t0, w0 = time.thread_time(), time.monotonic()
-    for label in labels[1:]:
-        tasks.label_fetch_task(label.pk)
+    for batch in batches([label.pk for label in labels[1:]]):
+        tasks.label_fetch_batch_task(batch)
     inproc_ms = (time.thread_time() - t0) * 1000 / n
     inproc_wall = (time.monotonic() - w0) * 1000 / n
     inproc_pg = (cpu.process_cpu(own_backend, children=False) - b0) * 1000 / n
@@ -262,8 +270,10 @@ def main() -> None:
             c0, w0 = cpu.process_cpu(worker.pid), time.monotonic()
             ids = [label.pk for label in labels[1:]]
             with tasks.label_fetch_task.app.producer_or_acquire() as producer:
-                for label_id in ids:
-                    tasks.label_fetch_task.apply_async((label_id,), queue=QUEUE, producer=producer)
+                for batch in batches(ids):
+                    tasks.label_fetch_batch_task.apply_async(
+                        (batch,), queue=QUEUE, producer=producer
+                    )
             while Label.objects.filter(pk__in=ids, status=Label.Status.DONE).count() < n:
                 time.sleep(0.05)
             worker_ms = (cpu.process_cpu(worker.pid) - c0) * 1000 / n
