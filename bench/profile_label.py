@@ -239,7 +239,9 @@ def main() -> None:
         worker_args = [
             sys.executable,
             *("-m", "celery", "-A", "config", "worker", "--pool", "threads"),
-            *("--concurrency", str(args.concurrency), "--loglevel", "WARNING", "-Q", QUEUE),
+            *("--concurrency", str(args.concurrency), "--loglevel", "WARNING"),
+            # Labels a batch hands back (to threads left waiting) go to the labels queue.
+            *("-Q", f"{QUEUE},labels"),
             *("--without-gossip", "--without-mingle", "-n", f"p{time.monotonic_ns()}@%h"),
         ]
         worker = subprocess.Popen(
