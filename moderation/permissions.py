@@ -28,15 +28,24 @@ def can_review_escalated(user) -> bool:
 
 def reviewer_source_ids(user) -> frozenset[int] | None:
     """The sources a reviewer may review; None means all (admins, and reviewers with no
-    source restriction)."""
+    source restriction).
+
+    Read once per user object, as Django keeps a user's permissions (`_perm_cache`): a page
+    asks for it several times (the queue page four), and request.user lives for one request.
+    An admin changes a reviewer's sources in a request of their own."""
     if user.is_staff:
         return None
+    try:
+        return user._reviewer_source_ids
+    except AttributeError:
+        pass
     ids = frozenset(
         ReviewerSettings.sources.through.objects.filter(
             reviewersettings__user_id=user.pk
         ).values_list("source_id", flat=True)
     )
-    return ids or None
+    user._reviewer_source_ids = ids or None
+    return user._reviewer_source_ids
 
 
 def queue_value(queue_id: int) -> int | None:

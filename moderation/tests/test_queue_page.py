@@ -6,8 +6,10 @@ import ast
 from pathlib import Path
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
-from moderation.models import Decision, Item, MediaReveal
+from moderation.models import Decision, Item, MediaReveal, ReviewerSettings
 from moderation.selectors.queue import queue_figures_cache
 from moderation.services.claims import item_claim
 from moderation.services.decisions import decision_record, decision_undo
@@ -130,3 +132,29 @@ def test_the_break_prompt_says_revealed_and_counts_in_the_singular(client, revie
     prompt = html[html.index('id="break-prompt"') :].split("<form")[0]
     assert "You have revealed media on 1 item this shift." in " ".join(prompt.split())
     assert "reviewed" not in prompt
+
+
+def test_the_queue_page_reads_each_thing_once(client):
+    """A reviewer's sources were read four times a page, and labeling's banner (four
+    queries, the same for every reviewer) on every page: once a page, and once per process
+    every few seconds."""
+    mine, other = SourceFactory(), SourceFactory()
+    for n in range(30):
+        ItemFactory(source=mine if n % 2 else other)
+    reviewer = UserFactory()
+    ReviewerSettings.objects.create(user=reviewer).sources.set([mine])
+    client.force_login(reviewer)
+    with CaptureQueriesContext(connection) as first:
+        assert client.get("/").status_code == 200
+    with CaptureQueriesContext(connection) as second:
+        html = client.get("/").content.decode()
+    assert html.count('class="queue-row') == 15  # their source's items only
+
+    def reads(queries, table):
+        return sum(f'FROM "{table}"' in query["sql"] for query in queries.captured_queries)
+
+    assert reads(first, "moderation_reviewersettings_sources") == 1
+    assert reads(second, "moderation_reviewersettings_sources") == 1
+    assert reads(first, "labelers_dispatchheartbeat") == 1
+    assert reads(second, "labelers_dispatchheartbeat") == 0  # the banner, read a moment ago
+    assert len(second.captured_queries) <= 14

@@ -35,6 +35,7 @@ from moderation.selectors.golden import (
 from moderation.selectors.queue import (
     escalations_attach,
     queue_counts,
+    queue_figures_cache,
     queue_next,
     queue_nothing_next,
     queue_page,
@@ -125,8 +126,7 @@ def _queue(request: HttpRequest, filters: QueueFilter, *, title: str, tabs=True)
                 ("text", "Text only"),
             ],
             "now": timezone.now(),
-            "health": labeling_health(),
-            "stalled": labeling_stalled(),
+            **labeling_banner(),
             "filter_problems": problems,
             "search_max_length": SEARCH_MAX_LENGTH,
             # A tab per queue the reviewer is served, once there is more than the default.
@@ -141,6 +141,15 @@ def _queue(request: HttpRequest, filters: QueueFilter, *, title: str, tabs=True)
             "all_queues_url": replace(filters, queue=None).querystring() or "?",
         },
         status=400 if problems else 200,
+    )
+
+
+def labeling_banner() -> dict:
+    """What the queue page's banner says of labeling (four queries): the same for every
+    reviewer, read at most once per process every few seconds, as the queue's figures."""
+    return queue_figures_cache.get(
+        "labeling-banner",
+        lambda: {"health": labeling_health(), "stalled": labeling_stalled()},
     )
 
 
