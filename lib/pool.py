@@ -34,14 +34,10 @@ def threads_pool_ready(threads: int) -> None:
     _threads_pool, _waiting_since = (os.getpid(), threads), time.monotonic()
 
 
-def threads_waiting() -> int:
-    """Pool threads with no request of their own, neither running nor received and waiting
-    for a thread (each received request will take one); 0 outside a threads pool."""
-    return max(0, _unrequested())
-
-
 def _unrequested() -> int:
-    """Threads less requests received (negative: requests wait for threads)."""
+    """The pool's threads less the requests it received (running, or waiting for a thread):
+    above 0, that many threads wait for work; below, requests wait for threads; -1 outside
+    a threads pool."""
     if _threads_pool is None or _threads_pool[0] != os.getpid():
         return -1
     return _threads_pool[1] - len(worker_state.reserved_requests)
@@ -58,7 +54,7 @@ def task_ended() -> None:
 def threads_idle(seconds: float) -> bool:
     """Threads of this pool have waited for work for at least `seconds`."""
     global _waiting_since
-    if threads_waiting() == 0:
+    if _unrequested() <= 0:
         _waiting_since = None
         return False
     since = _waiting_since
