@@ -147,14 +147,6 @@ def make_labels(n: int, prefix: str):
         return labels_bulk(items, version=version, model="cope-latest", enqueued_at=timezone.now())
 
 
-def batches(ids: list[int]) -> list[list[int]]:
-    """LABEL_BATCH_SIZE labels to a message, as the dispatch sends them."""
-    from django.conf import settings
-
-    size = max(1, settings.LABEL_BATCH_SIZE)
-    return [ids[start : start + size] for start in range(0, len(ids), size)]
-
-
 def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser()
@@ -220,7 +212,7 @@ def main() -> None:
         own_backend = cur.fetchone()[0]
     b0 = cpu.process_cpu(own_backend, children=False)
     t0, w0 = time.thread_time(), time.monotonic()
-    for batch in batches([label.pk for label in labels[1:]]):
+    for batch in tasks.labels_batches([label.pk for label in labels[1:]]):
         tasks.label_fetch_batch_task(batch)
     inproc_ms = (time.thread_time() - t0) * 1000 / n
     inproc_wall = (time.monotonic() - w0) * 1000 / n
@@ -272,7 +264,7 @@ def main() -> None:
             c0, w0 = cpu.process_cpu(worker.pid), time.monotonic()
             ids = [label.pk for label in labels[1:]]
             with tasks.label_fetch_task.app.producer_or_acquire() as producer:
-                for batch in batches(ids):
+                for batch in tasks.labels_batches(ids):
                     tasks.label_fetch_batch_task.apply_async(
                         (batch,), queue=QUEUE, producer=producer
                     )

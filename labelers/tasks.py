@@ -16,7 +16,7 @@ from django.db import transaction
 from labelers import dispatch, fetch, shadow
 from labelers.dashboard_rollups import dashboard_rollups_refresh
 from labelers.guarded import api_key_refusals_forget
-from labelers.models import Reevaluation, RelabelRun, ShadowRun
+from labelers.models import Label, Reevaluation, RelabelRun, ShadowRun
 from labelers.quality.rollups import quality_rollups_refresh
 from lib import metrics, pool
 from lib.broker import queue_depth
@@ -80,14 +80,12 @@ def label_fetch_batch_task(label_ids: list[int]) -> int:
             if position and now - started > settings.LABEL_BATCH_SECONDS:
                 # Slow calls or throttle waits: the rest goes back in line rather than hold
                 # this task past its time limit.
-                fetch.labels_unclaim(rest, resent=True)
-                labels_enqueue([held.pk for held in rest])
+                _hand_back(rest)
                 return position
             if len(rest) > 1 and pool.threads_idle(IDLE_THREADS_SECONDS):
                 # The end of a backlog: threads beside this one would sit idle while this
                 # batch's last labels wait for it. Each goes back as a message of its own.
-                fetch.labels_unclaim(rest[1:], resent=True)
-                labels_enqueue([held.pk for held in rest[1:]], size=1)
+                _hand_back(rest[1:], size=1)
                 del labels[position + 1 :]
                 rest = rest[:1]
             if now - kept > keep_every:
@@ -109,6 +107,13 @@ def label_fetch_batch_task(label_ids: list[int]) -> int:
         fetch.labels_unclaim(labels[position:], resent=False)
         raise
     return len(labels)
+
+
+def _hand_back(labels: list[Label], *, size: int | None = None) -> None:
+    """A batch gives back claims it has not started and sends them again, `size` to a
+    message (labels_enqueue's)."""
+    fetch.labels_unclaim(labels, resent=True)
+    labels_enqueue([label.pk for label in labels], size=size)
 
 
 # While the broker holds work, a thread that finishes a task waits only for its next message
@@ -156,11 +161,9 @@ def labels_enqueue(
 ) -> None:
     """Send the tasks once the rows they name are committed, over one broker connection:
     `size` labels to a message (LABEL_BATCH_SIZE unless said)."""
-    label_ids = list(label_ids)
-    if not label_ids:
+    batches = labels_batches(list(label_ids), size=size)
+    if not batches:
         return
-    size = max(1, size or settings.LABEL_BATCH_SIZE)
-    batches = [label_ids[start : start + size] for start in range(0, len(label_ids), size)]
 
     def send():
         with label_fetch_task.app.producer_or_acquire() as producer:
@@ -172,6 +175,12 @@ def labels_enqueue(
                 task.apply_async(args, countdown=countdown, producer=producer)
 
     transaction.on_commit(send)
+
+
+def labels_batches(label_ids: list[int], *, size: int | None = None) -> list[list[int]]:
+    """The labels `size` to a message (LABEL_BATCH_SIZE unless said), in order."""
+    size = max(1, size or settings.LABEL_BATCH_SIZE)
+    return [label_ids[start : start + size] for start in range(0, len(label_ids), size)]
 
 
 def labels_resume_waiting_key() -> int:
